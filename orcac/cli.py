@@ -1,0 +1,112 @@
+"""The `orcac` command line.
+
+Each subcommand's implementation is imported only when it runs, so `orcac check` and
+`orcac fmt` never pay for torch, transformers, litellm or duckdb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from orcac import __version__
+from orcac.errors import OrcacError
+
+# subcommand -> "module:function"; the function takes the parsed args and returns an exit code.
+COMMANDS = {
+    "check": "orcac.compiler.commands:check",
+    "fmt": "orcac.compiler.commands:fmt",
+    "plan": "orcac.compiler.commands:plan",
+    "schema": "orcac.compiler.commands:schema",
+    "build": "orcac.runtime.build:command",
+    "export": "orcac.runtime.export:command",
+    "train": "orcac.runtime.train:command",
+    "eval": "orcac.runtime.evaluate:command",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orcac",
+        description="Compile .orca specs into reviewed plans, build prompt-erased data, train and evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"orcac {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="report every problem in a spec")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("fmt", help="rewrite specs in canonical layout (comments kept)")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; write nothing")
+
+    p = sub.add_parser("plan", help="compile a spec into its plan file")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
+
+    p = sub.add_parser("schema", help="print the JSON Schema of plan files")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    p = sub.add_parser("build", help="run the teacher jobs and write prompt-erased records")
+    _add_run_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print calls, prompt tokens and cost; call nothing")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N examples per task (a quick look)")
+    p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
+
+    p = sub.add_parser("export", help="write the training records as JSONL, Parquet or a HF dataset")
+    _add_run_args(p)
+    p.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
+    p.add_argument("-o", "--output", required=True, help="file (jsonl, parquet) or directory (hf)")
+    p.add_argument("--split", choices=["train", "holdout"], default="train")
+
+    p = sub.add_parser("train", help="fine-tune the student, stage by stage")
+    _add_run_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke runs)")
+
+    p = sub.add_parser("eval", help="score base and trained student on held-out examples")
+    _add_run_args(p)
+    p.add_argument(
+        "--models",
+        default="base,trained",
+        help="comma-separated: base, trained, teacher (default: base,trained)",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
+    return parser
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="a .orca spec or a .plan.yaml plan")
+    p.add_argument("--db", help="DuckDB file (default: .orca/<spec>.duckdb next to the plan)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices online
+    args = build_parser().parse_args(argv)
+    module_name, function_name = COMMANDS[args.command].split(":")
+    try:
+        command = getattr(importlib.import_module(module_name), function_name)
+        return int(command(args) or 0)
+    except OrcacError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: everything finished so far is saved; run the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as error:  # a bug in orcac, not in the user's input
+        if os.environ.get("ORCAC_DEBUG"):
+            raise
+        print(f"internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print("  this is a bug in orcac; run again with ORCAC_DEBUG=1 for the traceback", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

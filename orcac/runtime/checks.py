@@ -1,0 +1,135 @@
+"""Scoring a model's answer: acceptance checks against the gold, and strategy adherence.
+
+One module serves three callers so they can never disagree: `orcac build` keeps a
+teacher answer only if `check_answer` accepts it, the probe scores each candidate
+strategy with it, and `orcac eval` scores the student with it. Pure Python, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from orcac.specs.plan import AdherenceRule, CheckRule
+
+# "Answer: 42", "Final answer: 42", "**Answer:** 42"
+_ANSWER_LINE = re.compile(r"^[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*[:：]\s*[*_]*\s*(.*?)\s*$", re.I | re.M)
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?\.\d+", re.I)
+_EDGE_PUNCT = "\"'`*_.,;:!?()[]{} \t"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str  # "accepted", or the first check that failed, e.g. "truncated", "contains"
+
+
+def normalise(text: str) -> str:
+    """Casefolded, whitespace collapsed, surrounding quotes and punctuation stripped.
+
+    >>> normalise('  "Yes."  ')
+    'yes'
+    """
+    return " ".join(text.casefold().split()).strip(_EDGE_PUNCT)
+
+
+def extract_answer(text: str) -> str:
+    """The final answer: the last "Answer:" line if there is one, else the last non-empty line.
+
+    >>> extract_answer("Step 1: 2 + 2 = 4.\\nAnswer: 4")
+    '4'
+    >>> extract_answer("The cat is in the box.")
+    'The cat is in the box.'
+    """
+    found = [m.group(1) for m in _ANSWER_LINE.finditer(text) if m.group(1).strip()]
+    if found:
+        return found[-1].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def parse_number(text: str) -> float | None:
+    """The last number in `text` ("1,234.5" reads as 1234.5), or None.
+
+    >>> parse_number("so the total is $1,250.")
+    1250.0
+    """
+    numbers = _NUMBER.findall(text)
+    if not numbers:
+        return None
+    try:
+        return float(numbers[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def passes(rule: CheckRule, text: str, gold: str | None) -> bool:
+    """Whether one check holds. Checks that need a gold fail when there is none."""
+    if rule.kind == "nonempty":
+        return bool(text.strip())
+    if rule.kind == "regex":
+        return re.search(rule.pattern or "", text, re.M) is not None
+    if gold is None:
+        return False
+    if rule.kind == "contains":
+        wanted = normalise(gold)
+        return bool(wanted) and wanted in " ".join(text.casefold().split())
+    if rule.kind == "exact":
+        return normalise(extract_answer(text)) == normalise(gold)
+    if rule.kind == "numeric":
+        got, want = parse_number(extract_answer(text)), parse_number(gold)
+        if got is None or want is None:
+            return False
+        return math.isclose(got, want, rel_tol=0.0, abs_tol=rule.tolerance or 1e-9)
+    raise ValueError(f"unknown check kind {rule.kind!r}")
+
+
+def check_answer(
+    text: str | None,
+    finish_reason: str | None,
+    gold: str | None,
+    rules: Iterable[CheckRule],
+    *,
+    allow_truncated: bool = False,
+) -> Verdict:
+    """Accept an answer only if it is complete, non-empty and passes every rule.
+
+    >>> from orcac.specs.plan import CheckRule
+    >>> check_answer("Answer: 4", "stop", "4", [CheckRule(kind="numeric")])
+    Verdict(accepted=True, reason='accepted')
+    >>> check_answer("Answer: 4", "length", "4", [CheckRule(kind="numeric")])
+    Verdict(accepted=False, reason='truncated')
+    """
+    if finish_reason == "length" and not allow_truncated:
+        return Verdict(False, "truncated")
+    if not text or not text.strip():
+        return Verdict(False, "empty")
+    for rule in rules:
+        if not passes(rule, text, gold):
+            return Verdict(False, rule.kind)
+    return Verdict(True, "accepted")
+
+
+def adheres(text: str, rules: Iterable[AdherenceRule]) -> tuple[bool, list[str]]:
+    """Whether an answer has its strategy's form; returns the descriptions of rules it breaks.
+
+    >>> from orcac.specs.plan import AdherenceRule
+    >>> adheres("1. think\\nAnswer: 3", [AdherenceRule(kind="regex", pattern=r"^Answer:", description="answer line")])
+    (True, [])
+    """
+    broken = []
+    words = len(text.split())
+    for rule in rules:
+        if rule.kind == "regex":
+            ok = re.search(rule.pattern or "", text, re.M | re.S) is not None
+        elif rule.kind == "max_words":
+            ok = words <= (rule.value or 0)
+        elif rule.kind == "min_words":
+            ok = words >= (rule.value or 0)
+        else:
+            raise ValueError(f"unknown adherence kind {rule.kind!r}")
+        if not ok:
+            broken.append(rule.description)
+    return not broken, broken
