@@ -176,7 +176,8 @@ def _read_sql(source: SourcePlan, root: Path) -> tuple[list[dict], list[str]]:
         # Relative paths in the query resolve against the plan's directory, without chdir
         # (which would change the whole process's working directory).
         con.execute("SET file_search_path = ?", [str(root.resolve())])
-        table = arrow_table(con.execute(source.query or ""))
+        con.execute("SET threads = 1")  # one thread: the same row order on every machine
+        table = arrow_table(con, source.query or "")
     except duckdb.Error as error:
         raise ValueError(f"the query failed: {error}") from None
     finally:
@@ -184,9 +185,10 @@ def _read_sql(source: SourcePlan, root: Path) -> tuple[list[dict], list[str]]:
     return table.to_pylist(), list(table.column_names)
 
 
-def arrow_table(result):
-    """A DuckDB result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `fetch_arrow_table` before)."""
-    method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+def arrow_table(con, sql: str, params: list | None = None):
+    """A query's result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `arrow` before)."""
+    relation = con.sql(sql, params=params or None)
+    method = getattr(relation, "to_arrow_table", None) or relation.arrow
     return method()
 
 

@@ -103,3 +103,15 @@ def write_plan(root: Path, plan: Plan, name: str = "spec.plan.yaml") -> Path:
     path = root / name
     path.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
     return path
+
+
+def arith_answer(body: dict) -> str:
+    """A loopback responder that solves 'What is X plus Y?' step by step."""
+    import re
+
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    match = re.search(r"What is (\d+) plus (\d+)\?", user)
+    if not match:
+        return "I do not know."
+    x, y = int(match.group(1)), int(match.group(2))
+    return f"First take {x}, then add {y}.\nAnswer: {x + y}"

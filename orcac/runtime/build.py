@@ -1,0 +1,436 @@
+"""`orcac build`: teacher jobs for every train example, checked, erased, stored in DuckDB.
+
+    plan ─▶ examples (per task) ─▶ items (example × strategy ─▶ content-addressed job)
+         ─▶ answered before? reuse the stored response : run it (teachers.run_jobs)
+         ─▶ check (orcac.runtime.checks) ─▶ record (system = erase message) ─▶ erasure audit
+
+Resuming is the same command: a job whose answer is stored is never sent again, so a build
+killed at any moment (Ctrl-C, kill -9) redoes only what it had not flushed, and a finished
+build re-run makes zero calls. Jobs that failed for good (after retries) are sent again by
+the next build. Outcomes are written in batches (every FLUSH_EVERY outcomes or FLUSH_SECONDS),
+each batch in one transaction: response, verdict and record together.
+
+Checks and records are recomputed from stored responses on every build (cheap, no calls), so a
+changed check rule or erase message takes effect without paying for answers again; records
+that the current plan no longer produces (another strategy, a removed task) are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import platform
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from orcac.errors import OrcacError
+from orcac.runtime.checks import check_answer
+from orcac.runtime.erasure import audit, raise_on_leaks, record_id
+from orcac.runtime.examples import Example, RenderProblem, materialize
+from orcac.runtime.progress import BuildProgress, Tally, summary_table
+from orcac.runtime.store import Store, default_path
+from orcac.runtime.teachers import Job, Outcome, make_job
+from orcac.specs.plan import Plan, TaskPlan
+
+FLUSH_EVERY = 1000
+FLUSH_SECONDS = 1.0
+
+
+# ---- loading the plan ---------------------------------------------------------------------
+
+
+def load(spec: str) -> tuple[Plan, Path, str]:
+    """(plan, root, stem) for a .orca spec (compiled) or a written plan file (.plan.yaml)."""
+    path = Path(spec)
+    stem = path.name.split(".")[0]
+    if not path.is_file():
+        raise OrcacError(f"{spec}: no such file")
+    if path.suffix in (".yaml", ".yml", ".plan", ".json"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            plan = Plan.model_validate(data)
+        except Exception as error:
+            first = " ".join(str(error).split())[:300]
+            raise OrcacError(f"{spec}: not a valid plan: {first}", hint="regenerate it with `orcac plan`") from None
+        return plan, path.parent, stem
+    from orcac import compiler
+
+    loaded = compiler.load_plan(path)  # type: ignore[attr-defined]
+    plan = loaded[0] if isinstance(loaded, tuple) else loaded
+    return plan, path.parent, stem
+
+
+def db_path(args, root: Path, stem: str) -> Path:
+    return Path(args.db) if getattr(args, "db", None) else default_path(root, stem)
+
+
+# ---- items: one example answered under one strategy -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    task: str
+    strategy: str
+    row_index: int
+    prompt: str
+    gold: str | None
+    job: Job
+    record_id: str
+
+
+def items_for_task(plan: Plan, task: TaskPlan, examples: list[Example], strategy: str) -> list[Item]:
+    """The teacher jobs for a task's train examples under one strategy (the probe's seam too)."""
+    if strategy == task.strategy and task.system is not None:
+        system = task.system
+    else:
+        system = plan.strategies[strategy].system
+    teacher = plan.teachers[task.teacher]
+    items = []
+    for example in examples:
+        if example.split != "train":
+            continue
+        job = make_job(teacher, ({"role": "system", "content": system}, {"role": "user", "content": example.prompt}))
+        items.append(
+            Item(task.name, strategy, example.row_index, example.prompt, example.gold, job,
+                 record_id(task.name, example.row_index, job.id))
+        )
+    return items
+
+
+@dataclass
+class Work:
+    """Everything a build does, computed from the plan before anything is called."""
+
+    examples: dict[str, list[Example]]
+    items: list[Item]  # what this build answers (after --limit)
+    keep: list[str]  # record ids the plan produces (before --limit): the rest are stale
+    skipped: list[str]  # notes for tasks left out
+    problems: list[RenderProblem]
+
+
+def plan_work(plan: Plan, root: Path, *, limit: int | None = None) -> Work:
+    examples: dict[str, list[Example]] = {}
+    items: list[Item] = []
+    keep: list[str] = []
+    skipped: list[str] = []
+    problems: list[RenderProblem] = []
+    for name, task in sorted(plan.tasks.items()):
+        if task.strategy is None:
+            skipped.append(f"task {name}: skipped: its strategy probe has not been decided yet")
+            continue
+        examples[name] = materialize(plan, root, name, report=problems.append)
+        task_items = items_for_task(plan, task, examples[name], task.strategy)
+        keep += [i.record_id for i in task_items]
+        items += task_items[:limit] if limit is not None else task_items
+    return Work(examples, items, keep, skipped, problems)
+
+
+# ---- rows for the store ------------------------------------------------------------------------
+
+
+def _examples_table(examples: dict[str, list[Example]]) -> pa.Table:
+    flat = [e for task in examples.values() for e in task]
+    return pa.table({
+        "task": [e.task for e in flat],
+        "row_index": pa.array([e.row_index for e in flat], pa.int64()),
+        "split": [e.split for e in flat],
+        "probe": [e.probe for e in flat],
+        "prompt": [e.prompt for e in flat],
+        "gold": pa.array([e.gold for e in flat], pa.string()),
+    })
+
+
+class Rows:
+    """Column lists for jobs, responses, checks and records, turned into Arrow tables at once."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.jobs: dict[str, list] = defaultdict(list)
+        self.responses: dict[str, list] = defaultdict(list)
+        self.checks: dict[str, list] = defaultdict(list)
+        self.records: dict[str, list] = defaultdict(list)
+
+    def job(self, item: Item, status: str, attempts: int, error: str | None) -> None:
+        j = self.jobs
+        j["job_id"].append(item.job.id)
+        j["task"].append(item.task)
+        j["strategy"].append(item.strategy)
+        j["row_index"].append(item.row_index)
+        j["teacher"].append(item.job.teacher)
+        j["model"].append(self.plan.teachers[item.job.teacher].model)
+        j["messages"].append(json.dumps(item.job.messages, ensure_ascii=False))
+        j["status"].append(status)
+        j["attempts"].append(attempts)
+        j["error"].append(error)
+
+    def response(self, o: Outcome) -> None:
+        r = self.responses
+        r["job_id"].append(o.job_id)
+        r["text"].append(o.text)
+        r["finish_reason"].append(o.finish_reason)
+        r["prompt_tokens"].append(o.prompt_tokens)
+        r["completion_tokens"].append(o.completion_tokens)
+        r["cost"].append(float(o.cost))
+        r["latency_s"].append(float(o.latency_s))
+        r["model"].append(o.model)
+        r["attempts"].append(o.attempts)
+
+    def verdict(self, item: Item, accepted: bool, reason: str, text: str | None) -> None:
+        c = self.checks
+        c["item_id"].append(item.record_id)
+        c["job_id"].append(item.job.id)
+        c["task"].append(item.task)
+        c["strategy"].append(item.strategy)
+        c["row_index"].append(item.row_index)
+        c["accepted"].append(accepted)
+        c["reason"].append(reason)
+        if accepted:
+            task = self.plan.tasks[item.task]
+            r = self.records
+            r["record_id"].append(item.record_id)
+            r["task"].append(item.task)
+            r["strategy"].append(item.strategy)
+            r["split"].append("train")
+            r["row_index"].append(item.row_index)
+            r["system"].append(self.plan.erase[task.erase].system)
+            r["user"].append(item.prompt)
+            r["assistant"].append(text)
+            r["teacher"].append(task.teacher)
+            r["gold"].append(item.gold)
+            r["job_id"].append(item.job.id)
+
+    def tables(self) -> dict[str, pa.Table]:
+        out = {}
+        for name in ("jobs", "responses", "checks", "records"):
+            columns = getattr(self, name)
+            if columns:
+                # A column of only None (no errors yet, say) has no type to infer: make it text.
+                out[name] = pa.table({
+                    k: pa.array(v, None if any(x is not None for x in v) else pa.string())
+                    for k, v in columns.items()
+                })
+        return out
+
+
+# ---- the build ---------------------------------------------------------------------------------
+
+
+def verdict_for(plan: Plan, item: Item, text: str | None, finish_reason: str | None):
+    task = plan.tasks[item.task]
+    return check_answer(text, finish_reason, item.gold, task.accept, allow_truncated=task.allow_truncated)
+
+
+def _plan_sha256(plan: Plan) -> str:
+    return hashlib.sha256(plan.model_dump_json().encode()).hexdigest()
+
+
+def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    if not job_ids:
+        return {}
+    wanted = pa.table({"job_id": pa.array(sorted(set(job_ids)), pa.string())})
+    found = store.query(
+        "SELECT r.job_id, r.text, r.finish_reason FROM responses r JOIN wanted USING (job_id)", wanted=wanted
+    )
+    return dict(zip(found.column("job_id").to_pylist(),
+                    zip(found.column("text").to_pylist(), found.column("finish_reason").to_pylist())))
+
+
+def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
+    seen: set[str] = set()
+    for item in items:
+        if item.job.id not in answered and item.job.id not in seen:
+            seen.add(item.job.id)
+            yield item.job
+
+
+def dry_run(plan: Plan, work: Work, answered: dict) -> int:
+    by_task: dict[str, list[Item]] = defaultdict(list)
+    for item in work.items:
+        by_task[item.task].append(item)
+    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
+    totals = [0, 0, 0, 0, 0.0]
+    unknown = False
+    for name, items in sorted(by_task.items()):
+        pending = {i.job.id: i for i in items if i.job.id not in answered}
+        tokens = sum(sum(len(m["content"]) for m in i.job.messages) // 4 for i in pending.values())
+        estimate = plan.estimate.tasks.get(name)
+        if estimate is not None and estimate.cost is not None and estimate.calls:
+            cost: float | None = estimate.cost / estimate.calls * len(pending)
+        else:
+            cost = None
+            unknown = unknown or bool(pending)
+        shown = "unknown" if cost is None else f"${cost:,.4f}"
+        cached = len(items) - sum(1 for i in items if i.job.id in pending)
+        print(f"{name:<24} {len(items):>8} {cached:>7} {len(pending):>7} {tokens:>14,} {shown:>10}")
+        for k, v in enumerate((len(items), cached, len(pending), tokens, cost or 0.0)):
+            totals[k] += v
+    total_cost = "unknown" if unknown and not totals[4] else f"${totals[4]:,.4f}" + (" + unknown" if unknown else "")
+    print(f"{'total':<24} {totals[0]:>8} {totals[1]:>7} {totals[2]:>7} {totals[3]:>14,} {total_cost:>10}")
+    print("dry run: nothing was called")
+    return 0
+
+
+def command(args) -> int:
+    plan, root, stem = load(args.spec)
+    work = plan_work(plan, root, limit=getattr(args, "limit", None))
+    for note in work.skipped:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in work.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    path = db_path(args, root, stem)
+    if getattr(args, "dry_run", False):
+        answered = {}
+        if path.exists():
+            with Store.open(path, read_only=True) as store:
+                answered = _stored_answers(store, [i.job.id for i in work.items])
+        return dry_run(plan, work, answered)
+    with Store.open(path) as store:
+        result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: room for the whole table
+    console.print(summary_table(result.tallies, result.elapsed))
+    failed = sum(sum(t.failed.values()) for t in result.tallies.values())
+    if failed:
+        print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
+    raise_on_leaks(result.leaks)
+    return 0
+
+
+@dataclass
+class BuildResult:
+    tallies: dict[tuple[str, str], Tally]
+    elapsed: float
+    calls: int
+    leaks: list
+
+
+def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: bool = True) -> BuildResult:
+    """Reuse stored answers, run the rest, write everything; returns counts and the audit's leaks."""
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex
+    import duckdb
+
+    from orcac import __version__
+
+    store.execute(
+        "INSERT INTO runs (run_id, plan_sha256, orcac_version, python, duckdb_version, started, status) "
+        "VALUES (?, ?, ?, ?, ?, now(), 'running')",
+        [run_id, _plan_sha256(plan), __version__, platform.python_version(), duckdb.__version__],
+    )
+    tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    by_job: dict[str, list[Item]] = defaultdict(list)
+    for item in work.items:
+        by_job[item.job.id].append(item)
+        tallies[(item.task, item.strategy)].items += 1
+
+    # Settle what earlier builds answered: verdicts and records from the stored text.
+    answered = _stored_answers(store, list(by_job))
+    settled = Rows(plan)
+    for item in work.items:
+        if item.job.id in answered:
+            text, finish = answered[item.job.id]
+            verdict = verdict_for(plan, item, text, finish)
+            settled.verdict(item, verdict.accepted, verdict.reason, text)
+            tally = tallies[(item.task, item.strategy)]
+            tally.cached += 1
+            if verdict.accepted:
+                tally.accepted += 1
+            else:
+                tally.rejected[verdict.reason] += 1
+    pending = list(unique_jobs(work.items, answered))
+    for job in pending:
+        settled.job(by_job[job.id][0], "pending", 0, None)
+    keep = pa.table({"record_id": pa.array(work.keep, pa.string())})
+    keep_checks = pa.table({"item_id": pa.array(work.keep, pa.string())})
+    store.write(
+        {"examples": _examples_table(work.examples), **settled.tables()},
+        delete=[("records", "record_id", keep), ("checks", "item_id", keep_checks)],
+    )
+
+    display = BuildProgress(len(pending), live=None if progress else False)
+    status = "failed"
+    calls = 0
+    try:
+        if pending:
+            calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
+        status = "ok"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.execute(
+            "UPDATE runs SET ended = now(), status = ?, calls = ?, cost = ? WHERE run_id = ?",
+            [status, calls, sum(t.cost for t in tallies.values()), run_id],
+        )
+    leaks = audit(plan, store)
+    return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
+
+
+def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:
+    from orcac.runtime.teachers import run_jobs
+
+    def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
+        rows = Rows(plan)
+        for outcome, verdicts in batch:
+            items = by_job[outcome.job_id]
+            rows.job(items[0], outcome.status, outcome.attempts, outcome.error)
+            if outcome.status == "ok":
+                rows.response(outcome)
+                for item, verdict in zip(items, verdicts):
+                    rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
+        return rows.tables()
+
+    from orcac.runtime.store import Flusher
+
+    flusher = Flusher(store, convert, every=FLUSH_EVERY, seconds=FLUSH_SECONDS)
+    count = 0
+
+    def on_outcome(outcome: Outcome) -> None:
+        nonlocal count
+        count += 1
+        items = by_job[outcome.job_id]
+        reason = (outcome.error or "failed").split(":")[0] if outcome.status == "failed" else None
+        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
+                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        verdicts = []
+        now = time.monotonic() - started
+        for n, item in enumerate(items):
+            tally = tallies[(item.task, item.strategy)]
+            tally.calls += 1
+            tally.last_s = now
+            if n == 0:  # tokens and cost once per call, not once per item sharing it
+                tally.prompt_tokens += outcome.prompt_tokens
+                tally.completion_tokens += outcome.completion_tokens
+                tally.cost += outcome.cost
+            if reason:
+                tally.failed[reason] += 1
+                continue
+            verdict = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            verdicts.append(verdict)
+            display.verdict(verdict.accepted)
+            if verdict.accepted:
+                tally.accepted += 1
+            else:
+                tally.rejected[verdict.reason] += 1
+        flusher.add((outcome, verdicts))
+
+    display.start()
+    try:
+        asyncio.run(run_jobs(plan.teachers, pending, on_outcome, root=root))
+    finally:
+        display.stop()
+        flusher.close()
+    return count

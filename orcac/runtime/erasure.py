@@ -1,0 +1,114 @@
+"""Prompt erasure: records carry the generic erase message, never the strategy's instruction.
+
+A record is (system = the task's erase message, user = the rendered prompt, assistant = the
+teacher's answer). `audit` runs at the end of every build over every stored record: each
+*distinctive* sentence of every strategy's system text is searched (case and whitespace
+insensitive) in the records' `system` and `user` fields; a hit fails the build.
+
+The assistant field is not audited: a teacher that writes "let's think step by step" in its
+answer teaches the student a behaviour, which is the point; what must not survive is the
+instruction in the prompt the student is trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from orcac.errors import OrcacError
+from orcac.specs.plan import Plan
+
+MIN_WORDS = 4  # shorter sentences ("Be concise.") are too generic to prove a leak
+MIN_CHARS = 20
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def record_id(task: str, row_index: int, job_id: str) -> str:
+    """Stable id of the record (and of its check) for one task row answered by one job."""
+    return hashlib.sha256(f"{task}\x1f{row_index}\x1f{job_id}".encode()).hexdigest()[:32]
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def distinctive_sentences(text: str, erase_texts: list[str]) -> list[str]:
+    """Normalised sentences of an instruction worth searching for.
+
+    >>> distinctive_sentences("Be brief. Think through the problem step by step.\\nAnswer: <n>", [])
+    ['think through the problem step by step.']
+    """
+    erased = [normalise(e) for e in erase_texts]
+    found = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = normalise(sentence)
+        if len(sentence.split()) < MIN_WORDS or len(sentence) < MIN_CHARS:
+            continue
+        if any(sentence in e for e in erased):
+            continue
+        if sentence not in found:
+            found.append(sentence)
+    return found
+
+
+@dataclass(frozen=True)
+class Leak:
+    strategy: str
+    sentence: str
+    field: str
+    record_ids: tuple[str, ...]
+    count: int
+
+
+def audit(plan: Plan, store) -> list[Leak]:
+    """Every (strategy sentence, field) found in a stored record; empty when erasure holds."""
+    erase_texts = [e.system for e in plan.erase.values()]
+    rows = [
+        (name, sentence)
+        for name, strategy in sorted(plan.strategies.items())
+        for sentence in distinctive_sentences(strategy.system, erase_texts)
+    ]
+    # Task systems that do not come from a named strategy (resolved text) are audited too.
+    for task in plan.tasks.values():
+        if task.system and not any(task.system == s.system for s in plan.strategies.values()):
+            rows += [(f"{task.name}'s system", s) for s in distinctive_sentences(task.system, erase_texts)]
+    if not rows:
+        return []
+    sentences = pa.table({"strategy": [r[0] for r in rows], "sentence": [r[1] for r in rows]})
+    found = store.query(
+        """
+        WITH norm AS (
+            SELECT record_id,
+                   lower(regexp_replace(system, '\\s+', ' ', 'g')) AS system,
+                   lower(regexp_replace("user", '\\s+', ' ', 'g')) AS "user"
+            FROM records
+        ), hits AS (
+            SELECT s.strategy, s.sentence, 'system' AS field, n.record_id
+            FROM norm n JOIN sentences s ON contains(n.system, s.sentence)
+            UNION ALL
+            SELECT s.strategy, s.sentence, 'user' AS field, n.record_id
+            FROM norm n JOIN sentences s ON contains(n."user", s.sentence)
+        )
+        SELECT strategy, sentence, field, list(record_id ORDER BY record_id)[1:5] AS ids, count(*) AS n
+        FROM hits GROUP BY ALL ORDER BY strategy, sentence, field
+        """,
+        sentences=sentences,
+    ).to_pylist()
+    return [Leak(r["strategy"], r["sentence"], r["field"], tuple(r["ids"]), r["n"]) for r in found]
+
+
+def raise_on_leaks(leaks: list[Leak]) -> None:
+    if not leaks:
+        return
+    first = leaks[0]
+    total = sum(leak.count for leak in leaks)
+    more = f" (and {len(leaks) - 1} more sentence/field pairs)" if len(leaks) > 1 else ""
+    raise OrcacError(
+        f"erasure audit failed: {total} record field(s) carry instruction text; strategy {first.strategy}'s "
+        f'sentence "{first.sentence}" is in the {first.field} of {first.count} record(s): '
+        f"{', '.join(first.record_ids)}{more}",
+        hint="the prompt template or erase message repeats the strategy's instruction; reword one of them",
+    )

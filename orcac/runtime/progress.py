@@ -1,0 +1,180 @@
+"""What the user sees during and after `orcac build`: a live display and a summary table.
+
+The live display (rich, on a terminal) shows jobs done/total, requests/s, tokens, cost so
+far, ETA and failures by reason; `--no-progress` or a non-terminal stderr gets a plain line
+every few seconds instead. Counts live in `Tally` objects keyed by (task, strategy), which the
+summary table at the end reads too.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+PLAIN_EVERY_S = 5.0
+
+
+@dataclass
+class Tally:
+    items: int = 0  # train examples sent (or reused) for this task and strategy
+    cached: int = 0  # answered by an earlier build: no call this time
+    calls: int = 0  # jobs answered or failed in this build
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)  # check reason -> count
+    failed: Counter = field(default_factory=Counter)  # failure reason -> count
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    last_s: float = 0.0  # seconds from the build's start to this task's last outcome
+
+
+def _money(value: float) -> str:
+    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class BuildProgress:
+    """Counts outcomes as they arrive (event-loop thread) and shows them (timer thread)."""
+
+    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.total = total  # calls to make in this build
+        self.done = 0
+        self.failed: Counter = Counter()
+        self.accepted = 0
+        self.rejected = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost = 0.0
+        self.started = time.monotonic()
+        self.live = self.console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._stop = threading.Event()
+        self._printer: threading.Thread | None = None
+
+    # ---- counting ---------------------------------------------------------------------
+
+    def outcome(self, *, failed_reason: str | None, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        self.done += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost += cost
+        if failed_reason:
+            self.failed[failed_reason] += 1
+
+    def verdict(self, accepted: bool) -> None:
+        if accepted:
+            self.accepted += 1
+        else:
+            self.rejected += 1
+
+    # ---- showing ----------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def line(self) -> str:
+        elapsed = self.elapsed()
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        parts = [
+            f"{self.done}/{self.total} jobs",
+            f"{rate:.1f} req/s",
+            f"{self.prompt_tokens + self.completion_tokens:,} tokens",
+            _money(self.cost),
+            f"ETA {_duration(eta)}" if eta is not None and self.done < self.total else f"{_duration(elapsed)}",
+            f"accepted {self.accepted}, rejected {self.rejected}",
+        ]
+        if self.failed:
+            parts.append("failed: " + ", ".join(f"{k} {v}" for k, v in self.failed.most_common()))
+        return " | ".join(parts)
+
+    def _render(self) -> Text:
+        share = self.done / self.total if self.total else 1.0
+        width = 30
+        filled = int(share * width)
+        bar = Text("━" * filled, style="green") + Text("━" * (width - filled), style="grey37")
+        return Text.assemble(bar, f" {share:4.0%} ", self.line())
+
+    def start(self) -> BuildProgress:
+        self.started = time.monotonic()
+        if self.total == 0:
+            return self
+        if self.live:
+            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+        else:
+            self._printer = threading.Thread(target=self._print_lines, name="orcac-progress", daemon=True)
+            self._printer.start()
+        return self
+
+    def _print_lines(self) -> None:
+        while not self._stop.wait(PLAIN_EVERY_S):
+            print(f"build: {self.line()}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self._printer is not None:
+            self._printer.join()
+            self._printer = None
+            print(f"build: {self.line()}", file=sys.stderr, flush=True)
+
+
+def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Table:
+    """One row per task and strategy: calls, accepted, rejected by reason, tokens, cost, time."""
+    table = Table(title=f"orcac build: {_duration(elapsed)}", title_justify="left")
+    for name, justify in [
+        ("task", "left"), ("strategy", "left"), ("examples", "right"), ("calls", "right"), ("cached", "right"),
+        ("accepted", "right"), ("rejected", "left"), ("failed", "left"), ("tokens", "right"),
+        ("cost", "right"), ("time", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    total = Tally()
+    for (task, strategy), t in sorted(tallies.items()):
+        table.add_row(
+            task, strategy, str(t.items), str(t.calls), str(t.cached), str(t.accepted),
+            _reasons(t.rejected), _reasons(t.failed), f"{t.prompt_tokens + t.completion_tokens:,}",
+            _money(t.cost), _duration(t.last_s),
+        )
+        total.items += t.items
+        total.calls += t.calls
+        total.cached += t.cached
+        total.accepted += t.accepted
+        total.rejected.update(t.rejected)
+        total.failed.update(t.failed)
+        total.prompt_tokens += t.prompt_tokens
+        total.completion_tokens += t.completion_tokens
+        total.cost += t.cost
+    if len(tallies) > 1:
+        table.add_section()
+        table.add_row(
+            "all", "", str(total.items), str(total.calls), str(total.cached), str(total.accepted),
+            _reasons(total.rejected), _reasons(total.failed), f"{total.prompt_tokens + total.completion_tokens:,}",
+            _money(total.cost), _duration(elapsed),
+        )
+    return table
+
+
+def _reasons(counter: Counter) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items())) or "0"

@@ -1,0 +1,224 @@
+"""The build's DuckDB file: one writer, bulk inserts through Arrow, one transaction per flush.
+
+    store = Store.open(root / ".orca" / "cautious.duckdb")
+    store.write({"responses": table, "records": table})   # one transaction, all or nothing
+
+Tables (created idempotently; primary keys are what make a resumed build write nothing twice):
+
+    runs       one row per `orcac build`: plan hash, versions, started/ended, status
+    examples   (task, row_index): split, probe flag, rendered prompt and gold
+    jobs       job_id (content-addressed request): task/strategy/row of its first use,
+               teacher, model, messages (JSON), status ok|failed, attempts, last error
+    responses  job_id: the teacher's text, finish reason, tokens, cost, latency, model
+    checks     item_id (task, row, job): accepted, reason
+    records    record_id (= item_id): the prompt-erased training rows
+
+Nothing here holds an API key: jobs keep messages and the model string, never call options.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from orcac.errors import OrcacError
+from orcac.runtime.sources import arrow_table
+
+SCHEMA: dict[str, str] = {
+    "runs": """
+        run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, orcac_version VARCHAR, python VARCHAR,
+        duckdb_version VARCHAR, started TIMESTAMP, ended TIMESTAMP, status VARCHAR,
+        calls BIGINT, cost DOUBLE""",
+    "examples": """
+        task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
+        PRIMARY KEY (task, row_index)""",
+    "jobs": """
+        job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
+        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
+    "responses": """
+        job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT,
+        completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER""",
+    "checks": """
+        item_id VARCHAR PRIMARY KEY, job_id VARCHAR, task VARCHAR, strategy VARCHAR, row_index BIGINT,
+        accepted BOOLEAN, reason VARCHAR""",
+    "records": """
+        record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
+        system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
+}
+
+def default_path(root: Path, stem: str) -> Path:
+    return root / ".orca" / f"{stem}.duckdb"
+
+
+class Store:
+    """The one connection that writes; use it from one thread at a time."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self.con = con
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False) -> Store:
+        path = Path(path)
+        if read_only and not path.exists():
+            raise OrcacError(f"no build database at {path}", hint="run `orcac build` first (or pass --db)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise OrcacError(
+                    f"{path} is in use by another orcac process", hint="wait for it to finish, or pass another --db"
+                ) from None
+            raise OrcacError(f"cannot open {path}: {error}") from None
+        con.execute("SET enable_progress_bar = false")  # stdout belongs to orcac
+        store = cls(con, path)
+        if not read_only:
+            with store._lock:
+                con.execute("BEGIN")
+                for name, body in SCHEMA.items():
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
+                con.execute("COMMIT")
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def write(self, tables: dict[str, pa.Table], *, delete: Iterable[tuple[str, str, pa.Table]] = ()) -> None:
+        """Upsert each Arrow table into its namesake, in one transaction.
+
+        `delete`: (table, key column, keys to keep) triples applied first: rows whose key is
+        not among the kept ones are removed (stale rows from an older plan).
+        """
+        with self._lock:
+            con = self.con
+            con.execute("BEGIN")
+            try:
+                for number, (table, key, keep) in enumerate(delete):
+                    view = f"_keep_{number}"
+                    con.register(view, keep)
+                    con.execute(f"DELETE FROM {table} WHERE {key} NOT IN (SELECT {key} FROM {view})")
+                    con.unregister(view)
+                for name, batch in tables.items():
+                    if batch.num_rows == 0:
+                        continue
+                    columns = ", ".join(f'"{c}"' for c in batch.column_names)
+                    view = f"_batch_{name}"
+                    con.register(view, batch)
+                    con.execute(f"INSERT OR REPLACE INTO {name} ({columns}) SELECT {columns} FROM {view}")
+                    con.unregister(view)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def append(self, name: str, batch: pa.Table) -> None:
+        """Plain bulk insert (no upsert): for fresh tables and benchmarks."""
+        with self._lock:
+            self.con.register("_append", batch)
+            columns = ", ".join(f'"{c}"' for c in batch.column_names)
+            self.con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM _append")
+            self.con.unregister("_append")
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        with self._lock:
+            self.con.execute(sql, params or [])
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None, **views: pa.Table) -> pa.Table:
+        """Run a query (with Arrow tables registered under the given names) as an Arrow table."""
+        with self._lock:
+            for name, table in views.items():
+                self.con.register(name, table)
+            try:
+                return arrow_table(self.con, sql, params)
+            finally:
+                for name in views:
+                    self.con.unregister(name)
+
+
+class Flusher:
+    """Buffers items and writes them every `every` items or `seconds`, on a thread of its own.
+
+    `convert(items) -> {table: arrow table}` turns a batch into one `Store.write` (one
+    transaction), so a process killed at any moment loses only the unflushed batch, which a
+    resumed build redoes. `add` is cheap and safe to call from the event loop.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        convert: Callable[[list], dict[str, pa.Table]],
+        *,
+        every: int = 1000,
+        seconds: float = 1.0,
+        on_flush: Callable[[list], None] | None = None,
+    ):
+        self.store = store
+        self.convert = convert
+        self.every = every
+        self.seconds = seconds
+        self.on_flush = on_flush
+        self._buffer: list = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._error: BaseException | None = None
+        self.flushed = 0
+        self._thread = threading.Thread(target=self._run, name="orcac-store-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, item) -> None:
+        if self._error is not None:
+            raise self._error
+        with self._cond:
+            self._buffer.append(item)
+            if len(self._buffer) >= self.every:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while True:
+            with self._cond:
+                while not self._closing and len(self._buffer) < self.every:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch, self._buffer = self._buffer, []
+                closing = self._closing
+            deadline = time.monotonic() + self.seconds
+            if batch:
+                try:
+                    self.store.write(self.convert(batch))
+                    self.flushed += len(batch)
+                    if self.on_flush:
+                        self.on_flush(batch)
+                except BaseException as error:  # surfaced to the caller by add() / close()
+                    self._error = error
+                    return
+            if closing:
+                return
+
+    def close(self) -> None:
+        """Write what is buffered and stop; re-raises a write error from the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
