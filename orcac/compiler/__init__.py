@@ -1,0 +1,141 @@
+"""The orcac compiler: .orca spec -> Plan.
+
+The passes, in order (each its own module):
+
+    load       read the spec and its imports (orcac/compiler/load.py)
+    to_spec    syntax blocks -> typed declarations (to_spec.py, used by resolve)
+    resolve    one Spec; names checked, defaults applied (resolve.py)
+    check      sources, templates, golds, holdouts, stages (check.py)
+    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py)
+
+`orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
+them all, reading whole sources. Every pass collects diagnostics; the first pass that
+ends with errors stops the pipeline and raises CompileError with all of them.
+
+Entry points for the rest of orcac: `compile_spec`, `load_plan`, `read_plan`,
+`dump_plan`, `plan_path_for`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orcac.compiler.diagnostics import CompileError, Diagnostic, Diagnostics
+from orcac.compiler.emit import dump_plan, read_plan
+from orcac.specs.plan import Plan
+
+__all__ = [
+    "PASSES",
+    "CompileError",
+    "Diagnostic",
+    "LoadedPlan",
+    "check_spec",
+    "diagnose",
+    "compile_spec",
+    "dump_plan",
+    "load_plan",
+    "plan_path_for",
+    "read_plan",
+    "write_plan",
+]
+
+PASSES = ("load", "to_spec", "resolve", "check", "lower")
+
+
+def plan_path_for(spec_path: str | Path) -> Path:
+    """Where `orcac plan` writes a spec's plan: x.orca -> x.plan.yaml beside it."""
+    p = Path(spec_path)
+    return p.with_name(p.name.removesuffix(".orca") + ".plan.yaml")
+
+
+def _front(path: Path, diags: Diagnostics, *, whole: bool):
+    from orcac.compiler.check import check
+    from orcac.compiler.load import load
+    from orcac.compiler.resolve import resolve
+
+    loaded = load(path, str(path), diags)
+    diags.raise_if_any()
+    spec = resolve(loaded, path, str(path), diags)  # to_spec runs per module inside resolve
+    diags.raise_if_any()
+    facts = check(spec, path.resolve().parent, diags, whole=whole)
+    diags.raise_if_any()
+    return loaded, spec, facts
+
+
+def diagnose(path: str | Path) -> Diagnostics:
+    """Every problem in a spec, reading only source headers, with the files' text."""
+    diags = Diagnostics()
+    try:
+        _front(Path(path), diags, whole=False)
+    except CompileError:
+        pass
+    return diags
+
+
+def check_spec(path: str | Path) -> list[Diagnostic]:
+    """Every problem in a spec, reading only source headers; [] when it is clean."""
+    return list(diagnose(path).items)
+
+
+def compile_spec(path: str | Path, output: str | Path | None = None) -> Plan:
+    """Compile a spec into its Plan. Paths in the plan are relative to `output`'s directory
+    (default: the plan file beside the spec); a probe decision in the plan already at
+    `output` is carried forward when its key still matches.
+
+    Raises CompileError (an OrcacError) carrying every diagnostic.
+    """
+    from orcac.compiler.lower import lower
+
+    path = Path(path)
+    out = Path(output) if output is not None else plan_path_for(path)
+    diags = Diagnostics()
+    loaded, spec, facts = _front(path, diags, whole=True)
+    previous = None
+    if out.is_file():
+        try:
+            previous = read_plan(out)
+        except Exception:  # a broken or older plan has no decisions worth keeping
+            previous = None
+    files = {item.module.file: item.path for item in loaded if not item.stdlib}
+    plan = lower(spec, facts, base=path.resolve().parent, plan_path=out, files=files, previous=previous, diags=diags)
+    diags.raise_if_any()
+    assert plan is not None
+    return plan
+
+
+def write_plan(plan: Plan, output: str | Path) -> bool:
+    """Write a plan file; returns whether its content changed."""
+    out = Path(output)
+    text = dump_plan(plan)
+    if out.is_file() and out.read_text(encoding="utf-8") == text:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return True
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    plan: Plan
+    path: Path  # the plan file
+    root: Path  # the directory that the plan's relative paths start from
+
+    def resolve(self, relative: str) -> Path:
+        return self.root / relative
+
+
+def load_plan(path: str | Path) -> LoadedPlan:
+    """A plan for the runtime: a .plan.yaml is read; a .orca spec is compiled and its plan
+    written beside it (as `orcac plan` does), then returned."""
+    p = Path(path)
+    if p.suffix == ".orca":
+        out = plan_path_for(p)
+        plan = compile_spec(p, out)
+        write_plan(plan, out)
+    else:
+        out = p
+        plan = read_plan(out)
+    return LoadedPlan(plan=plan, path=out, root=out.resolve().parent)

@@ -1,0 +1,329 @@
+"""Parsing .orca text into syntax nodes (orcac.specs.spec), with syntax errors in words.
+
+The grammar is `orca.lark` beside this file: LALR(1), positions propagated, and the
+parser tables cached on disk (`cache=True`) so a cold `orcac check` does not rebuild
+them. The transformer is separate from the parser (Lark does not pass `meta` to a
+transformer given to `Lark(...)`), and a syntax error stops parsing at the first one.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from orcac.compiler.diagnostics import CompileError, Diagnostic
+from orcac.specs.spec import (
+    Assign,
+    Block,
+    Call,
+    Comment,
+    Duration,
+    Import,
+    KwArg,
+    List,
+    Module,
+    Num,
+    Percent,
+    Ref,
+    Span,
+    Str,
+)
+
+GRAMMAR = Path(__file__).with_name("orca.lark")
+
+# Token types as the user should read them in "expected ..." messages.
+WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "TRIPLE_STRING": "a string",
+    "PERCENT": "a percentage",
+    "DURATION": "a duration",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "EQUAL": "'='",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "ORCA": "'orca'",
+    "IMPORT": "'import'",
+    "$END": "the end of the file",
+}
+
+
+class _Comments:
+    """Where the lexer drops comments during one parse (they are %ignored by the grammar)."""
+
+    sink: list[Token] = []
+
+    @classmethod
+    def collect(cls, token: Token) -> None:
+        cls.sink.append(token)
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+        lexer_callbacks={"COMMENT": _Comments.collect},
+    )
+
+
+def parse(text: str, file: str) -> Module:
+    """Parse one file. Raises CompileError with the first syntax error."""
+    _Comments.sink = []
+    try:
+        tree = parser().parse(text)
+        module = _ToNodes(file).transform(tree)
+    except UnexpectedInput as error:
+        raise CompileError([_syntax_error(error, text, file)], {file: text}) from None
+    except VisitError as error:  # raised inside a callback: unwrap
+        if isinstance(error.orig_exc, _NodeError):
+            raise CompileError([error.orig_exc.diagnostic], {file: text}) from None
+        raise error.orig_exc from None
+    comments = tuple(Comment(text=t.value.rstrip(), line=t.line, col=t.column) for t in _Comments.sink)
+    _Comments.sink = []
+    return module.model_copy(update={"comments": comments})
+
+
+# ---- tree -> nodes ------------------------------------------------------------------------
+
+
+class _NodeError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def unescape(body: str) -> str:
+    """Escapes of a "..." string: \\n \\t \\r \\" \\\\ \\0 \\uXXXX; any other is kept as written
+    (so regex("\\d+") means what it says)."""
+
+    def sub(m: re.Match) -> str:
+        s = m.group(1)
+        if s[0] == "u" and len(s) == 5:
+            return chr(int(s[1:], 16))
+        return _ESCAPES.get(s, "\\" + s)
+
+    return _ESCAPE.sub(sub, body)
+
+
+def triple_value(raw: str) -> str:
+    """The value of a \"\"\"...\"\"\" string: first and last blank lines dropped, trailing
+    spaces stripped, common indentation removed. No escapes."""
+    body = raw[3:-3]
+    if "\n" not in body:
+        return body
+    lines = body.split("\n")
+    if not lines[0].strip():
+        lines = lines[1:]
+    if lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return textwrap.dedent("\n".join(line.rstrip() for line in lines))
+
+
+def _span(file: str, meta) -> Span:
+    return Span(file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column)
+
+
+def _tok_span(file: str, tok: Token) -> Span:
+    return Span(file=file, line=tok.line, col=tok.column, end_line=tok.end_line, end_col=tok.end_column)
+
+
+@v_args(meta=True)
+class _ToNodes(Transformer):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def start(self, meta, items):
+        version = version_span = None
+        imports, blocks = [], []
+        for item in items:
+            if isinstance(item, Import):
+                imports.append(item)
+            elif isinstance(item, Block):
+                blocks.append(item)
+            elif version is None:
+                version, version_span = item
+            else:
+                raise _NodeError(Diagnostic("a second version line", item[1], "keep one 'orca 1' line, at the top"))
+        return Module(
+            file=self.file, version=version, version_span=version_span, imports=tuple(imports), blocks=tuple(blocks)
+        )
+
+    def version(self, meta, children):
+        (tok,) = children
+        span = _span(self.file, meta)
+        if not re.fullmatch(r"[0-9]+", tok.value):
+            raise _NodeError(Diagnostic(f"the language version must be a whole number, got {tok.value}", span))
+        return int(tok.value), span
+
+    def import_stmt(self, meta, children):
+        (tok,) = children
+        return Import(path=unescape(tok.value[1:-1]), span=_span(self.file, meta))
+
+    def block(self, meta, children):
+        kind, name, *members = children
+        return Block(
+            kind=kind.value,
+            kind_span=_tok_span(self.file, kind),
+            name=name.value if name is not None else None,
+            name_span=_tok_span(self.file, name) if name is not None else None,
+            members=tuple(members),
+            span=_span(self.file, meta),
+        )
+
+    def assign(self, meta, children):
+        key, value = children
+        return Assign(key=key.value, key_span=_tok_span(self.file, key), value=value, span=_span(self.file, meta))
+
+    def string(self, meta, children):
+        (tok,) = children
+        span = _tok_span(self.file, tok)
+        if tok.type == "TRIPLE_STRING":
+            return Str(value=triple_value(tok.value), raw=tok.value, triple=True, span=span)
+        return Str(value=unescape(tok.value[1:-1]), raw=tok.value, span=span)
+
+    def number(self, meta, children):
+        (tok,) = children
+        raw = tok.value
+        value: int | float = int(raw) if re.fullmatch(r"[+-]?[0-9]+", raw) else float(raw)
+        return Num(value=value, raw=raw, span=_tok_span(self.file, tok))
+
+    def percent(self, meta, children):
+        (tok,) = children
+        return Percent(value=float(Decimal(tok.value[:-1]) / 100), raw=tok.value, span=_tok_span(self.file, tok))
+
+    def duration(self, meta, children):
+        (tok,) = children
+        m = re.fullmatch(r"([0-9.]+)(ms|s|m|h)", tok.value)
+        scale = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        seconds = float(Decimal(m.group(1)) * scale)
+        return Duration(seconds=seconds, raw=tok.value, span=_tok_span(self.file, tok))
+
+    def ref(self, meta, children):
+        (tok,) = children
+        return Ref(name=tok.value, span=_tok_span(self.file, tok))
+
+    def kwarg(self, meta, children):
+        key, value = children
+        return KwArg(name=key.value, value=value, span=_span(self.file, meta))
+
+    def call(self, meta, children):
+        name, *rest = children
+        args, kwargs = [], []
+        for item in rest:
+            if item is None:
+                continue
+            if isinstance(item, KwArg):
+                kwargs.append(item)
+            elif kwargs:
+                raise _NodeError(Diagnostic("a positional argument after a named one", item.span))
+            else:
+                args.append(item)
+        return Call(name=name.value, args=tuple(args), kwargs=tuple(kwargs), span=_span(self.file, meta))
+
+    def list(self, meta, children):
+        return List(items=tuple(c for c in children if c is not None), span=_span(self.file, meta))
+
+
+# ---- syntax errors in words -----------------------------------------------------------------
+
+
+_VALUE_START = {"NAME", "NUMBER", "STRING", "TRIPLE_STRING", "PERCENT", "DURATION", "LSQB"}
+
+
+def _describe(token: Token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    if token.type == "NAME":
+        return f"name '{token.value}'"
+    if token.type in ("STRING", "TRIPLE_STRING"):
+        return "a string"
+    if token.type in ("NUMBER", "PERCENT", "DURATION"):
+        return f"{token.type.lower()} {token.value}"
+    return f"'{token.value}'"
+
+
+def _expected(names) -> str:
+    names = set(names)
+    words = set()
+    if _VALUE_START <= names:
+        names -= _VALUE_START
+        words.add("a value")
+    words = sorted(words | {WORDS.get(n, n) for n in names if not n.startswith("__")})
+    if len(words) <= 1:
+        return words[0] if words else "nothing"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _unclosed_brace(text: str) -> tuple[int, int] | None:
+    """Line and column of the last '{' that is never closed (strings and comments skipped)."""
+    stack = []
+    for m in re.finditer(r'"""(?:[^"]|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}]', text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif m.group() == "}" and stack:
+            stack.pop()
+    if not stack:
+        return None
+    pos = stack[-1]
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    line, col = max(error.line, 1), max(error.column, 1)
+    span = Span(file=file, line=line, col=col, end_line=line, end_col=col + 1)
+    if isinstance(error, UnexpectedCharacters):
+        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        if char == '"':
+            return Diagnostic("this string is never closed", span, 'end it with " on the same line, or use """ for text over several lines')
+        return Diagnostic(f"unexpected character {char!r}", span)
+    if isinstance(error, UnexpectedToken):
+        tok = error.token
+        if tok.type != "$END":
+            span = _tok_span(file, tok)
+        else:
+            lines = text.splitlines() or [""]
+            span = Span(file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2)
+        try:  # precise: LALR's default reductions make error.expected too wide
+            expected = set(error.interactive_parser.accepts()) or set(error.expected)
+        except Exception:
+            expected = set(error.expected)
+        if tok.type == "$END" and "RBRACE" in expected:
+            at = _unclosed_brace(text)
+            if at:
+                span = Span(file=file, line=at[0], col=at[1], end_line=at[0], end_col=at[1] + 1)
+            return Diagnostic("this '{' is never closed", span, "add the matching '}'")
+        if tok.type == "EQUAL" and "LBRACE" in expected:
+            return Diagnostic(
+                "unexpected '=': 'key = value' belongs inside a block", span, "put it inside a declaration, e.g. task NAME { ... }"
+            )
+        message = f"unexpected {_describe(tok)}; expected {_expected(expected)}"
+        hint = None
+        if expected == {"LBRACE"}:
+            hint = "a setting is written 'key = value'; a block is 'kind name { ... }'"
+        elif _VALUE_START <= expected:
+            hint = "write a value after '=': a string, a number, a name, a list or a call"
+        elif tok.type in ("NAME", "STRING", "NUMBER") and expected & {"COMMA", "RPAR", "RSQB"} and "EQUAL" not in expected:
+            hint = "separate items with ','"
+        return Diagnostic(message, span, hint)
+    return Diagnostic(str(error).splitlines()[0], span)

@@ -1,0 +1,169 @@
+"""Pass `check`: sources exist and have the columns the templates read; golds, holdouts, stages.
+
+In `check` mode a source is read only as far as its header; in `plan` mode it is read
+whole (rows counted, files hashed), and the same checks then use exact row counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orcac import sampling
+from orcac.compiler.diagnostics import Diagnostics, did_you_mean
+from orcac.compiler.sources import SourceError, header, read, sha256_files, source_files
+from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
+
+
+@dataclass
+class SourceFacts:
+    columns: tuple[str, ...]
+    rows: int | None  # None: unknown without reading the data (check mode)
+    files: tuple[Path, ...]
+    sha256: str | None = None  # plan mode
+    data: list[dict] | None = field(default=None, repr=False)  # plan mode
+
+
+@dataclass
+class Facts:
+    """What the check pass learned, for `lower`: per task its source, and its split sizes."""
+
+    sources: dict[str, SourceFacts] = field(default_factory=dict)  # task name -> facts
+    counts: dict[str, sampling.Splits | tuple[int, int, int, int] | None] = field(default_factory=dict)
+
+
+def _key(s: SourceExpr) -> tuple:
+    return (s.kind, s.path, s.split, s.query)
+
+
+def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
+    facts = Facts()
+    cache: dict[tuple, SourceFacts | None] = {}
+    trained = {ref.name for stage in (spec.train.stages if spec.train else ()) for ref in stage.tasks}
+    for task in spec.tasks:
+        src = task.source
+        if src is None:
+            continue
+        k = _key(src)
+        if k not in cache:
+            cache[k] = _read_source(src, base, diags, whole)
+        sf = cache[k]
+        if sf is None:
+            continue
+        facts.sources[task.name] = sf
+        _check_templates(task, sf.columns, diags)
+        _check_gold(task, diags)
+        probe = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
+        sizes = None
+        best_rows = sf.rows if sf.rows is not None else task.limit
+        if best_rows is not None:
+            sampled_max = best_rows if task.limit is None else min(best_rows, task.limit)
+            sizes = sampling.split_sizes(sampled_max, limit=None, holdout=task.holdout, probe=probe)
+            if sizes[3] == 0 and task.name in trained:
+                why = "the source has no rows" if sampled_max == 0 else (
+                    f"holdout = {task.holdout:.0%} of {sampled_max} row{'s' if sampled_max != 1 else ''} leaves none to train on"
+                )
+                diags.error(
+                    f"task '{task.name}' has no training rows: {why}",
+                    task.at("holdout") if sampled_max else task.at("from"),
+                    "lower the holdout share or raise the limit",
+                )
+        facts.counts[task.name] = sizes if sf.rows is not None else None
+    _check_stages(spec, facts, diags)
+    return facts
+
+
+def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
+    try:
+        if whole:
+            files = source_files(src.kind, src.path, src.split, src.query, base)
+            columns, rows = read(src.kind, src.path, src.split, src.query, base)
+            sha = sha256_files(files, extra=src.query if src.kind == "sql" else "")
+            return SourceFacts(columns=columns, rows=len(rows), files=files, sha256=sha, data=rows)
+        h = header(src.kind, src.path, src.split, src.query, base)
+        return SourceFacts(columns=h.columns, rows=h.rows, files=h.files)
+    except SourceError as error:
+        diags.error(error.message, src.span, error.hint)
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        diags.error(f"cannot read the source: {error}", src.span)
+        return None
+
+
+def _sub_span(span: Span, raw: str, needle: str) -> Span:
+    """The span of `needle` inside a string token written at `span`, or the whole token."""
+    i = raw.find(needle)
+    if i < 0:
+        return span
+    line = span.line + raw.count("\n", 0, i)
+    col = (span.col + i) if line == span.line else i - raw.rfind("\n", 0, i)
+    return Span(file=span.file, line=line, col=col, end_line=line, end_col=col + len(needle))
+
+
+def _check_templates(task: TaskDecl, columns: tuple[str, ...], diags: Diagnostics) -> None:
+    import jinja2
+
+    from orcac.templates import variables
+
+    known = set(columns)
+    for key, source in (("prompt", task.prompt), ("gold", task.gold)):
+        if source is None:
+            continue
+        span = task.at(key)
+        try:
+            used = variables(source)
+        except jinja2.TemplateSyntaxError as error:
+            diags.error(f"the {key} template does not parse: {error.message}", span)
+            continue
+        for name in sorted(used - known):
+            hint = did_you_mean(name, columns) or f"the source's columns are: {', '.join(columns) or '(none)'}"
+            raw = diags.sources.get(span.file, "")
+            raw_token = _token_text(raw, span)
+            diags.error(
+                f"the {key} uses '{name}', which the source of task '{task.name}' does not have",
+                _sub_span(span, raw_token, name) if raw_token else span,
+                hint,
+            )
+
+
+def _token_text(text: str, span: Span) -> str:
+    lines = text.splitlines(keepends=True)
+    if not (1 <= span.line <= len(lines)) or not (1 <= span.end_line <= len(lines)):
+        return ""
+    start = sum(len(line) for line in lines[: span.line - 1]) + span.col - 1
+    end = sum(len(line) for line in lines[: span.end_line - 1]) + span.end_col - 1
+    return text[start:end]
+
+
+def _check_gold(task: TaskDecl, diags: Diagnostics) -> None:
+    if task.gold is not None:
+        return
+    for rule in task.accept or ():
+        if rule.uses_gold:
+            diags.error(
+                f"{rule.kind}(gold) needs a gold answer, and task '{task.name}' has none",
+                rule.span,
+                'add gold = "{{ column }}" to the task, or use a check without gold (nonempty, regex("..."))',
+            )
+    if isinstance(task.strategy, BestOf):
+        diags.error(
+            f"best_of() scores strategies against the gold answer: a metric needs a gold answer, and task '{task.name}' has none",
+            task.strategy.span,
+            'add gold = "{{ column }}" to the task, or name one strategy',
+        )
+
+
+def _check_stages(spec: Spec, facts: Facts, diags: Diagnostics) -> None:
+    if spec.train is None:
+        return
+    for stage in spec.train.stages:
+        trains = []
+        for ref in stage.tasks:
+            sizes = facts.counts.get(ref.name)
+            trains.append(None if sizes is None else sizes[3])
+        if trains and all(t == 0 for t in trains):
+            diags.error(
+                f"stage '{stage.name}' has no training examples: every task in it has 0 training rows",
+                stage.span,
+                "add a task with training rows to the stage",
+            )

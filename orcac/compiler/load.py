@@ -1,0 +1,90 @@
+"""Pass `load`: read the main file and every file it imports; reject cycles and missing files.
+
+`import "std/NAME.orca"` reads the library shipped in orcac/stdlib/; any other path is
+relative to the importing file. A file imported twice (a diamond) is read once. Files
+are shown in diagnostics as the user named them: the main file as given on the command
+line, imports joined onto their importer's shown path, the library as `std/...`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from orcac.compiler.diagnostics import CompileError, Diagnostics, did_you_mean
+from orcac.specs.spec import Module
+
+STDLIB = Path(__file__).resolve().parent.parent / "stdlib"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    module: Module
+    path: Path  # absolute
+    stdlib: bool
+
+
+def load(path: Path, shown: str, diags: Diagnostics) -> list[Loaded]:
+    """Every module reachable from `path`, dependencies before the files that import them."""
+    from orcac.grammar import parse
+
+    order: list[Loaded] = []
+    done: set[Path] = set()
+    stack: list[Path] = []
+    names: dict[Path, str] = {}
+
+    def visit(p: Path, name: str, stdlib: bool) -> None:
+        p = p.resolve()
+        if p in done:
+            return
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            diags.error(f"{name} is not UTF-8 text")
+            return
+        diags.sources[name] = text
+        try:
+            module = parse(text, name)
+        except CompileError as error:
+            diags.items.extend(error.diagnostics)
+            done.add(p)
+            return
+        stack.append(p)
+        names[p] = name
+        for imp in module.imports:
+            target, target_name, is_std = _resolve(imp.path, p, name, stdlib)
+            if target.resolve() in stack:
+                cycle = [names[q] for q in stack[stack.index(target.resolve()) :]]
+                diags.error(
+                    f"import cycle: {' -> '.join([*cycle, target_name])}",
+                    imp.span,
+                    "move what both files need into a third file that imports neither",
+                )
+                continue
+            if not target.is_file():
+                near = None
+                if target.parent.is_dir():
+                    near = did_you_mean(target.name, [f.name for f in target.parent.glob("*.orca")])
+                diags.error(f"cannot find the imported file '{imp.path}'", imp.span, near)
+                continue
+            visit(target, target_name, is_std)
+        stack.pop()
+        done.add(p)
+        order.append(Loaded(module=module, path=p, stdlib=stdlib))
+
+    if not path.is_file():
+        diags.error(f"no such file: {shown}")
+        return []
+    visit(path, shown, False)
+    return order
+
+
+def _resolve(target: str, importer: Path, importer_name: str, importer_std: bool) -> tuple[Path, str, bool]:
+    if target.startswith("std/"):
+        return STDLIB / target[4:], target, True
+    if importer_std:
+        return importer.parent / target, posixpath.normpath(posixpath.join(posixpath.dirname(importer_name), target)), True
+    shown = posixpath.normpath(posixpath.join(posixpath.dirname(importer_name), target))
+    return importer.parent / target, shown, False
+

@@ -1,0 +1,144 @@
+"""Pass `resolve`: one Spec from every loaded file; names checked; defaults applied to tasks.
+
+After this pass every task names its teacher, erase message and strategy (or best_of),
+and every name it uses exists. A teacher or erase message may be left out when exactly
+one is declared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orcac.compiler.diagnostics import Diagnostics, did_you_mean
+from orcac.compiler.load import Loaded
+from orcac.compiler.to_spec import to_spec_module
+from orcac.specs.spec import BestOf, Named, Spec, TaskDecl
+
+NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
+SINGLETONS = ("defaults", "train", "eval")
+
+
+def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) -> Spec | None:
+    """The whole spec, or None when a file could not be parsed."""
+    if not loaded:
+        return None
+    decls: dict[str, list] = {}
+    version = 1
+    for item in loaded:
+        for kind, items in to_spec_module(item.module, diags).items():
+            decls.setdefault(kind, []).extend(items)
+        if item.path == main.resolve() and item.module.version is not None:
+            version = item.module.version
+
+    fields: dict = {}
+    for kind, plural in NAMESPACES:
+        seen: dict[str, object] = {}
+        unique = []
+        for d in decls.get(kind, []):
+            if d.name in seen:
+                first = seen[d.name]
+                diags.error(f"{kind} '{d.name}' is declared twice", d.span, f"first declared at {first.span}; rename one of them")
+                continue
+            seen[d.name] = d
+            unique.append(d)
+        fields[plural] = tuple(unique)
+    for kind in SINGLETONS:
+        items = decls.get(kind, [])
+        for extra in items[1:]:
+            diags.error(f"a second {kind} block", extra.span, f"first at {items[0].span}; merge them into one")
+        fields[kind] = items[0] if items else None
+
+    spec = Spec(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
+    return _apply_defaults(spec, diags)
+
+
+def _check_ref(ref: Named | None, kind: str, names, diags: Diagnostics) -> bool:
+    if ref is None:
+        return False
+    if ref.name not in names:
+        hint = did_you_mean(ref.name, names)
+        if hint is None:
+            hint = f"declared {kind}s: {', '.join(sorted(names))}" if names else f"no {kind} is declared"
+        diags.error(f"unknown {kind} '{ref.name}'", ref.span, hint)
+        return False
+    return True
+
+
+def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
+    d = spec.defaults
+    teachers = {t.name for t in spec.teachers}
+    erases = {e.name for e in spec.erases}
+    strategies = {s.name for s in spec.strategies}
+    if d is not None:
+        _check_ref(d.teacher, "teacher", teachers, diags)
+        _check_ref(d.erase, "erase message", erases, diags)
+        _check_strategy(d.strategy, strategies, diags)
+
+    tasks = []
+    for task in spec.tasks:
+        update: dict = {}
+        for key, names, kind in (("teacher", teachers, "teacher"), ("erase", erases, "erase message")):
+            own = getattr(task, key)
+            chosen = own or (getattr(d, key) if d else None)
+            if own is not None:
+                _check_ref(own, kind, names, diags)
+            elif chosen is None:
+                if len(names) == 1:
+                    only = next(iter(names))
+                    chosen = Named(name=only, span=task.span)
+                else:
+                    what = "no" if not names else "more than one"
+                    diags.error(
+                        f"task '{task.name}' has no {kind}",
+                        task.span,
+                        f"{what} {kind} is declared: set {key} = NAME in the task or in defaults",
+                    )
+            update[key] = chosen
+        if task.strategy is not None:
+            _check_strategy(task.strategy, strategies, diags)
+            update["strategy"] = task.strategy
+        elif d is not None and d.strategy is not None:
+            update["strategy"] = d.strategy
+        else:
+            diags.error(
+                f"task '{task.name}' has no strategy",
+                task.span,
+                "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's",
+            )
+        for key, fallback in (("accept", ()), ("allow_truncated", False), ("limit", None), ("seed", 0), ("holdout", 0.0)):
+            if getattr(task, key) is None:
+                value = getattr(d, key) if d is not None else None
+                update[key] = fallback if value is None else value
+        tasks.append(task.model_copy(update=update))
+
+    task_names = [t.name for t in spec.tasks]
+    if spec.train is not None:
+        _check_ref(spec.train.student, "student", {s.name for s in spec.students}, diags)
+        seen: dict[str, object] = {}
+        for stage in spec.train.stages:
+            if stage.name in seen:
+                diags.error(f"stage '{stage.name}' is declared twice", stage.span, f"first declared at {seen[stage.name].span}")
+            seen[stage.name] = stage
+            if not stage.tasks:
+                diags.error(f"stage '{stage.name}' has no tasks", stage.at("tasks"), "list at least one task: tasks = [NAME]")
+            listed = set()
+            for ref in stage.tasks:
+                _check_ref(ref, "task", task_names, diags)
+                if ref.name in listed:
+                    diags.error(f"task '{ref.name}' is listed twice in stage '{stage.name}'", ref.span)
+                listed.add(ref.name)
+        if not spec.train.stages:
+            diags.error("train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }")
+    return spec.model_copy(update={"tasks": tuple(tasks)})
+
+
+def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostics) -> None:
+    if isinstance(s, BestOf):
+        for c in s.candidates:
+            _check_ref(c, "strategy", names, diags)
+    elif s is not None:
+        _check_ref(s, "strategy", names, diags)
+
+
+def task_map(spec: Spec) -> dict[str, TaskDecl]:
+    return {t.name: t for t in spec.tasks}

@@ -1,0 +1,611 @@
+"""Pass `to_spec`: syntax blocks -> typed declarations, checking kinds, keys and value types.
+
+Each block kind has a table `key -> (field, converter)`; a converter turns one syntax
+value into a Python value or raises `Bad`. Every problem is collected, not only the first.
+
+>>> from orcac.grammar import parse
+>>> from orcac.compiler.diagnostics import Diagnostics
+>>> m = parse('orca 1\\nteacher t { model = "local/x" temperature = 0.5 }', "a.orca")
+>>> decls = to_spec_module(m, Diagnostics())
+>>> decls["teacher"][0].temperature
+0.5
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from orcac.compiler.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.spec import (
+    Assign,
+    BestOf,
+    Block,
+    Call,
+    CheckExpr,
+    DefaultsDecl,
+    Duration,
+    EraseDecl,
+    EvalDecl,
+    FormRule,
+    List,
+    LoraDecl,
+    Module,
+    Named,
+    Num,
+    Percent,
+    Ref,
+    SourceExpr,
+    StageDecl,
+    Str,
+    StrategyDecl,
+    StudentDecl,
+    TaskDecl,
+    TeacherDecl,
+    TrainDecl,
+    Value,
+)
+
+LANGUAGE_VERSIONS = (1,)
+
+
+class Bad(Exception):
+    def __init__(self, message: str, span=None, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.span, self.hint = message, span, hint
+
+
+def describe(v: Value) -> str:
+    if isinstance(v, Str):
+        return "a string"
+    if isinstance(v, Num):
+        return f"the number {v.raw}"
+    if isinstance(v, Percent):
+        return f"the percentage {v.raw}"
+    if isinstance(v, Duration):
+        return f"the duration {v.raw}"
+    if isinstance(v, Ref):
+        return f"the name '{v.name}'"
+    if isinstance(v, Call):
+        return f"a call to {v.name}()"
+    return "a list"
+
+
+# ---- converters ---------------------------------------------------------------------------------
+
+Converter = Callable[[Value, str], Any]
+
+
+def string(v: Value, key: str) -> str:
+    if not isinstance(v, Str):
+        raise Bad(f"'{key}' must be a string, got {describe(v)}", v.span, 'write it in quotes: "..."')
+    return v.value
+
+
+def text(v: Value, key: str) -> str:
+    s = string(v, key)
+    if not s.strip():
+        raise Bad(f"'{key}' is empty", v.span)
+    return s
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Converter:
+    def convert(v: Value, key: str) -> int:
+        if not isinstance(v, Num) or not isinstance(v.value, int):
+            raise Bad(f"'{key}' must be a whole number, got {describe(v)}", v.span)
+        _range(v, key, v.value, lo, hi)
+        return v.value
+
+    return convert
+
+
+def number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Converter:
+    def convert(v: Value, key: str) -> float:
+        if not isinstance(v, Num):
+            raise Bad(f"'{key}' must be a number, got {describe(v)}", v.span)
+        value = float(v.value)
+        if above is not None and not value > above:
+            raise Bad(f"'{key}' must be more than {above:g}, got {v.raw}", v.span)
+        _range(v, key, value, lo, hi)
+        return value
+
+    return convert
+
+
+def _range(v: Value, key: str, value: float, lo, hi) -> None:
+    if lo is not None and value < lo or hi is not None and value > hi:
+        bounds = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
+            f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+        )
+        raise Bad(f"'{key}' must be {bounds}, got {v.raw}", v.span)
+
+
+def fraction(v: Value, key: str) -> float:
+    """A share: 20% or 0.2."""
+    if isinstance(v, Percent):
+        value, raw = v.value, v.raw
+    elif isinstance(v, Num):
+        value, raw = float(v.value), v.raw
+    else:
+        raise Bad(f"'{key}' must be a percentage like 20%, got {describe(v)}", v.span)
+    if not 0.0 <= value <= 1.0:
+        raise Bad(f"'{key}' must be between 0% and 100%, got {raw}", v.span)
+    return value
+
+
+def duration(v: Value, key: str) -> float:
+    if isinstance(v, Duration):
+        seconds = v.seconds
+    elif isinstance(v, Num):
+        seconds = float(v.value)
+    else:
+        raise Bad(f"'{key}' must be a duration like 30s, got {describe(v)}", v.span)
+    if seconds <= 0:
+        raise Bad(f"'{key}' must be longer than 0s", v.span)
+    return seconds
+
+
+def boolean(v: Value, key: str) -> bool:
+    if isinstance(v, Ref) and v.name in ("true", "false"):
+        return v.name == "true"
+    raise Bad(f"'{key}' must be true or false, got {describe(v)}", v.span)
+
+
+def choice(*options: str) -> Converter:
+    def convert(v: Value, key: str) -> str:
+        name = v.name if isinstance(v, Ref) else v.value if isinstance(v, Str) else None
+        if name not in options:
+            raise Bad(
+                f"'{key}' must be one of {', '.join(options)}, got {describe(v)}",
+                v.span,
+                did_you_mean(name, options) if name else None,
+            )
+        return name
+
+    return convert
+
+
+def ref(v: Value, key: str) -> Named:
+    if not isinstance(v, Ref) or v.name in ("true", "false"):
+        raise Bad(f"'{key}' must name a declaration, got {describe(v)}", v.span)
+    return Named(name=v.name, span=v.span)
+
+
+def ref_list(v: Value, key: str) -> tuple[Named, ...]:
+    if isinstance(v, Ref):
+        return (ref(v, key),)
+    if not isinstance(v, List):
+        raise Bad(f"'{key}' must be a list of names like [a, b], got {describe(v)}", v.span)
+    return tuple(ref(item, key) for item in v.items)
+
+
+def names(v: Value, key: str) -> tuple[str, ...]:
+    if not isinstance(v, List):
+        raise Bad(f"'{key}' must be a list, got {describe(v)}", v.span)
+    out = []
+    for item in v.items:
+        if isinstance(item, Ref):
+            out.append(item.name)
+        elif isinstance(item, Str) and item.value:
+            out.append(item.value)
+        else:
+            raise Bad(f"'{key}' must list names, got {describe(item)}", item.span)
+    return tuple(out)
+
+
+def env(v: Value, key: str) -> str:
+    if isinstance(v, Str):
+        raise Bad(
+            f"'{key}' must not hold a secret: write env(\"NAME\") to read it from the environment",
+            v.span,
+            'for example: api_key = env("OPENAI_API_KEY")',
+        )
+    if not isinstance(v, Call) or v.name != "env" or len(v.args) != 1 or v.kwargs or not isinstance(v.args[0], Str):
+        raise Bad(f"'{key}' must be env(\"NAME\"), got {describe(v)}", v.span)
+    name = v.args[0].value
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise Bad(f"'{name}' is not an environment variable name", v.args[0].span)
+    return name
+
+
+def _args(call: Call, positional: int, keywords: dict[str, Converter], what: str) -> tuple[list[Value], dict]:
+    if len(call.args) != positional:
+        plural = "s" if positional != 1 else ""
+        raise Bad(f"{what} takes {positional} argument{plural}, got {len(call.args)}", call.span)
+    kw = {}
+    for k in call.kwargs:
+        if k.name not in keywords:
+            hint = did_you_mean(k.name, keywords)
+            raise Bad(f"{call.name}() has no argument '{k.name}'", k.span, hint)
+        if k.name in kw:
+            raise Bad(f"'{k.name}' is given twice", k.span)
+        kw[k.name] = keywords[k.name](k.value, k.name)
+    return list(call.args), kw
+
+
+SOURCE_KINDS = ("jsonl", "csv", "parquet", "hf", "sql")
+
+
+def source(v: Value, key: str) -> SourceExpr:
+    if not isinstance(v, Call) or v.name not in SOURCE_KINDS:
+        hint = did_you_mean(v.name, SOURCE_KINDS) if isinstance(v, (Call, Ref)) else None
+        raise Bad(
+            f"'{key}' must be a source: jsonl(\"..\"), csv(\"..\"), parquet(\"..\"), hf(\"..\"), or sql(\"..\"); got {describe(v)}",
+            v.span,
+            hint,
+        )
+    if v.name == "hf":
+        (arg,), kw = _args(v, 1, {"split": string}, "hf()")
+        return SourceExpr(kind="hf", path=string(arg, "hf()"), split=kw.get("split"), span=v.span)
+    (arg,), _ = _args(v, 1, {}, f"{v.name}()")
+    value = text(arg, f"{v.name}()")
+    if v.name == "sql":
+        return SourceExpr(kind="sql", query=value, span=v.span)
+    return SourceExpr(kind=v.name, path=value, span=v.span)
+
+
+CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty")
+
+
+def _gold_arg(call: Call) -> None:
+    if len(call.args) != 1 or not (isinstance(call.args[0], Ref) and call.args[0].name == "gold"):
+        raise Bad(f"{call.name}() compares with the gold answer: write {call.name}(gold)", call.span)
+
+
+def _regex(v: Value, what: str) -> str:
+    pattern = string(v, what)
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise Bad(f"not a valid regular expression: {error}", v.span) from None
+    return pattern
+
+
+def check(v: Value, key: str) -> CheckExpr:
+    if isinstance(v, Ref) and v.name == "nonempty":
+        return CheckExpr(kind="nonempty", span=v.span)
+    if not isinstance(v, Call) or v.name not in CHECK_KINDS:
+        name = v.name if isinstance(v, (Ref, Call)) else None
+        raise Bad(
+            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\") or nonempty; got {describe(v)}",
+            v.span,
+            did_you_mean(name, CHECK_KINDS) if name else None,
+        )
+    if v.name == "nonempty":
+        _args(v, 0, {}, "nonempty()")
+        return CheckExpr(kind="nonempty", span=v.span)
+    if v.name == "regex":
+        (arg,), _ = _args(v, 1, {}, "regex()")
+        return CheckExpr(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
+    if v.name == "numeric":
+        _gold_arg(v)
+        _, kw = _args(v, 1, {"tol": number(0.0)}, "numeric()")
+        return CheckExpr(kind="numeric", uses_gold=True, tolerance=kw.get("tol", 1e-6), span=v.span)
+    _gold_arg(v)
+    return CheckExpr(kind=v.name, uses_gold=True, span=v.span)
+
+
+def checks(v: Value, key: str) -> tuple[CheckExpr, ...]:
+    if isinstance(v, List):
+        return tuple(check(item, key) for item in v.items)
+    return (check(v, key),)
+
+
+def strategy(v: Value, key: str) -> Named | BestOf:
+    if isinstance(v, Call) and v.name == "best_of":
+        cands = []
+        for arg in v.args:
+            cands.append(ref(arg, "best_of()"))
+        if len(cands) < 2:
+            raise Bad("best_of() needs at least two strategies to choose from", v.span)
+        seen = set()
+        for c in cands:
+            if c.name in seen:
+                raise Bad(f"'{c.name}' is listed twice", c.span)
+            seen.add(c.name)
+        _, kw = _args(v, len(v.args), {"by": choice("accept"), "probe": integer(1)}, "best_of()")
+        return BestOf(candidates=tuple(cands), by=kw.get("by", "accept"), probe=kw.get("probe", 16), span=v.span)
+    if isinstance(v, Call):
+        raise Bad(f"'{key}' must name a strategy or be best_of(...), got {describe(v)}", v.span, did_you_mean(v.name, ["best_of"]))
+    return ref(v, key)
+
+
+# Built-in answer forms for `expect`: name -> (regex, description). Flags are inline so a
+# pattern means the same wherever it is used.
+FORMS = {
+    "answer_line": (r"(?im)^[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*:", "has an 'Answer:' line"),
+    "numbered_steps": (r"(?ims)^\s*(?:step\s*)?1[.):].*^\s*(?:step\s*)?2[.):]", "numbers its steps (1., 2., ...)"),
+    "single_line": (r"\A\s*[^\n]*\S[^\n]*\s*\Z", "answers in a single line"),
+    "explanation_first": (
+        r"(?is)\A\s*\S.*\n[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*:",
+        "explains before the 'Answer:' line",
+    ),
+    "facts_first": (r"(?i)\A\s*[*#]*\s*(?:relevant\s+)?facts\s*[*]*\s*:", "starts by recalling facts ('Facts:')"),
+    "extract_first": (r"(?i)\A\s*[*#]*\s*extracted\s*[*]*\s*:", "starts with what it extracted ('Extracted:')"),
+}
+
+
+def form(v: Value, key: str) -> FormRule:
+    if isinstance(v, Ref):
+        if v.name not in FORMS:
+            raise Bad(
+                f"unknown answer form '{v.name}'",
+                v.span,
+                did_you_mean(v.name, FORMS) or f"built-in forms: {', '.join(FORMS)}; or regex(\"..\"), max_words(N), min_words(N)",
+            )
+        pattern, description = FORMS[v.name]
+        return FormRule(kind="regex", pattern=pattern, description=description)
+    if isinstance(v, Call) and v.name == "regex":
+        (arg,), kw = _args(v, 1, {"why": string}, "regex()")
+        pattern = _regex(arg, "regex()")
+        return FormRule(kind="regex", pattern=pattern, description=kw.get("why", f"matches /{pattern}/"))
+    if isinstance(v, Call) and v.name in ("max_words", "min_words"):
+        (arg,), _ = _args(v, 1, {}, f"{v.name}()")
+        n = integer(1)(arg, f"{v.name}()")
+        word = "at most" if v.name == "max_words" else "at least"
+        return FormRule(kind=v.name, value=n, description=f"{word} {n} words")
+    name = v.name if isinstance(v, Call) else None
+    raise Bad(
+        f"'{key}' must list answer forms, got {describe(v)}",
+        v.span,
+        did_you_mean(name, [*FORMS, "regex", "max_words", "min_words"]) if name else None,
+    )
+
+
+def forms(v: Value, key: str) -> tuple[FormRule, ...]:
+    if isinstance(v, List):
+        return tuple(form(item, key) for item in v.items)
+    return (form(v, key),)
+
+
+# ---- block tables ----------------------------------------------------------------------------------
+
+# kind -> (model, named?, {key: (field, converter)}, required keys, {nested kind: named?})
+Table = tuple[type, bool, dict[str, tuple[str, Converter]], tuple[str, ...], dict[str, bool]]
+
+TABLES: dict[str, Table] = {
+    "teacher": (
+        TeacherDecl,
+        True,
+        {
+            "model": ("model", text),
+            "api_key": ("api_key_env", env),
+            "api_base": ("api_base", text),
+            "temperature": ("temperature", number(0.0, 2.0)),
+            "top_p": ("top_p", number(0.0, 1.0)),
+            "max_tokens": ("max_tokens", integer(1)),
+            "seed": ("seed", integer(0)),
+            "concurrency": ("concurrency", integer(1, 100000)),
+            "rpm": ("rpm", integer(1)),
+            "tpm": ("tpm", integer(1)),
+            "timeout": ("timeout_s", duration),
+            "max_retries": ("max_retries", integer(0, 100)),
+            "batch_size": ("batch_size", integer(1, 4096)),
+            "threads": ("threads", integer(1, 1024)),
+        },
+        ("model",),
+        {"params": False},
+    ),
+    "student": (
+        StudentDecl,
+        True,
+        {"model": ("model", text), "chat_template": ("chat_template", choice("auto", "chatml"))},
+        ("model",),
+        {},
+    ),
+    "strategy": (StrategyDecl, True, {"system": ("system", text), "expect": ("expect", forms)}, ("system",), {}),
+    "erase": (EraseDecl, True, {"system": ("system", text)}, ("system",), {}),
+    "defaults": (
+        DefaultsDecl,
+        False,
+        {
+            "teacher": ("teacher", ref),
+            "erase": ("erase", ref),
+            "strategy": ("strategy", strategy),
+            "seed": ("seed", integer(0)),
+            "holdout": ("holdout", fraction),
+            "accept": ("accept", checks),
+            "allow_truncated": ("allow_truncated", boolean),
+            "limit": ("limit", integer(1)),
+        },
+        (),
+        {},
+    ),
+    "task": (
+        TaskDecl,
+        True,
+        {
+            "from": ("source", source),
+            "prompt": ("prompt", text),
+            "gold": ("gold", text),
+            "category": ("category", text),
+            "teacher": ("teacher", ref),
+            "erase": ("erase", ref),
+            "strategy": ("strategy", strategy),
+            "accept": ("accept", checks),
+            "allow_truncated": ("allow_truncated", boolean),
+            "limit": ("limit", integer(1)),
+            "seed": ("seed", integer(0)),
+            "holdout": ("holdout", fraction),
+        },
+        ("from", "prompt"),
+        {},
+    ),
+    "train": (
+        TrainDecl,
+        False,
+        {
+            "student": ("student", ref),
+            "max_length": ("max_length", integer(16, 1_048_576)),
+            "packing": ("packing", boolean),
+            "lr": ("lr", number(hi=1.0, above=0.0)),
+            "schedule": ("schedule", choice("cosine", "linear", "constant")),
+            "warmup": ("warmup_ratio", fraction),
+            "batch_size": ("batch_size", integer(1, 65536)),
+            "grad_accum": ("grad_accum", integer(1, 65536)),
+            "seed": ("seed", integer(0)),
+            "precision": ("precision", choice("auto", "bf16", "fp32")),
+            "output": ("output", text),
+        },
+        ("student",),
+        {"lora": False, "stage": True},
+    ),
+    "lora": (
+        LoraDecl,
+        False,
+        {
+            "r": ("r", integer(1, 4096)),
+            "alpha": ("alpha", integer(1, 65536)),
+            "dropout": ("dropout", number(0.0, 1.0)),
+            "targets": ("target_modules", names),
+        },
+        (),
+        {},
+    ),
+    "stage": (StageDecl, True, {"tasks": ("tasks", ref_list), "epochs": ("epochs", number(above=0.0, hi=1000.0))}, ("tasks",), {}),
+    "eval": (
+        EvalDecl,
+        False,
+        {
+            "max_new_tokens": ("max_new_tokens", integer(1, 1_000_000)),
+            "batch_size": ("batch_size", integer(1, 4096)),
+            "teacher": ("teacher", boolean),
+        },
+        (),
+        {},
+    ),
+}
+
+TOP_LEVEL = ("teacher", "student", "strategy", "erase", "defaults", "task", "train", "eval")
+
+
+def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
+    """Declarations of one module by kind; problems go to `diags`."""
+    out: dict[str, list] = {kind: [] for kind in TOP_LEVEL}
+    if module.version is None:
+        from orcac.specs.spec import Span
+
+        diags.error(
+            "the file does not start with a language version line",
+            Span(file=module.file, line=1, col=1, end_line=1, end_col=2),
+            "start the file with: orca 1",
+        )
+    elif module.version not in LANGUAGE_VERSIONS:
+        diags.error(
+            f"unknown language version {module.version}",
+            module.version_span,
+            f"this orcac reads language version {', '.join(map(str, LANGUAGE_VERSIONS))}",
+        )
+    for block in module.blocks:
+        if block.kind not in TOP_LEVEL:
+            hint = did_you_mean(block.kind, TOP_LEVEL) or f"declarations are: {', '.join(TOP_LEVEL)}"
+            diags.error(f"unknown declaration '{block.kind}'", block.kind_span, hint)
+            continue
+        decl = _block(block, diags, module.file)
+        if decl is not None:
+            out[block.kind].append(decl)
+    return out
+
+
+def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = None):
+    model, named, keys, required, nested = TABLES[block.kind]
+    where = f"{block.kind} '{block.name}'" if block.name else block.kind
+    if named and block.name is None:
+        diags.error(f"{block.kind} needs a name", block.kind_span, f"write: {block.kind} NAME {{ ... }}")
+        return None
+    if not named and block.name is not None:
+        diags.error(f"{block.kind} takes no name", block.name_span, f"write: {block.kind} {{ ... }}")
+        return None
+    values: dict[str, Any] = {}
+    spans = {}
+    children: dict[str, list] = {k: [] for k in nested}
+    params: dict[str, Any] = {}
+    ok = True
+    for member in block.members:
+        if isinstance(member, Block):
+            if member.kind not in nested:
+                hint = did_you_mean(member.kind, [*nested, *keys])
+                if member.kind in keys:
+                    hint = f"write {member.kind} = ..."
+                diags.error(f"{where} has no block '{member.kind}'", member.kind_span, hint)
+                ok = False
+                continue
+            if member.kind == "params":
+                p = _params(member, diags)
+                if p is None:
+                    ok = False
+                elif params:
+                    diags.error("a second params block", member.kind_span)
+                    ok = False
+                else:
+                    params = p
+                continue
+            child = _block(member, diags, file, block.kind)
+            if child is None:
+                ok = False
+            else:
+                children[member.kind].append(child)
+            continue
+        assert isinstance(member, Assign)
+        if member.key not in keys:
+            if member.key in nested:
+                hint = f"{member.key} is a block: {member.key} {{ ... }}"
+            else:
+                hint = did_you_mean(member.key, keys) or f"{block.kind} keys are: {', '.join(keys)}"
+            diags.error(f"unknown key '{member.key}' in {where}", member.key_span, hint)
+            ok = False
+            continue
+        field, convert = keys[member.key]
+        if field in values or member.key in spans:
+            diags.error(f"'{member.key}' is set twice in {where}", member.key_span, f"first set at line {spans[member.key].line}")
+            ok = False
+            continue
+        spans[member.key] = member.value.span
+        try:
+            values[field] = convert(member.value, member.key)
+        except Bad as bad:
+            diags.error(bad.message, bad.span or member.value.span, bad.hint)
+            ok = False
+    for key in required:
+        if key not in spans:
+            diags.error(f"{where} needs '{key}'", block.name_span or block.kind_span, f"add: {key} = ...")
+            ok = False
+    if not ok:
+        return None
+    if params:
+        values["params"] = params
+    if block.kind == "train":
+        loras = children["lora"]
+        for extra in loras[1:]:
+            diags.error("a second lora block", extra.span)
+            return None
+        values["lora"] = loras[0] if loras else None
+        values["stages"] = tuple(children["stage"])
+    if named:
+        values["name"] = block.name
+    return model(span=block.name_span or block.kind_span, spans=spans, origin=f"{file}:{block.span.line}", **values)
+
+
+def _params(block: Block, diags: Diagnostics) -> dict | None:
+    if block.name is not None:
+        diags.error("params takes no name", block.name_span)
+        return None
+    out = {}
+    ok = True
+    for member in block.members:
+        if isinstance(member, Block):
+            diags.error("params holds only key = value", member.kind_span)
+            ok = False
+            continue
+        v = member.value
+        if isinstance(v, Str):
+            out[member.key] = v.value
+        elif isinstance(v, Num):
+            out[member.key] = v.value
+        elif isinstance(v, Ref) and v.name in ("true", "false"):
+            out[member.key] = v.name == "true"
+        else:
+            diags.error(f"'{member.key}' must be a string, number, true or false, got {describe(v)}", v.span)
+            ok = False
+    return out if ok else None

@@ -1,0 +1,302 @@
+"""The Spec: what the user wrote, as pydantic models, every node with its source span.
+
+Two layers, one naming chain (grammar rule -> transformer method -> model):
+
+- syntax nodes (`Module`, `Block`, `Assign` and the values `Str`, `Num`, `Percent`,
+  `Duration`, `Ref`, `Call`, `List`) come straight from the parse tree
+  (orcac/grammar/__init__.py); the grammar has one generic block shape;
+- declarations (`TeacherDecl`, `TaskDecl`, `TrainDecl`, ...) are built from blocks by
+  the `to_spec` pass, which checks kinds, keys and value types.
+
+The compiler passes after `to_spec` read only declarations. They never see Lark trees.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Span(Node):
+    """Where a node is: `file` as shown to the user, 1-based line and column, end exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+# ---- syntax: values ---------------------------------------------------------------------
+
+
+class Str(Node):
+    value: str
+    raw: str  # the token as written, quotes included
+    triple: bool = False
+    span: Span
+
+
+class Num(Node):
+    value: int | float
+    raw: str
+    span: Span
+
+
+class Percent(Node):
+    value: float  # 20% -> 0.2
+    raw: str
+    span: Span
+
+
+class Duration(Node):
+    seconds: float  # 30s -> 30.0, 500ms -> 0.5, 2m -> 120.0
+    raw: str
+    span: Span
+
+
+class Ref(Node):
+    name: str
+    span: Span
+
+
+class KwArg(Node):
+    name: str
+    value: Value
+    span: Span
+
+
+class Call(Node):
+    name: str
+    args: tuple[Value, ...] = ()
+    kwargs: tuple[KwArg, ...] = ()
+    span: Span
+
+
+class List(Node):
+    items: tuple[Value, ...] = ()
+    span: Span
+
+
+Value = Union[Str, Num, Percent, Duration, Ref, Call, List]
+
+
+# ---- syntax: structure -------------------------------------------------------------------
+
+
+class Assign(Node):
+    key: str
+    key_span: Span
+    value: Value
+    span: Span
+
+
+class Block(Node):
+    kind: str
+    kind_span: Span
+    name: str | None = None
+    name_span: Span | None = None
+    members: tuple[Union[Assign, Block], ...] = ()
+    span: Span
+
+
+class Import(Node):
+    path: str
+    span: Span
+
+
+class Comment(Node):
+    text: str
+    line: int
+    col: int
+
+
+class Module(Node):
+    """One parsed .orca file."""
+
+    file: str  # as shown in diagnostics
+    version: int | None = None
+    version_span: Span | None = None
+    imports: tuple[Import, ...] = ()
+    blocks: tuple[Block, ...] = ()
+    comments: tuple[Comment, ...] = ()
+
+
+KwArg.model_rebuild()
+Call.model_rebuild()
+List.model_rebuild()
+Block.model_rebuild()
+
+
+# ---- declarations ----------------------------------------------------------------------------
+
+
+class Decl(Node):
+    """A declaration; `spans` maps each written key to the span of its value."""
+
+    span: Span
+    spans: dict[str, Span] = Field(default_factory=dict)
+    origin: str = ""  # "file:line", e.g. "std/strategies.orca:12"
+
+    def at(self, key: str) -> Span:
+        return self.spans.get(key, self.span)
+
+
+class Named(Node):
+    name: str
+    span: Span
+
+
+class TeacherDecl(Decl):
+    name: str
+    model: str
+    api_key_env: str | None = None
+    api_base: str | None = None
+    temperature: float = 0.0
+    top_p: float | None = None
+    max_tokens: int = 512
+    seed: int | None = None
+    concurrency: int = 16
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    batch_size: int = 16
+    threads: int | None = None
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class StudentDecl(Decl):
+    name: str
+    model: str
+    chat_template: Literal["auto", "chatml"] = "auto"
+
+
+class FormRule(Node):
+    """One adherence rule of a strategy: a built-in form, regex(...), max_words(N), min_words(N)."""
+
+    kind: Literal["regex", "max_words", "min_words"]
+    pattern: str | None = None
+    value: int | None = None
+    description: str
+
+
+class StrategyDecl(Decl):
+    name: str
+    system: str
+    expect: tuple[FormRule, ...] = ()
+
+
+class EraseDecl(Decl):
+    name: str
+    system: str
+
+
+class SourceExpr(Node):
+    kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
+    path: str | None = None
+    split: str | None = None
+    query: str | None = None
+    span: Span
+
+
+class CheckExpr(Node):
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty"]
+    uses_gold: bool = False
+    pattern: str | None = None
+    tolerance: float | None = None
+    span: Span
+
+
+class BestOf(Node):
+    candidates: tuple[Named, ...]
+    by: Literal["accept"] = "accept"
+    probe: int = 16
+    span: Span
+
+
+class DefaultsDecl(Decl):
+    teacher: Named | None = None
+    erase: Named | None = None
+    strategy: Named | BestOf | None = None
+    seed: int | None = None
+    holdout: float | None = None
+    accept: tuple[CheckExpr, ...] | None = None
+    allow_truncated: bool | None = None
+    limit: int | None = None
+
+
+class TaskDecl(Decl):
+    name: str
+    category: str | None = None
+    source: SourceExpr | None = None
+    prompt: str | None = None
+    gold: str | None = None
+    teacher: Named | None = None
+    erase: Named | None = None
+    strategy: Named | BestOf | None = None
+    accept: tuple[CheckExpr, ...] | None = None
+    allow_truncated: bool | None = None
+    limit: int | None = None
+    seed: int | None = None
+    holdout: float | None = None
+
+
+class LoraDecl(Decl):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class StageDecl(Decl):
+    name: str
+    tasks: tuple[Named, ...] = ()
+    epochs: float = 1.0
+
+
+class TrainDecl(Decl):
+    student: Named | None = None
+    max_length: int = 2048
+    packing: bool = True
+    lr: float = 2e-5
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = 0.0
+    batch_size: int = 1
+    grad_accum: int = 1
+    seed: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    lora: LoraDecl | None = None
+    output: str | None = None
+    stages: tuple[StageDecl, ...] = ()
+
+
+class EvalDecl(Decl):
+    max_new_tokens: int = 256
+    batch_size: int = 16
+    teacher: bool = False
+
+
+class Spec(Node):
+    """Every declaration of a spec and the files it imports, in declaration order."""
+
+    file: str  # the main file, as shown
+    path: str  # the main file, absolute (never written to a plan)
+    version: int
+    modules: tuple[str, ...] = ()  # every file read, main first
+    teachers: tuple[TeacherDecl, ...] = ()
+    students: tuple[StudentDecl, ...] = ()
+    strategies: tuple[StrategyDecl, ...] = ()
+    erases: tuple[EraseDecl, ...] = ()
+    defaults: DefaultsDecl | None = None
+    tasks: tuple[TaskDecl, ...] = ()
+    train: TrainDecl | None = None
+    eval: EvalDecl | None = None
