@@ -48,26 +48,14 @@ FLUSH_SECONDS = 1.0
 
 
 def load(spec: str) -> tuple[Plan, Path, str]:
-    """(plan, root, stem) for a .orca spec (compiled) or a written plan file (.plan.yaml)."""
+    """(plan, root, stem) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
+    from orcac.compiler import load_plan
+
     path = Path(spec)
-    stem = path.name.split(".")[0]
     if not path.is_file():
         raise OrcacError(f"{spec}: no such file")
-    if path.suffix in (".yaml", ".yml", ".plan", ".json"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            plan = Plan.model_validate(data)
-        except Exception as error:
-            first = " ".join(str(error).split())[:300]
-            raise OrcacError(f"{spec}: not a valid plan: {first}", hint="regenerate it with `orcac plan`") from None
-        return plan, path.parent, stem
-    from orcac import compiler
-
-    loaded = compiler.load_plan(path)  # type: ignore[attr-defined]
-    plan = loaded[0] if isinstance(loaded, tuple) else loaded
-    return plan, path.parent, stem
+    loaded = load_plan(path)
+    return loaded.plan, Path(loaded.root), path.name.split(".")[0]
 
 
 def db_path(args, root: Path, stem: str) -> Path:
@@ -138,7 +126,7 @@ def plan_work(plan: Plan, root: Path, *, limit: int | None = None) -> Work:
 # ---- rows for the store ------------------------------------------------------------------------
 
 
-def _examples_table(examples: dict[str, list[Example]]) -> pa.Table:
+def _examples_table(plan: Plan, examples: dict[str, list[Example]]) -> pa.Table:
     flat = [e for task in examples.values() for e in task]
     return pa.table({
         "task": [e.task for e in flat],
@@ -147,6 +135,7 @@ def _examples_table(examples: dict[str, list[Example]]) -> pa.Table:
         "probe": [e.probe for e in flat],
         "prompt": [e.prompt for e in flat],
         "gold": pa.array([e.gold for e in flat], pa.string()),
+        "source_sha256": [plan.tasks[e.task].source.sha256 for e in flat],
     })
 
 
@@ -356,7 +345,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     keep = pa.table({"record_id": pa.array(work.keep, pa.string())})
     keep_checks = pa.table({"item_id": pa.array(work.keep, pa.string())})
     store.write(
-        {"examples": _examples_table(work.examples), **settled.tables()},
+        {"examples": _examples_table(plan, work.examples), **settled.tables()},
         delete=[("records", "record_id", keep), ("checks", "item_id", keep_checks)],
     )
 

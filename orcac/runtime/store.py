@@ -27,7 +27,6 @@ import duckdb
 import pyarrow as pa
 
 from orcac.errors import OrcacError
-from orcac.runtime.sources import arrow_table
 
 SCHEMA: dict[str, str] = {
     "runs": """
@@ -36,7 +35,7 @@ SCHEMA: dict[str, str] = {
         calls BIGINT, cost DOUBLE""",
     "examples": """
         task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
-        PRIMARY KEY (task, row_index)""",
+        source_sha256 VARCHAR, PRIMARY KEY (task, row_index)""",
     "jobs": """
         job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
         model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
@@ -50,6 +49,13 @@ SCHEMA: dict[str, str] = {
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
 }
+
+def arrow_table(con, sql: str, params: list | None = None) -> pa.Table:
+    """A query's result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `arrow` before)."""
+    relation = con.sql(sql, params=params or None)
+    method = getattr(relation, "to_arrow_table", None) or relation.arrow
+    return method()
+
 
 def default_path(root: Path, stem: str) -> Path:
     return root / ".orca" / f"{stem}.duckdb"

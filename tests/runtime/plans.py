@@ -98,11 +98,10 @@ def make_plan(
 
 
 def write_plan(root: Path, plan: Plan, name: str = "spec.plan.yaml") -> Path:
-    import yaml
+    from orcac.compiler import write_plan as write
 
-    path = root / name
-    path.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
-    return path
+    write(plan, root / name)
+    return root / name
 
 
 def arith_answer(body: dict) -> str:

@@ -79,14 +79,14 @@ def test_changed_data_asks_for_a_new_plan(tmp_path):
 
 def test_missing_file_names_task_and_file(tmp_path):
     source = SourcePlan(kind="jsonl", path="nope.jsonl", sha256="0" * 64, columns=("q",), rows=1)
-    with pytest.raises(OrcacError, match=r"task arith: source file nope.jsonl not found"):
+    with pytest.raises(OrcacError, match=r"task arith: source file not found: nope.jsonl"):
         read_rows(source, tmp_path, task="arith")
 
 
 def test_malformed_jsonl_names_task_file_and_line(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"q": "a", "a": "1"}\n{"q": oops}\n')
     source = _plan_for(tmp_path, kind="jsonl", path="d.jsonl")
-    with pytest.raises(OrcacError, match=r"task t: cannot read d.jsonl as jsonl: line 2"):
+    with pytest.raises(OrcacError, match=r"task t: d.jsonl:2: not valid JSON"):
         read_rows(source, tmp_path, task="t")
 
 
@@ -100,12 +100,12 @@ def test_missing_column_is_named(tmp_path):
 def test_bad_sql_is_an_error_not_a_traceback(tmp_path):
     _write_all(tmp_path)
     source = _plan_for(tmp_path, kind="sql", query="SELEKT 1", files=("d.jsonl",))
-    with pytest.raises(OrcacError, match=r"task t: cannot read d.jsonl as sql: the query failed"):
+    with pytest.raises(OrcacError, match=r"task t: the sql query fails"):
         read_rows(source, tmp_path, task="t")
 
 
 def test_hf_unknown_split_is_named(tmp_path):
     _write_all(tmp_path)
-    source = _plan_for(tmp_path, kind="hf", path="hfdir", split="validation")
-    with pytest.raises(OrcacError, match=r"no split 'validation' \(it has: train\)"):
+    source = SourcePlan(kind="hf", path="hfdir", split="validation", sha256="0" * 64, columns=("q",), rows=7)
+    with pytest.raises(OrcacError, match=r"task t: hfdir has no split 'validation' \(it has train\)"):
         read_rows(source, tmp_path, task="t")
