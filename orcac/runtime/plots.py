@@ -1,0 +1,78 @@
+"""PNG charts for `orcac train` (loss per step) and `orcac eval` (scores per task and model).
+
+matplotlib with the Agg backend: no display needed, the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve(steps: list[tuple], path: Path, *, title: str = "training loss") -> Path:
+    """Draw (stage_index, stage, step, loss) rows as one line over all stages, stages shaded."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    offset, x, y, bounds = 0, [], [], []
+    for stage_index in sorted({row[0] for row in steps}):
+        rows = [r for r in steps if r[0] == stage_index]
+        start = offset
+        for _, _, step, loss in rows:
+            x.append(offset + step)
+            y.append(loss)
+        offset += max(r[2] for r in rows)
+        bounds.append((start, offset, rows[0][1]))
+    ax.plot(x, y, color="tab:blue", linewidth=1.2, marker="." if len(x) <= 60 else None)
+    for i, (start, end, name) in enumerate(bounds):
+        if i % 2:
+            ax.axvspan(start + 0.5, end + 0.5, color="0.93", zorder=0)
+        ax.text((start + end) / 2 + 0.5, 1.0, name, transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=9)
+    ax.set_xlabel("optimizer step (all stages)")
+    ax.set_ylabel("loss (teacher tokens)")
+    ax.set_title(title, pad=18)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluation") -> Path:
+    """Grouped bars: per task, accuracy (solid) and adherence (hatched) for each model.
+
+    `scores` rows have keys task, model, accuracy, adherence (shares in [0, 1]).
+    """
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(s["task"] for s in scores))
+    models = list(dict.fromkeys(s["model"] for s in scores))
+    by = {(s["task"], s["model"]): s for s in scores}
+    colors = {"base": "tab:gray", "trained": "tab:blue", "teacher": "tab:green"}
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(tasks) + 3), 4.5), dpi=100, sharey=True)
+    width = 0.8 / max(1, len(models))
+    for ax, metric in zip(axes, ("accuracy", "adherence"), strict=True):
+        for m, model in enumerate(models):
+            xs = [t + (m - (len(models) - 1) / 2) * width for t in range(len(tasks))]
+            values = [100 * by[(task, model)][metric] if (task, model) in by else 0 for task in tasks]
+            bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"))
+            ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=20 if len(tasks) > 3 else 0)
+        ax.set_ylim(0, 110)
+        ax.set_title(f"{metric} (%)")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

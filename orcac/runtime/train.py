@@ -1,0 +1,651 @@
+"""`orcac train`: fine-tune the plan's student on the build's prompt-erased records.
+
+The recipe, top to bottom (`command`):
+
+  1. read the plan and every stage's records from DuckDB, before any compute is spent;
+  2. load the student once (GGUF weights dequantised to fp32), give its tokenizer a chat
+     template and a pad token;
+  3. for each stage in order: encode its tasks' records (erase message as the system turn,
+     labels on the teacher's tokens only), pack them to max_length, train with TRL's
+     SFTTrainer, save the stage's weights; the next stage starts from them;
+  4. save the final weights with the tokenizer, the resolved plan and its sha256; write the
+     loss of every step to DuckDB and draw the loss curve.
+
+Multi-GPU: the same command runs unchanged under `torchrun --nproc-per-node N -m orcac.cli
+train spec.orca` or `accelerate launch -m orcac.cli train spec.orca`; the Trainer reads the
+process group from the environment, and only the main process writes files and DuckDB rows.
+
+Packing puts several examples in one row without a padding token between them. Each keeps
+its own position ids (0, 1, ...) and there is no attention mask, from which transformers
+builds a block-diagonal causal mask for the sdpa, eager and flash kernels, so no example
+attends to another. `isolation_check` verifies that on the loaded student before training and
+says so in the log when it does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from orcac.errors import OrcacError
+from orcac.runtime import chat_format
+
+FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
+STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
+STATE_FILE = "train_state.json"  # under TrainPlan.output: run id and plan hash, for --resume
+CHECKPOINTS_PER_STAGE = 4  # resume loses at most a quarter of a stage
+
+TRAIN_TABLES = """
+CREATE TABLE IF NOT EXISTS train_runs (
+  run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
+  device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN,
+  started_at TIMESTAMP, ended_at TIMESTAMP, status VARCHAR, final_loss DOUBLE,
+  versions VARCHAR
+);
+CREATE TABLE IF NOT EXISTS train_steps (
+  run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
+  loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE
+);
+"""
+
+
+# ---- the recipe ------------------------------------------------------------------------
+
+
+def command(args) -> int:
+    loaded = _load_plan(args.spec)
+    return run(loaded, _db_path(args, loaded), resume=args.resume, max_steps=args.max_steps)
+
+
+def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = None) -> int:
+    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`."""
+    plan, root = loaded.plan, Path(loaded.root)
+    if plan.train is None:
+        raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
+    tp = plan.train
+    plan_yaml = _plan_yaml(loaded)
+    plan_sha = hashlib.sha256(plan_yaml.encode()).hexdigest()
+    output = root / tp.output
+    main = _is_main_process()
+
+    # 1. Every stage's records, checked up front: a missing task fails now, not after stage 1.
+    records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
+
+    # 2. Resume bookkeeping: which stages are done, and the run they belong to.
+    state = _load_state(output, plan_sha, resume=resume)
+    if main and not resume and output.exists():
+        _log(f"starting over in {output} (pass --resume to continue the last run)")
+        shutil.rmtree(output / STAGES_DIR, ignore_errors=True)
+        shutil.rmtree(output / FINAL_DIR, ignore_errors=True)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    # 3. The student, loaded once.
+    student = plan.students.get(tp.student)
+    if student is None:
+        raise OrcacError(f"train.student {tp.student!r} is not a declared student")
+    bf16 = _use_bf16(tp.precision)
+    model, tokenizer = _load_student(student, root)
+    isolated = isolation_check(model) if tp.packing else True
+    if tp.packing and not isolated:
+        _log(
+            f"warning: the attention implementation {model.config._attn_implementation!r} does not isolate "
+            "packed examples: each example can attend to the ones packed before it"
+        )
+    run_id = state["run_id"]
+    if main:
+        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="running")
+    _log(
+        f"training {student.model} ({_count_params(model) / 1e6:.0f}M parameters) on {_device_name()}, "
+        f"{'bf16' if bf16 else 'fp32'}, packing {'on' if tp.packing else 'off'}"
+        + (" (examples isolated)" if tp.packing and isolated else "")
+        + (f", LoRA r={tp.lora.r}" if tp.lora else "")
+    )
+
+    # 4. Stages in order; each starts from the weights the previous one saved.
+    for index, stage in enumerate(tp.stages):
+        stage_dir = output / STAGES_DIR / f"{index + 1:02d}-{stage.name}"
+        if (stage_dir / FINAL_DIR / "stage.json").is_file():
+            if resume:
+                _log(f"stage {stage.name}: done in an earlier run, skipped")
+                model = None  # loaded from this stage's weights if a later stage needs them
+                continue
+        if model is None:
+            model, _ = _load_dir(_previous_final(output, index, tp))
+        model = train_stage(
+            model,
+            tokenizer,
+            stage,
+            index,
+            records[stage.name],
+            plan=plan,
+            stage_dir=stage_dir,
+            run_id=run_id,
+            db_path=db_path if main else None,
+            bf16=bf16,
+            resume=resume,
+            max_steps=max_steps,
+        )
+
+    # 5. The final weights, with the tokenizer, the resolved plan and its hash.
+    final = output / FINAL_DIR
+    if main:
+        if model is None:
+            model, _ = _load_dir(_previous_final(output, len(tp.stages), tp))
+        final.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        (final / "plan.yaml").write_text(plan_yaml)
+        (final / "plan.sha256").write_text(f"{plan_sha}  plan.yaml\n")
+        for stage_dir in sorted((output / STAGES_DIR).glob("*")):
+            _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
+        losses = _step_losses(db_path, run_id)
+        final_loss = losses[-1][3] if losses else None
+        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="done", final_loss=final_loss)
+        from orcac.runtime import plots
+
+        plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
+        _log(f"saved the trained student to {final}; loss curve: {output / 'loss.png'}")
+    return 0
+
+
+def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id, db_path, bf16, resume, max_steps):
+    """Train one stage with SFTTrainer; return the trained model (LoRA merged into it)."""
+    tp = plan.train
+    steps = Steps(run_id=run_id, stage=stage.name, stage_index=index, db_path=db_path)
+    weights_in = fingerprint(model)
+    trainer = stage_trainer(
+        model, tokenizer, stage, index, rows, plan=plan, stage_dir=stage_dir, bf16=bf16, callbacks=[steps]
+    )
+    planned = planned_steps(len(trainer.train_dataset), tp.batch_size, tp.grad_accum, stage.epochs, _world_size())
+    if max_steps and max_steps < planned:
+        trainer.args.max_steps = max_steps
+        _log(f"  capped at {max_steps} of {planned} steps (--max-steps)")
+
+    checkpoint = _last_checkpoint(stage_dir) if resume else None
+    if checkpoint:
+        _log(f"  resuming from {checkpoint.name}")
+        steps.forget_after(_checkpoint_step(checkpoint))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    steps.flush()
+
+    model = trainer.model
+    if tp.lora is not None:
+        model = model.merge_and_unload()
+    weights_out = fingerprint(model)
+    if trainer.is_world_process_zero():
+        final = stage_dir / FINAL_DIR
+        final.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        summary = {
+            "stage": stage.name,
+            "index": index,
+            "steps": trainer.state.global_step,
+            "final_loss": steps.last_loss,
+            "weights_in": weights_in,
+            "weights_out": weights_out,
+        }
+        (final / "stage.json").write_text(json.dumps(summary, indent=2))
+        _drop_checkpoints(stage_dir)
+    _log(f"  stage {stage.name} done: {trainer.state.global_step} steps, last loss {steps.last_loss:.4f}")
+    return model
+
+
+def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=()):
+    """The stage's SFTTrainer over its encoded, packed records (not yet trained)."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    tp = plan.train
+    encoded = encode_records(tokenizer, plan, rows, tp.max_length)
+    dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
+    truncated = sum(e.truncated for e in encoded)
+    tokens = sum(len(e.input_ids) for e in encoded)
+    _log(
+        f"stage {index + 1}/{len(tp.stages)} {stage.name}: {len(encoded)} examples from "
+        f"{', '.join(stage.tasks)}, {tokens} tokens, {stage.epochs:g} epoch(s)"
+        + (f"; {truncated} answer(s) cut to max_length {tp.max_length}" if truncated else "")
+    )
+    config = SFTConfig(
+        output_dir=str(stage_dir),
+        num_train_epochs=stage.epochs,
+        per_device_train_batch_size=tp.batch_size,
+        gradient_accumulation_steps=tp.grad_accum,
+        learning_rate=tp.lr,
+        lr_scheduler_type="constant_with_warmup" if tp.schedule == "constant" else tp.schedule,
+        warmup_steps=tp.warmup_ratio,  # a float below 1 is a share of the stage's steps
+        seed=tp.seed,
+        data_seed=tp.seed,
+        bf16=bf16,
+        fp16=False,
+        max_length=tp.max_length,
+        packing=tp.packing,
+        packing_strategy="bfd",  # best-fit decreasing: whole examples, isolated (padding-free)
+        activation_checkpointing=False,  # TRL turns it on by default; it costs a third more compute
+        logging_steps=1,
+        include_num_input_tokens_seen="all",
+        save_strategy="steps",
+        save_steps=1 / CHECKPOINTS_PER_STAGE,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+        dataloader_pin_memory=_cuda_available(),
+        completion_only_loss=False,  # the labels already mask everything but the answer
+    )
+    return make_trainer(
+        model,
+        tokenizer,
+        dataset,
+        config,
+        callbacks=[*callbacks, *extra_callbacks(stage, index)],
+        peft_config=_lora_config(tp.lora, tokenizer_grew=getattr(model, "_orcac_grew", False)),
+    )
+
+
+def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config=None):
+    """SFTTrainer on a dataset that already has `input_ids` and `labels` (so TRL only packs it).
+
+    The loss is the model's own cross-entropy (transformers' `Trainer.compute_loss`) rather
+    than TRL's chunked log-prob head, which also computes entropy and accuracy metrics: on
+    CPU that made a whole step 1.7x slower (benchmarks/bench_train.py, BENCHMARKS.md). The
+    value is the same: mean over the teacher tokens of the batch.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class OrcacTrainer(SFTTrainer):
+        compute_loss = Trainer.compute_loss
+
+    return OrcacTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=peft_config,
+    )
+
+
+def encode_records(tokenizer, plan, rows, max_length):
+    """Encode (task, user, assistant) rows under each task's erase message; check max_length."""
+    encoded = []
+    for row in rows:
+        task = plan.tasks[row["task"]]
+        system = plan.erase[task.erase].system
+        e = chat_format.encode(tokenizer, system, row["user"], row["assistant"], max_length=max_length)
+        if e.prompt_tokens >= max_length:
+            where = f"record {row['id']} of task {row['task']}" if row.get("id") is not None else f"a record of task {row['task']}"
+            raise OrcacError(
+                f"{where}: its prompt is {e.prompt_tokens} tokens (system + user), "
+                f"longer than train.max_length = {max_length}",
+                hint=f"raise max_length in the train block to at least {_round_up(e.prompt_tokens + 64)}, "
+                "or shorten the task's prompt",
+            )
+        encoded.append(e)
+    return encoded
+
+
+def planned_steps(rows: int, batch_size: int, grad_accum: int, epochs: float, world: int = 1) -> int:
+    """Optimizer steps for `epochs` passes over `rows` (packed) rows.
+
+    >>> planned_steps(10, 2, 1, 1.0)
+    5
+    >>> planned_steps(10, 2, 2, 3.0)
+    9
+    """
+    batches = math.ceil(rows / (batch_size * world))
+    per_epoch = max(1, batches // grad_accum + (batches % grad_accum > 0))
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+# ---- packing isolation ------------------------------------------------------------------
+
+
+def isolation_check(model) -> bool:
+    """Whether two packed sequences give the same logits as each run alone on this model."""
+    import torch
+
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.get_text_config().vocab_size
+    a = torch.randint(0, vocab, (6,), generator=generator).to(device)
+    b = torch.randint(0, vocab, (5,), generator=generator).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        alone = model(input_ids=b[None], use_cache=False).logits[0].float()
+        packed = model(
+            input_ids=torch.cat([a, b])[None],
+            position_ids=torch.cat([torch.arange(6), torch.arange(5)])[None].to(device),
+            use_cache=False,
+        ).logits[0, 6:].float()
+    model.train(was_training)
+    return bool(torch.allclose(alone, packed, atol=1e-3, rtol=1e-3))
+
+
+# ---- loss per step ------------------------------------------------------------------------
+
+
+class Steps(TrainerCallback):
+    """Collect the loss of every step; write them to DuckDB whenever a checkpoint is saved."""
+
+    def __init__(self, run_id, stage, stage_index, db_path):
+        self.run_id, self.stage, self.stage_index, self.db_path = run_id, stage, stage_index, db_path
+        self.pending: list[tuple] = []
+        self.last_loss = float("nan")
+        self.started = time.monotonic()
+        self.tokens_seen = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.tokens_seen = state.num_input_tokens_seen or 0  # non-zero when resumed
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.last_loss = float(logs["loss"])
+            seen = int(logs.get("num_input_tokens_seen", 0) or 0)
+            tokens, self.tokens_seen = seen - self.tokens_seen, seen
+            self.pending.append(
+                (
+                    self.run_id,
+                    self.stage,
+                    self.stage_index,
+                    state.global_step,
+                    float(state.epoch or 0.0),
+                    self.last_loss,
+                    _float(logs.get("learning_rate")),
+                    _float(logs.get("grad_norm")),
+                    tokens,
+                    time.monotonic() - self.started,
+                )
+            )
+
+    def on_save(self, args, state, control, **kwargs):
+        self.flush()
+
+    def flush(self):
+        if self.db_path is None or not self.pending:
+            self.pending.clear()
+            return
+        con = _connect(self.db_path)
+        try:
+            con.executemany("INSERT INTO train_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.pending)
+        finally:
+            con.close()
+        self.pending.clear()
+
+    def forget_after(self, step: int):
+        """Drop rows a stopped run logged after its last checkpoint: they are trained again."""
+        if self.db_path is None:
+            return
+        con = _connect(self.db_path)
+        try:
+            con.execute(
+                "DELETE FROM train_steps WHERE run_id = ? AND stage_index = ? AND step > ?",
+                [self.run_id, self.stage_index, step],
+            )
+        finally:
+            con.close()
+
+
+
+def extra_callbacks(stage, index) -> list:
+    """Callbacks added to every stage's trainer; tests replace this to stop a run mid-stage."""
+    return []
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+# ---- DuckDB ---------------------------------------------------------------------------------
+
+
+def _connect(db_path: Path):
+    import duckdb
+
+    con = duckdb.connect(str(db_path))
+    con.execute(TRAIN_TABLES)
+    return con
+
+
+def _stage_records(db_path: Path, plan, stage) -> list[dict]:
+    """The stage's training records: task, user, assistant (and id where the table has one)."""
+    import duckdb
+
+    if not db_path.is_file():
+        raise OrcacError(f"no build database at {db_path}", hint=f"run `orcac build {plan.spec}` first")
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "records" not in tables:
+            raise OrcacError(f"{db_path} has no training records", hint=f"run `orcac build {plan.spec}` first")
+        columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'records'").fetchall()}
+        where = ["task IN (SELECT unnest(?))"]
+        if "split" in columns:
+            where.append("split = 'train'")
+        id_col = next((c for c in ("record_id", "id", "row_id", "row") if c in columns), None)
+        order = f"task, {id_col}" if id_col else 'task, "user", assistant'
+        select = f'task, "user", assistant, {id_col if id_col else "NULL"} AS id'
+        rows = con.execute(
+            f"SELECT {select} FROM records WHERE {' AND '.join(where)} ORDER BY {order}", [list(stage.tasks)]
+        ).fetchall()
+    finally:
+        con.close()
+    found = {r[0] for r in rows}
+    missing = [t for t in stage.tasks if t not in found]
+    if missing:
+        raise OrcacError(
+            f"stage {stage.name}: no training records for task(s) {', '.join(missing)} in {db_path}",
+            hint=f"run `orcac build {plan.spec}` first (or check that its teacher answers pass the tasks' accept rules)",
+        )
+    return [{"task": t, "user": u, "assistant": a, "id": i} for t, u, a, i in rows]
+
+
+def _write_run(db_path, run_id, plan_sha, tp, student_model, bf16, isolated, *, status, final_loss=None):
+    import importlib.metadata as md
+
+    versions = json.dumps({p: md.version(p) for p in ("torch", "transformers", "trl", "peft")}, sort_keys=True)
+    con = _connect(db_path)
+    try:
+        con.execute(
+            """
+            INSERT INTO train_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), NULL, ?, NULL, ?)
+            ON CONFLICT (run_id) DO UPDATE SET status = excluded.status
+            """,
+            [run_id, plan_sha, student_model, tp.output, _device_name(), "bf16" if bf16 else "fp32",
+             tp.packing, isolated, status, versions],
+        )
+        if status == "done":
+            con.execute(
+                "UPDATE train_runs SET ended_at = now(), final_loss = ? WHERE run_id = ?", [final_loss, run_id]
+            )
+    finally:
+        con.close()
+
+
+def _step_losses(db_path: Path, run_id: str) -> list[tuple]:
+    """(stage_index, stage, step, loss) of a run, in training order."""
+    con = _connect(db_path)
+    try:
+        return con.execute(
+            "SELECT stage_index, stage, step, loss FROM train_steps WHERE run_id = ? ORDER BY stage_index, step",
+            [run_id],
+        ).fetchall()
+    finally:
+        con.close()
+
+
+# ---- the plan, the database path, resume state ----------------------------------------------
+
+
+def _load_plan(spec: str):
+    from orcac.compiler import load_plan
+
+    return load_plan(spec)
+
+
+def _plan_yaml(loaded) -> str:
+    """The resolved plan as the compiler writes it (so its hash is the plan file's)."""
+    try:
+        from orcac.compiler import dump_plan  # the compiler's writer, when it provides one
+    except ImportError:
+        import yaml
+
+        return yaml.safe_dump(loaded.plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return dump_plan(loaded.plan)
+
+
+def _db_path(args, loaded) -> Path:
+    if getattr(args, "db", None):
+        return Path(args.db)
+    try:
+        from orcac.runtime.store import default_db_path
+    except ImportError:
+        return Path(loaded.root) / ".orca" / (Path(loaded.plan.spec).stem + ".duckdb")
+    return Path(default_db_path(loaded))
+
+
+def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:
+    path = output / STATE_FILE
+    if resume and path.is_file():
+        state = json.loads(path.read_text())
+        if state.get("plan_sha256") != plan_sha:
+            raise OrcacError(
+                "the plan changed since the run in "
+                f"{output} started (sha256 {state.get('plan_sha256', '?')[:12]} -> {plan_sha[:12]})",
+                hint="run `orcac train` without --resume to start over",
+            )
+        return state
+    return {"run_id": uuid.uuid4().hex[:12], "plan_sha256": plan_sha}
+
+
+def _last_checkpoint(stage_dir: Path) -> Path | None:
+    found = sorted(stage_dir.glob("checkpoint-*"), key=_checkpoint_step)
+    return found[-1] if found else None
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[-1])
+
+
+def _drop_checkpoints(stage_dir: Path) -> None:
+    for checkpoint in stage_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _previous_final(output: Path, index: int, tp) -> Path:
+    """The weights stage `index` starts from: the last finished stage's (index >= 1)."""
+    previous = tp.stages[index - 1]
+    return output / STAGES_DIR / f"{index:02d}-{previous.name}" / FINAL_DIR
+
+
+# ---- models and devices -------------------------------------------------------------------------
+
+
+def _load_student(student, root: Path):
+    """The student and its tokenizer, with a chat template and a pad token (embeddings resized)."""
+    from orcac.runtime import hf_models
+
+    model, tokenizer = hf_models.load_causal_lm(student.model, root)
+    added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
+        model._orcac_grew = True
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def _load_dir(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.config.use_cache = False
+    return model, None
+
+
+def _lora_config(lora, *, tokenizer_grew: bool):
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+        # Tokens added for the chat template have random embeddings: train them in full.
+        modules_to_save=["embed_tokens", "lm_head"] if tokenizer_grew else None,
+    )
+
+
+def fingerprint(model) -> str:
+    """A short hash of the weights, to show which weights a stage started from."""
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(f"{tensor.double().sum().item():.10e}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _use_bf16(precision: str) -> bool:
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _round_up(n: int, to: int = 64) -> int:
+    return -(-n // to) * to
+
+
+def _log(message: str) -> None:
+    if _is_main_process():
+        print(message, file=sys.stderr, flush=True)
