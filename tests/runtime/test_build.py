@@ -1,0 +1,175 @@
+"""`orcac build` end to end against the loopback server, through litellm's real HTTP path."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from orcac import cli
+from orcac.runtime import teachers
+from orcac.specs.plan import TeacherPlan
+from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.loopback import Loopback
+
+SECRET = "sk-orcac-test-SECRET-9f3a71"
+
+
+def _q(i: int) -> str:
+    return f"What is {i} plus {i + 1}?"
+
+
+@pytest.fixture(autouse=True)
+def _quick_backoff(monkeypatch):
+    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+    monkeypatch.setenv("LOOPBACK_KEY", SECRET)
+
+
+def _teacher(server: Loopback, **fields) -> TeacherPlan:
+    options = dict(timeout_s=1.0, max_retries=2, concurrency=8, api_key_env="LOOPBACK_KEY")
+    options.update(fields)
+    return TeacherPlan(name="t", model="openai/loopback", api_base=server.url, **options)
+
+
+def _rows(db, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _build(path, *extra) -> int:
+    return cli.main(["build", str(path), "--no-progress", *extra])
+
+
+FAULTS = {
+    _q(1): ["429:retry_after=1", "ok"],  # retried after the server's Retry-After
+    _q(2): ["500", "503", "ok"],  # retried server errors
+    _q(4): ["hang:s=30", "ok"],  # past the 1 s timeout, then answered
+    _q(5): ["malformed"] * 20,  # never valid JSON: fails for good
+    _q(6): ["length:chars=5"],  # truncated: answered but rejected
+    _q(7): ["hang:s=30"] * 20,  # always past the timeout: fails for good
+    _q(8): ["drop", "ok"],  # connection closed without an answer, then answered
+}
+
+
+def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsys):
+    with Loopback(arith_answer, script=FAULTS) as server:
+        plan = make_plan(tmp_path, n=12, holdout=0.0, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 0
+        db = tmp_path / ".orca" / "spec.duckdb"
+
+        jobs = dict(_rows(db, "SELECT row_index, status FROM jobs"))
+        assert sorted(jobs) == list(range(12))
+        errors = dict(_rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'"))
+        assert errors == {5: "bad_response", 7: "timeout"}
+        checks = _rows(db, "SELECT row_index, accepted, reason FROM checks ORDER BY row_index")
+        assert [r[0] for r in checks] == [i for i in range(12) if i not in (5, 7)]  # once per answered job
+        assert {r[0]: r[2] for r in checks if not r[1]} == {6: "truncated"}
+        records = _rows(db, 'SELECT row_index, system, "user", assistant FROM records ORDER BY row_index')
+        assert [r[0] for r in records] == [i for i in range(12) if i not in (5, 6, 7)]
+        for row_index, system, user, assistant in records:
+            assert system == plan.erase["cautious"].system
+            assert user == _q(row_index)
+            assert assistant.endswith(f"Answer: {2 * row_index + 1}")
+        attempts = dict(_rows(db, "SELECT row_index, attempts FROM jobs"))
+        assert attempts[1] == 2 and attempts[2] == 3 and attempts[4] == 2 and attempts[8] == 2
+        summary = capsys.readouterr()
+        assert "truncated 1" in summary.out and "bad_response 1" in summary.out and "timeout 1" in summary.out
+        assert "2 job(s) failed after retries: run the same command to retry them" in summary.err
+
+        # A re-run sends only the two failed jobs again, and writes nothing twice.
+        before = server.stats()["hits"]
+        assert _build(path) == 0
+        after = server.stats()["hits"]
+        grown = {key for key in after if after[key] != before.get(key)}
+        assert grown == {_q(5), _q(7)}
+        assert _rows(db, "SELECT count(*), count(DISTINCT row_index) FROM records") == [(9, 9)]
+        assert _rows(db, "SELECT count(*) FROM checks") == [(10,)]
+
+
+def test_a_finished_build_rerun_makes_zero_calls_and_keys_stay_out(tmp_path):
+    with Loopback(arith_answer, latency=0.01) as server:
+        plan = make_plan(tmp_path, n=40, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 0
+        calls = server.stats()["requests"]
+        assert calls == plan.tasks["arith"].counts.train
+        assert _build(path) == 0
+        assert server.stats()["requests"] == calls
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT count(*) FROM records") == [(calls,)]
+        # Held-out rows are stored as examples and never sent.
+        holdout = {r[0] for r in _rows(db, "SELECT prompt FROM examples WHERE split = 'holdout'")}
+        assert len(holdout) == plan.tasks["arith"].counts.holdout
+        assert holdout.isdisjoint(server.stats()["hits"])
+        assert server.stats()["auth"]  # the key did go to the server...
+        _assert_secret_absent(db)  # ...and nowhere else
+
+
+def _assert_secret_absent(db):
+    assert SECRET.encode() not in db.read_bytes()
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+            text = con.execute(f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {table}").fetchall()
+            assert not any(SECRET in (v or "") for row in text for v in row), table
+    finally:
+        con.close()
+
+
+def test_limit_and_dry_run(tmp_path, capsys):
+    with Loopback(arith_answer) as server:
+        plan = make_plan(tmp_path, n=30, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path, "--dry-run") == 0
+        out = capsys.readouterr().out
+        assert server.stats()["requests"] == 0
+        train = plan.tasks["arith"].counts.train
+        assert "dry run: nothing was called" in out
+        line = next(line for line in out.splitlines() if line.startswith("arith"))
+        examples, cached, calls = (int(x) for x in line.split()[1:4])
+        assert (examples, cached, calls) == (train, 0, train)
+        assert line.split()[-1] == f"${0.001 * train:,.4f}"  # the plan's estimate per call
+        assert _build(path, "--limit", "5") == 0
+        assert server.stats()["requests"] == 5
+        capsys.readouterr()
+        assert _build(path, "--dry-run") == 0
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("arith"))
+        assert [int(x) for x in line.split()[1:4]] == [train, 5, train - 5]
+
+
+def test_undecided_probe_is_skipped_with_a_note(tmp_path, capsys):
+    plan = make_plan(tmp_path, n=10, decided=False, probe_size=3)
+    path = write_plan(tmp_path, plan)
+    assert _build(path) == 0
+    assert "task arith: skipped: its strategy probe has not been decided yet" in capsys.readouterr().err
+
+
+def test_a_row_that_fails_to_render_is_reported_and_the_rest_are_built(tmp_path, capsys):
+    from tests.runtime.plans import arithmetic_rows
+
+    rows = arithmetic_rows(8)
+    del rows[3]["a"]  # strict undefined: its gold cannot render
+    with Loopback(arith_answer) as server:
+        plan = make_plan(tmp_path, rows, holdout=0.0, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 0
+        err = capsys.readouterr().err
+        assert "task arith: row 4 skipped: UndefinedError: 'a' is undefined" in err
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert sorted(r[0] for r in _rows(db, "SELECT row_index FROM jobs")) == [0, 1, 2, 4, 5, 6, 7]
+
+
+def test_a_bad_key_stops_the_build_with_one_line_naming_the_teacher(tmp_path, capsys):
+    with Loopback(arith_answer, faults="401") as server:
+        plan = make_plan(tmp_path, n=10, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 1
+        err = capsys.readouterr().err
+        assert "error: teacher t (openai/loopback): authentication failed (401)" in err
+        assert "Traceback" not in err and SECRET not in err
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT status FROM runs") == [("failed",)]
