@@ -1,0 +1,236 @@
+"""The probe phase: real litellm HTTP calls to the loopback server, a real DuckDB file.
+
+The loopback teacher answers by its system prompt, so every winner is known in advance:
+a strategy whose text contains "step" solves the sum, "direct" answers one too many, and
+"terse"/"verbose" both solve it (a tie on score that the cheaper one must win).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orcac.errors import OrcacError
+from orcac.runtime import probe, teachers
+from orcac.runtime.build import plan_work, run_build
+from orcac.runtime.examples import materialize
+from orcac.runtime.store import Store
+from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
+from tests.runtime.plans import make_plan
+from tests.support.loopback import Loopback, key_of
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+TEXTS = {
+    "direct": "Reply with the number alone, as fast as you can.",
+    "step": "Work through the sum step by step, then give 'Answer: <number>'.",
+    "verbose": "You are a patient teacher of arithmetic for young pupils. Always explain carefully, "
+    "with kindness and without hurry, exactly how you add the two numbers together.",
+    "terse": "Add them.",
+}
+SIZE = 4
+
+
+def sums(body: dict) -> str:
+    system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+    x, y = map(int, re.search(r"What is (\d+) plus (\d+)\?", key_of(body)).groups())
+    if "step" in system or system in (TEXTS["verbose"], TEXTS["terse"]):
+        return f"{x} + {y} = {x + y}.\nAnswer: {x + y}"
+    return f"Answer: {x + y + 1}"
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback-test-key")
+    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+
+
+@pytest.fixture
+def server():
+    with Loopback(sums) as s:
+        yield s
+
+
+def probe_plan(root: Path, server: Loopback, candidates=("direct", "step"), key: str = "key-1") -> Plan:
+    teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY",
+                          timeout_s=5, max_retries=2)
+    plan = make_plan(root, n=20, holdout=0.2, teacher=teacher, decided=False, probe_size=SIZE)
+    strategies = {n: StrategyPlan(name=n, system=TEXTS[n], origin="test:1") for n in sorted(set(candidates))}
+    task = plan.tasks["arith"]
+    task = task.model_copy(update={"probe": ProbePlan(candidates=tuple(candidates), size=SIZE, key=key)})
+    return plan.model_copy(update={"strategies": strategies, "tasks": {"arith": task}})
+
+
+def requests(server: Loopback) -> int:
+    return server.stats()["requests"]
+
+
+def decisions(store: Store) -> list[dict]:
+    return store.query("SELECT * FROM decisions ORDER BY task, key, strategy").to_pylist()
+
+
+def run(plan: Plan, root: Path, db: Path, **kw) -> probe.ProbeResult:
+    with Store.open(db) as store:
+        return probe.run_probes(plan, root, store, log=lambda _: None, **kw)
+
+
+# ---- pure parts --------------------------------------------------------------------------
+
+
+def cs(name: str, passed: int, total: int, tokens: int) -> CandidateScore:
+    return CandidateScore(strategy=name, score=passed / total, passed=passed, total=total,
+                          prompt_tokens=tokens, completion_tokens=0, cost=0.0)
+
+
+def test_choose_prefers_score_then_tokens_then_name():
+    assert probe.choose([cs("cheap", 1, 4, 10), cs("good", 3, 4, 500)]) == "good"
+    assert probe.choose([cs("a_long", 3, 4, 500), cs("z_short", 3, 4, 10)]) == "z_short"
+    assert probe.choose([cs("b", 3, 4, 10), cs("a", 3, 4, 10)]) == "a"
+    # 1/3 and 2/6 are equal rates although their floats need not be: tokens decide.
+    assert probe.choose([cs("a", 1, 3, 90), cs("b", 2, 6, 80)]) == "b"
+
+
+def test_score_counts_only_its_candidate():
+    answers = [probe.Answer("s", 0, True, 10, 2, 0.5), probe.Answer("s", 1, False, 10, 3, 0.25),
+               probe.Answer("d", 0, True, 1, 1, 0.0)]
+    assert probe.score("s", answers) == CandidateScore(
+        strategy="s", score=0.5, passed=1, total=2, prompt_tokens=20, completion_tokens=5, cost=0.75)
+
+
+def test_a_decision_is_valid_only_for_its_key(tmp_path, server):
+    plan = probe_plan(tmp_path, server)
+    task = plan.tasks["arith"]
+    assert not probe.is_decided(task)
+    decided = probe.apply_decision(plan, "arith", Decision(chosen="step", key="key-1", scores=()))
+    task = decided.tasks["arith"]
+    assert (task.strategy, task.system) == ("step", TEXTS["step"])
+    assert probe.is_decided(task) and not probe.is_decided(task, reprobe=True)
+    stale = task.model_copy(update={"probe": task.probe.model_copy(update={"key": "key-2"})})
+    assert not probe.is_decided(stale)
+
+
+# ---- the probe against the loopback teacher ------------------------------------------------
+
+
+def test_probe_picks_the_strategy_that_passes_and_records_it(tmp_path, server):
+    plan = probe_plan(tmp_path, server)
+    plan_file = tmp_path / "spec.plan.yaml"
+    result = run(plan, tmp_path, tmp_path / "b.duckdb", plan_path=plan_file)
+
+    assert requests(server) == SIZE * 2 and result.calls == SIZE * 2
+    decision = result.decisions["arith"]
+    assert decision.chosen == "step" and decision.key == "key-1"
+    scores = {s.strategy: s for s in decision.scores}
+    assert (scores["step"].passed, scores["step"].total) == (SIZE, SIZE)
+    assert (scores["direct"].passed, scores["direct"].total) == (0, SIZE)
+    assert scores["step"].prompt_tokens > 0 and scores["step"].completion_tokens > 0
+    task = result.plan.tasks["arith"]
+    assert (task.strategy, task.system) == ("step", TEXTS["step"])
+
+    with Store.open(tmp_path / "b.duckdb", read_only=True) as store:
+        rows = decisions(store)
+    assert [(r["strategy"], r["chosen"], r["passed"], r["total"]) for r in rows] == [
+        ("direct", False, 0, SIZE), ("step", True, SIZE, SIZE)]
+    written = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]
+    assert written["strategy"] == "step"
+    assert written["probe"]["decision"]["chosen"] == "step"
+    assert [s["strategy"] for s in written["probe"]["decision"]["scores"]] == ["direct", "step"]
+
+
+def test_a_recorded_decision_is_reused_without_calls(tmp_path, server):
+    first = run(probe_plan(tmp_path, server), tmp_path, tmp_path / "b.duckdb")
+    before = requests(server)
+    again = run(first.plan, tmp_path, tmp_path / "fresh.duckdb")
+    assert requests(server) == before and again.calls == 0 and again.probed == []
+    assert again.plan == first.plan
+    with Store.open(tmp_path / "fresh.duckdb", read_only=True) as store:
+        assert [r["chosen"] for r in decisions(store)] == [False, True]  # recorded in the new db too
+
+
+def test_changed_candidates_invalidate_the_decision(tmp_path, server):
+    first = run(probe_plan(tmp_path, server), tmp_path, tmp_path / "b.duckdb")
+    assert first.decisions["arith"].chosen == "step"
+    # What the compiler does on recompile: a new key, the old decision dropped as stale.
+    changed = probe_plan(tmp_path, server, candidates=("direct", "step", "terse"), key="key-2")
+    task = changed.tasks["arith"]
+    changed = changed.model_copy(update={"tasks": {"arith": task.model_copy(
+        update={"probe": task.probe.model_copy(update={"decision": first.decisions["arith"].model_copy(
+            update={"key": "key-1"})})})}})
+    before = requests(server)
+    again = run(changed, tmp_path, tmp_path / "b.duckdb")
+    # Only the new candidate's answers are asked for: the others are stored jobs.
+    assert requests(server) - before == SIZE and again.cached == 2 * SIZE
+    assert again.probed == ["arith"] and again.decisions["arith"].key == "key-2"
+    assert again.decisions["arith"].chosen == "terse"  # as right as step, fewer tokens
+    with Store.open(tmp_path / "b.duckdb", read_only=True) as store:
+        assert {(r["key"], r["strategy"]) for r in decisions(store) if r["chosen"]} == {
+            ("key-1", "step"), ("key-2", "terse")}
+
+
+def test_reprobe_decides_again(tmp_path, server):
+    plan = probe_plan(tmp_path, server)
+    wrong = Decision(chosen="direct", key="key-1", scores=())  # e.g. a hand-edited plan
+    plan = probe.apply_decision(plan, "arith", wrong)
+    assert run(plan, tmp_path, tmp_path / "b.duckdb").calls == 0
+    result = run(plan, tmp_path, tmp_path / "b.duckdb", reprobe=True)
+    assert result.calls == 2 * SIZE and result.decisions["arith"].chosen == "step"
+    assert result.plan.tasks["arith"].strategy == "step"
+
+
+def test_a_tie_goes_to_the_cheaper_candidate(tmp_path, server):
+    result = run(probe_plan(tmp_path, server, candidates=("verbose", "terse")), tmp_path, tmp_path / "b.duckdb")
+    scores = {s.strategy: s for s in result.decisions["arith"].scores}
+    assert scores["verbose"].passed == scores["terse"].passed == SIZE
+    assert scores["terse"].prompt_tokens < scores["verbose"].prompt_tokens
+    assert result.decisions["arith"].chosen == "terse"
+
+
+def test_only_the_winners_probe_answers_become_records(tmp_path, server):
+    plan = probe_plan(tmp_path, server)
+    db = tmp_path / "b.duckdb"
+    result = run(plan, tmp_path, db)
+    after_probe = requests(server)
+    with Store.open(db) as store:
+        work = plan_work(result.plan, tmp_path)
+        built = run_build(result.plan, tmp_path, store, work, progress=False)
+        records = store.query("SELECT strategy, row_index, job_id FROM records").to_pylist()
+        probe_rows = {r["row_index"] for r in store.query("SELECT row_index FROM examples WHERE probe").to_pylist()}
+        loser_jobs = {r["job_id"] for r in store.query(
+            "SELECT job_id FROM jobs WHERE strategy = 'direct'").to_pylist()}
+    train = result.plan.tasks["arith"].counts.train
+    # The main run answered only the rows the probe did not: the probe rows' jobs were done.
+    assert built.calls == train - SIZE and requests(server) - after_probe == train - SIZE
+    assert len(records) == train and {r["strategy"] for r in records} == {"step"}
+    assert probe_rows <= {r["row_index"] for r in records}
+    assert len(loser_jobs) == SIZE and not loser_jobs & {r["job_id"] for r in records}
+
+
+def test_a_failed_probe_call_decides_nothing_and_only_it_is_retried(tmp_path):
+    rows = materialize(make_plan(tmp_path, n=20, holdout=0.2, decided=False, probe_size=SIZE), tmp_path, "arith")
+    failing = next(e.prompt for e in rows if e.probe)
+    # max_retries=2: three attempts for each of the row's two jobs use up the six 500s.
+    with Loopback(sums, script={failing: ["500"] * 6}) as server:
+        plan = probe_plan(tmp_path, server)
+        db, plan_file = tmp_path / "b.duckdb", tmp_path / "spec.plan.yaml"
+        with pytest.raises(OrcacError, match="2 probe call"):
+            run(plan, tmp_path, db, plan_path=plan_file)
+        assert not plan_file.exists()
+        with Store.open(db, read_only=True) as store:
+            assert store.query("SELECT count(*) AS n FROM responses").to_pylist() == [{"n": 2 * SIZE - 2}]
+            assert decisions(store) == []
+        before = requests(server)
+        result = run(plan, tmp_path, db, plan_path=plan_file)
+        assert requests(server) - before == 2 and result.cached == 2 * SIZE - 2
+        assert result.decisions["arith"].chosen == "step"
+
+
+def test_a_task_without_gold_cannot_be_probed(tmp_path, server):
+    plan = probe_plan(tmp_path, server)
+    task = plan.tasks["arith"].model_copy(update={"gold": None})
+    plan = plan.model_copy(update={"tasks": {"arith": task}})
+    with pytest.raises(OrcacError, match="gold"):
+        run(plan, tmp_path, tmp_path / "b.duckdb")
