@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orcac.compiler.diagnostics import CompileError, Diagnostic, Diagnostics
-from orcac.compiler.emit import dump_plan, read_plan
-from orcac.specs.plan import Plan
+
+if TYPE_CHECKING:
+    from orcac.specs.plan import Plan
 
 __all__ = [
     "PASSES",
@@ -41,6 +43,20 @@ __all__ = [
 ]
 
 PASSES = ("load", "to_spec", "resolve", "check", "lower")
+
+
+def dump_plan(plan: Plan) -> str:
+    """The plan file's text: deterministic YAML (see orcac/compiler/emit.py)."""
+    from orcac.compiler.emit import dump_plan as dump
+
+    return dump(plan)
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read a plan file; raises OrcacError when it is missing or not a plan."""
+    from orcac.compiler.emit import read_plan as read
+
+    return read(path)
 
 
 def plan_path_for(spec_path: str | Path) -> Path:

@@ -203,7 +203,10 @@ def lower(
             name: StrategyPlan(
                 name=name,
                 system=strategies[name].system,
-                adherence=tuple(AdherenceRule(**r.model_dump()) for r in strategies[name].expect),
+                adherence=tuple(
+                    AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description)
+                    for r in strategies[name].expect
+                ),
                 origin=origin(strategies[name]),
             )
             for name in sorted(used_strategies)

@@ -48,7 +48,7 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
             diags.error(f"a second {kind} block", extra.span, f"first at {items[0].span}; merge them into one")
         fields[kind] = items[0] if items else None
 
-    spec = Spec(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
+    spec = Spec.model_construct(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
     return _apply_defaults(spec, diags)
 
 
@@ -85,7 +85,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             elif chosen is None:
                 if len(names) == 1:
                     only = next(iter(names))
-                    chosen = Named(name=only, span=task.span)
+                    chosen = Named.model_construct(name=only, span=task.span)
                 else:
                     what = "no" if not names else "more than one"
                     diags.error(

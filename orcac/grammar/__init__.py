@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -74,7 +75,7 @@ def parser() -> Lark:
     return Lark(
         GRAMMAR.read_text(),
         parser="lalr",
-        lexer="contextual",
+        lexer="basic",
         propagate_positions=True,
         maybe_placeholders=True,
         cache=True,
@@ -96,7 +97,7 @@ def parse(text: str, file: str) -> Module:
         raise error.orig_exc from None
     comments = tuple(Comment(text=t.value.rstrip(), line=t.line, col=t.column) for t in _Comments.sink)
     _Comments.sink = []
-    return module.model_copy(update={"comments": comments})
+    return replace(module, comments=comments)
 
 
 # ---- tree -> nodes ------------------------------------------------------------------------

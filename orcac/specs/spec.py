@@ -13,16 +13,28 @@ The compiler passes after `to_spec` read only declarations. They never see Lark 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Declarations are built with `model_construct` by the to_spec pass, which has already
+    checked every value; `defer_build` keeps pydantic from building validators that a
+    check never uses, which is most of what importing this module would cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
 
-class Span(Node):
+# Syntax nodes are frozen dataclasses rather than pydantic models: a 1 MB spec has
+# hundreds of thousands of them, and `orcac check` must start about as fast as
+# `import lark, pydantic, jinja2`. Declarations below are pydantic models.
+_node = dataclass(frozen=True, slots=True)
+
+
+@_node
+class Span:
     """Where a node is: `file` as shown to the user, 1-based line and column, end exclusive."""
 
     file: str
@@ -38,52 +50,60 @@ class Span(Node):
 # ---- syntax: values ---------------------------------------------------------------------
 
 
-class Str(Node):
+@_node
+class Str:
     value: str
     raw: str  # the token as written, quotes included
-    triple: bool = False
     span: Span
+    triple: bool = False
 
 
-class Num(Node):
+@_node
+class Num:
     value: int | float
     raw: str
     span: Span
 
 
-class Percent(Node):
+@_node
+class Percent:
     value: float  # 20% -> 0.2
     raw: str
     span: Span
 
 
-class Duration(Node):
+@_node
+class Duration:
     seconds: float  # 30s -> 30.0, 500ms -> 0.5, 2m -> 120.0
     raw: str
     span: Span
 
 
-class Ref(Node):
+@_node
+class Ref:
     name: str
     span: Span
 
 
-class KwArg(Node):
+@_node
+class KwArg:
     name: str
-    value: Value
+    value: "Value"
     span: Span
 
 
-class Call(Node):
+@_node
+class Call:
     name: str
-    args: tuple[Value, ...] = ()
-    kwargs: tuple[KwArg, ...] = ()
     span: Span
+    args: tuple = ()
+    kwargs: tuple = ()
 
 
-class List(Node):
-    items: tuple[Value, ...] = ()
+@_node
+class List:
     span: Span
+    items: tuple = ()
 
 
 Value = Union[Str, Num, Percent, Duration, Ref, Call, List]
@@ -92,48 +112,47 @@ Value = Union[Str, Num, Percent, Duration, Ref, Call, List]
 # ---- syntax: structure -------------------------------------------------------------------
 
 
-class Assign(Node):
+@_node
+class Assign:
     key: str
     key_span: Span
     value: Value
     span: Span
 
 
-class Block(Node):
+@_node
+class Block:
     kind: str
     kind_span: Span
+    span: Span
     name: str | None = None
     name_span: Span | None = None
-    members: tuple[Union[Assign, Block], ...] = ()
-    span: Span
+    members: tuple = ()  # Assign | Block
 
 
-class Import(Node):
+@_node
+class Import:
     path: str
     span: Span
 
 
-class Comment(Node):
+@_node
+class Comment:
     text: str
     line: int
     col: int
 
 
-class Module(Node):
+@_node
+class Module:
     """One parsed .orca file."""
 
     file: str  # as shown in diagnostics
     version: int | None = None
     version_span: Span | None = None
-    imports: tuple[Import, ...] = ()
-    blocks: tuple[Block, ...] = ()
-    comments: tuple[Comment, ...] = ()
-
-
-KwArg.model_rebuild()
-Call.model_rebuild()
-List.model_rebuild()
-Block.model_rebuild()
+    imports: tuple = ()
+    blocks: tuple = ()
+    comments: tuple = ()
 
 
 # ---- declarations ----------------------------------------------------------------------------
