@@ -36,23 +36,28 @@ Fault names (a fault may carry `:name=value` options):
   "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
   "drop"               closes the connection without an answer
 
-`latency` (seconds) delays every answer; the authorization header is recorded only as
-whether it was present (`stats()["auth"]`), never its value.
+`latency` (seconds) delays every answer. The authorization header is recorded only as whether
+it was present (`stats()["auth"]`); the 401 and 400 bodies quote the key back, as real providers
+do, so tests can check that callers scrub it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
+import os
+import pickle
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from email.utils import formatdate
+from pathlib import Path
 
 from aiohttp import web
 
@@ -145,14 +150,16 @@ class _Handler:
             return _error(int(name), "injected " + name, kind, headers)
         if name in ("500", "502"):
             return _error(int(name), "injected server error", "server_error")
+        # Like real providers, 401 and 400 bodies quote the key they got: callers must scrub it.
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if name == "401":
-            return _error(401, "Incorrect API key provided", "invalid_request_error")
+            return _error(401, f"Incorrect API key provided: {presented}", "invalid_request_error")
         if name == "403":
             return _error(403, "forbidden", "invalid_request_error")
         if name == "404":
             return _error(404, f"The model {body.get('model')} does not exist", "invalid_request_error")
         if name == "400":
-            return _error(400, "injected bad request", "invalid_request_error")
+            return _error(400, f"injected bad request (key {presented})", "invalid_request_error")
         if name == "malformed":
             return web.Response(status=200, text='{"id": "x", "choices": [', content_type="application/json")
         if name == "drop":
@@ -198,12 +205,6 @@ class _Handler:
         return app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _serve(handler: _Handler, sock: socket.socket, ready, stop: asyncio.Event | None):
     runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
@@ -219,17 +220,22 @@ async def _serve(handler: _Handler, sock: socket.socket, ready, stop: asyncio.Ev
         await runner.cleanup()
 
 
-def _process_main(port, options, ready_event):
+def _process_main() -> None:
+    """Entry of the `process=True` server: options arrive pickled on stdin, the port goes to stdout."""
     try:
         import uvloop  # type: ignore
 
         uvloop.install()
     except ImportError:
         pass
+    options = pickle.loads(sys.stdin.buffer.read())
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    asyncio.run(_serve(_Handler(**options), sock, ready_event.set, None))
+    sock.bind(("127.0.0.1", 0))
+
+    def ready():
+        print(sock.getsockname()[1], flush=True)
+
+    asyncio.run(_serve(_Handler(**options), sock, ready, None))
 
 
 class Loopback:
@@ -264,14 +270,20 @@ class Loopback:
 
     def start(self) -> Loopback:
         if self.process:
-            self.port = _free_port()
-            ctx = multiprocessing.get_context("spawn")
-            ready = ctx.Event()
-            self._proc = ctx.Process(target=_process_main, args=(self.port, self.options, ready), daemon=True)
-            self._proc.start()
-            if not ready.wait(30):
+            # A plain subprocess, not multiprocessing: works from any __main__ (pytest, -c, scripts).
+            root = str(Path(__file__).resolve().parents[2])
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from tests.support.loopback import _process_main; _process_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root,
+            )
+            self._proc.stdin.write(pickle.dumps(self.options))
+            self._proc.stdin.close()
+            line = self._proc.stdout.readline()
+            if not line.strip():
                 self._proc.kill()
                 raise RuntimeError("loopback server process did not start")
+            self.port = int(line)
             return self
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -281,6 +293,7 @@ class Loopback:
 
         def run():
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             self._stop = asyncio.Event()
             loop.run_until_complete(_serve(self.handler, sock, started.set, self._stop))
@@ -299,7 +312,8 @@ class Loopback:
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.kill()
-            self._proc.join(10)
+            self._proc.wait(10)
+            self._proc.stdout.close()
             self._proc = None
         if self._thread is not None:
             self._loop.call_soon_threadsafe(self._stop.set)

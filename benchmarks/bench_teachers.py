@@ -1,0 +1,165 @@
+"""Teacher-call throughput: orcac's run_jobs against a raw aiohttp client and a plain litellm loop.
+
+    python benchmarks/bench_teachers.py [--jobs 10000] [--inflight 256] [--latency 0.05]
+
+One loopback OpenAI-compatible server (tests/support/loopback.py) runs in a subprocess with a
+fixed latency per answer; in this one process, one after another against the same server:
+
+  raw      aiohttp: one session, `inflight` concurrent POSTs, JSON parsed; the machine's ceiling
+  plain    asyncio.gather over litellm.acompletion with a semaphore of `inflight`
+  orcac    orcac.runtime.teachers.run_jobs (concurrency = inflight), outcomes appended to a list
+  orcac+db the same, outcomes written to DuckDB by the build's store, if it exists
+
+Prints requests/s for each and the ratios orcac/raw and orcac/plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
+
+from orcac.runtime import teachers  # noqa: E402
+from orcac.specs.plan import TeacherPlan  # noqa: E402
+from tests.support.loopback import Loopback  # noqa: E402
+
+
+def messages(i: int) -> list[dict]:
+    return [
+        {"role": "system", "content": "You are a careful assistant. Think step by step."},
+        {"role": "user", "content": f"What is {i} + {i + 1}? Answer with the number."},
+    ]
+
+
+async def bench_raw(url: str, n: int, inflight: int) -> float:
+    import aiohttp
+
+    semaphore = asyncio.Semaphore(inflight)
+    connector = aiohttp.TCPConnector(limit=inflight)
+    headers = {"Authorization": f"Bearer {os.environ['BENCH_KEY']}"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int):
+            async with semaphore:
+                body = {"model": "bench", "messages": messages(i), "max_tokens": 16, "temperature": 0}
+                async with session.post(f"{url}/chat/completions", json=body, headers=headers) as response:
+                    data = await response.json()
+                    return data["choices"][0]["message"]["content"]
+
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - started
+    assert len(answers) == n
+    return n / elapsed
+
+
+async def bench_plain(url: str, n: int, inflight: int) -> float:
+    litellm = teachers.get_litellm()
+    semaphore = asyncio.Semaphore(inflight)
+
+    async def one(i: int):
+        async with semaphore:
+            response = await litellm.acompletion(
+                model="openai/bench", api_base=url, api_key=os.environ["BENCH_KEY"],
+                messages=messages(i), max_tokens=16, temperature=0,
+            )
+            return response.choices[0].message.content
+
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    assert len(answers) == n
+    return n / elapsed
+
+
+async def bench_orcac(url: str, n: int, inflight: int, sink=None) -> float:
+    plan = TeacherPlan(
+        name="bench", model="openai/bench", api_base=url, api_key_env="BENCH_KEY",
+        max_tokens=16, concurrency=inflight,
+    )
+    jobs = [teachers.make_job(plan, messages(i)) for i in range(n)]
+    outcomes: list = []
+    on_outcome = outcomes.append if sink is None else sink(outcomes)
+    started = time.perf_counter()
+    await teachers.run_jobs({"bench": plan}, jobs, on_outcome)
+    elapsed = time.perf_counter() - started
+    assert len(outcomes) == n and all(o.status == "ok" for o in outcomes), [o.error for o in outcomes[:3]]
+    return n / elapsed
+
+
+def duckdb_sink():
+    """An on_outcome that buffers and bulk-writes through the build's store, if it exists yet."""
+    try:
+        from orcac.runtime import store  # noqa: F401
+    except ImportError:
+        return None
+    opener = getattr(store, "open_store", None) or getattr(store, "Store", None)
+    if opener is None:
+        return None
+
+    def make(outcomes):
+        path = Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb"
+        db = opener(path)
+        write = getattr(db, "write_outcomes", None) or getattr(db, "add_outcomes", None)
+        if write is None:
+            return None
+
+        def on_outcome(outcome):
+            outcomes.append(outcome)
+            if len(outcomes) % 1000 == 0:
+                write(outcomes[-1000:])
+
+        return on_outcome
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--inflight", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--only", choices=["raw", "plain", "orcac"], action="append")
+    args = parser.parse_args()
+    chosen = args.only or ["raw", "plain", "orcac"]
+    teachers.get_litellm()
+
+    results: dict[str, float] = {}
+    with Loopback(latency=args.latency, process=True) as server:
+        # Warm up every path once (imports, connection pools) so each is timed in steady state.
+        asyncio.run(bench_raw(server.url, 64, 32))
+        asyncio.run(bench_orcac(server.url, 64, 32))
+        for name in chosen:
+            gc.collect()
+            if name == "raw":
+                results["raw aiohttp"] = asyncio.run(bench_raw(server.url, args.jobs, args.inflight))
+            elif name == "plain":
+                results["plain litellm"] = asyncio.run(bench_plain(server.url, args.jobs, args.inflight))
+            else:
+                results["orcac run_jobs"] = asyncio.run(bench_orcac(server.url, args.jobs, args.inflight))
+            print(f"{list(results)[-1]:>16}: {list(results.values())[-1]:8.0f} req/s", flush=True)
+        sink = duckdb_sink()
+        if "orcac" in chosen and sink is not None:
+            results["orcac + duckdb"] = asyncio.run(bench_orcac(server.url, args.jobs, args.inflight, sink))
+            print(f"{'orcac + duckdb':>16}: {results['orcac + duckdb']:8.0f} req/s", flush=True)
+
+    print(f"\n{args.jobs} jobs, {args.inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores")
+    raw, plain, ours = results.get("raw aiohttp"), results.get("plain litellm"), results.get("orcac run_jobs")
+    if ours and raw:
+        print(f"orcac / raw aiohttp:    {ours / raw:.2f}  (goal >= 0.5)")
+    if ours and plain:
+        print(f"orcac / plain litellm:  {ours / plain:.2f}")
+
+
+if __name__ == "__main__":
+    main()

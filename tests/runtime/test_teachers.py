@@ -1,0 +1,290 @@
+"""run_jobs through litellm's real HTTP path against the loopback server, with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from orcac.errors import OrcacError
+from orcac.runtime import teachers
+from orcac.runtime.teachers import Job, Outcome, job_id, make_job, run_jobs
+from orcac.specs.plan import TeacherPlan
+from tests.support.loopback import Loopback, by_system
+
+KEY = "sk-test-5e3cr3t-k3y-0123456789"
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setenv("LOOPBACK_KEY", KEY)
+    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+
+
+def teacher(server: Loopback, **overrides) -> TeacherPlan:
+    fields = dict(
+        name="gpt", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY",
+        timeout_s=5.0, max_retries=3, concurrency=8,
+    )
+    fields.update(overrides)
+    return TeacherPlan(**fields)
+
+
+def jobs_for(plan: TeacherPlan, keys, system: str = "be brief") -> list[Job]:
+    return [make_job(plan, [{"role": "system", "content": system}, {"role": "user", "content": k}]) for k in keys]
+
+
+def run(plan: TeacherPlan, jobs) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    asyncio.run(run_jobs({plan.name: plan}, jobs, outcomes.append))
+    return outcomes
+
+
+def by_key(jobs: list[Job], outcomes: list[Outcome]) -> dict[str, Outcome]:
+    ids = [o.job_id for o in outcomes]
+    assert len(ids) == len(set(ids)), "a job was reported twice"
+    assert sorted(ids) == sorted(j.id for j in jobs), "a job was never reported"
+    content = {j.id: j.messages[-1]["content"] for j in jobs}
+    return {content[o.job_id]: o for o in outcomes}
+
+
+def test_every_job_ends_once_with_its_reason():
+    script = {
+        "plain": [],
+        "after-429": ["429"],
+        "after-500": ["500", "503"],
+        "after-malformed": ["malformed"],
+        "after-empty": ["empty"],
+        "after-hang": ["hang:s=3"],
+        "after-drop": ["drop"],
+        "truncated": ["length:chars=4"],
+        "always-500": ["500"] * 10,
+        "always-malformed": ["malformed"] * 10,
+        "always-empty": ["empty"] * 10,
+        "always-429": ["429"] * 10,
+        "always-hang": ["hang:s=3"] * 10,
+        "bad-request": ["400"],
+    }
+    with Loopback(script=script) as server:
+        plan = teacher(server, timeout_s=0.4, max_retries=2)
+        jobs = jobs_for(plan, list(script) * 1) + jobs_for(plan, [f"extra-{i}" for i in range(40)])
+        outcomes = by_key(jobs, run(plan, jobs))
+        hits = server.stats()["hits"]
+
+    for key in ("plain", "after-429", "after-500", "after-malformed", "after-empty", "after-hang", "after-drop"):
+        assert outcomes[key].status == "ok", (key, outcomes[key])
+        assert outcomes[key].text == key and outcomes[key].finish_reason == "stop"
+        assert outcomes[key].attempts == len(script[key]) + 1
+    truncated = outcomes["truncated"]
+    assert (truncated.status, truncated.text, truncated.finish_reason) == ("ok", "trun", "length")
+    for key, reason in [
+        ("always-500", "server_error"), ("always-malformed", "bad_response"), ("always-empty", "bad_response"),
+        ("always-429", "rate_limited"), ("always-hang", "timeout"),
+    ]:
+        outcome = outcomes[key]
+        assert outcome.status == "failed" and outcome.error.split(":")[0] == reason, (key, outcome)
+        assert outcome.attempts == 3 and hits[key] == 3, "retries are bounded by max_retries"
+        assert outcome.text is None
+    assert outcomes["bad-request"].status == "failed" and outcomes["bad-request"].error.startswith("bad_request")
+    assert outcomes["bad-request"].attempts == 1, "a 400 is not retried"
+    for i in range(40):
+        ok = outcomes[f"extra-{i}"]
+        assert ok.status == "ok" and ok.prompt_tokens > 0 and ok.completion_tokens > 0 and ok.model
+    for outcome in outcomes.values():
+        assert KEY not in repr(outcome), "an API key leaked into an outcome"
+
+
+def test_retry_after_seconds_and_http_date_are_honoured():
+    script = {"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]}
+    with Loopback(script=script) as server:
+        plan = teacher(server, concurrency=1)
+        for key in script:
+            started = time.perf_counter()
+            outcomes = run(plan, jobs_for(plan, [key]))
+            assert outcomes[0].status == "ok" and outcomes[0].attempts == 2
+            assert time.perf_counter() - started >= 0.95
+        log = server.stats()["log"]
+    times = {}
+    for at, key, _fault in log:
+        times.setdefault(key, []).append(at)
+    assert times["seconds"][1] - times["seconds"][0] >= 1.15  # Retry-After: 1.2
+    # An HTTP-date has whole seconds: "now + 2 s" rounds down to between 1 and 2 s ahead.
+    assert times["date"][1] - times["date"][0] >= 0.95
+
+
+def test_retry_after_pauses_the_whole_teacher():
+    with Loopback(script={"first": ["429:retry_after=1"]}) as server:
+        plan = teacher(server, concurrency=1)
+        outcomes = run(plan, jobs_for(plan, ["first", "second"]))
+        log = server.stats()["log"]
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert log[1][0] - log[0][0] >= 0.95, "the next request waited for the Retry-After window"
+
+
+def test_timeout_fires_per_request():
+    with Loopback(faults="hang:s=30") as server:
+        plan = teacher(server, timeout_s=0.3, max_retries=1)
+        started = time.perf_counter()
+        [outcome] = run(plan, jobs_for(plan, ["slow"]))
+        elapsed = time.perf_counter() - started
+    assert outcome.status == "failed" and outcome.error.startswith("timeout") and outcome.attempts == 2
+    assert elapsed < 5
+
+
+def test_authentication_failure_stops_the_run_in_one_line_naming_the_teacher():
+    script = {f"bad-{i}": ["401"] for i in range(5)}
+    with Loopback(script=script) as server:
+        plan = teacher(server, concurrency=1)
+        good = jobs_for(plan, ["fine-1", "fine-2"])
+        outcomes: list[Outcome] = []
+        with pytest.raises(OrcacError) as caught:
+            asyncio.run(run_jobs({"gpt": plan}, good + jobs_for(plan, list(script)), outcomes.append))
+    error = caught.value
+    assert error.message.startswith("teacher gpt (openai/loopback): authentication failed (401)")
+    assert "\n" not in error.message and KEY not in error.message and KEY not in (error.hint or "")
+    assert "LOOPBACK_KEY" in error.hint
+    assert {o.job_id for o in outcomes} == {j.id for j in good}, "outcomes before the failure were delivered"
+
+
+def test_missing_key_variable_stops_before_any_call(monkeypatch):
+    monkeypatch.delenv("LOOPBACK_KEY")
+    with Loopback() as server:
+        plan = teacher(server)
+        with pytest.raises(OrcacError, match=r"teacher gpt \(openai/loopback\).*LOOPBACK_KEY is not set"):
+            run(plan, jobs_for(plan, ["x"]))
+        assert server.stats()["requests"] == 0
+
+
+def test_unknown_model_and_unknown_provider_stop_the_run():
+    with Loopback(faults="404") as server:
+        plan = teacher(server)
+        with pytest.raises(OrcacError, match=r"^teacher gpt \(openai/loopback\): unknown model"):
+            run(plan, jobs_for(plan, ["x"]))
+        nowhere = teacher(server, model="nosuchprovider-xyz/model", api_base=None)
+        with pytest.raises(OrcacError, match="unknown provider") as caught:
+            run(nowhere, jobs_for(nowhere, ["x"]))
+        assert "docs.litellm.ai" in caught.value.hint
+
+
+def test_unreachable_host_stops_after_retries():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plan = TeacherPlan(
+        name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
+        api_key_env="LOOPBACK_KEY", max_retries=1,
+    )
+    with pytest.raises(OrcacError, match=r"^teacher far \(openai/x\): unreachable after 2 attempts"):
+        run(plan, jobs_for(plan, ["x"]))
+
+
+def test_keys_are_scrubbed_from_failures():
+    with Loopback(faults="400") as server:
+        plan = teacher(server)
+        [outcome] = run(plan, jobs_for(plan, ["x"]))
+        assert server.stats()["auth"] == {"present": 1}
+    assert outcome.status == "failed" and "bad_request" in outcome.error
+    assert KEY not in outcome.error and "***" in outcome.error
+
+
+def test_async_iterable_of_jobs_and_per_system_answers():
+    with Loopback(responder=by_system) as server:
+        plan = teacher(server)
+
+        async def produce():
+            for system in ("alpha", "beta"):
+                for job in jobs_for(plan, ["q1", "q2"], system=system):
+                    yield job
+
+        outcomes: list[Outcome] = []
+        asyncio.run(run_jobs({"gpt": plan}, produce(), outcomes.append))
+    assert sorted(o.text for o in outcomes) == ["alpha|q1", "alpha|q2", "beta|q1", "beta|q2"]
+
+
+def test_concurrency_is_bounded():
+    with Loopback(latency=0.2) as server:
+        plan = teacher(server, concurrency=3)
+        started = time.perf_counter()
+        outcomes = run(plan, jobs_for(plan, [f"q{i}" for i in range(9)]))
+        elapsed = time.perf_counter() - started
+    assert all(o.status == "ok" for o in outcomes)
+    assert elapsed >= 0.55, "9 jobs, 3 at a time, 0.2 s each take at least 3 rounds"
+
+
+def test_unknown_teacher_and_callback_bugs_surface():
+    with Loopback() as server:
+        plan = teacher(server)
+        stray = Job(id="x", teacher="nobody", messages=({"role": "user", "content": "x"},))
+        with pytest.raises(OrcacError, match="teacher 'nobody'"):
+            run(plan, [stray])
+
+        def broken(outcome):
+            raise ZeroDivisionError("bug in the caller")
+
+        with pytest.raises(ZeroDivisionError):
+            asyncio.run(run_jobs({"gpt": plan}, jobs_for(plan, ["x"]), broken))
+
+
+def test_job_id_covers_the_answer_not_the_plumbing():
+    plan = TeacherPlan(name="t", model="openai/m")
+    messages = ({"role": "user", "content": "hi"},)
+    same = [plan.model_copy(update=u) for u in (
+        {"name": "other"}, {"api_key_env": "K"}, {"concurrency": 1}, {"rpm": 5}, {"tpm": 9},
+        {"timeout_s": 1.0}, {"max_retries": 0},
+    )]
+    different = [plan.model_copy(update=u) for u in (
+        {"model": "openai/n"}, {"api_base": "http://x"}, {"temperature": 0.7}, {"top_p": 0.9},
+        {"max_tokens": 7}, {"seed": 1}, {"params": {"stop": "x"}},
+    )]
+    base = job_id(plan, messages)
+    assert len(base) == 64
+    assert all(job_id(p, messages) == base for p in same)
+    assert len({job_id(p, messages) for p in different} | {base}) == len(different) + 1
+    assert job_id(plan, [{"role": "user", "content": "hi!"}]) != base
+
+
+def test_token_bucket_limits_rate():
+    async def go():
+        bucket = teachers._Bucket(600)  # 10 per second, 600 up front
+        await bucket.take(600)
+        started = time.perf_counter()
+        for _ in range(5):
+            await bucket.take(1)
+        slow = time.perf_counter() - started
+        started = time.perf_counter()
+        await teachers._Bucket(60).take(10_000)  # larger than the bucket: a full one lets it through
+        assert time.perf_counter() - started < 0.1
+        return slow
+
+    assert 0.4 <= asyncio.run(go()) < 1.5
+
+
+def test_rpm_limit_spaces_requests():
+    with Loopback() as server:
+        plan = teacher(server, rpm=120)  # 2/s after a burst of 120
+        asyncio.run(_saturate_then_run(plan))
+        log = server.stats()["log"]
+    assert log[-1][0] - log[0][0] >= 0.9
+
+
+async def _saturate_then_run(plan: TeacherPlan) -> None:
+    # Take the burst out of the bucket so the timed requests feel the steady rate.
+    outcomes: list[Outcome] = []
+    original = teachers._Bucket.__init__
+
+    def drained(self, per_minute):
+        original(self, per_minute)
+        self.level = 0.0
+
+    teachers._Bucket.__init__ = drained
+    try:
+        await run_jobs({plan.name: plan}, jobs_for(plan, ["a", "b", "c"]), outcomes.append)
+    finally:
+        teachers._Bucket.__init__ = original
+    assert len(outcomes) == 3
