@@ -1,0 +1,91 @@
+"""kill -9 a running `orcac build` several times, then resume: the records equal an uninterrupted build's."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orcac.specs.plan import TeacherPlan
+from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.loopback import Loopback
+
+ROOT = Path(__file__).resolve().parents[2]
+N_ROWS = 300
+KILLS = 4
+
+
+def _start(plan_path: Path, db: Path) -> subprocess.Popen:
+    env = dict(os.environ, LOOPBACK_KEY="sk-resume-test", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.Popen(
+        [sys.executable, "-m", "orcac.cli", "build", str(plan_path), "--db", str(db), "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def _records(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            'SELECT record_id, task, strategy, split, row_index, system, "user", assistant, teacher, gold '
+            "FROM records ORDER BY record_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume(tmp_path):
+    rng = random.Random(7)
+    with Loopback(arith_answer, latency=0.05) as server:
+        teacher = TeacherPlan(
+            name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY", concurrency=8
+        )
+        plan = make_plan(tmp_path, n=N_ROWS, holdout=0.1, teacher=teacher)
+        path = write_plan(tmp_path, plan)
+        train = plan.tasks["arith"].counts.train
+
+        killed_db = tmp_path / "killed.duckdb"
+        seen = 0
+        kills = 0
+        for _ in range(KILLS):
+            proc = _start(path, killed_db)
+            # Kill once the build is well under way: after a random number of new requests.
+            target = seen + rng.randint(10, train // (KILLS + 1))
+            deadline = time.monotonic() + 60
+            while server.stats()["requests"] < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))  # anywhere: mid-flush, mid-request, mid-backoff
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+            proc.wait(30)
+            proc.stdout.close()
+            proc.stderr.close()
+            seen = server.stats()["requests"]
+        assert kills >= 3, "the builds finished before they could be killed"
+        assert len(_records(killed_db)) < train  # interrupted for real, with work left to resume
+
+        resumed = _start(path, killed_db)
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err.decode()
+        total_requests = server.stats()["requests"]
+        # Each kill loses at most the unflushed batch (flushes every second) and what was in flight.
+        assert train <= total_requests <= train + KILLS * (8 + 8 / 0.05)
+
+        clean_db = tmp_path / "clean.duckdb"
+        clean = _start(path, clean_db)
+        out, err = clean.communicate(timeout=300)
+        assert clean.returncode == 0, err.decode()
+
+    killed, reference = _records(killed_db), _records(clean_db)
+    assert len(reference) == train
+    assert killed == reference
+    assert len({(r[1], r[4]) for r in killed}) == len(killed)  # no record twice
