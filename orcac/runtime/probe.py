@@ -273,14 +273,13 @@ def run_probes(
 ) -> ProbeResult:
     """Probe every task that needs it, record the decisions, return the plan to build with.
 
-    `examples(task) -> list[Example]` defaults to `examples.materialize(plan, root, task)`.
+    `examples(task) -> list[Example]` defaults to `examples.materialize(plan, root, task)`
+    (render problems left for the main run to report).
     `plan_path`: the plan file to rewrite with the new decisions (None: DuckDB only).
     Raises OrcacError when a probe job fails for good, after recording the other tasks'
     decisions: a task is never decided on part of its sample, and a re-run retries only the
     failed jobs.
     """
-    from orcac.runtime import examples as examples_module
-
     names = sorted(plan.tasks if tasks is None else tasks)
     todo = pending(plan, reprobe=reprobe, tasks=names)
     result = ProbeResult(plan=resolve_decided(plan))
@@ -293,7 +292,7 @@ def run_probes(
     if not todo:
         return result
 
-    load = examples or (lambda name: examples_module.materialize(plan, root, name))
+    load = examples or (lambda name: _quiet(plan, root, name))
     items: dict[str, object] = {}
     by_task: dict[str, list] = {}
     for name in todo:
@@ -472,7 +471,8 @@ def print_estimate(estimates: dict[str, ProbeEstimate], print_=print) -> None:
     """The probe section of `orcac build --dry-run`, in the build's column layout."""
     if not estimates:
         return
-    print_("strategy probes (before the main run; the winner's answers are reused as training rows):")
+    print_("strategy probes, before the main run (the winner's answers become training rows there;")
+    print_("a task still to be decided is left out of the main run's counts below):")
     print_(f"{'task':<24} {'rows x cand.':>12} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
     calls = tokens = 0
     cost = 0.0
@@ -484,5 +484,53 @@ def print_estimate(estimates: dict[str, ProbeEstimate], print_=print) -> None:
         calls += e.calls
         tokens += e.prompt_tokens
         cost += e.cost or 0.0
-    total = f"${cost:,.4f}" + (" + unknown" if unknown else "")
+    total = "unknown" if unknown and not cost else f"${cost:,.4f}" + (" + unknown" if unknown else "")
     print_(f"{'probe total':<24} {'':>12} {'':>7} {calls:>7} {tokens:>14,} {total:>10}")
+
+
+# ---- the build's seam --------------------------------------------------------------------
+
+
+def plan_file_for(spec: str | Path) -> Path:
+    """The plan file `orcac build SPEC` reads: the spec's `.plan.yaml`, or SPEC itself."""
+    from orcac.compiler import plan_path_for
+
+    spec = Path(spec)
+    return plan_path_for(spec) if spec.suffix == ".orca" else spec
+
+
+def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
+    """`orcac build`'s probe phase: the plan the main run builds with.
+
+    With `--dry-run`, prints what the probes would call and returns the plan unchanged.
+    Otherwise probes what needs it (`--reprobe`: every best_of task), writes decisions to
+    the database and the plan file, and prints the decision table.
+    """
+    if not any(t.probe is not None for t in plan.tasks.values()):
+        return plan
+    reprobe = bool(getattr(args, "reprobe", False))
+    from orcac.runtime.store import Store
+
+    if getattr(args, "dry_run", False):
+        if Path(db).exists():
+            with Store.open(db, read_only=True) as store:
+                found = estimate(plan, root, answered=lambda ids: _answered(store, ids), reprobe=reprobe)
+        else:
+            found = estimate(plan, root, reprobe=reprobe)
+        print_estimate(found)
+        return plan
+    from rich.console import Console
+
+    with Store.open(db) as store:
+        result = run_probes(plan, root, store, plan_path=plan_file_for(args.spec), reprobe=reprobe)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: room for the whole table
+    console.print(decision_table(result.decisions, result.probed))
+    return result.plan
+
+
+def _quiet(plan: Plan, root: Path, name: str) -> list:
+    from orcac.runtime.examples import materialize
+
+    return materialize(plan, root, name, report=lambda problem: None)  # the main run reports them
