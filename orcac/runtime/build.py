@@ -271,12 +271,16 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
 
 def command(args) -> int:
     plan, root, stem = load(args.spec)
+    path = db_path(args, root, stem)
+    # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
+    from orcac.runtime import probe
+
+    plan = probe.phase(plan, root, path, args)
     work = plan_work(plan, root, limit=getattr(args, "limit", None))
     for note in work.skipped:
         print(f"note: {note}", file=sys.stderr)
     for problem in work.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    path = db_path(args, root, stem)
     if getattr(args, "dry_run", False):
         answered = {}
         if path.exists():
