@@ -234,3 +234,102 @@ def test_a_task_without_gold_cannot_be_probed(tmp_path, server):
     plan = plan.model_copy(update={"tasks": {"arith": task}})
     with pytest.raises(OrcacError, match="gold"):
         run(plan, tmp_path, tmp_path / "b.duckdb")
+
+
+# ---- `orcac build` on a spec: the compiler, the plan file and the CLI together ---------------
+
+SPEC = """orca 1
+
+teacher t {
+  model       = "openai/loopback"
+  api_base    = "URL"
+  api_key     = env("LOOPBACK_KEY")
+  max_retries = 2
+  timeout     = 5s
+}
+
+strategy direct { system = "DIRECT" }
+strategy step { system = "STEP" }
+strategy terse { system = "TERSE" }
+erase cautious { system = "You are a cautious assistant." }
+
+task arith {
+  from     = jsonl("data.jsonl")
+  prompt   = "{{ q }}"
+  gold     = "{{ a }}"
+  teacher  = t
+  erase    = cautious
+  strategy = best_of(CANDIDATES, by = accept, probe = 4)
+  accept   = contains(gold)
+  holdout  = 20%
+}
+"""
+
+
+def write_spec(root: Path, server: Loopback, candidates: str) -> Path:
+    make_plan(root, n=20)  # writes data.jsonl
+    text = SPEC.replace("URL", server.url).replace("CANDIDATES", candidates)
+    for name in ("direct", "step", "terse"):
+        text = text.replace(f'"{name.upper()}"', f'"{TEXTS[name]}"')
+    path = root / "spec.orca"
+    path.write_text(text)
+    return path
+
+
+def orcac(*argv: str) -> int:
+    from orcac import cli
+
+    return cli.main(list(argv))
+
+
+def test_orcac_build_probes_once_records_the_decision_and_keeps_the_plan_fresh(tmp_path, server, capsys):
+    spec = write_spec(tmp_path, server, "direct, step")
+    plan_file, db = tmp_path / "spec.plan.yaml", tmp_path / ".orca" / "spec.duckdb"
+
+    assert orcac("build", str(spec), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert requests(server) == 0
+    line = next(x for x in out.splitlines() if x.startswith("arith") and "x 2" in x)
+    assert line.split()[1:6] == ["4", "x", "2", "0", "8"]  # rows x candidates, cached, calls
+
+    assert orcac("build", str(spec), "--no-progress") == 0
+    out = capsys.readouterr().out
+    train = 16
+    assert requests(server) == 2 * SIZE + train - SIZE  # probe, then the rows it did not answer
+    assert "strategy decisions" in out and re.search(r"step\s.*1\.00\s.*4/4.*yes", out)
+    assert re.search(r"direct\s.*0\.00\s.*0/4", out)
+    written = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]
+    assert written["strategy"] == "step" and written["probe"]["decision"]["chosen"] == "step"
+    assert orcac("plan", str(spec), "--check") == 0  # the rewritten plan is what the compiler writes
+    with Store.open(db, read_only=True) as store:
+        assert {r["strategy"] for r in store.query("SELECT strategy FROM records").to_pylist()} == {"step"}
+        assert [(r["strategy"], r["chosen"]) for r in decisions(store)] == [("direct", False), ("step", True)]
+
+    # Unchanged spec: the recorded decision is reused, nothing is called.
+    before = requests(server)
+    assert orcac("build", str(spec), "--no-progress") == 0
+    assert requests(server) == before and "arith (recorded)" in capsys.readouterr().out
+    assert orcac("build", str(spec), "--dry-run") == 0
+    assert "x 2" not in capsys.readouterr().out  # nothing left to probe
+
+    # --reprobe decides again, from the stored answers: still no call.
+    assert orcac("build", str(spec), "--no-progress", "--reprobe") == 0
+    assert requests(server) == before and "arith (recorded)" not in capsys.readouterr().out
+
+    # A changed candidate list: a new key, a new probe (only the new candidate's calls).
+    write_spec(tmp_path, server, "direct, step, terse")
+    assert orcac("build", str(spec), "--no-progress") == 0
+    assert requests(server) - before == SIZE + train - SIZE  # terse's probe, then its main run
+    written = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]
+    assert written["strategy"] == "terse"
+    assert [s["strategy"] for s in written["probe"]["decision"]["scores"]] == ["direct", "step", "terse"]
+    assert orcac("plan", str(spec), "--check") == 0
+    with Store.open(db, read_only=True) as store:
+        assert {r["strategy"] for r in store.query("SELECT strategy FROM records").to_pylist()} == {"terse"}
+
+
+def test_best_of_without_gold_is_a_compile_error(tmp_path, server, capsys):
+    spec = write_spec(tmp_path, server, "direct, step")
+    spec.write_text(spec.read_text().replace('  gold     = "{{ a }}"\n', "").replace("contains(gold)", "nonempty"))
+    assert orcac("plan", str(spec)) == 1
+    assert "a metric needs a gold answer" in capsys.readouterr().err
