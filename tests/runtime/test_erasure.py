@@ -1,0 +1,59 @@
+"""The erasure audit: strategy instructions never survive in a record's system or user field."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from orcac import cli
+from orcac.errors import OrcacError
+from orcac.runtime import teachers
+from orcac.runtime.erasure import audit, distinctive_sentences, raise_on_leaks
+from orcac.runtime.store import Store
+from orcac.specs.plan import TeacherPlan
+from tests.runtime.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
+from tests.support.loopback import Loopback
+
+
+def _record(record_id: str, system: str, user: str, assistant: str = "Answer: 1") -> dict:
+    return {
+        "record_id": record_id, "task": "arith", "strategy": "step", "split": "train", "row_index": 0,
+        "system": system, "user": user, "assistant": assistant, "teacher": "t", "gold": "1", "job_id": "j",
+    }
+
+
+def test_distinctive_sentences_skip_short_ones_and_the_erase_message():
+    text = "Be brief. You carefully follow instructions. Think through the problem step by step before you answer."
+    assert distinctive_sentences(text, [ERASE]) == ["think through the problem step by step before you answer."]
+
+
+def test_audit_finds_a_planted_leak_and_ignores_echoes_in_the_answer(tmp_path):
+    plan = make_plan(tmp_path, n=4)
+    with Store.open(tmp_path / "db.duckdb") as store:
+        store.write({"records": pa.Table.from_pylist([
+            _record("clean", ERASE, "What is 1 plus 2?"),
+            _record("echo", ERASE, "What is 1 plus 2?", "I think through the problem step by step before you answer."),
+            _record("leak", ERASE, "THINK   through the problem\nstep by step before you answer.  What is 1 plus 2?"),
+            _record("sys", ERASE + " " + STEP_BY_STEP, "What is 1 plus 2?"),
+        ])})
+        leaks = audit(plan, store)
+    assert {(leak.field, leak.record_ids) for leak in leaks} >= {(("user"), ("leak",)), ("system", ("sys",))}
+    assert not any("clean" in leak.record_ids or "echo" in leak.record_ids for leak in leaks)
+    with pytest.raises(OrcacError, match=r"erasure audit failed: .*strategy step's sentence"):
+        raise_on_leaks(leaks)
+
+
+def test_a_build_whose_prompt_repeats_the_instruction_fails_loudly(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-erasure")
+    with Loopback(arith_answer) as server:
+        teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY")
+        plan = make_plan(
+            tmp_path, n=6, holdout=0.0, teacher=teacher,
+            prompt="Think through the problem step by step before you answer. {{ q }}",
+        )
+        path = write_plan(tmp_path, plan)
+        assert cli.main(["build", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert 'erasure audit failed' in err and '"think through the problem step by step before you answer."' in err
+    assert "in the user of 6 record(s)" in err
