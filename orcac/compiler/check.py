@@ -68,7 +68,8 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
                     task.at("holdout") if sampled_max else task.at("from"),
                     "lower the holdout share or raise the limit",
                 )
-        facts.counts[task.name] = sizes if sf.rows is not None else None
+        # exact when the row count is known; otherwise only a certain zero is worth keeping
+        facts.counts[task.name] = sizes if sf.rows is not None or (sizes and sizes[3] == 0) else None
     _check_stages(spec, facts, diags)
     return facts
 

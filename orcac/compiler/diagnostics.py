@@ -73,7 +73,7 @@ class CompileError(OrcacError):
 
 
 def render(diagnostics: list[Diagnostic], sources: dict[str, str]) -> str:
-    parts = [render_one(d, sources) for d in diagnostics]
+    parts = [render_one(d, sources) for d in sorted(diagnostics, key=Diagnostic.sort_key)]
     errors = sum(d.severity == "error" for d in diagnostics)
     if errors > 1:
         parts.append(f"{errors} errors")

@@ -1,0 +1,174 @@
+"""The plan file: deterministic, relative paths, staleness check, carried decisions, load_plan."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+
+import pytest
+
+from orcac.compiler import CompileError, compile_spec, dump_plan, load_plan, plan_path_for, read_plan, write_plan
+from orcac.specs.plan import CandidateScore, Decision
+
+from .helpers import GOLDEN, MAIN_EXAMPLES, ROOT, run_cli
+
+FULL = GOLDEN / "orca" / "full.orca"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the golden specs and their data in a scratch directory."""
+    shutil.copytree(GOLDEN / "orca", tmp_path / "spec")
+    return tmp_path / "spec"
+
+
+def test_plan_is_byte_identical_across_runs_and_working_directories(tmp_path):
+    out = tmp_path / "p.plan.yaml"
+    first = dump_plan(compile_spec(FULL, out))
+    second = dump_plan(compile_spec(FULL, out))
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        third = dump_plan(compile_spec(os.path.relpath(FULL, tmp_path), out))
+    finally:
+        os.chdir(old)
+    assert first == second == third
+    assert first.endswith("\n") and ": /" not in first and "- /" not in first
+
+
+def test_plan_round_trips_through_yaml(tmp_path):
+    plan = compile_spec(FULL, tmp_path / "x.plan.yaml")
+    write_plan(plan, tmp_path / "x.plan.yaml")
+    assert read_plan(tmp_path / "x.plan.yaml") == plan
+
+
+def test_paths_are_relative_to_the_plan(project, tmp_path):
+    elsewhere = tmp_path / "plans" / "deep" / "full.plan.yaml"
+    elsewhere.parent.mkdir(parents=True)
+    plan = compile_spec(project / "full.orca", elsewhere)
+    assert plan.spec == "../../spec/full.orca"
+    assert plan.tasks["arithmetic"].source.path == "../../spec/data/qa.jsonl"
+    assert plan.tasks["products"].source.files == ("../../spec/data/products.parquet", "../../spec/data/reviews.csv")
+    assert "'../../spec/data/products.parquet'" in plan.tasks["products"].source.query
+    assert plan.train.output == "../../spec/out/student"
+    # the query still runs from the plan's directory
+    from orcac.compiler.sources import read_rows
+
+    assert len(read_rows(plan.tasks["products"].source, elsewhere.parent)) == plan.tasks["products"].source.rows
+
+
+def test_no_secret_and_no_absolute_path_in_plan(project, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    text = dump_plan(compile_spec(project / "full.orca"))
+    assert "sk-very-secret" not in text
+    assert "api_key_env: OPENAI_API_KEY" in text
+    assert str(project) not in text
+
+
+def test_plan_check_reports_stale_plans(project):
+    spec = project / "minimal.orca"
+    code, out, err = run_cli("plan", "--check", str(spec))
+    assert code == 1 and "missing" in err
+    assert run_cli("plan", str(spec))[0] == 0
+    code, out, err = run_cli("plan", "--check", str(spec))
+    assert (code, err) == (0, "") and "up to date" in out
+    spec.write_text(spec.read_text().replace("Be brief.", "Be very brief."))
+    code, out, err = run_cli("plan", "--check", str(spec))
+    assert code == 1 and "stale" in err
+    assert "-    system: Be brief." in out and "+    system: Be very brief." in out
+
+
+def test_one_changed_sentence_is_one_changed_line_per_place(project):
+    spec = project / "lib" / "shared.orca"
+    before = dump_plan(compile_spec(project / "full.orca")).splitlines()
+    # same length, so the token estimate stays put and only the text lines (and key) change
+    spec.write_text(spec.read_text().replace("Think it through", "Think it THROUGH"))
+    after = dump_plan(compile_spec(project / "full.orca")).splitlines()
+    changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    # the strategy text appears once under strategies and once in the task using it;
+    # arithmetic's probe key changes too, because `careful` is one of its candidates
+    assert len([c for c in changed if "Think it" in c]) == 4
+    assert len([c for c in changed if "key:" in c]) == 2
+    assert len(changed) == 6
+
+
+def test_decision_is_carried_while_its_key_holds(project):
+    spec = project / "full.orca"
+    out = plan_path_for(spec)
+    plan = compile_spec(spec)
+    task = plan.tasks["arithmetic"]
+    assert task.strategy is None and task.system is None and task.probe.decision is None
+    decision = Decision(
+        chosen="step_by_step",
+        key=task.probe.key,
+        scores=(CandidateScore(strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0),),
+    )
+    decided = plan.model_copy(
+        update={"tasks": {**plan.tasks, "arithmetic": task.model_copy(update={"probe": task.probe.model_copy(update={"decision": decision})})}}
+    )
+    write_plan(decided, out)
+    again = compile_spec(spec)
+    assert again.tasks["arithmetic"].strategy == "step_by_step"
+    assert again.tasks["arithmetic"].system == again.strategies["step_by_step"].system
+    assert again.tasks["arithmetic"].probe.decision == decision
+    assert again.estimate.tasks["arithmetic"].probe_calls == 0
+    # a change the decision depends on (the probe size) drops it
+    spec.write_text(spec.read_text().replace("probe = 3", "probe = 4"))
+    changed = compile_spec(spec)
+    assert changed.tasks["arithmetic"].strategy is None and changed.tasks["arithmetic"].probe.decision is None
+    assert changed.tasks["arithmetic"].probe.key != task.probe.key
+
+
+def test_probe_key_ignores_what_the_choice_does_not_depend_on(project):
+    spec = project / "full.orca"
+    key = compile_spec(spec).tasks["arithmetic"].probe.key
+    spec.write_text(spec.read_text().replace('erase   = polite', 'erase   = polite\n  limit = 100'))
+    assert compile_spec(spec).tasks["arithmetic"].probe.key == key  # arithmetic sets its own limit
+    spec.write_text(spec.read_text().replace("max_tokens  = 300", "max_tokens  = 301"))
+    assert compile_spec(spec).tasks["arithmetic"].probe.key == key  # arithmetic uses the offline teacher
+
+
+def test_load_plan_compiles_a_spec_and_reads_a_plan(project):
+    loaded = load_plan(project / "minimal.orca")
+    assert loaded.path == project / "minimal.plan.yaml" and loaded.path.is_file()
+    assert loaded.root == project.resolve()
+    again = load_plan(loaded.path)
+    assert again.plan == loaded.plan
+    assert loaded.resolve(loaded.plan.tasks["only"].source.path).is_file()
+
+
+def test_compile_errors_carry_every_diagnostic():
+    with pytest.raises(CompileError) as info:
+        compile_spec(GOLDEN / "invalid" / "values.orca", "/dev/null/x.plan.yaml")
+    assert len(info.value.diagnostics) >= 10
+    assert info.value.render().count("error:") == len(info.value.diagnostics)
+
+
+def test_estimate_counts_calls_and_prices_hosted_teachers(project):
+    plan = compile_spec(project / "full.orca")
+    e = plan.estimate.tasks
+    arithmetic = plan.tasks["arithmetic"].counts
+    assert e["arithmetic"].probe_calls == arithmetic.probe * 3
+    assert e["arithmetic"].calls == arithmetic.train + arithmetic.probe * 2
+    assert e["beliefs"].cost is not None and e["beliefs"].cost > 0  # openai/gpt-4o-mini has a price
+    assert e["reviews"].cost == 0.0  # local teacher
+    assert plan.estimate.calls == sum(t.calls for t in e.values())
+
+
+@pytest.mark.parametrize("spec", MAIN_EXAMPLES, ids=lambda p: p.stem)
+def test_examples_compile_deterministically(spec, tmp_path):
+    out = tmp_path / spec.with_suffix(".plan.yaml").name
+    a = dump_plan(compile_spec(spec, out))
+    b = dump_plan(compile_spec(spec, out))
+    assert a == b
+    assert run_cli("check", str(spec.relative_to(ROOT)))[0] == 0
+
+
+def test_cautious_example_is_the_orca2_recipe():
+    plan = compile_spec(ROOT / "examples/cautious_reasoner/cautious.orca", "/tmp/never-read/cautious.plan.yaml")
+    assert len(plan.strategies) >= 3
+    assert plan.tasks["arithmetic"].probe.candidates == ("direct_answer", "step_by_step")
+    assert all(t.counts.holdout == 50 and t.counts.train == 50 for t in plan.tasks.values())
+    assert [s.name for s in plan.train.stages] == ["warmup", "reason"]
+    assert "cautious assistant" in plan.erase["cautious"].system
