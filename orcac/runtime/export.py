@@ -25,7 +25,8 @@ _TRAIN = """
             {'role': 'user', 'content': "user"},
             {'role': 'assistant', 'content': assistant}] AS messages,
            task, strategy, split, row_index, record_id, teacher, gold
-    FROM records JOIN tasks USING (task)
+    FROM records
+    WHERE task IN (SELECT task FROM tasks)
     ORDER BY task, row_index
 """
 
