@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from orcac.compiler.diagnostics import CompileError, Diagnostic
@@ -72,13 +72,16 @@ class _Comments:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
+    # The transformer runs inside the parser (no parse tree is built) and positions come
+    # from the tokens themselves rather than propagate_positions: about 3x faster.
     return Lark(
         GRAMMAR.read_text(),
         parser="lalr",
         lexer="basic",
-        propagate_positions=True,
+        propagate_positions=False,
         maybe_placeholders=True,
         cache=True,
+        transformer=_ToNodes(),
         lexer_callbacks={"COMMENT": _Comments.collect},
     )
 
@@ -86,18 +89,20 @@ def parser() -> Lark:
 def parse(text: str, file: str) -> Module:
     """Parse one file. Raises CompileError with the first syntax error."""
     _Comments.sink = []
+    _ToNodes.file = file
     try:
-        tree = parser().parse(text)
-        module = _ToNodes(file).transform(tree)
+        module = parser().parse(text)
     except UnexpectedInput as error:
         raise CompileError([_syntax_error(error, text, file)], {file: text}) from None
+    except _NodeError as error:
+        raise CompileError([error.diagnostic], {file: text}) from None
     except VisitError as error:  # raised inside a callback: unwrap
         if isinstance(error.orig_exc, _NodeError):
             raise CompileError([error.orig_exc.diagnostic], {file: text}) from None
         raise error.orig_exc from None
     comments = tuple(Comment(text=t.value.rstrip(), line=t.line, col=t.column) for t in _Comments.sink)
     _Comments.sink = []
-    return replace(module, comments=comments)
+    return replace(module, file=file, comments=comments)
 
 
 # ---- tree -> nodes ------------------------------------------------------------------------
@@ -139,21 +144,28 @@ def triple_value(raw: str) -> str:
     return textwrap.dedent("\n".join(line.rstrip() for line in lines))
 
 
-def _span(file: str, meta) -> Span:
-    return Span(file=file, line=meta.line, col=meta.column, end_line=meta.end_line, end_col=meta.end_column)
-
-
 def _tok_span(file: str, tok: Token) -> Span:
     return Span(file=file, line=tok.line, col=tok.column, end_line=tok.end_line, end_col=tok.end_column)
 
 
-@v_args(meta=True)
-class _ToNodes(Transformer):
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
+def _between(file: str, first: Token | Span, last: Token | Span) -> Span:
+    if isinstance(first, Token):
+        line, col = first.line, first.column
+    else:
+        line, col = first.line, first.col
+    if isinstance(last, Token):
+        end_line, end_col = last.end_line, last.end_column
+    else:
+        end_line, end_col = last.end_line, last.end_col
+    return Span(file=file, line=line, col=col, end_line=end_line, end_col=end_col)
 
-    def start(self, meta, items):
+
+class _ToNodes(Transformer):
+    """Parse-tree rules -> syntax nodes (orcac.specs.spec), one method per grammar rule."""
+
+    file = "<spec>"  # set by parse() before each parse
+
+    def start(self, items):
         version = version_span = None
         imports, blocks = [], []
         for item in items:
@@ -165,70 +177,69 @@ class _ToNodes(Transformer):
                 version, version_span = item
             else:
                 raise _NodeError(Diagnostic("a second version line", item[1], "keep one 'orca 1' line, at the top"))
-        return Module(
-            file=self.file, version=version, version_span=version_span, imports=tuple(imports), blocks=tuple(blocks)
-        )
+        return Module(file=self.file, version=version, version_span=version_span, imports=tuple(imports), blocks=tuple(blocks))
 
-    def version(self, meta, children):
-        (tok,) = children
-        span = _span(self.file, meta)
+    def version(self, children):
+        kw, tok = children
+        span = _between(self.file, kw, tok)
         if not re.fullmatch(r"[0-9]+", tok.value):
             raise _NodeError(Diagnostic(f"the language version must be a whole number, got {tok.value}", span))
         return int(tok.value), span
 
-    def import_stmt(self, meta, children):
-        (tok,) = children
-        return Import(path=unescape(tok.value[1:-1]), span=_span(self.file, meta))
+    def import_stmt(self, children):
+        kw, tok = children
+        return Import(path=unescape(tok.value[1:-1]), span=_between(self.file, kw, tok))
 
-    def block(self, meta, children):
-        kind, name, *members = children
+    def block(self, children):
+        kind, name, _lbrace, *members, rbrace = children
+        f = self.file
         return Block(
             kind=kind.value,
-            kind_span=_tok_span(self.file, kind),
+            kind_span=_tok_span(f, kind),
             name=name.value if name is not None else None,
-            name_span=_tok_span(self.file, name) if name is not None else None,
+            name_span=_tok_span(f, name) if name is not None else None,
             members=tuple(members),
-            span=_span(self.file, meta),
+            span=_between(f, kind, rbrace),
         )
 
-    def assign(self, meta, children):
+    def assign(self, children):
         key, value = children
-        return Assign(key=key.value, key_span=_tok_span(self.file, key), value=value, span=_span(self.file, meta))
+        f = self.file
+        return Assign(key=key.value, key_span=_tok_span(f, key), value=value, span=_between(f, key, value.span))
 
-    def string(self, meta, children):
+    def string(self, children):
         (tok,) = children
         span = _tok_span(self.file, tok)
         if tok.type == "TRIPLE_STRING":
             return Str(value=triple_value(tok.value), raw=tok.value, triple=True, span=span)
         return Str(value=unescape(tok.value[1:-1]), raw=tok.value, span=span)
 
-    def number(self, meta, children):
+    def number(self, children):
         (tok,) = children
         raw = tok.value
         value: int | float = int(raw) if re.fullmatch(r"[+-]?[0-9]+", raw) else float(raw)
         return Num(value=value, raw=raw, span=_tok_span(self.file, tok))
 
-    def percent(self, meta, children):
+    def percent(self, children):
         (tok,) = children
         return Percent(value=float(Decimal(tok.value[:-1]) / 100), raw=tok.value, span=_tok_span(self.file, tok))
 
-    def duration(self, meta, children):
+    def duration(self, children):
         (tok,) = children
         m = re.fullmatch(r"([0-9.]+)(ms|s|m|h)", tok.value)
         scale = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600}[m.group(2)]
-        seconds = float(Decimal(m.group(1)) * scale)
-        return Duration(seconds=seconds, raw=tok.value, span=_tok_span(self.file, tok))
+        return Duration(seconds=float(Decimal(m.group(1)) * scale), raw=tok.value, span=_tok_span(self.file, tok))
 
-    def ref(self, meta, children):
+    def ref(self, children):
         (tok,) = children
         return Ref(name=tok.value, span=_tok_span(self.file, tok))
 
-    def kwarg(self, meta, children):
+    def kwarg(self, children):
         key, value = children
-        return KwArg(name=key.value, value=value, span=_span(self.file, meta))
+        return KwArg(name=key.value, value=value, span=_between(self.file, key, value.span))
 
-    def call(self, meta, children):
-        name, *rest = children
+    def call(self, children):
+        name, *rest, rpar = children
         args, kwargs = [], []
         for item in rest:
             if item is None:
@@ -239,10 +250,11 @@ class _ToNodes(Transformer):
                 raise _NodeError(Diagnostic("a positional argument after a named one", item.span))
             else:
                 args.append(item)
-        return Call(name=name.value, args=tuple(args), kwargs=tuple(kwargs), span=_span(self.file, meta))
+        return Call(name=name.value, args=tuple(args), kwargs=tuple(kwargs), span=_between(self.file, name, rpar))
 
-    def list(self, meta, children):
-        return List(items=tuple(c for c in children if c is not None), span=_span(self.file, meta))
+    def list(self, children):
+        lsqb, *items, rsqb = children
+        return List(items=tuple(c for c in items if c is not None), span=_between(self.file, lsqb, rsqb))
 
 
 # ---- syntax errors in words -----------------------------------------------------------------
