@@ -419,7 +419,7 @@ def _connect(db_path: Path):
 
 
 def _stage_records(db_path: Path, plan, stage) -> list[dict]:
-    """The stage's training records: task, user, assistant (and id where the table has one)."""
+    """The stage's training records (task, user, assistant, id) under each task's chosen strategy."""
     import duckdb
 
     if not db_path.is_file():
@@ -429,15 +429,15 @@ def _stage_records(db_path: Path, plan, stage) -> list[dict]:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "records" not in tables:
             raise OrcacError(f"{db_path} has no training records", hint=f"run `orcac build {plan.spec}` first")
-        columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'records'").fetchall()}
-        where = ["task IN (SELECT unnest(?))"]
-        if "split" in columns:
-            where.append("split = 'train'")
-        id_col = next((c for c in ("record_id", "id", "row_id", "row") if c in columns), None)
-        order = f"task, {id_col}" if id_col else 'task, "user", assistant'
-        select = f'task, "user", assistant, {id_col if id_col else "NULL"} AS id'
+        wanted = [(t, plan.tasks[t].strategy) for t in stage.tasks]
         rows = con.execute(
-            f"SELECT {select} FROM records WHERE {' AND '.join(where)} ORDER BY {order}", [list(stage.tasks)]
+            """
+            SELECT task, "user", assistant, record_id FROM records
+            JOIN (SELECT unnest(?) AS task, unnest(?) AS chosen) USING (task)
+            WHERE split = 'train' AND (chosen IS NULL OR strategy = chosen)
+            ORDER BY task, row_index, record_id
+            """,
+            [[t for t, _ in wanted], [s for _, s in wanted]],
         ).fetchall()
     finally:
         con.close()
@@ -496,23 +496,18 @@ def _load_plan(spec: str):
 
 def _plan_yaml(loaded) -> str:
     """The resolved plan as the compiler writes it (so its hash is the plan file's)."""
-    try:
-        from orcac.compiler import dump_plan  # the compiler's writer, when it provides one
-    except ImportError:
-        import yaml
+    from orcac.compiler import dump_plan
 
-        return yaml.safe_dump(loaded.plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     return dump_plan(loaded.plan)
 
 
 def _db_path(args, loaded) -> Path:
+    """--db, else the build's default: .orca/<spec stem>.duckdb beside the plan."""
+    from orcac.runtime.store import default_path
+
     if getattr(args, "db", None):
         return Path(args.db)
-    try:
-        from orcac.runtime.store import default_db_path
-    except ImportError:
-        return Path(loaded.root) / ".orca" / (Path(loaded.plan.spec).stem + ".duckdb")
-    return Path(default_db_path(loaded))
+    return default_path(Path(loaded.root), Path(args.spec).name.split(".")[0])
 
 
 def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:

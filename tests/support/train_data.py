@@ -124,26 +124,39 @@ def orca_rows(task: str, n: int, *, seed: int = 0, long_every: int = 5) -> list[
 
 
 def write_records(db_path: Path, rows: list[dict], *, holdout: list[dict] = ()) -> Path:
-    """Create the build's tables with the documented columns: records and examples."""
-    import duckdb
+    """Create the build's tables (orcac.runtime.store.SCHEMA) with these records and held-out examples."""
+    import pyarrow as pa
 
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db_path))
-    con.execute(
-        'CREATE TABLE IF NOT EXISTS records (task VARCHAR, record_id INTEGER, system VARCHAR, "user" VARCHAR, '
-        "assistant VARCHAR, strategy VARCHAR, split VARCHAR)"
-    )
-    con.executemany(
-        "INSERT INTO records VALUES (?, ?, ?, ?, ?, 'steps', 'train')",
-        [(r["task"], r["id"], ERASE, r["user"], r["assistant"]) for r in rows],
-    )
-    con.execute(
-        'CREATE TABLE IF NOT EXISTS examples (task VARCHAR, row_id INTEGER, prompt VARCHAR, gold VARCHAR, split VARCHAR)'
-    )
-    if holdout:
-        con.executemany(
-            "INSERT INTO examples VALUES (?, ?, ?, ?, 'holdout')",
-            [(r["task"], r["id"], r["user"], r["gold"]) for r in holdout],
-        )
-    con.close()
+    from orcac.runtime.store import Store
+
+    with Store.open(db_path) as store:
+        if rows:
+            store.write(
+                {"records": pa.table(
+                    {
+                        "record_id": [f"{r['task']}-{r['id']}" for r in rows],
+                        "task": [r["task"] for r in rows],
+                        "strategy": ["steps"] * len(rows),
+                        "split": ["train"] * len(rows),
+                        "row_index": [r["id"] for r in rows],
+                        "system": [ERASE] * len(rows),
+                        "user": [r["user"] for r in rows],
+                        "assistant": [r["assistant"] for r in rows],
+                        "gold": [r["gold"] for r in rows],
+                    }
+                )},
+            )
+        if holdout:
+            store.write(
+                {"examples": pa.table(
+                    {
+                        "task": [r["task"] for r in holdout],
+                        "row_index": [r["id"] for r in holdout],
+                        "split": ["holdout"] * len(holdout),
+                        "probe": [False] * len(holdout),
+                        "prompt": [r["user"] for r in holdout],
+                        "gold": [r["gold"] for r in holdout],
+                    }
+                )},
+            )
     return db_path

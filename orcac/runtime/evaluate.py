@@ -1,0 +1,443 @@
+"""`orcac eval`: did prompt erasure work? Score base and trained student on held-out examples.
+
+Each model answers every held-out example of every task with ONLY the erase message as its
+system prompt (what the student saw in training), greedy, in left-padded batches. Each
+answer is scored twice with the shared checks (orcac/runtime/checks.py):
+
+  accuracy   the task's accept rules against the gold (`check_answer`, the same function
+             that filtered the teacher's answers in `orcac build`);
+  adherence  the form the task's strategy asks for (`adheres`, the strategy's rules),
+             e.g. numbered steps and a final "Answer:" line.
+
+With `--models teacher` (or `eval { teacher = true }`) the teacher answers too, with its full
+strategy prompt, through the teacher runtime: the ceiling the student is distilled towards.
+Results go to DuckDB (`eval_runs`: one row per model and task; `eval_answers`: every answer),
+to a table in the terminal (before -> after) and to a PNG bar chart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from orcac.errors import OrcacError
+from orcac.runtime import chat_format
+from orcac.runtime.checks import adheres, check_answer
+
+MODELS = ("base", "trained", "teacher")
+
+EVAL_TABLES = """
+CREATE TABLE IF NOT EXISTS eval_runs (
+  run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
+  examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
+  accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS eval_answers (
+  run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
+  answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
+  adheres BOOLEAN, broken VARCHAR
+);
+"""
+
+
+@dataclass(frozen=True)
+class Held:
+    """One held-out example: the rendered prompt and its gold."""
+
+    task: str
+    row_index: int
+    prompt: str
+    gold: str | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    new_tokens: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    held: Held
+    answer: Answer
+    accepted: bool
+    reason: str
+    adheres: bool | None  # None: the task's strategy has no adherence rules
+    broken: tuple[str, ...]
+
+
+# ---- the recipe -------------------------------------------------------------------------
+
+
+def command(args) -> int:
+    from orcac.compiler import load_plan
+
+    loaded = load_plan(args.spec)
+    from orcac.runtime.train import _db_path
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    return run(loaded, _db_path(args, loaded), models=models, limit=args.limit)
+
+
+def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None = None) -> int:
+    plan, root = loaded.plan, Path(loaded.root)
+    models = list(dict.fromkeys(models))
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise OrcacError(f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}")
+    if plan.eval.teacher and "teacher" not in models:
+        models.append("teacher")
+    held = held_out(plan, root, db_path, limit=limit)
+    total = sum(len(v) for v in held.values())
+    print(
+        f"evaluating {', '.join(models)} on {total} held-out examples "
+        f"({', '.join(f'{t} {len(v)}' for t, v in held.items())})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    run_id = uuid.uuid4().hex[:12]
+    plan_sha = _plan_sha(loaded)
+    summary = []
+    for name in models:
+        started = time.monotonic()
+        answers, where = answer_all(name, plan, root, held)
+        seconds = time.monotonic() - started
+        scored = {task: [score(plan, h, a) for h, a in zip(held[task], answers[task], strict=True)] for task in held}
+        rows = summarise(name, scored, plan)
+        _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds)
+        summary.extend(rows)
+        print(f"  {name}: {total} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
+
+    show(summary, models)
+    chart = _chart_path(plan, root, db_path)
+    from orcac.runtime import plots
+
+    plots.eval_bars(summary, chart, title=f"orcac eval: {plan.spec} (held-out, erase prompt only)")
+    print(f"chart: {chart}", file=sys.stderr)
+    return 0
+
+
+# ---- held-out examples ------------------------------------------------------------------
+
+
+def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> dict[str, list[Held]]:
+    """Held-out examples per task: from the build's `examples` table, else from the sources."""
+    stored = _stored_held(db_path, list(plan.tasks))
+    held: dict[str, list[Held]] = {}
+    for name, task in plan.tasks.items():
+        if stored:  # the build rendered them: use exactly those
+            rows = stored.get(name, [])
+        elif task.counts.holdout:
+            from orcac.runtime.examples import materialize
+
+            rows = [Held(name, e.row_index, e.prompt, e.gold) for e in materialize(plan, root, name) if e.split == "holdout"]
+        else:
+            rows = []
+        if limit is not None:
+            rows = rows[:limit]
+        if rows:
+            held[name] = rows
+    if not held:
+        raise OrcacError(
+            "no held-out examples to evaluate on",
+            hint="give tasks a holdout share (e.g. `holdout = 20%`) and run `orcac build`",
+        )
+    return held
+
+
+def _stored_held(db_path: Path, tasks: list[str]) -> dict[str, list[Held]]:
+    if not db_path.is_file():
+        return {}
+    import duckdb
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "examples" not in names:
+            return {}
+        rows = con.execute(
+            "SELECT task, row_index, prompt, gold FROM examples WHERE split = 'holdout' "
+            "AND task IN (SELECT unnest(?)) ORDER BY task, row_index",
+            [tasks],
+        ).fetchall()
+    finally:
+        con.close()
+    held: dict[str, list[Held]] = {}
+    for task, row_index, prompt, gold in rows:
+        held.setdefault(task, []).append(Held(task, row_index, prompt, gold))
+    return held
+
+
+# ---- answering ---------------------------------------------------------------------------
+
+
+def answer_all(name: str, plan, root: Path, held: dict[str, list[Held]]) -> tuple[dict[str, list[Answer]], str]:
+    """Every held-out example answered by one model; returns (answers per task, model path)."""
+    if name == "teacher":
+        return _teacher_answers(plan, root, held)
+    model, tokenizer, where = load_model(name, plan, root)
+    examples = [(task, i, h) for task, rows in held.items() for i, h in enumerate(rows)]
+    prompts = [
+        chat_format.prompt_ids(tokenizer, plan.erase[plan.tasks[task].erase].system, h.prompt)
+        for task, _, h in examples
+    ]
+    generated = generate(model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size)
+    answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
+    for (task, i, _), answer in zip(examples, generated, strict=True):
+        answers[task][i] = answer
+    del model
+    return answers, where
+
+
+def load_model(name: str, plan, root: Path):
+    """(model, tokenizer, where) for "base" (the plan's student) or "trained" (train's output)."""
+    import torch
+
+    from orcac.runtime import hf_models
+
+    if plan.train is None:
+        raise OrcacError("the plan has no train section, so there is no student to evaluate")
+    student = plan.students[plan.train.student]
+    dtype = torch.bfloat16 if _bf16(plan.train.precision) else torch.float32
+    if name == "base":
+        model, tokenizer = hf_models.load_causal_lm(student.model, root, dtype=dtype)
+        added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
+        if added:
+            model.resize_token_embeddings(len(tokenizer))
+        where = student.model
+    else:
+        from orcac.runtime.train import FINAL_DIR
+
+        final = root / plan.train.output / FINAL_DIR
+        if not (final / "config.json").is_file():
+            raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
+        model, tokenizer = hf_models.load_causal_lm(str(final), dtype=dtype)
+        where = str(final)
+    model.to(_device())
+    model.eval()
+    return model, tokenizer, where
+
+
+def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int) -> list[Answer]:
+    """Greedy answers to tokenized prompts, in left-padded batches of similar length."""
+    import torch
+
+    eos = tokenizer.convert_tokens_to_ids(chat_format.end_of_turn(tokenizer))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
+    out: list[Answer | None] = [None] * len(prompts)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            n = len(prompts[i])
+            ids[row, width - n :] = torch.tensor(prompts[i])
+            mask[row, width - n :] = 1
+        with torch.inference_mode():
+            result = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )
+        for row, i in enumerate(chunk):
+            new = result[row, width:].tolist()
+            finish = "length"
+            if eos in new:
+                new, finish = new[: new.index(eos)], "stop"
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            out[i] = Answer(text=text.strip(), finish_reason=finish, new_tokens=len(new))
+    return out  # type: ignore[return-value]
+
+
+def _teacher_answers(plan, root: Path, held: dict[str, list[Held]]):
+    """The teacher with its full strategy prompt, through the teacher runtime (litellm)."""
+    from orcac.runtime.teachers import make_job, run_jobs
+
+    jobs, index = [], {}
+    for task, rows in held.items():
+        t = plan.tasks[task]
+        if t.system is None:
+            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+        teacher = plan.teachers[t.teacher]
+        for i, h in enumerate(rows):
+            job = make_job(teacher, [{"role": "system", "content": t.system}, {"role": "user", "content": h.prompt}])
+            index.setdefault(job.id, []).append((task, i))
+            jobs.append(job)
+    unique = list({j.id: j for j in jobs}.values())
+    answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
+
+    def on_outcome(outcome):
+        answer = Answer(
+            text=(outcome.text or "").strip() if outcome.status == "ok" else "",
+            finish_reason=outcome.finish_reason or ("stop" if outcome.status == "ok" else "error"),
+            new_tokens=outcome.completion_tokens,
+        )
+        for task, i in index[outcome.job_id]:
+            answers[task][i] = answer
+
+    asyncio.run(run_jobs(plan.teachers, unique, on_outcome, root=root))
+    models = sorted({plan.teachers[plan.tasks[t].teacher].model for t in held})
+    return answers, ", ".join(models)
+
+
+# ---- scoring -----------------------------------------------------------------------------
+
+
+def score(plan, held: Held, answer: Answer) -> Scored:
+    """An answer's verdict under the task's accept rules, and its strategy adherence."""
+    task = plan.tasks[held.task]
+    verdict = check_answer(
+        answer.text, answer.finish_reason, held.gold, task.accept, allow_truncated=task.allow_truncated
+    )
+    rules = plan.strategies[task.strategy].adherence if task.strategy in plan.strategies else ()
+    if rules:
+        ok, broken = adheres(answer.text, rules)
+    else:
+        ok, broken = None, []
+    return Scored(held, answer, verdict.accepted, verdict.reason, ok, tuple(broken))
+
+
+def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
+    rows = []
+    for task, items in scored.items():
+        n = len(items)
+        judged = [s for s in items if s.adheres is not None]
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "strategy": plan.tasks[task].strategy,
+                "examples": n,
+                "accepted": sum(s.accepted for s in items),
+                "adherent": sum(bool(s.adheres) for s in judged),
+                "truncated": sum(s.answer.finish_reason == "length" for s in items),
+                "accuracy": sum(s.accepted for s in items) / n if n else 0.0,
+                "adherence": (sum(bool(s.adheres) for s in judged) / len(judged)) if judged else None,
+            }
+        )
+    return rows
+
+
+# ---- output ------------------------------------------------------------------------------
+
+
+def show(summary: list[dict], models: list[str]) -> None:
+    """A table per task: accuracy and adherence for each model, and base -> trained."""
+    from rich.console import Console
+    from rich.table import Table
+
+    by = {(r["task"], r["model"]): r for r in summary}
+    tasks = list(dict.fromkeys(r["task"] for r in summary))
+    table = Table(title="held-out evaluation (erase prompt only; teacher: full strategy prompt)")
+    table.add_column("task")
+    table.add_column("n", justify="right")
+    for metric in ("accuracy", "adherence"):
+        for model in models:
+            table.add_column(f"{metric}\n{model}", justify="right")
+        if "base" in models and "trained" in models:
+            table.add_column(f"{metric}\nbase -> trained", justify="right")
+
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.0f}%"
+
+    for task in tasks + ["all"]:
+        if task == "all":
+            rows = {m: _overall([by[(t, m)] for t in tasks if (t, m) in by]) for m in models}
+        else:
+            rows = {m: by.get((task, m)) for m in models}
+        n = next((r["examples"] for r in rows.values() if r), 0)
+        cells = [task, str(n)]
+        for metric in ("accuracy", "adherence"):
+            cells += [pct(rows[m][metric]) if rows.get(m) else "" for m in models]
+            if "base" in models and "trained" in models:
+                before, after = rows["base"][metric], rows["trained"][metric]
+                cells.append(_arrow(before, after))
+        table.add_row(*cells, end_section=task == tasks[-1])
+    Console(stderr=False).print(table)
+
+
+def _overall(rows: list[dict]) -> dict:
+    n = sum(r["examples"] for r in rows)
+    judged = [r for r in rows if r["adherence"] is not None]
+    judged_n = sum(r["examples"] for r in judged)
+    return {
+        "examples": n,
+        "accuracy": sum(r["accepted"] for r in rows) / n if n else 0.0,
+        "adherence": sum(r["adherent"] for r in judged) / judged_n if judged_n else None,
+    }
+
+
+def _arrow(before, after) -> str:
+    if before is None or after is None:
+        return "n/a"
+    delta = 100 * (after - before)
+    color = "green" if delta > 0 else "red" if delta < 0 else "white"
+    return f"{100 * before:.0f}% -> {100 * after:.0f}% [{color}]({delta:+.0f})[/{color}]"
+
+
+def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
+    import duckdb
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute(EVAL_TABLES)
+        con.executemany(
+            "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            [
+                (run_id, model, where, r["task"], r["strategy"], r["examples"], r["accepted"], r["adherent"], r["truncated"],
+                 r["accuracy"], r["adherence"], seconds, plan_sha)
+                for r in rows
+            ],
+        )
+        con.executemany(
+            "INSERT INTO eval_answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, model, s.held.task, s.held.row_index, s.held.prompt, s.held.gold, s.answer.text,
+                 s.answer.finish_reason, s.answer.new_tokens, s.accepted, s.reason, s.adheres, "; ".join(s.broken))
+                for items in scored.values()
+                for s in items
+            ],
+        )
+    finally:
+        con.close()
+
+
+def _chart_path(plan, root: Path, db_path: Path) -> Path:
+    if plan.train is not None:
+        return root / plan.train.output / "eval.png"
+    return db_path.with_suffix(".eval.png")
+
+
+def _plan_sha(loaded) -> str:
+    from orcac.compiler import dump_plan
+
+    return hashlib.sha256(dump_plan(loaded.plan).encode()).hexdigest()
+
+
+def _bf16(precision: str) -> bool:
+    from orcac.runtime.train import _use_bf16
+
+    return _use_bf16(precision)
+
+
+def _device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

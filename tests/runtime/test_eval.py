@@ -1,0 +1,101 @@
+"""`orcac eval`: scoring hand-made answers, and a whole run on the tiny model."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from orcac.errors import OrcacError
+from orcac.runtime import evaluate, train
+from orcac.runtime.evaluate import Answer, Held
+from tests.support.tiny_model import tiny_model_dir
+from tests.support.train_data import loaded, make_plan, orca_rows, write_records
+
+pytestmark = pytest.mark.xdist_group("eval")
+
+# (answer, finish_reason) -> (accepted, reason, adheres): gold is 42, accept = numeric,
+# strategy = numbered steps + an "Answer:" line.
+HAND_MADE = [
+    ("1. 40 + 2 = 42.\nAnswer: 42", "stop", (True, "accepted", True)),  # right, in form
+    ("1. 40 + 3 = 43.\nAnswer: 43", "stop", (False, "numeric", True)),  # wrong, in form
+    ("1. 40 + 2 = 42.\nAnswer: 4", "length", (False, "truncated", True)),  # cut off by max_new_tokens
+    ("The answer is 42", "stop", (True, "accepted", False)),  # right, but no steps, no Answer: line
+    ("1. Let me think.\n2. Adding gives 42.", "stop", (True, "accepted", False)),  # no Answer: line
+    ("1. Hmm.\n2. It is hard.", "stop", (False, "numeric", False)),  # no answer at all
+    ("", "stop", (False, "empty", False)),
+]
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_plan(str(tiny_model_dir()))
+
+
+@pytest.mark.parametrize("text, finish, expected", HAND_MADE)
+def test_hand_made_answers_are_scored(plan, text, finish, expected):
+    s = evaluate.score(plan, Held("add", 0, "What is 40 + 2?", "42"), Answer(text, finish, 5))
+    assert (s.accepted, s.reason, s.adheres) == expected
+
+
+def test_summary_counts_accuracy_adherence_and_truncation(plan):
+    items = [evaluate.score(plan, Held("add", i, "q", "42"), Answer(t, f, 5)) for i, (t, f, _) in enumerate(HAND_MADE)]
+    (row,) = evaluate.summarise("trained", {"add": items}, plan)
+    assert row["examples"] == 7 and row["accepted"] == 3 and row["adherent"] == 3 and row["truncated"] == 1
+    assert row["accuracy"] == pytest.approx(3 / 7) and row["adherence"] == pytest.approx(3 / 7)
+
+
+def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, monkeypatch, capsys):
+    holdout = [{"task": "add", "id": i, "user": f"What is 40 + {i}?", "gold": "42"} for i in range(len(HAND_MADE))]
+    db = write_records(tmp_path / "build.duckdb", [], holdout=holdout)
+    canned = {"base": [Answer("no idea", "stop", 2)] * len(HAND_MADE), "trained": [Answer(t, f, 5) for t, f, _ in HAND_MADE]}
+    monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held: ({"add": canned[name]}, name))
+    evaluate.run(loaded(plan, tmp_path), db)
+
+    con = duckdb.connect(str(db), read_only=True)
+    scores = con.execute("SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model").fetchall()
+    answers = con.execute("SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'").fetchone()
+    con.close()
+    assert scores == [("base", "add", 7, 0.0, 0.0), ("trained", "add", 7, pytest.approx(3 / 7), pytest.approx(3 / 7))]
+    assert answers == (7, 3)
+    shown = capsys.readouterr().out
+    assert "0% -> 43%" in shown  # before -> after, in the terminal table
+    assert (tmp_path / plan.train.output / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_path):
+    rows = orca_rows("add", 8) + orca_rows("mul", 8)
+    holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
+    db = write_records(tmp_path / "build.duckdb", rows, holdout=holdout)
+    train.run(loaded(plan, tmp_path), db, max_steps=1)
+    evaluate.run(loaded(plan, tmp_path), db, limit=4)
+    con = duckdb.connect(str(db), read_only=True)
+    counts = con.execute("SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL").fetchall()
+    finish = {r[0] for r in con.execute("SELECT DISTINCT finish_reason FROM eval_answers").fetchall()}
+    con.close()
+    assert counts == [("base", "add", 4), ("base", "mul", 3), ("trained", "add", 4), ("trained", "mul", 3)]
+    assert finish <= {"stop", "length"}
+
+
+def test_generate_is_greedy_and_left_padded(plan):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from orcac.runtime import chat_format
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir()).eval()
+    prompts = [chat_format.prompt_ids(tokenizer, "sys", u) for u in ("Hi", "What is a much longer question, really?")]
+    together = evaluate.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
+    alone = [evaluate.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    assert together == alone  # padding does not change a greedy answer
+
+
+def test_no_trained_student_says_train_first(plan, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
+    with pytest.raises(OrcacError, match="no trained student") as error:
+        evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
+    assert "orcac train" in error.value.hint
+
+
+def test_unknown_model_name(plan, tmp_path):
+    with pytest.raises(OrcacError, match="unknown model 'student'"):
+        evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])

@@ -1,0 +1,252 @@
+"""`orcac train` on a tiny random Llama with the SmolLM2 tokenizer (CPU, a few seconds a run)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from orcac.errors import OrcacError
+from orcac.runtime import chat_format, train
+from tests.support.tiny_model import tiny_model_dir
+from tests.support.train_data import ERASE, loaded, make_plan, orca_rows, write_records
+
+pytestmark = pytest.mark.xdist_group("train")
+
+N_PER_TASK = 12
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Path:
+    return tiny_model_dir()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return orca_rows("add", N_PER_TASK) + orca_rows("mul", N_PER_TASK)
+
+
+def _steps(db: Path):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT stage_index, stage, step, loss FROM train_steps ORDER BY stage_index, step"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny, rows, tmp_path_factory):
+    """One uninterrupted two-stage run; several tests read what it left behind."""
+    root = tmp_path_factory.mktemp("full")
+    db = write_records(root / "build.duckdb", rows)
+    plan = make_plan(str(tiny))
+    assert train.run(loaded(plan, root), db) == 0
+    return root, db, plan
+
+
+# ---- labels ---------------------------------------------------------------------------
+
+
+def test_labels_mask_system_and_user_on_a_packed_batch(tiny, rows, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    plan = make_plan(str(tiny), batch_size=4)
+    stage = plan.train.stages[1]
+    trainer = train.stage_trainer(model, tokenizer, stage, 1, rows, plan=plan, stage_dir=tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+
+    ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+    assert "attention_mask" not in batch  # padding-free: the block mask comes from position_ids
+    starts = (positions == 0).nonzero().flatten().tolist() + [len(ids)]
+    assert len(starts) - 1 > 2, "the batch should hold several packed examples"
+    im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assistant_header = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    for a, b in zip(starts, starts[1:]):
+        seg_ids, seg_labels = ids[a:b].tolist(), labels[a:b].tolist()
+        # Find where the assistant's turn opens: everything up to its header is system/user.
+        for k in range(len(seg_ids)):
+            if seg_ids[k : k + len(assistant_header)] == assistant_header:
+                answer_start = k + len(assistant_header)
+                break
+        else:
+            pytest.fail("no assistant turn in a packed example")
+        text = tokenizer.decode(seg_ids[:answer_start])
+        assert text.startswith(f"<|im_start|>system\n{ERASE}<|im_end|>\n<|im_start|>user\n")
+        assert all(x == -100 for x in seg_labels[:answer_start]), "a system or user token carries a label"
+        assert seg_labels[answer_start:] == seg_ids[answer_start:], "an assistant token is not labelled"
+        assert seg_ids[-1] == im_end and seg_ids.count(im_start) == 3  # the example ends with its turn
+
+
+def test_encode_labels_only_the_answer_and_the_end_of_turn(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer)
+    e = chat_format.encode(tokenizer, ERASE, "What is 2 + 2?", "1. Add.\nAnswer: 4")
+    answer = [t for t, lab in zip(e.input_ids, e.labels) if lab != -100]
+    assert tokenizer.decode(answer) == "1. Add.\nAnswer: 4<|im_end|>"
+    # Training continues exactly the prompt that eval feeds to generate.
+    assert e.input_ids[: e.prompt_tokens] == chat_format.prompt_ids(tokenizer, ERASE, "What is 2 + 2?")
+
+
+def test_chatml_and_pad_token_are_added_where_missing(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    tokenizer.chat_template = None
+    tokenizer.pad_token = None
+    added = chat_format.prepare_tokenizer(tokenizer)
+    assert added == 1 and tokenizer.pad_token == chat_format.PAD_TOKEN
+    assert tokenizer.chat_template == chat_format.CHATML_TEMPLATE
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+# ---- packing isolation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_a_packed_forward_equals_separate_forwards(tiny, impl):
+    model = AutoModelForCausalLM.from_pretrained(tiny, attn_implementation=impl).eval()
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randint(0, 49152, (9,), generator=g), torch.randint(0, 49152, (6,), generator=g)
+    with torch.no_grad():
+        alone_a = model(a[None], use_cache=False).logits[0]
+        alone_b = model(b[None], use_cache=False).logits[0]
+        packed = model(
+            input_ids=torch.cat([a, b])[None],
+            position_ids=torch.cat([torch.arange(9), torch.arange(6)])[None],
+            use_cache=False,
+        ).logits[0]
+    torch.testing.assert_close(packed[:9], alone_a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed[9:], alone_b, atol=1e-5, rtol=1e-5)
+    assert train.isolation_check(model)
+
+
+# ---- stages, outputs, resume --------------------------------------------------------------
+
+
+def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, tiny):
+    root, db, plan = full_run
+    out = root / plan.train.output
+    first = json.loads((out / "stages/01-basics/final/stage.json").read_text())
+    second = json.loads((out / "stages/02-reason/final/stage.json").read_text())
+    base = train.fingerprint(AutoModelForCausalLM.from_pretrained(tiny))
+    assert first["weights_in"] == base
+    assert second["weights_in"] == first["weights_out"] != base
+    steps = _steps(db)
+    assert [s[1] for s in steps] == ["basics"] * first["steps"] + ["reason"] * second["steps"]
+    assert [s[2] for s in steps] == list(range(1, first["steps"] + 1)) + list(range(1, second["steps"] + 1))
+
+
+def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
+    root, db, plan = full_run
+    out = root / plan.train.output
+    final = out / train.FINAL_DIR
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "plan.yaml"):
+        assert (final / name).is_file(), name
+    digest = hashlib.sha256((final / "plan.yaml").read_bytes()).hexdigest()
+    assert (final / "plan.sha256").read_text().split()[0] == digest
+    assert "basics" in (final / "plan.yaml").read_text()
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("stages/*/checkpoint-*")), "checkpoints of finished stages are dropped"
+    con = duckdb.connect(str(db), read_only=True)
+    (status, final_loss), = con.execute("SELECT status, final_loss FROM train_runs").fetchall()
+    con.close()
+    assert status == "done" and final_loss == pytest.approx(_steps(db)[-1][3])
+    # The trained student generates with its saved tokenizer.
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert tokenizer.chat_template and tokenizer.pad_token
+
+
+# Pinned: the losses the first steps produce today (tiny model, seed 0, fp32 on CPU).
+PINNED = [10.812813, 10.803339, 10.636694, 10.525096]
+
+
+def test_pinned_losses(full_run):
+    _, db, _ = full_run
+    losses = [s[3] for s in _steps(db)[: len(PINNED)]]
+    assert losses == pytest.approx(PINNED, abs=2e-3)
+
+
+class _StopAfterSave(TrainerCallback):
+    """Simulate a crash right after the checkpoint at `step` of stage `stage_index` is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_path, monkeypatch):
+    _, full_db, plan = full_run
+    expected = _steps(full_db)
+    second_stage_steps = sum(1 for s in expected if s[0] == 1)
+    stop_at = second_stage_steps // 2  # a checkpoint step in the middle of stage 2
+
+    db = write_records(tmp_path / "build.duckdb", rows)
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopAfterSave(stop_at)] if index == 1 else [])
+    with pytest.raises(KeyboardInterrupt):
+        train.run(loaded(plan, tmp_path), db)
+    checkpoints = list((tmp_path / plan.train.output).glob("stages/02-reason/checkpoint-*"))
+    assert checkpoints and train._checkpoint_step(checkpoints[0]) < second_stage_steps
+
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
+    assert train.run(loaded(plan, tmp_path), db, resume=True) == 0
+    resumed = _steps(db)
+    assert [s[:3] for s in resumed] == [s[:3] for s in expected]  # every step once, none twice
+    assert resumed[-1][3] == pytest.approx(expected[-1][3], abs=1e-4)
+
+
+def test_max_steps_caps_each_stage(tiny, rows, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", rows)
+    plan = make_plan(str(tiny))
+    train.run(loaded(plan, tmp_path), db, max_steps=2)
+    assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+def test_lora_trains_and_merges(tiny, rows, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", rows)
+    plan = make_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
+    train.run(loaded(plan, tmp_path), db, max_steps=2)
+    final = tmp_path / plan.train.output / train.FINAL_DIR
+    merged = AutoModelForCausalLM.from_pretrained(final)
+    assert not any("lora" in name for name in merged.state_dict())
+    assert train.fingerprint(merged) != train.fingerprint(AutoModelForCausalLM.from_pretrained(tiny))
+
+
+# ---- one-line errors ------------------------------------------------------------------------
+
+
+def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
+    with pytest.raises(OrcacError) as error:
+        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
+    assert "stage reason: no training records for task(s) mul" in error.value.message
+    assert "orcac build" in error.value.hint
+
+
+def test_missing_database_says_build_first(tiny, tmp_path):
+    with pytest.raises(OrcacError, match="no build database"):
+        train.run(loaded(make_plan(str(tiny)), tmp_path), tmp_path / "nothing.duckdb")
+
+
+def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
+    long = orca_rows("add", 2) + orca_rows("mul", 2)
+    long[0]["user"] = "What is 2 + 2? " * 40
+    db = write_records(tmp_path / "build.duckdb", long)
+    with pytest.raises(OrcacError) as error:
+        train.run(loaded(make_plan(str(tiny), max_length=64), tmp_path), db)
+    assert "record add-0 of task add: its prompt is" in error.value.message
+    assert "max_length" in error.value.hint
+
+
+def test_a_student_that_cannot_be_loaded(rows, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", rows)
+    with pytest.raises(OrcacError, match="cannot load|not found"):
+        train.run(loaded(make_plan(str(tmp_path / "missing.gguf")), tmp_path), db)
