@@ -7,6 +7,7 @@ one is declared.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from orcac.compiler.diagnostics import Diagnostics, did_you_mean
@@ -48,7 +49,7 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
             diags.error(f"a second {kind} block", extra.span, f"first at {items[0].span}; merge them into one")
         fields[kind] = items[0] if items else None
 
-    spec = Spec.model_construct(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
+    spec = Spec(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
     return _apply_defaults(spec, diags)
 
 
@@ -85,7 +86,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             elif chosen is None:
                 if len(names) == 1:
                     only = next(iter(names))
-                    chosen = Named.model_construct(name=only, span=task.span)
+                    chosen = Named(name=only, span=task.span)
                 else:
                     what = "no" if not names else "more than one"
                     diags.error(
@@ -109,7 +110,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             if getattr(task, key) is None:
                 value = getattr(d, key) if d is not None else None
                 update[key] = fallback if value is None else value
-        tasks.append(task.model_copy(update=update))
+        tasks.append(replace(task, **update))
 
     task_names = [t.name for t in spec.tasks]
     if spec.train is not None:
@@ -129,7 +130,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
                 listed.add(ref.name)
         if not spec.train.stages:
             diags.error("train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }")
-    return spec.model_copy(update={"tasks": tuple(tasks)})
+    return replace(spec, tasks=tuple(tasks))
 
 
 def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostics) -> None:

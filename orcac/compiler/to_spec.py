@@ -169,7 +169,7 @@ def choice(*options: str) -> Converter:
 def ref(v: Value, key: str) -> Named:
     if not isinstance(v, Ref) or v.name in ("true", "false"):
         raise Bad(f"'{key}' must name a declaration, got {describe(v)}", v.span)
-    return Named.model_construct(name=v.name, span=v.span)
+    return Named(name=v.name, span=v.span)
 
 
 def ref_list(v: Value, key: str) -> tuple[Named, ...]:
@@ -237,12 +237,12 @@ def source(v: Value, key: str) -> SourceExpr:
         )
     if v.name == "hf":
         (arg,), kw = _args(v, 1, {"split": string}, "hf()")
-        return SourceExpr.model_construct(kind="hf", path=string(arg, "hf()"), split=kw.get("split"), span=v.span)
+        return SourceExpr(kind="hf", path=string(arg, "hf()"), split=kw.get("split"), span=v.span)
     (arg,), _ = _args(v, 1, {}, f"{v.name}()")
     value = text(arg, f"{v.name}()")
     if v.name == "sql":
-        return SourceExpr.model_construct(kind="sql", query=value, span=v.span)
-    return SourceExpr.model_construct(kind=v.name, path=value, span=v.span)
+        return SourceExpr(kind="sql", query=value, span=v.span)
+    return SourceExpr(kind=v.name, path=value, span=v.span)
 
 
 CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty")
@@ -264,7 +264,7 @@ def _regex(v: Value, what: str) -> str:
 
 def check(v: Value, key: str) -> CheckExpr:
     if isinstance(v, Ref) and v.name == "nonempty":
-        return CheckExpr.model_construct(kind="nonempty", span=v.span)
+        return CheckExpr(kind="nonempty", span=v.span)
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
@@ -274,16 +274,16 @@ def check(v: Value, key: str) -> CheckExpr:
         )
     if v.name == "nonempty":
         _args(v, 0, {}, "nonempty()")
-        return CheckExpr.model_construct(kind="nonempty", span=v.span)
+        return CheckExpr(kind="nonempty", span=v.span)
     if v.name == "regex":
         (arg,), _ = _args(v, 1, {}, "regex()")
-        return CheckExpr.model_construct(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
+        return CheckExpr(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
     if v.name == "numeric":
         _gold_arg(v)
         _, kw = _args(v, 1, {"tol": number(0.0)}, "numeric()")
-        return CheckExpr.model_construct(kind="numeric", uses_gold=True, tolerance=kw.get("tol", 1e-6), span=v.span)
+        return CheckExpr(kind="numeric", uses_gold=True, tolerance=kw.get("tol", 1e-6), span=v.span)
     _gold_arg(v)
-    return CheckExpr.model_construct(kind=v.name, uses_gold=True, span=v.span)
+    return CheckExpr(kind=v.name, uses_gold=True, span=v.span)
 
 
 def checks(v: Value, key: str) -> tuple[CheckExpr, ...]:
@@ -305,7 +305,7 @@ def strategy(v: Value, key: str) -> Named | BestOf:
                 raise Bad(f"'{c.name}' is listed twice", c.span)
             seen.add(c.name)
         _, kw = _args(v, len(v.args), {"by": choice("accept"), "probe": integer(1)}, "best_of()")
-        return BestOf.model_construct(candidates=tuple(cands), by=kw.get("by", "accept"), probe=kw.get("probe", 16), span=v.span)
+        return BestOf(candidates=tuple(cands), by=kw.get("by", "accept"), probe=kw.get("probe", 16), span=v.span)
     if isinstance(v, Call):
         raise Bad(f"'{key}' must name a strategy or be best_of(...), got {describe(v)}", v.span, did_you_mean(v.name, ["best_of"]))
     return ref(v, key)
@@ -335,16 +335,16 @@ def form(v: Value, key: str) -> FormRule:
                 did_you_mean(v.name, FORMS) or f"built-in forms: {', '.join(FORMS)}; or regex(\"..\"), max_words(N), min_words(N)",
             )
         pattern, description = FORMS[v.name]
-        return FormRule.model_construct(kind="regex", pattern=pattern, description=description)
+        return FormRule(kind="regex", pattern=pattern, description=description)
     if isinstance(v, Call) and v.name == "regex":
         (arg,), kw = _args(v, 1, {"why": string}, "regex()")
         pattern = _regex(arg, "regex()")
-        return FormRule.model_construct(kind="regex", pattern=pattern, description=kw.get("why", f"matches /{pattern}/"))
+        return FormRule(kind="regex", pattern=pattern, description=kw.get("why", f"matches /{pattern}/"))
     if isinstance(v, Call) and v.name in ("max_words", "min_words"):
         (arg,), _ = _args(v, 1, {}, f"{v.name}()")
         n = integer(1)(arg, f"{v.name}()")
         word = "at most" if v.name == "max_words" else "at least"
-        return FormRule.model_construct(kind=v.name, value=n, description=f"{word} {n} words")
+        return FormRule(kind=v.name, value=n, description=f"{word} {n} words")
     name = v.name if isinstance(v, Call) else None
     raise Bad(
         f"'{key}' must list answer forms, got {describe(v)}",
@@ -584,7 +584,7 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
         values["stages"] = tuple(children["stage"])
     if named:
         values["name"] = block.name
-    return model.model_construct(span=block.name_span or block.kind_span, spans=spans, origin=f"{file}:{block.span.line}", **values)
+    return model(span=block.name_span or block.kind_span, spans=spans, origin=f"{file}:{block.span.line}", **values)
 
 
 def _params(block: Block, diags: Diagnostics) -> dict | None:

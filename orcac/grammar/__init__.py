@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
+from lark.lexer import Lexer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from orcac.compiler.diagnostics import CompileError, Diagnostic
@@ -70,6 +71,50 @@ class _Comments:
         cls.sink.append(token)
 
 
+class _FastLexer(Lexer):
+    """Lark's basic lexer, semantically: the grammar's own terminals tried in Lark's order
+    (priority, then width), keywords split from NAME; but one compiled alternation matched
+    in a tight loop, which is most of what makes parsing a large spec fast."""
+
+    __future_interface__ = 2  # lex(lexer_state, parser_state), as Lark's own lexers
+
+    def __init__(self, conf):
+        terminals = sorted(conf.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+        self.keywords = {}
+        parts = []
+        for t in terminals:
+            if t.pattern.type == "str" and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t.pattern.value):
+                self.keywords[t.pattern.value] = t.name
+            else:
+                parts.append(f"(?P<{t.name}>{t.pattern.to_regexp()})")
+        self.master = re.compile("|".join(parts))
+        self.ignore = frozenset(conf.ignore)
+        self.callbacks = dict(conf.callbacks)
+
+    def lex(self, state, parser_state):
+        text = state.text.text if hasattr(state.text, "text") else state.text
+        match, keywords, ignore, callbacks = self.master.match, self.keywords, self.ignore, self.callbacks
+        pos, line, line_start, n = 0, 1, 0, len(text)
+        while pos < n:
+            m = match(text, pos)
+            if m is None:
+                raise UnexpectedCharacters(text, pos, line, pos - line_start + 1)
+            kind, value, end = m.lastgroup, m.group(), m.end()
+            start_line, start_col = line, pos - line_start + 1
+            newlines = value.count("\n")
+            if newlines:
+                line += newlines
+                line_start = pos + value.rindex("\n") + 1
+            if kind in ignore:
+                if kind in callbacks:
+                    callbacks[kind](Token(kind, value, pos, start_line, start_col, line, end - line_start + 1, end))
+            else:
+                if kind == "NAME" and value in keywords:
+                    kind = keywords[value]
+                yield Token(kind, value, pos, start_line, start_col, line, end - line_start + 1, end)
+            pos = end
+
+
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     # The transformer runs inside the parser (no parse tree is built) and positions come
@@ -77,7 +122,7 @@ def parser() -> Lark:
     return Lark(
         GRAMMAR.read_text(),
         parser="lalr",
-        lexer="basic",
+        lexer=_FastLexer,
         propagate_positions=False,
         maybe_placeholders=True,
         cache=True,

@@ -1,4 +1,4 @@
-"""The Spec: what the user wrote, as pydantic models, every node with its source span.
+"""The Spec: what the user wrote, as typed frozen dataclasses, every node with its source span.
 
 Two layers, one naming chain (grammar rule -> transformer method -> model):
 
@@ -9,28 +9,22 @@ Two layers, one naming chain (grammar rule -> transformer method -> model):
   the `to_spec` pass, which checks kinds, keys and value types.
 
 The compiler passes after `to_spec` read only declarations. They never see Lark trees.
+
+Why dataclasses and not pydantic (the Plan, orcac/specs/plan.py, is pydantic): the spec
+is never validated by a schema; `to_spec` checks every value itself, with positions and
+"did you mean". Defining even one pydantic model costs `orcac check` tens of
+milliseconds of pydantic's internals, which alone took check from 1.3x to 1.9x the time
+of `import lark, pydantic, jinja2` (see BENCHMARKS.md). The plan pays that cost only in
+`orcac plan`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class Node(BaseModel):
-    """Declarations are built with `model_construct` by the to_spec pass, which has already
-    checked every value; `defer_build` keeps pydantic from building validators that a
-    check never uses, which is most of what importing this module would cost."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
-
-
-# Syntax nodes are frozen dataclasses rather than pydantic models: a 1 MB spec has
-# hundreds of thousands of them, and `orcac check` must start about as fast as
-# `import lark, pydantic, jinja2`. Declarations below are pydantic models.
 _node = dataclass(frozen=True, slots=True)
+_decl = dataclass(frozen=True, kw_only=True)
 
 
 @_node
@@ -158,22 +152,25 @@ class Module:
 # ---- declarations ----------------------------------------------------------------------------
 
 
-class Decl(Node):
+@_decl
+class Decl:
     """A declaration; `spans` maps each written key to the span of its value."""
 
     span: Span
-    spans: dict[str, Span] = Field(default_factory=dict)
+    spans: dict[str, Span] = field(default_factory=dict)
     origin: str = ""  # "file:line", e.g. "std/strategies.orca:12"
 
     def at(self, key: str) -> Span:
         return self.spans.get(key, self.span)
 
 
-class Named(Node):
+@_decl
+class Named:
     name: str
     span: Span
 
 
+@_decl
 class TeacherDecl(Decl):
     name: str
     model: str
@@ -190,16 +187,18 @@ class TeacherDecl(Decl):
     max_retries: int = 6
     batch_size: int = 16
     threads: int | None = None
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 
+@_decl
 class StudentDecl(Decl):
     name: str
     model: str
     chat_template: Literal["auto", "chatml"] = "auto"
 
 
-class FormRule(Node):
+@_decl
+class FormRule:
     """One adherence rule of a strategy: a built-in form, regex(...), max_words(N), min_words(N)."""
 
     kind: Literal["regex", "max_words", "min_words"]
@@ -208,18 +207,21 @@ class FormRule(Node):
     description: str
 
 
+@_decl
 class StrategyDecl(Decl):
     name: str
     system: str
     expect: tuple[FormRule, ...] = ()
 
 
+@_decl
 class EraseDecl(Decl):
     name: str
     system: str
 
 
-class SourceExpr(Node):
+@_decl
+class SourceExpr:
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None
     split: str | None = None
@@ -227,7 +229,8 @@ class SourceExpr(Node):
     span: Span
 
 
-class CheckExpr(Node):
+@_decl
+class CheckExpr:
     kind: Literal["contains", "exact", "numeric", "regex", "nonempty"]
     uses_gold: bool = False
     pattern: str | None = None
@@ -235,13 +238,15 @@ class CheckExpr(Node):
     span: Span
 
 
-class BestOf(Node):
+@_decl
+class BestOf:
     candidates: tuple[Named, ...]
     by: Literal["accept"] = "accept"
     probe: int = 16
     span: Span
 
 
+@_decl
 class DefaultsDecl(Decl):
     teacher: Named | None = None
     erase: Named | None = None
@@ -253,6 +258,7 @@ class DefaultsDecl(Decl):
     limit: int | None = None
 
 
+@_decl
 class TaskDecl(Decl):
     name: str
     category: str | None = None
@@ -269,6 +275,7 @@ class TaskDecl(Decl):
     holdout: float | None = None
 
 
+@_decl
 class LoraDecl(Decl):
     r: int = 16
     alpha: int = 32
@@ -276,12 +283,14 @@ class LoraDecl(Decl):
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
+@_decl
 class StageDecl(Decl):
     name: str
     tasks: tuple[Named, ...] = ()
     epochs: float = 1.0
 
 
+@_decl
 class TrainDecl(Decl):
     student: Named | None = None
     max_length: int = 2048
@@ -298,13 +307,15 @@ class TrainDecl(Decl):
     stages: tuple[StageDecl, ...] = ()
 
 
+@_decl
 class EvalDecl(Decl):
     max_new_tokens: int = 256
     batch_size: int = 16
     teacher: bool = False
 
 
-class Spec(Node):
+@_decl
+class Spec:
     """Every declaration of a spec and the files it imports, in declaration order."""
 
     file: str  # the main file, as shown

@@ -117,3 +117,21 @@ def test_user_errors_never_print_a_traceback():
         [sys.executable, "-m", "orcac.cli", "check", "tests/golden/invalid/values.orca"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("spec", FORMATTABLE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_fast_lexer_agrees_with_larks_basic_lexer(spec):
+    from lark import Lark
+
+    from orcac.grammar import GRAMMAR, parser
+
+    reference = Lark(GRAMMAR.read_text(), parser="lalr", lexer="basic")
+    text = spec.read_text()
+
+    def key(tokens):
+        return [(t.type, t.value, t.line, t.column, t.end_line, t.end_column) for t in tokens]
+
+    from lark.lexer import LexerState, TextSlice
+
+    ours = parser().parser.lexer.lex(LexerState(TextSlice.cast_from(text)), None)
+    assert key(ours) == key(reference.lex(text))
