@@ -126,17 +126,38 @@ def plan_work(plan: Plan, root: Path, *, limit: int | None = None) -> Work:
 # ---- rows for the store ------------------------------------------------------------------------
 
 
-def _examples_table(plan: Plan, examples: dict[str, list[Example]]) -> pa.Table:
-    flat = [e for task in examples.values() for e in task]
-    return pa.table({
-        "task": [e.task for e in flat],
-        "row_index": pa.array([e.row_index for e in flat], pa.int64()),
-        "split": [e.split for e in flat],
-        "probe": [e.probe for e in flat],
-        "prompt": [e.prompt for e in flat],
-        "gold": pa.array([e.gold for e in flat], pa.string()),
-        "source_sha256": [plan.tasks[e.task].source.sha256 for e in flat],
-    })
+def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]) -> None:
+    """Store the examples that are new or changed, and forget rows the plan no longer samples."""
+    desired = [
+        (e.task, e.row_index, e.split, e.probe, e.prompt, e.gold, plan.tasks[e.task].source.sha256)
+        for task in examples.values() for e in task
+    ]
+    stored = set(store.rows(
+        "SELECT task, row_index, split, probe, prompt, gold, source_sha256 FROM examples "
+        "WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(examples)]
+    ))
+    for task, rows in examples.items():
+        store.execute(
+            "DELETE FROM examples WHERE task = ? AND row_index NOT IN (SELECT unnest(?::BIGINT[]))",
+            [task, [e.row_index for e in rows]],
+        )
+    new = [row for row in desired if row not in stored]
+    if new:
+        names = ("task", "row_index", "split", "probe", "prompt", "gold", "source_sha256")
+        columns = list(zip(*new))
+        store.write({"examples": pa.table({
+            name: pa.array(column, pa.int64() if name == "row_index" else pa.bool_() if name == "probe" else pa.string())
+            for name, column in zip(names, columns)
+        })})
+
+
+RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
+
+
+def record_fields(plan: Plan, item: Item, text: str | None) -> tuple:
+    """The record's content besides its key columns, in RECORD_FIELDS order."""
+    task = plan.tasks[item.task]
+    return (item.strategy, plan.erase[task.erase].system, item.prompt, text, task.teacher, item.gold)
 
 
 class Rows:
@@ -184,19 +205,14 @@ class Rows:
         c["accepted"].append(accepted)
         c["reason"].append(reason)
         if accepted:
-            task = self.plan.tasks[item.task]
             r = self.records
             r["record_id"].append(item.record_id)
             r["task"].append(item.task)
-            r["strategy"].append(item.strategy)
             r["split"].append("train")
             r["row_index"].append(item.row_index)
-            r["system"].append(self.plan.erase[task.erase].system)
-            r["user"].append(item.prompt)
-            r["assistant"].append(text)
-            r["teacher"].append(task.teacher)
-            r["gold"].append(item.gold)
             r["job_id"].append(item.job.id)
+            for name, value in zip(RECORD_FIELDS, record_fields(self.plan, item, text)):
+                r[name].append(value)
 
     def tables(self) -> dict[str, pa.Table]:
         out = {}
@@ -223,15 +239,13 @@ def _plan_sha256(plan: Plan) -> str:
     return hashlib.sha256(plan.model_dump_json().encode()).hexdigest()
 
 
+def _in_list(column: str) -> str:
+    return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
+
+
 def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    if not job_ids:
-        return {}
-    wanted = pa.table({"job_id": pa.array(sorted(set(job_ids)), pa.string())})
-    found = store.query(
-        "SELECT r.job_id, r.text, r.finish_reason FROM responses r JOIN wanted USING (job_id)", wanted=wanted
-    )
-    return dict(zip(found.column("job_id").to_pylist(),
-                    zip(found.column("text").to_pylist(), found.column("finish_reason").to_pylist())))
+    found = store.rows(f"SELECT job_id, text, finish_reason FROM responses WHERE {_in_list('job_id')}", [job_ids])
+    return {job_id: (text, finish) for job_id, text, finish in found}
 
 
 def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
@@ -329,29 +343,13 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         by_job[item.job.id].append(item)
         tallies[(item.task, item.strategy)].items += 1
 
-    # Settle what earlier builds answered: verdicts and records from the stored text.
-    answered = _stored_answers(store, list(by_job))
-    settled = Rows(plan)
-    for item in work.items:
-        if item.job.id in answered:
-            text, finish = answered[item.job.id]
-            verdict = verdict_for(plan, item, text, finish)
-            settled.verdict(item, verdict.accepted, verdict.reason, text)
-            tally = tallies[(item.task, item.strategy)]
-            tally.cached += 1
-            if verdict.accepted:
-                tally.accepted += 1
-            else:
-                tally.rejected[verdict.reason] += 1
+    answered = _settle(plan, store, work, tallies)
     pending = list(unique_jobs(work.items, answered))
-    for job in pending:
-        settled.job(by_job[job.id][0], "pending", 0, None)
-    keep = pa.table({"record_id": pa.array(work.keep, pa.string())})
-    keep_checks = pa.table({"item_id": pa.array(work.keep, pa.string())})
-    store.write(
-        {"examples": _examples_table(plan, work.examples), **settled.tables()},
-        delete=[("records", "record_id", keep), ("checks", "item_id", keep_checks)],
-    )
+    if pending:
+        rows = Rows(plan)
+        for job in pending:
+            rows.job(by_job[job.id][0], "pending", 0, None)
+        store.write(rows.tables())
 
     display = BuildProgress(len(pending), live=None if progress else False)
     status = "failed"
@@ -370,6 +368,45 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         )
     leaks = audit(plan, store)
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
+
+
+def _settle(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
+    """Verdicts and records for jobs answered by earlier builds; returns those answers.
+
+    Recomputed from the stored text (a changed rule or erase message takes effect), but only
+    rows that differ are written, so a re-run of a finished build writes next to nothing.
+    """
+    _write_examples(plan, store, work.examples)
+    answered = _stored_answers(store, list({i.job.id for i in work.items}))
+    cached = [i for i in work.items if i.job.id in answered]
+    ids = [i.record_id for i in cached]
+    checks = {r[0]: (r[1], r[2]) for r in store.rows(
+        f"SELECT item_id, accepted, reason FROM checks WHERE {_in_list('item_id')}", [ids])}
+    fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
+    records = {r[0]: tuple(r[1:]) for r in store.rows(
+        f"SELECT record_id, {fields} FROM records WHERE {_in_list('record_id')}", [ids])}
+    changed = Rows(plan)
+    unaccepted: list[str] = []
+    for item in cached:
+        text, finish = answered[item.job.id]
+        verdict = verdict_for(plan, item, text, finish)
+        tally = tallies[(item.task, item.strategy)]
+        tally.cached += 1
+        if verdict.accepted:
+            tally.accepted += 1
+        else:
+            tally.rejected[verdict.reason] += 1
+        record = record_fields(plan, item, text) if verdict.accepted else None
+        if checks.get(item.record_id) != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
+            changed.verdict(item, verdict.accepted, verdict.reason, text)
+            if record is None and item.record_id in records:
+                unaccepted.append(item.record_id)
+    store.write(
+        changed.tables(),
+        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep)},
+        drop={"records": ("record_id", unaccepted)},
+    )
+    return answered
 
 
 def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:

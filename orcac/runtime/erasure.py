@@ -16,8 +16,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from orcac.errors import OrcacError
 from orcac.specs.plan import Plan
 
@@ -77,10 +75,11 @@ def audit(plan: Plan, store) -> list[Leak]:
             rows += [(f"{task.name}'s system", s) for s in distinctive_sentences(task.system, erase_texts)]
     if not rows:
         return []
-    sentences = pa.table({"strategy": [r[0] for r in rows], "sentence": [r[1] for r in rows]})
-    found = store.query(
+    found = store.rows(
         """
-        WITH norm AS (
+        WITH sentences AS (
+            SELECT unnest(?::VARCHAR[]) AS strategy, unnest(?::VARCHAR[]) AS sentence
+        ), norm AS (
             SELECT record_id,
                    lower(regexp_replace(system, '\\s+', ' ', 'g')) AS system,
                    lower(regexp_replace("user", '\\s+', ' ', 'g')) AS "user"
@@ -95,9 +94,9 @@ def audit(plan: Plan, store) -> list[Leak]:
         SELECT strategy, sentence, field, list(record_id ORDER BY record_id)[1:5] AS ids, count(*) AS n
         FROM hits GROUP BY ALL ORDER BY strategy, sentence, field
         """,
-        sentences=sentences,
-    ).to_pylist()
-    return [Leak(r["strategy"], r["sentence"], r["field"], tuple(r["ids"]), r["n"]) for r in found]
+        [[r[0] for r in rows], [r[1] for r in rows]],
+    )
+    return [Leak(strategy, sentence, field, tuple(ids), n) for strategy, sentence, field, ids, n in found]
 
 
 def raise_on_leaks(leaks: list[Leak]) -> None:

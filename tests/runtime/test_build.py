@@ -141,13 +141,6 @@ def test_limit_and_dry_run(tmp_path, capsys):
         assert [int(x) for x in line.split()[1:4]] == [train, 5, train - 5]
 
 
-def test_undecided_probe_is_skipped_with_a_note(tmp_path, capsys):
-    plan = make_plan(tmp_path, n=10, decided=False, probe_size=3)
-    path = write_plan(tmp_path, plan)
-    assert _build(path) == 0
-    assert "task arith: skipped: its strategy probe has not been decided yet" in capsys.readouterr().err
-
-
 def test_a_row_that_fails_to_render_is_reported_and_the_rest_are_built(tmp_path, capsys):
     from tests.runtime.plans import arithmetic_rows
 
@@ -173,3 +166,47 @@ def test_a_bad_key_stops_the_build_with_one_line_naming_the_teacher(tmp_path, ca
         assert "Traceback" not in err and SECRET not in err
         db = tmp_path / ".orca" / "spec.duckdb"
         assert _rows(db, "SELECT status FROM runs") == [("failed",)]
+
+
+def test_changed_rules_and_erase_text_take_effect_without_calls(tmp_path):
+    from orcac.specs.plan import CheckRule, ErasePlan
+
+    with Loopback(arith_answer) as server:
+        plan = make_plan(tmp_path, n=10, holdout=0.0, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 0
+        calls = server.stats()["requests"]
+        db = tmp_path / ".orca" / "spec.duckdb"
+
+        erase = ErasePlan(name="cautious", system="You are a helpful assistant who reasons with care.", origin="t:3")
+        write_plan(tmp_path, plan.model_copy(update={"erase": {"cautious": erase}}))
+        assert _build(path) == 0
+        assert _rows(db, "SELECT DISTINCT system FROM records") == [(erase.system,)]
+        assert _rows(db, "SELECT count(*) FROM records") == [(10,)]
+
+        strict = plan.tasks["arith"].model_copy(update={"accept": (CheckRule(kind="regex", pattern="^Never$"),)})
+        write_plan(tmp_path, plan.model_copy(update={"tasks": {"arith": strict}}))
+        assert _build(path) == 0
+        assert _rows(db, "SELECT count(*) FROM records") == [(0,)]
+        assert _rows(db, "SELECT DISTINCT accepted, reason FROM checks") == [(False, "regex")]
+
+        assert server.stats()["requests"] == calls  # all of it from stored answers
+
+
+def test_records_of_another_strategy_are_replaced_not_kept(tmp_path):
+    with Loopback(arith_answer) as server:
+        plan = make_plan(tmp_path, n=10, holdout=0.0, teacher=_teacher(server))
+        path = write_plan(tmp_path, plan)
+        assert _build(path) == 0
+        other = make_plan(
+            tmp_path, n=10, holdout=0.0, teacher=_teacher(server),
+            strategy_text="Solve it the short way. Reply with one line of the form 'Answer: <number>'.",
+        )
+        write_plan(tmp_path, other)
+        assert _build(path) == 0
+        assert server.stats()["requests"] == 20  # new system prompt, new jobs
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT count(*), count(DISTINCT job_id) FROM records") == [(10, 10)]
+        assert _rows(db, "SELECT count(*) FROM checks") == [(10,)]
+        systems = {r[0] for r in _rows(db, "SELECT messages FROM jobs j JOIN records r USING (job_id)")}
+        assert all("short way" in s for s in systems)

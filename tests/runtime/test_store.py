@@ -44,8 +44,8 @@ def test_a_failing_batch_writes_nothing(tmp_path):
 def test_stale_rows_are_deleted_in_the_same_transaction(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         store.write({"responses": _responses(["j1", "j2", "j3"])})
-        store.write({}, delete=[("responses", "job_id", pa.table({"job_id": ["j2"]}))])
-        assert store.con.execute("SELECT job_id FROM responses").fetchall() == [("j2",)]
+        store.write({}, keep={"responses": ("job_id", ["j2", "j3"])}, drop={"responses": ("job_id", ["j3"])})
+        assert store.rows("SELECT job_id FROM responses") == [("j2",)]
 
 
 def test_flusher_writes_by_count_and_by_time(tmp_path):
