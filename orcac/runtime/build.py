@@ -106,18 +106,24 @@ class Work:
     problems: list[RenderProblem]
 
 
-def plan_work(plan: Plan, root: Path, *, limit: int | None = None) -> Work:
+def plan_work(plan: Plan, root: Path, *, limit: int | None = None, estimate: bool = False) -> Work:
+    """The build's items. A task without a strategy (its probe undecided) is skipped, or with
+    `estimate` (a dry run before the probe) counted under its first candidate."""
     examples: dict[str, list[Example]] = {}
     items: list[Item] = []
     keep: list[str] = []
     skipped: list[str] = []
     problems: list[RenderProblem] = []
     for name, task in sorted(plan.tasks.items()):
-        if task.strategy is None:
-            skipped.append(f"task {name}: skipped: its strategy probe has not been decided yet")
-            continue
+        strategy = task.strategy
+        if strategy is None:
+            if not (estimate and task.probe and task.probe.candidates):
+                skipped.append(f"task {name}: skipped: its strategy probe has not been decided yet")
+                continue
+            strategy = task.probe.candidates[0]
+            skipped.append(f"task {name}: its probe has not run yet: main-run calls estimated with {strategy}")
         examples[name] = materialize(plan, root, name, report=problems.append)
-        task_items = items_for_task(plan, task, examples[name], task.strategy)
+        task_items = items_for_task(plan, task, examples[name], strategy)
         keep += [i.record_id for i in task_items]
         items += task_items[:limit] if limit is not None else task_items
     return Work(examples, items, keep, skipped, problems)
@@ -290,7 +296,7 @@ def command(args) -> int:
     from orcac.runtime import probe
 
     plan = probe.phase(plan, root, path, args)
-    work = plan_work(plan, root, limit=getattr(args, "limit", None))
+    work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
     for note in work.skipped:
         print(f"note: {note}", file=sys.stderr)
     for problem in work.problems:

@@ -210,3 +210,35 @@ def test_records_of_another_strategy_are_replaced_not_kept(tmp_path):
         assert _rows(db, "SELECT count(*) FROM checks") == [(10,)]
         systems = {r[0] for r in _rows(db, "SELECT messages FROM jobs j JOIN records r USING (job_id)")}
         assert all("short way" in s for s in systems)
+
+
+def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
+    import io
+    from collections import Counter
+
+    from rich.console import Console
+
+    from orcac.runtime.progress import BuildProgress, Tally, summary_table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    display = BuildProgress(4, live=True, console=console).start()
+    for reason in (None, None, "timeout", None):
+        display.outcome(failed_reason=reason, prompt_tokens=10, completion_tokens=5, cost=0.25)
+        if reason is None:
+            display.verdict(accepted=True)
+    display.stop()
+    shown = buffer.getvalue()
+    assert "4/4 jobs" in shown and "req/s" in shown and "60 tokens" in shown and "$1.0000" in shown
+    assert "accepted 3, rejected 0" in shown and "failed: timeout 1" in shown
+
+    tallies = {
+        ("arith", "step"): Tally(items=4, calls=4, accepted=2, rejected=Counter(truncated=1),
+                                 failed=Counter(timeout=1), prompt_tokens=40, completion_tokens=20, cost=1.0),
+        ("qa", "direct"): Tally(items=2, cached=2, accepted=2),
+    }
+    out = io.StringIO()
+    Console(file=out, width=200).print(summary_table(tallies, 3.0))
+    table = out.getvalue()
+    for expected in ("arith", "step", "truncated 1", "timeout 1", "$1.0000", "qa", "direct", "all"):
+        assert expected in table
