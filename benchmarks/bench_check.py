@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--size-mb", type=float, default=1.0)
     args = ap.parse_args()
+    load = os.getloadavg()[0]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} (wall times inflate under load)")
     startup(args.runs)
     throughput(args.size_mb)
 

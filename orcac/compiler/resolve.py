@@ -112,7 +112,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
                 update[key] = fallback if value is None else value
         tasks.append(replace(task, **update))
 
-    task_names = [t.name for t in spec.tasks]
+    task_names = {t.name for t in spec.tasks}  # a set: a stage may list thousands
     if spec.train is not None:
         _check_ref(spec.train.student, "student", {s.name for s in spec.students}, diags)
         seen: dict[str, object] = {}
