@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rerun(jobs: int) -> None:
@@ -45,11 +51,12 @@ def rerun(jobs: int) -> None:
         first_s = time.perf_counter() - started
         assert first.returncode == 0, first.stderr
         calls = server.stats()["requests"]
-        times = []
+        times, cpu = [], []
         for _ in range(3):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), _children_cpu()
             again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
             times.append(time.perf_counter() - started)
+            cpu.append(_children_cpu() - used)
             assert again.returncode == 0, again.stderr
         extra_calls = server.stats()["requests"] - calls
     floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.build"]
@@ -61,6 +68,7 @@ def rerun(jobs: int) -> None:
     best = min(times)
     print(f"first build : {jobs} jobs, {calls} calls, {first_s:.1f} s")
     print(f"re-run      : {best:.2f} s (best of 3: {', '.join(f'{t:.2f}' for t in times)}), {extra_calls} calls")
+    print(f"re-run CPU  : {min(cpu):.2f} s user+sys (what the wall time is on an idle machine, near enough)")
     print(f"imports only: {min(floor):.2f} s  -> re-run work beyond start-up {best - min(floor):.2f} s")
     print(f"goal        : re-run < 2 s with 0 calls: {'met' if best < 2 and extra_calls == 0 else 'NOT met'}")
 
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.jobs:
         rerun(args.jobs)
     if args.records:

@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 
 from orcac.errors import OrcacError
 from orcac.runtime.checks import check_answer
@@ -39,6 +39,9 @@ from orcac.runtime.progress import BuildProgress, Tally, summary_table
 from orcac.runtime.store import Store, default_path
 from orcac.runtime.teachers import Job, Outcome, make_job
 from orcac.specs.plan import Plan, TaskPlan
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
 
 FLUSH_EVERY = 1000
 FLUSH_SECONDS = 1.0
@@ -149,6 +152,8 @@ def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]
         )
     new = [row for row in desired if row not in stored]
     if new:
+        import pyarrow as pa
+
         names = ("task", "row_index", "split", "probe", "prompt", "gold", "source_sha256")
         columns = list(zip(*new))
         store.write({"examples": pa.table({
@@ -221,6 +226,10 @@ class Rows:
                 r[name].append(value)
 
     def tables(self) -> dict[str, pa.Table]:
+        if not (self.jobs or self.responses or self.checks or self.records):
+            return {}
+        import pyarrow as pa
+
         out = {}
         for name in ("jobs", "responses", "checks", "records"):
             columns = getattr(self, name)

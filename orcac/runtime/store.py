@@ -22,9 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # callers build the tables; a re-run that writes nothing never imports it
 
 from orcac.errors import OrcacError
 
