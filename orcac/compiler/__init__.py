@@ -1,12 +1,13 @@
 """The orcac compiler: .orca spec -> Plan.
 
-The passes, in order (each its own module):
+The passes, in order (`PASSES` below; each its own module):
 
-    load       read the spec and its imports (orcac/compiler/load.py)
-    to_spec    syntax blocks -> typed declarations (to_spec.py, used by resolve)
-    resolve    one Spec; names checked, defaults applied (resolve.py)
+    load       read the spec and its imports, parse each (load.py, orcac/grammar/)
+    resolve    syntax blocks -> typed declarations (to_spec.py), one Spec, names
+               checked, defaults applied (resolve.py)
     check      sources, templates, golds, holdouts, stages (check.py)
-    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py)
+    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py,
+               estimate.py); emit.py writes it as YAML
 
 `orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
 them all, reading whole sources. Every pass collects diagnostics; the first pass that
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PASSES",
+    "Unit",
+    "run",
     "CompileError",
     "Diagnostic",
     "LoadedPlan",
@@ -43,9 +46,6 @@ __all__ = [
     "read_plan",
     "write_plan",
 ]
-
-PASSES = ("load", "to_spec", "resolve", "check", "lower")
-
 
 def dump_plan(plan: Plan) -> str:
     """The plan file's text: deterministic YAML (see orcac/compiler/emit.py)."""
@@ -67,6 +67,63 @@ def plan_path_for(spec_path: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".orca") + ".plan.yaml")
 
 
+@dataclass
+class Unit:
+    """One compilation: its inputs, and what each pass has produced so far."""
+
+    path: Path  # the spec, as given
+    output: Path  # where the plan goes (paths in it are relative to its directory)
+    whole: bool  # read sources whole (plan) or only their headers (check)
+    diags: Diagnostics
+    loaded: list | None = None  # load: every module, imports first
+    spec: object | None = None  # resolve: the Spec (orcac.specs.spec)
+    facts: object | None = None  # check: sources' columns, rows, hashes; split sizes
+    plan: Plan | None = None  # lower: the Plan
+
+
+def _load(unit: Unit) -> None:
+    from orcac.compiler.load import load
+
+    unit.loaded = load(unit.path, str(unit.path), unit.diags)
+
+
+def _resolve(unit: Unit) -> None:
+    from orcac.compiler.resolve import resolve
+
+    unit.spec = resolve(unit.loaded, unit.path, str(unit.path), unit.diags)  # runs to_spec per module
+
+
+def _check(unit: Unit) -> None:
+    from orcac.compiler.check import check
+
+    unit.facts = check(unit.spec, unit.path.resolve().parent, unit.diags, whole=unit.whole)
+
+
+def _lower(unit: Unit) -> None:
+    from orcac.compiler.lower import lower
+
+    previous = None
+    if unit.output.is_file():
+        try:
+            previous = read_plan(unit.output)
+        except Exception:  # a broken or older plan has no decisions worth keeping
+            previous = None
+    files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
+    unit.plan = lower(
+        unit.spec,
+        unit.facts,
+        base=unit.path.resolve().parent,
+        plan_path=unit.output,
+        files=files,
+        previous=previous,
+        diags=unit.diags,
+    )
+
+
+# The passes, in order. `orcac check` stops after "check".
+PASSES = (("load", _load), ("resolve", _resolve), ("check", _check), ("lower", _lower))
+
+
 @contextmanager
 def _no_gc():
     # The front end allocates many small objects and no reference cycles worth
@@ -80,30 +137,24 @@ def _no_gc():
             gc.enable()
 
 
-def _front(path: Path, diags: Diagnostics, *, whole: bool):
+def run(unit: Unit, *, until: str = "lower") -> Unit:
+    """Run the passes in order up to `until`; raise CompileError after the first pass
+    that found errors (with every error that pass found)."""
     with _no_gc():
-        return _passes(path, diags, whole=whole)
-
-
-def _passes(path: Path, diags: Diagnostics, *, whole: bool):
-    from orcac.compiler.check import check
-    from orcac.compiler.load import load
-    from orcac.compiler.resolve import resolve
-
-    loaded = load(path, str(path), diags)
-    diags.raise_if_any()
-    spec = resolve(loaded, path, str(path), diags)  # to_spec runs per module inside resolve
-    diags.raise_if_any()
-    facts = check(spec, path.resolve().parent, diags, whole=whole)
-    diags.raise_if_any()
-    return loaded, spec, facts
+        for name, step in PASSES:
+            step(unit)
+            unit.diags.raise_if_any()
+            if name == until:
+                break
+    return unit
 
 
 def diagnose(path: str | Path) -> Diagnostics:
     """Every problem in a spec, reading only source headers, with the files' text."""
+    p = Path(path)
     diags = Diagnostics()
     try:
-        _front(Path(path), diags, whole=False)
+        run(Unit(path=p, output=plan_path_for(p), whole=False, diags=diags), until="check")
     except CompileError:
         pass
     return diags
@@ -121,23 +172,9 @@ def compile_spec(path: str | Path, output: str | Path | None = None) -> Plan:
 
     Raises CompileError (an OrcacError) carrying every diagnostic.
     """
-    from orcac.compiler.lower import lower
-
     path = Path(path)
     out = Path(output) if output is not None else plan_path_for(path)
-    diags = Diagnostics()
-    loaded, spec, facts = _front(path, diags, whole=True)
-    previous = None
-    if out.is_file():
-        try:
-            previous = read_plan(out)
-        except Exception:  # a broken or older plan has no decisions worth keeping
-            previous = None
-    files = {item.module.file: item.path for item in loaded if not item.stdlib}
-    plan = lower(spec, facts, base=path.resolve().parent, plan_path=out, files=files, previous=previous, diags=diags)
-    diags.raise_if_any()
-    assert plan is not None
-    return plan
+    return run(Unit(path=path, output=out, whole=True, diags=Diagnostics())).plan
 
 
 def write_plan(plan: Plan, output: str | Path) -> bool:
