@@ -37,6 +37,25 @@ class _Formatter:
         self.comments = sorted(module.comments, key=lambda c: (c.line, c.col))
         self.used: set[int] = set()
         self.out: list[str] = []
+        self.tails: dict[int, str] = {}  # output line -> its end-of-line comment
+
+    def emit(self, code: str, tail: str) -> None:
+        if tail and "\n" not in code:
+            self.tails[len(self.out)] = tail.strip()
+        self.out.append(code + tail)
+
+    def align_tails(self) -> None:
+        """End-of-line comments on consecutive lines start in one column."""
+        run: list[int] = []
+        for i in sorted(self.tails) + [-1]:
+            if run and i != run[-1] + 1:
+                if len(run) > 1:
+                    codes = {j: self.out[j][: len(self.out[j]) - len(self.tails[j])].rstrip() for j in run}
+                    col = max(len(c) for c in codes.values()) + 2
+                    for j in run:
+                        self.out[j] = codes[j].ljust(col) + self.tails[j]
+                run = []
+            run.append(i)
 
     # -- comments --
 
@@ -89,10 +108,10 @@ class _Formatter:
                 self.out.append("")
             if kind == "version":
                 line = f"orca {item}"
-                self.out.append(line + self.trailing(first, 0))
+                self.emit(line, self.trailing(first, 0))
             elif kind == "import":
                 line = f'import "{_escape(item.path)}"'
-                self.out.append(line + self.trailing(first, 0))
+                self.emit(line, self.trailing(first, 0))
             else:
                 self.block(item, 0)
             prev_kind, prev_line = kind, last
@@ -101,6 +120,7 @@ class _Formatter:
             if self.out and rest[0].line > (prev_line or 0) + 1:
                 self.out.append("")
             self.emit_comments(rest, "", None)
+        self.align_tails()
         return "\n".join(self.out).rstrip("\n") + "\n" if self.out else ""
 
     # -- blocks --
@@ -127,11 +147,11 @@ class _Formatter:
         indent = INDENT * depth
         one = self.one_line(b, depth)
         if one is not None:
-            self.out.append(indent + one + self.trailing(b.span.end_line, b.span.end_col - 1))
+            self.emit(indent + one, self.trailing(b.span.end_line, b.span.end_col - 1))
             return
         # a comment on the header line stays there
         head_trailing = self.trailing(b.span.line, b.kind_span.col) if not b.members or b.members[0].span.line > b.span.line else ""
-        self.out.append(indent + self.header(b) + head_trailing)
+        self.emit(indent + self.header(b), head_trailing)
         inner = indent + INDENT
         widths = self.widths(b)
         prev_last = b.span.line
@@ -154,7 +174,7 @@ class _Formatter:
             if rest[0].line > prev_last + 1 and prev_last != b.span.line:
                 self.out.append("")
             self.emit_comments(rest, inner, None)
-        self.out.append(indent + "}" + self.trailing(b.span.end_line, b.span.end_col - 1))
+        self.emit(indent + "}", self.trailing(b.span.end_line, b.span.end_col - 1))
 
     def widths(self, b: Block) -> dict[int, int]:
         """Key width per setting: `=` aligns within a run of settings with no blank line or block between."""
@@ -190,7 +210,7 @@ class _Formatter:
             self.emit_comments(sorted(inner, key=lambda c: (c.line, c.col)), indent, None)
         value = self.value(a.value, indent)
         tail = self.trailing(a.span.end_line, a.span.end_col - 1)
-        self.out.append(f"{indent}{a.key.ljust(width)} = {value}{tail}")
+        self.emit(f"{indent}{a.key.ljust(width)} = {value}", tail)
 
     # -- values --
 
