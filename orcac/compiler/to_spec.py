@@ -130,7 +130,8 @@ def fraction(v: Value, key: str) -> float:
     else:
         raise Bad(f"'{key}' must be a percentage like 20%, got {describe(v)}", v.span)
     if not 0.0 <= value <= 1.0:
-        raise Bad(f"'{key}' must be between 0% and 100%, got {raw}", v.span)
+        hint = f"did you mean {raw}%?" if isinstance(v, Num) and 1 < value <= 100 else None
+        raise Bad(f"'{key}' must be between 0% and 100%, got {raw}", v.span, hint)
     return value
 
 
