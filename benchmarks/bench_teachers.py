@@ -8,7 +8,8 @@ fixed latency per answer; in this one process, one after another against the sam
   raw      aiohttp: one session, `inflight` concurrent POSTs, JSON parsed; the machine's ceiling
   plain    asyncio.gather over litellm.acompletion with a semaphore of `inflight`
   orcac    orcac.runtime.teachers.run_jobs (concurrency = inflight), outcomes appended to a list
-  orcac+db the same, outcomes written to DuckDB by the build's store, if it exists
+  orcac+db the same, every response also written to DuckDB by the build's Store/Flusher
+           (timed until the last row is committed)
 
 Prints requests/s for each and the ratios orcac/raw and orcac/plain.
 """
@@ -92,36 +93,46 @@ async def bench_orcac(url: str, n: int, inflight: int, sink=None) -> float:
     on_outcome = outcomes.append if sink is None else sink(outcomes)
     started = time.perf_counter()
     await teachers.run_jobs({"bench": plan}, jobs, on_outcome)
+    if sink is not None:
+        assert on_outcome.close() == n, "every response is in DuckDB"
     elapsed = time.perf_counter() - started
     assert len(outcomes) == n and all(o.status == "ok" for o in outcomes), [o.error for o in outcomes[:3]]
     return n / elapsed
 
 
 def duckdb_sink():
-    """An on_outcome that buffers and bulk-writes through the build's store, if it exists yet."""
+    """An on_outcome that also stores every response in DuckDB the way `orcac build` does:
+    the build's Store and Flusher (a writer thread, one Arrow insert per 1,000 outcomes)."""
     try:
-        from orcac.runtime import store  # noqa: F401
+        import pyarrow as pa
+
+        from orcac.runtime.store import Flusher, Store
     except ImportError:
         return None
-    opener = getattr(store, "open_store", None) or getattr(store, "Store", None)
-    if opener is None:
-        return None
 
-    def make(outcomes):
-        path = Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb"
-        db = opener(path)
-        write = getattr(db, "write_outcomes", None) or getattr(db, "add_outcomes", None)
-        if write is None:
-            return None
+    class Sink:
+        def __init__(self, outcomes):
+            self.outcomes = outcomes
+            self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
+            self.flusher = Flusher(self.store, self.convert, every=1000, seconds=1.0)
 
-        def on_outcome(outcome):
-            outcomes.append(outcome)
-            if len(outcomes) % 1000 == 0:
-                write(outcomes[-1000:])
+        @staticmethod
+        def convert(batch):
+            columns = ("job_id", "text", "finish_reason", "prompt_tokens", "completion_tokens",
+                       "cost", "latency_s", "model", "attempts")
+            return {"responses": pa.table({c: [getattr(o, c) for o in batch] for c in columns})}
 
-        return on_outcome
+        def __call__(self, outcome):
+            self.outcomes.append(outcome)
+            self.flusher.add(outcome)
 
-    return make
+        def close(self) -> int:
+            self.flusher.close()
+            [(count,)] = self.store.rows("SELECT count(*) FROM responses")
+            self.store.close()
+            return count
+
+    return Sink
 
 
 def main() -> None:

@@ -54,7 +54,10 @@ stats = {"generate_calls": 0, "sequences": 0}  # read by tests and benchmarks
 
 
 def _hf_name(name: str) -> str:
-    return f"local/{name}" if name in hf_models.LOCAL_MODELS else name
+    """A bare name (no slash, not a file) means a wheel model, so an unknown one fails with the list."""
+    if name in hf_models.LOCAL_MODELS or ("/" not in name and not name.endswith(".gguf") and not Path(name).exists()):
+        return f"local/{name}"
+    return name
 
 
 def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:

@@ -1,0 +1,119 @@
+"""The in-process local/ teacher on a tiny random Llama: batching, and batched == unbatched."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orcac.errors import OrcacError
+from orcac.runtime import local_provider, teachers
+from orcac.runtime.teachers import Outcome, make_job, run_jobs
+from orcac.specs.plan import TeacherPlan
+from tests.support.tiny_model import tiny_model_dir
+
+pytestmark = pytest.mark.xdist_group("local_teacher")
+
+PROMPTS = [f"Question {i}: " + "how many apples are left? " * (1 + i % 4) for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> str:
+    return str(tiny_model_dir())
+
+
+def plan_for(model_dir: str, **overrides) -> TeacherPlan:
+    fields = dict(name="local", model=f"local/{model_dir}", max_tokens=10, batch_size=8, concurrency=16, threads=2)
+    fields.update(overrides)
+    return TeacherPlan(**fields)
+
+
+def messages(prompt: str) -> list[dict]:
+    return [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": prompt}]
+
+
+def run(plan: TeacherPlan, prompts) -> dict[str, Outcome]:
+    jobs = [make_job(plan, messages(p)) for p in prompts]
+    outcomes: list[Outcome] = []
+    asyncio.run(run_jobs({plan.name: plan}, jobs, outcomes.append))
+    assert sorted(o.job_id for o in outcomes) == sorted(j.id for j in jobs)
+    prompt_of = {j.id: j.messages[-1]["content"] for j in jobs}
+    return {prompt_of[o.job_id]: o for o in outcomes}
+
+
+def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
+    before = dict(local_provider.stats)
+    batched = run(plan_for(tiny), PROMPTS)
+    calls = local_provider.stats["generate_calls"] - before["generate_calls"]
+    assert local_provider.stats["sequences"] - before["sequences"] == len(PROMPTS)
+    assert calls < len(PROMPTS) / 2, f"{calls} generate calls for {len(PROMPTS)} concurrent requests"
+
+    settings = local_provider.LocalSettings(model=tiny, batch_size=1)
+    for prompt in PROMPTS:
+        [(text, finish, prompt_tokens, completion_tokens)] = local_provider.generate_batch(
+            settings, [(messages(prompt), 10)], (0.0, None, None)
+        )
+        outcome = batched[prompt]
+        assert outcome.status == "ok" and outcome.cost == 0.0 and outcome.attempts == 1
+        assert (outcome.text, outcome.finish_reason) == (text, finish), prompt
+        assert (outcome.prompt_tokens, outcome.completion_tokens) == (prompt_tokens, completion_tokens)
+
+
+def test_left_padding_does_not_change_greedy_tokens(tiny):
+    settings = local_provider.LocalSettings(model=tiny)
+    short, long = messages("hi"), messages("a much longer question " * 6)
+    together = local_provider.generate_batch(settings, [(short, 8), (long, 8)], (0.0, None, None))
+    alone = [local_provider.generate_batch(settings, [(m, 8)], (0.0, None, None))[0] for m in (short, long)]
+    assert together == alone
+    assert together[0][2] < together[1][2]  # prompt token counts exclude the padding
+
+
+def test_finish_reason_and_usage(tiny):
+    lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=tiny))
+    eos = sorted(local_provider._eos_ids(lm, tokenizer))[0]
+    original = lm.generate
+
+    def stops_after_two(**kwargs):  # an answer that ends with end-of-sequence after two tokens
+        output = original(**kwargs)
+        width = kwargs["input_ids"].shape[1]
+        output[:, width + 2] = eos
+        return output
+
+    settings = local_provider.LocalSettings(model=tiny)
+    [(_, finish, _, completion)] = local_provider.generate_batch(settings, [(messages("x"), 6)], (0.0, None, None))
+    assert (finish, completion) == ("length", 6)
+    lm.generate = stops_after_two
+    try:
+        [(_, finish, _, completion)] = local_provider.generate_batch(settings, [(messages("x"), 6)], (0.0, None, None))
+    finally:
+        lm.generate = original
+    assert (finish, completion) == ("stop", 3)  # two tokens and the end-of-sequence token
+
+
+def test_through_litellm_directly(tiny):
+    plan = plan_for(tiny, name="direct")
+    local_provider.register(plan)
+    litellm = teachers.get_litellm()
+
+    async def go():
+        return await asyncio.gather(*(
+            litellm.acompletion(model=plan.model, messages=messages(p), max_tokens=5, temperature=0) for p in PROMPTS[:4]
+        ))
+
+    responses = asyncio.run(go())
+    for response in responses:
+        assert response.choices[0].finish_reason in ("stop", "length")
+        assert response.usage.completion_tokens <= 5 + 1 and response.usage.prompt_tokens > 0
+        assert response.model == plan.model
+
+
+def test_sampling_with_temperature_runs(tiny):
+    outcomes = run(plan_for(tiny, temperature=0.8, top_p=0.9, seed=3), PROMPTS[:3])
+    assert all(o.status == "ok" and o.completion_tokens > 0 for o in outcomes.values())
+
+
+def test_unknown_local_model_stops_with_a_hint(tmp_path):
+    plan = TeacherPlan(name="ghost", model="local/no-such-model-anywhere")
+    with pytest.raises(OrcacError) as caught:
+        run(plan, ["x"])
+    assert caught.value.hint
