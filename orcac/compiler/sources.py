@@ -131,17 +131,24 @@ def header(kind: str, path: str | None, split: str | None, query: str | None, ba
     return Header(columns=_sql_columns(query, base), files=files)
 
 
-def _jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
+def _jsonl_rows(p: Path, shown: str):
+    """The objects of a jsonl file, one per non-blank line, lazily (check reads only one)."""
     with open(p, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise SourceError(f"{shown}:{number}: not valid JSON ({error.msg})") from None
-                if not isinstance(row, dict):
-                    raise SourceError(f"{shown}:{number}: each line must be a JSON object")
-                return tuple(row)
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{shown}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise SourceError(f"{shown}:{number}: each line must be a JSON object")
+            yield row
+
+
+def _jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
+    for row in _jsonl_rows(p, shown):
+        return tuple(row)
     raise SourceError(f"{shown} is empty")
 
 
@@ -326,18 +333,7 @@ def read(kind: str, path: str | None, split: str | None, query: str | None, base
     """(columns, rows) of a whole source, rows in source order."""
     files = source_files(kind, path, split, query, base)
     if kind == "jsonl":
-        rows = []
-        with open(files[0], encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-                if not isinstance(row, dict):
-                    raise SourceError(f"{path}:{number}: each line must be a JSON object")
-                rows.append(row)
+        rows = list(_jsonl_rows(files[0], path))
         if not rows:
             raise SourceError(f"{path} is empty")
         return tuple(rows[0]), rows
