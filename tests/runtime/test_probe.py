@@ -55,13 +55,16 @@ def server():
         yield s
 
 
-def probe_plan(root: Path, server: Loopback, candidates=("direct", "step"), key: str = "key-1") -> Plan:
+def probe_plan(
+    root: Path, server: Loopback, candidates=("direct", "step"), key: str = "key-1", *, n: int = 20,
+    size: int = SIZE, concurrency: int = 16,
+) -> Plan:
     teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY",
-                          timeout_s=5, max_retries=2)
-    plan = make_plan(root, n=20, holdout=0.2, teacher=teacher, decided=False, probe_size=SIZE)
-    strategies = {n: StrategyPlan(name=n, system=TEXTS[n], origin="test:1") for n in sorted(set(candidates))}
+                          timeout_s=5, max_retries=2, concurrency=concurrency)
+    plan = make_plan(root, n=n, holdout=0.2, teacher=teacher, decided=False, probe_size=size)
+    strategies = {c: StrategyPlan(name=c, system=TEXTS[c], origin="test:1") for c in sorted(set(candidates))}
     task = plan.tasks["arith"]
-    task = task.model_copy(update={"probe": ProbePlan(candidates=tuple(candidates), size=SIZE, key=key)})
+    task = task.model_copy(update={"probe": ProbePlan(candidates=tuple(candidates), size=size, key=key)})
     return plan.model_copy(update={"strategies": strategies, "tasks": {"arith": task}})
 
 
@@ -333,3 +336,42 @@ def test_best_of_without_gold_is_a_compile_error(tmp_path, server, capsys):
     spec.write_text(spec.read_text().replace('  gold     = "{{ a }}"\n', "").replace("contains(gold)", "nonempty"))
     assert orcac("plan", str(spec)) == 1
     assert "a metric needs a gold answer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_probe_killed_with_sigkill_resumes_without_asking_again(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    size = 24
+    with Loopback(sums, latency=0.1) as server:
+        plan = probe_plan(tmp_path, server, n=40, size=size, concurrency=2)
+        path = tmp_path / "spec.plan.yaml"
+        path.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
+        db = tmp_path / "killed.duckdb"
+        env = dict(os.environ, LOOPBACK_KEY="sk-loopback-test-key", LITELLM_LOCAL_MODEL_COST_MAP="True")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orcac.cli", "build", str(path), "--db", str(db), "--no-progress"],
+            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        # Past the first flush (1 s), well before the 2 x 24 probe calls are done.
+        while requests(server) < 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        asked = requests(server)
+        assert 20 <= asked < 2 * size
+        with Store.open(db, read_only=True) as store:
+            stored = store.query("SELECT count(*) AS n FROM responses").to_pylist()[0]["n"]
+        assert stored > 0
+
+        result = run(plan, tmp_path, db)
+        # Only what was not stored is asked again (at most the calls in flight at the kill).
+        assert result.cached == stored and result.calls == 2 * size - stored
+        assert requests(server) - asked == 2 * size - stored
+        assert result.decisions["arith"].chosen == "step"
+        assert [(s.passed, s.total) for s in result.decisions["arith"].scores] == [(0, size), (size, size)]
