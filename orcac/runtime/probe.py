@@ -410,7 +410,7 @@ def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = ()):
             table.add_row(
                 label if number == 0 else "",
                 s.strategy,
-                f"{s.score:.2f}",
+                f"{s.score:.1%}",
                 f"{s.passed}/{s.total}",
                 f"{s.prompt_tokens + s.completion_tokens:,}",
                 f"${s.cost:.4f}",

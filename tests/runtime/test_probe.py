@@ -299,8 +299,8 @@ def test_orcac_build_probes_once_records_the_decision_and_keeps_the_plan_fresh(t
     out = capsys.readouterr().out
     train = 16
     assert requests(server) == 2 * SIZE + train - SIZE  # probe, then the rows it did not answer
-    assert "strategy decisions" in out and re.search(r"step\s.*1\.00\s.*4/4.*yes", out)
-    assert re.search(r"direct\s.*0\.00\s.*0/4", out)
+    assert "strategy decisions" in out and re.search(r"step\s.*100\.0%\s.*4/4.*yes", out)
+    assert re.search(r"direct\s.*0\.0%\s.*0/4", out)
     written = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]
     assert written["strategy"] == "step" and written["probe"]["decision"]["chosen"] == "step"
     assert orcac("plan", str(spec), "--check") == 0  # the rewritten plan is what the compiler writes
