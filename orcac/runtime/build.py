@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from orcac.errors import OrcacError
 from orcac.runtime.checks import check_answer
-from orcac.runtime.erasure import audit, raise_on_leaks, record_id
+from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id
 from orcac.runtime.examples import Example, RenderProblem, materialize
 from orcac.runtime.progress import BuildProgress, Tally, summary_table
 from orcac.runtime.store import Store, default_path
@@ -162,13 +162,9 @@ def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]
         })})
 
 
-RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
-
-
 def record_fields(plan: Plan, item: Item, text: str | None) -> tuple:
-    """The record's content besides its key columns, in RECORD_FIELDS order."""
-    task = plan.tasks[item.task]
-    return (item.strategy, plan.erase[task.erase].system, item.prompt, text, task.teacher, item.gold)
+    """The erased record for an accepted answer (see erasure.erased), in RECORD_FIELDS order."""
+    return erased(plan, item.task, item.strategy, item.prompt, text, item.gold)
 
 
 class Rows:

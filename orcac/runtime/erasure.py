@@ -24,6 +24,17 @@ MIN_CHARS = 20
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
+"""A record's content columns; with record_id, task, split, row_index and job_id it is a row of `records`."""
+
+
+def erased(plan: Plan, task: str, strategy: str, prompt: str, answer: str | None, gold: str | None) -> tuple:
+    """The training record for a teacher answer, in RECORD_FIELDS order: the system message is
+    the task's erase text, whatever strategy the teacher was given."""
+    task_plan = plan.tasks[task]
+    return (strategy, plan.erase[task_plan.erase].system, prompt, answer, task_plan.teacher, gold)
+
+
 def record_id(task: str, row_index: int, job_id: str) -> str:
     """Stable id of the record (and of its check) for one task row answered by one job."""
     return hashlib.sha256(f"{task}\x1f{row_index}\x1f{job_id}".encode()).hexdigest()[:32]
