@@ -268,28 +268,27 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 
 
 def dry_run(plan: Plan, work: Work, answered: dict) -> int:
+    """Per task: examples, answered before, calls to make, their prompt tokens (chars / 4) and
+    cost (the plan's estimate per call, which came from litellm's price map)."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
-    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
-    totals = [0, 0, 0, 0, 0.0]
-    unknown = False
+    rows = []
     for name, items in sorted(by_task.items()):
         pending = {i.job.id: i for i in items if i.job.id not in answered}
         tokens = sum(sum(len(m["content"]) for m in i.job.messages) // 4 for i in pending.values())
         estimate = plan.estimate.tasks.get(name)
-        if estimate is not None and estimate.cost is not None and estimate.calls:
-            cost: float | None = estimate.cost / estimate.calls * len(pending)
-        else:
-            cost = None
-            unknown = unknown or bool(pending)
-        shown = "unknown" if cost is None else f"${cost:,.4f}"
-        cached = len(items) - sum(1 for i in items if i.job.id in pending)
-        print(f"{name:<24} {len(items):>8} {cached:>7} {len(pending):>7} {tokens:>14,} {shown:>10}")
-        for k, v in enumerate((len(items), cached, len(pending), tokens, cost or 0.0)):
-            totals[k] += v
-    total_cost = "unknown" if unknown and not totals[4] else f"${totals[4]:,.4f}" + (" + unknown" if unknown else "")
-    print(f"{'total':<24} {totals[0]:>8} {totals[1]:>7} {totals[2]:>7} {totals[3]:>14,} {total_cost:>10}")
+        per_call = estimate.cost / estimate.calls if estimate and estimate.cost is not None and estimate.calls else None
+        cost = None if per_call is None and pending else (per_call or 0.0) * len(pending)
+        rows.append((name, len(items), len(items) - len(pending), len(pending), tokens, cost))
+    costs = [row[5] for row in rows]
+    known = sum(c for c in costs if c is not None)
+    total = "unknown" if costs and all(c is None for c in costs) else f"${known:,.4f}" + ("+?" if None in costs else "")
+    rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 5)), total))
+    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
+    for name, examples, cached, calls, tokens, cost in rows:
+        shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
+        print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {tokens:>14,} {shown:>10}")
     print("dry run: nothing was called")
     return 0
 
