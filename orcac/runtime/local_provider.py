@@ -36,6 +36,7 @@ from orcac.runtime import hf_models
 from orcac.specs.plan import TeacherPlan
 
 PROVIDER = "local"
+COLLECT_S = 0.02  # how long an idle worker waits for more requests to join the first one
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,12 @@ class _Batcher:
         while True:
             if not self.waiting:
                 self.waiting.append(await self.queue.get())
-                await asyncio.sleep(0)  # let requests issued in the same tick join this batch
+                # Requests issued together reach here a few event-loop turns apart (litellm's
+                # wrapper awaits in between): wait a moment for the batch to fill. Cheap
+                # against a generate call, and only when the worker was idle.
+                deadline = loop.time() + COLLECT_S
+                while len(self.waiting) + self.queue.qsize() < self.settings.batch_size and loop.time() < deadline:
+                    await asyncio.sleep(0.001)
             while not self.queue.empty():
                 self.waiting.append(self.queue.get_nowait())
             self.waiting = [r for r in self.waiting if not r.future.done()]  # cancelled callers
