@@ -70,7 +70,8 @@ def test_every_job_ends_once_with_its_reason():
         "bad-request": ["400"],
     }
     with Loopback(script=script) as server:
-        plan = teacher(server, timeout_s=0.4, max_retries=2)
+        plan = teacher(server, timeout_s=0.8, max_retries=2)
+        run(plan, jobs_for(plan, ["warm-up"]))  # litellm's first call in a process is slow (lazy imports)
         jobs = jobs_for(plan, list(script) * 1) + jobs_for(plan, [f"extra-{i}" for i in range(40)])
         outcomes = by_key(jobs, run(plan, jobs))
         hits = server.stats()["hits"]
