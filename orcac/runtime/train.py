@@ -78,6 +78,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
 
     # 1. Every stage's records, checked up front: a missing task fails now, not after stage 1.
     records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
+    _wait_for_everyone()  # every rank has read (read-only) before the main one writes
 
     # 2. Resume bookkeeping: which stages are done, and the run they belong to.
     state = _load_state(output, plan_sha, resume=resume)
@@ -142,6 +143,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
         if model is None:
             model, _ = _load_dir(_previous_final(output, len(tp.stages), tp))
         final.mkdir(parents=True, exist_ok=True)
+        model.config.use_cache = True  # off for training only: generation wants the KV cache
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
         (final / "plan.yaml").write_text(plan_yaml)
@@ -625,6 +627,13 @@ def _world_size() -> int:
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _wait_for_everyone() -> None:
+    if _world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def _is_main_process() -> bool:
