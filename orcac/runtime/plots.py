@@ -62,9 +62,10 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
     for ax, metric in zip(axes, ("accuracy", "adherence"), strict=True):
         for m, model in enumerate(models):
             xs = [t + (m - (len(models) - 1) / 2) * width for t in range(len(tasks))]
-            values = [100 * by[(task, model)][metric] if (task, model) in by else 0 for task in tasks]
+            raw = [by[(task, model)].get(metric) if (task, model) in by else None for task in tasks]
+            values = [0 if v is None else 100 * v for v in raw]
             bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"))
-            ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+            ax.bar_label(bars, labels=["n/a" if v is None else f"{100 * v:.0f}" for v in raw], fontsize=8, padding=2)
         ax.set_xticks(range(len(tasks)), tasks, rotation=20 if len(tasks) > 3 else 0)
         ax.set_ylim(0, 110)
         ax.set_title(f"{metric} (%)")

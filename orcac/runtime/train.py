@@ -41,7 +41,10 @@ from orcac.runtime import chat_format
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
 STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
 STATE_FILE = "train_state.json"  # under TrainPlan.output: run id and plan hash, for --resume
-CHECKPOINTS_PER_STAGE = 4  # resume loses at most a quarter of a stage
+# A checkpoint (weights + optimizer: 1.6 GB for a 135M student) after the first step that
+# ends this long after the last one: --resume then repeats at most this much work, and a
+# short stage writes none (its final weights are saved anyway).
+CHECKPOINT_EVERY_S = 300.0
 
 TRAIN_TABLES = """
 CREATE TABLE IF NOT EXISTS train_runs (
@@ -236,8 +239,7 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         activation_checkpointing=False,  # TRL turns it on by default; it costs a third more compute
         logging_steps=1,
         include_num_input_tokens_seen="all",
-        save_strategy="steps",
-        save_steps=1 / CHECKPOINTS_PER_STAGE,
+        save_strategy="no",  # checkpoints by time instead: see SaveEvery
         save_total_limit=1,
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
@@ -249,7 +251,7 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         tokenizer,
         dataset,
         config,
-        callbacks=[*callbacks, *extra_callbacks(stage, index)],
+        callbacks=[SaveEvery(CHECKPOINT_EVERY_S), *callbacks, *extra_callbacks(stage, index)],
         peft_config=_lora_config(tp.lora, tokenizer_grew=getattr(model, "_orcac_grew", False)),
     )
 
@@ -398,6 +400,21 @@ class Steps(TrainerCallback):
         finally:
             con.close()
 
+
+
+class SaveEvery(TrainerCallback):
+    """Ask for a checkpoint at the end of the first step `seconds` after the last one."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.last >= self.seconds and state.global_step < state.max_steps:
+            control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = time.monotonic()
 
 
 def extra_callbacks(stage, index) -> list:

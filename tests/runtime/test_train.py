@@ -18,6 +18,11 @@ from tests.support.train_data import ERASE, loaded, make_plan, orca_rows, write_
 
 pytestmark = pytest.mark.xdist_group("train")
 
+
+@pytest.fixture(autouse=True)
+def _checkpoint_every_step(monkeypatch):
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
+
 N_PER_TASK = 12
 
 
