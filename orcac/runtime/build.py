@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from orcac.errors import OrcacError
 from orcac.runtime.checks import check_answer
 from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id
 from orcac.runtime.examples import Example, RenderProblem, materialize
 from orcac.runtime.progress import BuildProgress, Tally, summary_table
-from orcac.runtime.store import Store, default_path
+from orcac.runtime.store import Flusher, Store, default_path
 from orcac.runtime.teachers import Job, Outcome, make_job
 from orcac.specs.plan import Plan, TaskPlan
 
@@ -432,8 +431,6 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
                 for item, verdict in zip(items, verdicts):
                     rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
         return rows.tables()
-
-    from orcac.runtime.store import Flusher
 
     flusher = Flusher(store, convert, every=FLUSH_EVERY, seconds=FLUSH_SECONDS)
     count = 0
