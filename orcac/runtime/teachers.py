@@ -425,7 +425,12 @@ def _read_response(response: Any) -> tuple[str, str | None, int, int, str | None
 
 
 async def _call(teacher: _Teacher, job: Job) -> Outcome:
-    """One job to its final Outcome; raises _Fatal for errors that stop the run."""
+    """One job to its final Outcome; raises _Fatal for errors that stop the run.
+
+    A small loop of our own rather than tenacity: the wait depends on the error (Retry-After
+    pauses the whole teacher, not just this job), some errors end the job and others the run,
+    and the attempt count goes into the Outcome; all of which tenacity would need callbacks for.
+    """
     litellm = get_litellm()
     plan = teacher.plan
     tokens = estimate_tokens(plan, job.messages) if teacher.tpm else 0
