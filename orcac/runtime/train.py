@@ -462,10 +462,15 @@ def _stage_records(db_path: Path, plan, stage) -> list[dict]:
         con.close()
     found = {r[0] for r in rows}
     missing = [t for t in stage.tasks if t not in found]
-    if missing:
+    if len(missing) == len(stage.tasks):
         raise OrcacError(
             f"stage {stage.name}: no training records for task(s) {', '.join(missing)} in {db_path}",
             hint=f"run `orcac build {plan.spec}` first (or check that its teacher answers pass the tasks' accept rules)",
+        )
+    if missing:
+        _log(
+            f"warning: stage {stage.name}: no training records for task(s) {', '.join(missing)} "
+            "(no teacher answer passed their accept rules); training on the others"
         )
     return [{"task": t, "user": u, "assistant": a, "id": i} for t, u, a, i in rows]
 

@@ -230,10 +230,17 @@ def test_lora_trains_and_merges(tiny, rows, tmp_path):
 
 def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
+    plan = make_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
-    assert "stage reason: no training records for task(s) mul" in error.value.message
+        train.run(loaded(plan, tmp_path), db)
+    assert "stage later: no training records for task(s) mul" in error.value.message
     assert "orcac build" in error.value.hint
+
+
+def test_a_task_without_records_in_a_mixed_stage_is_a_warning(tiny, tmp_path, capsys):
+    db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
+    train.run(loaded(make_plan(str(tiny)), tmp_path), db, max_steps=1)
+    assert "warning: stage reason: no training records for task(s) mul" in capsys.readouterr().err
 
 
 def test_missing_database_says_build_first(tiny, tmp_path):
