@@ -576,6 +576,7 @@ def _load_student(student, root: Path):
     from orcac.runtime import hf_models
 
     model, tokenizer = hf_models.load_causal_lm(student.model, root)
+    _forget_gguf(model)
     added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
     if added:
         model.resize_token_embeddings(len(tokenizer))
@@ -583,6 +584,18 @@ def _load_student(student, root: Path):
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False
     return model, tokenizer
+
+
+def _forget_gguf(model) -> None:
+    """A GGUF student is fully dequantised on load, but transformers still flags it as quantized
+    and then refuses to train or save it: drop the flags (the weights are plain fp32)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None or str(getattr(quantizer.quantization_config, "quant_method", "")).lower().find("gguf") < 0:
+        return
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def _load_dir(path: Path):

@@ -262,3 +262,17 @@ def test_a_student_that_cannot_be_loaded(rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     with pytest.raises(OrcacError, match="cannot load|not found"):
         train.run(loaded(make_plan(str(tmp_path / "missing.gguf")), tmp_path), db)
+
+
+@pytest.mark.slow
+def test_the_gguf_student_loads_trainable_and_saveable(tmp_path):
+    """The demo's student: GGUF, dequantised by transformers but flagged as quantized."""
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from orcac.specs.plan import StudentPlan
+
+    model, tokenizer = train._load_student(StudentPlan(name="s", model="local/smollm2-135m-instruct"), tmp_path)
+    validate_quantization_for_training(model)  # raises for a "purely quantized" model
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model.safetensors").is_file()
+    assert model.dtype == torch.float32 and tokenizer.pad_token is not None
