@@ -1,4 +1,4 @@
-"""Calling teachers: every job through `litellm.acompletion`, exactly one Outcome per job.
+"""Calling teachers: every job through litellm (or its fast path), exactly one Outcome per job.
 
     run_jobs(plan.teachers, jobs, on_outcome)
 
@@ -12,7 +12,12 @@ A job that still fails becomes `Outcome(status="failed", error=<reason>)`, never
 Failures no retry can fix (a bad or missing key, an unknown model or provider, a host that
 cannot be reached) stop the run with a one-line `OrcacError` naming the teacher; outcomes
 already delivered stay delivered. API keys are read from the environment at call time, handed
-to litellm, and scrubbed from every message orcac keeps.
+to litellm (or put in the Authorization header), and scrubbed from every message orcac keeps.
+
+A teacher that litellm resolves to an OpenAI-compatible endpoint, with requests it would send
+unchanged, is called over one shared aiohttp session instead (orcac/runtime/transport.py):
+litellm's per-call CPU cost is what limits throughput, and on this path litellm runs once per
+teacher. Outcomes, failure reasons and fatal errors are the same on both paths.
 """
 
 from __future__ import annotations
@@ -204,6 +209,9 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# How providers word a 400 for a prompt longer than the context (litellm's own test, abridged).
+_CONTEXT = re.compile(r"context_length_exceeded|maximum context length|context window|too many tokens", re.I)
+
 _PREFIX = re.compile(r"^(litellm\.)?\w*(Error|Exception|Timeout):\s*")
 
 
@@ -259,9 +267,9 @@ def _classify(error: BaseException, teacher: TeacherPlan) -> BaseException:
             detail,
             "prefix the model with its litellm provider, e.g. openai/gpt-4o-mini (https://docs.litellm.ai/docs/providers)",
         )
-    if isinstance(error, litellm.ContextWindowExceededError):
-        return _JobFailed("bad_request", "context window exceeded")
     text = str(error)
+    if isinstance(error, litellm.ContextWindowExceededError) or (status == 400 and _CONTEXT.search(text)):
+        return _JobFailed("bad_request", "context window exceeded")
     # litellm reports a body that is not JSON as a 500, and a refused or dropped connection
     # as a 500 "Connection error."; tell them apart by message, they are retried differently.
     if any(s in text for s in ("JSONDecodeError", "Expecting value", "Unterminated string", "Expecting ',' delimiter")):
@@ -320,6 +328,8 @@ class _Teacher:
     price: tuple[float, float] | None = None  # USD per prompt token, per completion token
     kwargs: dict[str, Any] = field(default_factory=dict)
     checked: bool = False
+    route: Any = None  # a transport.Route when this teacher takes the fast path
+    fast: Any = None  # the run's transport.FastClient, for a teacher with a route
 
     def __post_init__(self):
         if self.plan.rpm:
@@ -342,8 +352,8 @@ class _Teacher:
             )
         return value
 
-    async def prepare(self) -> None:
-        """Once per run, on the first job: check key and provider, load a local model, price."""
+    async def prepare(self, fast_client: Callable[[], Any]) -> None:
+        """Once per run, on the first job: check key and provider, load a local model, price, route."""
         if self.checked:
             return
         self.checked = True
@@ -385,6 +395,12 @@ class _Teacher:
         kwargs.update(plan.params)
         self.kwargs = kwargs
         self.price = _price_of(litellm, plan.model)
+        from orcac.runtime import transport
+
+        route = transport.resolve(plan, litellm)
+        if isinstance(route, transport.Route):
+            self.route = route
+            self.fast = fast_client()
 
 
 def _price_of(litellm, model: str) -> tuple[float, float] | None:
@@ -450,14 +466,19 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         key = teacher.api_key()
         started = time.perf_counter()
         try:
-            # wait_for backs up litellm's own timeout: a server that accepts and then hangs
-            # must not hold a slot forever whatever the HTTP client does.
-            response = await asyncio.wait_for(
-                litellm.acompletion(messages=list(job.messages), api_key=key, **teacher.kwargs),
-                timeout=plan.timeout_s + 1.0,
-            )
+            if teacher.route is not None:
+                async with asyncio.timeout(plan.timeout_s):
+                    text, finish, prompt_tokens, completion_tokens, model = await teacher.fast.send(
+                        teacher.route, job.messages, key
+                    )
+            else:
+                # Backs up litellm's own timeout: a server that accepts and then hangs must
+                # not hold a slot forever whatever its HTTP client does. (asyncio.timeout, not
+                # wait_for: no extra task per request.)
+                async with asyncio.timeout(plan.timeout_s + 1.0):
+                    response = await litellm.acompletion(messages=list(job.messages), api_key=key, **teacher.kwargs)
+                text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
             latency = time.perf_counter() - started
-            text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - classified below, nothing escapes unnamed
@@ -533,6 +554,15 @@ async def run_jobs(
     """
     get_litellm()
     state = {name: _Teacher(plan, root) for name, plan in teachers.items()}
+    clients: list[Any] = []  # the FastClient, made on first need and closed at the end
+
+    def fast_client():
+        if not clients:
+            from orcac.runtime.transport import FastClient
+
+            clients.append(FastClient(sum(max(1, t.plan.concurrency) for t in state.values())))
+        return clients[0]
+
     queues: dict[str, asyncio.Queue] = {}
     workers: list[asyncio.Task] = []
     fatal: list[BaseException] = []
@@ -564,7 +594,7 @@ async def run_jobs(
             if teacher is None:
                 known = ", ".join(sorted(state)) or "none"
                 raise OrcacError(f"a job names teacher {name!r}, which the plan does not declare (known: {known})")
-            await teacher.prepare()
+            await teacher.prepare(fast_client)
             size = max(1, teacher.plan.concurrency)
             # Bounded: the producer stays a few requests per slot ahead of those in flight.
             queue = queues[name] = asyncio.Queue(maxsize=4 * size)
@@ -600,6 +630,8 @@ async def run_jobs(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for client in clients:
+            await client.close()
         if everyone is not None and everyone.done() and not everyone.cancelled():
             everyone.exception()  # consumed: workers report through `fatal`
     if fatal:

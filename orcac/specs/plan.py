@@ -49,6 +49,11 @@ class TeacherPlan(PlanModel):
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra provider parameters passed through to litellm"
     )
+    transport: Literal["auto", "litellm"] = Field(
+        "auto",
+        description="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm "
+        "has resolved the request once; litellm: every request through litellm.acompletion",
+    )
 
 
 class StudentPlan(PlanModel):
