@@ -1,17 +1,20 @@
 """Teacher-call throughput: orcac's run_jobs against a raw aiohttp client and a plain litellm loop.
 
-    python benchmarks/bench_teachers.py [--jobs 10000] [--inflight 256] [--latency 0.05]
+    python benchmarks/bench_teachers.py [--jobs 10000] [--inflight 256] [--latency 0.05] [--profile]
 
 One loopback OpenAI-compatible server (tests/support/loopback.py) runs in a subprocess with a
 fixed latency per answer; in this one process, one after another against the same server:
 
   raw      aiohttp: one session, `inflight` concurrent POSTs, JSON parsed; the machine's ceiling
   plain    asyncio.gather over litellm.acompletion with a semaphore of `inflight`
-  orcac    orcac.runtime.teachers.run_jobs (concurrency = inflight), outcomes appended to a list
-  orcac+db the same, every response also written to DuckDB by the build's Store/Flusher
+  litellm  orcac.runtime.teachers.run_jobs with `transport: litellm` (every call through
+           litellm.acompletion), outcomes appended to a list
+  fast     run_jobs with `transport: auto`: the OpenAI-compatible fast path (transport.py)
+  fast+db  the same, every response also written to DuckDB by the build's Store/Flusher
            (timed until the last row is committed)
 
-Prints requests/s for each and the ratios orcac/raw and orcac/plain.
+Prints requests/s for each and its ratio to raw and to plain. `--profile` prints cProfile's
+top functions for the fast path instead of timing everything.
 """
 
 from __future__ import annotations
@@ -83,10 +86,10 @@ async def bench_plain(url: str, n: int, inflight: int) -> float:
     return n / elapsed
 
 
-async def bench_orcac(url: str, n: int, inflight: int, sink=None) -> float:
+async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str = "auto") -> float:
     plan = TeacherPlan(
         name="bench", model="openai/bench", api_base=url, api_key_env="BENCH_KEY",
-        max_tokens=16, concurrency=inflight,
+        max_tokens=16, concurrency=inflight, transport=transport,
     )
     jobs = [teachers.make_job(plan, messages(i)) for i in range(n)]
     outcomes: list = []
@@ -140,36 +143,52 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--inflight", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--only", choices=["raw", "plain", "orcac"], action="append")
+    parser.add_argument("--only", choices=["raw", "plain", "litellm", "fast", "fast+db"], action="append")
+    parser.add_argument("--profile", action="store_true", help="cProfile the fast path (client side only)")
     args = parser.parse_args()
-    chosen = args.only or ["raw", "plain", "orcac"]
+    chosen = args.only or ["raw", "plain", "litellm", "fast", "fast+db"]
     teachers.get_litellm()
+    n, inflight = args.jobs, args.inflight
 
     results: dict[str, float] = {}
     with Loopback(latency=args.latency, process=True) as server:
+        url = server.url
         # Warm up every path once (imports, connection pools) so each is timed in steady state.
-        asyncio.run(bench_raw(server.url, 64, 32))
-        asyncio.run(bench_orcac(server.url, 64, 32))
-        for name in chosen:
-            gc.collect()
-            if name == "raw":
-                results["raw aiohttp"] = asyncio.run(bench_raw(server.url, args.jobs, args.inflight))
-            elif name == "plain":
-                results["plain litellm"] = asyncio.run(bench_plain(server.url, args.jobs, args.inflight))
-            else:
-                results["orcac run_jobs"] = asyncio.run(bench_orcac(server.url, args.jobs, args.inflight))
-            print(f"{list(results)[-1]:>16}: {list(results.values())[-1]:8.0f} req/s", flush=True)
-        sink = duckdb_sink()
-        if "orcac" in chosen and sink is not None:
-            results["orcac + duckdb"] = asyncio.run(bench_orcac(server.url, args.jobs, args.inflight, sink))
-            print(f"{'orcac + duckdb':>16}: {results['orcac + duckdb']:8.0f} req/s", flush=True)
+        asyncio.run(bench_raw(url, 64, 32))
+        asyncio.run(bench_orcac(url, 64, 32, transport="litellm"))
+        asyncio.run(bench_orcac(url, 64, 32))
+        if args.profile:
+            import cProfile
+            import pstats
 
-    print(f"\n{args.jobs} jobs, {args.inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores")
-    raw, plain, ours = results.get("raw aiohttp"), results.get("plain litellm"), results.get("orcac run_jobs")
-    if ours and raw:
-        print(f"orcac / raw aiohttp:    {ours / raw:.2f}  (goal >= 0.5)")
-    if ours and plain:
-        print(f"orcac / plain litellm:  {ours / plain:.2f}")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            rate = asyncio.run(bench_orcac(url, n, inflight))
+            profiler.disable()
+            print(f"fast path under cProfile: {rate:.0f} req/s")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            return
+        runs = {
+            "raw": ("raw aiohttp", lambda: bench_raw(url, n, inflight)),
+            "plain": ("plain litellm", lambda: bench_plain(url, n, inflight)),
+            "litellm": ("orcac, litellm", lambda: bench_orcac(url, n, inflight, transport="litellm")),
+            "fast": ("orcac, fast", lambda: bench_orcac(url, n, inflight)),
+            "fast+db": ("orcac, fast + duckdb", lambda: bench_orcac(url, n, inflight, duckdb_sink())),
+        }
+        for name in chosen:
+            label, bench = runs[name]
+            gc.collect()
+            results[label] = asyncio.run(bench())
+            print(f"{label:>22}: {results[label]:8.0f} req/s", flush=True)
+
+    print(f"\n{n} jobs, {inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores")
+    raw, plain = results.get("raw aiohttp"), results.get("plain litellm")
+    print(f"{'':>22}  {'req/s':>8}  {'/ raw':>6}  {'/ plain':>7}")
+    for label, rate in results.items():
+        over_raw = f"{rate / raw:6.2f}" if raw else "     -"
+        over_plain = f"{rate / plain:7.2f}" if plain else "      -"
+        print(f"{label:>22}  {rate:8.0f}  {over_raw}  {over_plain}")
+    print("goal: orcac, fast + duckdb / raw >= 0.5")
 
 
 if __name__ == "__main__":
