@@ -210,7 +210,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 # How providers word a 400 for a prompt longer than the context (litellm's own test, abridged).
-_CONTEXT = re.compile(r"context_length_exceeded|maximum context length|context window|too many tokens", re.I)
+_CONTEXT = re.compile(r"context_length_exceeded|maximum context length|context window|too many tokens", re.IGNORECASE)
 
 _PREFIX = re.compile(r"^(litellm\.)?\w*(Error|Exception|Timeout):\s*")
 
@@ -464,6 +464,8 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
             await teacher.tpm.take(tokens)
         attempts += 1
         key = teacher.api_key()
+        if key is None and teacher.route is not None:
+            key = teacher.route.fallback_key  # the provider's own variable, as litellm would read it; scrubbed too
         started = time.perf_counter()
         try:
             if teacher.route is not None:

@@ -174,6 +174,7 @@ class FastClient:
             # The caller's asyncio.timeout bounds each attempt; aiohttp's own would be a second clock.
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent",),
+            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the OpenAI SDK's httpx client honours them
         )
         from litellm.litellm_core_utils.core_helpers import map_finish_reason
 
@@ -198,7 +199,7 @@ class FastClient:
         body["messages"] = messages if isinstance(messages, list) else list(messages)
         data = _dumps(body)
         try:
-            async with self.session.post(route.url, data=data, headers=self._headers_for(key or route.fallback_key)) as response:
+            async with self.session.post(route.url, data=data, headers=self._headers_for(key)) as response:
                 raw = await response.read()
                 status = response.status
                 if status >= 400:

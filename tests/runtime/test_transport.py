@@ -175,3 +175,12 @@ def test_context_window_400_is_a_bad_request_not_a_retry():
     assert isinstance(kind, teachers._JobFailed) and kind.detail == "context window exceeded"
     retry = teachers._classify(transport.HTTPStatusError(429, "slow down", {"Retry-After": "3"}), TeacherPlan(name="t", model="openai/m"))
     assert isinstance(retry, teachers._Retryable) and retry.retry_after == 3.0
+
+
+def test_a_key_the_provider_finds_itself_is_sent_and_scrubbed(monkeypatch):
+    # No api_key_env: litellm would read OPENAI_API_KEY for an openai/ model; so does the fast path.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    results = both(["x"], dict(faults="400"), api_key_env=None)
+    fast, slow = results["auto"]["x"], results["litellm"]["x"]
+    assert essence(fast) == essence(slow) and essence(fast)[:2] == ("failed", "bad_request")
+    assert KEY not in fast.error and "***" in fast.error
