@@ -188,7 +188,15 @@ def answer_all(name: str, plan, root: Path, held: dict[str, list[Held]]) -> tupl
         chat_format.prompt_ids(tokenizer, plan.erase[plan.tasks[task].erase].system, h.prompt)
         for task, _, h in examples
     ]
-    generated = generate(model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size)
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        print(f"  {name}: {done}/{len(prompts)} answers, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+
+    generated = generate(
+        model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size,
+        progress=progress,
+    )
     answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
     for (task, i, _), answer in zip(examples, generated, strict=True):
         answers[task][i] = answer
@@ -225,7 +233,9 @@ def load_model(name: str, plan, root: Path):
     return model, tokenizer, where
 
 
-def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int) -> list[Answer]:
+def generate(
+    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int, progress=None
+) -> list[Answer]:
     """Greedy answers to tokenized prompts, in left-padded batches of similar length."""
     import torch
 
@@ -262,6 +272,8 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int,
                 new, finish = new[: new.index(eos)], "stop"
             text = tokenizer.decode(new, skip_special_tokens=True)
             out[i] = Answer(text=text.strip(), finish_reason=finish, new_tokens=len(new))
+        if progress is not None:
+            progress(min(start + batch_size, len(order)))
     return out  # type: ignore[return-value]
 
 
@@ -338,23 +350,20 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
 
 
 def show(summary: list[dict], models: list[str]) -> None:
-    """A table per task: accuracy and adherence for each model, and base -> trained."""
+    """Per task: accuracy and adherence, as `base -> trained (+delta)` when both ran."""
     from rich.console import Console
     from rich.table import Table
 
     by = {(r["task"], r["model"]): r for r in summary}
     tasks = list(dict.fromkeys(r["task"] for r in summary))
-    table = Table(title="held-out evaluation (erase prompt only; teacher: full strategy prompt)")
-    table.add_column("task")
+    paired = "base" in models and "trained" in models
+    columns = (["base -> trained"] if paired else []) + [m for m in models if not (paired and m in ("base", "trained"))]
+    table = Table(title="held-out evaluation, erase prompt only", title_justify="left")
+    table.add_column("task", overflow="fold")
     table.add_column("n", justify="right")
     for metric in ("accuracy", "adherence"):
-        for model in models:
-            table.add_column(f"{metric}\n{model}", justify="right")
-        if "base" in models and "trained" in models:
-            table.add_column(f"{metric}\nbase -> trained", justify="right")
-
-    def pct(value):
-        return "n/a" if value is None else f"{100 * value:.0f}%"
+        for column in columns:
+            table.add_column(f"{metric}\n{column}", justify="right", no_wrap=True)
 
     for task in tasks + ["all"]:
         if task == "all":
@@ -364,12 +373,19 @@ def show(summary: list[dict], models: list[str]) -> None:
         n = next((r["examples"] for r in rows.values() if r), 0)
         cells = [task, str(n)]
         for metric in ("accuracy", "adherence"):
-            cells += [pct(rows[m][metric]) if rows.get(m) else "" for m in models]
-            if "base" in models and "trained" in models:
-                before, after = rows["base"][metric], rows["trained"][metric]
-                cells.append(_arrow(before, after))
+            for column in columns:
+                if column == "base -> trained":
+                    cells.append(_arrow(rows["base"][metric], rows["trained"][metric]))
+                else:
+                    cells.append(_pct(rows[column][metric]) if rows.get(column) else "")
         table.add_row(*cells, end_section=task == tasks[-1])
-    Console(stderr=False).print(table)
+    Console().print(table)
+    if "teacher" in models:
+        print("teacher: with its full strategy prompt, through the teacher runtime", file=sys.stderr)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def _overall(rows: list[dict]) -> dict:
@@ -388,7 +404,7 @@ def _arrow(before, after) -> str:
         return "n/a"
     delta = 100 * (after - before)
     color = "green" if delta > 0 else "red" if delta < 0 else "white"
-    return f"{100 * before:.0f}% -> {100 * after:.0f}% [{color}]({delta:+.0f})[/{color}]"
+    return f"{100 * before:.0f}% -> {100 * after:.0f}% [{color}]{delta:+.0f}[/{color}]"
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:

@@ -246,7 +246,7 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         dataloader_pin_memory=_cuda_available(),
         completion_only_loss=False,  # the labels already mask everything but the answer
     )
-    return make_trainer(
+    trainer = make_trainer(
         model,
         tokenizer,
         dataset,
@@ -254,6 +254,11 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         callbacks=[SaveEvery(CHECKPOINT_EVERY_S), *callbacks, *extra_callbacks(stage, index)],
         peft_config=_lora_config(tp.lora, tokenizer_grew=getattr(model, "_orcac_grew", False)),
     )
+    if config.disable_tqdm:  # not a terminal: one plain line per step (Steps) instead of raw dicts
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config=None):
@@ -358,6 +363,12 @@ class Steps(TrainerCallback):
             self.last_loss = float(logs["loss"])
             seen = int(logs.get("num_input_tokens_seen", 0) or 0)
             tokens, self.tokens_seen = seen - self.tokens_seen, seen
+            if args.disable_tqdm:
+                _log(
+                    f"  {self.stage} step {state.global_step}/{state.max_steps}: loss {self.last_loss:.4f}, "
+                    f"lr {_float(logs.get('learning_rate')) or 0:.2e}, {tokens} tokens, "
+                    f"{time.monotonic() - self.started:.0f}s"
+                )
             self.pending.append(
                 (
                     self.run_id,
