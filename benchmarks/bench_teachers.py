@@ -13,8 +13,10 @@ fixed latency per answer; in this one process, one after another against the sam
   fast+db  the same, every response also written to DuckDB by the build's Store/Flusher
            (timed until the last row is committed)
 
-Prints requests/s for each and its ratio to raw and to plain. `--profile` prints cProfile's
-top functions for the fast path instead of timing everything.
+Prints requests/s for each, its ratio to raw and to plain, and the client process's CPU time
+per request (all its threads; the server's is not counted): on a shared machine the CPU cost
+moves less than the wall-clock rate. `--repeat N` runs the set N times round robin and reports
+medians. `--profile` prints cProfile's top functions for the fast path instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import gc
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -45,7 +48,7 @@ def messages(i: int) -> list[dict]:
     ]
 
 
-async def bench_raw(url: str, n: int, inflight: int) -> float:
+async def bench_raw(url: str, n: int, inflight: int) -> tuple[float, float]:
     import aiohttp
 
     semaphore = asyncio.Semaphore(inflight)
@@ -60,14 +63,14 @@ async def bench_raw(url: str, n: int, inflight: int) -> float:
                     data = await response.json()
                     return data["choices"][0]["message"]["content"]
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         answers = await asyncio.gather(*(one(i) for i in range(n)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert len(answers) == n
-    return n / elapsed
+    return n / elapsed, cpu / n * 1e6
 
 
-async def bench_plain(url: str, n: int, inflight: int) -> float:
+async def bench_plain(url: str, n: int, inflight: int) -> tuple[float, float]:
     litellm = teachers.get_litellm()
     semaphore = asyncio.Semaphore(inflight)
 
@@ -79,14 +82,14 @@ async def bench_plain(url: str, n: int, inflight: int) -> float:
             )
             return response.choices[0].message.content
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     answers = await asyncio.gather(*(one(i) for i in range(n)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert len(answers) == n
-    return n / elapsed
+    return n / elapsed, cpu / n * 1e6
 
 
-async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str = "auto") -> float:
+async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str = "auto") -> tuple[float, float]:
     plan = TeacherPlan(
         name="bench", model="openai/bench", api_base=url, api_key_env="BENCH_KEY",
         max_tokens=16, concurrency=inflight, transport=transport,
@@ -94,13 +97,13 @@ async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str
     jobs = [teachers.make_job(plan, messages(i)) for i in range(n)]
     outcomes: list = []
     on_outcome = outcomes.append if sink is None else sink(outcomes)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await teachers.run_jobs({"bench": plan}, jobs, on_outcome)
     if sink is not None:
         assert on_outcome.close() == n, "every response is in DuckDB"
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert len(outcomes) == n and all(o.status == "ok" for o in outcomes), [o.error for o in outcomes[:3]]
-    return n / elapsed
+    return n / elapsed, cpu / n * 1e6
 
 
 def duckdb_sink():
@@ -144,26 +147,28 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--only", choices=["raw", "plain", "litellm", "fast", "fast+db"], action="append")
+    parser.add_argument("--repeat", type=int, default=1, help="run the set this many times, report medians")
     parser.add_argument("--profile", action="store_true", help="cProfile the fast path (client side only)")
     args = parser.parse_args()
     chosen = args.only or ["raw", "plain", "litellm", "fast", "fast+db"]
     teachers.get_litellm()
     n, inflight = args.jobs, args.inflight
 
-    results: dict[str, float] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     with Loopback(latency=args.latency, process=True) as server:
         url = server.url
         # Warm up every path once (imports, connection pools) so each is timed in steady state.
         asyncio.run(bench_raw(url, 64, 32))
         asyncio.run(bench_orcac(url, 64, 32, transport="litellm"))
         asyncio.run(bench_orcac(url, 64, 32))
+        asyncio.run(bench_orcac(url, 64, 32, duckdb_sink()))  # pyarrow's first table costs ~0.2 s once
         if args.profile:
             import cProfile
             import pstats
 
             profiler = cProfile.Profile()
             profiler.enable()
-            rate = asyncio.run(bench_orcac(url, n, inflight))
+            rate, _ = asyncio.run(bench_orcac(url, n, inflight))
             profiler.disable()
             print(f"fast path under cProfile: {rate:.0f} req/s")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
@@ -175,19 +180,24 @@ def main() -> None:
             "fast": ("orcac, fast", lambda: bench_orcac(url, n, inflight)),
             "fast+db": ("orcac, fast + duckdb", lambda: bench_orcac(url, n, inflight, duckdb_sink())),
         }
-        for name in chosen:
-            label, bench = runs[name]
-            gc.collect()
-            results[label] = asyncio.run(bench())
-            print(f"{label:>22}: {results[label]:8.0f} req/s", flush=True)
+        for _ in range(args.repeat):
+            for name in chosen:
+                label, bench = runs[name]
+                gc.collect()
+                rate, cpu = asyncio.run(bench())
+                results.setdefault(label, []).append((rate, cpu))
+                print(f"{label:>22}: {rate:8.0f} req/s {cpu:6.0f} us CPU/req", flush=True)
 
-    print(f"\n{n} jobs, {inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores")
-    raw, plain = results.get("raw aiohttp"), results.get("plain litellm")
-    print(f"{'':>22}  {'req/s':>8}  {'/ raw':>6}  {'/ plain':>7}")
-    for label, rate in results.items():
+    median = {label: (statistics.median(r for r, _ in runs_), statistics.median(c for _, c in runs_))
+              for label, runs_ in results.items()}
+    print(f"\n{n} jobs, {inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores"
+          + (f", median of {args.repeat} runs" if args.repeat > 1 else ""))
+    raw, plain = median.get("raw aiohttp", (0, 0))[0], median.get("plain litellm", (0, 0))[0]
+    print(f"{'':>22}  {'req/s':>8}  {'/ raw':>6}  {'/ plain':>7}  {'us CPU/req':>10}")
+    for label, (rate, cpu) in median.items():
         over_raw = f"{rate / raw:6.2f}" if raw else "     -"
         over_plain = f"{rate / plain:7.2f}" if plain else "      -"
-        print(f"{label:>22}  {rate:8.0f}  {over_raw}  {over_plain}")
+        print(f"{label:>22}  {rate:8.0f}  {over_raw}  {over_plain}  {cpu:10.0f}")
     print("goal: orcac, fast + duckdb / raw >= 0.5")
 
 

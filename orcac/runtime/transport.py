@@ -68,6 +68,7 @@ class Route:
     url: str  # <api base>/chat/completions
     body: dict[str, Any]  # the request body without "messages"
     fallback_key: str | None  # what litellm would use when the plan names no key variable
+    proxy: str | None = None  # from HTTP(S)_PROXY / NO_PROXY, as the OpenAI SDK's httpx honours them
 
 
 class HTTPStatusError(Exception):
@@ -143,7 +144,21 @@ def resolve(plan: TeacherPlan, litellm) -> Route | str:
     params.pop("stream", None)  # never streamed; the SDK would send stream=false, the default
     body.update(params)
     body.update(extra)  # the SDK merges extra_body into the JSON body
-    return Route(provider=provider, url=api_base.rstrip("/") + "/chat/completions", body=body, fallback_key=fallback_key)
+    url = api_base.rstrip("/") + "/chat/completions"
+    return Route(provider=provider, url=url, body=body, fallback_key=fallback_key, proxy=_proxy_for(url))
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for this URL, looked up once: aiohttp's `trust_env`
+    would look it up on every request in a thread pool (measured: +140 us CPU per request)."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _error_message(raw: bytes) -> str:
@@ -174,7 +189,6 @@ class FastClient:
             # The caller's asyncio.timeout bounds each attempt; aiohttp's own would be a second clock.
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent",),
-            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the OpenAI SDK's httpx client honours them
         )
         from litellm.litellm_core_utils.core_helpers import map_finish_reason
 
@@ -199,7 +213,9 @@ class FastClient:
         body["messages"] = messages if isinstance(messages, list) else list(messages)
         data = _dumps(body)
         try:
-            async with self.session.post(route.url, data=data, headers=self._headers_for(key)) as response:
+            async with self.session.post(
+                route.url, data=data, headers=self._headers_for(key), proxy=route.proxy
+            ) as response:
                 raw = await response.read()
                 status = response.status
                 if status >= 400:

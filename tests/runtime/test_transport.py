@@ -184,3 +184,12 @@ def test_a_key_the_provider_finds_itself_is_sent_and_scrubbed(monkeypatch):
     fast, slow = results["auto"]["x"], results["litellm"]["x"]
     assert essence(fast) == essence(slow) and essence(fast)[:2] == ("failed", "bad_request")
     assert KEY not in fast.error and "***" in fast.error
+
+
+def test_proxies_from_the_environment_are_resolved_once_per_route(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    litellm = teachers.get_litellm()
+    far = transport.resolve(TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="K"), litellm)
+    near = transport.resolve(TeacherPlan(name="t", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_env="K"), litellm)
+    assert far.proxy == "http://proxy.example:3128" and near.proxy is None
