@@ -276,3 +276,16 @@ def test_the_gguf_student_loads_trainable_and_saveable(tmp_path):
     model.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "model.safetensors").is_file()
     assert model.dtype == torch.float32 and tokenizer.pad_token is not None
+
+
+def test_the_command_line_runs_a_plan_file(tiny, rows, tmp_path):
+    from orcac.cli import main
+    from orcac.compiler import dump_plan
+
+    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
+    db = write_records(tmp_path / "build.duckdb", rows)
+    args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db), "--max-steps", "1"]
+    assert main(args) == 0
+    assert main([*args, "--resume"]) == 0  # everything done: nothing to train again
+    assert (tmp_path / "out/student/final/plan.yaml").read_text() == dump_plan(plan)
