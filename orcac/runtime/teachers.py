@@ -34,10 +34,13 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from orcac.errors import OrcacError
 from orcac.specs.plan import TeacherPlan
+
+if TYPE_CHECKING:  # imported when first needed: a run of local teachers never loads aiohttp's client
+    from orcac.runtime.transport import FastClient, Route
 
 # Full-jitter backoff: sleep U(0, min(cap, base * 2**attempt)). Module-level so tests can shrink them.
 BACKOFF_BASE_S = 0.5
@@ -328,8 +331,8 @@ class _Teacher:
     price: tuple[float, float] | None = None  # USD per prompt token, per completion token
     kwargs: dict[str, Any] = field(default_factory=dict)
     checked: bool = False
-    route: Any = None  # a transport.Route when this teacher takes the fast path
-    fast: Any = None  # the run's transport.FastClient, for a teacher with a route
+    route: Route | None = None  # set when this teacher takes the fast path (transport.py)
+    fast: FastClient | None = None  # the run's one fast client, for a teacher with a route
 
     def __post_init__(self):
         if self.plan.rpm:
@@ -352,7 +355,7 @@ class _Teacher:
             )
         return value
 
-    async def prepare(self, fast_client: Callable[[], Any]) -> None:
+    async def prepare(self, fast_client: Callable[[], FastClient]) -> None:
         """Once per run, on the first job: check key and provider, load a local model, price, route."""
         if self.checked:
             return
@@ -556,9 +559,9 @@ async def run_jobs(
     """
     get_litellm()
     state = {name: _Teacher(plan, root) for name, plan in teachers.items()}
-    clients: list[Any] = []  # the FastClient, made on first need and closed at the end
+    clients: list[FastClient] = []  # at most one, made on first need and closed at the end
 
-    def fast_client():
+    def fast_client() -> FastClient:
         if not clients:
             from orcac.runtime.transport import FastClient
 

@@ -210,7 +210,7 @@ class FastClient:
     ) -> tuple[str, str | None, int, int, str | None]:
         """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc)."""
         body = dict(route.body)
-        body["messages"] = messages if isinstance(messages, list) else list(messages)
+        body["messages"] = messages  # a tuple serialises as a JSON array, no copy needed
         data = _dumps(body)
         try:
             async with self.session.post(
