@@ -99,3 +99,21 @@ def test_no_trained_student_says_train_first(plan, tmp_path):
 def test_unknown_model_name(plan, tmp_path):
     with pytest.raises(OrcacError, match="unknown model 'student'"):
         evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])
+
+
+def test_the_teacher_answers_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
+    from orcac.runtime import teachers
+    from orcac.specs.plan import TeacherPlan
+
+    teacher = TeacherPlan(name="t", model=f"local/{tiny_model_dir()}", max_tokens=6, batch_size=4, threads=2)
+    with_teacher = plan.model_copy(update={"teachers": {"t": teacher}})
+    db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
+    sent = []
+    real_make_job = teachers.make_job
+    monkeypatch.setattr(teachers, "make_job", lambda t, messages: sent.append(messages) or real_make_job(t, messages))
+    evaluate.run(loaded(with_teacher, tmp_path), db, models=["teacher"])
+    assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
+    con.close()
+    assert [(r[0], r[2], r[3]) for r in rows] == [("teacher", "add", 3), ("teacher", "mul", 2)]
