@@ -228,6 +228,13 @@ def load_model(name: str, plan, root: Path):
             raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
         model, tokenizer = hf_models.load_causal_lm(str(final), dtype=dtype)
         where = str(final)
+        trained_on = (final / "plan.sha256").read_text().split()[0] if (final / "plan.sha256").is_file() else None
+        if trained_on != _plan_sha_of(plan):
+            print(
+                f"warning: the trained student in {final} was trained on another version of this plan; "
+                "run `orcac train` again to evaluate the current one",
+                file=sys.stderr,
+            )
     model.to(_device())
     model.eval()
     return model, tokenizer, where
@@ -442,9 +449,14 @@ def _chart_path(plan, root: Path, db_path: Path) -> Path:
 
 
 def _plan_sha(loaded) -> str:
+    return _plan_sha_of(loaded.plan)
+
+
+def _plan_sha_of(plan) -> str:
+    """sha256 of the plan as the compiler writes it: what `orcac train` saves in plan.sha256."""
     from orcac.compiler import dump_plan
 
-    return hashlib.sha256(dump_plan(loaded.plan).encode()).hexdigest()
+    return hashlib.sha256(dump_plan(plan).encode()).hexdigest()
 
 
 def _bf16(precision: str) -> bool:

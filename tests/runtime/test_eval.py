@@ -117,3 +117,14 @@ def test_the_teacher_answers_with_its_strategy_prompt_through_the_teacher_runtim
     rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
     con.close()
     assert [(r[0], r[2], r[3]) for r in rows] == [("teacher", "add", 3), ("teacher", "mul", 2)]
+
+
+def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
+    rows = orca_rows("add", 4) + orca_rows("mul", 4)
+    db = write_records(tmp_path / "build.duckdb", rows, holdout=orca_rows("add", 1, seed=5))
+    train.run(loaded(plan, tmp_path), db, max_steps=1)
+    evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
+    assert "another version of this plan" not in capsys.readouterr().err
+    changed = plan.model_copy(update={"eval": plan.eval.model_copy(update={"max_new_tokens": 3})})
+    evaluate.run(loaded(changed, tmp_path), db, models=["trained"])
+    assert "was trained on another version of this plan" in capsys.readouterr().err
