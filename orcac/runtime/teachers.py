@@ -250,6 +250,12 @@ def _classify(error: BaseException, teacher: TeacherPlan) -> BaseException:
         return _Retryable("timeout", detail)
     if isinstance(error, litellm.AuthenticationError) or status == 401:
         return _Fatal("authentication failed (401)", detail, key_hint)
+    if "Missing credentials" in str(error):  # the OpenAI SDK, before sending: no key anywhere
+        return _Fatal(
+            "no API key",
+            detail,
+            key_hint + " (a server without authentication accepts any value)",
+        )
     if isinstance(error, litellm.PermissionDeniedError) or status == 403:
         return _Fatal("permission denied (403)", detail, key_hint)
     if isinstance(error, litellm.RateLimitError) or status == 429:

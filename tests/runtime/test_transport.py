@@ -193,3 +193,15 @@ def test_proxies_from_the_environment_are_resolved_once_per_route(monkeypatch):
     far = transport.resolve(TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="K"), litellm)
     near = transport.resolve(TeacherPlan(name="t", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_env="K"), litellm)
     assert far.proxy == "http://proxy.example:3128" and near.proxy is None
+
+
+def test_no_key_anywhere_stops_the_run_in_one_line(monkeypatch):
+    # Neither api_key_env nor OPENAI_API_KEY: the fast path has no key to send and leaves the
+    # teacher to litellm, whose OpenAI SDK refuses before sending; one line, not a failure per job.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with Loopback() as server:
+        plan = teacher(server.url, "auto", api_key_env=None)
+        assert isinstance(transport.resolve(plan, teachers.get_litellm()), str)
+        with pytest.raises(OrcacError, match=r"^teacher gpt \(openai/loopback\): no API key") as caught:
+            run(plan, ["x"])
+        assert "api_key_env" in caught.value.hint and server.stats()["requests"] == 0
