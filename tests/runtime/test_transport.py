@@ -94,9 +94,10 @@ def test_the_wire_body_is_the_one_litellm_sends():
         return json.dumps({k: v for k, v in body.items() if k != "messages"}, sort_keys=True)
 
     options = dict(responder=params_of)
-    results = both(["q"], options, seed=3, top_p=0.5, max_tokens=9, params={"stop": "x", "presence_penalty": 0.1})
+    results = both(["q"], options, seed=3, top_p=0.5, max_tokens=9, params={"stop": "x", "presence_penalty": 0.1, "repetition_penalty": 1.1})
     fast, slow = results["auto"]["q"], results["litellm"]["q"]
-    assert json.loads(fast.text)["stop"] == "x" and json.loads(fast.text)["model"] == "loopback"
+    sent = json.loads(fast.text)
+    assert sent["stop"] == "x" and sent["model"] == "loopback" and sent["repetition_penalty"] == 1.1  # a non-OpenAI one too
     assert fast.text == slow.text
 
 
