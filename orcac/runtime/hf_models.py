@@ -57,7 +57,7 @@ def resolve(model: str, root: Path | None = None) -> ModelLocation:
         return ModelLocation(str(path.parent), path.name)
     if path.is_dir():
         return ModelLocation(str(path))
-    return ModelLocation(model)  # a hub id: from_pretrained reads the local cache only
+    return ModelLocation(model)  # a hub id: loaded with local_files_only, from the cache alone
 
 
 def load_tokenizer(model: str, root: Path | None = None):
@@ -65,7 +65,9 @@ def load_tokenizer(model: str, root: Path | None = None):
 
     where = resolve(model, root)
     try:
-        return AutoTokenizer.from_pretrained(where.name_or_path, gguf_file=where.gguf_file)
+        return AutoTokenizer.from_pretrained(
+            where.name_or_path, gguf_file=where.gguf_file, local_files_only=True
+        )
     except (OSError, ValueError) as error:
         raise OrcacError(
             f"cannot load the tokenizer of {model!r}: {_first_line(error)}",
@@ -82,7 +84,7 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
     tokenizer = load_tokenizer(model, root)
     try:
         lm = AutoModelForCausalLM.from_pretrained(
-            where.name_or_path, gguf_file=where.gguf_file, dtype=dtype or torch.float32
+            where.name_or_path, gguf_file=where.gguf_file, dtype=dtype or torch.float32, local_files_only=True
         )
     except (OSError, ValueError) as error:
         raise OrcacError(
