@@ -66,10 +66,14 @@ def plan(args) -> int:
     e = compiled.estimate
     cost = "unknown" if e.cost is None else f"${e.cost:.4f}"
     print(
-        f"{out}: {'written' if changed else 'unchanged'}; {len(compiled.tasks)} tasks, "
-        f"{e.calls} teacher calls ({e.probe_calls} probe), ~{e.prompt_tokens} prompt tokens, cost {cost}"
+        f"{out}: {'written' if changed else 'unchanged'}; {_count(len(compiled.tasks), 'task')}, "
+        f"{_count(e.calls, 'teacher call')} ({e.probe_calls} probe), ~{e.prompt_tokens:,} prompt tokens, cost {cost}"
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def schema(args) -> int:
