@@ -347,7 +347,8 @@ def test_a_probe_killed_with_sigkill_resumes_without_asking_again(tmp_path):
     import time
 
     size = 24
-    with Loopback(sums, latency=0.1) as server:
+    # 2 in flight at 0.2 s each: 10 requests/s, so the 48 probe calls take about 5 s.
+    with Loopback(sums, latency=0.2) as server:
         plan = probe_plan(tmp_path, server, n=40, size=size, concurrency=2)
         path = tmp_path / "spec.plan.yaml"
         path.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
@@ -358,13 +359,13 @@ def test_a_probe_killed_with_sigkill_resumes_without_asking_again(tmp_path):
             cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 120
-        # Past the first flush (1 s), well before the 2 x 24 probe calls are done.
-        while requests(server) < 20 and time.monotonic() < deadline and proc.poll() is None:
+        # 2.5 s into the calls: past the first flush (1 s), well before the 2 x 24 calls are done.
+        while requests(server) < 25 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         asked = requests(server)
-        assert 20 <= asked < 2 * size
+        assert 25 <= asked < 2 * size
         with Store.open(db, read_only=True) as store:
             stored = store.query("SELECT count(*) AS n FROM responses").to_pylist()[0]["n"]
         assert stored > 0
