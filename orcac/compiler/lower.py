@@ -194,6 +194,7 @@ def lower(
                 max_retries=t.max_retries,
                 batch_size=t.batch_size,
                 threads=t.threads,
+                transport=t.transport,
                 params=t.params,
             )
             for t in spec.teachers

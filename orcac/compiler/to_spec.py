@@ -384,6 +384,7 @@ TABLES: dict[str, Table] = {
             "max_retries": ("max_retries", integer(0, 100)),
             "batch_size": ("batch_size", integer(1, 4096)),
             "threads": ("threads", integer(1, 1024)),
+            "transport": ("transport", choice("auto", "litellm")),
         },
         ("model",),
         {"params": False},

@@ -187,6 +187,7 @@ class TeacherDecl(Decl):
     max_retries: int = 6
     batch_size: int = 16
     threads: int | None = None
+    transport: Literal["auto", "litellm"] = "auto"
     params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 
