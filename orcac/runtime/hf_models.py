@@ -82,6 +82,11 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
 
     where = resolve(model, root)
     tokenizer = load_tokenizer(model, root)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # orcac's commands report their own progress
+    if where.gguf_file:
+        _quiet_gguf_progress()
     try:
         lm = AutoModelForCausalLM.from_pretrained(
             where.name_or_path, gguf_file=where.gguf_file, dtype=dtype or torch.float32, local_files_only=True
@@ -93,6 +98,18 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
         ) from None
     lm.eval()
     return lm, tokenizer
+
+
+def _quiet_gguf_progress() -> None:
+    """transformers' GGUF loader draws a plain tqdm bar that its own progress switch misses;
+    orcac's commands have their own progress lines, so turn that bar off."""
+    import functools
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+    if hasattr(gguf_loader, "tqdm"):
+        gguf_loader.tqdm = functools.partial(tqdm, disable=True)
 
 
 def _first_line(error: BaseException) -> str:
