@@ -143,10 +143,17 @@ def run(unit: Unit, *, until: str = "lower") -> Unit:
     with _no_gc():
         for name, step in PASSES:
             step(unit)
-            unit.diags.raise_if_any()
+            if not (name in _REPORT_TOGETHER and unit.spec is not None):
+                unit.diags.raise_if_any()
             if name == until:
                 break
+        unit.diags.raise_if_any()
     return unit
+
+
+# Resolve looks at names, check at data and templates: a spec with an unknown name still
+# gets its template and source errors in the same report, so one `orcac check` shows all.
+_REPORT_TOGETHER = {"resolve"}
 
 
 def diagnose(path: str | Path) -> Diagnostics:

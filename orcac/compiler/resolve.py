@@ -104,7 +104,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             diags.error(
                 f"task '{task.name}' has no strategy",
                 task.span,
-                "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's",
+                "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
             )
         for key, fallback in (("accept", ()), ("allow_truncated", False), ("limit", None), ("seed", 0), ("holdout", 0.0)):
             if getattr(task, key) is None:
