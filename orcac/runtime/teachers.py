@@ -346,6 +346,11 @@ class _Teacher:
         if self.plan.tpm:
             self.tpm = _Bucket(self.plan.tpm)
 
+    @property
+    def local(self) -> bool:
+        """An in-process model: nothing to hang on, so its requests are not timed out."""
+        return self.plan.model.startswith("local/")
+
     def label(self) -> str:
         return f"teacher {self.plan.name} ({self.plan.model})"
 
@@ -387,7 +392,7 @@ class _Teacher:
             kwargs["top_p"] = plan.top_p
         if plan.seed is not None:
             kwargs["seed"] = plan.seed
-        if plan.model.startswith("local/"):
+        if self.local:
             from orcac.runtime import local_provider
 
             await local_provider.preload(plan, root=self.root)
@@ -485,8 +490,9 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
             else:
                 # Backs up litellm's own timeout: a server that accepts and then hangs must
                 # not hold a slot forever whatever its HTTP client does. (asyncio.timeout, not
-                # wait_for: no extra task per request.)
-                async with asyncio.timeout(plan.timeout_s + 1.0):
+                # wait_for: no extra task per request.) A local model has no network to hang
+                # on, and its request waits for the batches ahead of it, so it is not cut off.
+                async with asyncio.timeout(None if teacher.local else plan.timeout_s + 1.0):
                     response = await litellm.acompletion(messages=list(job.messages), api_key=key, **teacher.kwargs)
                 text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
             latency = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -57,6 +58,17 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
         assert outcome.status == "ok" and outcome.cost == 0.0 and outcome.attempts == 1
         assert (outcome.text, outcome.finish_reason) == (text, finish), prompt
         assert (outcome.prompt_tokens, outcome.completion_tokens) == (prompt_tokens, completion_tokens)
+
+
+def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny):
+    # One at a time, 16 in flight: the last waits for 15 generates, seconds against a 1 ms
+    # timeout (and past the 1 s grace a network call gets); a network teacher would time out.
+    prompts = [f"{p} ({n})" for n in range(4) for p in PROMPTS]
+    plan = plan_for(tiny, batch_size=1, max_tokens=64, timeout_s=0.001, max_retries=0)
+    started = time.perf_counter()
+    outcomes = run(plan, prompts)
+    assert time.perf_counter() - started > 2.0, "too fast to show that waiting is not timed out"
+    assert all(o.status == "ok" and o.attempts == 1 for o in outcomes.values())
 
 
 def test_left_padding_does_not_change_greedy_tokens(tiny):
