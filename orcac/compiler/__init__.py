@@ -11,7 +11,9 @@ The passes, in order (`PASSES` below; each its own module):
 
 `orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
 them all, reading whole sources. Every pass collects diagnostics; the first pass that
-ends with errors stops the pipeline and raises CompileError with all of them.
+ends with errors stops the pipeline and raises CompileError with all of them, except that
+`resolve` and `check` always run together (names, then data and templates), so one report
+shows both kinds.
 
 Entry points for the rest of orcac: `compile_spec`, `load_plan`, `read_plan`,
 `dump_plan`, `plan_path_for`.
@@ -139,7 +141,7 @@ def _no_gc():
 
 def run(unit: Unit, *, until: str = "lower") -> Unit:
     """Run the passes in order up to `until`; raise CompileError after the first pass
-    that found errors (with every error that pass found)."""
+    that found errors (with every error found so far; resolve's wait for check's)."""
     with _no_gc():
         for name, step in PASSES:
             step(unit)
