@@ -35,7 +35,7 @@ from orcac.runtime.checks import check_answer
 from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id
 from orcac.runtime.examples import Example, RenderProblem, materialize
 from orcac.runtime.progress import BuildProgress, Tally, summary_table
-from orcac.runtime.store import Flusher, Store, default_path
+from orcac.runtime.store import Flusher, Store, default_path, in_list
 from orcac.runtime.teachers import Job, Outcome, make_job
 from orcac.specs.plan import Plan, TaskPlan
 
@@ -249,12 +249,8 @@ def _plan_sha256(plan: Plan) -> str:
     return hashlib.sha256(plan.model_dump_json().encode()).hexdigest()
 
 
-def _in_list(column: str) -> str:
-    return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
-
-
 def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    found = store.rows(f"SELECT job_id, text, finish_reason FROM responses WHERE {_in_list('job_id')}", [job_ids])
+    found = store.rows(f"SELECT job_id, text, finish_reason FROM responses WHERE {in_list('job_id')}", [job_ids])
     return {job_id: (text, finish) for job_id, text, finish in found}
 
 
@@ -390,10 +386,10 @@ def _settle(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str],
     cached = [i for i in work.items if i.job.id in answered]
     ids = [i.record_id for i in cached]
     checks = {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT item_id, accepted, reason FROM checks WHERE {_in_list('item_id')}", [ids])}
+        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
     fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
     records = {r[0]: tuple(r[1:]) for r in store.rows(
-        f"SELECT record_id, {fields} FROM records WHERE {_in_list('record_id')}", [ids])}
+        f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
     changed = Rows(plan)
     unaccepted: list[str] = []
     for item in cached:

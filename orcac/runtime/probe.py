@@ -205,17 +205,23 @@ def write_decision(store, task: str, decision: Decision) -> None:
     store.write({"decisions": pa.Table.from_pylist(rows)})
 
 
+_ANSWER_COLUMNS = ("job_id", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost")
+
+
+def _recorded(store, task: str, key: str) -> bool:
+    return bool(store.rows("SELECT 1 FROM decisions WHERE task = ? AND key = ? LIMIT 1", [task, key]))
+
+
 def _answered(store, ids: list[str]) -> dict[str, dict]:
-    import pyarrow as pa
+    """Stored answers by job id, with the token counts and cost a probe score needs."""
+    from orcac.runtime.store import in_list
 
     if not ids:
         return {}
-    found = store.query(
-        "SELECT r.job_id, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost "
-        "FROM responses r JOIN wanted USING (job_id)",
-        wanted=pa.table({"job_id": pa.array(sorted(set(ids)), pa.string())}),
-    ).to_pylist()
-    return {row["job_id"]: row for row in found}
+    found = store.rows(
+        f"SELECT {', '.join(_ANSWER_COLUMNS)} FROM responses WHERE {in_list('job_id')}", [sorted(set(ids))]
+    )
+    return {row[0]: dict(zip(_ANSWER_COLUMNS, row)) for row in found}
 
 
 def _log(message: str) -> None:
@@ -288,7 +294,8 @@ def run_probes(
         task = result.plan.tasks[name]
         if task.probe is not None and name not in todo:
             result.decisions[name] = task.probe.decision
-            write_decision(store, name, task.probe.decision)  # a fresh --db gets the table too
+            if not _recorded(store, name, task.probe.decision.key):  # a fresh --db gets it too
+                write_decision(store, name, task.probe.decision)
     if not todo:
         return result
 

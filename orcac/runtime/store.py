@@ -70,6 +70,15 @@ def arrow_table(con, sql: str, params: list | None = None) -> pa.Table:
     return method()
 
 
+def in_list(column: str) -> str:
+    """A condition matching `column` against one VARCHAR[] parameter (pass the ids as a list).
+
+    One list parameter instead of a registered Arrow table: building any pyarrow array
+    imports pandas, which a re-run that changes nothing never needs.
+    """
+    return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
+
+
 def default_path(root: Path, stem: str) -> Path:
     return root / ".orca" / f"{stem}.duckdb"
 
