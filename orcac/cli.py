@@ -69,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke runs)")
 
-    p = sub.add_parser("eval", help="score base and trained student on held-out examples")
+    p = sub.add_parser("eval", help="score base, prompted and trained models on held-out examples")
     _add_run_args(p)
     p.add_argument(
         "--models",
-        default="base,trained",
-        help="comma-separated: base, trained, teacher (default: base,trained)",
+        default=None,
+        help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
     return parser

@@ -9,7 +9,7 @@ import pytest
 from orcac.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted(p for p in ROOT.glob("examples/*/*.orca") if p.with_suffix(".plan.yaml").exists())
+SPECS = sorted(p for p in ROOT.glob("examples/*/*.orca") if p.is_file() and p.with_suffix(".plan.yaml").exists())
 
 
 def test_every_example_with_a_train_or_task_has_a_committed_plan():

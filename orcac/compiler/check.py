@@ -54,6 +54,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         facts.sources[task.name] = sf
         _check_templates(task, sf.columns, diags)
         _check_gold(task, diags)
+        _check_sampling(task, spec, diags)
         probe = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
         sizes = None
         best_rows = sf.rows if sf.rows is not None else task.limit
@@ -171,6 +172,37 @@ def _check_gold(task: TaskDecl, diags: Diagnostics) -> None:
             task.strategy.span,
             'add gold = "{{ column }}" to the task, or name one strategy',
         )
+
+
+def _check_sampling(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
+    """Several samples need a temperature; `keep` cannot exceed them; follows(strategy) needs a form."""
+    if task.samples is not None and task.keep is not None and task.keep > task.samples:
+        diags.error(
+            f"task '{task.name}' keeps up to {task.keep} answers per example but asks for only {task.samples}",
+            task.at("keep"),
+            f"set keep to at most samples ({task.samples}), or ask for more samples",
+        )
+    teacher = next((t for t in spec.teachers if task.teacher and t.name == task.teacher.name), None)
+    temperature = task.temperature if task.temperature is not None else teacher.temperature if teacher else None
+    if (task.samples or 1) > 1 and temperature == 0:
+        diags.error(
+            f"task '{task.name}' asks for {task.samples} samples per example at temperature 0: "
+            "greedy decoding gives the same answer every time",
+            task.at("samples"),
+            "set temperature = 0.7 (or so) on the task or its teacher",
+        )
+    follows = next((rule for rule in task.accept or () if rule.kind == "follows"), None)
+    if follows is None or task.strategy is None:
+        return
+    names = [c.name for c in task.strategy.candidates] if isinstance(task.strategy, BestOf) else [task.strategy.name]
+    declared = {s.name: s for s in spec.strategies}
+    for name in names:
+        if name in declared and not declared[name].expect:
+            diags.error(
+                f"follows(strategy) needs the form of strategy '{name}', and it declares none",
+                follows.span,
+                f"add expect = [...] to strategy '{name}' (e.g. [numbered_steps, answer_line])",
+            )
 
 
 def _check_stages(spec: Spec, facts: Facts, diags: Diagnostics) -> None:

@@ -20,6 +20,9 @@ from orcac.compiler.diagnostics import Diagnostics
 from orcac.compiler.sources import rebase_query
 from orcac.specs.plan import (
     CheckRule,
+    DemonstrationPlan,
+    SEED_RULE,
+    SamplingPlan,
     EvalPlan,
     ErasePlan,
     Estimate,
@@ -96,7 +99,7 @@ def lower(
         if isinstance(task.strategy, BestOf):
             names = [c.name for c in task.strategy.candidates]
             used_strategies.update(names)
-            key = probe_key(task, sf.sha256, [(n, strategies[n].system) for n in names], teacher, accept)
+            key = probe_key(task, sf.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept)
             decision = None
             if previous is not None and task.name in previous.tasks:
                 old = previous.tasks[task.name].probe
@@ -122,6 +125,12 @@ def lower(
             probe=probe,
             accept=accept,
             allow_truncated=task.allow_truncated,
+            sampling=SamplingPlan(
+                samples=task.samples,
+                keep=task.keep,
+                temperature=task.temperature,
+                seeds=SEED_RULE if task.samples > 1 else None,
+            ),
             limit=task.limit,
             seed=task.seed,
             holdout=task.holdout,
@@ -164,7 +173,7 @@ def lower(
             stages=stages,
         )
     ev = spec.eval
-    eval_plan = EvalPlan() if ev is None else EvalPlan(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, teacher=ev.teacher)
+    eval_plan = EvalPlan() if ev is None else EvalPlan(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, prompted=ev.prompted)
 
     costs = [e.cost for e in estimates.values()]
     estimate = Estimate(
@@ -194,6 +203,7 @@ def lower(
                 max_retries=t.max_retries,
                 batch_size=t.batch_size,
                 threads=t.threads,
+                precision=t.precision,
                 transport=t.transport,
                 params=t.params,
             )
@@ -208,6 +218,9 @@ def lower(
                     AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description)
                     for r in strategies[name].expect
                 ),
+                demonstrations=tuple(
+                    DemonstrationPlan(user=d.user, assistant=d.assistant) for d in strategies[name].demonstrations
+                ),
                 origin=origin(strategies[name]),
             )
             for name in sorted(used_strategies)
@@ -218,6 +231,13 @@ def lower(
         eval=eval_plan,
         estimate=estimate,
     )
+
+
+def _shown(strategy) -> tuple:
+    """What a strategy shows the teacher: its system text and demonstrations (only when it has
+    some, so that keys of strategies without them stay what they were)."""
+    demos = [[d.user, d.assistant] for d in strategy.demonstrations]
+    return (strategy.system, demos) if demos else (strategy.system,)
 
 
 def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept) -> str:
@@ -242,9 +262,15 @@ def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]]
         "holdout": task.holdout,
         "accept": [r.model_dump(mode="json") for r in accept],
         "allow_truncated": task.allow_truncated,
+        # only when set, so that keys of specs written before sampling existed do not move
+        **({"temperature": task.temperature} if task.temperature is not None else {}),
     }
     blob = json.dumps(what, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _shown_chars(strategy) -> int:
+    return len(strategy.system) + sum(len(d.user) + len(d.assistant) for d in strategy.demonstrations)
 
 
 def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics) -> TaskEstimate:
@@ -261,16 +287,18 @@ def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teac
             diags.error(f"row {i + 1} of task '{task.name}' cannot be rendered: {error}", task.at("prompt"))
             return TaskEstimate(calls=0, probe_calls=0, prompt_tokens=0, cost=None)
     if plan.probe is not None and plan.probe.decision is None:
-        lengths = [len(strategies[c].system) for c in plan.probe.candidates]
+        lengths = [_shown_chars(strategies[c]) for c in plan.probe.candidates]
         sys_len = max(lengths)
         extra = len(lengths) - 1
         probe_calls = len(splits.probe) * len(lengths)
         # the winner's probe answers are reused as training rows: one call each saved
         probe_tokens = sum(est.tokens(n + user_chars[i]) for i in splits.probe for n in sorted(lengths)[:extra])
     else:
-        sys_len, extra, probe_calls, probe_tokens = len(plan.system or ""), 0, 0, 0
-    calls = len(splits.train) + len(splits.probe) * extra
-    prompt_tokens = sum(est.tokens(sys_len + user_chars[i]) for i in splits.train) + probe_tokens
+        shown = _shown_chars(strategies[plan.strategy]) if plan.strategy else 0
+        sys_len, extra, probe_calls, probe_tokens = shown, 0, 0, 0
+    n = plan.sampling.samples  # every sample is a call; the probe asks sample 0 only
+    calls = len(splits.train) * n + len(splits.probe) * extra
+    prompt_tokens = n * sum(est.tokens(sys_len + user_chars[i]) for i in splits.train) + probe_tokens
     return TaskEstimate(
         calls=calls,
         probe_calls=probe_calls,

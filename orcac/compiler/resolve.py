@@ -106,7 +106,10 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
                 task.span,
                 "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
             )
-        for key, fallback in (("accept", ()), ("allow_truncated", False), ("limit", None), ("seed", 0), ("holdout", 0.0)):
+        for key, fallback in (
+            ("accept", ()), ("allow_truncated", False), ("limit", None), ("seed", 0), ("holdout", 0.0),
+            ("samples", 1), ("keep", 1), ("temperature", None),
+        ):
             if getattr(task, key) is None:
                 value = getattr(d, key) if d is not None else None
                 update[key] = fallback if value is None else value

@@ -25,6 +25,7 @@ from orcac.specs.spec import (
     Call,
     CheckExpr,
     DefaultsDecl,
+    DemonstrationDecl,
     Duration,
     EraseDecl,
     EvalDecl,
@@ -246,7 +247,15 @@ def source(v: Value, key: str) -> SourceExpr:
     return SourceExpr(kind=v.name, path=value, span=v.span)
 
 
-CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty")
+CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows")
+
+
+def _strategy_arg(call: Call) -> None:
+    if len(call.args) != 1 or call.kwargs or not (isinstance(call.args[0], Ref) and call.args[0].name == "strategy"):
+        raise Bad(
+            "follows() checks the answer against its strategy's expected form: write follows(strategy)",
+            call.span,
+        )
 
 
 def _gold_arg(call: Call) -> None:
@@ -269,7 +278,7 @@ def check(v: Value, key: str) -> CheckExpr:
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
-            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\") or nonempty; got {describe(v)}",
+            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\"), follows(strategy) or nonempty; got {describe(v)}",
             v.span,
             did_you_mean(name, CHECK_KINDS) if name else None,
         )
@@ -279,6 +288,9 @@ def check(v: Value, key: str) -> CheckExpr:
     if v.name == "regex":
         (arg,), _ = _args(v, 1, {}, "regex()")
         return CheckExpr(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
+    if v.name == "follows":
+        _strategy_arg(v)
+        return CheckExpr(kind="follows", span=v.span)
     if v.name == "numeric":
         _gold_arg(v)
         _, kw = _args(v, 1, {"tol": number(0.0)}, "numeric()")
@@ -362,6 +374,14 @@ def forms(v: Value, key: str) -> tuple[FormRule, ...]:
 
 # ---- block tables ----------------------------------------------------------------------------------
 
+# Rejection sampling (RFT, STaR): `samples` teacher calls per example at `temperature`,
+# up to `keep` accepted, distinct answers become records. Shared by defaults and task.
+SAMPLING_KEYS: dict[str, tuple[str, Converter]] = {
+    "samples": ("samples", integer(1, 1000)),
+    "keep": ("keep", integer(1, 1000)),
+    "temperature": ("temperature", number(0.0, 2.0)),
+}
+
 # kind -> (model, named?, {key: (field, converter)}, required keys, {nested kind: named?})
 Table = tuple[type, bool, dict[str, tuple[str, Converter]], tuple[str, ...], dict[str, bool]]
 
@@ -384,6 +404,7 @@ TABLES: dict[str, Table] = {
             "max_retries": ("max_retries", integer(0, 100)),
             "batch_size": ("batch_size", integer(1, 4096)),
             "threads": ("threads", integer(1, 1024)),
+            "precision": ("precision", choice("auto", "bf16", "fp32")),
             "transport": ("transport", choice("auto", "litellm")),
         },
         ("model",),
@@ -396,7 +417,20 @@ TABLES: dict[str, Table] = {
         ("model",),
         {},
     ),
-    "strategy": (StrategyDecl, True, {"system": ("system", text), "expect": ("expect", forms)}, ("system",), {}),
+    "strategy": (
+        StrategyDecl,
+        True,
+        {"system": ("system", text), "expect": ("expect", forms)},
+        ("system",),
+        {"demonstration": False},
+    ),
+    "demonstration": (
+        DemonstrationDecl,
+        False,
+        {"user": ("user", text), "assistant": ("assistant", text)},
+        ("user", "assistant"),
+        {},
+    ),
     "erase": (EraseDecl, True, {"system": ("system", text)}, ("system",), {}),
     "defaults": (
         DefaultsDecl,
@@ -410,6 +444,7 @@ TABLES: dict[str, Table] = {
             "accept": ("accept", checks),
             "allow_truncated": ("allow_truncated", boolean),
             "limit": ("limit", integer(1)),
+            **SAMPLING_KEYS,
         },
         (),
         {},
@@ -430,6 +465,7 @@ TABLES: dict[str, Table] = {
             "limit": ("limit", integer(1)),
             "seed": ("seed", integer(0)),
             "holdout": ("holdout", fraction),
+            **SAMPLING_KEYS,
         },
         ("from", "prompt"),
         {},
@@ -472,7 +508,7 @@ TABLES: dict[str, Table] = {
         {
             "max_new_tokens": ("max_new_tokens", integer(1, 1_000_000)),
             "batch_size": ("batch_size", integer(1, 4096)),
-            "teacher": ("teacher", boolean),
+            "prompted": ("prompted", boolean),
         },
         (),
         {},
@@ -577,6 +613,8 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
         return None
     if params:
         values["params"] = params
+    if block.kind == "strategy":
+        values["demonstrations"] = tuple(children["demonstration"])
     if block.kind == "train":
         loras = children["lora"]
         for extra in loras[1:]:

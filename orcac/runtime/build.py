@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orcac.errors import OrcacError
-from orcac.runtime.checks import check_answer
-from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id
+from orcac.runtime.checks import Verdict, check_answer, kept_samples
+from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id, teacher_messages
 from orcac.runtime.examples import Example, RenderProblem, materialize
 from orcac.runtime.progress import BuildProgress, Tally, summary_table
 from orcac.runtime.store import Flusher, Store, default_path, in_list
@@ -76,24 +76,40 @@ class Item:
     gold: str | None
     job: Job
     record_id: str
+    sample: int = 0  # which of the task's samples of this row
 
 
-def items_for_task(plan: Plan, task: TaskPlan, examples: list[Example], strategy: str) -> list[Item]:
-    """The teacher jobs for a task's train examples under one strategy (the probe's seam too)."""
-    if strategy == task.strategy and task.system is not None:
-        system = task.system
-    else:
-        system = plan.strategies[strategy].system
+def sample_options(task: TaskPlan, row_index: int, sample: int) -> dict:
+    """Request parameters of one sample's job that are not the teacher's: the task's own
+    temperature, and with several samples a seed per job (SEED_RULE), so that each sample is
+    its own content-addressed job and a provider that takes a seed answers it the same way."""
+    options: dict = {}
+    if task.sampling.temperature is not None:
+        options["temperature"] = task.sampling.temperature
+    if task.sampling.samples > 1:
+        digest = hashlib.sha256(f"{task.name}\x1f{row_index}\x1f{sample}\x1f{task.seed}".encode()).digest()
+        options["seed"] = int.from_bytes(digest[:4], "big") % 2**31
+    return options
+
+
+def items_for_task(
+    plan: Plan, task: TaskPlan, examples: list[Example], strategy: str, *, samples: int | None = None
+) -> list[Item]:
+    """The teacher jobs for a task's train examples under one strategy, `samples` per example
+    (default: the task's; the probe asks sample 0 only). The probe's seam too."""
+    system = task.system if strategy == task.strategy and task.system is not None else None
     teacher = plan.teachers[task.teacher]
     items = []
     for example in examples:
         if example.split != "train":
             continue
-        job = make_job(teacher, ({"role": "system", "content": system}, {"role": "user", "content": example.prompt}))
-        items.append(
-            Item(task.name, strategy, example.row_index, example.prompt, example.gold, job,
-                 record_id(task.name, example.row_index, job.id))
-        )
+        messages = teacher_messages(plan, strategy, example.prompt, system)
+        for sample in range(task.sampling.samples if samples is None else samples):
+            job = make_job(teacher, messages, sample_options(task, example.row_index, sample))
+            items.append(
+                Item(task.name, strategy, example.row_index, example.prompt, example.gold, job,
+                     record_id(task.name, example.row_index, job.id), sample)
+            )
     return items
 
 
@@ -242,7 +258,8 @@ class Rows:
 
 def verdict_for(plan: Plan, item: Item, text: str | None, finish_reason: str | None):
     task = plan.tasks[item.task]
-    return check_answer(text, finish_reason, item.gold, task.accept, allow_truncated=task.allow_truncated)
+    form = plan.strategies[item.strategy].adherence if item.strategy in plan.strategies else ()
+    return check_answer(text, finish_reason, item.gold, task.accept, allow_truncated=task.allow_truncated, form=form)
 
 
 def _plan_sha256(plan: Plan) -> str:
@@ -348,7 +365,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         by_job[item.job.id].append(item)
         tallies[(item.task, item.strategy)].items += 1
 
-    answered = _settle(plan, store, work, tallies)
+    answered = _settle_cached(plan, store, work, tallies)
     pending = list(unique_jobs(work.items, answered))
     if pending:
         rows = Rows(plan)
@@ -362,6 +379,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     try:
         if pending:
             calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
+            _settle_samples(plan, store, work, tallies)
         status = "ok"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -375,43 +393,102 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
 
-def _settle(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
-    """Verdicts and records for jobs answered by earlier builds; returns those answers.
+def final_verdicts(plan: Plan, items: list[Item], answered: dict) -> dict[str, Verdict]:
+    """record_id -> verdict for every answered item: the task's checks on its own answer, then,
+    for a task with several samples, rejection sampling's choice among each row's answers."""
+    verdicts: dict[str, Verdict] = {}
+    rows: dict[tuple, list[Item]] = defaultdict(list)
+    for item in items:
+        if item.job.id not in answered:
+            continue
+        text, finish = answered[item.job.id]
+        verdicts[item.record_id] = verdict_for(plan, item, text, finish)
+        if plan.tasks[item.task].sampling.samples > 1:
+            rows[(item.task, item.strategy, item.row_index)].append(item)
+    for (task, _, _), samples in rows.items():
+        by_sample = {item.sample: item for item in samples}
+        answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
+        for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
+            verdicts[by_sample[sample].record_id] = Verdict(False, why)
+    return verdicts
+
+
+def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
+    """Verdicts and records for `items` from their stored answers; returns those answers and
+    the verdicts (by record id).
 
     Recomputed from the stored text (a changed rule or erase message takes effect), but only
     rows that differ are written, so a re-run of a finished build writes next to nothing.
+    `on_change(item, before, after)` hears of each verdict that differs from the stored one.
     """
-    _write_examples(plan, store, work.examples)
-    answered = _stored_answers(store, list({i.job.id for i in work.items}))
-    cached = [i for i in work.items if i.job.id in answered]
+    answered = _stored_answers(store, list({i.job.id for i in items}))
+    cached = [i for i in items if i.job.id in answered]
     ids = [i.record_id for i in cached]
     checks = {r[0]: (r[1], r[2]) for r in store.rows(
         f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
     fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
     records = {r[0]: tuple(r[1:]) for r in store.rows(
         f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
+    verdicts = final_verdicts(plan, cached, answered)
     changed = Rows(plan)
     unaccepted: list[str] = []
     for item in cached:
-        text, finish = answered[item.job.id]
-        verdict = verdict_for(plan, item, text, finish)
-        tally = tallies[(item.task, item.strategy)]
-        tally.cached += 1
-        if verdict.accepted:
-            tally.accepted += 1
-        else:
-            tally.rejected[verdict.reason] += 1
+        text, _ = answered[item.job.id]
+        verdict = verdicts[item.record_id]
         record = record_fields(plan, item, text) if verdict.accepted else None
-        if checks.get(item.record_id) != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
+        before = checks.get(item.record_id)
+        if before != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
             changed.verdict(item, verdict.accepted, verdict.reason, text)
             if record is None and item.record_id in records:
                 unaccepted.append(item.record_id)
+            if on_change is not None:
+                on_change(item, before, verdict)
     store.write(
         changed.tables(),
         keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep)},
         drop={"records": ("record_id", unaccepted)},
     )
+    return answered, verdicts
+
+
+def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
+    """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
+    _write_examples(plan, store, work.examples)
+    answered, verdicts = _settle(plan, store, work, work.items)
+    for item in work.items:
+        if item.job.id in answered:
+            verdict = verdicts[item.record_id]
+            tally = tallies[(item.task, item.strategy)]
+            tally.cached += 1
+            if verdict.accepted:
+                tally.accepted += 1
+            else:
+                tally.rejected[verdict.reason] += 1
     return answered
+
+
+def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
+    """After the calls: each sampled row's choice among all its answers (the calls judged each
+    answer alone as it came in, in whatever order the teacher finished them)."""
+    sampled = [i for i in work.items if plan.tasks[i.task].sampling.samples > 1]
+    if not sampled:
+        return
+
+    def recount(item: Item, before, after: Verdict) -> None:
+        if before is None:
+            return
+        tally = tallies[(item.task, item.strategy)]
+        accepted, reason = before
+        if accepted:
+            tally.accepted -= 1
+        else:
+            tally.rejected[reason] -= 1
+        if after.accepted:
+            tally.accepted += 1
+        else:
+            tally.rejected[after.reason] += 1
+
+    _settle(plan, store, work, sampled, on_change=recount)
 
 
 def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:

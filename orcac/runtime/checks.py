@@ -65,8 +65,11 @@ def parse_number(text: str) -> float | None:
         return None
 
 
-def passes(rule: CheckRule, text: str, gold: str | None) -> bool:
-    """Whether one check holds. Checks that need a gold fail when there is none."""
+def passes(rule: CheckRule, text: str, gold: str | None, form: Iterable[AdherenceRule] = ()) -> bool:
+    """Whether one check holds. Checks that need a gold fail when there is none;
+    `follows` holds when every rule of the strategy's form (`form`) does."""
+    if rule.kind == "follows":
+        return adheres(text, form)[0]
     if rule.kind == "nonempty":
         return bool(text.strip())
     if rule.kind == "regex":
@@ -93,8 +96,12 @@ def check_answer(
     rules: Iterable[CheckRule],
     *,
     allow_truncated: bool = False,
+    form: Iterable[AdherenceRule] = (),
 ) -> Verdict:
     """Accept an answer only if it is complete, non-empty and passes every rule.
+
+    The reason for a rejection is the first rule that failed; for `follows`, the form's first
+    broken rule, e.g. "form: has an 'Answer:' line".
 
     >>> from orcac.specs.plan import CheckRule
     >>> check_answer("Answer: 4", "stop", "4", [CheckRule(kind="numeric")])
@@ -107,9 +114,39 @@ def check_answer(
     if not text or not text.strip():
         return Verdict(False, "empty")
     for rule in rules:
-        if not passes(rule, text, gold):
+        if rule.kind == "follows":
+            ok, broken = adheres(text, form)
+            if not ok:
+                return Verdict(False, f"form: {broken[0]}")
+        elif not passes(rule, text, gold):
             return Verdict(False, rule.kind)
     return Verdict(True, "accepted")
+
+
+def kept_samples(samples: Iterable[tuple[int, str | None, bool]], keep: int) -> dict[int, str]:
+    """Rejection sampling's choice for one example: up to `keep` accepted, distinct answers,
+    lowest sample index first. Takes (sample index, text, accepted); returns, for each accepted
+    sample that is not kept, why ("duplicate" or "beyond keep"). Deterministic whatever order
+    the answers arrived in.
+
+    >>> kept_samples([(2, "Answer: 4", True), (0, "answer: 4", True), (1, "Answer: 5", True)], keep=2)
+    {2: 'duplicate'}
+    >>> kept_samples([(0, "a", True), (1, "b", True), (2, "c", False)], keep=1)
+    {1: 'beyond keep'}
+    """
+    seen: set[str] = set()
+    dropped: dict[int, str] = {}
+    for index, text, accepted in sorted(samples, key=lambda s: s[0]):
+        if not accepted:
+            continue
+        key = normalise(text or "")
+        if key in seen:
+            dropped[index] = "duplicate"
+        elif len(seen) >= keep:
+            dropped[index] = "beyond keep"
+        else:
+            seen.add(key)
+    return dropped
 
 
 def adheres(text: str, rules: Iterable[AdherenceRule]) -> tuple[bool, list[str]]:

@@ -1,9 +1,12 @@
 """Prompt erasure: records carry the generic erase message, never the strategy's instruction.
 
-A record is (system = the task's erase message, user = the rendered prompt, assistant = the
-teacher's answer). `audit` runs at the end of every build over every stored record: each
-*distinctive* sentence of every strategy's system text is searched (case and whitespace
-insensitive) in the records' `system` and `user` fields; a hit fails the build.
+The two sides of erasure live here. The teacher is shown `teacher_messages`: the strategy's
+system text, its demonstrations as earlier user/assistant turns, then the task's prompt. A
+record is (system = the task's erase message, user = the rendered prompt, assistant = the
+teacher's answer): no instruction and no demonstration. `audit` runs at the end of every
+build over every stored record: each *distinctive* sentence of every strategy's system text
+and of its demonstrations is searched (case and whitespace insensitive) in the records'
+`system` and `user` fields; a hit fails the build.
 
 The assistant field is not audited: a teacher that writes "let's think step by step" in its
 answer teaches the student a behaviour, which is the point; what must not survive is the
@@ -26,6 +29,17 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
 """A record's content columns; with record_id, task, split, row_index and job_id it is a row of `records`."""
+
+
+def teacher_messages(plan: Plan, strategy: str, prompt: str, system: str | None = None) -> tuple[dict, ...]:
+    """What the teacher is shown for one prompt under `strategy` (`system`: a resolved text
+    that replaces the strategy's own)."""
+    shown = plan.strategies[strategy]
+    messages = [{"role": "system", "content": system if system is not None else shown.system}]
+    for demo in shown.demonstrations:
+        messages += [{"role": "user", "content": demo.user}, {"role": "assistant", "content": demo.assistant}]
+    messages.append({"role": "user", "content": prompt})
+    return tuple(messages)
 
 
 def erased(plan: Plan, task: str, strategy: str, prompt: str, answer: str | None, gold: str | None) -> tuple:
@@ -79,6 +93,15 @@ def audit(plan: Plan, store) -> list[Leak]:
         (name, sentence)
         for name, strategy in sorted(plan.strategies.items())
         for sentence in distinctive_sentences(strategy.system, erase_texts)
+    ]
+    # A demonstration's user turn is written like the task's prompts, so the prompt template's
+    # own text ("Is the sentiment of this review positive or negative?") is no leak.
+    templates = [t.prompt for t in plan.tasks.values()]
+    rows += [
+        (f"{name} (demonstration {n})", sentence)
+        for name, strategy in sorted(plan.strategies.items())
+        for n, demo in enumerate(strategy.demonstrations, 1)
+        for sentence in distinctive_sentences(f"{demo.user}\n{demo.assistant}", erase_texts + templates)
     ]
     # Task systems that do not come from a named strategy (resolved text) are audited too.
     for task in plan.tasks.values():

@@ -1,18 +1,25 @@
-"""`orcac eval`: did prompt erasure work? Score base and trained student on held-out examples.
+"""`orcac eval`: did prompt erasure work? How much of the prompt's effect did the student absorb?
 
-Each model answers every held-out example of every task with ONLY the erase message as its
-system prompt (what the student saw in training), greedy, in left-padded batches. Each
-answer is scored twice with the shared checks (orcac/runtime/checks.py):
+Three arms answer every held-out example of every task, greedy:
+
+  base      the student before training, with ONLY the erase message as its system prompt;
+  prompted  the teacher with everything erasure removes: the strategy's instruction and its
+            demonstrations (when teacher and student are the same model, the base model
+            prompted), through the teacher runtime, its answers cached by job id;
+  trained   the trained student, with only the erase message (what it saw in training).
+
+Each answer is scored twice with the shared checks (orcac/runtime/checks.py):
 
   accuracy   the task's accept rules against the gold (`check_answer`, the same function
              that filtered the teacher's answers in `orcac build`);
   adherence  the form the task's strategy asks for (`adheres`, the strategy's rules),
              e.g. numbered steps and a final "Answer:" line.
 
-With `--models teacher` (or `eval { teacher = true }`) the teacher answers too, with its full
-strategy prompt, through the teacher runtime: the ceiling the student is distilled towards.
-Results go to DuckDB (`eval_runs`: one row per model and task; `eval_answers`: every answer),
-to a table in the terminal (before -> after) and to a PNG bar chart.
+and per task and overall, for both metrics, the share of the gap closed:
+`(trained - base) / (prompted - base)`: 1 means the student does without the prompt what the
+prompt made the model do; n/a where the prompt changed nothing. Results go to DuckDB
+(`eval_runs`: one row per arm and task; `eval_answers`: every answer; `eval_gaps`: the gaps),
+to a table in the terminal and to a PNG bar chart.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime import chat_format
+from orcac.runtime import chat_format, precision
 from orcac.runtime.checks import adheres, check_answer
+from orcac.runtime.erasure import teacher_messages
 
-MODELS = ("base", "trained", "teacher")
+MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
+METRICS = ("accuracy", "adherence")
 
 EVAL_TABLES = """
 CREATE TABLE IF NOT EXISTS eval_runs (
@@ -41,6 +50,11 @@ CREATE TABLE IF NOT EXISTS eval_answers (
   run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
   answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
   adheres BOOLEAN, broken VARCHAR
+);
+ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR;
+CREATE TABLE IF NOT EXISTS eval_gaps (
+  run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
+  gap_closed DOUBLE, plan_sha256 VARCHAR
 );
 """
 
@@ -60,6 +74,7 @@ class Answer:
     text: str
     finish_reason: str  # "stop" or "length"
     new_tokens: int
+    job_id: str | None = None  # prompted answers: the teacher job that gave it (reused by re-runs)
 
 
 @dataclass(frozen=True)
@@ -81,18 +96,19 @@ def command(args) -> int:
     loaded = load_plan(args.spec)
     from orcac.runtime.train import _db_path
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     return run(loaded, _db_path(args, loaded), models=models, limit=args.limit)
 
 
-def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None = None) -> int:
+def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
+    """Score the arms in `models` (default: base, prompted unless the plan turns it off, trained)."""
     plan, root = loaded.plan, Path(loaded.root)
-    models = list(dict.fromkeys(models))
+    if models is None:
+        models = [m for m in MODELS if m != "prompted" or plan.eval.prompted]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise OrcacError(f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}")
-    if plan.eval.teacher and "teacher" not in models:
-        models.append("teacher")
+    models = [m for m in MODELS if m in models]
     held = held_out(plan, root, db_path, limit=limit)
     total = sum(len(v) for v in held.values())
     print(
@@ -107,7 +123,7 @@ def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None 
     summary = []
     for name in models:
         started = time.monotonic()
-        answers, where = answer_all(name, plan, root, held)
+        answers, where = answer_all(name, plan, root, held, db_path=db_path)
         seconds = time.monotonic() - started
         scored = {task: [score(plan, h, a) for h, a in zip(held[task], answers[task], strict=True)] for task in held}
         rows = summarise(name, scored, plan)
@@ -115,11 +131,13 @@ def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None 
         summary.extend(rows)
         print(f"  {name}: {total} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
 
-    show(summary, models)
+    gaps = gaps_closed(summary)
+    _store_gaps(db_path, run_id, plan_sha, gaps)
+    show(summary, models, gaps)
     chart = _chart_path(plan, root, db_path)
     from orcac.runtime import plots
 
-    plots.eval_bars(summary, chart, title=f"orcac eval: {plan.spec} (held-out, erase prompt only)")
+    plots.eval_bars(summary, chart, title=f"orcac eval: {plan.spec} (held-out rows)", gaps=gaps)
     print(f"chart: {chart}", file=sys.stderr)
     return 0
 
@@ -178,10 +196,12 @@ def _stored_held(db_path: Path, tasks: list[str]) -> dict[str, list[Held]]:
 # ---- answering ---------------------------------------------------------------------------
 
 
-def answer_all(name: str, plan, root: Path, held: dict[str, list[Held]]) -> tuple[dict[str, list[Answer]], str]:
-    """Every held-out example answered by one model; returns (answers per task, model path)."""
-    if name == "teacher":
-        return _teacher_answers(plan, root, held)
+def answer_all(
+    name: str, plan, root: Path, held: dict[str, list[Held]], *, db_path: Path | None = None
+) -> tuple[dict[str, list[Answer]], str]:
+    """Every held-out example answered by one arm; returns (answers per task, model path)."""
+    if name == "prompted":
+        return _prompted_answers(plan, root, held, db_path)
     model, tokenizer, where = load_model(name, plan, root)
     examples = [(task, i, h) for task, rows in held.items() for i, h in enumerate(rows)]
     prompts = [
@@ -213,7 +233,8 @@ def load_model(name: str, plan, root: Path):
     if plan.train is None:
         raise OrcacError("the plan has no train section, so there is no student to evaluate")
     student = plan.students[plan.train.student]
-    dtype = torch.bfloat16 if _bf16(plan.train.precision) else torch.float32
+    chosen = precision.choose(plan.train.precision)
+    dtype = chosen.dtype()
     if name == "base":
         model, tokenizer = hf_models.load_causal_lm(student.model, root, dtype=dtype)
         added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
@@ -235,84 +256,97 @@ def load_model(name: str, plan, root: Path):
                 "run `orcac train` again to evaluate the current one",
                 file=sys.stderr,
             )
-    model.to(_device())
+    model.to(device=_device(), dtype=dtype)  # a GGUF file always loads in fp32
     model.eval()
+    print(f"  {name}: {chosen}", file=sys.stderr, flush=True)
     return model, tokenizer, where
 
 
 def generate(
     model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int, progress=None
 ) -> list[Answer]:
-    """Greedy answers to tokenized prompts, in left-padded batches of similar length."""
-    import torch
+    """Greedy answers to tokenized prompts, in batches of similar length (orcac.runtime.generation)."""
+    from orcac.runtime.generation import decode
 
     eos = tokenizer.convert_tokens_to_ids(chat_format.end_of_turn(tokenizer))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
     out: list[Answer | None] = [None] * len(prompts)
-    device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            n = len(prompts[i])
-            ids[row, width - n :] = torch.tensor(prompts[i])
-            mask[row, width - n :] = 1
-        with torch.inference_mode():
-            result = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )
-        for row, i in enumerate(chunk):
-            new = result[row, width:].tolist()
-            finish = "length"
-            if eos in new:
-                new, finish = new[: new.index(eos)], "stop"
-            text = tokenizer.decode(new, skip_special_tokens=True)
-            out[i] = Answer(text=text.strip(), finish_reason=finish, new_tokens=len(new))
+        results = decode(model, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens, eos={eos}, pad=pad)
+        for i, result in zip(chunk, results):
+            text = tokenizer.decode(result.tokens, skip_special_tokens=True)
+            out[i] = Answer(text=text.strip(), finish_reason=result.finish_reason, new_tokens=len(result.tokens))
         if progress is not None:
             progress(min(start + batch_size, len(order)))
     return out  # type: ignore[return-value]
 
 
-def _teacher_answers(plan, root: Path, held: dict[str, list[Held]]):
-    """The teacher with its full strategy prompt, through the teacher runtime (litellm)."""
+def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Path | None):
+    """The teacher with the full strategy prompt and demonstrations, greedy and as long as the
+    other arms, through the teacher runtime. Answers stored by an earlier eval are reused."""
     from orcac.runtime.teachers import make_job, run_jobs
 
     jobs, index = [], {}
+    options = {"temperature": 0.0, "max_tokens": plan.eval.max_new_tokens}
     for task, rows in held.items():
         t = plan.tasks[task]
-        if t.system is None:
+        if t.strategy is None:
             raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
         teacher = plan.teachers[t.teacher]
         for i, h in enumerate(rows):
-            job = make_job(teacher, [{"role": "system", "content": t.system}, {"role": "user", "content": h.prompt}])
+            job = make_job(teacher, teacher_messages(plan, t.strategy, h.prompt, t.system), options)
             index.setdefault(job.id, []).append((task, i))
             jobs.append(job)
     unique = list({j.id: j for j in jobs}.values())
     answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
+    for job_id, answer in _stored_prompted(db_path, [j.id for j in unique]).items():
+        for task, i in index[job_id]:
+            answers[task][i] = answer
+    todo = [j for j in unique if j.id not in _stored_ids(answers)]
 
     def on_outcome(outcome):
         answer = Answer(
             text=(outcome.text or "").strip() if outcome.status == "ok" else "",
             finish_reason=outcome.finish_reason or ("stop" if outcome.status == "ok" else "error"),
             new_tokens=outcome.completion_tokens,
+            job_id=outcome.job_id if outcome.status == "ok" else None,
         )
         for task, i in index[outcome.job_id]:
             answers[task][i] = answer
 
-    asyncio.run(run_jobs(plan.teachers, unique, on_outcome, root=root))
+    if todo:
+        asyncio.run(run_jobs(plan.teachers, todo, on_outcome, root=root))
+    print(f"  prompted: {len(unique) - len(todo)} answers reused, {len(todo)} asked", file=sys.stderr, flush=True)
     models = sorted({plan.teachers[plan.tasks[t].teacher].model for t in held})
     return answers, ", ".join(models)
+
+
+def _stored_ids(answers: dict[str, list[Answer]]) -> set[str]:
+    return {a.job_id for rows in answers.values() for a in rows if a is not None and a.job_id}
+
+
+def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answer]:
+    """Prompted answers an earlier eval stored, by job id (the job is content-addressed)."""
+    if db_path is None or not db_path.is_file() or not job_ids:
+        return {}
+    import duckdb
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
+        if "job_id" not in columns:
+            return {}
+        rows = con.execute(
+            "SELECT DISTINCT ON (job_id) job_id, answer, finish_reason, new_tokens FROM eval_answers "
+            "WHERE model = 'prompted' AND job_id IN (SELECT unnest(?::VARCHAR[]))",
+            [job_ids],
+        ).fetchall()
+    finally:
+        con.close()
+    return {job_id: Answer(text, finish, tokens, job_id) for job_id, text, finish, tokens in rows}
 
 
 # ---- scoring -----------------------------------------------------------------------------
@@ -321,10 +355,10 @@ def _teacher_answers(plan, root: Path, held: dict[str, list[Held]]):
 def score(plan, held: Held, answer: Answer) -> Scored:
     """An answer's verdict under the task's accept rules, and its strategy adherence."""
     task = plan.tasks[held.task]
-    verdict = check_answer(
-        answer.text, answer.finish_reason, held.gold, task.accept, allow_truncated=task.allow_truncated
-    )
     rules = plan.strategies[task.strategy].adherence if task.strategy in plan.strategies else ()
+    verdict = check_answer(
+        answer.text, answer.finish_reason, held.gold, task.accept, allow_truncated=task.allow_truncated, form=rules
+    )
     if rules:
         ok, broken = adheres(answer.text, rules)
     else:
@@ -356,22 +390,60 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
 # ---- output ------------------------------------------------------------------------------
 
 
-def show(summary: list[dict], models: list[str]) -> None:
-    """Per task: accuracy and adherence, as `base -> trained (+delta)` when both ran."""
+def gap_closed(base: float | None, prompted: float | None, trained: float | None) -> float | None:
+    """The share of the prompt's effect the trained student shows without the prompt.
+
+    >>> gap_closed(0.0, 0.8, 0.6)
+    0.75
+    >>> gap_closed(0.2, 0.2, 0.5) is None  # the prompt changed nothing: no gap to close
+    True
+    """
+    if base is None or prompted is None or trained is None or abs(prompted - base) < 1e-9:
+        return None
+    return (trained - base) / (prompted - base)
+
+
+def gaps_closed(summary: list[dict]) -> list[dict]:
+    """Per task and overall ("all"), per metric: the three arms' rates and the gap closed.
+    Empty unless base, prompted and trained all ran."""
+    by = {(r["task"], r["model"]): r for r in summary}
+    if not {"base", "prompted", "trained"} <= {r["model"] for r in summary}:
+        return []
+    tasks = list(dict.fromkeys(r["task"] for r in summary))
+    out = []
+    for task in [*tasks, "all"]:
+        if task == "all":
+            arms = {m: _overall([by[(t, m)] for t in tasks if (t, m) in by]) for m in ("base", "prompted", "trained")}
+        else:
+            arms = {m: by.get((task, m)) for m in ("base", "prompted", "trained")}
+        if any(row is None for row in arms.values()):
+            continue
+        for metric in METRICS:
+            values = {m: arms[m][metric] for m in arms}
+            out.append({"task": task, "metric": metric, **values, "gap_closed": gap_closed(**values)})
+    return out
+
+
+def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
+    """Per task, per metric: each arm's rate and the gap closed."""
     from rich.console import Console
     from rich.table import Table
 
     by = {(r["task"], r["model"]): r for r in summary}
+    gap = {(g["task"], g["metric"]): g["gap_closed"] for g in gaps}
     tasks = list(dict.fromkeys(r["task"] for r in summary))
-    paired = "base" in models and "trained" in models
-    columns = (["base -> trained"] if paired else []) + [m for m in models if not (paired and m in ("base", "trained"))]
-    table = Table(title="held-out evaluation, erase prompt only", title_justify="left")
+    table = Table(
+        title="held-out evaluation: base and trained see only the erase message; prompted also sees the strategy "
+        "and its demonstrations",
+        title_justify="left",
+    )
     table.add_column("task", overflow="fold")
     table.add_column("n", justify="right")
-    for metric in ("accuracy", "adherence"):
-        for column in columns:
-            table.add_column(f"{metric}\n{column}", justify="right", no_wrap=True)
-
+    for metric in METRICS:
+        for model in models:
+            table.add_column(f"{metric}\n{model}", justify="right", no_wrap=True)
+        if gaps:
+            table.add_column(f"{metric}\ngap closed", justify="right", no_wrap=True)
     for task in tasks + ["all"]:
         if task == "all":
             rows = {m: _overall([by[(t, m)] for t in tasks if (t, m) in by]) for m in models}
@@ -379,16 +451,19 @@ def show(summary: list[dict], models: list[str]) -> None:
             rows = {m: by.get((task, m)) for m in models}
         n = next((r["examples"] for r in rows.values() if r), 0)
         cells = [task, str(n)]
-        for metric in ("accuracy", "adherence"):
-            for column in columns:
-                if column == "base -> trained":
-                    cells.append(_arrow(rows["base"][metric], rows["trained"][metric]))
-                else:
-                    cells.append(_pct(rows[column][metric]) if rows.get(column) else "")
+        for metric in METRICS:
+            cells += [_pct(rows[m][metric]) if rows.get(m) else "" for m in models]
+            if gaps:
+                cells.append(_gap(gap.get((task, metric))))
         table.add_row(*cells, end_section=task == tasks[-1])
     Console().print(table)
-    if "teacher" in models:
-        print("teacher: with its full strategy prompt, through the teacher runtime", file=sys.stderr)
+    if gaps:
+        print("gap closed = (trained - base) / (prompted - base): the share of the prompt's effect "
+              "the student shows without it", file=sys.stderr)
+
+
+def _gap(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _pct(value) -> str:
@@ -404,14 +479,6 @@ def _overall(rows: list[dict]) -> dict:
         "accuracy": sum(r["accepted"] for r in rows) / n if n else 0.0,
         "adherence": sum(r["adherent"] for r in judged) / judged_n if judged_n else None,
     }
-
-
-def _arrow(before, after) -> str:
-    if before is None or after is None:
-        return "n/a"
-    delta = 100 * (after - before)
-    color = "green" if delta > 0 else "red" if delta < 0 else "white"
-    return f"{100 * before:.0f}% -> {100 * after:.0f}% [{color}]{delta:+.0f}[/{color}]"
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
@@ -430,13 +497,31 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds)
             ],
         )
         con.executemany(
-            "INSERT INTO eval_answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO eval_answers (run_id, model, task, row_index, prompt, gold, answer, finish_reason, "
+            "new_tokens, accepted, reason, adheres, broken, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (run_id, model, s.held.task, s.held.row_index, s.held.prompt, s.held.gold, s.answer.text,
-                 s.answer.finish_reason, s.answer.new_tokens, s.accepted, s.reason, s.adheres, "; ".join(s.broken))
+                 s.answer.finish_reason, s.answer.new_tokens, s.accepted, s.reason, s.adheres, "; ".join(s.broken),
+                 s.answer.job_id)
                 for items in scored.values()
                 for s in items
             ],
+        )
+    finally:
+        con.close()
+
+
+def _store_gaps(db_path: Path, run_id, plan_sha, gaps: list[dict]) -> None:
+    if not gaps:
+        return
+    import duckdb
+
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute(EVAL_TABLES)
+        con.executemany(
+            "INSERT INTO eval_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, g["task"], g["metric"], g["base"], g["prompted"], g["trained"], g["gap_closed"], plan_sha) for g in gaps],
         )
     finally:
         con.close()
@@ -457,12 +542,6 @@ def _plan_sha_of(plan) -> str:
     from orcac.compiler import dump_plan
 
     return hashlib.sha256(dump_plan(plan).encode()).hexdigest()
-
-
-def _bf16(precision: str) -> bool:
-    from orcac.runtime.train import _use_bf16
-
-    return _use_bf16(precision)
 
 
 def _device():

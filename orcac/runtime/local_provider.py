@@ -8,9 +8,10 @@ model shipped in a wheel (`hf_models.LOCAL_MODELS`, e.g. smollm2-135m-instruct),
 directory or `.gguf` file (relative to the plan's directory), or a hub id already in the cache.
 
 Batching: every request goes into one asyncio queue per model; one worker takes what is
-waiting (up to the teacher's `batch_size`, all with the same sampling settings), runs a single
-left-padded `generate` for the lot in a worker thread (so the event loop keeps accepting
-requests meanwhile), and answers each. Many concurrent jobs thus become few forward passes.
+waiting (up to the teacher's `batch_size`, all with the same temperature and top_p), decodes
+the lot together in a worker thread (orcac.runtime.generation: finished rows leave the batch,
+each row samples from its own request's seed), so the event loop keeps accepting requests
+meanwhile, and answers each. Many concurrent jobs thus become few forward passes.
 Greedy when temperature == 0; `max_tokens` is `max_new_tokens`; finish_reason is "length"
 when the budget ran out before an end-of-sequence token, else "stop".
 
@@ -23,6 +24,7 @@ depend on that. Models are loaded once per process and cached.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -45,6 +47,7 @@ class LocalSettings:
     root: Path | None = None
     batch_size: int = 16
     threads: int | None = None
+    precision: str = "auto"
 
 
 _settings: dict[str, LocalSettings] = {}  # litellm model name (after "local/") -> settings
@@ -66,7 +69,8 @@ def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:
     get_provider()
     name = teacher.model.removeprefix(f"{PROVIDER}/")
     settings = LocalSettings(
-        model=_hf_name(name), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads
+        model=_hf_name(name), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads,
+        precision=teacher.precision,
     )
     hf_models.resolve(settings.model, root)  # raises OrcacError naming what is missing
     _settings[name] = settings
@@ -81,7 +85,12 @@ def load(settings: LocalSettings):
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # a teacher run has its own progress display
+            from orcac.runtime import precision
+
+            chosen = precision.choose(settings.precision)
             lm, tokenizer = hf_models.load_causal_lm(settings.model, settings.root)
+            lm.to(chosen.dtype())  # after loading: a GGUF file dequantises fastest to fp32
+            print(f"local teacher {settings.model}: {chosen}", file=sys.stderr, flush=True)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
             _models[key] = (lm, tokenizer)
@@ -110,55 +119,44 @@ def _eos_ids(lm, tokenizer) -> set[int]:
 class _Request:
     messages: list
     max_new_tokens: int
-    sampling: tuple  # (temperature, top_p, seed): requests batch together only when equal
+    sampling: tuple  # (temperature, top_p): requests batch together only when equal
+    seed: int | None
     future: asyncio.Future = field(repr=False)
 
 
-def generate_batch(settings: LocalSettings, requests: list[tuple[list, int]], sampling: tuple) -> list[tuple[str, str, int, int]]:
-    """One left-padded generate for all `(messages, max_new_tokens)`; blocking.
+def generate_batch(
+    settings: LocalSettings, requests: list[tuple[list, int]], sampling: tuple, seeds: list[int | None] | None = None
+) -> list[tuple[str, str, int, int]]:
+    """One batch through `generation.decode` for all `(messages, max_new_tokens)`; blocking.
 
     Returns (text, finish_reason, prompt_tokens, completion_tokens) per request.
     """
     import torch
 
+    from orcac.runtime.generation import decode
+
     lm, tokenizer = load(settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    temperature, top_p, seed = sampling
-    prompts = [
-        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        for messages, _ in requests
-    ]
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    budget = max(n for _, n in requests)
-    eos = _eos_ids(lm, tokenizer)
-    options: dict[str, Any] = dict(
-        max_new_tokens=budget, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos) or None
+    temperature, top_p = sampling
+    texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m, _ in requests]
+    prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    results = decode(
+        lm,
+        prompts,
+        max_new_tokens=[n for _, n in requests],
+        eos=_eos_ids(lm, tokenizer),
+        pad=tokenizer.pad_token_id,
+        temperature=temperature or 0.0,
+        top_p=top_p,
+        seeds=seeds,
     )
-    if temperature and temperature > 0:
-        options.update(do_sample=True, temperature=temperature, top_p=top_p if top_p is not None else 1.0)
-        if seed is not None:
-            torch.manual_seed(seed)
-    else:
-        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    with torch.inference_mode():
-        output = lm.generate(**batch, **options)
     stats["generate_calls"] += 1
     stats["sequences"] += len(requests)
-    width = batch["input_ids"].shape[1]
-    results = []
-    for row, (_, max_new) in enumerate(requests):
-        new = output[row, width:].tolist()[:max_new]
-        finish = "length"
-        for i, token in enumerate(new):
-            if token in eos:
-                new, finish = new[:i], "stop"
-                break
-        text = tokenizer.decode(new, skip_special_tokens=True)
-        prompt_tokens = int(batch["attention_mask"][row].sum())
-        completion = len(new) + (1 if finish == "stop" else 0)  # the end-of-sequence token counts
-        results.append((text, finish, prompt_tokens, completion))
-    return results
+    return [
+        (tokenizer.decode(r.tokens, skip_special_tokens=True), r.finish_reason, len(p), r.completion_tokens)
+        for p, r in zip(prompts, results)
+    ]
 
 
 class _Batcher:
@@ -172,9 +170,9 @@ class _Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orcac-local-{name}")
         self.task = asyncio.get_running_loop().create_task(self.run())
 
-    async def submit(self, messages: list, max_new_tokens: int, sampling: tuple):
+    async def submit(self, messages: list, max_new_tokens: int, sampling: tuple, seed: int | None = None):
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(_Request(messages, max_new_tokens, sampling, future))
+        self.queue.put_nowait(_Request(messages, max_new_tokens, sampling, seed, future))
         return await future
 
     async def run(self) -> None:
@@ -204,6 +202,7 @@ class _Batcher:
                     self.settings,
                     [(r.messages, r.max_new_tokens) for r in batch],
                     sampling,
+                    [r.seed for r in batch],
                 )
             except Exception as error:  # noqa: BLE001 - handed to every caller in the batch
                 for r in batch:
@@ -239,10 +238,11 @@ def _make_provider():
                               timeout=None, client=None):
             params = optional_params or {}
             max_new = int(params.get("max_tokens") or params.get("max_completion_tokens") or 256)
-            sampling = (float(params.get("temperature") or 0.0), params.get("top_p"), params.get("seed"))
+            sampling = (float(params.get("temperature") or 0.0), params.get("top_p"))
+            seed = params.get("seed")
             try:
                 text, finish, prompt_tokens, completion_tokens = await _batcher(model).submit(
-                    [dict(m) for m in messages], max_new, sampling
+                    [dict(m) for m in messages], max_new, sampling, None if seed is None else int(seed)
                 )
             except OrcacError as error:
                 raise CustomLLMError(status_code=404, message=error.message) from None

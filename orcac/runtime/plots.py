@@ -47,8 +47,9 @@ def loss_curve(steps: list[tuple], path: Path, *, title: str = "training loss") 
     return path
 
 
-def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluation") -> Path:
-    """Grouped bars: per task, accuracy (solid) and adherence (hatched) for each model.
+def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluation", gaps=()) -> Path:
+    """Grouped bars: per task, accuracy and adherence for each arm, with the gap closed
+    written under each task's group when `gaps` (evaluate.gaps_closed) has it.
 
     `scores` rows have keys task, model, accuracy, adherence (shares in [0, 1]).
     """
@@ -56,7 +57,8 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
     tasks = list(dict.fromkeys(s["task"] for s in scores))
     models = list(dict.fromkeys(s["model"] for s in scores))
     by = {(s["task"], s["model"]): s for s in scores}
-    colors = {"base": "tab:gray", "trained": "tab:blue", "teacher": "tab:green"}
+    colors = {"base": "tab:gray", "prompted": "tab:green", "trained": "tab:blue"}
+    gap = {(g["task"], g["metric"]): g["gap_closed"] for g in gaps}
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(tasks) + 3), 4.5), dpi=100, sharey=True)
     width = 0.8 / max(1, len(models))
     for ax, metric in zip(axes, ("accuracy", "adherence"), strict=True):
@@ -66,7 +68,12 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
             values = [0 if v is None else 100 * v for v in raw]
             bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"))
             ax.bar_label(bars, labels=["n/a" if v is None else f"{100 * v:.0f}" for v in raw], fontsize=8, padding=2)
-        ax.set_xticks(range(len(tasks)), tasks, rotation=20 if len(tasks) > 3 else 0)
+        labels = [
+            task if (task, metric) not in gap else
+            f"{task}\ngap closed {'n/a' if gap[(task, metric)] is None else format(gap[(task, metric)], '.2f')}"
+            for task in tasks
+        ]
+        ax.set_xticks(range(len(tasks)), labels, rotation=20 if len(tasks) > 3 else 0)
         ax.set_ylim(0, 110)
         ax.set_title(f"{metric} (%)")
         ax.grid(True, axis="y", alpha=0.3)

@@ -156,13 +156,13 @@ def probe_items(plan: Plan, task_name: str, examples: Iterable) -> list:
     """One build `Item` per (probe row, candidate): rows in ranking order, candidates as declared.
 
     Made by the build's own `items_for_task`, so a probe job is, byte for byte, the job the
-    main run makes for that row under that strategy.
+    main run makes for that row under that strategy (its sample 0, when the task samples).
     """
     from orcac.runtime.build import items_for_task
 
     task = plan.tasks[task_name]
     rows = [e for e in examples if e.probe and e.split == "train"]
-    per_candidate = [items_for_task(plan, task, rows, name) for name in task.probe.candidates]
+    per_candidate = [items_for_task(plan, task, rows, name, samples=1) for name in task.probe.candidates]
     return [item for row in zip(*per_candidate) for item in row]
 
 
@@ -337,7 +337,8 @@ def run_probes(
         for item in by_task[name]:
             row = done[item.job.id]
             verdict = check_answer(
-                row["text"], row["finish_reason"], item.gold, task.accept, allow_truncated=task.allow_truncated
+                row["text"], row["finish_reason"], item.gold, task.accept, allow_truncated=task.allow_truncated,
+                form=plan.strategies[item.strategy].adherence,
             )
             answers.append(
                 Answer(

@@ -24,7 +24,7 @@ PLAIN_EVERY_S = 5.0
 
 @dataclass
 class Tally:
-    items: int = 0  # train examples sent (or reused) for this task and strategy
+    items: int = 0  # teacher jobs (train examples x samples) sent or reused for this task and strategy
     cached: int = 0  # answered by an earlier build: no call this time
     calls: int = 0  # jobs answered or failed in this build
     accepted: int = 0
@@ -142,18 +142,19 @@ class BuildProgress:
 
 
 def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Table:
-    """One row per task and strategy: calls, accepted, rejected by reason, tokens, cost, time."""
+    """One row per task and strategy: calls, accepted, yield (accepted / asked), rejected by reason,
+    tokens, cost, time."""
     table = Table(title=f"orcac build: {_duration(elapsed)}", title_justify="left")
     for name, justify in [
         ("task", "left"), ("strategy", "left"), ("examples", "right"), ("calls", "right"), ("cached", "right"),
-        ("accepted", "right"), ("rejected", "left"), ("failed", "left"), ("tokens", "right"),
+        ("accepted", "right"), ("yield", "right"), ("rejected", "left"), ("failed", "left"), ("tokens", "right"),
         ("cost", "right"), ("time", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     total = Tally()
     for (task, strategy), t in sorted(tallies.items()):
         table.add_row(
-            task, strategy, str(t.items), str(t.calls), str(t.cached), str(t.accepted),
+            task, strategy, str(t.items), str(t.calls), str(t.cached), str(t.accepted), _yield(t),
             _reasons(t.rejected), _reasons(t.failed), f"{t.prompt_tokens + t.completion_tokens:,}",
             _money(t.cost), _duration(t.last_s),
         )
@@ -169,12 +170,16 @@ def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Tabl
     if len(tallies) > 1:
         table.add_section()
         table.add_row(
-            "all", "", str(total.items), str(total.calls), str(total.cached), str(total.accepted),
+            "all", "", str(total.items), str(total.calls), str(total.cached), str(total.accepted), _yield(total),
             _reasons(total.rejected), _reasons(total.failed), f"{total.prompt_tokens + total.completion_tokens:,}",
             _money(total.cost), _duration(elapsed),
         )
     return table
 
 
+def _yield(t: Tally) -> str:
+    return f"{100 * t.accepted / t.items:.0f}%" if t.items else "n/a"
+
+
 def _reasons(counter: Counter) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items())) or "0"
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items()) if n) or "0"

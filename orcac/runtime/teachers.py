@@ -54,11 +54,14 @@ FailReason = Literal[
 
 @dataclass(frozen=True)
 class Job:
-    """One teacher request. `id` is `job_id(teacher_plan, messages)`."""
+    """One teacher request. `id` is `job_id(teacher_plan, messages, options)`."""
 
     id: str
     teacher: str  # TeacherPlan.name (the key in the plan's `teachers`)
     messages: tuple[dict, ...]
+    # Request parameters of this job that override the teacher's, as sorted (name, value)
+    # pairs: a task's own temperature, a sample's seed (see sampling_options).
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Outcome:
     error: str | None  # "rate_limited", "server_error", "timeout", "bad_response", ...: first word is the reason
 
 
-def job_id(teacher: TeacherPlan, messages: Iterable[dict]) -> str:
+def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
     """sha256 over what determines the answer; not keys, limits, timeouts or retries.
 
     >>> t = TeacherPlan(name="t", model="openai/gpt-4o-mini")
@@ -98,13 +101,17 @@ def job_id(teacher: TeacherPlan, messages: Iterable[dict]) -> str:
         "seed": teacher.seed,
         "params": dict(teacher.params),
     }
+    options = dict(options)
+    if options:  # only then, so that the ids of jobs without options never move
+        payload["options"] = options
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make_job(teacher: TeacherPlan, messages: Iterable[dict]) -> Job:
+def make_job(teacher: TeacherPlan, messages: Iterable[dict], options: dict[str, Any] | None = None) -> Job:
     messages = tuple(dict(m) for m in messages)
-    return Job(job_id(teacher, messages), teacher.name, messages)
+    pairs = tuple(sorted((options or {}).items()))
+    return Job(job_id(teacher, messages, pairs), teacher.name, messages, pairs)
 
 
 def estimate_tokens(teacher: TeacherPlan, messages: Iterable[dict]) -> int:
@@ -485,7 +492,7 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
             if teacher.route is not None:
                 async with asyncio.timeout(plan.timeout_s):
                     text, finish, prompt_tokens, completion_tokens, model = await teacher.fast.send(
-                        teacher.route, job.messages, key
+                        teacher.route, job.messages, key, job.options
                     )
             else:
                 # Backs up litellm's own timeout: a server that accepts and then hangs must
@@ -493,7 +500,8 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
                 # wait_for: no extra task per request.) A local model has no network to hang
                 # on, and its request waits for the batches ahead of it, so it is not cut off.
                 async with asyncio.timeout(None if teacher.local else plan.timeout_s + 1.0):
-                    response = await litellm.acompletion(messages=list(job.messages), api_key=key, **teacher.kwargs)
+                    kwargs = {**teacher.kwargs, **dict(job.options)} if job.options else teacher.kwargs
+                    response = await litellm.acompletion(messages=list(job.messages), api_key=key, **kwargs)
                 text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
             latency = time.perf_counter() - started
         except asyncio.CancelledError:

@@ -36,7 +36,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from orcac.errors import OrcacError
-from orcac.runtime import chat_format
+from orcac.runtime import chat_format, precision
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
 STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
@@ -97,7 +97,8 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
     student = plan.students.get(tp.student)
     if student is None:
         raise OrcacError(f"train.student {tp.student!r} is not a declared student")
-    bf16 = _use_bf16(tp.precision)
+    chosen = precision.choose(tp.precision)
+    bf16 = chosen.bf16
     model, tokenizer = _load_student(student, root)
     isolated = isolation_check(model) if tp.packing else True
     if tp.packing and not isolated:
@@ -110,7 +111,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="running")
     _log(
         f"training {student.model} ({_count_params(model) / 1e6:.0f}M parameters) on {_device_name()}, "
-        f"{'bf16' if bf16 else 'fp32'}, packing {'on' if tp.packing else 'off'}"
+        f"{chosen}, packing {'on' if tp.packing else 'off'}"
         + (" (examples isolated)" if tp.packing and isolated else "")
         + (f", LoRA r={tp.lora.r}" if tp.lora else "")
     )
@@ -231,8 +232,9 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         warmup_steps=tp.warmup_ratio,  # a float below 1 is a share of the stage's steps
         seed=tp.seed,
         data_seed=tp.seed,
-        bf16=bf16,
+        bf16=bf16,  # autocast: bf16 matmuls, fp32 master weights and optimizer state
         fp16=False,
+        use_cpu=not _cuda_available(),  # else transformers refuses bf16 without a GPU
         max_length=tp.max_length,
         packing=tp.packing,
         packing_strategy="bfd",  # best-fit decreasing: whole examples, isolated (padding-free)
@@ -643,16 +645,6 @@ def fingerprint(model) -> str:
             digest.update(name.encode())
             digest.update(f"{tensor.double().sum().item():.10e}".encode())
     return digest.hexdigest()[:16]
-
-
-def _use_bf16(precision: str) -> bool:
-    if precision == "fp32":
-        return False
-    if precision == "bf16":
-        return True
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _cuda_available() -> bool:

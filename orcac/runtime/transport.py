@@ -206,10 +206,14 @@ class FastClient:
         return headers
 
     async def send(
-        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None
+        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None, options: tuple = ()
     ) -> tuple[str, str | None, int, int, str | None]:
-        """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc)."""
+        """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc).
+
+        `options`: (name, value) pairs of this request that override the route's (a job's
+        temperature or seed; standard OpenAI parameters, so no mapping is needed)."""
         body = dict(route.body)
+        body.update(options)
         body["messages"] = messages  # a tuple serialises as a JSON array, no copy needed
         data = _dumps(body)
         try:

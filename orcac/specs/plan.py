@@ -46,6 +46,9 @@ class TeacherPlan(PlanModel):
     # Only read by the in-process `local/...` provider.
     batch_size: int = 16
     threads: int | None = None
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.precision)"
+    )
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra provider parameters passed through to litellm"
     )
@@ -76,12 +79,23 @@ class AdherenceRule(PlanModel):
     description: str
 
 
+class DemonstrationPlan(PlanModel):
+    """A worked example: the teacher sees it as an earlier user turn and its answer."""
+
+    user: str
+    assistant: str
+
+
 class StrategyPlan(PlanModel):
-    """A named system instruction that tells the teacher how to approach a task."""
+    """A named system instruction that tells the teacher how to approach a task.
+
+    The teacher is shown the system text, then each demonstration as an earlier exchange,
+    then the task's prompt. The student is shown none of it (prompt erasure)."""
 
     name: str
     system: str
     adherence: tuple[AdherenceRule, ...] = ()
+    demonstrations: tuple[DemonstrationPlan, ...] = ()
     origin: str = Field(description="where it was declared, e.g. 'std/strategies.orca:12'")
 
 
@@ -117,9 +131,10 @@ class CheckRule(PlanModel):
     `numeric`: the extracted final answer is a number within `tolerance` of the gold.
     `regex`: `pattern` is found in the answer.
     `nonempty`: the answer has non-whitespace text.
+    `follows`: the answer has the form its strategy expects (every adherence rule holds).
     """
 
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
     pattern: str | None = None
     tolerance: float | None = None
 
@@ -162,6 +177,19 @@ class ProbePlan(PlanModel):
     decision: Decision | None = None
 
 
+SEED_RULE = "sample i of row r is sent with seed = sha256(task, r, i, task seed) mod 2^31, where the provider takes one"
+
+
+class SamplingPlan(PlanModel):
+    """Rejection sampling: `samples` teacher calls per example, up to `keep` accepted,
+    distinct answers (lowest sample index first) become records."""
+
+    samples: int = 1
+    keep: int = 1
+    temperature: float | None = Field(None, description="None: the teacher's temperature")
+    seeds: str | None = Field(None, description="what fixes each sample's answer, when samples > 1")
+
+
 class TaskPlan(PlanModel):
     name: str
     category: str | None = None
@@ -175,6 +203,7 @@ class TaskPlan(PlanModel):
     probe: ProbePlan | None = None
     accept: tuple[CheckRule, ...] = ()
     allow_truncated: bool = False  # accept answers whose finish_reason is "length"
+    sampling: SamplingPlan = SamplingPlan()
     limit: int | None = None
     seed: int = 0
     holdout: float = 0.0
@@ -218,7 +247,9 @@ class TrainPlan(PlanModel):
 class EvalPlan(PlanModel):
     max_new_tokens: int = 256
     batch_size: int = 16
-    teacher: bool = False  # also score the teacher with its full strategy prompt
+    # Also score the teacher with its full strategy prompt and demonstrations: the ceiling of
+    # what erasure can teach, against which the trained student's gain is measured.
+    prompted: bool = True
 
 
 # ---- the plan -----------------------------------------------------------------------------

@@ -187,6 +187,7 @@ class TeacherDecl(Decl):
     max_retries: int = 6
     batch_size: int = 16
     threads: int | None = None
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     transport: Literal["auto", "litellm"] = "auto"
     params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
@@ -209,10 +210,19 @@ class FormRule:
 
 
 @_decl
+class DemonstrationDecl(Decl):
+    """A worked example the teacher sees as an earlier user/assistant exchange."""
+
+    user: str
+    assistant: str
+
+
+@_decl
 class StrategyDecl(Decl):
     name: str
     system: str
     expect: tuple[FormRule, ...] = ()
+    demonstrations: tuple[DemonstrationDecl, ...] = ()
 
 
 @_decl
@@ -232,7 +242,7 @@ class SourceExpr:
 
 @_decl
 class CheckExpr:
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
     uses_gold: bool = False
     pattern: str | None = None
     tolerance: float | None = None
@@ -257,6 +267,9 @@ class DefaultsDecl(Decl):
     accept: tuple[CheckExpr, ...] | None = None
     allow_truncated: bool | None = None
     limit: int | None = None
+    samples: int | None = None
+    keep: int | None = None
+    temperature: float | None = None
 
 
 @_decl
@@ -274,6 +287,9 @@ class TaskDecl(Decl):
     limit: int | None = None
     seed: int | None = None
     holdout: float | None = None
+    samples: int | None = None  # teacher calls per example
+    keep: int | None = None  # accepted, distinct answers kept per example
+    temperature: float | None = None  # None: the teacher's
 
 
 @_decl
@@ -312,7 +328,7 @@ class TrainDecl(Decl):
 class EvalDecl(Decl):
     max_new_tokens: int = 256
     batch_size: int = 16
-    teacher: bool = False
+    prompted: bool = True
 
 
 @_decl

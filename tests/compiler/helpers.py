@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*/*.orca"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*/*.orca") if p.is_file())  # not a .orca/ build folder
 MAIN_EXAMPLES = [p for p in EXAMPLES if p.name != "common.orca"]
 
 # Regenerate golden files: ORCAC_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/compiler

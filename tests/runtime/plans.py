@@ -114,3 +114,17 @@ def arith_answer(body: dict) -> str:
         return "I do not know."
     x, y = int(match.group(1)), int(match.group(2))
     return f"First take {x}, then add {y}.\nAnswer: {x + y}"
+
+
+def seeded_answer(body: dict) -> str:
+    """Right for every seed, worded one of three ways by the seed; wrong when seed % 4 == 3."""
+    import re
+
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    x, y = map(int, re.search(r"What is (\d+) plus (\d+)\?", user).groups())
+    seed = body.get("seed")
+    if seed is None:
+        return f"Answer: {x + y}"
+    if seed % 4 == 3:
+        return f"Answer: {x + y + 1}"
+    return ["Answer: {}", "So it is {}.\nAnswer: {}", "Adding gives {}.\nAnswer: {}"][seed % 3].format(x + y, x + y)

@@ -57,3 +57,52 @@ def test_a_build_whose_prompt_repeats_the_instruction_fails_loudly(tmp_path, cap
     err = capsys.readouterr().err
     assert 'erasure audit failed' in err and '"think through the problem step by step before you answer."' in err
     assert "in the user of 6 record(s)" in err
+
+
+def test_a_demonstration_planted_in_a_record_fails_the_audit(tmp_path):
+    from orcac.specs.plan import DemonstrationPlan
+
+    plan = make_plan(tmp_path, n=4)
+    demo = DemonstrationPlan(user="Rosa has 12 pencils and buys 8 more pencils today.", assistant="1. Rosa starts with 12 pencils.\nAnswer: 20")
+    step = plan.strategies["step"].model_copy(update={"demonstrations": (demo,)})
+    plan = plan.model_copy(update={"strategies": {"step": step}})
+    with Store.open(tmp_path / "db.duckdb") as store:
+        store.write({"records": pa.Table.from_pylist([
+            _record("clean", ERASE, "What is 1 plus 2?"),
+            _record("shot", ERASE, "Rosa has 12 pencils and buys 8 more pencils today. What is 1 plus 2?"),
+            _record("worked", ERASE, "1. Rosa starts with 12 pencils. What is 1 plus 2?"),
+        ])})
+        leaks = audit(plan, store)
+    assert {(leak.strategy, leak.field, leak.record_ids) for leak in leaks} == {
+        ("step (demonstration 1)", "user", ("shot",)), ("step (demonstration 1)", "user", ("worked",)),
+    }
+
+
+def test_a_demonstration_that_repeats_the_prompt_template_is_no_leak(tmp_path):
+    from orcac.specs.plan import DemonstrationPlan
+
+    plan = make_plan(tmp_path, n=4, prompt="Is the sentiment of this review positive or negative? {{ q }}")
+    demo = DemonstrationPlan(user="Is the sentiment of this review positive or negative? Broken after a day.", assistant="Answer: negative")
+    step = plan.strategies["step"].model_copy(update={"demonstrations": (demo,)})
+    plan = plan.model_copy(update={"strategies": {"step": step}})
+    with Store.open(tmp_path / "db.duckdb") as store:
+        store.write({"records": pa.Table.from_pylist([
+            _record("r", ERASE, "Is the sentiment of this review positive or negative? What is 1 plus 2?"),
+        ])})
+        assert audit(plan, store) == []
+
+
+def test_the_teacher_sees_instruction_then_demonstrations_then_the_prompt(tmp_path):
+    from orcac.runtime.erasure import erased, teacher_messages
+    from orcac.specs.plan import DemonstrationPlan
+
+    plan = make_plan(tmp_path, n=4)
+    demos = (DemonstrationPlan(user="u1", assistant="a1"), DemonstrationPlan(user="u2", assistant="a2"))
+    plan = plan.model_copy(update={"strategies": {"step": plan.strategies["step"].model_copy(update={"demonstrations": demos})}})
+    shown = teacher_messages(plan, "step", "What is 1 plus 2?")
+    assert [(m["role"], m["content"]) for m in shown] == [
+        ("system", STEP_BY_STEP), ("user", "u1"), ("assistant", "a1"), ("user", "u2"), ("assistant", "a2"),
+        ("user", "What is 1 plus 2?"),
+    ]
+    strategy, system, user, answer, *_ = erased(plan, "arith", "step", "What is 1 plus 2?", "Answer: 3", "3")
+    assert (system, user, answer) == (ERASE, "What is 1 plus 2?", "Answer: 3")  # no instruction, no demonstration

@@ -47,18 +47,32 @@ def test_summary_counts_accuracy_adherence_and_truncation(plan):
 def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, monkeypatch, capsys):
     holdout = [{"task": "add", "id": i, "user": f"What is 40 + {i}?", "gold": "42"} for i in range(len(HAND_MADE))]
     db = write_records(tmp_path / "build.duckdb", [], holdout=holdout)
-    canned = {"base": [Answer("no idea", "stop", 2)] * len(HAND_MADE), "trained": [Answer(t, f, 5) for t, f, _ in HAND_MADE]}
-    monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held: ({"add": canned[name]}, name))
+    canned = {
+        "base": [Answer("no idea", "stop", 2)] * len(HAND_MADE),
+        "prompted": [Answer(HAND_MADE[0][0], "stop", 5)] * 6 + [Answer("no idea", "stop", 2)],  # 6 of 7 right, in form
+        "trained": [Answer(t, f, 5) for t, f, _ in HAND_MADE],  # 3 of 7 right, 3 of 7 in form
+    }
+    monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held, db_path: ({"add": canned[name]}, name))
     evaluate.run(loaded(plan, tmp_path), db)
 
     con = duckdb.connect(str(db), read_only=True)
     scores = con.execute("SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model").fetchall()
     answers = con.execute("SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'").fetchone()
+    gaps = con.execute("SELECT task, metric, base, prompted, trained, gap_closed FROM eval_gaps ORDER BY ALL").fetchall()
     con.close()
-    assert scores == [("base", "add", 7, 0.0, 0.0), ("trained", "add", 7, pytest.approx(3 / 7), pytest.approx(3 / 7))]
+    assert scores == [
+        ("base", "add", 7, 0.0, 0.0),
+        ("prompted", "add", 7, pytest.approx(6 / 7), pytest.approx(6 / 7)),
+        ("trained", "add", 7, pytest.approx(3 / 7), pytest.approx(3 / 7)),
+    ]
     assert answers == (7, 3)
+    # (3/7 - 0) / (6/7 - 0) = 0.5 of the prompt's effect, per task and overall, for both metrics
+    assert gaps == [
+        (task, metric, 0.0, pytest.approx(6 / 7), pytest.approx(3 / 7), pytest.approx(0.5))
+        for task in ("add", "all") for metric in ("accuracy", "adherence")
+    ]
     shown = capsys.readouterr().out
-    assert "0% -> 43%" in shown  # before -> after, in the terminal table
+    assert "0.50" in shown and "86%" in shown and "43%" in shown  # the arms and the gap, in the terminal table
     assert (tmp_path / plan.train.output / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -67,7 +81,7 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
     db = write_records(tmp_path / "build.duckdb", rows, holdout=holdout)
     train.run(loaded(plan, tmp_path), db, max_steps=1)
-    evaluate.run(loaded(plan, tmp_path), db, limit=4)
+    evaluate.run(loaded(plan, tmp_path), db, limit=4, models=["base", "trained"])
     con = duckdb.connect(str(db), read_only=True)
     counts = con.execute("SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL").fetchall()
     finish = {r[0] for r in con.execute("SELECT DISTINCT finish_reason FROM eval_answers").fetchall()}
@@ -101,7 +115,7 @@ def test_unknown_model_name(plan, tmp_path):
         evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])
 
 
-def test_the_teacher_answers_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
+def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
     from orcac.runtime import teachers
     from orcac.specs.plan import TeacherPlan
 
@@ -110,13 +124,18 @@ def test_the_teacher_answers_with_its_strategy_prompt_through_the_teacher_runtim
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
     sent = []
     real_make_job = teachers.make_job
-    monkeypatch.setattr(teachers, "make_job", lambda t, messages: sent.append(messages) or real_make_job(t, messages))
-    evaluate.run(loaded(with_teacher, tmp_path), db, models=["teacher"])
+    monkeypatch.setattr(teachers, "make_job", lambda t, messages, options=None: sent.append(messages) or real_make_job(t, messages, options))
+    before = teachers.run_jobs
+    asked = []
+    monkeypatch.setattr(teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k))
+    evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
     assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
     con.close()
-    assert [(r[0], r[2], r[3]) for r in rows] == [("teacher", "add", 3), ("teacher", "mul", 2)]
+    assert [(r[0], r[2], r[3]) for r in rows] == [("prompted", "add", 3), ("prompted", "mul", 2)]
+    evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
+    assert asked == [5]  # the second eval reuses the stored answers: nothing is paid twice
 
 
 def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):

@@ -52,7 +52,7 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
     settings = local_provider.LocalSettings(model=tiny, batch_size=1)
     for prompt in PROMPTS:
         [(text, finish, prompt_tokens, completion_tokens)] = local_provider.generate_batch(
-            settings, [(messages(prompt), 10)], (0.0, None, None)
+            settings, [(messages(prompt), 10)], (0.0, None)
         )
         outcome = batched[prompt]
         assert outcome.status == "ok" and outcome.cost == 0.0 and outcome.attempts == 1
@@ -74,32 +74,25 @@ def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny):
 def test_left_padding_does_not_change_greedy_tokens(tiny):
     settings = local_provider.LocalSettings(model=tiny)
     short, long = messages("hi"), messages("a much longer question " * 6)
-    together = local_provider.generate_batch(settings, [(short, 8), (long, 8)], (0.0, None, None))
-    alone = [local_provider.generate_batch(settings, [(m, 8)], (0.0, None, None))[0] for m in (short, long)]
+    together = local_provider.generate_batch(settings, [(short, 8), (long, 8)], (0.0, None))
+    alone = [local_provider.generate_batch(settings, [(m, 8)], (0.0, None))[0] for m in (short, long)]
     assert together == alone
     assert together[0][2] < together[1][2]  # prompt token counts exclude the padding
 
 
 def test_finish_reason_and_usage(tiny):
+    from orcac.runtime.generation import decode
+
     lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=tiny))
-    eos = sorted(local_provider._eos_ids(lm, tokenizer))[0]
-    original = lm.generate
-
-    def stops_after_two(**kwargs):  # an answer that ends with end-of-sequence after two tokens
-        output = original(**kwargs)
-        width = kwargs["input_ids"].shape[1]
-        output[:, width + 2] = eos
-        return output
-
-    settings = local_provider.LocalSettings(model=tiny)
-    [(_, finish, _, completion)] = local_provider.generate_batch(settings, [(messages("x"), 6)], (0.0, None, None))
-    assert (finish, completion) == ("length", 6)
-    lm.generate = stops_after_two
-    try:
-        [(_, finish, _, completion)] = local_provider.generate_batch(settings, [(messages("x"), 6)], (0.0, None, None))
-    finally:
-        lm.generate = original
-    assert (finish, completion) == ("stop", 3)  # two tokens and the end-of-sequence token
+    prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),
+                       add_special_tokens=False)["input_ids"]
+    [free] = decode(lm, [prompt], max_new_tokens=6, eos=set(), pad=0)
+    assert (free.finish_reason, free.completion_tokens, len(free.tokens)) == ("length", 6, 6)
+    third = free.tokens[2]
+    first = free.tokens.index(third)  # an end-of-sequence token at the first place that token stands
+    [stopped] = decode(lm, [prompt], max_new_tokens=6, eos={third}, pad=0)
+    assert stopped.finish_reason == "stop" and stopped.tokens == free.tokens[:first]
+    assert stopped.completion_tokens == first + 1  # the tokens and the end-of-sequence token
 
 
 def test_through_litellm_directly(tiny):
@@ -122,6 +115,19 @@ def test_through_litellm_directly(tiny):
 def test_sampling_with_temperature_runs(tiny):
     outcomes = run(plan_for(tiny, temperature=0.8, top_p=0.9, seed=3), PROMPTS[:3])
     assert all(o.status == "ok" and o.completion_tokens > 0 for o in outcomes.values())
+
+
+def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tiny):
+    """Each row draws from its own generator: the same seed gives the same answer alone or in a
+    batch with others, and another seed (almost surely) another answer."""
+    settings = local_provider.LocalSettings(model=tiny, batch_size=8)
+    sampling = (1.0, None)
+    alone = local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [11])[0]
+    crowd = [(messages(p), 12) for p in PROMPTS[:5]]
+    together = local_provider.generate_batch(settings, crowd, sampling, [11, 1, 2, 3, 4])[0]
+    assert together == alone
+    others = {local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [s])[0][0] for s in range(5)}
+    assert len(others) > 1
 
 
 def test_unknown_local_model_stops_with_a_hint(tmp_path):

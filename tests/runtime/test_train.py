@@ -215,6 +215,20 @@ def test_max_steps_caps_each_stage(tiny, rows, tmp_path):
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
+def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, rows, tmp_path):
+    """precision = bf16 once stopped `orcac train` with transformers' "Your setup doesn't support
+    bf16/gpu"; on a CPU it is autocast (native where the CPU has it, emulated where not)."""
+    db = write_records(tmp_path / "build.duckdb", rows)
+    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    plan = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
+    assert train.run(loaded(plan, tmp_path), db, max_steps=2) == 0
+    con = duckdb.connect(str(db), read_only=True)
+    (used,), = con.execute("SELECT precision FROM train_runs").fetchall()
+    con.close()
+    assert used == "bf16"
+    assert all(s[3] == s[3] and s[3] < 20 for s in _steps(db))  # finite losses
+
+
 def test_lora_trains_and_merges(tiny, rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     plan = make_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))

@@ -1,0 +1,135 @@
+"""One decoding loop for every in-process model: the local teacher and `orcac eval`.
+
+    results = decode(model, prompts, max_new_tokens=[128, 64], eos={2}, pad=2)
+
+Why our own loop rather than `model.generate`:
+- Each row may carry its own seed (a sample's job seed, orcac.runtime.build.sample_options),
+  drawn from its own `torch.Generator`, so a sampled answer depends on its job alone and not on
+  which other requests happened to share its batch. `generate` draws the whole batch from one
+  global generator.
+- Rows that are finished (end of sequence, or their own `max_new_tokens`) leave the batch: their
+  key/value cache rows are dropped, so the rest decode at the cost of the rows still running.
+  `generate` keeps computing finished rows until the longest one ends; with teacher answers of
+  very different lengths that is most of the work (BENCHMARKS.md, "local teacher").
+- One place decides what an end of sequence is and how it is counted, for build and eval alike.
+
+Left-padded prefill with an attention mask and explicit position ids, then one token per step
+with the model's DynamicCache. Greedy when temperature is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Generated:
+    tokens: list[int]  # the new tokens, without the end-of-sequence token
+    finish_reason: str  # "stop" (an end-of-sequence token) or "length" (the budget ran out)
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens the model produced, the end-of-sequence token included (as providers count)."""
+        return len(self.tokens) + (1 if self.finish_reason == "stop" else 0)
+
+
+def decode(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: Sequence[int] | int,
+    eos: set[int],
+    pad: int,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seeds: Sequence[int | None] | None = None,
+) -> list[Generated]:
+    """New tokens for every prompt (token ids), decoded together as one shrinking batch."""
+    import torch
+    from transformers import DynamicCache
+
+    n = len(prompts)
+    if n == 0:
+        return []
+    budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    sampled = temperature is not None and temperature > 0
+    generators = None
+    if sampled:
+        generators = []
+        for row in range(n):
+            g = torch.Generator(device=device)
+            seed = seeds[row] if seeds is not None else None
+            g.manual_seed(seed if seed is not None else torch.seed())
+            generators.append(g)
+    eos_ids = torch.tensor(sorted(eos), device=device) if eos else None
+
+    out: list[list[int]] = [[] for _ in range(n)]
+    finish: list[str | None] = [None] * n
+    alive = list(range(n))  # original row of each batch row
+    cache = DynamicCache()
+    cache_arg = _cache_argument(model)
+    step_ids, step_positions = ids, positions
+    with torch.inference_mode():
+        while alive:
+            logits = model(
+                input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
+                use_cache=True, **{cache_arg: cache},
+            ).logits[:, -1, :].float()
+            if sampled:
+                next_tokens = _sample(logits, temperature, top_p, [generators[r] for r in alive])
+            else:
+                next_tokens = logits.argmax(dim=-1)
+            is_eos = torch.isin(next_tokens, eos_ids) if eos_ids is not None else torch.zeros_like(next_tokens, dtype=torch.bool)
+            keep: list[int] = []
+            for b, (row, token, ended) in enumerate(zip(alive, next_tokens.tolist(), is_eos.tolist())):
+                if ended:
+                    finish[row] = "stop"
+                    continue
+                out[row].append(token)
+                if len(out[row]) >= budgets[row]:
+                    finish[row] = "length"
+                    continue
+                keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(alive):
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask = mask.index_select(0, index)
+                next_tokens = next_tokens.index_select(0, index)
+                step_positions = step_positions.index_select(0, index)
+                alive = [alive[b] for b in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            step_ids = next_tokens[:, None]
+            step_positions = step_positions[:, -1:] + 1
+    return [Generated(tokens, reason or "length") for tokens, reason in zip(out, finish)]
+
+
+def _cache_argument(model) -> str:
+    """transformers 5.2x names the cache argument `cache` (`past_key_values` is deprecated there)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _sample(logits, temperature: float, top_p: float | None, generators) -> "torch.Tensor":  # noqa: F821
+    """One token per row from softmax(logits / T), nucleus-filtered, each row from its generator."""
+    import torch
+
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        cumulative = sorted_probs.cumsum(dim=-1)
+        sorted_probs[(cumulative - sorted_probs) > top_p] = 0.0  # keep the smallest set reaching top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.stack([torch.multinomial(probs[b], 1, generator=g)[0] for b, g in enumerate(generators)])
