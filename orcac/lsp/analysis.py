@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from orcac.compiler import Unit, analyze
@@ -69,7 +70,8 @@ class Analysis:
             return self.unit.diags.sources[shown]
         return path_of(shown).read_text(encoding="utf-8")
 
-    def declarations(self) -> list[Declared]:
+    @cached_property
+    def _declarations(self) -> list[Declared]:
         """Every named block in every file read, nested ones (stages) included, in file order."""
         out: list[Declared] = []
 
@@ -83,9 +85,19 @@ class Analysis:
             walk(module.blocks, shown)
         return out
 
+    def declarations(self) -> list[Declared]:
+        return self._declarations
+
+    @cached_property
+    def _by_name(self) -> dict[str, list[Declared]]:
+        out: dict[str, list[Declared]] = {}
+        for d in self._declarations:
+            out.setdefault(d.name, []).append(d)
+        return out
+
     def declared(self, name: str, kinds: tuple[str, ...] = ()) -> Declared | None:
         """The declaration `name` refers to: of the first of `kinds` that has it, else of any kind."""
-        found = [d for d in self.declarations() if d.name == name]
+        found = self._by_name.get(name, [])
         for kind in kinds:
             for d in found:
                 if d.kind == kind:

@@ -248,3 +248,21 @@ async def test_completion_offers_keys_and_declared_names(client: LanguageClient,
 
     typing_top = SPEC + "\nta"
     assert {"task", "teacher", "train", "import"} <= await labels(typing_top, "\nta", 3)
+
+
+async def test_format_leaves_a_spec_with_a_syntax_error_alone(client: LanguageClient, project: Path):
+    await open_and_wait(client, project, SPEC + "task {")
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=from_fs_path(str(project))),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert not edits
+
+
+async def test_closing_a_spec_clears_its_diagnostics(client: LanguageClient, project: Path):
+    uri = from_fs_path(str(project))
+    assert await open_and_wait(client, project, SPEC.replace("seed  = 7", "seed  = -7"))
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert await diagnostics_for(client, uri) == []
