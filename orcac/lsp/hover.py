@@ -66,13 +66,36 @@ def _declaration(analysis: Analysis, target: Declared) -> str:
             origin = " *(from defaults)*"
         else:
             origin = " *(default)*"
-        if isinstance(value, str) and ("\n" in value or len(value) > 60):
+        if _long(value):
             texts.append(f"`{key}`{origin}\n\n{_fenced(value)}")
+        elif isinstance(value, tuple) and any(_has_long_text(item) for item in value):
+            # e.g. a strategy's few-shot examples: each item's texts in full, one after another
+            for i, item in enumerate(value, 1):
+                texts.append(f"`{key}` {i} of {len(value)}{origin}\n\n{_item_texts(item)}")
         else:
             settings.append(f"- `{key}` = {_inline(_show(value))}{origin}")
     if settings:
         lines.append("\n".join(settings))
     return "\n\n".join(lines + texts)
+
+
+def _long(value) -> bool:
+    return isinstance(value, str) and not isinstance(value, _Written) and ("\n" in value or len(value) > 60)
+
+
+def _has_long_text(item) -> bool:
+    return dataclasses.is_dataclass(item) and any(_long(getattr(item, f.name)) for f in dataclasses.fields(item))
+
+
+def _item_texts(item) -> str:
+    """A nested declaration's fields, its long texts as code blocks."""
+    parts = []
+    for f in dataclasses.fields(item):
+        value = getattr(item, f.name)
+        if f.name in _INTERNAL - {"name"} or value is None:
+            continue
+        parts.append(f"{f.name}:\n\n{_fenced(value)}" if _long(value) else f"{f.name} = {_inline(_show(value))}")
+    return "\n\n".join(parts)
 
 
 def _resolved(spec: Spec | None, target: Declared):
