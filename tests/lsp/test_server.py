@@ -16,8 +16,6 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from orcac.compiler.load import STDLIB
 
-pytestmark = pytest.mark.xdist_group("lsp")
-
 COMMON = """\
 orca 1
 
@@ -266,3 +264,17 @@ async def test_closing_a_spec_clears_its_diagnostics(client: LanguageClient, pro
     assert await open_and_wait(client, project, SPEC.replace("seed  = 7", "seed  = -7"))
     client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
     assert await diagnostics_for(client, uri) == []
+
+
+async def test_columns_count_utf16_units_as_vs_code_does(client: LanguageClient, project: Path):
+    broken = SPEC.replace('  model = "local/tiny"', '  model = "🙂 local" temprature = 1')
+    project.write_text(broken)
+    expected = next(e for e in check_json(project) if "temprature" in e["message"])
+    got = next(d for d in await open_and_wait(client, project, broken) if "temprature" in d.message)
+    line = broken.splitlines()[expected["line"] - 1]
+
+    def utf16(column: int) -> int:
+        return len(line[: column - 1].encode("utf-16-le")) // 2
+
+    assert utf16(expected["column"]) == (expected["column"] - 1) + 1  # 0-based, and the emoji is two units
+    assert (got.range.start.character, got.range.end.character) == (utf16(expected["column"]), utf16(expected["end_column"]))
