@@ -8,8 +8,10 @@ const { LanguageClient, TransportKind } = require("vscode-languageclient/node");
 let client;
 
 function serverOptions() {
-  // `orcac` from PATH unless the user names another (e.g. a project's .venv/bin/orcac).
-  const command = vscode.workspace.getConfiguration("orcac").get("path") || "orcac";
+  // `orcac` from PATH unless the user names another, e.g. ${workspaceFolder}/.venv/bin/orcac.
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? "";
+  const setting = vscode.workspace.getConfiguration("orcac").get("path") || "orcac";
+  const command = setting.split("${workspaceFolder}").join(folder);
   return { command, args: ["lsp"], transport: TransportKind.stdio };
 }
 

@@ -19,15 +19,17 @@ SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.Diagnostic
 def by_file(analysis: Analysis, codec: PositionCodec) -> dict[str, list[types.Diagnostic]]:
     """uri -> diagnostics; one without a position goes to the start of the spec itself."""
     out: dict[str, list[types.Diagnostic]] = {from_fs_path(str(analysis.path)): []}
+    lines: dict[str, list[str]] = {}
     for d in analysis.unit.diags.items:
         shown = d.span.file if d.span else analysis.shown
-        try:
-            text = analysis.text(shown)
-        except (OSError, UnicodeDecodeError):
-            text = ""
+        if shown not in lines:
+            try:
+                lines[shown] = analysis.text(shown).splitlines(keepends=True)
+            except (OSError, UnicodeDecodeError):
+                lines[shown] = []
         message = d.message + (f"\n{d.hint}" if d.hint else "")
         diagnostic = types.Diagnostic(
-            range=to_range(d.span, text, codec),
+            range=to_range(d.span, lines[shown], codec),
             message=message,
             severity=SEVERITY.get(d.severity, types.DiagnosticSeverity.Error),
             source="orcac",

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -93,10 +94,52 @@ def test_extension_packages_with_vsce(npm_tools: Path, tmp_path: Path):
     assert not any(n.startswith(("extension/tests/", "extension/node_modules/vscode-tmgrammar-test/")) for n in names)
 
 
-def test_extension_js_parses_and_starts_orcac_lsp(npm_tools: Path):
-    assert run(["node", "--check", "extension.js"]).returncode == 0
-    source = (EXTENSION / "extension.js").read_text()
-    assert 'args: ["lsp"]' in source and "TransportKind.stdio" in source
+def test_the_extension_starts_orcac_lsp_from_its_setting(tmp_path: Path):
+    if not shutil.which("node"):
+        pytest.skip("node is not installed (apt-get install nodejs)")
+    orcac = tmp_path / ".venv" / "bin" / "orcac"
+    orcac.parent.mkdir(parents=True)
+    orcac.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m orcac.cli "$@"\n')
+    orcac.chmod(0o755)
+    done = run(["node", "tests/activate.js", tmp_path, "${workspaceFolder}/.venv/bin/orcac"])
+    assert done.returncode == 0, done.stderr
+    started = json.loads(done.stdout)
+    assert started["serverOptions"]["command"] == str(orcac) and started["serverOptions"]["args"] == ["lsp"]
+    assert started["clientOptions"]["documentSelector"] == [{"scheme": "file", "language": "orca"}]
+
+    # What vscode-languageclient runs for a stdio server: the command, its args, then --stdio.
+    server = subprocess.Popen(
+        [started["serverOptions"]["command"], *started["serverOptions"]["args"], "--stdio"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        _send(server, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
+        capabilities = _receive(server)["result"]["capabilities"]
+        _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        _receive(server)
+        _send(server, {"jsonrpc": "2.0", "method": "exit"})
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    for provider in ("hoverProvider", "definitionProvider", "documentFormattingProvider", "completionProvider"):
+        assert provider in capabilities, provider
+
+
+def _send(server: subprocess.Popen, message: dict) -> None:
+    body = json.dumps(message).encode()
+    server.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    server.stdin.flush()
+
+
+def _receive(server: subprocess.Popen) -> dict:
+    while True:  # skip notifications (log messages) until a response
+        length = 0
+        while (line := server.stdout.readline().strip()) != b"":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        message = json.loads(server.stdout.read(length))
+        if "id" in message:
+            return message
 
 
 def test_manifest_names_files_that_exist():
