@@ -62,7 +62,12 @@ class OrcaServer(LanguageServer):
         changed_path = specs[changed].resolve()
         order = [changed] + [u for u, a in self.latest.items() if u != changed and u in specs and changed_path in a.files]
         for uri in order:
-            result = analysis.run(specs[uri], buffers)
+            try:
+                result = analysis.run(specs[uri], buffers)
+            except Exception as error:  # a bug in orcac: say so, keep serving the other features
+                message = f"orcac: internal error checking {specs[uri].name}: {type(error).__name__}: {error}; this is a bug in orcac"
+                self.window_log_message(types.LogMessageParams(type=types.MessageType.Error, message=message))
+                continue
             self.latest[uri] = result
             if result.module is not None:
                 self.parsed[uri] = result
