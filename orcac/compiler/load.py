@@ -31,8 +31,9 @@ def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str]
 
     `unsaved` maps absolute paths to text that replaces the file's content on disk: an
     editor's open buffers (orcac/lsp/), checked as the user types."""
-    unsaved = unsaved or {}
     from orcac.grammar import parse
+
+    unsaved = unsaved or {}
 
     order: list[Loaded] = []
     done: set[Path] = set()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from orcac.compiler import Unit, analyze
 from orcac.compiler.load import STDLIB
+from orcac.compiler.to_spec import TABLES
 from orcac.specs.spec import Block, Module, Span
 
 
@@ -116,8 +117,6 @@ def run(path: Path, unsaved: dict[Path, str]) -> Analysis:
 def referenced_kinds(key: str | None, call: str | None) -> tuple[str, ...]:
     """Which kinds of declaration a name in `key = NAME` (or inside `call(...)`) refers to:
     `strategy = x` and `best_of(x, ...)` a strategy, `tasks = [x]` a task."""
-    from orcac.compiler.to_spec import TABLES
-
     if call == "best_of":
         return ("strategy",)
     if key in TABLES:

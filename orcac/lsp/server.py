@@ -18,6 +18,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from orcac import __version__
 from orcac.compiler.diagnostics import CompileError
+from orcac.compiler.fmt import format_text
 from orcac.lsp import analysis, completion, definition, diagnostics, hover, locate
 from orcac.lsp.positions import from_position, to_range
 
@@ -133,8 +134,6 @@ def did_close(ls: OrcaServer, params: types.DidCloseTextDocumentParams) -> None:
 
 @server.feature(types.TEXT_DOCUMENT_FORMATTING)
 def formatting(ls: OrcaServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
-    from orcac.compiler.fmt import format_text
-
     document = ls.workspace.get_text_document(params.text_document.uri)
     try:
         new = format_text(document.source, document.path)
