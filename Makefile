@@ -40,3 +40,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The VS Code extension as a .vsix (README, "Editor support"): exactly the npm packages
+# package-lock.json pins, and no dependency's install scripts.
+.PHONY: vsix
+vsix:
+	cd editors/vscode && npm ci --ignore-scripts --no-audit --no-fund && npx vsce package --allow-missing-repository

@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "orcac.runtime.export:command",
     "train": "orcac.runtime.train:command",
     "eval": "orcac.runtime.evaluate:command",
+    "lsp": "orcac.lsp.server:command",
 }
 
 
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
+
+    p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
+    p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")
     return parser
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PASSES",
     "Unit",
+    "analyze",
     "run",
     "CompileError",
     "Diagnostic",
@@ -81,12 +82,13 @@ class Unit:
     spec: object | None = None  # resolve: the Spec (orcac.specs.spec)
     facts: object | None = None  # check: sources' columns, rows, hashes; split sizes
     plan: Plan | None = None  # lower: the Plan
+    unsaved: dict | None = None  # absolute path -> editor text read instead of the file (load.py)
 
 
 def _load(unit: Unit) -> None:
     from orcac.compiler.load import load
 
-    unit.loaded = load(unit.path, str(unit.path), unit.diags)
+    unit.loaded = load(unit.path, str(unit.path), unit.diags, unit.unsaved)
 
 
 def _resolve(unit: Unit) -> None:
@@ -160,13 +162,20 @@ _REPORT_TOGETHER = {"resolve"}
 
 def diagnose(path: str | Path) -> Diagnostics:
     """Every problem in a spec, reading only source headers, with the files' text."""
+    return analyze(path).diags
+
+
+def analyze(path: str | Path, unsaved: dict[Path, str] | None = None) -> Unit:
+    """What `orcac check` computes, kept: the diagnostics and every pass's output up to
+    `check` (what a pass after the first failing one would produce stays None). `unsaved`
+    maps absolute paths to text read instead of the files (an editor's open buffers)."""
     p = Path(path)
-    diags = Diagnostics()
+    unit = Unit(path=p, output=plan_path_for(p), whole=False, diags=Diagnostics(), unsaved=unsaved)
     try:
-        run(Unit(path=p, output=plan_path_for(p), whole=False, diags=diags), until="check")
+        run(unit, until="check")
     except CompileError:
         pass
-    return diags
+    return unit
 
 
 def check_spec(path: str | Path) -> list[Diagnostic]:

@@ -9,6 +9,7 @@ line, imports joined onto their importer's shown path, the library as `std/...`.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,14 @@ class Loaded:
     stdlib: bool
 
 
-def load(path: Path, shown: str, diags: Diagnostics) -> list[Loaded]:
-    """Every module reachable from `path`, dependencies before the files that import them."""
+def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str] | None = None) -> list[Loaded]:
+    """Every module reachable from `path`, dependencies before the files that import them.
+
+    `unsaved` maps absolute paths to text that replaces the file's content on disk: an
+    editor's open buffers (orcac/lsp/), checked as the user types."""
     from orcac.grammar import parse
+
+    unsaved = unsaved or {}
 
     order: list[Loaded] = []
     done: set[Path] = set()
@@ -39,7 +45,7 @@ def load(path: Path, shown: str, diags: Diagnostics) -> list[Loaded]:
         if p in done:
             return
         try:
-            text = p.read_text(encoding="utf-8")
+            text = unsaved[p] if p in unsaved else p.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             diags.error(f"{name} is not UTF-8 text")
             return
@@ -53,7 +59,7 @@ def load(path: Path, shown: str, diags: Diagnostics) -> list[Loaded]:
         stack.append(p)
         names[p] = name
         for imp in module.imports:
-            target, target_name, is_std = _resolve(imp.path, p, name, stdlib)
+            target, target_name, is_std = import_target(imp.path, p, name, stdlib)
             if target.resolve() in stack:
                 cycle = [names[q] for q in stack[stack.index(target.resolve()) :]]
                 diags.error(
@@ -73,14 +79,15 @@ def load(path: Path, shown: str, diags: Diagnostics) -> list[Loaded]:
         done.add(p)
         order.append(Loaded(module=module, path=p, stdlib=stdlib))
 
-    if not path.is_file():
+    if not path.is_file() and path.resolve() not in unsaved:
         diags.error(f"no such file: {shown}")
         return []
     visit(path, shown, False)
     return order
 
 
-def _resolve(target: str, importer: Path, importer_name: str, importer_std: bool) -> tuple[Path, str, bool]:
+def import_target(target: str, importer: Path, importer_name: str, importer_std: bool) -> tuple[Path, str, bool]:
+    """Where `import "target"` in `importer` leads: the file, its shown name, whether it is the stdlib."""
     if target.startswith("std/"):
         return STDLIB / target[4:], target, True
     if importer_std:
