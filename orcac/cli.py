@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "orcac.runtime.export:command",
     "train": "orcac.runtime.train:command",
     "eval": "orcac.runtime.evaluate:command",
+    "report": "orcac.runtime.report:command",
 }
 
 
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: base, trained, teacher (default: base,trained)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
+
+    p = sub.add_parser("report", help="write one self-contained HTML page about the build")
+    _add_run_args(p)
+    p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
+    p.add_argument("--sample", type=int, metavar="N", help="answers carried per task and verdict (default 100)")
     return parser
 
 
