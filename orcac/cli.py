@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; write nothing")
 
     p = sub.add_parser("plan", help="compile a spec into its plan file")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec)")
     p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
 
