@@ -113,8 +113,9 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
     for task, split, probe, n in store.rows(
         "SELECT task, split, probe, count(*) FROM examples GROUP BY ALL ORDER BY ALL"
     ):
-        key = "probe" if probe else split
-        examples[task][key] = examples[task].get(key, 0) + n
+        examples[task][split] = examples[task].get(split, 0) + n
+        if probe:  # probe rows are train rows too (sent to the teacher), counted again here
+            examples[task]["probe"] = examples[task].get("probe", 0) + n
     verdicts = defaultdict(lambda: {"accepted": 0, "rejected": {}})
     for task, accepted, reason, n in store.rows(
         "SELECT task, accepted, reason, count(*) FROM checks GROUP BY ALL ORDER BY ALL"

@@ -5,6 +5,7 @@ script run."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -109,6 +110,7 @@ def test_gather_counts_every_verdict_and_failure(built):
     assert {r["reason"]: r["rule"] for r in task["rejected"]}["contains"] == "contains(gold)"
     assert task["yield"] == pytest.approx((N - 3) / (N - 1))
     assert task["prompt_tokens"] > 0 and task["records"] == N - 3
+    assert task["examples"] == {"train": N}
     (teacher,) = data["teachers"]
     assert teacher["failures"] == [("bad_response", 1)] and teacher["retries"] >= 1
     verdicts = sorted(item["verdict"] for item in data["records"]["answers"])
@@ -147,6 +149,21 @@ def test_the_same_database_gives_the_same_page(built, page, tmp_path):
     again = tmp_path / "again.html"
     assert cli.main(["report", str(path), "-o", str(again)]) == 0
     assert again.read_bytes() == page.read_bytes()
+
+
+def test_a_build_without_probe_training_or_eval_says_so(built, tmp_path):
+    path, database = built
+    copy = tmp_path / "fresh.duckdb"
+    shutil.copyfile(database, copy)
+    con = duckdb.connect(str(copy))
+    for table in ("decisions", "train_runs", "train_steps", "eval_runs", "eval_answers"):
+        con.execute(f"DROP TABLE {table}")
+    con.close()
+    out = tmp_path / "fresh.html"
+    assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "No probe ran" in text and "Not trained yet" in text and "Not evaluated yet" in text
+    assert 'class="accepted ok">9<' in text
 
 
 def test_a_missing_database_is_one_line_and_exit_1(built, tmp_path, capsys):
