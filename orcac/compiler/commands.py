@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orcac.compiler import compile_spec, diagnose, dump_plan, plan_path_for
 from orcac.compiler.diagnostics import CompileError, render
+from orcac.errors import OrcacError
 
 
 def check(args) -> int:
@@ -41,7 +42,13 @@ def check(args) -> int:
 
 
 def plan(args) -> int:
-    spec = Path(args.spec)
+    if args.output and len(args.specs) > 1:
+        raise OrcacError("-o names one plan file, but several specs were given", hint="give one SPEC with -o")
+    # Several specs (a pre-commit hook passes every changed .orca file): the worst status wins.
+    return max(_plan_one(Path(spec), args) for spec in args.specs)
+
+
+def _plan_one(spec: Path, args) -> int:
     out = Path(args.output) if args.output else plan_path_for(spec)
     compiled = compile_spec(spec, out)
     text = dump_plan(compiled)
@@ -49,6 +56,9 @@ def plan(args) -> int:
         old = out.read_text(encoding="utf-8") if out.is_file() else None
         if old == text:
             print(f"{out}: up to date")
+            return 0
+        if old is None and not compiled.tasks:
+            print(f"{spec}: no tasks, so no plan: a file other specs import")
             return 0
         if old is None:
             print(f"{out}: missing; write it with: orcac plan {spec}", file=sys.stderr)

@@ -1,0 +1,403 @@
+"""`orcac report`: one self-contained HTML page about a build, written next to its database.
+
+    orcac report cautious.orca            # -> .orca/cautious.report.html, opens from disk
+
+What a user asks after a build, each answered by one query over the DuckDB file:
+
+  tasks      rows, calls, accepted / rejected by reason, yield, tokens, cost, teacher time
+  teachers   calls, retries, failures by reason
+  records    what the teacher was shown (every message of the job: strategy instruction,
+             demonstrations, prompt) beside what the student is trained on (the erased
+             system message and prompt) and the answer; rejected answers with their rule
+  probes     every candidate's score, tokens and cost, the chosen one marked
+  training   loss per step, one curve per stage (inline SVG)
+  eval       every arm that was run (base, trained, teacher, ...) per task, table and chart
+
+A 100,000-record build must open in seconds, so the page carries every count but only a
+deterministic sample of the records themselves: up to `sample` per task and verdict (the
+first by md5 of the item id, so the same database gives the same page byte for byte).
+
+Text from outside (prompts, answers, error messages, even task names) never reaches the page
+as markup: tables go through Jinja with autoescape, and the records travel as JSON in a
+`<script type="application/json">` block (Jinja's `tojson` escapes `<`, `>`, `&` and `'`),
+which the page's script turns into DOM nodes with `textContent` only. No network, no CDN:
+styles, script and charts are inline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from orcac.errors import OrcacError
+from orcac.runtime.build import db_path, load
+from orcac.runtime.store import Store
+from orcac.specs.plan import CheckRule, Plan
+
+SAMPLE = 100  # records per (task, verdict) carried in the page
+ARMS = ("base", "trained", "teacher")  # eval models in their usual order; others follow by name
+BUILT_IN_RULES = {
+    "truncated": "the answer was cut off at max_tokens (finish_reason = length); allow_truncated = true keeps it",
+    "empty": "the answer has no text",
+}
+LOSS_POINTS = 400  # per stage: a 100,000-step run is drawn from an even subsample
+
+
+def command(args) -> int:
+    plan, root, stem = load(args.spec)
+    database = db_path(args, root, stem)
+    output = Path(args.output) if args.output else database.with_name(f"{stem}.report.html")
+    if not database.is_file():
+        raise OrcacError(f"no build database at {database}", hint=f"run `orcac build {args.spec}` first (or pass --db)")
+    sample = args.sample if args.sample is not None else SAMPLE
+    if sample < 0:
+        raise OrcacError(f"--sample {sample}: must be 0 or more", hint="pass the number of records per task and verdict")
+    with Store.open(database, read_only=True) as store:
+        report = gather(plan, store, sample=sample)
+    report["database"] = database.name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(report), encoding="utf-8")
+    print(output)
+    return 0
+
+
+# ---- gathering --------------------------------------------------------------------------
+
+
+def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
+    """Everything the page shows, as plain data (the template only lays it out)."""
+    tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
+    return {
+        "spec": plan.spec,
+        "builds": _builds(store) if "runs" in tables else [],
+        "tasks": _tasks(plan, store),
+        "teachers": _teachers(plan, store),
+        "records": _records(plan, store, sample),
+        "decisions": _decisions(plan, store) if "decisions" in tables else [],
+        "training": _training(store) if {"train_runs", "train_steps"} <= tables else None,
+        "evaluation": _evaluation(store) if "eval_runs" in tables else None,
+    }
+
+
+def _builds(store: Store) -> list[dict]:
+    rows = store.rows(
+        "SELECT strftime(started, '%Y-%m-%d %H:%M:%S'), status, calls, cost, "
+        "date_diff('millisecond', started, ended) / 1000.0 FROM runs ORDER BY started, run_id"
+    )
+    return [dict(zip(("started", "status", "calls", "cost", "seconds"), r)) for r in rows]
+
+
+def rule_text(rule: CheckRule) -> str:
+    """A check as the spec writes it, e.g. `contains(gold)`, `regex("^Answer:")`."""
+    if rule.kind == "regex":
+        return f"regex({json.dumps(rule.pattern)})"
+    if rule.kind == "numeric" and rule.tolerance is not None:
+        return f"numeric(gold, tolerance = {rule.tolerance:g})"
+    if rule.kind == "nonempty":
+        return "nonempty()"
+    return f"{rule.kind}(gold)"
+
+
+def _rules(plan: Plan, task: str) -> dict[str, str]:
+    """reason -> the rule that gives it (a verdict's reason is the failing rule's kind)."""
+    rules = dict(BUILT_IN_RULES)
+    if task in plan.tasks:
+        for rule in plan.tasks[task].accept:
+            rules.setdefault(rule.kind, rule_text(rule))
+    return rules
+
+
+def _tasks(plan: Plan, store: Store) -> list[dict]:
+    examples = defaultdict(dict)
+    for task, split, probe, n in store.rows(
+        "SELECT task, split, probe, count(*) FROM examples GROUP BY ALL ORDER BY ALL"
+    ):
+        examples[task][split] = examples[task].get(split, 0) + n
+        if probe:  # probe rows are train rows too (sent to the teacher), counted again here
+            examples[task]["probe"] = examples[task].get("probe", 0) + n
+    verdicts = defaultdict(lambda: {"accepted": 0, "rejected": {}})
+    for task, accepted, reason, n in store.rows(
+        "SELECT task, accepted, reason, count(*) FROM checks GROUP BY ALL ORDER BY ALL"
+    ):
+        if accepted:
+            verdicts[task]["accepted"] += n
+        else:
+            verdicts[task]["rejected"][reason] = n
+    calls = {r[0]: r[1:] for r in store.rows(
+        """
+        SELECT j.task, count(r.job_id), count(*) FILTER (WHERE j.status = 'failed'),
+               coalesce(sum(r.prompt_tokens), 0), coalesce(sum(r.completion_tokens), 0),
+               coalesce(sum(r.cost), 0), coalesce(sum(r.latency_s), 0)
+        FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.task
+        """
+    )}
+    records = dict(store.rows("SELECT task, count(*) FROM records GROUP BY task"))
+    names = sorted(set(plan.tasks) | set(examples) | set(verdicts) | set(calls))
+    out = []
+    for name in names:
+        task = plan.tasks.get(name)
+        v = verdicts[name]
+        answered, failed, prompt_tokens, completion_tokens, cost, seconds = calls.get(name, (0, 0, 0, 0, 0.0, 0.0))
+        checked = v["accepted"] + sum(v["rejected"].values())
+        rules = _rules(plan, name)
+        out.append({
+            "name": name,
+            "in_plan": task is not None,
+            "strategy": task.strategy if task else None,
+            "erase": task.erase if task else None,
+            "teacher": task.teacher if task else None,
+            "source_rows": task.source.rows if task else None,
+            "examples": examples.get(name, {}),
+            "calls": answered,
+            "failed": failed,
+            "accepted": v["accepted"],
+            "rejected": [
+                {"reason": reason, "count": n, "rule": rules.get(reason, reason)}
+                for reason, n in sorted(v["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+            "checked": checked,
+            "yield": v["accepted"] / checked if checked else None,
+            "records": records.get(name, 0),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost": cost,
+            "seconds": seconds,
+        })
+    return out
+
+
+def _teachers(plan: Plan, store: Store) -> list[dict]:
+    totals = {r[0]: r[1:] for r in store.rows(
+        """
+        SELECT j.teacher, any_value(j.model), count(r.job_id), coalesce(sum(greatest(j.attempts - 1, 0)), 0),
+               count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.prompt_tokens), 0),
+               coalesce(sum(r.completion_tokens), 0), coalesce(sum(r.cost), 0), avg(r.latency_s)
+        FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.teacher
+        """
+    )}
+    failures = defaultdict(dict)
+    for teacher, reason, n in store.rows(
+        "SELECT teacher, split_part(coalesce(error, 'failed'), ':', 1), count(*) FROM jobs "
+        "WHERE status = 'failed' GROUP BY ALL ORDER BY ALL"
+    ):
+        failures[teacher][reason] = n
+    out = []
+    for name in sorted(set(plan.teachers) | set(totals)):
+        model, calls, retries, failed, prompt_tokens, completion_tokens, cost, latency = totals.get(
+            name, (plan.teachers[name].model if name in plan.teachers else None, 0, 0, 0, 0, 0, 0.0, None)
+        )
+        out.append({
+            "name": name, "model": model, "calls": calls, "retries": retries, "failed": failed,
+            "failures": sorted(failures[name].items(), key=lambda kv: (-kv[1], kv[0])),
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost,
+            "latency": latency,
+        })
+    return out
+
+
+_RECORD_COLUMNS = (
+    "task", "strategy", "row_index", "accepted", "reason", "teacher", "messages", "answer", "finish_reason",
+    "prompt_tokens", "completion_tokens", "cost", "latency_s", "attempts", "erased_system", "erased_user",
+    "gold", "group_total",
+)
+
+
+def _records(plan: Plan, store: Store, sample: int) -> dict:
+    """A sample per (task, verdict): checked answers (accepted, rejected) and failed jobs."""
+    rows = store.rows(
+        f"""
+        WITH items AS (
+            SELECT c.item_id AS id, c.task, c.strategy, c.row_index,
+                   CASE WHEN c.accepted THEN 'accepted' ELSE 'rejected' END AS verdict, c.reason,
+                   c.job_id
+            FROM checks c
+            UNION ALL
+            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', split_part(coalesce(j.error, 'failed'), ':', 1),
+                   j.job_id
+            FROM jobs j WHERE j.status = 'failed'
+        ), ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY task, verdict ORDER BY md5(id)) AS n,
+                      count(*) OVER (PARTITION BY task, verdict) AS group_total
+            FROM items
+        )
+        SELECT i.task, i.strategy, i.row_index, i.verdict, i.reason, j.teacher, j.messages,
+               coalesce(r.text, j.error), r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost,
+               r.latency_s, j.attempts, rec.system, rec."user", coalesce(rec.gold, e.gold), i.group_total
+        FROM ranked i
+        JOIN jobs j ON j.job_id = i.job_id
+        LEFT JOIN responses r ON r.job_id = i.job_id
+        LEFT JOIN records rec ON rec.record_id = i.id
+        LEFT JOIN examples e ON e.task = i.task AND e.row_index = i.row_index
+        WHERE i.n <= ?
+        ORDER BY i.task, i.verdict, i.n
+        """,
+        [sample],
+    )
+    items = []
+    for row in rows:
+        item = dict(zip(_RECORD_COLUMNS, row))
+        item["verdict"] = item.pop("accepted")  # the query's fourth column is the verdict word
+        item["messages"] = json.loads(item["messages"]) if item["messages"] else []
+        if item["verdict"] == "rejected":
+            item["rule"] = _rules(plan, item["task"]).get(item["reason"], item["reason"])
+        items.append(item)
+    totals = {(t, v): n for t, v, n in store.rows(
+        """
+        SELECT task, CASE WHEN accepted THEN 'accepted' ELSE 'rejected' END, count(*) FROM checks GROUP BY ALL
+        UNION ALL SELECT task, 'failed', count(*) FROM jobs WHERE status = 'failed' GROUP BY ALL
+        """
+    )}
+    return {
+        "answers": items,
+        "total": sum(totals.values()),
+        "groups": [{"task": t, "verdict": v, "total": n, "shown": min(n, sample)} for (t, v), n in sorted(totals.items())],
+        "sample": sample,
+    }
+
+
+def _decisions(plan: Plan, store: Store) -> list[dict]:
+    rows = store.rows(
+        "SELECT task, key, strategy, chosen, score, passed, total, prompt_tokens, completion_tokens, cost "
+        "FROM decisions ORDER BY task, key, strategy"
+    )
+    out: dict[tuple[str, str], dict] = {}
+    for task, key, strategy, chosen, score, passed, total, prompt_tokens, completion_tokens, cost in rows:
+        current = task in plan.tasks and plan.tasks[task].probe is not None and plan.tasks[task].probe.key == key
+        decision = out.setdefault((task, key), {"task": task, "key": key[:12], "current": current, "candidates": []})
+        decision["candidates"].append({
+            "strategy": strategy, "chosen": chosen, "score": score, "passed": passed, "total": total,
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost,
+        })
+    # The plan's current decision first, then earlier ones (history, kept by the probe).
+    return sorted(out.values(), key=lambda d: (d["task"], not d["current"], d["key"]))
+
+
+# ---- training and evaluation: numbers to SVG geometry -------------------------------------
+
+
+def _training(store: Store) -> dict | None:
+    runs = store.rows(
+        "SELECT run_id, student, device, precision, status, final_loss, strftime(started_at, '%Y-%m-%d %H:%M:%S') "
+        "FROM train_runs ORDER BY started_at DESC, run_id LIMIT 1"
+    )
+    if not runs:
+        return None
+    run_id, student, device, precision, status, final_loss, started = runs[0]
+    steps = store.rows(
+        "SELECT stage_index, stage, step, loss FROM train_steps WHERE run_id = ? AND loss IS NOT NULL "
+        "ORDER BY stage_index, step",
+        [run_id],
+    )
+    stages: dict[int, dict] = {}
+    for stage_index, stage, step, loss in steps:
+        stages.setdefault(stage_index, {"name": stage, "points": []})["points"].append((step, loss))
+    return {
+        "student": student, "device": device, "precision": precision, "status": status,
+        "final_loss": final_loss, "started": started,
+        "stages": [
+            {"name": s["name"], "steps": len(s["points"]), "first": s["points"][0][1], "last": s["points"][-1][1]}
+            for _, s in sorted(stages.items())
+        ],
+        "chart": loss_chart([s for _, s in sorted(stages.items())]),
+    }
+
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def loss_chart(stages: list[dict], *, width: int = 760, height: int = 260) -> dict:
+    """One polyline per stage, laid end to end along the x axis (steps of all stages)."""
+    left, right, top, bottom = 48, 12, 24, 28
+    every = [loss for s in stages for _, loss in s["points"]]
+    if not every:
+        return {"width": width, "height": height, "lines": [], "ticks": []}
+    low, high = min(every), max(every)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    total = sum(max(1, len(s["points"])) for s in stages)
+    lines, offset = [], 0
+    for i, stage in enumerate(stages):
+        points = stage["points"]
+        stride = max(1, len(points) // LOSS_POINTS)
+        indices = list(range(0, len(points), stride))
+        if indices[-1] != len(points) - 1:
+            indices.append(len(points) - 1)
+        coords = []
+        for k in indices:
+            x = left + (width - left - right) * ((offset + k) / max(1, total - 1))
+            y = top + (height - top - bottom) * (1 - (points[k][1] - low) / (high - low))
+            coords.append(f"{x:.1f},{y:.1f}")
+        x0 = left + (width - left - right) * (offset / max(1, total - 1))
+        lines.append({"name": stage["name"], "color": COLORS[i % len(COLORS)], "points": " ".join(coords),
+                      "label_x": round(x0 + 4, 1)})
+        offset += len(points)
+    ticks = [
+        {"y": round(top + (height - top - bottom) * (1 - f), 1), "label": f"{low + f * (high - low):.3g}"}
+        for f in (0.0, 0.5, 1.0)
+    ]
+    return {"width": width, "height": height, "left": left, "right": width - right, "bottom": height - bottom,
+            "lines": lines, "ticks": ticks}
+
+
+def _evaluation(store: Store) -> dict | None:
+    """The latest run of each arm: one row per task, one column group per arm."""
+    rows = store.rows(
+        """
+        WITH latest AS (
+            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
+        )
+        SELECT e.model, e.task, e.examples, e.accuracy, e.adherence
+        FROM eval_runs e JOIN latest USING (model, run_id) ORDER BY e.task, e.model
+        """
+    )
+    if not rows:
+        return None
+    seen = {r[0] for r in rows}
+    arms = [a for a in ARMS if a in seen] + sorted(seen - set(ARMS))
+    tasks = sorted({r[1] for r in rows})
+    cells = {(model, task): {"examples": n, "accuracy": acc, "adherence": adh} for model, task, n, acc, adh in rows}
+    table = [{"task": task, "arms": [cells.get((arm, task)) for arm in arms]} for task in tasks]
+    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells)}
+
+
+def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 240) -> dict:
+    """Grouped bars: for each task and metric, one bar per arm (share in percent)."""
+    bar, gap, top, bottom, left = 16, 18, 20, 44, 36
+    groups, x = [], left
+    for task in tasks:
+        for metric in ("accuracy", "adherence"):
+            bars = []
+            for i, arm in enumerate(arms):
+                value = (cells.get((arm, task)) or {}).get(metric)
+                h = 0 if value is None else (height - top - bottom) * value
+                bars.append({"x": x + i * bar, "y": round(height - bottom - h, 1), "h": round(h, 1),
+                             "color": COLORS[i % len(COLORS)], "label": "n/a" if value is None else f"{100 * value:.0f}",
+                             "arm": arm})
+            groups.append({"task": task, "metric": metric, "bars": bars, "x": x + len(arms) * bar / 2})
+            x += len(arms) * bar + gap
+    return {"width": max(x + 8, 40 + 90 * len(arms)), "height": height, "groups": groups, "base": height - bottom, "top": top,
+            "legend": [{"arm": arm, "color": COLORS[i % len(COLORS)]} for i, arm in enumerate(arms)]}
+
+
+# ---- rendering --------------------------------------------------------------------------
+
+
+def render(report: dict) -> str:
+    """The page: Jinja with autoescape on for every value, StrictUndefined for every name."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = lambda n: "" if n is None else f"{n:,}"
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    env.filters["usd"] = lambda v: "" if v is None else f"${v:,.4f}"
+    env.filters["secs"] = lambda v: "" if v is None else f"{v:,.1f} s"
+    return env.get_template("report.html.j2").render(report=report)
+

@@ -1,0 +1,210 @@
+"""`orcac report`: a real build (loopback teacher, real DuckDB), its page checked as data,
+as text, and in a real headless Chromium: counts rendered, no console errors, no planted
+script run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orcac import cli
+from orcac.runtime import probe, report, teachers
+from orcac.runtime.evaluate import EVAL_TABLES
+from orcac.runtime.store import Store
+from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
+from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
+from tests.support import browser
+from tests.support.loopback import Loopback
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+# Planted in a prompt and in an answer: if any of it became markup, the page would say so
+# (the attribute, the title) where the test looks.
+PAYLOAD = (
+    "<script>document.documentElement.setAttribute('data-pwned', 'script')</script>"
+    "</script><img src=x onerror=\"document.documentElement.setAttribute('data-pwned', 'img')\">"
+)
+N = 12
+
+
+def _answer(body: dict) -> str:
+    text = arith_answer(body)
+    if "What is 3 plus 4?" in body["messages"][-1]["content"]:
+        return PAYLOAD + "\n" + text  # still right: accepted, so it reaches the erased record too
+    if "What is 9 plus 10?" in body["messages"][-1]["content"]:
+        return "I would rather not say."  # rejected by contains(gold)
+    return text
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """(plan path, database) of a finished build with a probe decision, a training run and an eval."""
+    root = tmp_path_factory.mktemp("report")
+    rows = arithmetic_rows(N)
+    rows[1]["q"] += " " + PAYLOAD  # markup in a prompt: shown to the teacher and the student
+    script = {rows[5]["q"]: ["malformed"] * 20, rows[6]["q"]: ["length:chars=5"]}
+    with pytest.MonkeyPatch.context() as mp, Loopback(_answer, script=script) as server:
+        mp.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+        mp.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+        mp.setenv("LOOPBACK_KEY", "sk-loopback")
+        teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, max_retries=1, timeout_s=10.0,
+                              api_key_env="LOOPBACK_KEY")
+        plan = make_plan(root, rows, holdout=0.0, teacher=teacher)
+        path = write_plan(root, plan)
+        assert cli.main(["build", str(path), "--no-progress"]) == 0
+    database = root / ".orca" / "spec.duckdb"
+    with Store.open(database) as store:
+        probe.write_decision(store, "arith", Decision(chosen="step", key="k" * 64, scores=(
+            CandidateScore(strategy="step", score=0.75, passed=3, total=4, prompt_tokens=120, completion_tokens=40, cost=0.002),
+            CandidateScore(strategy="terse", score=0.5, passed=2, total=4, prompt_tokens=80, completion_tokens=10, cost=0.001),
+        )))
+    con = duckdb.connect(str(database))
+    try:
+        # The tables `orcac train` and `orcac eval` write, with their own DDL.
+        con.execute("""
+            CREATE TABLE train_runs (run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
+              device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN, started_at TIMESTAMP,
+              ended_at TIMESTAMP, status VARCHAR, final_loss DOUBLE, versions VARCHAR);
+            CREATE TABLE train_steps (run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
+              loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE);
+        """)
+        con.execute("INSERT INTO train_runs VALUES ('r1', 'x', 'tiny', 'out', 'cpu', 'fp32', true, false, "
+                    "TIMESTAMP '2026-01-01 10:00:00', NULL, 'ok', 0.9, '{}')")
+        for stage_index, stage in enumerate(("warmup", "main")):
+            for step in range(1, 31):
+                loss = 3.0 - stage_index - step / 30
+                con.execute("INSERT INTO train_steps VALUES ('r1', ?, ?, ?, 0, ?, 1e-5, 1, 100, 1)",
+                            [stage, stage_index, step, loss])
+        con.execute(EVAL_TABLES)
+        for model, accuracy, adherence in (("base", 0.25, 0.1), ("trained", 0.75, 0.9), ("prompted", 0.8, 0.95)):
+            con.execute("INSERT INTO eval_runs VALUES ('e1', ?, '', 'arith', 'step', 4, 3, 3, 0, ?, ?, 1.0, 'x', now())",
+                        [model, accuracy, adherence])
+    finally:
+        con.close()
+    return path, database
+
+
+@pytest.fixture(scope="module")
+def page(built) -> Path:
+    path, database = built
+    assert cli.main(["report", str(path)]) == 0
+    out = database.with_name("spec.report.html")
+    assert out.is_file()
+    return out
+
+
+def test_gather_counts_every_verdict_and_failure(built):
+    path, database = built
+    from orcac.runtime.build import load
+
+    plan, _, _ = load(str(path))
+    with Store.open(database, read_only=True) as store:
+        data = report.gather(plan, store)
+    (task,) = data["tasks"]
+    assert (task["accepted"], task["failed"], task["calls"]) == (N - 3, 1, N - 1)
+    assert {r["reason"]: r["count"] for r in task["rejected"]} == {"truncated": 1, "contains": 1}
+    assert {r["reason"]: r["rule"] for r in task["rejected"]}["contains"] == "contains(gold)"
+    assert task["yield"] == pytest.approx((N - 3) / (N - 1))
+    assert task["prompt_tokens"] > 0 and task["records"] == N - 3
+    assert task["examples"] == {"train": N}
+    (teacher,) = data["teachers"]
+    assert teacher["failures"] == [("bad_response", 1)] and teacher["retries"] >= 1
+    verdicts = sorted(item["verdict"] for item in data["records"]["answers"])
+    assert verdicts == ["accepted"] * (N - 3) + ["failed"] + ["rejected"] * 2
+    planted = next(i for i in data["records"]["answers"] if i["row_index"] == 3)
+    assert planted["messages"][0]["role"] == "system" and planted["erased_system"] != planted["messages"][0]["content"]
+    assert [c["strategy"] for c in data["decisions"][0]["candidates"]] == ["step", "terse"]
+    assert [s["name"] for s in data["training"]["stages"]] == ["warmup", "main"]
+    assert data["evaluation"]["arms"] == ["base", "trained", "prompted"]  # every arm run, in order
+
+
+def test_sample_keeps_every_count_and_fewer_records(built):
+    path, database = built
+    from orcac.runtime.build import load
+
+    plan, _, _ = load(str(path))
+    with Store.open(database, read_only=True) as store:
+        data = report.gather(plan, store, sample=2)
+    assert len(data["records"]["answers"]) == 2 + 1 + 2  # accepted 2 of 9, failed 1, rejected 2
+    groups = {g["verdict"]: (g["shown"], g["total"]) for g in data["records"]["groups"]}
+    assert groups == {"accepted": (2, N - 3), "failed": (1, 1), "rejected": (2, 2)}
+    assert data["tasks"][0]["accepted"] == N - 3
+
+
+def test_outside_text_is_never_markup_in_the_file(page):
+    html = page.read_text()
+    assert "<img src=x" not in html and "<script>document" not in html
+    # The records' JSON block has no `</` at all: nothing inside can close the script element.
+    block = re.search(r'<script type="application/json" id="orcac-records">(.*?)</script>', html, re.S).group(1)
+    assert "</" not in block and "<" not in block and "\\u003c/script\\u003e" in block
+    assert "https://" not in html and "http://" not in html  # nothing to fetch: it opens offline
+
+
+def test_the_same_database_gives_the_same_page(built, page, tmp_path):
+    path, _ = built
+    again = tmp_path / "again.html"
+    assert cli.main(["report", str(path), "-o", str(again)]) == 0
+    assert again.read_bytes() == page.read_bytes()
+
+
+def test_a_build_without_probe_training_or_eval_says_so(built, tmp_path):
+    path, database = built
+    copy = tmp_path / "fresh.duckdb"
+    shutil.copyfile(database, copy)
+    con = duckdb.connect(str(copy))
+    for table in ("decisions", "train_runs", "train_steps", "eval_runs", "eval_answers"):
+        con.execute(f"DROP TABLE {table}")
+    con.close()
+    out = tmp_path / "fresh.html"
+    assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "No probe ran" in text and "Not trained yet" in text and "Not evaluated yet" in text
+    assert 'class="accepted ok">9<' in text
+
+
+def test_a_missing_database_is_one_line_and_exit_1(built, tmp_path, capsys):
+    path, _ = built
+    assert cli.main(["report", str(path), "--db", str(tmp_path / "nope.duckdb")]) == 1
+    err = capsys.readouterr().err
+    assert "no build database" in err and "Traceback" not in err
+
+
+def _articles(dom: str) -> list[str]:
+    return re.findall(r'<article class="rec (\w+)"', dom)
+
+
+def test_the_page_in_chromium(page, tmp_path):
+    browser.require()
+    loaded = browser.load(page, tmp_path)
+    assert loaded.console == [], loaded.console  # no errors, no warnings, no logs
+    dom = loaded.dom
+    html_tag = re.search(r"<html[^>]*>", dom).group(0)
+    assert re.search(r'data-ready="\d+"', html_tag), "the page's script did not finish"
+    assert "pwned" not in html_tag and "<img" not in dom  # neither planted script ran
+    # The planted markup is on the page, as text.
+    assert "&lt;img src=x onerror=" in dom and "&lt;/script&gt;" in dom
+    # The counts, as rendered.
+    row = re.search(r'<tr data-task="arith">(.*?)</tr>', dom, re.S).group(1)
+    assert re.search(r'class="accepted ok">9<', row) and re.search(r'class="calls">11<', row)
+    assert "truncated</span>: 1" in row and "contains</span>: 1" in row and "81.8%" in row
+    assert sorted(_articles(dom)) == ["accepted"] * 9 + ["failed"] + ["rejected"] * 2
+    assert "12 of 12 sampled answers match" in dom
+    assert 'id="loss-chart"' in dom and dom.count("<polyline") == 2
+    assert 'class="arm">prompted<' in dom
+    shot = browser.screenshot(page, tmp_path, tmp_path / "report.png")
+    print(f"screenshot: {shot}")  # pytest -s shows where to look
+
+
+def test_filters_from_the_address_in_chromium(page, tmp_path):
+    browser.require()
+    rejected = browser.load(page, tmp_path, fragment="task=arith&verdict=rejected")
+    assert rejected.console == []
+    assert _articles(rejected.dom) == ["rejected", "rejected"]
+    assert "rejected by contains(gold)" in rejected.dom
+    found = browser.load(page, tmp_path, fragment="q=onerror")
+    assert sorted(_articles(found.dom)) == ["accepted", "accepted"]  # the planted prompt and answer
+    assert "2 of 12 sampled answers match" in found.dom
