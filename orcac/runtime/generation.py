@@ -11,10 +11,15 @@ Why our own loop rather than `model.generate`:
   key/value cache rows are dropped, so the rest decode at the cost of the rows still running.
   `generate` keeps computing finished rows until the longest one ends; with teacher answers of
   very different lengths that is most of the work (BENCHMARKS.md, "local teacher").
+- The prompts of a batch mostly share a prefix (the system message and the demonstrations,
+  with a 135M teacher several hundred tokens): it is computed once and its key/value cache
+  copied to every row, so only each prompt's own tail is prefilled ("prefix caching", as vLLM
+  does it across requests; here within a batch).
 - One place decides what an end of sequence is and how it is counted, for build and eval alike.
 
-Left-padded prefill with an attention mask and explicit position ids, then one token per step
-with the model's DynamicCache. Greedy when temperature is 0.
+Prefill: the shared prefix once, then every row's tail, left-padded between the prefix and the
+tail (masked, with position ids that skip the padding). Then one token per step with the
+model's DynamicCache. Greedy when temperature is 0.
 """
 
 from __future__ import annotations
@@ -54,14 +59,17 @@ def decode(
         return []
     budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
+    shared = shared_prefix(prompts) if n > 1 else 0
+    tails = [list(p)[shared:] for p in prompts]
+    width = max(len(t) for t in tails)
     ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, width - len(prompt):] = 1
+    mask = torch.zeros((n, shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
+    for row, tail in enumerate(tails):
+        ids[row, width - len(tail):] = torch.tensor(tail, dtype=torch.long)
+        mask[row, shared + width - len(tail):] = 1
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     sampled = temperature is not None and temperature > 0
     generators = None
     if sampled:
@@ -80,6 +88,10 @@ def decode(
     cache_arg = _cache_argument(model)
     step_ids, step_positions = ids, positions
     with torch.inference_mode():
+        if shared:
+            prefix = torch.tensor([list(prompts[0])[:shared]], dtype=torch.long, device=device)
+            model(input_ids=prefix, use_cache=True, **{cache_arg: cache})
+            cache.batch_repeat_interleave(n)
         while alive:
             logits = model(
                 input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
@@ -113,6 +125,27 @@ def decode(
             step_ids = next_tokens[:, None]
             step_positions = step_positions[:, -1:] + 1
     return [Generated(tokens, reason or "length") for tokens, reason in zip(out, finish)]
+
+
+MIN_SHARED = 16  # a shorter common prefix is not worth a forward pass of its own
+
+
+def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least one of its own.
+
+    >>> shared_prefix([[1, 2, 3] * 8 + [4], [1, 2, 3] * 8 + [5, 6]])
+    24
+    >>> shared_prefix([[1, 2], [1, 3]])  # too short to pay off
+    0
+    """
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        i = 0
+        while i < n and p[i] == first[i]:
+            i += 1
+        n = i
+    return n if n >= MIN_SHARED else 0
 
 
 def _cache_argument(model) -> str:
