@@ -7,6 +7,7 @@ Each subcommand's implementation is imported only when it runs, so `orcac check`
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -46,6 +47,7 @@ def positive_int(text: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=1)  # argparse setup is most of an in-process `check` of a small spec
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="orcac",

@@ -90,6 +90,15 @@ def text(v: Value, key: str) -> str:
     return s
 
 
+def path(v: Value, key: str) -> str:
+    """A file or directory name: text without control characters (a NUL cannot name a file)."""
+    s = text(v, key)
+    bad = next((c for c in s if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise Bad(f"'{key}' must be a path, and a path holds no control character (it has U+{ord(bad):04X})", v.span)
+    return s
+
+
 def integer(lo: int | None = None, hi: int | None = None) -> Converter:
     def convert(v: Value, key: str) -> int:
         if not isinstance(v, Num) or not isinstance(v.value, int):
@@ -244,9 +253,9 @@ def source(v: Value, key: str) -> SourceExpr:
         )
     if v.name == "hf":
         (arg,), kw = _args(v, 1, {"split": string}, "hf()")
-        return SourceExpr(kind="hf", path=string(arg, "hf()"), split=kw.get("split"), span=v.span)
+        return SourceExpr(kind="hf", path=path(arg, "hf()"), split=kw.get("split"), span=v.span)
     (arg,), kw = _args(v, 1, {"network": boolean} if v.name == "sql" else {}, f"{v.name}()")
-    value = text(arg, f"{v.name}()")
+    value = text(arg, f"{v.name}()") if v.name == "sql" else path(arg, f"{v.name}()")
     if v.name == "sql":
         return SourceExpr(kind="sql", query=value, network=kw.get("network", False), span=v.span)
     return SourceExpr(kind=v.name, path=value, span=v.span)
@@ -454,7 +463,7 @@ TABLES: dict[str, Table] = {
             "grad_accum": ("grad_accum", integer(1, 65536)),
             "seed": ("seed", integer(0)),
             "precision": ("precision", choice("auto", "bf16", "fp32")),
-            "output": ("output", text),
+            "output": ("output", path),
         },
         ("student",),
         {"lora": False, "stage": True},

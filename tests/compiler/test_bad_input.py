@@ -14,7 +14,7 @@ import time
 import pytest
 
 from orcac.compiler.sources import BadRow, read
-from orcac.templates import MAX_RANGE, MAX_STEPS, TemplateLimit, render
+from orcac.templates import MAX_RANGE, MAX_STEPS, render
 
 from .helpers import run_cli
 
@@ -126,31 +126,57 @@ def test_a_template_failing_on_one_row_is_reported_and_the_others_go_on(tmp_path
     assert out.splitlines()[1].split()[:2] == ["a", "1"]  # one example
 
 
-@pytest.mark.parametrize(
-    "template",
-    [
-        "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}",
-        "{{ 'x' * 10**10 }}",
-        "{{ 10 ** (10 ** 10) }}",
-        "{{ '%1000000000d' % 1 }}",
-        "{{ '{:>1000000000}'.format(1) }}",
-        "{{ 'x'|center(10**9) }}",
-        "{{ 'x'.ljust(10**9) }}",
-        "{{ ('x' * 999999)|replace('', 'yy') }}",
-        "{{ ('a\nb' * 400000)|indent(100) }}",
-        "{{ ('x' * 999999).join(['a', 'b', 'c']) }}",
-        "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
-        "{% for i in range(10000) %}{{ 'y' * 999999 }}{% endfor %}",
-        "{{ lipsum(100000) }}",
-        "{{ [1, 2] * 10**9 }}",
-    ],
-)
-def test_template_work_is_bounded(template):
+UNBOUNDED = [
+    "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}",
+    "{{ 'x' * 10**10 }}",
+    "{{ 10 ** (10 ** 10) }}",
+    "{{ '%1000000000d' % 1 }}",
+    "{{ '{:>1000000000}'.format(1) }}",
+    "{{ 'x'|center(10**9) }}",
+    "{{ 'x'.ljust(10**9) }}",
+    "{{ ('x' * 999999)|replace('', 'yy') }}",
+    "{{ ('a\nb' * 400000)|indent(100) }}",
+    "{{ ('x' * 999999).join(['a', 'b', 'c']) }}",
+    "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    "{% for i in range(10000) %}{{ 'y' * 999999 }}{% endfor %}",
+    "{{ lipsum(100000) }}",
+    "{{ [1, 2] * 10**9 }}",
+]
+
+# Run in a child process limited to 2 GB, so that a bound that regresses fails this test
+# with a MemoryError instead of taking the machine's memory.
+_PROBE = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from orcac.templates import TemplateLimit, render
+out = []
+for template in json.load(sys.stdin):
     started = time.perf_counter()
-    with pytest.raises(TemplateLimit):
+    try:
         render(template, {})
-    assert time.perf_counter() - started < 5
+        result = "rendered"
+    except TemplateLimit:
+        result = "limit"
+    except BaseException as error:
+        result = type(error).__name__
+    out.append([result, time.perf_counter() - started])
+print(json.dumps(out))
+"""
+
+
+def test_template_work_is_bounded():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], input=json.dumps(UNBOUNDED), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for template, (result, seconds) in zip(UNBOUNDED, results):
+        assert result == "limit", f"{template}: {result}"
+        assert seconds < 5, f"{template}: {seconds:.1f}s"
 
 
 def test_bounded_templates_still_render_what_prompts_do():
