@@ -142,7 +142,7 @@ def header(kind: str, path: str | None, split: str | None, query: str | None, ba
     if kind == "jsonl":
         return Header(columns=_jsonl_header(files[0], path), files=files)
     if kind == "csv":
-        with _text(files[0], path) as f:
+        with _Utf8Lines(files[0], path) as f:
             row = next(csv.reader(f), None)
         return Header(columns=_csv_columns(row, path), files=files)
     if kind == "parquet":
@@ -160,8 +160,8 @@ def header(kind: str, path: str | None, split: str | None, query: str | None, ba
     return Header(columns=_sql_columns(query, base, network), files=files)
 
 
-class _text:
-    """A data file opened as UTF-8 text; a byte-order mark (as spreadsheet programs write) is
+class _Utf8Lines:
+    """A data file's lines as UTF-8 text; a byte-order mark (as spreadsheet programs write) is
     not part of the first column's name. Bytes that are not UTF-8 are a SourceError."""
 
     def __init__(self, p: Path, shown: str):
@@ -174,11 +174,15 @@ class _text:
     def __iter__(self):
         try:
             yield from self.f
-        except UnicodeDecodeError as error:
-            raise SourceError(
-                f"{self.shown} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
-                "save the file as UTF-8",
-            ) from None
+        except UnicodeDecodeError:
+            try:  # the decoder's offset is within its chunk: find the file's own
+                self.p.read_bytes().decode("utf-8")
+                raise
+            except UnicodeDecodeError as error:
+                raise SourceError(
+                    f"{self.shown} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
+                    "save the file as UTF-8",
+                ) from None
 
     def __exit__(self, *exc):
         self.f.close()
@@ -192,7 +196,7 @@ def _csv_columns(header_row: list[str] | None, shown: str) -> tuple[str, ...]:
 
 def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
     """Columns and rows of a csv file; a line with more or fewer fields than the header is a BadRow."""
-    with _text(p, shown) as f:
+    with _Utf8Lines(p, shown) as f:
         reader = csv.reader(f)
         columns = _csv_columns(next(reader, None), shown)
         rows: list = []
@@ -210,7 +214,7 @@ def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
 def _jsonl_rows(p: Path, shown: str):
     """One row per non-blank line, lazily (check reads until the first object): a dict, or a
     BadRow for a line that is not a JSON object."""
-    with _text(p, shown) as f:
+    with _Utf8Lines(p, shown) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
