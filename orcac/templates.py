@@ -58,10 +58,10 @@ class _Budget:
 _budget: ContextVar[_Budget | None] = ContextVar("orcac_template_budget", default=None)
 
 
-def _spend() -> None:
+def _spend(steps: int = 1) -> None:
     budget = _budget.get()
     if budget is not None:
-        budget.steps -= 1
+        budget.steps -= steps
         if budget.steps < 0:
             raise TemplateLimit(f"the template does more than {MAX_STEPS:,} loop steps and calls for one row")
 
@@ -73,6 +73,15 @@ def _sized(value):
 
 
 def _counted(iterable):
+    """What a `for` iterates: a sized collection is paid for up front (Jinja has no `break`),
+    anything else item by item."""
+    if isinstance(iterable, (list, tuple, range, dict, str)):
+        _spend(len(iterable))
+        return iterable
+    return _each_counted(iterable)
+
+
+def _each_counted(iterable):
     for item in iterable:
         _spend()
         yield item
@@ -264,8 +273,17 @@ def environment() -> ImmutableSandboxedEnvironment:
 
 @lru_cache(maxsize=4096)
 def compile_template(source: str) -> jinja2.Template:
+    return _compiled(source)[0]
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> tuple[jinja2.Template, bool]:
+    """The template, and whether it can repeat work (a loop or a call): only then does a
+    render need a budget; without either, its work is bounded by its own length."""
     env = environment()
-    return env.from_string(_CountLoops().visit(env.parse(source)))
+    tree = env.parse(source)
+    repeats = any(True for _ in tree.find_all((nodes.For, nodes.Call, nodes.Macro, nodes.CallBlock)))
+    return env.from_string(_CountLoops().visit(tree)), repeats
 
 
 def variables(source: str) -> set[str]:
@@ -275,15 +293,18 @@ def variables(source: str) -> set[str]:
 
 def render(source: str, row: dict) -> str:
     """One row's text. Raises TemplateLimit past a bound, or whatever the template raised."""
-    template = compile_template(source)
-    token = _budget.set(_Budget())
-    try:
+    template, repeats = _compiled(source)
+    if repeats:
+        token = _budget.set(_Budget())
+        try:
+            text = template.render(row)
+        finally:
+            _budget.reset(token)
+    else:
         text = template.render(row)
-    finally:
-        _budget.reset(token)
     if len(text) > MAX_TEXT:
         raise TemplateLimit(f"the template outputs more than {MAX_TEXT:,} characters for one row")
-    bad = _SURROGATE.search(text)
+    bad = None if text.isascii() else _SURROGATE.search(text)
     if bad:
         raise jinja2.TemplateError(
             f"the rendered text holds a lone surrogate (U+{ord(bad.group()):04X}), which is not valid Unicode"
