@@ -36,7 +36,7 @@ MAX_INT_BITS = 1 << 16  # integers a template computes: up to about 20,000 digit
 _WIDE_FORMAT = re.compile(r"[%:{][^%{}\s]*?[0-9]{7,}")  # a printf or format width of 1,000,000 or more
 _STAR_WIDTH = re.compile(r"%[-#0 +]*\*|%[-#0 +]*[0-9]*\.\*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_STEPS, _TEXT = "__orcac_steps", "__orcac_text"  # internal filters; a user cannot name them
+_STEPS, _TEXT = "__orcac_steps", "__orcac_text"  # filters the loop counter inserts (harmless if a template names them)
 
 
 class TemplateLimit(SecurityError):
