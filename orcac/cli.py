@@ -7,6 +7,7 @@ Each subcommand's implementation is imported only when it runs, so `orcac check`
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -29,8 +30,28 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported like every other user error: one line, a hint, exit 1
+    (argparse's own exit status 2 is what orcac uses for its internal errors)."""
+
+    def error(self, message: str):
+        self.exit(1, f"error: {message}\n  to fix this: see `{self.prog} --help`\n")
+
+
+def positive_int(text: str) -> int:
+    """A count on the command line (`--limit 5`): a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value}")
+    return value
+
+
+@functools.lru_cache(maxsize=1)  # argparse setup is most of an in-process `check` of a small spec
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="orcac",
         description="Compile .orca specs into reviewed plans, build prompt-erased data, train and evaluate.",
     )
@@ -56,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="run the teacher jobs and write prompt-erased records")
     _add_run_args(p)
     p.add_argument("--dry-run", action="store_true", help="print calls, prompt tokens and cost; call nothing")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N examples per task (a quick look)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N examples per task (a quick look)")
     p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
 
@@ -69,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune the student, stage by stage")
     _add_run_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke runs)")
+    p.add_argument("--max-steps", type=positive_int, help="stop each stage after this many steps (smoke runs)")
 
     p = sub.add_parser("eval", help="score base, prompted and trained models on held-out examples")
     _add_run_args(p)
@@ -78,12 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
-    p.add_argument("--limit", type=int, metavar="N", help="at most N held-out examples per task")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N held-out examples per task")
 
     p = sub.add_parser("report", help="write one self-contained HTML page about the build")
     _add_run_args(p)
     p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
-    p.add_argument("--sample", type=int, metavar="N", help="answers carried per task and verdict (default 100)")
+    p.add_argument("--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default 100)")
+
     p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")
     return parser

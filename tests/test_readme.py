@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
@@ -27,6 +29,42 @@ def tutorial_steps() -> list[tuple[str, str]]:
         elif lang == "console":
             steps += [("run", line[2:]) for line in body.splitlines() if line.startswith("$ ")]
     return steps
+
+
+def shown_outputs() -> list[tuple[str, str]]:
+    """(command, the output the README shows under it) for every console line followed by output."""
+    shown = []
+    for lang, _, body in BLOCK.findall(TUTORIAL):
+        if lang != "console":
+            continue
+        for chunk in re.split(r"^\$ ", body, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            if output.strip():
+                shown.append((command, output))
+    return shown
+
+
+def test_readme_shows_what_the_commands_print(tmp_path):
+    """What the tutorial shows a command printing is what it prints (today: `orcac check`)."""
+    from orcac.cli import main
+
+    for kind, step in tutorial_steps():
+        if kind == "file":
+            name, content = step.split("\n", 1)
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(content)
+    shown = shown_outputs()
+    assert shown, "the tutorial shows no command's output"
+    for command, output in shown:
+        out = io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            with contextlib.redirect_stdout(out):
+                code = main(shlex.split(command)[1:])
+        finally:
+            os.chdir(cwd)
+        assert (code, out.getvalue()) == (0, output), command
 
 
 def test_tutorial_has_files_and_commands():

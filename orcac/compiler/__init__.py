@@ -183,16 +183,20 @@ def check_spec(path: str | Path) -> list[Diagnostic]:
     return list(diagnose(path).items)
 
 
-def compile_spec(path: str | Path, output: str | Path | None = None) -> Plan:
+def compile_spec(path: str | Path, output: str | Path | None = None, *, warnings: list[Diagnostic] | None = None) -> Plan:
     """Compile a spec into its Plan. Paths in the plan are relative to `output`'s directory
     (default: the plan file beside the spec); a probe decision in the plan already at
     `output` is carried forward when its key still matches.
 
-    Raises CompileError (an OrcacError) carrying every diagnostic.
+    Raises CompileError (an OrcacError) carrying every diagnostic. Warnings (rows that
+    cannot be rendered and are left out) are appended to `warnings` when it is given.
     """
     path = Path(path)
     out = Path(output) if output is not None else plan_path_for(path)
-    return run(Unit(path=path, output=out, whole=True, diags=Diagnostics())).plan
+    unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics()))
+    if warnings is not None:
+        warnings.extend(d for d in unit.diags.items if d.severity == "warning")
+    return unit.plan
 
 
 def write_plan(plan: Plan, output: str | Path) -> bool:

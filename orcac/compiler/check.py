@@ -34,7 +34,7 @@ class Facts:
 
 
 def _key(s: SourceExpr) -> tuple:
-    return (s.kind, s.path, s.split, s.query)
+    return (s.kind, s.path, s.split, s.query, s.network)
 
 
 def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
@@ -58,7 +58,14 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         probe = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
         sizes = None
         best_rows = sf.rows if sf.rows is not None else task.limit
-        if best_rows is not None:
+        if task.holdout >= 1.0 and task.name in trained:  # no row count can leave one to train on
+            diags.error(
+                f"task '{task.name}' has no training rows: holdout = 100% keeps every row back for evaluation",
+                task.at("holdout"),
+                "lower the holdout share, or take the task out of the training stages",
+            )
+            sizes = (0, 0, 0, 0)
+        elif best_rows is not None:
             sampled_max = best_rows if task.limit is None else min(best_rows, task.limit)
             sizes = sampling.split_sizes(sampled_max, limit=None, holdout=task.holdout, probe=probe)
             if sizes[3] == 0 and task.name in trained:
@@ -79,11 +86,11 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
         if whole:
-            files = source_files(src.kind, src.path, src.split, src.query, base)
-            columns, rows = read(src.kind, src.path, src.split, src.query, base)
+            files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
+            columns, rows = read(src.kind, src.path, src.split, src.query, base, network=src.network)
             sha = sha256_files(files, extra=src.query if src.kind == "sql" else "")
             return SourceFacts(columns=columns, rows=len(rows), files=files, sha256=sha, data=rows)
-        h = header(src.kind, src.path, src.split, src.query, base)
+        h = header(src.kind, src.path, src.split, src.query, base, network=src.network)
         return SourceFacts(columns=h.columns, rows=h.rows, files=h.files)
     except SourceError as error:
         diags.error(error.message, src.span, error.hint)

@@ -50,7 +50,10 @@ def plan(args) -> int:
 
 def _plan_one(spec: Path, args) -> int:
     out = Path(args.output) if args.output else plan_path_for(spec)
-    compiled = compile_spec(spec, out)
+    warnings: list = []
+    compiled = compile_spec(spec, out, warnings=warnings)
+    if warnings:
+        print(render(warnings, {}), file=sys.stderr)
     text = dump_plan(compiled)
     if args.check:
         old = out.read_text(encoding="utf-8") if out.is_file() else None

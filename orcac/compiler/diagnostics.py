@@ -51,6 +51,10 @@ class Diagnostics:
     def error(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
         self.items.append(Diagnostic(message, span, hint))
 
+    def warning(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        """Reported, but the spec still compiles (a row that cannot be rendered, say)."""
+        self.items.append(Diagnostic(message, span, hint, severity="warning"))
+
     def __bool__(self) -> bool:
         return any(d.severity == "error" for d in self.items)
 
@@ -88,7 +92,7 @@ def render_one(d: Diagnostic, sources: dict[str, str]) -> str:
     if s and text is not None:
         src_lines = text.splitlines()
         if 1 <= s.line <= len(src_lines):
-            line = src_lines[s.line - 1].replace("\t", " ")
+            line = _visible(src_lines[s.line - 1])
             width = len(str(s.line))
             end = s.end_col if s.end_line == s.line and s.end_col > s.col else max(s.col + 1, len(line) + 1)
             carets = "^" * max(1, min(end, len(line) + 1) - s.col)
@@ -97,6 +101,16 @@ def render_one(d: Diagnostic, sources: dict[str, str]) -> str:
     if d.hint:
         lines.append(f"  {d.hint}")
     return "\n".join(lines)
+
+
+# A control character in a spec's line is shown as its Unicode "control picture" (ESC as
+# U+241B), one column wide like the character it stands for, so the caret stays aligned
+# and nothing in a spec can move the cursor or clear the screen.
+_PICTURES = {**{i: 0x2400 + i for i in range(0x20)}, 0x7F: 0x2421, **{i: 0xFFFD for i in range(0x80, 0xA0)}, 0x09: 0x20}
+
+
+def _visible(line: str) -> str:
+    return line.translate(_PICTURES)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from orcac.errors import OrcacError
-from orcac.specs.plan import Plan
+from orcac.specs.plan import PLAN_FORMAT, Plan
 
 HEADER = "# Written by `orcac plan`: review it, commit it, do not edit it by hand.\n"
 
@@ -61,10 +61,24 @@ def read_plan(path: str | Path) -> Plan:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OrcacError(f"no such plan file: {p}", "write it with: orcac plan SPEC.orca") from None
+    except UnicodeDecodeError as error:
+        raise OrcacError(
+            f"{p} is not a plan file: it is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
+            "recompile it from its spec with: orcac plan SPEC.orca",
+        ) from None
+    except OSError as error:
+        raise OrcacError(f"cannot read {p}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
-        raise OrcacError(f"{p} is not a valid plan file: {error}") from None
+        raise OrcacError(f"{p} is not a valid plan file: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
         raise OrcacError(f"{p} is not a plan file")
+    if data.get("format") != PLAN_FORMAT:  # checked first: a newer plan's fields would only confuse
+        found = data.get("format")
+        shown = "no format version" if found is None else f"plan format {found!r}"
+        raise OrcacError(
+            f"{p} has {shown}; this orcac reads plan format {PLAN_FORMAT}",
+            "recompile it from its spec with this orcac: orcac plan SPEC.orca",
+        )
     from pydantic import ValidationError
 
     try:

@@ -59,6 +59,13 @@ def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str]
         stack.append(p)
         names[p] = name
         for imp in module.imports:
+            if not imp.path.endswith(".orca"):
+                diags.error(
+                    f"cannot import '{imp.path}': only .orca files can be imported",
+                    imp.span,
+                    'a task reads data with from = jsonl("..."), csv("..."), parquet("..."), hf("...") or sql("...")',
+                )
+                continue
             target, target_name, is_std = import_target(imp.path, p, name, stdlib)
             if target.resolve() in stack:
                 cycle = [names[q] for q in stack[stack.index(target.resolve()) :]]

@@ -13,11 +13,11 @@ import json
 import os
 from pathlib import Path
 
-from orcac import sampling, templates
+from orcac import sampling
 from orcac.compiler import estimate as est
 from orcac.compiler.check import Facts
 from orcac.compiler.diagnostics import Diagnostics
-from orcac.compiler.sources import rebase_query
+from orcac.compiler.sources import rebase_query, render_row
 from orcac.specs.plan import (
     CheckRule,
     DemonstrationPlan,
@@ -41,6 +41,7 @@ from orcac.specs.plan import (
     AdherenceRule,
 )
 from orcac.specs.spec import BestOf, Spec, TaskDecl
+from orcac.templates import failure_reason
 
 
 def rel(p: Path, plan_dir: Path) -> str:
@@ -84,6 +85,7 @@ def lower(
             split=src.split,
             query=rebase_query(src.query, base, plan_dir) if src.query is not None else None,
             files=tuple(rel(f, plan_dir) for f in sf.files) if src.kind == "sql" else (),
+            network=src.network,
             sha256=sf.sha256,
             columns=sf.columns,
             rows=sf.rows,
@@ -274,34 +276,45 @@ def _shown_chars(strategy) -> int:
 
 
 def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics) -> TaskEstimate:
-    import jinja2
-
     splits = sampling.split_rows(
         len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=plan.counts.probe
     )
     user_chars: dict[int, int] = {}
+    failed = []
     for i in splits.train:
         try:
-            user_chars[i] = len(templates.render(task.prompt, rows[i]))
-        except jinja2.TemplateError as error:
-            diags.error(f"row {i + 1} of task '{task.name}' cannot be rendered: {error}", task.at("prompt"))
-            return TaskEstimate(calls=0, probe_calls=0, prompt_tokens=0, cost=None)
+            user_chars[i] = len(render_row(task.prompt, rows[i]))
+        except Exception as error:  # a row's problem, not the plan's: reported, and left out of the estimate
+            failed.append((i, f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}"))
+    _warn_rows([message for _, message in sorted(failed)], task.name, diags)
+    probe_rows = [i for i in splits.probe if i in user_chars]
+    train_rows = [i for i in splits.train if i in user_chars]
     if plan.probe is not None and plan.probe.decision is None:
         lengths = [_shown_chars(strategies[c]) for c in plan.probe.candidates]
         sys_len = max(lengths)
         extra = len(lengths) - 1
-        probe_calls = len(splits.probe) * len(lengths)
+        probe_calls = len(probe_rows) * len(lengths)
         # the winner's probe answers are reused as training rows: one call each saved
-        probe_tokens = sum(est.tokens(n + user_chars[i]) for i in splits.probe for n in sorted(lengths)[:extra])
+        probe_tokens = sum(est.tokens(n + user_chars[i]) for i in probe_rows for n in sorted(lengths)[:extra])
     else:
         shown = _shown_chars(strategies[plan.strategy]) if plan.strategy else 0
         sys_len, extra, probe_calls, probe_tokens = shown, 0, 0, 0
     n = plan.sampling.samples  # every sample is a call; the probe asks sample 0 only
-    calls = len(splits.train) * n + len(splits.probe) * extra
-    prompt_tokens = n * sum(est.tokens(sys_len + user_chars[i]) for i in splits.train) + probe_tokens
+    calls = len(train_rows) * n + len(probe_rows) * extra
+    prompt_tokens = n * sum(est.tokens(sys_len + user_chars[i]) for i in train_rows) + probe_tokens
     return TaskEstimate(
         calls=calls,
         probe_calls=probe_calls,
         prompt_tokens=prompt_tokens,
         cost=est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens),
     )
+
+
+SHOWN_ROW_WARNINGS = 20  # per task; `orcac build` reports every skipped row as it meets it
+
+
+def _warn_rows(failed: list[str], task: str, diags: Diagnostics) -> None:
+    for message in failed[:SHOWN_ROW_WARNINGS]:
+        diags.warning(message)
+    if len(failed) > SHOWN_ROW_WARNINGS:
+        diags.warning(f"task {task}: {len(failed) - SHOWN_ROW_WARNINGS:,} more rows skipped (every one is listed by `orcac build`)")

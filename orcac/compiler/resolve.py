@@ -17,6 +17,7 @@ from orcac.specs.spec import BestOf, Named, Spec, TaskDecl
 
 NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
+PLURAL = {"strategy": "strategies", "erase message": "erase messages"}
 
 
 def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) -> Spec | None:
@@ -24,10 +25,15 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
     if not loaded:
         return None
     decls: dict[str, list] = {}
+    broken: dict[str, set[str]] = {}  # kind -> names declared with a bad value (already reported)
     version = 1
     for item in loaded:
         for kind, items in to_spec_module(item.module, diags).items():
-            decls.setdefault(kind, []).extend(items)
+            if kind == "broken":
+                for bad_kind, name in items:
+                    broken.setdefault(bad_kind, set()).add(name)
+            else:
+                decls.setdefault(kind, []).extend(items)
         if item.path == main.resolve() and item.module.version is not None:
             version = item.module.version
 
@@ -50,7 +56,7 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
         fields[kind] = items[0] if items else None
 
     spec = Spec(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
-    return _apply_defaults(spec, diags)
+    return _apply_defaults(spec, diags, broken)
 
 
 def _check_ref(ref: Named | None, kind: str, names, diags: Diagnostics) -> bool:
@@ -59,17 +65,19 @@ def _check_ref(ref: Named | None, kind: str, names, diags: Diagnostics) -> bool:
     if ref.name not in names:
         hint = did_you_mean(ref.name, names)
         if hint is None:
-            hint = f"declared {kind}s: {', '.join(sorted(names))}" if names else f"no {kind} is declared"
+            hint = f"declared {PLURAL.get(kind, kind + 's')}: {', '.join(sorted(names))}" if names else f"no {kind} is declared"
         diags.error(f"unknown {kind} '{ref.name}'", ref.span, hint)
         return False
     return True
 
 
-def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
+def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]]) -> Spec:
+    """Defaults into tasks; every name checked. Names in `broken` were declared with a bad
+    value (reported already): referring to one is not a second error."""
     d = spec.defaults
-    teachers = {t.name for t in spec.teachers}
-    erases = {e.name for e in spec.erases}
-    strategies = {s.name for s in spec.strategies}
+    teachers = {t.name for t in spec.teachers} | broken.get("teacher", set())
+    erases = {e.name for e in spec.erases} | broken.get("erase", set())
+    strategies = {s.name for s in spec.strategies} | broken.get("strategy", set())
     if d is not None:
         _check_ref(d.teacher, "teacher", teachers, diags)
         _check_ref(d.erase, "erase message", erases, diags)
@@ -83,6 +91,8 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             chosen = own or (getattr(d, key) if d else None)
             if own is not None:
                 _check_ref(own, kind, names, diags)
+            elif chosen is None and d is not None and key in d.spans:
+                pass  # defaults sets it, with a bad value: reported there
             elif chosen is None:
                 if len(names) == 1:
                     only = next(iter(names))
@@ -100,7 +110,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
             update["strategy"] = task.strategy
         elif d is not None and d.strategy is not None:
             update["strategy"] = d.strategy
-        else:
+        elif d is None or "strategy" not in d.spans:  # a bad one in defaults is reported there
             diags.error(
                 f"task '{task.name}' has no strategy",
                 task.span,
@@ -115,9 +125,9 @@ def _apply_defaults(spec: Spec, diags: Diagnostics) -> Spec:
                 update[key] = fallback if value is None else value
         tasks.append(replace(task, **update))
 
-    task_names = {t.name for t in spec.tasks}  # a set: a stage may list thousands
+    task_names = {t.name for t in spec.tasks} | broken.get("task", set())  # a set: a stage may list thousands
     if spec.train is not None:
-        _check_ref(spec.train.student, "student", {s.name for s in spec.students}, diags)
+        _check_ref(spec.train.student, "student", {s.name for s in spec.students} | broken.get("student", set()), diags)
         seen: dict[str, object] = {}
         for stage in spec.train.stages:
             if stage.name in seen:

@@ -30,6 +30,26 @@ class SourceError(OrcacError):
     """A source that cannot be read; the compiler turns it into a diagnostic."""
 
 
+@dataclass(frozen=True)
+class BadRow:
+    """A row of a source that is not a row: a csv line with more or fewer fields than the
+    header, a jsonl line that is not a JSON object. It keeps its place (row numbers and the
+    split stay those of the file) and is reported and skipped wherever rows are rendered,
+    like a row whose template fails; it is never sent to a teacher."""
+
+    reason: str
+
+
+def render_row(template: str, row) -> str:
+    """One row through one template: the compiler's estimate and the runtime's examples both
+    render with this. Raises RowError for a BadRow, or whatever the template raises."""
+    from orcac.templates import RowError, render
+
+    if isinstance(row, BadRow):
+        raise RowError(row.reason)
+    return render(template, row)
+
+
 @dataclass
 class Header:
     columns: tuple[str, ...]
@@ -40,8 +60,11 @@ class Header:
 # ---- paths ----------------------------------------------------------------------------------------
 
 
-def source_files(kind: str, path: str | None, split: str | None, query: str | None, base: Path) -> tuple[Path, ...]:
-    """Every file a source reads, absolute, in a stable order. Raises SourceError if missing."""
+def source_files(
+    kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False
+) -> tuple[Path, ...]:
+    """Every file a source reads, absolute, in a stable order. Raises SourceError if missing
+    (and for sql, if the query is not one read-only statement)."""
     if kind in ("jsonl", "csv", "parquet"):
         p = base / path
         if not p.is_file():
@@ -49,7 +72,7 @@ def source_files(kind: str, path: str | None, split: str | None, query: str | No
         return (p,)
     if kind == "hf":
         return hf_files(base / path, split, path)
-    return sql_files(query, base)
+    return sql_files(query, base, network=network)
 
 
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
@@ -61,9 +84,17 @@ def sql_literals(query: str) -> list[str]:
     return [m.group(1).replace("''", "'") for m in _QUOTED.finditer(query) if _PATHLIKE.match(m.group(1).replace("''", "'"))]
 
 
-def sql_files(query: str, base: Path) -> tuple[Path, ...]:
+def sql_files(query: str, base: Path, *, network: bool = False) -> tuple[Path, ...]:
+    _one_select(query)
     out = []
     for lit in sql_literals(query):
+        if "://" in lit:
+            if not network:
+                raise SourceError(
+                    f"the sql query reads {lit} from the network, which a spec must allow explicitly",
+                    'write sql("...", network = true); its data is not pinned by the plan\'s sha256',
+                )
+            continue
         p = base / lit
         if not p.is_file():
             raise SourceError(f"source file not found: {lit} (read by the sql query)")
@@ -106,16 +137,14 @@ def hf_files(root: Path, split: str | None, shown: str) -> tuple[Path, ...]:
 # ---- headers (check) --------------------------------------------------------------------------------
 
 
-def header(kind: str, path: str | None, split: str | None, query: str | None, base: Path) -> Header:
-    files = source_files(kind, path, split, query, base)
+def header(kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False) -> Header:
+    files = source_files(kind, path, split, query, base, network=network)
     if kind == "jsonl":
         return Header(columns=_jsonl_header(files[0], path), files=files)
     if kind == "csv":
-        with open(files[0], newline="", encoding="utf-8") as f:
+        with _Utf8Lines(files[0], path) as f:
             row = next(csv.reader(f), None)
-        if not row:
-            raise SourceError(f"{path} is empty: a csv source needs a header row")
-        return Header(columns=tuple(row), files=files)
+        return Header(columns=_csv_columns(row, path), files=files)
     if kind == "parquet":
         columns, rows = parquet_header(files[0])
         return Header(columns=columns, rows=rows, files=files)
@@ -128,27 +157,87 @@ def header(kind: str, path: str | None, split: str | None, query: str | None, ba
         if isinstance(splits, dict) and len(splits) == 1:
             rows = next(iter(splits.values())).get("num_examples")
         return Header(columns=columns, rows=rows, files=files)
-    return Header(columns=_sql_columns(query, base), files=files)
+    return Header(columns=_sql_columns(query, base, network), files=files)
+
+
+class _Utf8Lines:
+    """A data file's lines as UTF-8 text; a byte-order mark (as spreadsheet programs write) is
+    not part of the first column's name. Bytes that are not UTF-8 are a SourceError."""
+
+    def __init__(self, p: Path, shown: str):
+        self.p, self.shown = p, shown
+
+    def __enter__(self):
+        self.f = open(self.p, newline="", encoding="utf-8-sig")
+        return self
+
+    def __iter__(self):
+        try:
+            yield from self.f
+        except UnicodeDecodeError:
+            try:  # the decoder's offset is within its chunk: find the file's own
+                self.p.read_bytes().decode("utf-8")
+                raise
+            except UnicodeDecodeError as error:
+                raise SourceError(
+                    f"{self.shown} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
+                    "save the file as UTF-8",
+                ) from None
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _csv_columns(header_row: list[str] | None, shown: str) -> tuple[str, ...]:
+    if not header_row:
+        raise SourceError(f"{shown} is empty: a csv source needs a header row")
+    return tuple(header_row)
+
+
+def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
+    """Columns and rows of a csv file; a line with more or fewer fields than the header is a BadRow."""
+    with _Utf8Lines(p, shown) as f:
+        reader = csv.reader(f)
+        columns = _csv_columns(next(reader, None), shown)
+        rows: list = []
+        for record in reader:
+            if not record:
+                continue  # a blank line, as csv.DictReader skips it
+            if len(record) != len(columns):
+                n = len(record)
+                rows.append(BadRow(f"{shown}:{reader.line_num}: {n} field{'s' if n != 1 else ''}, the header has {len(columns)}"))
+            else:
+                rows.append(dict(zip(columns, record)))
+    return columns, rows
 
 
 def _jsonl_rows(p: Path, shown: str):
-    """The objects of a jsonl file, one per non-blank line, lazily (check reads only one)."""
-    with open(p, encoding="utf-8") as f:
+    """One row per non-blank line, lazily (check reads until the first object): a dict, or a
+    BadRow for a line that is not a JSON object."""
+    with _Utf8Lines(p, shown) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise SourceError(f"{shown}:{number}: not valid JSON ({error.msg})") from None
+                yield BadRow(f"{shown}:{number}: not valid JSON ({error.msg})")
+                continue
             if not isinstance(row, dict):
-                raise SourceError(f"{shown}:{number}: each line must be a JSON object")
+                yield BadRow(f"{shown}:{number}: not a JSON object")
+                continue
             yield row
 
 
 def _jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
+    """The keys of the first object; a file with no object line at all is an error."""
+    first_bad = None
     for row in _jsonl_rows(p, shown):
-        return tuple(row)
+        if not isinstance(row, BadRow):
+            return tuple(row)
+        first_bad = first_bad or row
+    if first_bad is not None:
+        raise SourceError(f"{shown} has no JSON object line: the first problem is {first_bad.reason}", "a jsonl source holds one JSON object per line")
     raise SourceError(f"{shown} is empty")
 
 
@@ -275,23 +364,60 @@ def _absolute_query(query: str, base: Path) -> str:
     return _QUOTED.sub(sub, query)
 
 
-def _duckdb():
+def _one_select(query: str) -> None:
+    """Raise SourceError unless the query is one read-only statement, by DuckDB's own parser."""
     import duckdb  # only specs with sql() sources pay for this import
 
-    con = duckdb.connect(":memory:")
-    con.execute("SET threads = 1")  # one thread: the same row order on every machine
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        raise SourceError(f"the sql query does not parse: {str(error).splitlines()[0]}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        what = f"{len(statements)} statements" if len(statements) != 1 else f"a {statements[0].type.name} statement"
+        raise SourceError(
+            f"a sql source is one read-only query (SELECT or WITH ... SELECT); this one is {what}",
+            "a source only reads: write one SELECT ... FROM 'data/x.parquet', with no ';' between statements",
+        )
+
+
+def _duckdb(query: str, files: tuple[Path, ...], network: bool):
+    """A connection for one query already checked by `_one_select`: it reads only the files
+    the query names (those the plan hashes); no network, and no extension installed or
+    loaded behind the user's back, unless the spec says `network = true`."""
+    import duckdb  # only specs with sql() sources pay for this import
+
+    config = {"threads": 1}  # one thread: the same row order on every machine
+    if not network:
+        config |= {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    con = duckdb.connect(":memory:", config=config)
+    if not network:
+        con.execute("SET allowed_paths = ?", [[str(p.resolve()) for p in files]])
+        con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")  # the query cannot undo the above
     return con
 
 
-def _sql_columns(query: str, base: Path) -> tuple[str, ...]:
-    con = _duckdb()
+_SQL_HINT = (
+    "a sql source reads only the files it names in quotes ('data/x.parquet', .csv, .tsv, .jsonl, .ndjson, .json); "
+    "to read from the network, write sql(\"...\", network = true)"
+)
+
+
+def _run_sql(query: str, base: Path, network: bool, run):
+    files = sql_files(query, base, network=network)
+    con = _duckdb(query, files, network)
     try:
-        rel = con.sql(_absolute_query(query, base))
-        return tuple(rel.columns)
+        return run(con.sql(_absolute_query(query, base)))
     except Exception as error:
-        raise SourceError(f"the sql query fails: {str(error).splitlines()[0]}") from None
+        first = str(error).splitlines()[0]
+        hint = _SQL_HINT if "disabled by configuration" in first else None
+        raise SourceError(f"the sql query fails: {first}", hint) from None
     finally:
         con.close()
+
+
+def _sql_columns(query: str, base: Path, network: bool = False) -> tuple[str, ...]:
+    return _run_sql(query, base, network, lambda rel: tuple(rel.columns))
 
 
 def rebase_query(query: str, old_base: Path, new_base: Path) -> str:
@@ -329,22 +455,17 @@ def sha256_files(files: tuple[Path, ...], extra: str = "") -> str:
     return h.hexdigest()
 
 
-def read(kind: str, path: str | None, split: str | None, query: str | None, base: Path) -> tuple[tuple[str, ...], list[dict]]:
-    """(columns, rows) of a whole source, rows in source order."""
-    files = source_files(kind, path, split, query, base)
+def read(
+    kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False
+) -> tuple[tuple[str, ...], list]:
+    """(columns, rows) of a whole source, rows in source order (a BadRow where a line is not a row)."""
+    files = source_files(kind, path, split, query, base, network=network)
     if kind == "jsonl":
         rows = list(_jsonl_rows(files[0], path))
-        if not rows:
-            raise SourceError(f"{path} is empty")
-        return tuple(rows[0]), rows
+        columns = next((tuple(r) for r in rows if not isinstance(r, BadRow)), None)
+        return (columns if columns is not None else _jsonl_header(files[0], path)), rows
     if kind == "csv":
-        with open(files[0], newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = [dict(r) for r in reader]
-            columns = tuple(reader.fieldnames or ())
-        if not columns:
-            raise SourceError(f"{path} is empty: a csv source needs a header row")
-        return columns, rows
+        return _csv_rows(files[0], path)
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -362,19 +483,15 @@ def read(kind: str, path: str | None, split: str | None, query: str | None, base
                     tables.append(pa.ipc.open_file(source).read_all())
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         return tuple(table.column_names), table.to_pylist()
-    con = _duckdb()
-    try:
-        table = con.sql(_absolute_query(query, base)).arrow()
-        if hasattr(table, "read_all"):  # newer DuckDB returns a RecordBatchReader
-            table = table.read_all()
-    except Exception as error:
-        raise SourceError(f"the sql query fails: {str(error).splitlines()[0]}") from None
-    finally:
-        con.close()
+    def arrow(rel):
+        table = rel.arrow()
+        return table.read_all() if hasattr(table, "read_all") else table  # newer DuckDB: a RecordBatchReader
+
+    table = _run_sql(query, base, network, arrow)
     return tuple(table.column_names), table.to_pylist()
 
 
 def read_rows(source, root: Path) -> list[dict]:
     """Rows of a plan's SourcePlan (orcac.specs.plan), paths relative to the plan's directory `root`."""
-    _, rows = read(source.kind, source.path, source.split, source.query, Path(root))
+    _, rows = read(source.kind, source.path, source.split, source.query, Path(root), network=source.network)
     return rows

@@ -91,6 +91,15 @@ def text(v: Value, key: str) -> str:
     return s
 
 
+def path(v: Value, key: str) -> str:
+    """A file or directory name: text without control characters (a NUL cannot name a file)."""
+    s = text(v, key)
+    bad = next((c for c in s if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise Bad(f"'{key}' must be a path, and a path holds no control character (it has U+{ord(bad):04X})", v.span)
+    return s
+
+
 def integer(lo: int | None = None, hi: int | None = None) -> Converter:
     def convert(v: Value, key: str) -> int:
         if not isinstance(v, Num) or not isinstance(v.value, int):
@@ -170,7 +179,10 @@ def choice(*options: str) -> Converter:
 
 def ref(v: Value, key: str) -> Named:
     if not isinstance(v, Ref) or v.name in ("true", "false"):
-        raise Bad(f"'{key}' must name a declaration, got {describe(v)}", v.span)
+        hint = None
+        if isinstance(v, Str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v.value):
+            hint = f"a name is written without quotes: {key} = {v.value}"
+        raise Bad(f"'{key}' must name a declaration, got {describe(v)}", v.span, hint)
     return Named(name=v.name, span=v.span)
 
 
@@ -203,8 +215,11 @@ def env(v: Value, key: str) -> str:
             v.span,
             'for example: api_key = env("OPENAI_API_KEY")',
         )
+    if isinstance(v, Call) and v.name == "env" and len(v.args) == 1 and isinstance(v.args[0], Ref):
+        name = v.args[0].name
+        raise Bad(f"env() takes the variable's name as a string, got the name {name}", v.args[0].span, f'write it in quotes: env("{name}")')
     if not isinstance(v, Call) or v.name != "env" or len(v.args) != 1 or v.kwargs or not isinstance(v.args[0], Str):
-        raise Bad(f"'{key}' must be env(\"NAME\"), got {describe(v)}", v.span)
+        raise Bad(f"'{key}' must be env(\"NAME\"), got {describe(v)}", v.span, 'for example: api_key = env("OPENAI_API_KEY")')
     name = v.args[0].value
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise Bad(f"'{name}' is not an environment variable name", v.args[0].span)
@@ -239,11 +254,11 @@ def source(v: Value, key: str) -> SourceExpr:
         )
     if v.name == "hf":
         (arg,), kw = _args(v, 1, {"split": string}, "hf()")
-        return SourceExpr(kind="hf", path=string(arg, "hf()"), split=kw.get("split"), span=v.span)
-    (arg,), _ = _args(v, 1, {}, f"{v.name}()")
-    value = text(arg, f"{v.name}()")
+        return SourceExpr(kind="hf", path=path(arg, "hf()"), split=kw.get("split"), span=v.span)
+    (arg,), kw = _args(v, 1, {"network": boolean} if v.name == "sql" else {}, f"{v.name}()")
+    value = text(arg, f"{v.name}()") if v.name == "sql" else path(arg, f"{v.name}()")
     if v.name == "sql":
-        return SourceExpr(kind="sql", query=value, span=v.span)
+        return SourceExpr(kind="sql", query=value, network=kw.get("network", False), span=v.span)
     return SourceExpr(kind=v.name, path=value, span=v.span)
 
 
@@ -484,7 +499,7 @@ TABLES: dict[str, Table] = {
             "grad_accum": ("grad_accum", integer(1, 65536)),
             "seed": ("seed", integer(0)),
             "precision": ("precision", choice("auto", "bf16", "fp32")),
-            "output": ("output", text),
+            "output": ("output", path),
         },
         ("student",),
         {"lora": False, "stage": True},
@@ -519,8 +534,14 @@ TOP_LEVEL = ("teacher", "student", "strategy", "erase", "defaults", "task", "tra
 
 
 def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
-    """Declarations of one module by kind; problems go to `diags`."""
+    """Declarations of one module by kind; problems go to `diags`.
+
+    A named declaration with a bad value is left out, but its (kind, name) is listed under
+    "broken", so that what refers to it is not also reported as naming nothing. A defaults
+    block with a bad value keeps its good ones (every key of it is optional).
+    """
     out: dict[str, list] = {kind: [] for kind in TOP_LEVEL}
+    out["broken"] = []
     if module.version is None:
         from orcac.specs.spec import Span
 
@@ -543,6 +564,8 @@ def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
         decl = _block(block, diags, module.file)
         if decl is not None:
             out[block.kind].append(decl)
+        elif block.name is not None:
+            out["broken"].append((block.kind, block.name))
     return out
 
 
@@ -609,7 +632,7 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
         if key not in spans:
             diags.error(f"{where} needs '{key}'", block.name_span or block.kind_span, f"add: {key} = ...")
             ok = False
-    if not ok:
+    if not ok and block.kind != "defaults":
         return None
     if params:
         values["params"] = params

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import re
 import textwrap
+import unicodedata
 from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
@@ -20,7 +21,7 @@ from lark import Lark, Token, Transformer
 from lark.lexer import Lexer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from orcac.compiler.diagnostics import CompileError, Diagnostic
+from orcac.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from orcac.specs.spec import (
     Assign,
     Block,
@@ -168,9 +169,14 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
 
 
+_SURROGATE_PAIR = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.I)
+_LONE_SURROGATE = re.compile(r"\\u(d[89a-f][0-9a-f]{2})", re.I)
+
+
 def unescape(body: str) -> str:
     """Escapes of a "..." string: \\n \\t \\r \\" \\\\ \\0 \\uXXXX; any other is kept as written
-    (so regex("\\d+") means what it says)."""
+    (so regex("\\d+") means what it says). A UTF-16 pair (\\ud83d\\ude00) is the one character
+    it encodes; a lone surrogate is not text (see `lone_surrogate`)."""
 
     def sub(m: re.Match) -> str:
         s = m.group(1)
@@ -178,7 +184,35 @@ def unescape(body: str) -> str:
             return chr(int(s[1:], 16))
         return _ESCAPES.get(s, "\\" + s)
 
-    return _ESCAPE.sub(sub, body)
+    out, pos = [], 0
+    for m in _SURROGATE_PAIR.finditer(body):
+        if _escaped(body, m.start()):
+            continue
+        high, low = int(m.group(1), 16), int(m.group(2), 16)
+        out += [_ESCAPE.sub(sub, body[pos : m.start()]), chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))]
+        pos = m.end()
+    out.append(_ESCAPE.sub(sub, body[pos:]))
+    return "".join(out)
+
+
+def _escaped(body: str, i: int) -> bool:
+    """Whether the backslash at body[i] is itself escaped (preceded by an odd run of backslashes)."""
+    run = 0
+    while i - run - 1 >= 0 and body[i - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
+def lone_surrogate(body: str) -> int | None:
+    """Offset in `body` of a \\uD800-\\uDFFF escape that is not half of a pair, or None."""
+    paired = set()
+    for m in _SURROGATE_PAIR.finditer(body):
+        if not _escaped(body, m.start()):
+            paired.update((m.start(), m.start() + 6))
+    for m in _LONE_SURROGATE.finditer(body):
+        if m.start() not in paired and not _escaped(body, m.start()):
+            return m.start()
+    return None
 
 
 def triple_value(raw: str) -> str:
@@ -239,7 +273,21 @@ class _ToNodes(Transformer):
 
     def import_stmt(self, children):
         kw, tok = children
-        return Import(path=unescape(tok.value[1:-1]), span=_between(self.file, kw, tok))
+        return Import(path=self._unescaped(tok), span=_between(self.file, kw, tok))
+
+    def _unescaped(self, tok: Token) -> str:
+        body = tok.value[1:-1]
+        bad = lone_surrogate(body)
+        if bad is not None:
+            col = tok.column + 1 + bad
+            raise _NodeError(
+                Diagnostic(
+                    f"'{body[bad : bad + 6]}' is half of a UTF-16 surrogate pair, not a character",
+                    Span(file=self.file, line=tok.line, col=col, end_line=tok.line, end_col=col + 6),
+                    "write the character itself, or both halves of the pair (\\ud83d\\ude00 is one emoji)",
+                )
+            )
+        return unescape(body)
 
     def block(self, children):
         kind, name, _lbrace, *members, rbrace = children
@@ -263,7 +311,7 @@ class _ToNodes(Transformer):
         span = _tok_span(self.file, tok)
         if tok.type == "TRIPLE_STRING":
             return Str(value=triple_value(tok.value), raw=tok.value, triple=True, span=span)
-        return Str(value=unescape(tok.value[1:-1]), raw=tok.value, span=span)
+        return Str(value=self._unescaped(tok), raw=tok.value, span=span)
 
     def number(self, children):
         (tok,) = children
@@ -320,7 +368,8 @@ def _describe(token: Token) -> str:
     if token.type == "NAME":
         return f"name '{token.value}'"
     if token.type in ("STRING", "TRIPLE_STRING"):
-        return "a string"
+        text = token.value if len(token.value) <= 32 else token.value[:28] + "...\""
+        return "string " + text.encode("unicode_escape").decode("ascii").replace("\\\\", "\\")
     if token.type in ("NUMBER", "PERCENT", "DURATION"):
         return f"{token.type.lower()} {token.value}"
     return f"'{token.value}'"
@@ -357,10 +406,7 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
     line, col = max(error.line, 1), max(error.column, 1)
     span = Span(file=file, line=line, col=col, end_line=line, end_col=col + 1)
     if isinstance(error, UnexpectedCharacters):
-        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
-        if char == '"':
-            return Diagnostic("this string is never closed", span, 'end it with " on the same line, or use """ for text over several lines')
-        return Diagnostic(f"unexpected character {char!r}", span)
+        return _unexpected_character(text, error.pos_in_stream, span)
     if isinstance(error, UnexpectedToken):
         tok = error.token
         if tok.type != "$END":
@@ -383,11 +429,56 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             )
         message = f"unexpected {_describe(tok)}; expected {_expected(expected)}"
         hint = None
+        before = re.search(r"(?:^|[\s}])([A-Za-z_][A-Za-z0-9_]*)\s*$", text[: tok.start_pos or 0]) if tok.type != "$END" else None
+        if before and tok.type == "NUMBER" and "LBRACE" in expected:
+            word = before.group(1)
+            near = did_you_mean(word, ["orca"])
+            if near:  # `orac 1`
+                at = text.count("\n", 0, before.start(1)) + 1
+                col = before.start(1) - (text.rfind("\n", 0, before.start(1)) + 1) + 1
+                span = Span(file=file, line=at, col=col, end_line=at, end_col=col + len(word))
+                return Diagnostic(f"unknown word '{word}' before the version number", span, f"{near} A spec starts with: orca 1")
         if expected == {"LBRACE"}:
             hint = "a setting is written 'key = value'; a block is 'kind name { ... }'"
+        elif "EQUAL" in expected and tok.type in _VALUE_START - {"NAME"}:
+            hint = "a setting is written key = value: the '=' is missing"
         elif _VALUE_START <= expected:
             hint = "write a value after '=': a string, a number, a name, a list or a call"
         elif tok.type in ("NAME", "STRING", "NUMBER") and expected & {"COMMA", "RPAR", "RSQB"} and "EQUAL" not in expected:
             hint = "separate items with ','"
         return Diagnostic(message, span, hint)
     return Diagnostic(str(error).splitlines()[0], span)
+
+
+# Characters a word processor puts where a spec needs plain ASCII punctuation.
+_TYPOGRAPHIC_QUOTES = "\u201c\u201d\u201e\u201f\u2018\u2019\u201a\u201b\u00ab\u00bb\u2033\u2032"
+_LEXEME = re.compile(r"[+-]?[0-9.][0-9A-Za-z_.%+-]*")
+
+
+def _unexpected_character(text: str, pos: int, span: Span) -> Diagnostic:
+    char = text[pos] if pos < len(text) else ""
+    if char == '"':
+        return Diagnostic("this string is never closed", span, 'end it with " on the same line, or use """ for text over several lines')
+    if char in _TYPOGRAPHIC_QUOTES:
+        return Diagnostic(
+            f"unexpected character '{char}' (a typographic quote)",
+            span,
+            'write strings in straight double quotes "..."; a word processor may have replaced them',
+        )
+    if char.isspace() or unicodedata.category(char) in ("Zs", "Cf"):
+        name = unicodedata.name(char, "an invisible character")
+        return Diagnostic(
+            f"unexpected character U+{ord(char):04X} ({name.lower()})",
+            span,
+            "replace it with an ordinary space; it often comes with text pasted from a document",
+        )
+    word = _LEXEME.match(text, pos)
+    if word and (char.isdigit() or char in "+-."):
+        lexeme = word.group()
+        end = Span(file=span.file, line=span.line, col=span.col, end_line=span.line, end_col=span.col + len(lexeme))
+        return Diagnostic(
+            f"'{lexeme}' is not a number, a duration or a percentage",
+            end,
+            "a duration is a number and a unit: 500ms, 30s, 1.5m, 2h; a percentage is written 20%",
+        )
+    return Diagnostic(f"unexpected character '{char}'" if char.isprintable() else f"unexpected character U+{ord(char):04X}", span)

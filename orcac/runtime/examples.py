@@ -4,8 +4,9 @@
 
 Shared by `orcac build` (train examples go to the teacher) and `orcac eval` (held-out ones
 score the student). The split comes from `orcac.sampling.split_rows`, so it is the one the
-compiler counted. A row whose prompt or gold fails to render is reported with its task, row
-number and reason, and skipped; the other rows go on.
+compiler counted. A row whose prompt or gold fails to render, or that is not a row at all (a
+ragged csv line, a jsonl line that is not an object), is reported with its task, row number
+and reason, and skipped; the other rows go on.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from orcac.compiler.sources import render_row
 from orcac.errors import OrcacError
 from orcac.runtime.sources import read_rows
 from orcac.sampling import split_rows
 from orcac.specs.plan import Plan
-from orcac.templates import render
+from orcac.templates import failure_reason
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,10 @@ def materialize(
         for index in indices:
             row = rows[index]
             try:
-                prompt = render(task.prompt, row)
-                gold = render(task.gold, row) if task.gold is not None else None
-            except Exception as error:  # a template error is this row's problem, not the build's
-                report(RenderProblem(task.name, index, f"{type(error).__name__}: {error}"))
+                prompt = render_row(task.prompt, row)
+                gold = render_row(task.gold, row) if task.gold is not None else None
+            except Exception as error:  # a bad row or a template error is this row's problem, not the build's
+                report(RenderProblem(task.name, index, failure_reason(error)))
                 continue
             examples.append(Example(task.name, index, split, index in probe, prompt, gold))
     return examples

@@ -20,7 +20,7 @@ from orcac.specs.plan import SourcePlan
 
 def source_sha256(source: SourcePlan, root: Path) -> str:
     """The hash `orcac plan` records in `SourcePlan.sha256` for these files as they are now."""
-    files = compiled.source_files(source.kind, source.path, source.split, source.query, root)
+    files = compiled.source_files(source.kind, source.path, source.split, source.query, root, network=source.network)
     return compiled.sha256_files(files, extra=source.query if source.kind == "sql" else "")
 
 
@@ -33,7 +33,7 @@ def read_rows(source: SourcePlan, root: Path, *, task: str, verify: bool = True)
                 f"task {task}: {where}: the data changed since the plan was made: run `orcac plan`",
                 hint="re-plan so the split, prompts and job ids follow the new data",
             )
-        columns, rows = compiled.read(source.kind, source.path, source.split, source.query, root)
+        columns, rows = compiled.read(source.kind, source.path, source.split, source.query, root, network=source.network)
     except compiled.SourceError as error:
         raise OrcacError(f"task {task}: {error.message}", hint=error.hint) from None
     except OSError as error:

@@ -251,7 +251,7 @@ def _classify(error: BaseException, teacher: TeacherPlan) -> BaseException:
     key_hint = (
         f"set {teacher.api_key_env} to a valid key for {teacher.model}"
         if teacher.api_key_env
-        else f"set api_key_env on teacher {teacher.name} to the env var that holds its key"
+        else f'give teacher {teacher.name} its key: api_key = env("NAME"), NAME the environment variable that holds it'
     )
     if isinstance(error, asyncio.TimeoutError | litellm.Timeout):
         return _Retryable("timeout", detail)

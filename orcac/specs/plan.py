@@ -118,6 +118,7 @@ class SourcePlan(PlanModel):
     split: str | None = None  # hf: which split of a DatasetDict
     query: str | None = None  # sql: run by DuckDB with the plan's directory as cwd
     files: tuple[str, ...] = ()  # sql: the files the query reads (hashed)
+    network: bool = Field(False, description="sql: the spec allows the query to reach the network (not pinned by sha256)")
     sha256: str
     columns: tuple[str, ...]
     rows: int

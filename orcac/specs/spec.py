@@ -237,6 +237,7 @@ class SourceExpr:
     path: str | None = None
     split: str | None = None
     query: str | None = None
+    network: bool = False  # sql(..., network = true)
     span: Span
 
 

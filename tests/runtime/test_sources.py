@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from orcac.compiler.sources import BadRow
 from orcac.errors import OrcacError
 from orcac.runtime.sources import read_rows, source_sha256
 from orcac.specs.plan import SourcePlan
@@ -83,11 +84,10 @@ def test_missing_file_names_task_and_file(tmp_path):
         read_rows(source, tmp_path, task="arith")
 
 
-def test_malformed_jsonl_names_task_file_and_line(tmp_path):
+def test_a_malformed_jsonl_line_is_a_bad_row_naming_file_and_line(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"q": "a", "a": "1"}\n{"q": oops}\n')
     source = _plan_for(tmp_path, kind="jsonl", path="d.jsonl")
-    with pytest.raises(OrcacError, match=r"task t: d.jsonl:2: not valid JSON"):
-        read_rows(source, tmp_path, task="t")
+    assert read_rows(source, tmp_path, task="t") == [{"q": "a", "a": "1"}, BadRow("d.jsonl:2: not valid JSON (Expecting value)")]
 
 
 def test_missing_column_is_named(tmp_path):
@@ -99,8 +99,8 @@ def test_missing_column_is_named(tmp_path):
 
 def test_bad_sql_is_an_error_not_a_traceback(tmp_path):
     _write_all(tmp_path)
-    source = _plan_for(tmp_path, kind="sql", query="SELEKT 1", files=("d.jsonl",))
-    with pytest.raises(OrcacError, match=r"task t: the sql query fails"):
+    source = SourcePlan(kind="sql", query="SELEKT 1", files=("d.jsonl",), sha256="0" * 64, columns=("q",), rows=1)
+    with pytest.raises(OrcacError, match=r"task t: the sql query does not parse: Parser Error"):
         read_rows(source, tmp_path, task="t")
 
 

@@ -205,4 +205,5 @@ def test_no_key_anywhere_stops_the_run_in_one_line(monkeypatch):
         assert isinstance(transport.resolve(plan, teachers.get_litellm()), str)
         with pytest.raises(OrcacError, match=r"^teacher gpt \(openai/loopback\): no API key") as caught:
             run(plan, ["x"])
-        assert "api_key_env" in caught.value.hint and server.stats()["requests"] == 0
+        assert 'api_key = env("NAME")' in caught.value.hint and server.stats()["requests"] == 0
+        assert "api_key_env" not in caught.value.hint  # the language's key, not the plan's field
