@@ -206,9 +206,12 @@ class FastClient:
         return headers
 
     async def send(
-        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None
+        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None,
+        ratelimit: dict[str, str] | None = None,
     ) -> tuple[str, str | None, int, int, str | None]:
-        """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc)."""
+        """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc).
+
+        `ratelimit`, when given, receives the answer's x-ratelimit-* headers (lower-cased)."""
         body = dict(route.body)
         body["messages"] = messages  # a tuple serialises as a JSON array, no copy needed
         data = _dumps(body)
@@ -220,6 +223,10 @@ class FastClient:
                 status = response.status
                 if status >= 400:
                     raise HTTPStatusError(status, _error_message(raw), dict(response.headers))
+                if ratelimit is not None:
+                    ratelimit.update(
+                        (k.lower(), v) for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")
+                    )
         except self._connection_errors as error:
             raise ConnectionError(f"Connection error: {type(error).__name__}: {error}") from None
         answer = _loads(raw)  # a JSONDecodeError (a ValueError) is a bad_response
