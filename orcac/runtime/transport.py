@@ -169,6 +169,8 @@ def _error_message(raw: bytes) -> str:
             return str(error["message"])
         if isinstance(error, str):
             return error
+        if isinstance(data, dict) and data.get("object") == "error" and data.get("message"):
+            return str(data["message"])  # vLLM before 0.9 and SGLang: the error at the top level
     except ValueError:
         pass
     return raw[:300].decode("utf-8", "replace") or "no body"

@@ -35,6 +35,9 @@ Fault names (a fault may carry `:name=value` options):
   "empty"              status 200, valid JSON, "choices": []
   "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
   "drop"               closes the connection without an answer
+  "vllm_context"       vLLM's 400 for a prompt past the context, in its older top-level body
+                       ({"object": "error", "message": ..., "code": 400}); "vllm_400" the same
+                       body for another bad request
 
 `latency` (seconds) delays every answer. `capacity` is a number of requests in flight that the
 client is not told: a request beyond it gets an immediate 429 (no Retry-After), as an overloaded
@@ -181,6 +184,14 @@ class _Handler:
             return _error(404, f"The model {body.get('model')} does not exist", "invalid_request_error")
         if name == "400":
             return _error(400, f"injected bad request (key {presented})", "invalid_request_error")
+        if name in ("vllm_context", "vllm_400"):
+            message = (
+                "This model's maximum context length is 2048 tokens. However, you requested "
+                "4100 tokens (3588 in the messages, 512 in the completion)."
+                if name == "vllm_context" else "temperature must be non-negative"
+            )
+            body = {"object": "error", "type": "BadRequestError", "param": None, "code": 400, "message": message}
+            return web.json_response(body, status=400)
         if name == "malformed":
             return web.Response(status=200, text='{"id": "x", "choices": [', content_type="application/json")
         if name == "drop":
