@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -108,6 +109,10 @@ class _Teacher:
         return f"teacher {self.plan.name} ({self.plan.model})"
 
     def prepare(self) -> None:
+        # litellm's async files functions (afile_content) build a coroutine of their own
+        # sync twin in an executor and drop it: Python then warns on stderr, mid-display,
+        # about a coroutine never awaited. The answer is unaffected; the warning is noise.
+        warnings.filterwarnings("ignore", message="coroutine '.*' was never awaited", category=RuntimeWarning)
         plan = self.plan
         if isinstance(plan.api_base, tuple):
             raise OrcacError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -304,3 +305,11 @@ class BatchServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve_until_stdin_closes() -> None:
+    """Entry of a server in its own process (benchmarks): prints the port, serves until stdin closes."""
+    server = BatchServer().start()
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()
