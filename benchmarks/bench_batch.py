@@ -38,29 +38,27 @@ from tests.support.loopback import Loopback  # noqa: E402
 class _Timed:
     """Seconds spent in Store.write and Store.execute, from any thread."""
 
+    METHODS = ("write", "execute")
+
     def __init__(self):
         self.seconds = 0.0
-        self.write, self.execute = store.Store.write, store.Store.execute
-        timed = self
+        self.originals = {name: getattr(store.Store, name) for name in self.METHODS}
+        for name, original in self.originals.items():
+            setattr(store.Store, name, self._timing(original))
 
-        def write(self, *a, **k):
+    def _timing(self, original):
+        def timed(*args, **kwargs):
             started = time.perf_counter()
             try:
-                return timed.write(self, *a, **k)
+                return original(*args, **kwargs)
             finally:
-                timed.seconds += time.perf_counter() - started
+                self.seconds += time.perf_counter() - started
 
-        def execute(self, *a, **k):
-            started = time.perf_counter()
-            try:
-                return timed.execute(self, *a, **k)
-            finally:
-                timed.seconds += time.perf_counter() - started
-
-        store.Store.write, store.Store.execute = write, execute
+        return timed
 
     def restore(self):
-        store.Store.write, store.Store.execute = self.write, self.execute
+        for name, original in self.originals.items():
+            setattr(store.Store, name, original)
 
 
 def run(n: int, url: str, mode: str) -> dict:

@@ -93,7 +93,9 @@ class AdaptiveLimit:
                 free -= 1
 
 
+# A number with a unit, repeated ("6m0s"), or one bare number of seconds ("2.5").
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_reset(value: str | None) -> float | None:
@@ -104,18 +106,13 @@ def parse_reset(value: str | None) -> float | None:
     >>> parse_reset("soon") is None
     True
     """
-    if value is None:
+    text = "" if value is None else str(value).strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        text += "s"
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
         return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
+    return sum(float(n) * _SCALE[u] for n, u in parts)
 
 
 def ratelimit_pause(headers: Mapping[str, str]) -> float | None:

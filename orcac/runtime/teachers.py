@@ -471,7 +471,6 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
     pauses the whole teacher, not just this job), some errors end the job and others the run,
     and the attempt count goes into the Outcome; all of which tenacity would need callbacks for.
     """
-    litellm = get_litellm()
     plan = teacher.plan
     tokens = estimate_tokens(plan, job.messages) if teacher.tpm else 0
     attempts = 0

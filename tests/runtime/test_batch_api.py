@@ -142,23 +142,24 @@ def _start_build(spec: Path) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for(condition, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+def _kill_while_polling(spec: Path, server: BatchServer) -> None:
+    """`orcac build` in a subprocess, killed with SIGKILL once it has polled its batch twice."""
+    build = _start_build(spec)
+    try:
+        deadline = time.monotonic() + 60
+        while server.stats().get("retrieves", 0) < 2:
+            assert time.monotonic() < deadline, "the build never polled"
+            time.sleep(0.1)
+    finally:
+        build.kill()
+        build.wait(30)
+        build.stderr.close()
 
 
 def test_a_killed_build_resumes_polling_the_same_batch_and_sends_nothing_twice(tmp_path):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)
-        build = _start_build(spec)
-        try:
-            _wait_for(lambda: server.stats().get("retrieves", 0) >= 2)
-        finally:
-            build.kill()
-            build.wait(30)
-            build.stderr.close()
+        _kill_while_polling(spec, server)
         # The ids were written before the build waited on anything.
         assert _rows(_db(tmp_path), "SELECT batch_id, status FROM batches") == [("batch_1", "in_progress")]
         server.release()
@@ -191,13 +192,7 @@ def test_a_build_killed_after_the_upload_creates_the_batch_once(tmp_path, monkey
 def test_cancel_cancels_live_batches_and_the_next_build_sends_only_the_unanswered(tmp_path, capsys):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)
-        build = _start_build(spec)
-        try:
-            _wait_for(lambda: server.stats().get("retrieves", 0) >= 2)
-        finally:
-            build.kill()
-            build.wait(30)
-            build.stderr.close()
+        _kill_while_polling(spec, server)
         assert _build(spec, "--cancel") == 0
         assert "teacher t: batch batch_1: cancelling" in capsys.readouterr().out
         assert server.stats()["cancels"] == 1

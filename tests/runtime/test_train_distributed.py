@@ -4,8 +4,9 @@ Two ranks with batch_size 1 see the same global batch of 2 as one process with b
 (the distributed sampler deals the same shuffled order out to the ranks), and DDP averages
 their gradients. The losses are not bit-equal: each rank's loss is the mean over its own
 teacher tokens, so the average of two means weighs tokens a little differently than one mean
-over both. Measured on the tiny model: the final losses differ by well under 1%; the test
-allows 2% (LOSS_TOLERANCE).
+over both. Measured on the tiny model (8 steps): the first steps agree to 4 decimals and the
+last losses are 10.3228 (one process) and 10.3080 (two ranks), 0.14% apart; the test allows
+2% at every step (LOSS_TOLERANCE).
 """
 
 from __future__ import annotations
