@@ -98,7 +98,7 @@ def dry_run_notes(teachers: dict[str, TeacherPlan], jobs: Iterable[Job]) -> list
 
 
 @dataclass
-class _Teacher:
+class _BatchTeacher:
     plan: TeacherPlan
     provider: str = ""
     api_base: str | None = None
@@ -273,7 +273,7 @@ def _status_line(batch: Any) -> str:
 class _Runner:
     """One teacher's batches in one build."""
 
-    def __init__(self, teacher: _Teacher, jobs: dict[str, Job], store: Store, on_outcome, on_batch: OnBatch | None):
+    def __init__(self, teacher: _BatchTeacher, jobs: dict[str, Job], store: Store, on_outcome, on_batch: OnBatch | None):
         self.teacher = teacher
         self.name = teacher.plan.name
         self.pending = jobs  # job id -> job, no answer yet; shrinks as outcomes are delivered
@@ -448,9 +448,10 @@ class _Runner:
 
         names = [c[0] for c in self.store.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'batches' ORDER BY ordinal_position")]
-        (row,) = self.store.rows(f"SELECT * FROM batches WHERE input_file_id = ?", [file_id])
+        (row,) = self.store.rows("SELECT * FROM batches WHERE input_file_id = ?", [file_id])
         values = dict(zip(names, row), **changes)
-        return pa.table({k: pa.array([v], pa.bool_() if k == "collected" else pa.int64() if k in ("lines", "completed", "failed") else pa.string()) for k, v in values.items()})
+        kinds = {"collected": pa.bool_(), "lines": pa.int64(), "completed": pa.int64(), "failed": pa.int64()}
+        return pa.table({k: pa.array([v], kinds.get(k, pa.string())) for k, v in values.items()})
 
     async def run(self) -> None:
         self.deliver_stored()
@@ -481,7 +482,7 @@ async def run_batch_jobs(
         by_teacher.setdefault(job.teacher, {})[job.id] = job
     runners = []
     for name, pending in sorted(by_teacher.items()):
-        teacher = _Teacher(teachers[name])
+        teacher = _BatchTeacher(teachers[name])
         teacher.prepare()
         runners.append(_Runner(teacher, pending, store, on_outcome, on_batch))
     await asyncio.gather(*(runner.run() for runner in runners))
@@ -540,7 +541,7 @@ async def cancel_live_batches(teachers: dict[str, TeacherPlan], store: Store) ->
     for name, file_id, batch_id in rows:
         if name not in teachers:
             continue
-        teacher = _Teacher(teachers[name])
+        teacher = _BatchTeacher(teachers[name])
         teacher.prepare()
         runner = _Runner(teacher, {}, store, lambda _o: None, None)
         batch = await runner._call(runner.litellm.acancel_batch, batch_id=batch_id)

