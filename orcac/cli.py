@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, metavar="N", help="at most N examples per task (a quick look)")
     p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
+    p.add_argument("--cancel", action="store_true", help="cancel the build's live provider batches (mode = batch) and exit")
 
     p = sub.add_parser("export", help="write the training records as JSONL, Parquet or a HF dataset")
     _add_run_args(p)

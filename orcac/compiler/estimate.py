@@ -5,7 +5,9 @@ rendered system + user messages per call; a task whose strategy is still to be c
 is counted with its longest candidate. Cost is prompt tokens at the model's input price
 plus `max_tokens` per call at its output price (an upper bound on completions), from
 litellm's bundled price map, read as JSON without importing litellm. `local/...`
-teachers cost 0; a model litellm has no price for costs None.
+teachers cost 0; a model litellm has no price for costs None. A teacher with `mode = batch`
+is priced at the map's batch prices (`input_cost_per_token_batches`), or where it has none at
+BATCH_DISCOUNT of the online price, which `orcac build --dry-run` says it assumed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PRICE_MAP = "model_prices_and_context_window_backup.json"
+BATCH_DISCOUNT = 0.5  # assumed when the price map has no batch price: OpenAI's and Anthropic's discount
 
 
 @lru_cache(maxsize=1)
@@ -53,6 +56,28 @@ def price(model: str) -> tuple[float, float] | None:
     return None
 
 
+def batch_price(model: str) -> tuple[float, float, str] | None:
+    """(input, output) USD per token through the provider's batch API, and where they came from.
+
+    >>> batch_price("gpt-4o-mini")
+    (7.5e-08, 3e-07, "litellm's batch price")
+    """
+    online = price(model)
+    if online is None or model.startswith("local/"):
+        return None if online is None else (0.0, 0.0, "local model")
+    prices = _prices()
+    for key in (model, model.split("/", 1)[-1]):
+        entry = prices.get(key) or {}
+        if entry.get("input_cost_per_token_batches") is not None:
+            output = entry.get("output_cost_per_token_batches")
+            return (
+                float(entry["input_cost_per_token_batches"]),
+                float(output) if output is not None else online[1] * BATCH_DISCOUNT,
+                "litellm's batch price",
+            )
+    return (online[0] * BATCH_DISCOUNT, online[1] * BATCH_DISCOUNT, f"assumed {BATCH_DISCOUNT:.0%} of the online price")
+
+
 def tokens(chars: int) -> int:
     """>>> tokens(9)
     3
@@ -60,8 +85,8 @@ def tokens(chars: int) -> int:
     return math.ceil(chars / 4)
 
 
-def cost(model: str, prompt_tokens: int, calls: int, max_tokens: int) -> float | None:
-    p = price(model)
+def cost(model: str, prompt_tokens: int, calls: int, max_tokens: int, *, batch: bool = False) -> float | None:
+    p = batch_price(model) if batch else price(model)
     if p is None:
         return None
     return round(prompt_tokens * p[0] + calls * max_tokens * p[1], 6)

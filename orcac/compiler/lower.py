@@ -199,6 +199,7 @@ def lower(
                 max_tokens=t.max_tokens,
                 seed=t.seed,
                 concurrency=t.concurrency,
+                adaptive=t.adaptive,
                 rpm=t.rpm,
                 tpm=t.tpm,
                 timeout_s=t.timeout_s,
@@ -207,6 +208,7 @@ def lower(
                 threads=t.threads,
                 precision=t.precision,
                 transport=t.transport,
+                mode=t.mode,
                 params=t.params,
             )
             for t in spec.teachers
@@ -306,7 +308,7 @@ def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teac
         calls=calls,
         probe_calls=probe_calls,
         prompt_tokens=prompt_tokens,
-        cost=est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens),
+        cost=est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens, batch=teacher.mode == "batch"),
     )
 
 

@@ -100,6 +100,19 @@ def path(v: Value, key: str) -> str:
     return s
 
 
+def urls(v: Value, key: str) -> str | tuple[str, ...]:
+    """One server's URL, or a list of replicas of one model (one element: just that URL)."""
+    if not isinstance(v, List):
+        return text(v, key)
+    if not v.items:
+        raise Bad(f"'{key}' lists no servers", v.span, f'write {key} = "http://host:8000/v1" or a list of them')
+    bases = tuple(text(item, key) for item in v.items)
+    for n, base in enumerate(bases):
+        if base in bases[:n]:
+            raise Bad(f"'{base}' is listed twice", v.items[n].span)
+    return bases[0] if len(bases) == 1 else bases
+
+
 def integer(lo: int | None = None, hi: int | None = None) -> Converter:
     def convert(v: Value, key: str) -> int:
         if not isinstance(v, Num) or not isinstance(v.value, int):
@@ -407,12 +420,13 @@ TABLES: dict[str, Table] = {
         {
             "model": ("model", text),
             "api_key": ("api_key_env", env),
-            "api_base": ("api_base", text),
+            "api_base": ("api_base", urls),
             "temperature": ("temperature", number(0.0, 2.0)),
             "top_p": ("top_p", number(0.0, 1.0)),
             "max_tokens": ("max_tokens", integer(1)),
             "seed": ("seed", integer(0)),
             "concurrency": ("concurrency", integer(1, 100000)),
+            "adaptive": ("adaptive", boolean),
             "rpm": ("rpm", integer(1)),
             "tpm": ("tpm", integer(1)),
             "timeout": ("timeout_s", duration),
@@ -421,6 +435,7 @@ TABLES: dict[str, Table] = {
             "threads": ("threads", integer(1, 1024)),
             "precision": ("precision", choice("auto", "bf16", "fp32")),
             "transport": ("transport", choice("auto", "litellm")),
+            "mode": ("mode", choice("online", "batch")),
         },
         ("model",),
         {"params": False},

@@ -301,6 +301,10 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
     for name, examples, cached, calls, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {tokens:>14,} {shown:>10}")
+    from orcac.runtime.batch_api import dry_run_notes
+
+    for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
+        print(note)
     print("dry run: nothing was called")
     return 0
 
@@ -308,6 +312,10 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
 def command(args) -> int:
     plan, root, stem = load(args.spec)
     path = db_path(args, root, stem)
+    if getattr(args, "cancel", False):
+        from orcac.runtime.batch_api import cancel_command
+
+        return cancel_command(plan, path)
     # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
     from orcac.runtime import probe
 
@@ -492,7 +500,7 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
 
 
 def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:
-    from orcac.runtime.teachers import run_jobs
+    from orcac.runtime.batch_api import run_online_and_batch
 
     def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
         rows = Rows(plan)
@@ -539,7 +547,7 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
 
     display.start()
     try:
-        asyncio.run(run_jobs(plan.teachers, pending, on_outcome, root=root))
+        asyncio.run(run_online_and_batch(plan.teachers, pending, on_outcome, store, root=root, on_batch=display.batch))
     finally:
         display.stop()
         flusher.close()

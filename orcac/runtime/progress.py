@@ -69,6 +69,7 @@ class BuildProgress:
         self._live: Live | None = None
         self._stop = threading.Event()
         self._printer: threading.Thread | None = None
+        self.batches: dict[str, str] = {}  # provider batch id -> its last state line (mode = batch)
 
     # ---- counting ---------------------------------------------------------------------
 
@@ -85,6 +86,14 @@ class BuildProgress:
             self.accepted += 1
         else:
             self.rejected += 1
+
+    def batch(self, batch_id: str, state: str) -> None:
+        """A provider batch's state and counts (batch_api); shown under the bar, or logged on change."""
+        if self.batches.get(batch_id) == state:
+            return
+        self.batches[batch_id] = state
+        if not self.live:
+            print(f"build: batch {batch_id}: {state}", file=sys.stderr, flush=True)
 
     # ---- showing ----------------------------------------------------------------------
 
@@ -112,7 +121,10 @@ class BuildProgress:
         width = 30
         filled = int(share * width)
         bar = Text("━" * filled, style="green") + Text("━" * (width - filled), style="grey37")
-        return Text.assemble(bar, f" {share:4.0%} ", self.line())
+        text = Text.assemble(bar, f" {share:4.0%} ", self.line())
+        for batch_id, state in sorted(self.batches.items()):
+            text.append(f"\n  batch {batch_id}: {state}")  # ids and states are the provider's: plain text
+        return text
 
     def start(self) -> BuildProgress:
         self.started = time.monotonic()

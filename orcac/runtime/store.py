@@ -12,6 +12,7 @@ Tables (created idempotently; primary keys are what make a resumed build write n
     responses  job_id: the teacher's text, finish reason, tokens, cost, latency, model
     checks     item_id (task, row, job): accepted, reason
     records    record_id (= item_id): the prompt-erased training rows
+    batches, batch_jobs, batch_results   a batch teacher's files, their jobs, their result lines
 
 Nothing here holds an API key: jobs keep messages and the model string, never call options.
 """
@@ -51,6 +52,17 @@ SCHEMA: dict[str, str] = {
     "records": """
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
+    # The batch path (orcac/runtime/batch_api.py): one row per uploaded file, the jobs in it,
+    # and the lines its output and error files held once the batch ended.
+    "batches": """
+        input_file_id VARCHAR PRIMARY KEY, teacher VARCHAR, api_base VARCHAR, batch_id VARCHAR, status VARCHAR,
+        lines BIGINT, completed BIGINT, failed BIGINT, output_file_id VARCHAR, error_file_id VARCHAR,
+        collected BOOLEAN""",
+    "batch_jobs": """
+        input_file_id VARCHAR, job_id VARCHAR, n INTEGER, PRIMARY KEY (input_file_id, job_id)""",
+    "batch_results": """
+        input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
+        PRIMARY KEY (input_file_id, job_id)""",
 }
 
 KEYS: dict[str, tuple[str, ...]] = {

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orcac.errors import OrcacError
+from orcac.runtime.concurrency import AdaptiveLimit, ratelimit_pause
+from orcac.runtime.endpoints import Endpoint, EndpointPool, api_bases, for_server
 from orcac.specs.plan import TeacherPlan
 
 if TYPE_CHECKING:  # imported when first needed: a run of local teachers never loads aiohttp's client
@@ -93,7 +95,8 @@ def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tup
     """
     payload = {
         "model": teacher.model,
-        "api_base": teacher.api_base,
+        # A list of servers is replicas of one model: which one answers does not change the job.
+        "api_base": None if isinstance(teacher.api_base, tuple) else teacher.api_base,
         "messages": [dict(m) for m in messages],
         "temperature": teacher.temperature,
         "top_p": teacher.top_p,
@@ -346,8 +349,11 @@ class _Teacher:
     checked: bool = False
     route: Route | None = None  # set when this teacher takes the fast path (transport.py)
     fast: FastClient | None = None  # the run's one fast client, for a teacher with a route
+    limit: AdaptiveLimit | None = None  # requests in flight, within [1, concurrency] (concurrency.py)
+    pool: EndpointPool | None = None  # its api bases, least-loaded first (endpoints.py)
 
     def __post_init__(self):
+        self.limit = AdaptiveLimit(self.plan.concurrency, adaptive=self.plan.adaptive and not self.local)
         if self.plan.rpm:
             self.rpm = _Bucket(self.plan.rpm)
         if self.plan.tpm:
@@ -393,8 +399,9 @@ class _Teacher:
             # Skips litellm's per-call logging callbacks (measured: about +15% requests/s).
             "no-log": True,
         }
-        if plan.api_base:
-            kwargs["api_base"] = plan.api_base
+        first = api_bases(plan)[0]
+        if first:
+            kwargs["api_base"] = first
         if plan.top_p is not None:
             kwargs["top_p"] = plan.top_p
         if plan.seed is not None:
@@ -406,7 +413,7 @@ class _Teacher:
             kwargs.pop("max_retries")
         else:
             try:
-                litellm.get_llm_provider(plan.model, api_base=plan.api_base)
+                litellm.get_llm_provider(plan.model, api_base=first)
             except Exception as error:  # noqa: BLE001 - litellm raises several types for this
                 raise OrcacError(
                     f"{self.label()}: unknown provider: {_one_line(str(error), 200)}",
@@ -418,10 +425,13 @@ class _Teacher:
         self.price = _price_of(litellm, plan.model)
         from orcac.runtime import transport
 
-        route = transport.resolve(plan, litellm)
+        route = transport.resolve(for_server(plan, first), litellm)
         if isinstance(route, transport.Route):
             self.route = route
             self.fast = fast_client()
+        self.pool = EndpointPool.resolve(
+            plan, kwargs, (lambda one: transport.resolve(one, litellm)) if self.route is not None else None
+        )
 
 
 def _price_of(litellm, model: str) -> tuple[float, float] | None:
@@ -468,7 +478,6 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
     pauses the whole teacher, not just this job), some errors end the job and others the run,
     and the attempt count goes into the Outcome; all of which tenacity would need callbacks for.
     """
-    litellm = get_litellm()
     plan = teacher.plan
     tokens = estimate_tokens(plan, job.messages) if teacher.tpm else 0
     attempts = 0
@@ -487,27 +496,22 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         key = teacher.api_key()
         if key is None and teacher.route is not None:
             key = teacher.route.fallback_key  # the provider's own variable, as litellm would read it; scrubbed too
+        ticket = await teacher.limit.acquire()
+        endpoint = teacher.pool.take()
         started = time.perf_counter()
         try:
-            if teacher.route is not None:
-                async with asyncio.timeout(plan.timeout_s):
-                    text, finish, prompt_tokens, completion_tokens, model = await teacher.fast.send(
-                        teacher.route, job.messages, key, job.options
-                    )
-            else:
-                # Backs up litellm's own timeout: a server that accepts and then hangs must
-                # not hold a slot forever whatever its HTTP client does. (asyncio.timeout, not
-                # wait_for: no extra task per request.) A local model has no network to hang
-                # on, and its request waits for the batches ahead of it, so it is not cut off.
-                async with asyncio.timeout(None if teacher.local else plan.timeout_s + 1.0):
-                    kwargs = {**teacher.kwargs, **dict(job.options)} if job.options else teacher.kwargs
-                    response = await litellm.acompletion(messages=list(job.messages), api_key=key, **kwargs)
-                text, finish, prompt_tokens, completion_tokens, model = _read_response(response)
+            text, finish, prompt_tokens, completion_tokens, model = await _send(teacher, endpoint, job, key)
             latency = time.perf_counter() - started
+            teacher.limit.release(ticket, "ok")
+            teacher.pool.give(endpoint)
         except asyncio.CancelledError:
+            teacher.limit.release(ticket, "other")
+            teacher.pool.give(endpoint)
             raise
         except Exception as error:  # noqa: BLE001 - classified below, nothing escapes unnamed
             latency = time.perf_counter() - started
+            teacher.limit.release(ticket, _signal_of(error))
+            teacher.pool.give(endpoint)
             kind = _classify(error, plan)
             if isinstance(kind, _Fatal):
                 kind.detail = _scrub(kind.detail, [key or ""])
@@ -518,6 +522,8 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
             if attempts > plan.max_retries:
                 break
             delay = _backoff(attempts)
+            if kind.retry_after is None and kind.reason == "rate_limited":
+                kind.retry_after = ratelimit_pause(_headers_of(error))  # x-ratelimit-reset-*, when sent
             if kind.retry_after is not None:
                 delay = min(kind.retry_after, RETRY_AFTER_CAP_S)
                 teacher.paused_until = max(teacher.paused_until, time.monotonic() + delay)
@@ -543,9 +549,44 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         raise _Fatal(
             f"unreachable after {attempts} attempts",
             last_detail,
-            f"check that {plan.api_base or 'the provider'} is up and reachable from this machine",
+            f"check that {', '.join(b for b in api_bases(plan) if b) or 'the provider'} is up and reachable from this machine",
         )
     return _failed(job, attempts, latency, last_reason, last_detail)
+
+
+async def _send(teacher: _Teacher, endpoint: Endpoint, job: Job, key: str | None):
+    """One attempt at one server: (text, finish_reason, prompt_tokens, completion_tokens, model).
+
+    A spent budget in the provider's x-ratelimit-* headers pauses the teacher until it resets.
+    """
+    plan = teacher.plan
+    headers: dict[str, str] = {}
+    if endpoint.route is not None:
+        async with asyncio.timeout(plan.timeout_s):
+            answer = await teacher.fast.send(endpoint.route, job.messages, key, job.options, ratelimit=headers)
+    else:
+        # Backs up litellm's own timeout: a server that accepts and then hangs must
+        # not hold a slot forever whatever its HTTP client does. (asyncio.timeout, not
+        # wait_for: no extra task per request.) A local model has no network to hang
+        # on, and its request waits for the batches ahead of it, so it is not cut off.
+        async with asyncio.timeout(None if teacher.local else plan.timeout_s + 1.0):
+            kwargs = {**endpoint.kwargs, **dict(job.options)} if job.options else endpoint.kwargs
+            response = await get_litellm().acompletion(messages=list(job.messages), api_key=key, **kwargs)
+        answer = _read_response(response)
+        hidden = (getattr(response, "_hidden_params", None) or {}).get("additional_headers") or {}
+        headers = {str(k).lower().removeprefix("llm_provider-"): str(v) for k, v in hidden.items()}
+    pause = ratelimit_pause(headers) if headers else None
+    if pause:
+        teacher.paused_until = max(teacher.paused_until, time.monotonic() + min(pause, RETRY_AFTER_CAP_S))
+    return answer
+
+
+def _signal_of(error: BaseException) -> str:
+    """What a failed attempt tells the adaptive limit: a 429 or 503 is the server saying "fewer"."""
+    status = getattr(error, "status_code", None)
+    if status in (429, 503) or type(error).__name__ == "RateLimitError":
+        return "overloaded"
+    return "other"
 
 
 def _failed(job: Job, attempts: int, latency: float, reason: str, detail: str) -> Outcome:

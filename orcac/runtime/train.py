@@ -246,6 +246,7 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_pin_memory=_cuda_available(),
+        use_cpu=not _cuda_available(),  # also what makes torchrun on CPU use gloo (see _wait_for_everyone)
         completion_only_loss=False,  # the labels already mask everything but the answer
     )
     trainer = make_trainer(
@@ -671,7 +672,9 @@ def _wait_for_everyone() -> None:
     if _world_size() > 1:
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        # cpu=True where there is no GPU: without it accelerate sees no device to spread over
+        # and leaves a torchrun launch undistributed (each rank would train on all the data).
+        PartialState(cpu=not _cuda_available()).wait_for_everyone()
 
 
 def _is_main_process() -> bool:

@@ -169,6 +169,8 @@ def _error_message(raw: bytes) -> str:
             return str(error["message"])
         if isinstance(error, str):
             return error
+        if isinstance(data, dict) and data.get("object") == "error" and data.get("message"):
+            return str(data["message"])  # vLLM before 0.9 and SGLang: the error at the top level
     except ValueError:
         pass
     return raw[:300].decode("utf-8", "replace") or "no body"
@@ -206,12 +208,14 @@ class FastClient:
         return headers
 
     async def send(
-        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None, options: tuple = ()
+        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None, options: tuple = (),
+        ratelimit: dict[str, str] | None = None,
     ) -> tuple[str, str | None, int, int, str | None]:
         """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc).
 
         `options`: (name, value) pairs of this request that override the route's (a job's
-        temperature or seed; standard OpenAI parameters, so no mapping is needed)."""
+        temperature or seed; standard OpenAI parameters, so no mapping is needed).
+        `ratelimit`, when given, receives the answer's x-ratelimit-* headers (lower-cased)."""
         body = dict(route.body)
         body.update(options)
         body["messages"] = messages  # a tuple serialises as a JSON array, no copy needed
@@ -224,6 +228,10 @@ class FastClient:
                 status = response.status
                 if status >= 400:
                     raise HTTPStatusError(status, _error_message(raw), dict(response.headers))
+                if ratelimit is not None:
+                    ratelimit.update(
+                        (k.lower(), v) for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")
+                    )
         except self._connection_errors as error:
             raise ConnectionError(f"Connection error: {type(error).__name__}: {error}") from None
         answer = _loads(raw)  # a JSONDecodeError (a ValueError) is a bad_response

@@ -33,12 +33,17 @@ class TeacherPlan(PlanModel):
     name: str
     model: str
     api_key_env: str | None = Field(None, description="name of the env var holding the key")
-    api_base: str | None = None
+    api_base: str | tuple[str, ...] | None = Field(
+        None, description="the server's URL; a list: replicas of one model, each request to the least-loaded"
+    )
     temperature: float = 0.0
     top_p: float | None = None
     max_tokens: int = 512
     seed: int | None = None
     concurrency: int = 16
+    adaptive: bool = Field(
+        True, description="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"
+    )
     rpm: int | None = Field(None, description="requests per minute the provider allows")
     tpm: int | None = Field(None, description="tokens per minute the provider allows")
     timeout_s: float = 60.0
@@ -56,6 +61,9 @@ class TeacherPlan(PlanModel):
         "auto",
         description="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm "
         "has resolved the request once; litellm: every request through litellm.acompletion",
+    )
+    mode: Literal["online", "batch"] = Field(
+        "online", description="batch: jobs go through the provider's batch API (files and batches), not online calls"
     )
 
 

@@ -175,12 +175,13 @@ class TeacherDecl(Decl):
     name: str
     model: str
     api_key_env: str | None = None
-    api_base: str | None = None
+    api_base: str | tuple[str, ...] | None = None
     temperature: float = 0.0
     top_p: float | None = None
     max_tokens: int = 512
     seed: int | None = None
     concurrency: int = 16
+    adaptive: bool = True
     rpm: int | None = None
     tpm: int | None = None
     timeout_s: float = 60.0
@@ -189,6 +190,7 @@ class TeacherDecl(Decl):
     threads: int | None = None
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     transport: Literal["auto", "litellm"] = "auto"
+    mode: Literal["online", "batch"] = "online"
     params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 

@@ -84,7 +84,7 @@ VALUE_BASE: dict[str, dict[str, str]] = {
         "model": '"openai/gpt-4o-mini"', "api_key": 'env("ORCAC_FUZZ_KEY")', "api_base": '"http://127.0.0.1:9/v1"',
         "temperature": "0.5", "top_p": "0.9", "max_tokens": "64", "seed": "1", "concurrency": "4", "rpm": "60",
         "tpm": "6000", "timeout": "30s", "max_retries": "1", "batch_size": "2", "threads": "1", "transport": "auto",
-        "precision": "auto",
+        "precision": "auto", "adaptive": "true", "mode": "online",
     },
     "params": {"user": '"fuzz"'},  # inside teacher t
     "student st": {"model": '"local/smollm2-135m-instruct"', "chat_template": "auto"},

@@ -35,8 +35,15 @@ Fault names (a fault may carry `:name=value` options):
   "empty"              status 200, valid JSON, "choices": []
   "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
   "drop"               closes the connection without an answer
+  "vllm_context"       vLLM's 400 for a prompt past the context, in its older top-level body
+                       ({"object": "error", "message": ..., "code": 400}); "vllm_400" the same
+                       body for another bad request
 
-`latency` (seconds) delays every answer. The authorization header is recorded only as whether
+`latency` (seconds) delays every answer. `capacity` is a number of requests in flight that the
+client is not told: a request beyond it gets an immediate 429 (no Retry-After), as an overloaded
+provider answers; `stats()["peak"]` is the most that were in flight at once, `["rejected"]` the
+429s sent for capacity. `ratelimit` ({header: value}) is added to every answer, e.g.
+{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}. The authorization header is recorded only as whether
 it was present (`stats()["auth"]`); the 401 and 400 bodies quote the key back, as real providers
 do, so tests can check that callers scrub it.
 """
@@ -99,7 +106,12 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 
 class _Handler:
-    def __init__(self, responder, latency, script, faults, probabilities, seed):
+    def __init__(self, responder, latency, script, faults, probabilities, seed, capacity=None, ratelimit=None):
+        self.capacity = capacity
+        self.ratelimit = dict(ratelimit or {})
+        self.in_flight = 0
+        self.peak = 0
+        self.rejected = 0
         self.responder = responder
         self.latency = latency
         self.script = {k: list(v) for k, v in (script or {}).items()}
@@ -128,6 +140,18 @@ class _Handler:
         return "ok"
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        if self.capacity is not None and self.in_flight >= self.capacity:
+            self.requests += 1
+            self.rejected += 1
+            return _error(429, "over capacity", "rate_limit_exceeded")
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         raw = await request.read()
         body = json.loads(raw)
@@ -160,6 +184,14 @@ class _Handler:
             return _error(404, f"The model {body.get('model')} does not exist", "invalid_request_error")
         if name == "400":
             return _error(400, f"injected bad request (key {presented})", "invalid_request_error")
+        if name in ("vllm_context", "vllm_400"):
+            message = (
+                "This model's maximum context length is 2048 tokens. However, you requested "
+                "4100 tokens (3588 in the messages, 512 in the completion)."
+                if name == "vllm_context" else "temperature must be non-negative"
+            )
+            body = {"object": "error", "type": "BadRequestError", "param": None, "code": 400, "message": message}
+            return web.json_response(body, status=400)
         if name == "malformed":
             return web.Response(status=200, text='{"id": "x", "choices": [', content_type="application/json")
         if name == "drop":
@@ -186,14 +218,15 @@ class _Handler:
                 "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
             },
         }
-        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+        return web.Response(body=json.dumps(answer).encode(), content_type="application/json", headers=self.ratelimit)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"requests": self.requests, "hits": dict(self.hits), "log": self.log, "auth": dict(self.auth)}
+            {"requests": self.requests, "hits": dict(self.hits), "log": self.log, "auth": dict(self.auth),
+             "peak": self.peak, "rejected": self.rejected}
         )
 
     def app(self) -> web.Application:
@@ -251,10 +284,12 @@ class Loopback:
         probabilities: dict[str, float] | None = None,
         seed: int = 0,
         process: bool = False,
+        capacity: int | None = None,
+        ratelimit: dict[str, str] | None = None,
     ):
         self.options = dict(
             responder=responder, latency=latency, script=script, faults=faults,
-            probabilities=probabilities, seed=seed,
+            probabilities=probabilities, seed=seed, capacity=capacity, ratelimit=ratelimit,
         )
         self.process = process
         self.handler: _Handler | None = None
