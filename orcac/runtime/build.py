@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime.checks import check_answer
 from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id
 from orcac.runtime.examples import Example, RenderProblem, materialize
@@ -297,9 +297,9 @@ def command(args) -> int:
     plan = probe.phase(plan, root, path, args)
     work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
     for note in work.skipped:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     for problem in work.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     if getattr(args, "dry_run", False):
         answered = {}
         if path.exists():

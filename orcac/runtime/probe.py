@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime.checks import check_answer
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, TaskPlan
 
@@ -225,7 +225,7 @@ def _answered(store, ids: list[str]) -> dict[str, dict]:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(printable(message), file=sys.stderr)
 
 
 def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict]) -> dict[str, list[str]]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime import chat_format
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -698,4 +698,4 @@ def _round_up(n: int, to: int = 64) -> int:
 
 def _log(message: str) -> None:
     if _is_main_process():
-        print(message, file=sys.stderr, flush=True)
+        print(printable(message), file=sys.stderr, flush=True)

@@ -243,3 +243,13 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
     table = out.getvalue()
     for expected in ("arith", "step", "truncated 1", "timeout 1", "$1.0000", "qa", "direct", "all"):
         assert expected in table
+
+
+def test_control_characters_from_a_provider_never_reach_the_terminal(tmp_path, capsys):
+    with Loopback(arith_answer, faults="401", error_text=" \x1b[2J\x1b]0;owned\x07\rgone") as server:
+        path = write_plan(tmp_path, make_plan(tmp_path, n=4, teacher=_teacher(server)))
+        assert _build(path) == 1
+    err = capsys.readouterr().err
+    assert "authentication failed (401)" in err
+    assert "\x1b" not in err and "\x07" not in err and "\r" not in err
+    assert "\\x1b[2J" in err  # shown, neutralised, so the user still sees what the provider sent

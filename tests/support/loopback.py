@@ -34,9 +34,12 @@ Fault names (a fault may carry `:name=value` options):
   "malformed"          status 200 with a body that is not JSON
   "empty"              status 200, valid JSON, "choices": []
   "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
+  "blank"              status 200, a normal answer whose content is "" (finish_reason "stop")
+  "huge"               an answer of `:chars=N` characters (default 1,000,000), finish_reason "stop"
   "drop"               closes the connection without an answer
 
-`latency` (seconds) delays every answer. The authorization header is recorded only as whether
+`latency` (seconds) delays every answer; `error_text` is appended to the 401 body's message
+(to test that callers neutralise what a provider sends). The authorization header is recorded only as whether
 it was present (`stats()["auth"]`); the 401 and 400 bodies quote the key back, as real providers
 do, so tests can check that callers scrub it.
 """
@@ -99,8 +102,9 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 
 class _Handler:
-    def __init__(self, responder, latency, script, faults, probabilities, seed):
+    def __init__(self, responder, latency, script, faults, probabilities, seed, error_text=""):
         self.responder = responder
+        self.error_text = error_text
         self.latency = latency
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.faults = faults
@@ -153,7 +157,7 @@ class _Handler:
         # Like real providers, 401 and 400 bodies quote the key they got: callers must scrub it.
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if name == "401":
-            return _error(401, f"Incorrect API key provided: {presented}", "invalid_request_error")
+            return _error(401, f"Incorrect API key provided: {presented}{self.error_text}", "invalid_request_error")
         if name == "403":
             return _error(403, "forbidden", "invalid_request_error")
         if name == "404":
@@ -167,6 +171,10 @@ class _Handler:
             return web.Response(status=200)
         text = self.responder(body)
         finish = "stop"
+        if name == "blank":
+            text = ""
+        if name == "huge":
+            text = "x" * int(options.get("chars", 1_000_000))
         if name == "length":
             text = text[: int(options.get("chars", 3))]
             finish = "length"
@@ -251,10 +259,11 @@ class Loopback:
         probabilities: dict[str, float] | None = None,
         seed: int = 0,
         process: bool = False,
+        error_text: str = "",
     ):
         self.options = dict(
             responder=responder, latency=latency, script=script, faults=faults,
-            probabilities=probabilities, seed=seed,
+            probabilities=probabilities, seed=seed, error_text=error_text,
         )
         self.process = process
         self.handler: _Handler | None = None
