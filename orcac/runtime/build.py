@@ -50,18 +50,18 @@ FLUSH_SECONDS = 1.0
 
 
 def load(spec: str) -> tuple[Plan, Path, str]:
-    """(plan, root, stem) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
+    """(plan, root, the plan's spec name) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
     from orcac.compiler import load_plan
 
     path = Path(spec)
     if not path.is_file():
         raise OrcacError(f"{spec}: no such file")
     loaded = load_plan(path)
-    return loaded.plan, Path(loaded.root), path.name.split(".")[0]
+    return loaded.plan, Path(loaded.root), loaded.plan.spec
 
 
-def db_path(args, root: Path, stem: str) -> Path:
-    return Path(args.db) if getattr(args, "db", None) else default_path(root, stem)
+def db_path(args, root: Path, spec: str) -> Path:
+    return Path(args.db) if getattr(args, "db", None) else default_path(root, spec)
 
 
 # ---- items: one example answered under one strategy -----------------------------------------
@@ -289,8 +289,8 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
 
 
 def command(args) -> int:
-    plan, root, stem = load(args.spec)
-    path = db_path(args, root, stem)
+    plan, root, spec = load(args.spec)
+    path = db_path(args, root, spec)
     # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
     from orcac.runtime import probe
 
@@ -303,10 +303,10 @@ def command(args) -> int:
     if getattr(args, "dry_run", False):
         answered = {}
         if path.exists():
-            with Store.open(path, read_only=True) as store:
+            with Store.open(path, read_only=True, spec=plan.spec) as store:
                 answered = _stored_answers(store, [i.job.id for i in work.items])
         return dry_run(plan, work, answered)
-    with Store.open(path) as store:
+    with Store.open(path, spec=plan.spec) as store:
         result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
     from rich.console import Console
 
@@ -362,7 +362,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     try:
         if pending:
             calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
-        status = "ok"
+        status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise

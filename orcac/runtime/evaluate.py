@@ -129,7 +129,7 @@ def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None 
 
 def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> dict[str, list[Held]]:
     """Held-out examples per task: from the build's `examples` table, else from the sources."""
-    stored = _stored_held(db_path, list(plan.tasks))
+    stored = _stored_held(db_path, list(plan.tasks), plan.spec)
     held: dict[str, list[Held]] = {}
     for name, task in plan.tasks.items():
         if stored:  # the build rendered them: use exactly those
@@ -152,13 +152,14 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
     return held
 
 
-def _stored_held(db_path: Path, tasks: list[str]) -> dict[str, list[Held]]:
+def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[Held]]:
     if not db_path.is_file():
         return {}
-    import duckdb
+    from orcac.runtime.store import claim, connect
 
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect(db_path, read_only=True)
     try:
+        claim(con, db_path, spec, write=False)
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "examples" not in names:
             return {}
@@ -415,10 +416,10 @@ def _arrow(before, after) -> str:
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
-    import duckdb
+    from orcac.runtime.store import connect
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     try:
         con.execute(EVAL_TABLES)
         con.executemany(

@@ -520,7 +520,7 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
 
     if getattr(args, "dry_run", False):
         if Path(db).exists():
-            with Store.open(db, read_only=True) as store:
+            with Store.open(db, read_only=True, spec=plan.spec) as store:
                 found = estimate(plan, root, answered=lambda ids: _answered(store, ids), reprobe=reprobe)
         else:
             found = estimate(plan, root, reprobe=reprobe)
@@ -528,7 +528,7 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
         return plan
     from rich.console import Console
 
-    with Store.open(db) as store:
+    with Store.open(db, spec=plan.spec) as store:
         result = run_probes(plan, root, store, plan_path=plan_file_for(args.spec), reprobe=reprobe)
     console = Console()
     if not console.is_terminal:

@@ -69,7 +69,21 @@ def command(args) -> int:
 
 
 def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = None) -> int:
-    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`."""
+    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`.
+
+    The run's row in `train_runs` says how it ended: finished, failed or interrupted (Ctrl-C
+    here; kill -9 or the OOM killer: marked by the next run, which finds it still 'running').
+    """
+    live: dict[str, str] = {}  # the run id, once its row is written
+    try:
+        return _run(loaded, db_path, resume=resume, max_steps=max_steps, live=live)
+    except BaseException as error:
+        if "run_id" in live:
+            _end_run(db_path, live["run_id"], "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        raise
+
+
+def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: dict) -> int:
     plan, root = loaded.plan, Path(loaded.root)
     if plan.train is None:
         raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
@@ -108,6 +122,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
     run_id = state["run_id"]
     if main:
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="running")
+        live["run_id"] = run_id
     _log(
         f"training {student.model} ({_count_params(model) / 1e6:.0f}M parameters) on {_device_name()}, "
         f"{'bf16' if bf16 else 'fp32'}, packing {'on' if tp.packing else 'off'}"
@@ -155,7 +170,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
             _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
-        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="done", final_loss=final_loss)
+        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
         from orcac.runtime import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
@@ -441,21 +456,22 @@ def _float(value):
 
 
 def _connect(db_path: Path):
-    import duckdb
+    from orcac.runtime.store import connect
 
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     con.execute(TRAIN_TABLES)
     return con
 
 
 def _stage_records(db_path: Path, plan, stage) -> list[dict]:
     """The stage's training records (task, user, assistant, id) under each task's chosen strategy."""
-    import duckdb
+    from orcac.runtime.store import claim, connect
 
     if not db_path.is_file():
         raise OrcacError(f"no build database at {db_path}", hint=f"run `orcac build {plan.spec}` first")
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect(db_path, read_only=True)
     try:
+        claim(con, db_path, plan.spec, write=False)
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "records" not in tables:
             raise OrcacError(f"{db_path} has no training records", hint=f"run `orcac build {plan.spec}` first")
@@ -500,10 +516,23 @@ def _write_run(db_path, run_id, plan_sha, tp, student_model, bf16, isolated, *, 
             [run_id, plan_sha, student_model, tp.output, _device_name(), "bf16" if bf16 else "fp32",
              tp.packing, isolated, status, versions],
         )
-        if status == "done":
+        if status == "running":  # another run of this output still 'running' died without a word
+            con.execute(
+                "UPDATE train_runs SET status = 'interrupted' WHERE status = 'running' AND output = ? AND run_id <> ?",
+                [tp.output, run_id],
+            )
+        if status == "finished":
             con.execute(
                 "UPDATE train_runs SET ended_at = now(), final_loss = ? WHERE run_id = ?", [final_loss, run_id]
             )
+    finally:
+        con.close()
+
+
+def _end_run(db_path: Path, run_id: str, status: str) -> None:
+    con = _connect(db_path)
+    try:
+        con.execute("UPDATE train_runs SET status = ?, ended_at = now() WHERE run_id = ?", [status, run_id])
     finally:
         con.close()
 
@@ -542,7 +571,7 @@ def _db_path(args, loaded) -> Path:
 
     if getattr(args, "db", None):
         return Path(args.db)
-    return default_path(Path(loaded.root), Path(args.spec).name.split(".")[0])
+    return default_path(Path(loaded.root), loaded.plan.spec)
 
 
 def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:

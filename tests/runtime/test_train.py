@@ -36,6 +36,14 @@ def rows():
     return orca_rows("add", N_PER_TASK) + orca_rows("mul", N_PER_TASK)
 
 
+def _runs(db: Path):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT status FROM train_runs").fetchall()
+    finally:
+        con.close()
+
+
 def _steps(db: Path):
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -161,7 +169,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     con = duckdb.connect(str(db), read_only=True)
     (status, final_loss), = con.execute("SELECT status, final_loss FROM train_runs").fetchall()
     con.close()
-    assert status == "done" and final_loss == pytest.approx(_steps(db)[-1][3])
+    assert status == "finished" and final_loss == pytest.approx(_steps(db)[-1][3])
     # The trained student generates with its saved tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert tokenizer.chat_template and tokenizer.pad_token
@@ -200,9 +208,14 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
         train.run(loaded(plan, tmp_path), db)
     checkpoints = list((tmp_path / plan.train.output).glob("stages/02-reason/checkpoint-*"))
     assert checkpoints and train._checkpoint_step(checkpoints[0]) < second_stage_steps
+    assert _runs(db) == [("interrupted",)]
+    con = duckdb.connect(str(db))  # and one that a kill -9 left 'running'
+    con.execute("INSERT INTO train_runs (run_id, output, status) VALUES ('dead', ?, 'running')", [plan.train.output])
+    con.close()
 
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
     assert train.run(loaded(plan, tmp_path), db, resume=True) == 0
+    assert sorted(_runs(db)) == [("finished",), ("interrupted",)]
     resumed = _steps(db)
     assert [s[:3] for s in resumed] == [s[:3] for s in expected]  # every step once, none twice
     assert resumed[-1][3] == pytest.approx(expected[-1][3], abs=1e-4)
@@ -255,6 +268,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
     with pytest.raises(OrcacError) as error:
         train.run(loaded(make_plan(str(tiny), max_length=64), tmp_path), db)
     assert "record add-0 of task add: its prompt is" in error.value.message
+    assert _runs(db) == [("failed",)]
     assert "max_length" in error.value.hint
 
 
