@@ -362,3 +362,17 @@ def test_a_database_locked_by_another_process_is_one_line(tmp_path, capsys, comm
     err = capsys.readouterr().err
     assert f"error: {db} is in use by another orcac process" in err
     assert "internal error" not in err and len(err.strip().splitlines()) == 2
+
+
+def test_a_request_that_drops_its_connection_fails_alone_and_a_rerun_finishes(tmp_path, capsys):
+    with Loopback(arith_answer, script={_q(3): ["drop"] * 3}) as server:  # 3 = every attempt of one build
+        path = write_plan(tmp_path, make_plan(tmp_path, n=10, holdout=0.0, teacher=_teacher(server)))
+        assert _build(path) == 0
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'") == [
+            (3, "connection_error")]
+        assert _rows(db, "SELECT count(*) FROM records") == [(9,)]
+        assert "1 job(s) failed after retries" in capsys.readouterr().err
+        assert _build(path) == 0
+        assert _rows(db, "SELECT count(*) FROM records") == [(10,)]
+        assert server.stats()["hits"][_q(3)] == 4 and server.stats()["requests"] == 13
