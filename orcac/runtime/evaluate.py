@@ -94,6 +94,8 @@ def run(loaded, db_path: Path, *, models=("base", "trained"), limit: int | None 
     if plan.eval.teacher and "teacher" not in models:
         models.append("teacher")
     held = held_out(plan, root, db_path, limit=limit)
+    for name in models:  # every phase's needs, before the first spends minutes
+        check_ready(name, plan, root, held)
     total = sum(len(v) for v in held.values())
     print(
         f"evaluating {', '.join(models)} on {total} held-out examples "
@@ -179,6 +181,42 @@ def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[H
 # ---- answering ---------------------------------------------------------------------------
 
 
+def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> None:
+    """Raise the one-line error that phase `name` would stop on, without loading anything."""
+    if name == "teacher":
+        from orcac.runtime.teachers import require_keys
+
+        for task in held:
+            if plan.tasks[task].system is None:
+                raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+        require_keys(plan.teachers[plan.tasks[task].teacher] for task in held)
+        return
+    if plan.train is None:
+        raise OrcacError("the plan has no train section, so there is no student to evaluate")
+    if name == "trained":
+        from orcac.runtime.train import FINAL_DIR
+
+        final = root / plan.train.output / FINAL_DIR
+        if not (final / "config.json").is_file():
+            raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
+
+
+def trained_on(final: Path, plan) -> bool:
+    """Whether the student in `final` was trained on this plan as far as training goes: the plan
+    it saved is this one but for the eval block, which training never reads."""
+    from orcac.compiler import dump_plan, read_plan
+    from orcac.specs.plan import EvalPlan
+
+    saved = final / "plan.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        before = read_plan(saved)
+    except OrcacError:
+        return False
+    return dump_plan(before.model_copy(update={"eval": EvalPlan()})) == dump_plan(plan.model_copy(update={"eval": EvalPlan()}))
+
+
 def answer_all(name: str, plan, root: Path, held: dict[str, list[Held]]) -> tuple[dict[str, list[Answer]], str]:
     """Every held-out example answered by one model; returns (answers per task, model path)."""
     if name == "teacher":
@@ -211,8 +249,6 @@ def load_model(name: str, plan, root: Path):
 
     from orcac.runtime import hf_models
 
-    if plan.train is None:
-        raise OrcacError("the plan has no train section, so there is no student to evaluate")
     student = plan.students[plan.train.student]
     dtype = torch.bfloat16 if _bf16(plan.train.precision) else torch.float32
     if name == "base":
@@ -225,12 +261,9 @@ def load_model(name: str, plan, root: Path):
         from orcac.runtime.train import FINAL_DIR
 
         final = root / plan.train.output / FINAL_DIR
-        if not (final / "config.json").is_file():
-            raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
         model, tokenizer = hf_models.load_causal_lm(str(final), dtype=dtype)
         where = str(final)
-        trained_on = (final / "plan.sha256").read_text().split()[0] if (final / "plan.sha256").is_file() else None
-        if trained_on != _plan_sha_of(plan):
+        if not trained_on(final, plan):
             print(
                 f"warning: the trained student in {final} was trained on another version of this plan; "
                 "run `orcac train` again to evaluate the current one",
@@ -292,8 +325,6 @@ def _teacher_answers(plan, root: Path, held: dict[str, list[Held]]):
     jobs, index = [], {}
     for task, rows in held.items():
         t = plan.tasks[task]
-        if t.system is None:
-            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
         teacher = plan.teachers[t.teacher]
         for i, h in enumerate(rows):
             job = make_job(teacher, [{"role": "system", "content": t.system}, {"role": "user", "content": h.prompt}])

@@ -430,6 +430,12 @@ class _Teacher:
             self.fast = fast_client()
 
 
+def require_keys(teachers: Iterable[TeacherPlan]) -> None:
+    """Raise the one-line error a run would stop on for a teacher whose key variable is unset."""
+    for plan in teachers:
+        _Teacher(plan, None).api_key()
+
+
 def _price_of(litellm, model: str) -> tuple[float, float] | None:
     """Per-token prices from litellm's (offline) price map, looked up once per model."""
     if model.startswith("local/"):
