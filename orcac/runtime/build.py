@@ -7,8 +7,10 @@
 Resuming is the same command: a job whose answer is stored is never sent again, so a build
 killed at any moment (Ctrl-C, kill -9) redoes only what it had not flushed, and a finished
 build re-run makes zero calls. Jobs that failed for good (after retries) are sent again by
-the next build. Outcomes are written in batches (every FLUSH_EVERY outcomes or FLUSH_SECONDS),
-each batch in one transaction: response, verdict and record together.
+the next build. Outcomes are written in batches, each in one transaction (response, verdict
+and record together), as soon as about as many answers as are in flight have arrived
+(`flush_every`) or FLUSH_SECONDS have passed: a kill re-pays what was in flight and about as
+much again, whatever the teacher's speed (benchmarks/bench_kill.py, BENCHMARKS.md).
 
 Checks and records are recomputed from stored responses on every build (cheap, no calls), so a
 changed check rule or erase message takes effect without paying for answers again; records
@@ -42,8 +44,18 @@ from orcac.specs.plan import Plan, TaskPlan
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
 
-FLUSH_EVERY = 1000
-FLUSH_SECONDS = 1.0
+FLUSH_SECONDS = 0.25
+FLUSH_AT_LEAST = 32  # answers: a write costs milliseconds whatever its size, so not one per answer
+
+
+def flush_every(plan: Plan) -> int:
+    """Answers buffered before a write: what can be in flight at once (every teacher's
+    concurrency), so what a kill loses beyond those in flight is about as many again.
+
+    While a write runs, answers gather for the next one, so a fast teacher gets larger
+    batches by itself; the bound is what may wait, not the batch size.
+    """
+    return max(FLUSH_AT_LEAST, sum(max(1, t.concurrency) for t in plan.teachers.values()))
 
 
 # ---- loading the plan ---------------------------------------------------------------------
@@ -428,7 +440,7 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
                     rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
         return rows.tables()
 
-    flusher = Flusher(store, convert, every=FLUSH_EVERY, seconds=FLUSH_SECONDS)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
     count = 0
 
     def on_outcome(outcome: Outcome) -> None:

@@ -231,7 +231,7 @@ def _log(message: str) -> None:
 def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict]) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
-    from orcac.runtime.build import Rows
+    from orcac.runtime.build import FLUSH_SECONDS, Rows, flush_every
     from orcac.runtime.store import Flusher
     from orcac.runtime.teachers import run_jobs
 
@@ -258,7 +258,7 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         else:
             failures.setdefault(items[outcome.job_id].task, []).append(outcome.error or "failed")
 
-    flusher = Flusher(store, convert, every=256, seconds=1.0)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
     try:
         asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
     finally:
