@@ -112,7 +112,11 @@ def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: di
     if student is None:
         raise OrcacError(f"train.student {tp.student!r} is not a declared student")
     bf16 = _use_bf16(tp.precision)
+    from transformers import set_seed
+
+    set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
     model, tokenizer = _load_student(student, root)
+    grew = getattr(model, "_orcac_grew", False)  # the tokenizer grew: every stage's LoRA trains the embeddings
     isolated = isolation_check(model) if tp.packing else True
     if tp.packing and not isolated:
         _log(
@@ -140,6 +144,7 @@ def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: di
                 continue
         if model is None:
             model, _ = _load_dir(_previous_final(output, index, tp))
+            model._orcac_grew = grew  # weights from disk do not say how the tokenizer grew
         model = train_stage(
             model,
             tokenizer,
@@ -154,6 +159,10 @@ def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: di
             resume=resume,
             max_steps=max_steps,
         )
+        if tp.lora is not None:
+            # A merged LoRA model carries peft's leftovers in memory; the next stage starts from
+            # what this one saved, exactly as a resumed run does (measured: they differed).
+            model = None
 
     # 5. The final weights, with the tokenizer, the resolved plan and its hash.
     final = output / FINAL_DIR
@@ -261,6 +270,11 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         dataloader_pin_memory=_cuda_available(),
         completion_only_loss=False,  # the labels already mask everything but the answer
     )
+    from transformers import set_seed
+
+    # TRL adds the LoRA adapters (random weights) before the Trainer seeds itself: seed first, so
+    # a stage starts the same whether the stages before it ran in this process or were skipped.
+    set_seed(tp.seed)
     trainer = make_trainer(
         model,
         tokenizer,

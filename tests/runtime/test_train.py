@@ -303,3 +303,43 @@ def test_the_command_line_runs_a_plan_file(tiny, rows, tmp_path):
     assert main(args) == 0
     assert main([*args, "--resume"]) == 0  # everything done: nothing to train again
     assert (tmp_path / "out/student/final/plan.yaml").read_text() == dump_plan(plan)
+
+
+class _StopBeforeStage(TrainerCallback):
+    """Simulate a crash after the earlier stages finished, before this one trained a step."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt
+
+
+def _student_without_pad_token(tiny: Path, where: Path) -> Path:
+    """The tiny model with a tokenizer that lacks a pad token: orcac adds one, so it grows."""
+    import shutil
+
+    shutil.copytree(tiny, where)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(where)
+    return where
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tiny, rows, tmp_path, monkeypatch):
+    """The tokenizer grew for the student, so every LoRA stage trains the embeddings in full:
+    a resumed run, which loads stage 2's starting weights from disk, must know that too."""
+    student = _student_without_pad_token(tiny, tmp_path / "student")
+    plan = make_plan(str(student), lora=True)
+    full_root, resumed_root = tmp_path / "full", tmp_path / "resumed"
+    full_db = write_records(full_root / "build.duckdb", rows)
+    assert train.run(loaded(plan, full_root), full_db, max_steps=3) == 0
+
+    db = write_records(resumed_root / "build.duckdb", rows)
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopBeforeStage()] if index == 1 else [])
+    with pytest.raises(KeyboardInterrupt):
+        train.run(loaded(plan, resumed_root), db, max_steps=3)
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
+    assert train.run(loaded(plan, resumed_root), db, resume=True, max_steps=3) == 0
+
+    assert [s[:3] for s in _steps(db)] == [s[:3] for s in _steps(full_db)]
+    assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(full_db)], abs=1e-5)
+    final = [AutoModelForCausalLM.from_pretrained(root / plan.train.output / train.FINAL_DIR) for root in (full_root, resumed_root)]
+    assert train.fingerprint(final[1]) == train.fingerprint(final[0])
