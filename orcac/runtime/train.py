@@ -200,6 +200,7 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
         trainer.args.max_steps = max_steps
         _log(f"  capped at {max_steps} of {planned} steps (--max-steps)")
 
+    _fit_in_memory(trainer, stage, tp, bf16)
     checkpoint = _last_checkpoint(stage_dir) if resume else None
     if checkpoint:
         _log(f"  resuming from {checkpoint.name}")
@@ -228,6 +229,26 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
         _drop_checkpoints(stage_dir)
     _log(f"  stage {stage.name} done: {trainer.state.global_step} steps, last loss {steps.last_loss:.4f}")
     return model
+
+
+def _fit_in_memory(trainer, stage, tp, bf16) -> None:
+    """Before the first step: turn on activation checkpointing if a step needs it to fit, or
+    refuse in one line (orcac/runtime/memory.py), instead of the kernel's OOM killer mid-stage."""
+    from orcac.runtime import memory
+
+    on_gpu = _cuda_available()
+    longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
+    need = memory.step_memory(
+        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
+    )
+    free, where = memory.free_memory(on_gpu)
+    if memory.fit(need, free, where, stage=stage.name, batch_size=tp.batch_size, max_length=tp.max_length):
+        trainer.args.gradient_checkpointing = True
+        trainer.args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        _log(
+            f"  a step needs about {memory._gb(need.total())} ({need.parts()}), {memory._gb(free)} is free {where}: "
+            f"activation checkpointing on ({memory._gb(need.total(checkpointing=True))}, a third more compute)"
+        )
 
 
 def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=()):

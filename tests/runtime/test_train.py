@@ -343,3 +343,72 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
     assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(full_db)], abs=1e-5)
     final = [AutoModelForCausalLM.from_pretrained(root / plan.train.output / train.FINAL_DIR) for root in (full_root, resumed_root)]
     assert train.fingerprint(final[1]) == train.fingerprint(final[0])
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+def _free_memory_between(monkeypatch, pick):
+    """Make the machine have `pick(estimate)` bytes free, whatever it really has."""
+    from orcac.runtime import memory
+
+    seen = []
+    real = memory.step_memory
+    monkeypatch.setattr(memory, "step_memory", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    monkeypatch.setattr(memory, "free_memory", lambda on_gpu: (pick(seen[-1]), "on this machine"))
+    return seen
+
+
+def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, rows, tmp_path, monkeypatch):
+    _free_memory_between(monkeypatch, lambda need: need.total(checkpointing=True) - 1)
+    db = write_records(tmp_path / "build.duckdb", rows)
+    with pytest.raises(OrcacError) as error:
+        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
+    assert error.value.message.startswith("stage basics: a training step needs about")
+    assert "logits" in error.value.message and "\n" not in error.value.message
+    assert "lower train.batch_size (now 2) or max_length (now 256)" in error.value.hint
+    assert _steps(db) == [] and _runs(db) == [("failed",)]
+
+
+def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, rows, tmp_path, monkeypatch, capsys):
+    plan = make_plan(str(tiny))
+    plain_db = write_records(tmp_path / "plain" / "build.duckdb", rows)
+    assert train.run(loaded(plan, tmp_path / "plain"), plain_db, max_steps=2) == 0
+    assert "activation checkpointing" not in capsys.readouterr().err
+
+    _free_memory_between(monkeypatch, lambda need: (need.total() + need.total(checkpointing=True)) // 2)
+    db = write_records(tmp_path / "tight" / "build.duckdb", rows)
+    assert train.run(loaded(plan, tmp_path / "tight"), db, max_steps=2) == 0
+    assert "activation checkpointing on" in capsys.readouterr().err
+    assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(plain_db)], abs=1e-5)
+
+
+def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
+    """The demo's student with max_length 4096, packing and batch_size 4: the logits alone are
+    9.0 GiB, and on a 24 GB machine the step fits only with activation checkpointing."""
+    from transformers import LlamaConfig
+
+    from orcac.runtime import memory
+
+    config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
+                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    need = memory.step_memory(model, tokens=4 * 4096, compute_bytes=4, on_gpu=False)
+    assert need.logits / memory.GB == pytest.approx(9.0, abs=0.01)
+    assert memory.fit(need, 20 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
+    with pytest.raises(OrcacError, match="more than the 8.0 GB free on this machine"):
+        memory.fit(need, 8 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
+
+
+def test_free_memory_respects_a_container_limit(tmp_path):
+    from orcac.runtime import memory
+
+    (tmp_path / "memory.max").write_text("8589934592\n")
+    (tmp_path / "memory.current").write_text("2147483648\n")
+    assert memory.cgroup_room(tmp_path) == 6 * memory.GB
+    (tmp_path / "memory.max").write_text("max\n")
+    assert memory.cgroup_room(tmp_path) is None
+    assert memory.cgroup_room(tmp_path / "nowhere") is None
+    free, where = memory.free_memory(on_gpu=False)
+    assert free > 0 and where
