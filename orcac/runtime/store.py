@@ -115,7 +115,8 @@ def claim(con: duckdb.DuckDBPyConnection, path: Path, spec: str, *, write: bool)
 
     stem = spec_stem(spec)
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    owner = con.execute("SELECT spec FROM owner").fetchone() if "owner" in tables else None
+    # fetchall, not fetchone: a result left half-read blocks the connection's next query.
+    owner = next(iter(con.execute("SELECT spec FROM owner").fetchall()), None) if "owner" in tables else None
     if owner is not None and owner[0] != stem:
         raise OrcacError(
             f"{path} holds the build of spec {owner[0]!r}, not of {stem!r}: one database per spec, "
