@@ -106,9 +106,10 @@ async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str
     return n / elapsed, cpu / n * 1e6
 
 
-def duckdb_sink():
+def duckdb_sink(inflight: int):
     """An on_outcome that also stores every response in DuckDB the way `orcac build` does:
-    the build's Store and Flusher (a writer thread, one Arrow insert per 1,000 outcomes)."""
+    the build's Store and Flusher (a writer thread, one Arrow insert per `flush_every` outcomes
+    or FLUSH_SECONDS: the build's bounds for this many in flight)."""
     try:
         import pyarrow as pa
 
@@ -120,7 +121,10 @@ def duckdb_sink():
         def __init__(self, outcomes):
             self.outcomes = outcomes
             self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
-            self.flusher = Flusher(self.store, self.convert, every=1000, seconds=1.0)
+            from orcac.runtime.build import FLUSH_AT_LEAST, FLUSH_SECONDS
+
+            every = max(FLUSH_AT_LEAST, inflight)  # build.flush_every for one teacher
+            self.flusher = Flusher(self.store, self.convert, every=every, seconds=FLUSH_SECONDS)
 
         @staticmethod
         def convert(batch):
@@ -161,7 +165,7 @@ def main() -> None:
         asyncio.run(bench_raw(url, 64, 32))
         asyncio.run(bench_orcac(url, 64, 32, transport="litellm"))
         asyncio.run(bench_orcac(url, 64, 32))
-        asyncio.run(bench_orcac(url, 64, 32, duckdb_sink()))  # pyarrow's first table costs ~0.2 s once
+        asyncio.run(bench_orcac(url, 64, 32, duckdb_sink(32)))  # pyarrow's first table costs ~0.2 s once
         if args.profile:
             import cProfile
             import pstats
@@ -178,7 +182,7 @@ def main() -> None:
             "plain": ("plain litellm", lambda: bench_plain(url, n, inflight)),
             "litellm": ("orcac, litellm", lambda: bench_orcac(url, n, inflight, transport="litellm")),
             "fast": ("orcac, fast", lambda: bench_orcac(url, n, inflight)),
-            "fast+db": ("orcac, fast + duckdb", lambda: bench_orcac(url, n, inflight, duckdb_sink())),
+            "fast+db": ("orcac, fast + duckdb", lambda: bench_orcac(url, n, inflight, duckdb_sink(inflight))),
         }
         for _ in range(args.repeat):
             for name in chosen:

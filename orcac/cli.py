@@ -13,7 +13,7 @@ import os
 import sys
 
 from orcac import __version__
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code.
 COMMANDS = {
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug in orcac, not in the user's input
         if os.environ.get("ORCAC_DEBUG"):
             raise
-        print(f"internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"internal error: {type(error).__name__}: {printable(error)}", file=sys.stderr)
         print("  this is a bug in orcac; run again with ORCAC_DEBUG=1 for the traceback", file=sys.stderr)
         return 2
 

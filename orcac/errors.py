@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 control characters (ESC, CR, BEL, backspace, DEL, CSI, ...) and the bidirectional
+# overrides and isolates that reorder what a terminal shows. Tab and newline are layout, kept.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    r"""`text` safe for a terminal or a log: every control character shown as its escape.
+
+    Everything orcac prints that came from outside (a provider's error body, an answer, a
+    row of data) goes through this, so an `ESC[2J` in a 401 body cannot clear the screen.
+
+    >>> print(printable("denied\x1b[2J\x07 (401)"))
+    denied\x1b[2J\x07 (401)
+    """
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
 
 class OrcacError(Exception):
     """A problem the user can fix: printed as `error: <message>` (and a hint), exit status 1.
@@ -16,7 +34,7 @@ class OrcacError(Exception):
         self.hint = hint
 
     def render(self) -> str:
-        text = f"error: {self.message}"
+        text = f"error: {printable(self.message)}"
         if self.hint:
-            text += f"\n  to fix this: {self.hint}"
+            text += f"\n  to fix this: {printable(self.hint)}"
         return text

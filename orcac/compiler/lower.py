@@ -39,6 +39,7 @@ from orcac.specs.plan import (
     TeacherPlan,
     TrainPlan,
     AdherenceRule,
+    spec_stem,
 )
 from orcac.specs.spec import BestOf, Spec, TaskDecl
 from orcac.templates import failure_reason
@@ -146,7 +147,7 @@ def lower(
     train = None
     if spec.train is not None:
         t = spec.train
-        output = t.output or f".orca/{Path(spec.path).stem}/student"
+        output = t.output or f".orca/{spec_stem(spec.path)}/student"
         lora = None
         if t.lora is not None:
             lora = LoraPlan(r=t.lora.r, alpha=t.lora.alpha, dropout=t.lora.dropout, target_modules=t.lora.target_modules)

@@ -7,8 +7,10 @@
 Resuming is the same command: a job whose answer is stored is never sent again, so a build
 killed at any moment (Ctrl-C, kill -9) redoes only what it had not flushed, and a finished
 build re-run makes zero calls. Jobs that failed for good (after retries) are sent again by
-the next build. Outcomes are written in batches (every FLUSH_EVERY outcomes or FLUSH_SECONDS),
-each batch in one transaction: response, verdict and record together.
+the next build. Outcomes are written in batches, each in one transaction (response, verdict
+and record together), as soon as about as many answers as are in flight have arrived
+(`flush_every`) or FLUSH_SECONDS have passed: a kill re-pays what was in flight and about as
+much again, whatever the teacher's speed (benchmarks/bench_kill.py, BENCHMARKS.md).
 
 Checks and records are recomputed from stored responses on every build (cheap, no calls), so a
 changed check rule or erase message takes effect without paying for answers again; records
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime.checks import Verdict, check_answer, kept_samples
 from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id, teacher_messages
 from orcac.runtime.examples import Example, RenderProblem, materialize
@@ -42,26 +44,36 @@ from orcac.specs.plan import Plan, TaskPlan
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
 
-FLUSH_EVERY = 1000
-FLUSH_SECONDS = 1.0
+FLUSH_SECONDS = 0.25
+FLUSH_AT_LEAST = 32  # answers: a write costs milliseconds whatever its size, so not one per answer
+
+
+def flush_every(plan: Plan) -> int:
+    """Answers buffered before a write: what can be in flight at once (every teacher's
+    concurrency), so what a kill loses beyond those in flight is about as many again.
+
+    While a write runs, answers gather for the next one, so a fast teacher gets larger
+    batches by itself; the bound is what may wait, not the batch size.
+    """
+    return max(FLUSH_AT_LEAST, sum(max(1, t.concurrency) for t in plan.teachers.values()))
 
 
 # ---- loading the plan ---------------------------------------------------------------------
 
 
 def load(spec: str) -> tuple[Plan, Path, str]:
-    """(plan, root, stem) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
+    """(plan, root, the plan's spec name) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
     from orcac.compiler import load_plan
 
     path = Path(spec)
     if not path.is_file():
         raise OrcacError(f"{spec}: no such file")
     loaded = load_plan(path)
-    return loaded.plan, Path(loaded.root), path.name.split(".")[0]
+    return loaded.plan, Path(loaded.root), loaded.plan.spec
 
 
-def db_path(args, root: Path, stem: str) -> Path:
-    return Path(args.db) if getattr(args, "db", None) else default_path(root, stem)
+def db_path(args, root: Path, spec: str) -> Path:
+    return Path(args.db) if getattr(args, "db", None) else default_path(root, spec)
 
 
 # ---- items: one example answered under one strategy -----------------------------------------
@@ -310,8 +322,8 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
 
 
 def command(args) -> int:
-    plan, root, stem = load(args.spec)
-    path = db_path(args, root, stem)
+    plan, root, spec = load(args.spec)
+    path = db_path(args, root, spec)
     if getattr(args, "cancel", False):
         from orcac.runtime.batch_api import cancel_command
 
@@ -322,16 +334,16 @@ def command(args) -> int:
     plan = probe.phase(plan, root, path, args)
     work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
     for note in work.skipped:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     for problem in work.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     if getattr(args, "dry_run", False):
         answered = {}
         if path.exists():
-            with Store.open(path, read_only=True) as store:
+            with Store.open(path, read_only=True, spec=plan.spec) as store:
                 answered = _stored_answers(store, [i.job.id for i in work.items])
         return dry_run(plan, work, answered)
-    with Store.open(path) as store:
+    with Store.open(path, spec=plan.spec) as store:
         result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
     from rich.console import Console
 
@@ -388,7 +400,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         if pending:
             calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
             _settle_samples(plan, store, work, tallies)
-        status = "ok"
+        status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -513,7 +525,7 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
                     rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
         return rows.tables()
 
-    flusher = Flusher(store, convert, every=FLUSH_EVERY, seconds=FLUSH_SECONDS)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
     count = 0
 
     def on_outcome(outcome: Outcome) -> None:

@@ -6,7 +6,9 @@ record is (system = the task's erase message, user = the rendered prompt, assist
 teacher's answer): no instruction and no demonstration. `audit` runs at the end of every
 build over every stored record: each *distinctive* sentence of every strategy's system text
 and of its demonstrations is searched (case and whitespace insensitive) in the records'
-`system` and `user` fields; a hit fails the build.
+`system` and `user` fields; a hit fails the build. Both sides are normalised the same way:
+`normalise` here, and `_NORMALISED` in DuckDB, which agree on every code point (a test checks
+them against each other).
 
 The assistant field is not audited: a teacher that writes "let's think step by step" in its
 answer teaches the student a behaviour, which is the point; what must not survive is the
@@ -25,6 +27,15 @@ from orcac.specs.plan import Plan
 MIN_WORDS = 4  # shorter sentences ("Be concise.") are too generic to prove a leak
 MIN_CHARS = 20
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Whitespace as Python's str.split() knows it, spelled out so that RE2 (DuckDB) reads the same
+# class: its own \s is ASCII only.
+WHITESPACE = "[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+_WHITESPACE = re.compile(WHITESPACE)
+# The same normalisation in SQL (the pattern is the query's first parameter). lower(), not
+# casefold(): DuckDB has no casefold, and casefold turns ß into ss, so a sentence with ß was
+# never found. DuckDB's lower() maps one code point to one; Python's maps U+0130 (İ) to two,
+# hence the replace in `normalise`.
+_NORMALISED = "lower(regexp_replace({column}, $1, ' ', 'g'))"
 
 
 RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
@@ -55,7 +66,12 @@ def record_id(task: str, row_index: int, job_id: str) -> str:
 
 
 def normalise(text: str) -> str:
-    return " ".join(text.casefold().split())
+    """Lower case, every run of whitespace one space, trimmed: what the audit compares.
+
+    >>> normalise("  Think  STEP\\nby step, Straße ")
+    'think step by step, straße'
+    """
+    return _WHITESPACE.sub(" ", text).strip(" ").replace("\u0130", "i").lower()
 
 
 def distinctive_sentences(text: str, erase_texts: list[str]) -> list[str]:
@@ -110,13 +126,13 @@ def audit(plan: Plan, store) -> list[Leak]:
     if not rows:
         return []
     found = store.rows(
-        """
+        f"""
         WITH sentences AS (
-            SELECT unnest(?::VARCHAR[]) AS strategy, unnest(?::VARCHAR[]) AS sentence
+            SELECT unnest($2::VARCHAR[]) AS strategy, unnest($3::VARCHAR[]) AS sentence
         ), norm AS (
             SELECT record_id,
-                   lower(regexp_replace(system, '\\s+', ' ', 'g')) AS system,
-                   lower(regexp_replace("user", '\\s+', ' ', 'g')) AS "user"
+                   {_NORMALISED.format(column="system")} AS system,
+                   {_NORMALISED.format(column='"user"')} AS "user"
             FROM records
         ), hits AS (
             SELECT s.strategy, s.sentence, 'system' AS field, n.record_id
@@ -128,7 +144,7 @@ def audit(plan: Plan, store) -> list[Leak]:
         SELECT strategy, sentence, field, list(record_id ORDER BY record_id)[1:5] AS ids, count(*) AS n
         FROM hits GROUP BY ALL ORDER BY strategy, sentence, field
         """,
-        [[r[0] for r in rows], [r[1] for r in rows]],
+        [WHITESPACE, [r[0] for r in rows], [r[1] for r in rows]],
     )
     return [Leak(strategy, sentence, field, tuple(ids), n) for strategy, sentence, field, ids, n in found]
 

@@ -110,6 +110,8 @@ def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
         raise OrcacError(f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}")
     models = [m for m in MODELS if m in models]
     held = held_out(plan, root, db_path, limit=limit)
+    for name in models:  # every phase's needs, before the first spends minutes
+        check_ready(name, plan, root, held)
     total = sum(len(v) for v in held.values())
     print(
         f"evaluating {', '.join(models)} on {total} held-out examples "
@@ -147,7 +149,7 @@ def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
 
 def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> dict[str, list[Held]]:
     """Held-out examples per task: from the build's `examples` table, else from the sources."""
-    stored = _stored_held(db_path, list(plan.tasks))
+    stored = _stored_held(db_path, list(plan.tasks), plan.spec)
     held: dict[str, list[Held]] = {}
     for name, task in plan.tasks.items():
         if stored:  # the build rendered them: use exactly those
@@ -170,13 +172,14 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
     return held
 
 
-def _stored_held(db_path: Path, tasks: list[str]) -> dict[str, list[Held]]:
+def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[Held]]:
     if not db_path.is_file():
         return {}
-    import duckdb
+    from orcac.runtime.store import claim, connect
 
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect(db_path, read_only=True)
     try:
+        claim(con, db_path, spec, write=False)
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "examples" not in names:
             return {}
@@ -194,6 +197,42 @@ def _stored_held(db_path: Path, tasks: list[str]) -> dict[str, list[Held]]:
 
 
 # ---- answering ---------------------------------------------------------------------------
+
+
+def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> None:
+    """Raise the one-line error that phase `name` would stop on, without loading anything."""
+    if name == "prompted":
+        from orcac.runtime.teachers import require_keys
+
+        for task in held:
+            if plan.tasks[task].system is None:
+                raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+        require_keys(plan.teachers[plan.tasks[task].teacher] for task in held)
+        return
+    if plan.train is None:
+        raise OrcacError("the plan has no train section, so there is no student to evaluate")
+    if name == "trained":
+        from orcac.runtime.train import FINAL_DIR
+
+        final = root / plan.train.output / FINAL_DIR
+        if not (final / "config.json").is_file():
+            raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
+
+
+def trained_on(final: Path, plan) -> bool:
+    """Whether the student in `final` was trained on this plan as far as training goes: the plan
+    it saved is this one but for the eval block, which training never reads."""
+    from orcac.compiler import dump_plan, read_plan
+    from orcac.specs.plan import EvalPlan
+
+    saved = final / "plan.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        before = read_plan(saved)
+    except OrcacError:
+        return False
+    return dump_plan(before.model_copy(update={"eval": EvalPlan()})) == dump_plan(plan.model_copy(update={"eval": EvalPlan()}))
 
 
 def answer_all(
@@ -230,8 +269,6 @@ def load_model(name: str, plan, root: Path):
 
     from orcac.runtime import hf_models
 
-    if plan.train is None:
-        raise OrcacError("the plan has no train section, so there is no student to evaluate")
     student = plan.students[plan.train.student]
     chosen = precision.choose(plan.train.precision)
     dtype = chosen.dtype()
@@ -245,12 +282,9 @@ def load_model(name: str, plan, root: Path):
         from orcac.runtime.train import FINAL_DIR
 
         final = root / plan.train.output / FINAL_DIR
-        if not (final / "config.json").is_file():
-            raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
         model, tokenizer = hf_models.load_causal_lm(str(final), dtype=dtype)
         where = str(final)
-        trained_on = (final / "plan.sha256").read_text().split()[0] if (final / "plan.sha256").is_file() else None
-        if trained_on != _plan_sha_of(plan):
+        if not trained_on(final, plan):
             print(
                 f"warning: the trained student in {final} was trained on another version of this plan; "
                 "run `orcac train` again to evaluate the current one",
@@ -292,8 +326,6 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
     options = {"temperature": 0.0, "max_tokens": plan.eval.max_new_tokens}
     for task, rows in held.items():
         t = plan.tasks[task]
-        if t.strategy is None:
-            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
         teacher = plan.teachers[t.teacher]
         for i, h in enumerate(rows):
             job = make_job(teacher, teacher_messages(plan, t.strategy, h.prompt, t.system), options)
@@ -331,9 +363,9 @@ def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answ
     """Prompted answers an earlier eval stored, by job id (the job is content-addressed)."""
     if db_path is None or not db_path.is_file() or not job_ids:
         return {}
-    import duckdb
+    from orcac.runtime.store import connect
 
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect(db_path, read_only=True)
     try:
         columns = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
@@ -482,10 +514,10 @@ def _overall(rows: list[dict]) -> dict:
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
-    import duckdb
+    from orcac.runtime.store import connect
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     try:
         con.execute(EVAL_TABLES)
         con.executemany(
@@ -514,9 +546,9 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds)
 def _store_gaps(db_path: Path, run_id, plan_sha, gaps: list[dict]) -> None:
     if not gaps:
         return
-    import duckdb
+    from orcac.runtime.store import connect
 
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     try:
         con.execute(EVAL_TABLES)
         con.executemany(

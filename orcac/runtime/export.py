@@ -81,9 +81,9 @@ def _quote(path: Path) -> str:
 
 
 def command(args) -> int:
-    plan, root, stem = load(args.spec)
-    path = db_path(args, root, stem)
-    with Store.open(path, read_only=True) as store:
+    plan, root, spec = load(args.spec)
+    path = db_path(args, root, spec)
+    with Store.open(path, read_only=True, spec=spec) as store:
         table = records(store, plan, args.split)
     if table.num_rows == 0:
         raise OrcacError(

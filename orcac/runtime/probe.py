@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime.checks import check_answer
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, TaskPlan
 
@@ -225,13 +225,13 @@ def _answered(store, ids: list[str]) -> dict[str, dict]:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(printable(message), file=sys.stderr)
 
 
 def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict]) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
-    from orcac.runtime.build import Rows
+    from orcac.runtime.build import FLUSH_SECONDS, Rows, flush_every
     from orcac.runtime.store import Flusher
     from orcac.runtime.teachers import run_jobs
 
@@ -258,7 +258,7 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         else:
             failures.setdefault(items[outcome.job_id].task, []).append(outcome.error or "failed")
 
-    flusher = Flusher(store, convert, every=256, seconds=1.0)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
     try:
         asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
     finally:
@@ -521,7 +521,7 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
 
     if getattr(args, "dry_run", False):
         if Path(db).exists():
-            with Store.open(db, read_only=True) as store:
+            with Store.open(db, read_only=True, spec=plan.spec) as store:
                 found = estimate(plan, root, answered=lambda ids: _answered(store, ids), reprobe=reprobe)
         else:
             found = estimate(plan, root, reprobe=reprobe)
@@ -529,7 +529,7 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
         return plan
     from rich.console import Console
 
-    with Store.open(db) as store:
+    with Store.open(db, spec=plan.spec) as store:
         result = run_probes(plan, root, store, plan_path=plan_file_for(args.spec), reprobe=reprobe)
     console = Console()
     if not console.is_terminal:

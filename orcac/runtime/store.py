@@ -5,7 +5,8 @@
 
 Tables (created idempotently; primary keys are what make a resumed build write nothing twice):
 
-    runs       one row per `orcac build`: plan hash, versions, started/ended, status
+    runs       one row per `orcac build`: plan hash, versions, started/ended, status (running,
+               finished, failed, interrupted: a run found 'running' by the next one died unseen)
     examples   (task, row_index): split, probe flag, rendered prompt and gold
     jobs       job_id (content-addressed request): task/strategy/row of its first use,
                teacher, model, messages (JSON), status ok|failed, attempts, last error
@@ -13,6 +14,11 @@ Tables (created idempotently; primary keys are what make a resumed build write n
     checks     item_id (task, row, job): accepted, reason
     records    record_id (= item_id): the prompt-erased training rows
     batches, batch_jobs, batch_results   a batch teacher's files, their jobs, their result lines
+    owner      the one spec (its stem, see `spec_stem`) whose build this file holds
+
+One spec, one database: a build deletes rows its plan no longer produces, so a file shared by
+two specs would lose one's records to the other's build. `Store.open(..., spec=...)` refuses
+a file that holds another spec's build (one line, exit 1) instead.
 
 Nothing here holds an API key: jobs keep messages and the model string, never call options.
 """
@@ -74,6 +80,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "records": ("record_id",),
 }
 
+OWNER_TABLE = "CREATE TABLE IF NOT EXISTS owner (spec VARCHAR)"
+
 
 def arrow_table(con, sql: str, params: list | None = None) -> pa.Table:
     """A query's result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `arrow` before)."""
@@ -91,8 +99,45 @@ def in_list(column: str) -> str:
     return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
 
 
-def default_path(root: Path, stem: str) -> Path:
-    return root / ".orca" / f"{stem}.duckdb"
+def default_path(root: Path, spec: str) -> Path:
+    """`.orca/<spec stem>.duckdb` beside the plan: `spec` is the plan's `spec` (its file name)."""
+    from orcac.specs.plan import spec_stem
+
+    return root / ".orca" / f"{spec_stem(spec)}.duckdb"
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection; a file another process holds is one line (exit 1), not a traceback."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise OrcacError(
+                f"{path} is in use by another orcac process", hint="wait for it to finish, or pass another --db"
+            ) from None
+        raise OrcacError(f"cannot open {path}: {error}") from None
+
+
+def claim(con: duckdb.DuckDBPyConnection, path: Path, spec: str, *, write: bool) -> None:
+    """Refuse a database that holds another spec's build; with `write`, mark it as `spec`'s.
+
+    A file from before this table (or made by hand) has no owner and is taken as is.
+    """
+    from orcac.specs.plan import spec_stem
+
+    stem = spec_stem(spec)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    # fetchall, not fetchone: a result left half-read blocks the connection's next query.
+    owner = next(iter(con.execute("SELECT spec FROM owner").fetchall()), None) if "owner" in tables else None
+    if owner is not None and owner[0] != stem:
+        raise OrcacError(
+            f"{path} holds the build of spec {owner[0]!r}, not of {stem!r}: one database per spec, "
+            "so that building one never deletes the other's records",
+            hint=f"leave out --db (the default is .orca/{stem}.duckdb), or pass a new file",
+        )
+    if write and owner is None:
+        con.execute(OWNER_TABLE)
+        con.execute("INSERT INTO owner VALUES (?)", [stem])
 
 
 class Store:
@@ -104,27 +149,30 @@ class Store:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path, *, read_only: bool = False) -> Store:
+    def open(cls, path: Path, *, read_only: bool = False, spec: str | None = None) -> Store:
+        """The database at `path`; with `spec` (the plan's), refused if it holds another spec's build."""
         path = Path(path)
         if read_only and not path.exists():
             raise OrcacError(f"no build database at {path}", hint="run `orcac build` first (or pass --db)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as error:
-            if "lock" in str(error).lower():
-                raise OrcacError(
-                    f"{path} is in use by another orcac process", hint="wait for it to finish, or pass another --db"
-                ) from None
-            raise OrcacError(f"cannot open {path}: {error}") from None
+        con = connect(path, read_only=read_only)
         con.execute("SET enable_progress_bar = false")  # stdout belongs to orcac
         store = cls(con, path)
-        if not read_only:
-            with store._lock:
-                con.execute("BEGIN")
-                for name, body in SCHEMA.items():
-                    con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
-                con.execute("COMMIT")
+        try:
+            if spec is not None:
+                claim(con, path, spec, write=not read_only)
+            if not read_only:
+                with store._lock:
+                    con.execute("BEGIN")
+                    for name, body in SCHEMA.items():
+                        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
+                    # A run left 'running' is one whose process died (kill -9, power): this
+                    # process holds the only write lock, so no other run can be live.
+                    con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+                    con.execute("COMMIT")
+        except BaseException:
+            con.close()
+            raise
         return store
 
     def close(self) -> None:

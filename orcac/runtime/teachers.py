@@ -5,13 +5,18 @@
 A job is content-addressed (`job_id`: model, api base, messages and sampling parameters), so
 the caller can skip jobs already answered. Per teacher, at most `concurrency` requests are in
 flight, its `rpm` / `tpm` limits hold (tokens estimated as prompt chars / 4 + max_tokens), and
-retryable failures (429, 5xx, timeouts, connection errors, malformed or empty answers) are
-retried with exponential backoff and full jitter, honouring Retry-After, up to `max_retries`.
-A job that still fails becomes `Outcome(status="failed", error=<reason>)`, never an exception.
+retryable failures (429, 5xx, timeouts, connection errors, malformed answers, and empty ones:
+no choices, or a blank text that was not cut off by max_tokens) are retried with exponential
+backoff and full jitter, honouring Retry-After, up to `max_retries`. An answer longer than
+`max_tokens` can be (MAX_CHARS_PER_TOKEN characters a token) is not stored: that job fails
+with `bad_response`, unretried. A job that still fails becomes `Outcome(status="failed",
+error=<reason>)`, never an exception, and the other jobs go on.
 
-Failures no retry can fix (a bad or missing key, an unknown model or provider, a host that
-cannot be reached) stop the run with a one-line `OrcacError` naming the teacher; outcomes
-already delivered stay delivered. API keys are read from the environment at call time, handed
+Failures no retry can fix (a bad or missing key, an unknown model or provider) stop the run
+with a one-line `OrcacError` naming the teacher; outcomes already delivered stay delivered.
+A connection that fails is one job's failure, unless the teacher fails everything: it is
+unreachable, and the run stops, once UNREACHABLE_AFTER jobs in a row (or all of its jobs, if
+fewer) failed for connection errors with no answer in between. API keys are read from the environment at call time, handed
 to litellm (or put in the Authorization header), and scrubbed from every message orcac keeps.
 
 A teacher that litellm resolves to an OpenAI-compatible endpoint, with requests it would send
@@ -48,6 +53,10 @@ if TYPE_CHECKING:  # imported when first needed: a run of local teachers never l
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 600.0  # a provider asking for more than this is treated as asking for this
+# Longer than any token of a real vocabulary (4 on average in English): an answer with more
+# characters than max_tokens * this did not come from max_tokens tokens, and is not stored.
+MAX_CHARS_PER_TOKEN = 32
+UNREACHABLE_AFTER = 8  # jobs in a row lost to connection errors: the teacher is down, not one request
 
 FailReason = Literal[
     "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request"
@@ -248,6 +257,8 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
 
 def _classify(error: BaseException, teacher: TeacherPlan) -> BaseException:
     """Map an exception from litellm (or around it) to _Retryable, _Fatal or _JobFailed."""
+    if isinstance(error, _Retryable | _JobFailed):  # raised by _vet: already classified
+        return error
     litellm = get_litellm()
     detail = _detail(error)
     status = getattr(error, "status_code", None)
@@ -347,6 +358,8 @@ class _Teacher:
     price: tuple[float, float] | None = None  # USD per prompt token, per completion token
     kwargs: dict[str, Any] = field(default_factory=dict)
     checked: bool = False
+    ended: int = 0  # jobs ended so far
+    unreachable: int = 0  # of the latest ones, how many in a row failed for connection errors
     route: Route | None = None  # set when this teacher takes the fast path (transport.py)
     fast: FastClient | None = None  # the run's one fast client, for a teacher with a route
     limit: AdaptiveLimit | None = None  # requests in flight, within [1, concurrency] (concurrency.py)
@@ -434,6 +447,12 @@ class _Teacher:
         )
 
 
+def require_keys(teachers: Iterable[TeacherPlan]) -> None:
+    """Raise the one-line error a run would stop on for a teacher whose key variable is unset."""
+    for plan in teachers:
+        _Teacher(plan, None).api_key()
+
+
 def _price_of(litellm, model: str) -> tuple[float, float] | None:
     """Per-token prices from litellm's (offline) price map, looked up once per model."""
     if model.startswith("local/"):
@@ -471,6 +490,25 @@ def _read_response(response: Any) -> tuple[str, str | None, int, int, str | None
     return str(text), getattr(choice, "finish_reason", None), prompt, completion, getattr(response, "model", None)
 
 
+def max_answer_chars(teacher: TeacherPlan) -> int:
+    """The longest answer orcac stores for this teacher: max_tokens at MAX_CHARS_PER_TOKEN."""
+    return teacher.max_tokens * MAX_CHARS_PER_TOKEN
+
+
+def _vet(teacher: TeacherPlan, text: str, finish: str | None) -> None:
+    """Raise for an answer not to keep: too long to have come from max_tokens (this job
+    fails), or blank though not cut off (retried: at temperature > 0 the next one may not be)."""
+    limit = max_answer_chars(teacher)
+    if len(text) > limit:
+        raise _JobFailed(
+            "bad_response",
+            f"the answer is {len(text):,} characters, more than max_tokens = {teacher.max_tokens} can be "
+            f"({limit:,}); not stored",
+        )
+    if finish != "length" and not text.strip():
+        raise _Retryable("bad_response", "the answer is empty")
+
+
 async def _call(teacher: _Teacher, job: Job) -> Outcome:
     """One job to its final Outcome; raises _Fatal for errors that stop the run.
 
@@ -502,6 +540,7 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         try:
             text, finish, prompt_tokens, completion_tokens, model = await _send(teacher, endpoint, job, key)
             latency = time.perf_counter() - started
+            _vet(plan, text, finish)  # raises for an answer not to keep: released below as "other"
             teacher.limit.release(ticket, "ok")
             teacher.pool.give(endpoint)
         except asyncio.CancelledError:
@@ -545,13 +584,17 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
             attempts=attempts,
             error=None,
         )
-    if last_reason == "connection_error":
-        raise _Fatal(
-            f"unreachable after {attempts} attempts",
-            last_detail,
-            f"check that {', '.join(b for b in api_bases(plan) if b) or 'the provider'} is up and reachable from this machine",
-        )
     return _failed(job, attempts, latency, last_reason, last_detail)
+
+
+def _unreachable(teacher: _Teacher, outcome: Outcome) -> OrcacError:
+    detail = (outcome.error or "").partition(": ")[2]
+    return OrcacError(
+        f"{teacher.label()}: unreachable after {outcome.attempts} attempts"
+        + (f" ({teacher.unreachable} jobs in a row)" if teacher.unreachable > 1 else "")
+        + (f": {detail}" if detail else ""),
+        hint=f"check that {', '.join(b for b in api_bases(teacher.plan) if b) or 'the provider'} is up and reachable from this machine",
+    )
 
 
 async def _send(teacher: _Teacher, endpoint: Endpoint, job: Job, key: str | None):
@@ -633,6 +676,7 @@ async def run_jobs(
     workers: list[asyncio.Task] = []
     fatal: list[BaseException] = []
     done = asyncio.Event()  # set when a worker hits a fatal error
+    last: dict[str, Outcome] = {}  # per teacher, the latest outcome
 
     def stop(error: BaseException) -> None:
         fatal.append(error)
@@ -646,6 +690,12 @@ async def run_jobs(
                     return
                 outcome = await _call(teacher, job)
                 on_outcome(outcome)
+                teacher.ended += 1
+                lost = outcome.status == "failed" and (outcome.error or "").startswith("connection_error")
+                teacher.unreachable = teacher.unreachable + 1 if lost else 0
+                if teacher.unreachable >= UNREACHABLE_AFTER:
+                    raise _unreachable(teacher, outcome)
+                last[teacher.plan.name] = outcome
         except asyncio.CancelledError:
             raise
         except _Fatal as error:
@@ -702,3 +752,6 @@ async def run_jobs(
             everyone.exception()  # consumed: workers report through `fatal`
     if fatal:
         raise fatal[0]
+    for name, teacher in state.items():  # fewer jobs than UNREACHABLE_AFTER, and every one lost
+        if teacher.ended and teacher.unreachable == teacher.ended:
+            raise _unreachable(teacher, last[name])

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from orcac.errors import OrcacError
+from orcac.errors import OrcacError, printable
 from orcac.runtime import chat_format, precision
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -69,7 +69,21 @@ def command(args) -> int:
 
 
 def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = None) -> int:
-    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`."""
+    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`.
+
+    The run's row in `train_runs` says how it ended: finished, failed or interrupted (Ctrl-C
+    here; kill -9 or the OOM killer: marked by the next run, which finds it still 'running').
+    """
+    live: dict[str, str] = {}  # the run id, once its row is written
+    try:
+        return _run(loaded, db_path, resume=resume, max_steps=max_steps, live=live)
+    except BaseException as error:
+        if "run_id" in live:
+            _end_run(db_path, live["run_id"], "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        raise
+
+
+def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: dict) -> int:
     plan, root = loaded.plan, Path(loaded.root)
     if plan.train is None:
         raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
@@ -99,7 +113,11 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
         raise OrcacError(f"train.student {tp.student!r} is not a declared student")
     chosen = precision.choose(tp.precision)
     bf16 = chosen.bf16
+    from transformers import set_seed
+
+    set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
     model, tokenizer = _load_student(student, root)
+    grew = getattr(model, "_orcac_grew", False)  # the tokenizer grew: every stage's LoRA trains the embeddings
     isolated = isolation_check(model) if tp.packing else True
     if tp.packing and not isolated:
         _log(
@@ -109,6 +127,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
     run_id = state["run_id"]
     if main:
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="running")
+        live["run_id"] = run_id
     _log(
         f"training {student.model} ({_count_params(model) / 1e6:.0f}M parameters) on {_device_name()}, "
         f"{chosen}, packing {'on' if tp.packing else 'off'}"
@@ -126,6 +145,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
                 continue
         if model is None:
             model, _ = _load_dir(_previous_final(output, index, tp))
+            model._orcac_grew = grew  # weights from disk do not say how the tokenizer grew
         model = train_stage(
             model,
             tokenizer,
@@ -140,6 +160,10 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
             resume=resume,
             max_steps=max_steps,
         )
+        if tp.lora is not None:
+            # A merged LoRA model carries peft's leftovers in memory; the next stage starts from
+            # what this one saved, exactly as a resumed run does (measured: they differed).
+            model = None
 
     # 5. The final weights, with the tokenizer, the resolved plan and its hash.
     final = output / FINAL_DIR
@@ -156,7 +180,7 @@ def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = 
             _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
-        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="done", final_loss=final_loss)
+        _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
         from orcac.runtime import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
@@ -177,6 +201,7 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
         trainer.args.max_steps = max_steps
         _log(f"  capped at {max_steps} of {planned} steps (--max-steps)")
 
+    _fit_in_memory(trainer, stage, tp, bf16)
     checkpoint = _last_checkpoint(stage_dir) if resume else None
     if checkpoint:
         _log(f"  resuming from {checkpoint.name}")
@@ -205,6 +230,26 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
         _drop_checkpoints(stage_dir)
     _log(f"  stage {stage.name} done: {trainer.state.global_step} steps, last loss {steps.last_loss:.4f}")
     return model
+
+
+def _fit_in_memory(trainer, stage, tp, bf16) -> None:
+    """Before the first step: turn on activation checkpointing if a step needs it to fit, or
+    refuse in one line (orcac/runtime/memory.py), instead of the kernel's OOM killer mid-stage."""
+    from orcac.runtime import memory
+
+    on_gpu = _cuda_available()
+    longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
+    need = memory.step_memory(
+        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
+    )
+    free, where = memory.free_memory(on_gpu)
+    if memory.fit(need, free, where, stage=stage.name, batch_size=tp.batch_size, max_length=tp.max_length):
+        trainer.args.gradient_checkpointing = True
+        trainer.args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        _log(
+            f"  a step needs about {memory._gb(need.total())} ({need.parts()}), {memory._gb(free)} is free {where}: "
+            f"activation checkpointing on ({memory._gb(need.total(checkpointing=True))}, a third more compute)"
+        )
 
 
 def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=()):
@@ -249,6 +294,11 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         use_cpu=not _cuda_available(),  # also what makes torchrun on CPU use gloo (see _wait_for_everyone)
         completion_only_loss=False,  # the labels already mask everything but the answer
     )
+    from transformers import set_seed
+
+    # TRL adds the LoRA adapters (random weights) before the Trainer seeds itself: seed first, so
+    # a stage starts the same whether the stages before it ran in this process or were skipped.
+    set_seed(tp.seed)
     trainer = make_trainer(
         model,
         tokenizer,
@@ -444,21 +494,22 @@ def _float(value):
 
 
 def _connect(db_path: Path):
-    import duckdb
+    from orcac.runtime.store import connect
 
-    con = duckdb.connect(str(db_path))
+    con = connect(db_path)
     con.execute(TRAIN_TABLES)
     return con
 
 
 def _stage_records(db_path: Path, plan, stage) -> list[dict]:
     """The stage's training records (task, user, assistant, id) under each task's chosen strategy."""
-    import duckdb
+    from orcac.runtime.store import claim, connect
 
     if not db_path.is_file():
         raise OrcacError(f"no build database at {db_path}", hint=f"run `orcac build {plan.spec}` first")
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect(db_path, read_only=True)
     try:
+        claim(con, db_path, plan.spec, write=False)
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "records" not in tables:
             raise OrcacError(f"{db_path} has no training records", hint=f"run `orcac build {plan.spec}` first")
@@ -503,10 +554,23 @@ def _write_run(db_path, run_id, plan_sha, tp, student_model, bf16, isolated, *, 
             [run_id, plan_sha, student_model, tp.output, _device_name(), "bf16" if bf16 else "fp32",
              tp.packing, isolated, status, versions],
         )
-        if status == "done":
+        if status == "running":  # another run of this output still 'running' died without a word
+            con.execute(
+                "UPDATE train_runs SET status = 'interrupted' WHERE status = 'running' AND output = ? AND run_id <> ?",
+                [tp.output, run_id],
+            )
+        if status == "finished":
             con.execute(
                 "UPDATE train_runs SET ended_at = now(), final_loss = ? WHERE run_id = ?", [final_loss, run_id]
             )
+    finally:
+        con.close()
+
+
+def _end_run(db_path: Path, run_id: str, status: str) -> None:
+    con = _connect(db_path)
+    try:
+        con.execute("UPDATE train_runs SET status = ?, ended_at = now() WHERE run_id = ?", [status, run_id])
     finally:
         con.close()
 
@@ -545,7 +609,7 @@ def _db_path(args, loaded) -> Path:
 
     if getattr(args, "db", None):
         return Path(args.db)
-    return default_path(Path(loaded.root), Path(args.spec).name.split(".")[0])
+    return default_path(Path(loaded.root), loaded.plan.spec)
 
 
 def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:
@@ -693,4 +757,4 @@ def _round_up(n: int, to: int = 64) -> int:
 
 def _log(message: str) -> None:
     if _is_main_process():
-        print(message, file=sys.stderr, flush=True)
+        print(printable(message), file=sys.stderr, flush=True)

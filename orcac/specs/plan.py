@@ -279,6 +279,20 @@ class Estimate(PlanModel):
     tasks: dict[str, TaskEstimate]
 
 
+def spec_stem(spec: str) -> str:
+    """The one name a spec's database (`.orca/<stem>.duckdb`) and default training output
+    (`.orca/<stem>/student`) are made from: its file name without `.orca` (or `.plan.yaml`).
+
+    >>> spec_stem("specs/exp.v1.orca"), spec_stem("exp.v2.plan.yaml")
+    ('exp.v1', 'exp.v2')
+    """
+    name = spec.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in (".plan.yaml", ".orca"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 class Plan(PlanModel):
     format: int = PLAN_FORMAT
     language: int

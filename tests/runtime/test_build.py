@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import pytest
 
@@ -243,3 +246,133 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
     table = out.getvalue()
     for expected in ("arith", "step", "truncated 1", "timeout 1", "$1.0000", "qa", "direct", "all"):
         assert expected in table
+
+
+def test_control_characters_from_a_provider_never_reach_the_terminal(tmp_path, capsys):
+    with Loopback(arith_answer, faults="401", error_text=" \x1b[2J\x1b]0;owned\x07\rgone") as server:
+        path = write_plan(tmp_path, make_plan(tmp_path, n=4, teacher=_teacher(server)))
+        assert _build(path) == 1
+    err = capsys.readouterr().err
+    assert "authentication failed (401)" in err
+    assert "\x1b" not in err and "\x07" not in err and "\r" not in err
+    assert "\\x1b[2J" in err  # shown, neutralised, so the user still sees what the provider sent
+
+
+EXPERIMENT = """orca 1
+
+import "std/strategies.orca"
+import "std/erase.orca"
+
+teacher t {{
+  model       = "openai/loopback"
+  api_base    = "{url}"
+  api_key     = env("LOOPBACK_KEY")
+  max_retries = 1
+}}
+
+student s {{ model = "local/smollm2-135m-instruct" }}
+
+task arith {{
+  from     = jsonl("data.jsonl")
+  prompt   = "{{{{ q }}}}"
+  gold     = "{{{{ a }}}}"
+  strategy = {strategy}
+  erase    = cautious
+  holdout  = 0%
+  accept   = contains(gold)
+}}
+
+train {{
+  student = s
+  stage only {{ tasks = [arith] }}
+}}
+"""
+
+
+def test_specs_that_share_a_name_prefix_share_nothing(tmp_path, capsys):
+    """exp.v1.orca and exp.v2.orca: one database and one output directory each, by one rule,
+    and a build never deletes records another spec's build wrote."""
+    from orcac.compiler import load_plan
+    from tests.runtime.plans import arithmetic_rows, write_jsonl
+
+    write_jsonl(tmp_path / "data.jsonl", arithmetic_rows(6))
+    with Loopback(arith_answer) as server:
+        v1, v2 = tmp_path / "exp.v1.orca", tmp_path / "exp.v2.orca"
+        v1.write_text(EXPERIMENT.format(url=server.url, strategy="step_by_step"))
+        v2.write_text(EXPERIMENT.format(url=server.url, strategy="direct_answer"))
+        assert _build(v1) == 0
+        db1 = tmp_path / ".orca" / "exp.v1.duckdb"
+        before = _rows(db1, "SELECT * FROM records ORDER BY record_id")
+        assert len(before) == 6
+        assert _build(v2) == 0
+        db2 = tmp_path / ".orca" / "exp.v2.duckdb"
+        assert _rows(db1, "SELECT * FROM records ORDER BY record_id") == before
+        assert _rows(db2, "SELECT count(*) FROM records") == [(6,)]
+        assert load_plan(v1).plan.train.output == ".orca/exp.v1/student"  # the same stem as the database
+        assert load_plan(v2).plan.train.output == ".orca/exp.v2/student"
+
+        capsys.readouterr()
+        assert _build(v2, "--db", str(db1)) == 1  # sharing on purpose: refused, not merged
+        err = capsys.readouterr().err
+        assert "holds the build of spec 'exp.v1', not of 'exp.v2'" in err and len(err.strip().splitlines()) == 2
+        assert _rows(db1, "SELECT * FROM records ORDER BY record_id") == before
+
+
+def test_every_run_says_how_it_ended(tmp_path):
+    with Loopback(arith_answer) as server:
+        path = write_plan(tmp_path, make_plan(tmp_path, n=5, holdout=0.0, teacher=_teacher(server)))
+        assert _build(path) == 0
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT status FROM runs") == [("finished",)]
+        con = duckdb.connect(str(db))  # what a build killed with kill -9 leaves behind
+        con.execute("INSERT INTO runs (run_id, started, status) VALUES ('dead', now(), 'running')")
+        con.close()
+        assert _build(path) == 0
+        assert sorted(_rows(db, "SELECT run_id = 'dead', status FROM runs")) == [
+            (False, "finished"), (False, "finished"), (True, "interrupted")]
+
+
+def _hold_lock(db) -> subprocess.Popen:
+    """Another process with the database open for writing (as a running build has it)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); time.sleep(120)", str(db)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_database_locked_by_another_process_is_one_line(tmp_path, capsys, command):
+    from tests.support.train_data import make_plan as train_plan
+    from tests.support.train_data import orca_rows, write_records
+
+    from orcac.compiler import dump_plan
+
+    (tmp_path / "test.plan.yaml").write_text(dump_plan(train_plan("unused-model")))
+    db = write_records(tmp_path / "build.duckdb", orca_rows("add", 2), holdout=orca_rows("add", 2, seed=1))
+    holder = _hold_lock(db)
+    try:
+        assert cli.main([command, str(tmp_path / "test.plan.yaml"), "--db", str(db)]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    err = capsys.readouterr().err
+    assert f"error: {db} is in use by another orcac process" in err
+    assert "internal error" not in err and len(err.strip().splitlines()) == 2
+
+
+def test_a_request_that_drops_its_connection_fails_alone_and_a_rerun_finishes(tmp_path, capsys):
+    with Loopback(arith_answer, script={_q(3): ["drop"] * 3}) as server:  # 3 = every attempt of one build
+        path = write_plan(tmp_path, make_plan(tmp_path, n=10, holdout=0.0, teacher=_teacher(server)))
+        assert _build(path) == 0
+        db = tmp_path / ".orca" / "spec.duckdb"
+        assert _rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'") == [
+            (3, "connection_error")]
+        assert _rows(db, "SELECT count(*) FROM records") == [(9,)]
+        assert "1 job(s) failed after retries" in capsys.readouterr().err
+        assert _build(path) == 0
+        assert _rows(db, "SELECT count(*) FROM records") == [(10,)]
+        assert server.stats()["hits"][_q(3)] == 4 and server.stats()["requests"] == 13

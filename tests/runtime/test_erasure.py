@@ -106,3 +106,30 @@ def test_the_teacher_sees_instruction_then_demonstrations_then_the_prompt(tmp_pa
     ]
     strategy, system, user, answer, *_ = erased(plan, "arith", "step", "What is 1 plus 2?", "Answer: 3", "3")
     assert (system, user, answer) == (ERASE, "What is 1 plus 2?", "Answer: 3")  # no instruction, no demonstration
+
+
+def test_one_normalisation_on_both_sides_of_the_audit():
+    """Python's `normalise` (the sentences) and the SQL one (the records) agree on every code point."""
+    import duckdb
+
+    from orcac.runtime import erasure
+
+    chars = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c < 0xE000]
+    texts = [f"a{c}B{c}{c}c" for c in chars]
+    sql = erasure._NORMALISED.format(column="x")
+    con = duckdb.connect()
+    got = con.execute(f"SELECT list_transform($2::VARCHAR[], lambda x: {sql})", [erasure.WHITESPACE, texts]).fetchone()[0]
+    assert [t for t, g in zip(texts, got) if erasure.normalise(t) != g.strip(" ")] == []
+
+
+def test_an_instruction_with_sharp_s_is_found(tmp_path):
+    plan = make_plan(tmp_path, n=4, strategy_text="Rechne die Maße und Gewichte Schritt für Schritt genau nach.")
+    with Store.open(tmp_path / "db.duckdb") as store:
+        store.write({"records": pa.Table.from_pylist([
+            _record("copied", ERASE, "Rechne die Maße und Gewichte Schritt für Schritt genau nach. 1 plus 2?"),
+            _record("shouted", ERASE, "RECHNE DIE MAẞE UND GEWICHTE SCHRITT FÜR SCHRITT GENAU NACH. 1 plus 2?"),
+            _record("clean", ERASE, "Wie groß ist 1 plus 2?"),
+        ])})
+        leaks = audit(plan, store)
+    assert [(leak.sentence, leak.record_ids) for leak in leaks] == [
+        ("rechne die maße und gewichte schritt für schritt genau nach.", ("copied", "shouted"))]

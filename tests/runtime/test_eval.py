@@ -53,6 +53,7 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
         "trained": [Answer(t, f, 5) for t, f, _ in HAND_MADE],  # 3 of 7 right, 3 of 7 in form
     }
     monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held, db_path: ({"add": canned[name]}, name))
+    monkeypatch.setattr(evaluate, "check_ready", lambda *args: None)  # canned answers: no model to look for
     evaluate.run(loaded(plan, tmp_path), db)
 
     con = duckdb.connect(str(db), read_only=True)
@@ -144,6 +145,26 @@ def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
     train.run(loaded(plan, tmp_path), db, max_steps=1)
     evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
     assert "another version of this plan" not in capsys.readouterr().err
-    changed = plan.model_copy(update={"eval": plan.eval.model_copy(update={"max_new_tokens": 3})})
-    evaluate.run(loaded(changed, tmp_path), db, models=["trained"])
+    eval_only = plan.model_copy(update={"eval": plan.eval.model_copy(update={"max_new_tokens": 3})})
+    evaluate.run(loaded(eval_only, tmp_path), db, models=["trained"])
+    assert "another version of this plan" not in capsys.readouterr().err  # training never reads the eval block
+    retrained = plan.model_copy(update={"train": plan.train.model_copy(update={"lr": 0.5})})
+    evaluate.run(loaded(retrained, tmp_path), db, models=["trained"])
     assert "was trained on another version of this plan" in capsys.readouterr().err
+
+
+def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypatch):
+    from orcac.specs.plan import TeacherPlan
+
+    monkeypatch.delenv("ORCAC_TEST_UNSET_KEY", raising=False)
+    teacher = TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="ORCAC_TEST_UNSET_KEY")
+    with_teacher = plan.model_copy(update={"teachers": {"t": teacher}, "eval": plan.eval.model_copy(update={"teacher": True})})
+    db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
+    started = []
+    monkeypatch.setattr(evaluate, "answer_all", lambda name, *a: started.append(name))
+    with pytest.raises(OrcacError, match="ORCAC_TEST_UNSET_KEY is not set"):
+        evaluate.run(loaded(with_teacher, tmp_path), db, models=["base"])
+    assert started == []  # the base model was not scored first
+    with pytest.raises(OrcacError, match="no trained student"):
+        evaluate.run(loaded(plan, tmp_path), db, models=["base", "trained"])
+    assert started == []

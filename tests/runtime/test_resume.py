@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from orcac.runtime.build import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
@@ -30,15 +31,20 @@ def _start(plan_path: Path, db: Path) -> subprocess.Popen:
     )
 
 
-def _records(db: Path) -> list[tuple]:
+def _query(db: Path, sql: str) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute(
-            'SELECT record_id, task, strategy, split, row_index, system, "user", assistant, teacher, gold '
-            "FROM records ORDER BY record_id"
-        ).fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def _records(db: Path) -> list[tuple]:
+    return _query(
+        db,
+        'SELECT record_id, task, strategy, split, row_index, system, "user", assistant, teacher, gold '
+        "FROM records ORDER BY record_id",
+    )
 
 
 @pytest.mark.slow
@@ -77,8 +83,12 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err.decode()
         total_requests = server.stats()["requests"]
-        # Each kill loses at most the unflushed batch (flushes every second) and what was in flight.
-        assert train <= total_requests <= train + KILLS * (8 + 8 / 0.05)
+        # Each kill loses what was in flight (8) and what waited for the next write: at most
+        # flush_every answers or FLUSH_SECONDS of them (160 a second here), whichever came first.
+        per_kill = 8 + min(flush_every(plan), FLUSH_SECONDS * 8 / 0.05) + 8
+        assert train <= total_requests <= train + kills * per_kill
+        statuses = [r[0] for r in _query(killed_db, "SELECT status FROM runs ORDER BY started")]
+        assert statuses == ["interrupted"] * kills + ["finished"]
 
         clean_db = tmp_path / "clean.duckdb"
         clean = _start(path, clean_db)
@@ -89,3 +99,36 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
     assert len(reference) == train
     assert killed == reference
     assert len({(r[1], r[4]) for r in killed}) == len(killed)  # no record twice
+
+
+
+def test_answers_wait_for_the_database_about_as_long_as_one_round_in_flight(tmp_path, monkeypatch):
+    """What a kill -9 throws away beyond the requests in flight is what has arrived but not
+    been written yet: at any moment of a build, that stays near flush_every (32 here), where a
+    second's worth of answers (160 here) used to wait."""
+    from orcac import cli
+    from orcac.runtime import build
+    from orcac.runtime.store import Flusher
+
+    waiting: list[int] = []
+
+    class Watched(Flusher):
+        received = 0
+
+        def add(self, item) -> None:
+            self.received += 1
+            waiting.append(self.received - self.flushed)
+            super().add(item)
+
+    monkeypatch.setattr(build, "Flusher", Watched)
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-flush-test")
+    with Loopback(arith_answer, latency=0.05) as server:
+        teacher = TeacherPlan(
+            name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY", concurrency=8
+        )
+        plan = make_plan(tmp_path, n=400, holdout=0.0, teacher=teacher)
+        assert cli.main(["build", str(write_plan(tmp_path, plan)), "--no-progress"]) == 0
+    assert len(waiting) == 400
+    # 32 (flush_every for 8 in flight), plus what arrives while a write runs (0.3 s on a loaded
+    # machine: 48). With the old bounds (1,000 answers or 1 s) about 160 waited.
+    assert max(waiting) <= 32 + 0.3 * 8 / 0.05

@@ -289,3 +289,55 @@ async def _saturate_then_run(plan: TeacherPlan) -> None:
     finally:
         teachers._Bucket.__init__ = original
     assert len(outcomes) == 3
+
+
+def test_one_job_whose_connection_always_drops_fails_alone():
+    with Loopback(script={"doomed": ["drop"] * 20}) as server:
+        plan = teacher(server, max_retries=2, concurrency=2)
+        jobs = jobs_for(plan, ["doomed"] + [f"fine-{i}" for i in range(12)])
+        outcomes = by_key(jobs, run(plan, jobs))  # no exception: the build goes on
+    doomed = outcomes.pop("doomed")
+    assert doomed.status == "failed" and doomed.error.startswith("connection_error") and doomed.attempts == 3
+    assert all(o.status == "ok" for o in outcomes.values())
+
+
+def test_a_teacher_that_fails_everything_stops_after_a_few_jobs_not_all():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plan = TeacherPlan(
+        name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
+        api_key_env="LOOPBACK_KEY", max_retries=0, concurrency=1,
+    )
+    outcomes: list[Outcome] = []
+    with pytest.raises(OrcacError, match=rf"^teacher far \(openai/x\): unreachable after 1 attempts \({teachers.UNREACHABLE_AFTER} jobs in a row\)"):
+        asyncio.run(run_jobs({"far": plan}, jobs_for(plan, [f"q{i}" for i in range(100)]), outcomes.append))
+    assert len(outcomes) == teachers.UNREACHABLE_AFTER  # each one ended with its reason, then the run stopped
+
+
+def test_an_answer_longer_than_max_tokens_allows_is_not_stored():
+    with Loopback(script={"flood": ["huge:chars=100000"] * 5}) as server:
+        plan = teacher(server, max_tokens=64)
+        outcomes = by_key(jobs := jobs_for(plan, ["flood", "fine"]), run(plan, jobs))
+        assert server.stats()["hits"]["flood"] == 1, "a hostile answer is not asked for again"
+    flood = outcomes["flood"]
+    assert flood.status == "failed" and flood.text is None
+    assert flood.error.startswith("bad_response: the answer is 100,000 characters, more than max_tokens = 64")
+    assert outcomes["fine"].status == "ok"
+    assert teachers.max_answer_chars(plan) == 64 * teachers.MAX_CHARS_PER_TOKEN
+
+
+def test_a_blank_answer_is_retried_as_the_module_docstring_says():
+    assert "blank text" in teachers.__doc__
+    script = {"blank-once": ["blank"], "always-blank": ["blank"] * 10, "cut-blank": ["length:chars=0"]}
+    with Loopback(script=script) as server:
+        plan = teacher(server, max_retries=2)
+        outcomes = by_key(jobs := jobs_for(plan, list(script)), run(plan, jobs))
+    assert (outcomes["blank-once"].status, outcomes["blank-once"].attempts) == ("ok", 2)
+    assert outcomes["blank-once"].text == "blank-once"
+    always = outcomes["always-blank"]
+    assert always.status == "failed" and always.error == "bad_response: the answer is empty" and always.attempts == 3
+    cut = outcomes["cut-blank"]  # cut off by max_tokens: an answer, rejected later as truncated
+    assert (cut.status, cut.text, cut.finish_reason, cut.attempts) == ("ok", "", "length", 1)

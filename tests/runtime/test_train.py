@@ -36,6 +36,14 @@ def rows():
     return orca_rows("add", N_PER_TASK) + orca_rows("mul", N_PER_TASK)
 
 
+def _runs(db: Path):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT status FROM train_runs").fetchall()
+    finally:
+        con.close()
+
+
 def _steps(db: Path):
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -161,7 +169,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     con = duckdb.connect(str(db), read_only=True)
     (status, final_loss), = con.execute("SELECT status, final_loss FROM train_runs").fetchall()
     con.close()
-    assert status == "done" and final_loss == pytest.approx(_steps(db)[-1][3])
+    assert status == "finished" and final_loss == pytest.approx(_steps(db)[-1][3])
     # The trained student generates with its saved tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert tokenizer.chat_template and tokenizer.pad_token
@@ -200,9 +208,14 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
         train.run(loaded(plan, tmp_path), db)
     checkpoints = list((tmp_path / plan.train.output).glob("stages/02-reason/checkpoint-*"))
     assert checkpoints and train._checkpoint_step(checkpoints[0]) < second_stage_steps
+    assert _runs(db) == [("interrupted",)]
+    con = duckdb.connect(str(db))  # and one that a kill -9 left 'running'
+    con.execute("INSERT INTO train_runs (run_id, output, status) VALUES ('dead', ?, 'running')", [plan.train.output])
+    con.close()
 
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
     assert train.run(loaded(plan, tmp_path), db, resume=True) == 0
+    assert sorted(_runs(db)) == [("finished",), ("interrupted",)]
     resumed = _steps(db)
     assert [s[:3] for s in resumed] == [s[:3] for s in expected]  # every step once, none twice
     assert resumed[-1][3] == pytest.approx(expected[-1][3], abs=1e-4)
@@ -269,6 +282,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
     with pytest.raises(OrcacError) as error:
         train.run(loaded(make_plan(str(tiny), max_length=64), tmp_path), db)
     assert "record add-0 of task add: its prompt is" in error.value.message
+    assert _runs(db) == [("failed",)]
     assert "max_length" in error.value.hint
 
 
@@ -303,3 +317,112 @@ def test_the_command_line_runs_a_plan_file(tiny, rows, tmp_path):
     assert main(args) == 0
     assert main([*args, "--resume"]) == 0  # everything done: nothing to train again
     assert (tmp_path / "out/student/final/plan.yaml").read_text() == dump_plan(plan)
+
+
+class _StopBeforeStage(TrainerCallback):
+    """Simulate a crash after the earlier stages finished, before this one trained a step."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt
+
+
+def _student_without_pad_token(tiny: Path, where: Path) -> Path:
+    """The tiny model with a tokenizer that lacks a pad token: orcac adds one, so it grows."""
+    import shutil
+
+    shutil.copytree(tiny, where)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(where)
+    return where
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tiny, rows, tmp_path, monkeypatch):
+    """The tokenizer grew for the student, so every LoRA stage trains the embeddings in full:
+    a resumed run, which loads stage 2's starting weights from disk, must know that too."""
+    student = _student_without_pad_token(tiny, tmp_path / "student")
+    plan = make_plan(str(student), lora=True)
+    full_root, resumed_root = tmp_path / "full", tmp_path / "resumed"
+    full_db = write_records(full_root / "build.duckdb", rows)
+    assert train.run(loaded(plan, full_root), full_db, max_steps=3) == 0
+
+    db = write_records(resumed_root / "build.duckdb", rows)
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopBeforeStage()] if index == 1 else [])
+    with pytest.raises(KeyboardInterrupt):
+        train.run(loaded(plan, resumed_root), db, max_steps=3)
+    monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
+    assert train.run(loaded(plan, resumed_root), db, resume=True, max_steps=3) == 0
+
+    assert [s[:3] for s in _steps(db)] == [s[:3] for s in _steps(full_db)]
+    assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(full_db)], abs=1e-5)
+    final = [AutoModelForCausalLM.from_pretrained(root / plan.train.output / train.FINAL_DIR) for root in (full_root, resumed_root)]
+    assert train.fingerprint(final[1]) == train.fingerprint(final[0])
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+def _free_memory_between(monkeypatch, pick):
+    """Make the machine have `pick(estimate)` bytes free, whatever it really has."""
+    from orcac.runtime import memory
+
+    seen = []
+    real = memory.step_memory
+    monkeypatch.setattr(memory, "step_memory", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    monkeypatch.setattr(memory, "free_memory", lambda on_gpu: (pick(seen[-1]), "on this machine"))
+    return seen
+
+
+def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, rows, tmp_path, monkeypatch):
+    _free_memory_between(monkeypatch, lambda need: need.total(checkpointing=True) - 1)
+    db = write_records(tmp_path / "build.duckdb", rows)
+    with pytest.raises(OrcacError) as error:
+        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
+    assert error.value.message.startswith("stage basics: a training step needs about")
+    assert "logits" in error.value.message and "\n" not in error.value.message
+    assert "lower train.batch_size (now 2) or max_length (now 256)" in error.value.hint
+    assert _steps(db) == [] and _runs(db) == [("failed",)]
+
+
+def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, rows, tmp_path, monkeypatch, capsys):
+    plan = make_plan(str(tiny))
+    plain_db = write_records(tmp_path / "plain" / "build.duckdb", rows)
+    assert train.run(loaded(plan, tmp_path / "plain"), plain_db, max_steps=2) == 0
+    assert "activation checkpointing" not in capsys.readouterr().err
+
+    _free_memory_between(monkeypatch, lambda need: (need.total() + need.total(checkpointing=True)) // 2)
+    db = write_records(tmp_path / "tight" / "build.duckdb", rows)
+    assert train.run(loaded(plan, tmp_path / "tight"), db, max_steps=2) == 0
+    assert "activation checkpointing on" in capsys.readouterr().err
+    assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(plain_db)], abs=1e-5)
+
+
+def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
+    """The demo's student with max_length 4096, packing and batch_size 4: the logits alone are
+    9.0 GiB, and on a 24 GB machine the step fits only with activation checkpointing."""
+    from transformers import LlamaConfig
+
+    from orcac.runtime import memory
+
+    config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
+                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    need = memory.step_memory(model, tokens=4 * 4096, compute_bytes=4, on_gpu=False)
+    assert need.logits / memory.GB == pytest.approx(9.0, abs=0.01)
+    assert memory.fit(need, 20 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
+    with pytest.raises(OrcacError, match="more than the 8.0 GB free on this machine"):
+        memory.fit(need, 8 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
+
+
+def test_free_memory_respects_a_container_limit(tmp_path):
+    from orcac.runtime import memory
+
+    (tmp_path / "memory.max").write_text("8589934592\n")
+    (tmp_path / "memory.current").write_text("2147483648\n")
+    assert memory.cgroup_room(tmp_path) == 6 * memory.GB
+    (tmp_path / "memory.max").write_text("max\n")
+    assert memory.cgroup_room(tmp_path) is None
+    assert memory.cgroup_room(tmp_path / "nowhere") is None
+    free, where = memory.free_memory(on_gpu=False)
+    assert free > 0 and where

@@ -34,6 +34,8 @@ Fault names (a fault may carry `:name=value` options):
   "malformed"          status 200 with a body that is not JSON
   "empty"              status 200, valid JSON, "choices": []
   "length"             the answer cut to `:chars=N` characters (default 3), finish_reason "length"
+  "blank"              status 200, a normal answer whose content is "" (finish_reason "stop")
+  "huge"               an answer of `:chars=N` characters (default 1,000,000), finish_reason "stop"
   "drop"               closes the connection without an answer
   "vllm_context"       vLLM's 400 for a prompt past the context, in its older top-level body
                        ({"object": "error", "message": ..., "code": 400}); "vllm_400" the same
@@ -43,7 +45,8 @@ Fault names (a fault may carry `:name=value` options):
 client is not told: a request beyond it gets an immediate 429 (no Retry-After), as an overloaded
 provider answers; `stats()["peak"]` is the most that were in flight at once, `["rejected"]` the
 429s sent for capacity. `ratelimit` ({header: value}) is added to every answer, e.g.
-{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}. The authorization header is recorded only as whether
+{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}; `error_text` is appended to the 401 body's message
+(to test that callers neutralise what a provider sends). The authorization header is recorded only as whether
 it was present (`stats()["auth"]`); the 401 and 400 bodies quote the key back, as real providers
 do, so tests can check that callers scrub it.
 """
@@ -106,13 +109,15 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 
 class _Handler:
-    def __init__(self, responder, latency, script, faults, probabilities, seed, capacity=None, ratelimit=None):
+    def __init__(self, responder, latency, script, faults, probabilities, seed, capacity=None, ratelimit=None,
+                 error_text=""):
         self.capacity = capacity
         self.ratelimit = dict(ratelimit or {})
         self.in_flight = 0
         self.peak = 0
         self.rejected = 0
         self.responder = responder
+        self.error_text = error_text
         self.latency = latency
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.faults = faults
@@ -177,7 +182,7 @@ class _Handler:
         # Like real providers, 401 and 400 bodies quote the key they got: callers must scrub it.
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if name == "401":
-            return _error(401, f"Incorrect API key provided: {presented}", "invalid_request_error")
+            return _error(401, f"Incorrect API key provided: {presented}{self.error_text}", "invalid_request_error")
         if name == "403":
             return _error(403, "forbidden", "invalid_request_error")
         if name == "404":
@@ -199,6 +204,10 @@ class _Handler:
             return web.Response(status=200)
         text = self.responder(body)
         finish = "stop"
+        if name == "blank":
+            text = ""
+        if name == "huge":
+            text = "x" * int(options.get("chars", 1_000_000))
         if name == "length":
             text = text[: int(options.get("chars", 3))]
             finish = "length"
@@ -286,10 +295,11 @@ class Loopback:
         process: bool = False,
         capacity: int | None = None,
         ratelimit: dict[str, str] | None = None,
+        error_text: str = "",
     ):
         self.options = dict(
             responder=responder, latency=latency, script=script, faults=faults,
-            probabilities=probabilities, seed=seed, capacity=capacity, ratelimit=ratelimit,
+            probabilities=probabilities, seed=seed, capacity=capacity, ratelimit=ratelimit, error_text=error_text,
         )
         self.process = process
         self.handler: _Handler | None = None

@@ -1,0 +1,128 @@
+"""Will a training step fit in memory? An estimate before a stage starts, against what is free.
+
+    need = step_memory(model, trainable, tokens, device)   # bytes, by part
+    fit(need, free_memory(device))                          # "as is", "checkpointing", or OrcacError
+
+What a step holds beyond what is already resident:
+
+  weights       every parameter (on a GPU; on the CPU they are loaded already, so already counted
+                as used, not free)
+  gradients     one per trainable parameter, in the parameter's dtype
+  optimizer     AdamW's two moments per trainable parameter, in fp32
+  activations   what backward needs, per token per layer: about 9 x hidden + 4 x intermediate
+                values (norm inputs, q/k/v, attention and MLP intermediates, residuals), in the
+                compute dtype; with activation checkpointing only each layer's input (hidden)
+                plus one layer's worth while it is recomputed
+  logits        tokens x vocabulary, three fp32 copies (the logits, their float upcast for the
+                loss, and the gradient of the log-softmax): for a packed batch of 4 x 4096
+                tokens over SmolLM2's 49,152-entry vocabulary that alone is 9.0 GiB
+
+The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
+Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
+memory, capped by the cgroup limit of a container, which psutil does not see.
+
+The fit: if the step does not fit as is but fits with activation checkpointing (a third more
+compute), the stage turns it on and says so; otherwise it refuses in one line that says what
+to lower. No chunked loss: the logits term is what checkpointing cannot shrink, and the hint
+says to lower the batch size or max_length instead. The estimate errs high by MARGIN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orcac.errors import OrcacError
+
+MARGIN = 1.2  # allocator fragmentation, temporaries the formula leaves out
+GB = 1024**3  # shown as "GB": GiB, as free(1) and the OOM killer count
+CGROUP = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    checkpointed_activations: int
+    logits: int
+
+    def total(self, *, checkpointing: bool = False) -> int:
+        activations = self.checkpointed_activations if checkpointing else self.activations
+        return int(MARGIN * (self.weights + self.gradients + self.optimizer + activations + self.logits))
+
+    def parts(self, *, checkpointing: bool = False) -> str:
+        activations = self.checkpointed_activations if checkpointing else self.activations
+        named = [("weights", self.weights), ("gradients", self.gradients), ("optimizer", self.optimizer),
+                 ("activations", activations), ("logits", self.logits)]
+        return ", ".join(f"{name} {_gb(size)}" for name, size in named if size)
+
+
+def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> StepMemory:
+    """The estimate for one optimizer step of `model` over `tokens` tokens (batch x row length)."""
+    config = model.config.get_text_config()
+    hidden = config.hidden_size
+    layers = config.num_hidden_layers
+    intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
+    vocab = config.vocab_size
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    per_layer = (9 * hidden + 4 * intermediate) * compute_bytes
+    return StepMemory(
+        weights=weights if on_gpu else 0,
+        gradients=sum(p.numel() * p.element_size() for p in trainable),
+        optimizer=sum(2 * p.numel() * 4 for p in trainable),
+        activations=tokens * layers * per_layer,
+        checkpointed_activations=tokens * (layers * hidden * compute_bytes + per_layer),
+        logits=tokens * vocab * 4 * 3,
+    )
+
+
+def free_memory(on_gpu: bool) -> tuple[int, str]:
+    """(bytes free, where) on the training device."""
+    if on_gpu:
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return int(free), f"on {torch.cuda.get_device_name(0)}"
+    import psutil
+
+    free = int(psutil.virtual_memory().available)
+    limit = cgroup_room()
+    if limit is not None and limit < free:
+        return limit, "in this container (cgroup limit)"
+    return free, "on this machine"
+
+
+def cgroup_room(root: Path = CGROUP) -> int | None:
+    """What the container's memory limit leaves: limit - usage (cgroup v2, else v1), or None."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:  # no limit
+            return None
+        return max(0, int(limit) - usage)
+    return None
+
+
+def fit(need: StepMemory, free: int, where: str, *, stage: str, batch_size: int, max_length: int) -> bool:
+    """Whether to turn activation checkpointing on; raises OrcacError when even that does not fit."""
+    if need.total() <= free:
+        return False
+    if need.total(checkpointing=True) <= free:
+        return True
+    raise OrcacError(
+        f"stage {stage}: a training step needs about {_gb(need.total(checkpointing=True))} even with activation "
+        f"checkpointing ({need.parts(checkpointing=True)}), more than the {_gb(free)} free {where}",
+        hint=f"lower train.batch_size (now {batch_size}) or max_length (now {max_length}): "
+        "the logits grow with both (raise grad_accum to keep the batch)",
+    )
+
+
+def _gb(size: int) -> str:
+    return f"{size / GB:.1f} GB"
