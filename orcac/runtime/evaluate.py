@@ -81,7 +81,7 @@ class Answer:
 class Scored:
     held: Held
     answer: Answer
-    accepted: bool
+    accepted: bool | None  # None: the task checks only the form (its accuracy is n/a)
     reason: str
     adheres: bool | None  # None: the task's strategy has no adherence rules
     broken: tuple[str, ...]
@@ -385,17 +385,24 @@ def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answ
 
 
 def score(plan, held: Held, answer: Answer) -> Scored:
-    """An answer's verdict under the task's accept rules, and its strategy adherence."""
+    """An answer's accuracy under the task's accept rules, and its strategy adherence.
+
+    Accuracy leaves out `follows(strategy)`: that rule is the form, which adherence measures,
+    and counting it twice would score a right answer in another form as wrong. A task whose
+    only rule is `follows(strategy)` has no accuracy to measure (None)."""
     task = plan.tasks[held.task]
     rules = plan.strategies[task.strategy].adherence if task.strategy in plan.strategies else ()
-    verdict = check_answer(
-        answer.text, answer.finish_reason, held.gold, task.accept, allow_truncated=task.allow_truncated, form=rules
-    )
+    correctness = [r for r in task.accept if r.kind != "follows"]
+    if correctness or not task.accept:
+        verdict = check_answer(answer.text, answer.finish_reason, held.gold, correctness, allow_truncated=task.allow_truncated)
+        accepted, reason = verdict.accepted, verdict.reason
+    else:
+        accepted, reason = None, "no correctness check"
     if rules:
         ok, broken = adheres(answer.text, rules)
     else:
         ok, broken = None, []
-    return Scored(held, answer, verdict.accepted, verdict.reason, ok, tuple(broken))
+    return Scored(held, answer, accepted, reason, ok, tuple(broken))
 
 
 def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
@@ -403,16 +410,18 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
     for task, items in scored.items():
         n = len(items)
         judged = [s for s in items if s.adheres is not None]
+        checked = [s for s in items if s.accepted is not None]
         rows.append(
             {
                 "model": model,
                 "task": task,
                 "strategy": plan.tasks[task].strategy,
                 "examples": n,
-                "accepted": sum(s.accepted for s in items),
+                "accepted": sum(bool(s.accepted) for s in checked),
+                "checked": len(checked),
                 "adherent": sum(bool(s.adheres) for s in judged),
                 "truncated": sum(s.answer.finish_reason == "length" for s in items),
-                "accuracy": sum(s.accepted for s in items) / n if n else 0.0,
+                "accuracy": sum(bool(s.accepted) for s in checked) / len(checked) if checked else None,
                 "adherence": (sum(bool(s.adheres) for s in judged) / len(judged)) if judged else None,
             }
         )
@@ -488,7 +497,10 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
             if gaps:
                 cells.append(_gap(gap.get((task, metric))))
         table.add_row(*cells, end_section=task == tasks[-1])
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file or a pipe: room for the whole table
+    console.print(table)
     if gaps:
         print("gap closed = (trained - base) / (prompted - base): the share of the prompt's effect "
               "the student shows without it", file=sys.stderr)
@@ -506,9 +518,11 @@ def _overall(rows: list[dict]) -> dict:
     n = sum(r["examples"] for r in rows)
     judged = [r for r in rows if r["adherence"] is not None]
     judged_n = sum(r["examples"] for r in judged)
+    checked = [r for r in rows if r["accuracy"] is not None]
+    checked_n = sum(r["checked"] for r in checked)
     return {
         "examples": n,
-        "accuracy": sum(r["accepted"] for r in rows) / n if n else 0.0,
+        "accuracy": sum(r["accepted"] for r in checked) / checked_n if checked_n else None,
         "adherence": sum(r["adherent"] for r in judged) / judged_n if judged_n else None,
     }
 

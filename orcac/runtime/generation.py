@@ -8,7 +8,8 @@ Why our own loop rather than `model.generate`:
   which other requests happened to share its batch. `generate` draws the whole batch from one
   global generator.
 - Rows that are finished (end of sequence, or their own `max_new_tokens`) leave the batch: their
-  key/value cache rows are dropped, so the rest decode at the cost of the rows still running.
+  key/value cache rows are dropped (once a quarter of the batch is done, as each drop copies the
+  cache), so the rest decode at the cost of the rows still running.
   `generate` keeps computing finished rows until the longest one ends; with teacher answers of
   very different lengths that is most of the work (BENCHMARKS.md, "local teacher").
 - The prompts of a batch mostly share a prefix (the system message and the demonstrations,
@@ -104,6 +105,8 @@ def decode(
             is_eos = torch.isin(next_tokens, eos_ids) if eos_ids is not None else torch.zeros_like(next_tokens, dtype=torch.bool)
             keep: list[int] = []
             for b, (row, token, ended) in enumerate(zip(alive, next_tokens.tolist(), is_eos.tolist())):
+                if finish[row] is not None:  # finished at an earlier step, not yet dropped
+                    continue
                 if ended:
                     finish[row] = "stop"
                     continue
@@ -114,7 +117,8 @@ def decode(
                 keep.append(b)
             if not keep:
                 break
-            if len(keep) < len(alive):
+            # Dropping rows copies the whole cache: worth it once a quarter of the batch is done.
+            if len(alive) - len(keep) >= max(1, len(alive) // 4):
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 mask = mask.index_select(0, index)

@@ -279,7 +279,6 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         data_seed=tp.seed,
         bf16=bf16,  # autocast: bf16 matmuls, fp32 master weights and optimizer state
         fp16=False,
-        use_cpu=not _cuda_available(),  # else transformers refuses bf16 without a GPU
         max_length=tp.max_length,
         packing=tp.packing,
         packing_strategy="bfd",  # best-fit decreasing: whole examples, isolated (padding-free)
@@ -291,7 +290,8 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_pin_memory=_cuda_available(),
-        use_cpu=not _cuda_available(),  # also what makes torchrun on CPU use gloo (see _wait_for_everyone)
+        # on a CPU: what makes torchrun use gloo (see _wait_for_everyone), and lets bf16 autocast run
+        use_cpu=not _cuda_available(),
         completion_only_loss=False,  # the labels already mask everything but the answer
     )
     from transformers import set_seed
