@@ -45,9 +45,11 @@ LOSS_POINTS = 400  # per stage: a 100,000-step run is drawn from an even subsamp
 
 
 def command(args) -> int:
-    plan, root, stem = load(args.spec)
-    database = db_path(args, root, stem)
-    output = Path(args.output) if args.output else database.with_name(f"{stem}.report.html")
+    from orcac.specs.plan import spec_stem
+
+    plan, root, spec = load(args.spec)
+    database = db_path(args, root, spec)
+    output = Path(args.output) if args.output else database.with_name(f"{spec_stem(spec)}.report.html")
     if not database.is_file():
         raise OrcacError(f"no build database at {database}", hint=f"run `orcac build {args.spec}` first (or pass --db)")
     sample = args.sample if args.sample is not None else SAMPLE

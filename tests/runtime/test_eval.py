@@ -158,12 +158,12 @@ def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypa
 
     monkeypatch.delenv("ORCAC_TEST_UNSET_KEY", raising=False)
     teacher = TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="ORCAC_TEST_UNSET_KEY")
-    with_teacher = plan.model_copy(update={"teachers": {"t": teacher}, "eval": plan.eval.model_copy(update={"teacher": True})})
+    with_teacher = plan.model_copy(update={"teachers": {"t": teacher}, "eval": plan.eval.model_copy(update={"prompted": True})})
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
     started = []
-    monkeypatch.setattr(evaluate, "answer_all", lambda name, *a: started.append(name))
+    monkeypatch.setattr(evaluate, "answer_all", lambda name, *a, **k: started.append(name))
     with pytest.raises(OrcacError, match="ORCAC_TEST_UNSET_KEY is not set"):
-        evaluate.run(loaded(with_teacher, tmp_path), db, models=["base"])
+        evaluate.run(loaded(with_teacher, tmp_path), db, models=["base", "prompted"])
     assert started == []  # the base model was not scored first
     with pytest.raises(OrcacError, match="no trained student"):
         evaluate.run(loaded(plan, tmp_path), db, models=["base", "trained"])

@@ -85,7 +85,7 @@ def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tmp_path):
     for (_, a), (_, b) in zip(multi, single):
         assert a == pytest.approx(b, rel=LOSS_TOLERANCE)
     print(f"last loss: one process {single[-1][1]:.6f}, two ranks {multi[-1][1]:.6f}")
-    assert _runs(db_two) == [("done",)]  # one run row: rank 1 wrote none
+    assert _runs(db_two) == [("finished",)]  # one run row: rank 1 wrote none
     final = two / "out/student/final"
     assert (final / "model.safetensors").is_file() and (final / "plan.yaml").is_file()
     assert result.stderr.count("saved the trained student") == 1  # rank 0 logs, rank 1 is quiet
