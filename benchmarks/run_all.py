@@ -69,6 +69,19 @@ BENCHES = (
                              "--rounds", "1"), (
         Ratio("packed / naive padded, real tokens/s", r"^speed-up: ([\d.]+)x", ">= 1.5"),
     )),
+    Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
+        Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),
+    )),
+    Bench("bench_adaptive.py", ("--jobs", "600", "--repeat", "1"), (
+        Ratio("adaptive goodput, requests/s", r"^adaptive\s+[\d.]+\s+([\d,]+)", "> fixed"),
+        Ratio("fixed goodput, requests/s", r"^fixed\s+[\d.]+\s+([\d,]+)", ""),
+    )),
+    Bench("bench_batch.py", ("--jobs", "2000", "--repeat", "1"), (
+        Ratio("batch path, client CPU s per 10,000 jobs", r"^batch\s+[\d.]+ \(\s*[\d.]+\)\s+[\d.]+ \(\s*([\d.]+)\)", ""),
+    )),
+    Bench("bench_kill.py", ("--jobs", "400", "--kills", "2", "--inflight", "8"), (
+        Ratio("answers paid again per kill -9, 8 in flight", r"in flight\s+8: .* again: ([\d.]+) per kill", "about what was in flight"),
+    )),
     Bench("bench_report.py", ("--records", "5000", "--runs", "1"), (
         Ratio("orcac report, seconds to write", r"^report\s+: ([\d.]+) s", ""),
         Ratio("report page / empty page, open in Chromium", r"^ratio: ([\d.]+)x", "a few s at 100k"),
