@@ -336,7 +336,8 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
     for job_id, answer in _stored_prompted(db_path, [j.id for j in unique]).items():
         for task, i in index[job_id]:
             answers[task][i] = answer
-    todo = [j for j in unique if j.id not in _stored_ids(answers)]
+    reused = _stored_ids(answers)
+    todo = [j for j in unique if j.id not in reused]
 
     def on_outcome(outcome):
         answer = Answer(
