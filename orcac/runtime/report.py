@@ -11,7 +11,7 @@ What a user asks after a build, each answered by one query over the DuckDB file:
              system message and prompt) and the answer; rejected answers with their rule
   probes     every candidate's score, tokens and cost, the chosen one marked
   training   loss per step, one curve per stage (inline SVG)
-  eval       every arm that was run (base, trained, teacher, ...) per task, table and chart
+  eval       every arm that was run (base, prompted, trained, ...) per task, the gap closed, table and chart
 
 A 100,000-record build must open in seconds, so the page carries every count but only a
 deterministic sample of the records themselves: up to `sample` per task and verdict (the
@@ -36,7 +36,7 @@ from orcac.runtime.store import Store
 from orcac.specs.plan import CheckRule, Plan
 
 SAMPLE = 100  # records per (task, verdict) carried in the page
-ARMS = ("base", "trained", "teacher")  # eval models in their usual order; others follow by name
+ARMS = ("base", "prompted", "trained")  # eval arms in their usual order; others follow by name
 BUILT_IN_RULES = {
     "truncated": "the answer was cut off at max_tokens (finish_reason = length); allow_truncated = true keeps it",
     "empty": "the answer has no text",
@@ -359,8 +359,31 @@ def _evaluation(store: Store) -> dict | None:
     arms = [a for a in ARMS if a in seen] + sorted(seen - set(ARMS))
     tasks = sorted({r[1] for r in rows})
     cells = {(model, task): {"examples": n, "accuracy": acc, "adherence": adh} for model, task, n, acc, adh in rows}
-    table = [{"task": task, "arms": [cells.get((arm, task)) for arm in arms]} for task in tasks]
-    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells)}
+    gaps = _gaps(store)
+    table = [
+        {"task": task, "arms": [cells.get((arm, task)) for arm in arms], "gaps": gaps.get(task)} for task in tasks
+    ]
+    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps)}
+
+
+def _gaps(store: Store) -> dict[str, dict[str, float | None]]:
+    """task -> {metric: gap closed} from the latest eval run that had all three arms."""
+    if not store.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'eval_gaps'"):
+        return {}
+    rows = store.rows(
+        """
+        WITH latest AS (
+            SELECT arg_max(r.run_id, r.created_at) AS run_id FROM eval_runs r
+            WHERE r.run_id IN (SELECT run_id FROM eval_gaps)
+        )
+        SELECT g.task, g.metric, g.gap_closed FROM eval_gaps g JOIN latest USING (run_id)
+        WHERE g.task <> 'all'
+        """
+    )
+    out: dict[str, dict[str, float | None]] = {}
+    for task, metric, gap in rows:
+        out.setdefault(task, {})[metric] = gap
+    return out
 
 
 def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 240) -> dict:

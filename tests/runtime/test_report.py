@@ -119,7 +119,7 @@ def test_gather_counts_every_verdict_and_failure(built):
     assert planted["messages"][0]["role"] == "system" and planted["erased_system"] != planted["messages"][0]["content"]
     assert [c["strategy"] for c in data["decisions"][0]["candidates"]] == ["step", "terse"]
     assert [s["name"] for s in data["training"]["stages"]] == ["warmup", "main"]
-    assert data["evaluation"]["arms"] == ["base", "trained", "prompted"]  # every arm run, in order
+    assert data["evaluation"]["arms"] == ["base", "prompted", "trained"]  # every arm run, in order
 
 
 def test_sample_keeps_every_count_and_fewer_records(built):
