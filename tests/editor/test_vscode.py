@@ -71,7 +71,7 @@ def test_grammar_reads_every_shipped_spec_without_invalid_tokens(npm_tools: Path
     folders = [ROOT / "examples", ROOT / "orcac" / "stdlib", ROOT / "tests" / "golden" / "orca"]
     done = run(["node", "tests/no-invalid.js", *folders])
     assert done.returncode == 0, done.stdout + done.stderr
-    files = len([p for f in folders for p in f.rglob("*.orca")])
+    files = len([p for f in folders for p in f.rglob("*.orca") if p.is_file()])  # not a .orca/ build folder
     assert f"{files} files tokenized, 0 invalid tokens" in done.stdout
 
 
@@ -86,6 +86,13 @@ def test_invalid_tokens_are_reported(npm_tools: Path, tmp_path: Path):
 def test_extension_packages_with_vsce(npm_tools: Path, tmp_path: Path):
     vsix = tmp_path / "orcac.vsix"
     done = run([npm_tools / "vsce", "package", "--allow-missing-repository", "-o", vsix])
+    if done.returncode != 0 and "SyntaxError" in done.stderr and "node_modules" in done.stderr:
+        # Seen once in 3 fresh-clone runs: a dependency's file read back unparsable right after
+        # `npm ci` (the same file parsed fine afterwards). An install fault, not vsce's: install
+        # again from the lock and package once more; any other failure fails the test at once.
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=EXTENSION,
+                       capture_output=True, text=True, timeout=900, check=True)
+        done = run([npm_tools / "vsce", "package", "--allow-missing-repository", "-o", vsix])
     assert done.returncode == 0, done.stdout + done.stderr
     names = set(zipfile.ZipFile(vsix).namelist())
     for name in ("package.json", "extension.js", "language-configuration.json", "syntaxes/orca.tmLanguage.json"):
