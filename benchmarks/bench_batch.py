@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime import batch_api, build, store  # noqa: E402
+from orcac.runtime.build import command as build  # noqa: E402
+from orcac.runtime.store import database as store
+from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.runtime.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
@@ -86,7 +88,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     batch_api.POLL_SECONDS = 0.01
-    from orcac.runtime.teachers import get_litellm
+    from orcac.runtime.teachers.calls import get_litellm
 
     get_litellm()  # imported once before anything is timed: both paths need it, neither should pay it
     import litellm.litellm_core_utils.core_helpers  # noqa: F401

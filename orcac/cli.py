@@ -21,11 +21,11 @@ COMMANDS = {
     "fmt": "orcac.compiler.commands:fmt",
     "plan": "orcac.compiler.commands:plan",
     "schema": "orcac.compiler.commands:schema",
-    "build": "orcac.runtime.build:command",
-    "export": "orcac.runtime.export:command",
-    "train": "orcac.runtime.train:command",
-    "eval": "orcac.runtime.evaluate:command",
-    "report": "orcac.runtime.report:command",
+    "build": "orcac.runtime.build.command:command",
+    "export": "orcac.runtime.store.export:command",
+    "train": "orcac.runtime.train.command:command",
+    "eval": "orcac.runtime.evaluate.command:command",
+    "report": "orcac.runtime.report.command:command",
     "lsp": "orcac.lsp.server:command",
 }
 

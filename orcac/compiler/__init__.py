@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orcac.compiler.diagnostics import CompileError, Diagnostic, Diagnostics
+from orcac.specs.diagnostics import CompileError, Diagnostic, Diagnostics
 
 if TYPE_CHECKING:
     from orcac.specs.plan import Plan
@@ -51,15 +51,15 @@ __all__ = [
 ]
 
 def dump_plan(plan: Plan) -> str:
-    """The plan file's text: deterministic YAML (see orcac/compiler/emit.py)."""
-    from orcac.compiler.emit import dump_plan as dump
+    """The plan file's text: deterministic YAML (see orcac/specs/plan_file.py)."""
+    from orcac.specs.plan_file import dump_plan as dump
 
     return dump(plan)
 
 
 def read_plan(path: str | Path) -> Plan:
     """Read a plan file; raises OrcacError when it is missing or not a plan."""
-    from orcac.compiler.emit import read_plan as read
+    from orcac.specs.plan_file import read_plan as read
 
     return read(path)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac import sampling
-from orcac.compiler.diagnostics import Diagnostics, did_you_mean
-from orcac.compiler.sources import SourceError, header, read, sha256_files, source_files
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.sources.read import SourceError, header, read, sha256_files, source_files
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 

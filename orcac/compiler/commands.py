@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from orcac.compiler import compile_spec, diagnose, dump_plan, plan_path_for
-from orcac.compiler.diagnostics import CompileError, render
+from orcac.specs.diagnostics import CompileError, render
 from orcac.errors import OrcacError
 
 

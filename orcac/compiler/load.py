@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orcac.compiler.diagnostics import CompileError, Diagnostics, did_you_mean
+from orcac.specs.diagnostics import CompileError, Diagnostics, did_you_mean
 from orcac.specs.spec import Module
 
 STDLIB = Path(__file__).resolve().parent.parent / "stdlib"

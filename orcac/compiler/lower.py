@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 from orcac import sampling
-from orcac.compiler import estimate as est
+from orcac import costs as est
 from orcac.compiler.check import Facts
-from orcac.compiler.diagnostics import Diagnostics
-from orcac.compiler.sources import rebase_query, render_row
+from orcac.specs.diagnostics import Diagnostics
+from orcac.sources.read import rebase_query, render_row
 from orcac.specs.plan import (
     CheckRule,
     DemonstrationPlan,

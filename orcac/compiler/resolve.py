@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orcac.compiler.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.compiler.load import Loaded
 from orcac.compiler.to_spec import to_spec_module
 from orcac.specs.spec import BestOf, Named, Spec, TaskDecl

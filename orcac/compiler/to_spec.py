@@ -4,7 +4,7 @@ Each block kind has a table `key -> (field, converter)`; a converter turns one s
 value into a Python value or raises `Bad`. Every problem is collected, not only the first.
 
 >>> from orcac.grammar import parse
->>> from orcac.compiler.diagnostics import Diagnostics
+>>> from orcac.specs.diagnostics import Diagnostics
 >>> m = parse('orca 1\\nteacher t { model = "local/x" temperature = 0.5 }', "a.orca")
 >>> decls = to_spec_module(m, Diagnostics())
 >>> decls["teacher"][0].temperature
@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from orcac.compiler.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.specs.spec import (
     Assign,
     BestOf,

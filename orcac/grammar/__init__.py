@@ -21,7 +21,7 @@ from lark import Lark, Token, Transformer
 from lark.lexer import Lexer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from orcac.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from orcac.specs.diagnostics import CompileError, Diagnostic, did_you_mean
 from orcac.specs.spec import (
     Assign,
     Block,

@@ -17,7 +17,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from orcac import __version__
-from orcac.compiler.diagnostics import CompileError
+from orcac.specs.diagnostics import CompileError
 from orcac.compiler.fmt import format_text
 from orcac.lsp import analysis, completion, definition, diagnostics, hover, locate
 from orcac.lsp.positions import from_position, to_range

@@ -52,7 +52,7 @@ class TeacherPlan(PlanModel):
     batch_size: int = 16
     threads: int | None = None
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.precision)"
+        "auto", description="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)"
     )
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra provider parameters passed through to litellm"

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime import teachers
+from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
@@ -222,7 +222,7 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
 
     from rich.console import Console
 
-    from orcac.runtime.progress import BuildProgress, Tally, summary_table
+    from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=200)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from orcac.runtime import concurrency, teachers
-from orcac.runtime.teachers import make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, concurrency
+from orcac.runtime.teachers.calls import make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from orcac import cli
-from orcac.runtime import teachers
+from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import ERASE, arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback

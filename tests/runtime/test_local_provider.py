@@ -8,8 +8,8 @@ import time
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import local_provider, teachers
-from orcac.runtime.teachers import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, local_model as local_provider
+from orcac.runtime.teachers.calls import Outcome, make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.support.tiny_model import tiny_model_dir
 
@@ -81,7 +81,7 @@ def test_left_padding_does_not_change_greedy_tokens(tiny):
 
 
 def test_finish_reason_and_usage(tiny):
-    from orcac.runtime.generation import decode
+    from orcac.runtime.models.generation import decode
 
     lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=tiny))
     prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),

@@ -12,9 +12,11 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime import probe, report, teachers
-from orcac.runtime.evaluate import EVAL_TABLES
-from orcac.runtime.store import Store
+from orcac.runtime.build import probe
+from orcac.runtime.report import command as report
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.evaluate.command import EVAL_TABLES
+from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser
@@ -99,7 +101,7 @@ def page(built) -> Path:
 
 def test_gather_counts_every_verdict_and_failure(built):
     path, database = built
-    from orcac.runtime.build import load
+    from orcac.runtime.build.command import load
 
     plan, _, _ = load(str(path))
     with Store.open(database, read_only=True) as store:
@@ -124,7 +126,7 @@ def test_gather_counts_every_verdict_and_failure(built):
 
 def test_sample_keeps_every_count_and_fewer_records(built):
     path, database = built
-    from orcac.runtime.build import load
+    from orcac.runtime.build.command import load
 
     plan, _, _ = load(str(path))
     with Store.open(database, read_only=True) as store:

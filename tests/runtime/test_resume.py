@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orcac.runtime.build import FLUSH_SECONDS, flush_every
+from orcac.runtime.build.command import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
@@ -107,8 +107,8 @@ def test_answers_wait_for_the_database_about_as_long_as_one_round_in_flight(tmp_
     been written yet: at any moment of a build, that stays near flush_every (32 here), where a
     second's worth of answers (160 here) used to wait."""
     from orcac import cli
-    from orcac.runtime import build
-    from orcac.runtime.store import Flusher
+    from orcac.runtime.build import command as build
+    from orcac.runtime.store.database import Flusher
 
     waiting: list[int] = []
 

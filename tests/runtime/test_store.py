@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.store import SCHEMA, Flusher, Store
+from orcac.runtime.store.database import Flusher, SCHEMA, Store
 
 
 def _responses(ids, text="a") -> pa.Table:

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import teachers, transport
-from orcac.runtime.teachers import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, fast_path as transport
+from orcac.runtime.teachers.calls import Outcome, make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.test_teachers import KEY, fast_backoff  # noqa: F401 - the key and the short backoff, as a fixture
 from tests.support.loopback import Loopback

@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from orcac.runtime import teachers
-from orcac.runtime.teachers import make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.teachers.calls import make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 

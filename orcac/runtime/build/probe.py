@@ -32,7 +32,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from orcac.errors import OrcacError, printable
-from orcac.runtime.checks import check_answer
+from orcac.runtime.build.checks import check_answer
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, TaskPlan
 
 DECISIONS_TABLE = """
@@ -158,7 +158,7 @@ def probe_items(plan: Plan, task_name: str, examples: Iterable) -> list:
     Made by the build's own `items_for_task`, so a probe job is, byte for byte, the job the
     main run makes for that row under that strategy (its sample 0, when the task samples).
     """
-    from orcac.runtime.build import items_for_task
+    from orcac.runtime.build.command import items_for_task
 
     task = plan.tasks[task_name]
     rows = [e for e in examples if e.probe and e.split == "train"]
@@ -214,7 +214,7 @@ def _recorded(store, task: str, key: str) -> bool:
 
 def _answered(store, ids: list[str]) -> dict[str, dict]:
     """Stored answers by job id, with the token counts and cost a probe score needs."""
-    from orcac.runtime.store import in_list
+    from orcac.runtime.store.database import in_list
 
     if not ids:
         return {}
@@ -231,9 +231,9 @@ def _log(message: str) -> None:
 def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict]) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
-    from orcac.runtime.build import FLUSH_SECONDS, Rows, flush_every
-    from orcac.runtime.store import Flusher
-    from orcac.runtime.teachers import run_jobs
+    from orcac.runtime.build.command import FLUSH_SECONDS, Rows, flush_every
+    from orcac.runtime.store.database import Flusher
+    from orcac.runtime.teachers.calls import run_jobs
 
     def convert(batch: list) -> dict:
         rows = Rows(plan)
@@ -451,8 +451,8 @@ def estimate(
 
     `answered(job_ids)` gives the ids already stored (from the build's database, if any).
     """
-    from orcac.compiler import estimate as prices
-    from orcac.runtime import examples as examples_module
+    from orcac import costs as prices
+    from orcac.runtime.build import examples as examples_module
 
     load = examples or (lambda name: examples_module.materialize(plan, root, name))
     out = {}
@@ -517,7 +517,7 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
     if not any(t.probe is not None for t in plan.tasks.values()):
         return plan
     reprobe = bool(getattr(args, "reprobe", False))
-    from orcac.runtime.store import Store
+    from orcac.runtime.store.database import Store
 
     if getattr(args, "dry_run", False):
         if Path(db).exists():
@@ -539,6 +539,6 @@ def phase(plan: Plan, root: Path, db: Path, args) -> Plan:
 
 
 def _quiet(plan: Plan, root: Path, name: str) -> list:
-    from orcac.runtime.examples import materialize
+    from orcac.runtime.build.examples import materialize
 
     return materialize(plan, root, name, report=lambda problem: None)  # the main run reports them

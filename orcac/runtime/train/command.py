@@ -36,7 +36,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from orcac.errors import OrcacError, printable
-from orcac.runtime import chat_format, precision
+from orcac.runtime.models import chat_format, precision
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
 STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
@@ -181,7 +181,7 @@ def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: di
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
-        from orcac.runtime import plots
+        from orcac.runtime.report import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
         _log(f"saved the trained student to {final}; loss curve: {output / 'loss.png'}")
@@ -234,8 +234,8 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
 
 def _fit_in_memory(trainer, stage, tp, bf16) -> None:
     """Before the first step: turn on activation checkpointing if a step needs it to fit, or
-    refuse in one line (orcac/runtime/memory.py), instead of the kernel's OOM killer mid-stage."""
-    from orcac.runtime import memory
+    refuse in one line (orcac/runtime/train/memory.py), instead of the kernel's OOM killer mid-stage."""
+    from orcac.runtime.train import memory
 
     on_gpu = _cuda_available()
     longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
@@ -494,7 +494,7 @@ def _float(value):
 
 
 def _connect(db_path: Path):
-    from orcac.runtime.store import connect
+    from orcac.runtime.store.database import connect
 
     con = connect(db_path)
     con.execute(TRAIN_TABLES)
@@ -503,7 +503,7 @@ def _connect(db_path: Path):
 
 def _stage_records(db_path: Path, plan, stage) -> list[dict]:
     """The stage's training records (task, user, assistant, id) under each task's chosen strategy."""
-    from orcac.runtime.store import claim, connect
+    from orcac.runtime.store.database import claim, connect
 
     if not db_path.is_file():
         raise OrcacError(f"no build database at {db_path}", hint=f"run `orcac build {plan.spec}` first")
@@ -605,7 +605,7 @@ def _plan_yaml(loaded) -> str:
 
 def _db_path(args, loaded) -> Path:
     """--db, else the build's default: .orca/<spec stem>.duckdb beside the plan."""
-    from orcac.runtime.store import default_path
+    from orcac.runtime.store.database import default_path
 
     if getattr(args, "db", None):
         return Path(args.db)
@@ -651,7 +651,7 @@ def _previous_final(output: Path, index: int, tp) -> Path:
 
 def _load_student(student, root: Path):
     """The student and its tokenizer, with a chat template and a pad token (embeddings resized)."""
-    from orcac.runtime import hf_models
+    from orcac.runtime.models import loading as hf_models
 
     model, tokenizer = hf_models.load_causal_lm(student.model, root)
     _forget_gguf(model)

@@ -2,7 +2,7 @@
 
     plan ─▶ examples (per task) ─▶ items (example × strategy ─▶ content-addressed job)
          ─▶ answered before? reuse the stored response : run it (teachers.run_jobs)
-         ─▶ check (orcac.runtime.checks) ─▶ record (system = erase message) ─▶ erasure audit
+         ─▶ check (orcac.runtime.build.checks) ─▶ record (system = erase message) ─▶ erasure audit
 
 Resuming is the same command: a job whose answer is stored is never sent again, so a build
 killed at any moment (Ctrl-C, kill -9) redoes only what it had not flushed, and a finished
@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orcac.errors import OrcacError, printable
-from orcac.runtime.checks import Verdict, check_answer, kept_samples
-from orcac.runtime.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id, teacher_messages
-from orcac.runtime.examples import Example, RenderProblem, materialize
-from orcac.runtime.progress import BuildProgress, Tally, summary_table
-from orcac.runtime.store import Flusher, Store, default_path, in_list
-from orcac.runtime.teachers import Job, Outcome, make_job
+from orcac.runtime.build.checks import Verdict, check_answer, kept_samples
+from orcac.runtime.build.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id, teacher_messages
+from orcac.runtime.build.examples import Example, RenderProblem, materialize
+from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
+from orcac.runtime.store.database import Flusher, Store, default_path, in_list
+from orcac.runtime.teachers.calls import Job, Outcome, make_job
 from orcac.specs.plan import Plan, TaskPlan
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
     for name, examples, cached, calls, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {tokens:>14,} {shown:>10}")
-    from orcac.runtime.batch_api import dry_run_notes
+    from orcac.runtime.teachers.batch import dry_run_notes
 
     for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
         print(note)
@@ -325,11 +325,11 @@ def command(args) -> int:
     plan, root, spec = load(args.spec)
     path = db_path(args, root, spec)
     if getattr(args, "cancel", False):
-        from orcac.runtime.batch_api import cancel_command
+        from orcac.runtime.teachers.batch import cancel_command
 
         return cancel_command(plan, path)
     # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
-    from orcac.runtime import probe
+    from orcac.runtime.build import probe
 
     plan = probe.phase(plan, root, path, args)
     work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
@@ -512,7 +512,7 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
 
 
 def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:
-    from orcac.runtime.batch_api import run_online_and_batch
+    from orcac.runtime.teachers.batch import run_online_and_batch
 
     def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
         rows = Rows(plan)

@@ -58,7 +58,7 @@ SCHEMA: dict[str, str] = {
     "records": """
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
-    # The batch path (orcac/runtime/batch_api.py): one row per uploaded file, the jobs in it,
+    # The batch path (orcac/runtime/teachers/batch.py): one row per uploaded file, the jobs in it,
     # and the lines its output and error files held once the batch ended.
     "batches": """
         input_file_id VARCHAR PRIMARY KEY, teacher VARCHAR, api_base VARCHAR, batch_id VARCHAR, status VARCHAR,

@@ -20,7 +20,7 @@ fewer) failed for connection errors with no answer in between. API keys are read
 to litellm (or put in the Authorization header), and scrubbed from every message orcac keeps.
 
 A teacher that litellm resolves to an OpenAI-compatible endpoint, with requests it would send
-unchanged, is called over one shared aiohttp session instead (orcac/runtime/transport.py):
+unchanged, is called over one shared aiohttp session instead (orcac/runtime/teachers/fast_path.py):
 litellm's per-call CPU cost is what limits throughput, and on this path litellm runs once per
 teacher. Outcomes, failure reasons and fatal errors are the same on both paths.
 """
@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orcac.errors import OrcacError
-from orcac.runtime.concurrency import AdaptiveLimit, ratelimit_pause
-from orcac.runtime.endpoints import Endpoint, EndpointPool, api_bases, for_server
+from orcac.runtime.teachers.concurrency import AdaptiveLimit, ratelimit_pause
+from orcac.runtime.teachers.endpoints import Endpoint, EndpointPool, api_bases, for_server
 from orcac.specs.plan import TeacherPlan
 
 if TYPE_CHECKING:  # imported when first needed: a run of local teachers never loads aiohttp's client
-    from orcac.runtime.transport import FastClient, Route
+    from orcac.runtime.teachers.fast_path import FastClient, Route
 
 # Full-jitter backoff: sleep U(0, min(cap, base * 2**attempt)). Module-level so tests can shrink them.
 BACKOFF_BASE_S = 0.5
@@ -420,7 +420,7 @@ class _Teacher:
         if plan.seed is not None:
             kwargs["seed"] = plan.seed
         if self.local:
-            from orcac.runtime import local_provider
+            from orcac.runtime.teachers import local_model as local_provider
 
             await local_provider.preload(plan, root=self.root)
             kwargs.pop("max_retries")
@@ -436,7 +436,7 @@ class _Teacher:
         kwargs.update(plan.params)
         self.kwargs = kwargs
         self.price = _price_of(litellm, plan.model)
-        from orcac.runtime import transport
+        from orcac.runtime.teachers import fast_path as transport
 
         route = transport.resolve(for_server(plan, first), litellm)
         if isinstance(route, transport.Route):
@@ -667,7 +667,7 @@ async def run_jobs(
 
     def fast_client() -> FastClient:
         if not clients:
-            from orcac.runtime.transport import FastClient
+            from orcac.runtime.teachers.fast_path import FastClient
 
             clients.append(FastClient(sum(max(1, t.plan.concurrency) for t in state.values())))
         return clients[0]

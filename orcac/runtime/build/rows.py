@@ -2,7 +2,7 @@
 
     rows = read_rows(task_plan.source, root, task=task_plan.name)
 
-The readers and the source hash live in `orcac.compiler.sources`, the one place that turns a
+The readers and the source hash live in `orcac.sources.read`, the one place that turns a
 source into rows (the compiler counts and splits with the same rows in the same order). What
 this module adds is the runtime's guard: the files are hashed and compared with the plan's
 `sha256` first, since data changed after `orcac plan` would silently change the split, the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orcac.compiler import sources as compiled
+from orcac.sources import read as compiled
 from orcac.errors import OrcacError
 from orcac.specs.plan import SourcePlan
 

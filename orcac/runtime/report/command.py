@@ -31,8 +31,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime.build import db_path, load
-from orcac.runtime.store import Store
+from orcac.runtime.build.command import db_path, load
+from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
 
 SAMPLE = 100  # records per (task, verdict) carried in the page

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from orcac.errors import OrcacError
-from orcac.runtime.build import db_path, load
-from orcac.runtime.store import Store
+from orcac.runtime.build.command import db_path, load
+from orcac.runtime.store.database import Store
 from orcac.specs.plan import Plan
 
 _TRAIN = """

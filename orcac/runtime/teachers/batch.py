@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from orcac.compiler.estimate import batch_price, tokens
+from orcac.costs import batch_price, tokens
 from orcac.errors import OrcacError
-from orcac.runtime.store import Store, in_list
-from orcac.runtime.teachers import Job, Outcome, _read_response, get_litellm
+from orcac.runtime.store.database import Store, in_list
+from orcac.runtime.teachers.calls import Job, Outcome, _read_response, get_litellm
 from orcac.specs.plan import TeacherPlan
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class _BatchTeacher:
             )
         self.provider = provider
         self.api_base = plan.api_base or base
-        from orcac.runtime import transport
+        from orcac.runtime.teachers import fast_path as transport
 
         route = transport.resolve(plan, litellm)
         if isinstance(route, transport.Route):
@@ -377,7 +377,7 @@ class _Runner:
         except OrcacError:
             raise
         except Exception as error:  # noqa: BLE001 - every failure here stops the run in one line
-            from orcac.runtime.teachers import _detail
+            from orcac.runtime.teachers.calls import _detail
 
             status = getattr(error, "status_code", None)
             raise OrcacError(
@@ -499,7 +499,7 @@ async def run_online_and_batch(
     on_batch: OnBatch | None = None,
 ) -> None:
     """The build's jobs: online teachers' through `teachers.run_jobs`, batch teachers' here, at once."""
-    from orcac.runtime.teachers import run_jobs
+    from orcac.runtime.teachers.calls import run_jobs
 
     online: list[Job] = []
     batch: list[Job] = []

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from orcac.compiler.sources import render_row
+from orcac.sources.read import render_row
 from orcac.errors import OrcacError
-from orcac.runtime.sources import read_rows
+from orcac.runtime.build.rows import read_rows
 from orcac.sampling import split_rows
 from orcac.specs.plan import Plan
 from orcac.templates import failure_reason

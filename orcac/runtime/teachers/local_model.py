@@ -1,6 +1,6 @@
 """The in-process `local/...` teacher: a litellm custom provider that batches what is in flight.
 
-    register(teacher_plan, root)   # once per teacher (orcac.runtime.teachers does it)
+    register(teacher_plan, root)   # once per teacher (orcac.runtime.teachers.calls does it)
     await litellm.acompletion(model="local/smollm2-135m-instruct", messages=[...], max_tokens=64)
 
 `local/<name>` runs a Hugging Face causal LM with transformers in this process. `<name>` is a
@@ -9,7 +9,7 @@ directory or `.gguf` file (relative to the plan's directory), or a hub id alread
 
 Batching: every request goes into one asyncio queue per model; one worker takes what is
 waiting (up to the teacher's `batch_size`, all with the same temperature and top_p), decodes
-the lot together in a worker thread (orcac.runtime.generation: finished rows leave the batch,
+the lot together in a worker thread (orcac.runtime.models.generation: finished rows leave the batch,
 each row samples from its own request's seed), so the event loop keeps accepting requests
 meanwhile, and answers each. Many concurrent jobs thus become few forward passes.
 Greedy when temperature == 0; `max_tokens` is `max_new_tokens`; finish_reason is "length"
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from orcac.errors import OrcacError
-from orcac.runtime import hf_models
+from orcac.runtime.models import loading as hf_models
 from orcac.specs.plan import TeacherPlan
 
 PROVIDER = "local"
@@ -85,7 +85,7 @@ def load(settings: LocalSettings):
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # a teacher run has its own progress display
-            from orcac.runtime import precision
+            from orcac.runtime.models import precision
 
             chosen = precision.choose(settings.precision)
             lm, tokenizer = hf_models.load_causal_lm(settings.model, settings.root)
@@ -133,7 +133,7 @@ def generate_batch(
     """
     import torch
 
-    from orcac.runtime.generation import decode
+    from orcac.runtime.models.generation import decode
 
     lm, tokenizer = load(settings)
     if settings.threads:
@@ -270,7 +270,7 @@ def get_provider():
     """The provider instance, added to litellm.custom_provider_map once per process."""
     global _provider
     if _provider is None:
-        from orcac.runtime.teachers import get_litellm
+        from orcac.runtime.teachers.calls import get_litellm
 
         litellm = get_litellm()
         _provider = _make_provider()

@@ -8,7 +8,7 @@ Three arms answer every held-out example of every task, greedy:
             prompted), through the teacher runtime, its answers cached by job id;
   trained   the trained student, with only the erase message (what it saw in training).
 
-Each answer is scored twice with the shared checks (orcac/runtime/checks.py):
+Each answer is scored twice with the shared checks (orcac/runtime/build/checks.py):
 
   accuracy   the task's accept rules against the gold (`check_answer`, the same function
              that filtered the teacher's answers in `orcac build`);
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime import chat_format, precision
-from orcac.runtime.checks import adheres, check_answer
-from orcac.runtime.erasure import teacher_messages
+from orcac.runtime.models import chat_format, precision
+from orcac.runtime.build.checks import adheres, check_answer
+from orcac.runtime.build.erasure import teacher_messages
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
 METRICS = ("accuracy", "adherence")
@@ -94,7 +94,7 @@ def command(args) -> int:
     from orcac.compiler import load_plan
 
     loaded = load_plan(args.spec)
-    from orcac.runtime.train import _db_path
+    from orcac.runtime.train.command import _db_path
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     return run(loaded, _db_path(args, loaded), models=models, limit=args.limit)
@@ -137,7 +137,7 @@ def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
     _store_gaps(db_path, run_id, plan_sha, gaps)
     show(summary, models, gaps)
     chart = _chart_path(plan, root, db_path)
-    from orcac.runtime import plots
+    from orcac.runtime.report import plots
 
     plots.eval_bars(summary, chart, title=f"orcac eval: {plan.spec} (held-out rows)", gaps=gaps)
     print(f"chart: {chart}", file=sys.stderr)
@@ -155,7 +155,7 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
         if stored:  # the build rendered them: use exactly those
             rows = stored.get(name, [])
         elif task.counts.holdout:
-            from orcac.runtime.examples import materialize
+            from orcac.runtime.build.examples import materialize
 
             rows = [Held(name, e.row_index, e.prompt, e.gold) for e in materialize(plan, root, name) if e.split == "holdout"]
         else:
@@ -175,7 +175,7 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
 def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[Held]]:
     if not db_path.is_file():
         return {}
-    from orcac.runtime.store import claim, connect
+    from orcac.runtime.store.database import claim, connect
 
     con = connect(db_path, read_only=True)
     try:
@@ -202,7 +202,7 @@ def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[H
 def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> None:
     """Raise the one-line error that phase `name` would stop on, without loading anything."""
     if name == "prompted":
-        from orcac.runtime.teachers import require_keys
+        from orcac.runtime.teachers.calls import require_keys
 
         for task in held:
             if plan.tasks[task].system is None:
@@ -212,7 +212,7 @@ def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> Non
     if plan.train is None:
         raise OrcacError("the plan has no train section, so there is no student to evaluate")
     if name == "trained":
-        from orcac.runtime.train import FINAL_DIR
+        from orcac.runtime.train.command import FINAL_DIR
 
         final = root / plan.train.output / FINAL_DIR
         if not (final / "config.json").is_file():
@@ -267,7 +267,7 @@ def load_model(name: str, plan, root: Path):
     """(model, tokenizer, where) for "base" (the plan's student) or "trained" (train's output)."""
     import torch
 
-    from orcac.runtime import hf_models
+    from orcac.runtime.models import loading as hf_models
 
     student = plan.students[plan.train.student]
     chosen = precision.choose(plan.train.precision)
@@ -279,7 +279,7 @@ def load_model(name: str, plan, root: Path):
             model.resize_token_embeddings(len(tokenizer))
         where = student.model
     else:
-        from orcac.runtime.train import FINAL_DIR
+        from orcac.runtime.train.command import FINAL_DIR
 
         final = root / plan.train.output / FINAL_DIR
         model, tokenizer = hf_models.load_causal_lm(str(final), dtype=dtype)
@@ -299,8 +299,8 @@ def load_model(name: str, plan, root: Path):
 def generate(
     model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int, progress=None
 ) -> list[Answer]:
-    """Greedy answers to tokenized prompts, in batches of similar length (orcac.runtime.generation)."""
-    from orcac.runtime.generation import decode
+    """Greedy answers to tokenized prompts, in batches of similar length (orcac.runtime.models.generation)."""
+    from orcac.runtime.models.generation import decode
 
     eos = tokenizer.convert_tokens_to_ids(chat_format.end_of_turn(tokenizer))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -320,7 +320,7 @@ def generate(
 def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Path | None):
     """The teacher with the full strategy prompt and demonstrations, greedy and as long as the
     other arms, through the teacher runtime. Answers stored by an earlier eval are reused."""
-    from orcac.runtime.teachers import make_job, run_jobs
+    from orcac.runtime.teachers.calls import make_job, run_jobs
 
     jobs, index = [], {}
     options = {"temperature": 0.0, "max_tokens": plan.eval.max_new_tokens}
@@ -364,7 +364,7 @@ def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answ
     """Prompted answers an earlier eval stored, by job id (the job is content-addressed)."""
     if db_path is None or not db_path.is_file() or not job_ids:
         return {}
-    from orcac.runtime.store import connect
+    from orcac.runtime.store.database import connect
 
     con = connect(db_path, read_only=True)
     try:
@@ -529,7 +529,7 @@ def _overall(rows: list[dict]) -> dict:
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
-    from orcac.runtime.store import connect
+    from orcac.runtime.store.database import connect
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = connect(db_path)
@@ -561,7 +561,7 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds)
 def _store_gaps(db_path: Path, run_id, plan_sha, gaps: list[dict]) -> None:
     if not gaps:
         return
-    from orcac.runtime.store import connect
+    from orcac.runtime.store.database import connect
 
     con = connect(db_path)
     try:
