@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime.teachers.calls import make_job, run_jobs  # noqa: E402
+from orcac.runtime.teachers.calls import run_jobs  # noqa: E402
+from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 

@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     batch_api.POLL_SECONDS = 0.01
-    from orcac.runtime.teachers.calls import get_litellm
+    from orcac.runtime.teachers.litellm_setup import get_litellm
 
     get_litellm()  # imported once before anything is timed: both paths need it, neither should pay it
     import litellm.litellm_core_utils.core_helpers  # noqa: F401

@@ -9,7 +9,7 @@ number of new requests), then run to the end. Every job is answered once in a cl
 the calls counted at the server beyond `--jobs` are the calls paid again: divided by the kills,
 what one kill costs. In flight at any moment: the teacher's concurrency; a kill cannot cost
 less than what was in flight, since those answers had not arrived. `--flush-every` and
-`--flush-seconds` replace the build's bounds (orcac.runtime.build.command.flush_every, FLUSH_SECONDS),
+`--flush-seconds` replace the build's bounds (orcac.runtime.build.tables.flush_every, FLUSH_SECONDS),
 to measure other settings against the same load.
 """
 

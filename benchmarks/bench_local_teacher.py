@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from orcac.runtime.teachers import calls as teachers, local_model as local_provider  # noqa: E402
+from orcac.runtime.teachers import jobs as teacher_jobs
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 
 QUESTIONS = [
@@ -39,7 +40,7 @@ def run(model: str, n: int, max_tokens: int, batch: int, threads: int | None) ->
         name="local", model=model, max_tokens=max_tokens, batch_size=batch, concurrency=batch, threads=threads
     )
     jobs = [
-        teachers.make_job(plan, [
+        teacher_jobs.make_job(plan, [
             {"role": "system", "content": "You are a helpful assistant. Explain your reasoning."},
             {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)] + f" (case {i})"},
         ])

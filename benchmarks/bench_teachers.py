@@ -37,6 +37,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
 from orcac.runtime.teachers import calls as teachers  # noqa: E402
+from orcac.runtime.teachers import jobs as teacher_jobs
+from orcac.runtime.teachers import litellm_setup
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 
@@ -71,7 +73,7 @@ async def bench_raw(url: str, n: int, inflight: int) -> tuple[float, float]:
 
 
 async def bench_plain(url: str, n: int, inflight: int) -> tuple[float, float]:
-    litellm = teachers.get_litellm()
+    litellm = litellm_setup.get_litellm()
     semaphore = asyncio.Semaphore(inflight)
 
     async def one(i: int):
@@ -94,7 +96,7 @@ async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str
         name="bench", model="openai/bench", api_base=url, api_key_env="BENCH_KEY",
         max_tokens=16, concurrency=inflight, transport=transport,
     )
-    jobs = [teachers.make_job(plan, messages(i)) for i in range(n)]
+    jobs = [teacher_jobs.make_job(plan, messages(i)) for i in range(n)]
     outcomes: list = []
     on_outcome = outcomes.append if sink is None else sink(outcomes)
     started, cpu = time.perf_counter(), time.process_time()
@@ -121,7 +123,7 @@ def duckdb_sink(inflight: int):
         def __init__(self, outcomes):
             self.outcomes = outcomes
             self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
-            from orcac.runtime.build.command import FLUSH_AT_LEAST, FLUSH_SECONDS
+            from orcac.runtime.build.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
 
             every = max(FLUSH_AT_LEAST, inflight)  # build.flush_every for one teacher
             self.flusher = Flusher(self.store, self.convert, every=every, seconds=FLUSH_SECONDS)
@@ -155,7 +157,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the fast path (client side only)")
     args = parser.parse_args()
     chosen = args.only or ["raw", "plain", "litellm", "fast", "fast+db"]
-    teachers.get_litellm()
+    litellm_setup.get_litellm()
     n, inflight = args.jobs, args.inflight
 
     results: dict[str, list[tuple[float, float]]] = {}

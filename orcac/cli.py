@@ -15,7 +15,8 @@ import sys
 from orcac import __version__
 from orcac.errors import OrcacError, printable
 
-# subcommand -> "module:function"; the function takes the parsed args and returns an exit code.
+# subcommand -> "module:function"; the function takes the parsed args (a runtime command: the
+# run context first, see RUNTIME) and returns an exit code.
 COMMANDS = {
     "check": "orcac.compiler.commands:check",
     "fmt": "orcac.compiler.commands:fmt",
@@ -28,6 +29,8 @@ COMMANDS = {
     "report": "orcac.runtime.report.command:command",
     "lsp": "orcac.lsp.server:command",
 }
+# Commands that run a plan: handed a RunContext built here, so the runtime never compiles.
+RUNTIME = {"build", "export", "train", "eval", "report"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,12 +120,28 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="DuckDB file (default: .orca/<spec>.duckdb next to the plan)")
 
 
+def run_context(spec: str, db: str | None = None):
+    """The plan a runtime command runs: a `.orca` spec compiled and its plan written beside it
+    (as `orcac plan` does), or a `.plan.yaml` read; with the database (--db, else the default)."""
+    from pathlib import Path
+
+    from orcac import compiler
+    from orcac.runtime.context import RunContext
+
+    if not Path(spec).is_file():
+        raise OrcacError(f"{spec}: no such file")
+    loaded = compiler.load_plan(spec)
+    return RunContext.of(loaded.plan, loaded.path, db=db, recompile=compiler.compile_spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices online
     args = build_parser().parse_args(argv)
     module_name, function_name = COMMANDS[args.command].split(":")
     try:
         command = getattr(importlib.import_module(module_name), function_name)
+        if args.command in RUNTIME:
+            return int(command(run_context(args.spec, args.db), args) or 0)
         return int(command(args) or 0)
     except OrcacError as error:
         print(error.render(), file=sys.stderr)

@@ -79,10 +79,21 @@ def batch_price(model: str) -> tuple[float, float, str] | None:
 
 
 def tokens(chars: int) -> int:
-    """>>> tokens(9)
+    """The one token estimate before anything is called: characters / 4, rounded up.
+
+    >>> tokens(9)
     3
     """
     return math.ceil(chars / 4)
+
+
+def prompt_tokens(messages) -> int:
+    """A request's prompt tokens, estimated: `tokens` over its messages' text.
+
+    >>> prompt_tokens([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    3
+    """
+    return tokens(sum(len(str(m.get("content") or "")) for m in messages))
 
 
 def cost(model: str, prompt_tokens: int, calls: int, max_tokens: int, *, batch: bool = False) -> float | None:

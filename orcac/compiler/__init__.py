@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orcac.specs.diagnostics import CompileError, Diagnostic, Diagnostics
+from orcac.specs.paths import plan_path_for
 
 if TYPE_CHECKING:
     from orcac.specs.plan import Plan
@@ -62,12 +63,6 @@ def read_plan(path: str | Path) -> Plan:
     from orcac.specs.plan_file import read_plan as read
 
     return read(path)
-
-
-def plan_path_for(spec_path: str | Path) -> Path:
-    """Where `orcac plan` writes a spec's plan: x.orca -> x.plan.yaml beside it."""
-    p = Path(spec_path)
-    return p.with_name(p.name.removesuffix(".orca") + ".plan.yaml")
 
 
 @dataclass
@@ -201,15 +196,9 @@ def compile_spec(path: str | Path, output: str | Path | None = None, *, warnings
 
 def write_plan(plan: Plan, output: str | Path) -> bool:
     """Write a plan file; returns whether its content changed."""
-    out = Path(output)
-    text = dump_plan(plan)
-    if out.is_file() and out.read_text(encoding="utf-8") == text:
-        return False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return True
+    from orcac.specs.plan_file import write_plan as write
+
+    return write(plan, output)
 
 
 @dataclass(frozen=True)

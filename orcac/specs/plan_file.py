@@ -90,3 +90,25 @@ def read_plan(path: str | Path) -> Plan:
             f"{p} does not match this orcac's plan format ({where}: {first['msg']})",
             "recompile it from its spec with: orcac plan SPEC.orca",
         ) from None
+
+
+def plan_sha256(plan: Plan) -> str:
+    """The plan's identity, stored by build runs, training and eval so they join on it: the
+    sha256 of the plan file's text as `dump_plan` writes it."""
+    import hashlib
+
+    return hashlib.sha256(dump_plan(plan).encode("utf-8")).hexdigest()
+
+
+def write_plan(plan: Plan, output: str | Path) -> bool:
+    """Write a plan file (atomically: a reader never sees half of one); returns whether its
+    content changed."""
+    out = Path(output)
+    text = dump_plan(plan)
+    if out.is_file() and out.read_text(encoding="utf-8") == text:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return True

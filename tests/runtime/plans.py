@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orcac.runtime.build.rows import source_sha256
+from orcac.runtime.build.source_rows import source_sha256
 from orcac.sampling import split_sizes
 from orcac.specs.plan import (
     CheckRule,

@@ -10,7 +10,9 @@ import time
 import pytest
 
 from orcac.runtime.teachers import calls as teachers, concurrency
-from orcac.runtime.teachers.calls import make_job, run_jobs
+from orcac.runtime.teachers import jobs as teacher_jobs
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 
@@ -137,5 +139,5 @@ def test_replicas_do_not_change_job_ids():
     one = teacher(("http://a/v1", "http://b/v1"))
     more = teacher(("http://c/v1", "http://b/v1", "http://a/v1"))
     messages = [{"role": "user", "content": "hi"}]
-    assert teachers.job_id(one, messages) == teachers.job_id(more, messages)
-    assert teachers.job_id(one, messages) != teachers.job_id(teacher("http://a/v1"), messages)
+    assert teacher_jobs.job_id(one, messages) == teacher_jobs.job_id(more, messages)
+    assert teacher_jobs.job_id(one, messages) != teacher_jobs.job_id(teacher("http://a/v1"), messages)

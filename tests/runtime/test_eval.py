@@ -10,7 +10,7 @@ from orcac.runtime.evaluate import command as evaluate
 from orcac.runtime.train import command as train
 from orcac.runtime.evaluate.command import Answer, Held
 from tests.support.tiny_model import tiny_model_dir
-from tests.support.train_data import loaded, make_plan, orca_rows, write_records
+from tests.support.train_data import context, make_plan, orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("eval")
 
@@ -55,7 +55,7 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     }
     monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held, db_path: ({"add": canned[name]}, name))
     monkeypatch.setattr(evaluate, "check_ready", lambda *args: None)  # canned answers: no model to look for
-    evaluate.run(loaded(plan, tmp_path), db)
+    evaluate.run(context(plan, tmp_path, db))
 
     con = duckdb.connect(str(db), read_only=True)
     scores = con.execute("SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model").fetchall()
@@ -82,8 +82,8 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     rows = orca_rows("add", 8) + orca_rows("mul", 8)
     holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
     db = write_records(tmp_path / "build.duckdb", rows, holdout=holdout)
-    train.run(loaded(plan, tmp_path), db, max_steps=1)
-    evaluate.run(loaded(plan, tmp_path), db, limit=4, models=["base", "trained"])
+    train.run(context(plan, tmp_path, db), max_steps=1)
+    evaluate.run(context(plan, tmp_path, db), limit=4, models=["base", "trained"])
     con = duckdb.connect(str(db), read_only=True)
     counts = con.execute("SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL").fetchall()
     finish = {r[0] for r in con.execute("SELECT DISTINCT finish_reason FROM eval_answers").fetchall()}
@@ -108,49 +108,49 @@ def test_generate_is_greedy_and_left_padded(plan):
 def test_no_trained_student_says_train_first(plan, tmp_path):
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
     with pytest.raises(OrcacError, match="no trained student") as error:
-        evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
+        evaluate.run(context(plan, tmp_path, db), models=["trained"])
     assert "orcac train" in error.value.hint
 
 
 def test_unknown_model_name(plan, tmp_path):
     with pytest.raises(OrcacError, match="unknown model 'student'"):
-        evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])
+        evaluate.run(context(plan, tmp_path, tmp_path / "x.duckdb"), models=["student"])
 
 
 def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
-    from orcac.runtime.teachers import calls as teachers
+    from orcac.runtime.teachers import calls as teachers, jobs as teacher_jobs
     from orcac.specs.plan import TeacherPlan
 
     teacher = TeacherPlan(name="t", model=f"local/{tiny_model_dir()}", max_tokens=6, batch_size=4, threads=2)
     with_teacher = plan.model_copy(update={"teachers": {"t": teacher}})
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
     sent = []
-    real_make_job = teachers.make_job
-    monkeypatch.setattr(teachers, "make_job", lambda t, messages, options=None: sent.append(messages) or real_make_job(t, messages, options))
+    real_make_job = teacher_jobs.make_job
+    monkeypatch.setattr(teacher_jobs, "make_job", lambda t, messages, options=None: sent.append(messages) or real_make_job(t, messages, options))
     before = teachers.run_jobs
     asked = []
     monkeypatch.setattr(teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k))
-    evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
+    evaluate.run(context(with_teacher, tmp_path, db), models=["prompted"])
     assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
     con.close()
     assert [(r[0], r[2], r[3]) for r in rows] == [("prompted", "add", 3), ("prompted", "mul", 2)]
-    evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
+    evaluate.run(context(with_teacher, tmp_path, db), models=["prompted"])
     assert asked == [5]  # the second eval reuses the stored answers: nothing is paid twice
 
 
 def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
     rows = orca_rows("add", 4) + orca_rows("mul", 4)
     db = write_records(tmp_path / "build.duckdb", rows, holdout=orca_rows("add", 1, seed=5))
-    train.run(loaded(plan, tmp_path), db, max_steps=1)
-    evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
+    train.run(context(plan, tmp_path, db), max_steps=1)
+    evaluate.run(context(plan, tmp_path, db), models=["trained"])
     assert "another version of this plan" not in capsys.readouterr().err
     eval_only = plan.model_copy(update={"eval": plan.eval.model_copy(update={"max_new_tokens": 3})})
-    evaluate.run(loaded(eval_only, tmp_path), db, models=["trained"])
+    evaluate.run(context(eval_only, tmp_path, db), models=["trained"])
     assert "another version of this plan" not in capsys.readouterr().err  # training never reads the eval block
     retrained = plan.model_copy(update={"train": plan.train.model_copy(update={"lr": 0.5})})
-    evaluate.run(loaded(retrained, tmp_path), db, models=["trained"])
+    evaluate.run(context(retrained, tmp_path, db), models=["trained"])
     assert "was trained on another version of this plan" in capsys.readouterr().err
 
 
@@ -164,8 +164,8 @@ def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypa
     started = []
     monkeypatch.setattr(evaluate, "answer_all", lambda name, *a, **k: started.append(name))
     with pytest.raises(OrcacError, match="ORCAC_TEST_UNSET_KEY is not set"):
-        evaluate.run(loaded(with_teacher, tmp_path), db, models=["base", "prompted"])
+        evaluate.run(context(with_teacher, tmp_path, db), models=["base", "prompted"])
     assert started == []  # the base model was not scored first
     with pytest.raises(OrcacError, match="no trained student"):
-        evaluate.run(loaded(plan, tmp_path), db, models=["base", "trained"])
+        evaluate.run(context(plan, tmp_path, db), models=["base", "trained"])
     assert started == []

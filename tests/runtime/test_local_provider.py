@@ -8,8 +8,9 @@ import time
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import calls as teachers, local_model as local_provider
-from orcac.runtime.teachers.calls import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import litellm_setup, local_model as local_provider
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.tiny_model import tiny_model_dir
 
@@ -98,7 +99,7 @@ def test_finish_reason_and_usage(tiny):
 def test_through_litellm_directly(tiny):
     plan = plan_for(tiny, name="direct")
     local_provider.register(plan)
-    litellm = teachers.get_litellm()
+    litellm = litellm_setup.get_litellm()
 
     async def go():
         return await asyncio.gather(*(

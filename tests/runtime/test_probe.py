@@ -16,7 +16,8 @@ import yaml
 from orcac.errors import OrcacError
 from orcac.runtime.build import probe
 from orcac.runtime.teachers import calls as teachers
-from orcac.runtime.build.command import plan_work, run_build
+from orcac.runtime.build.command import run_build
+from orcac.runtime.build.jobs import plan_work
 from orcac.runtime.build.examples import materialize
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan

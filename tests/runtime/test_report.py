@@ -15,7 +15,6 @@ from orcac import cli
 from orcac.runtime.build import probe
 from orcac.runtime.report import command as report
 from orcac.runtime.teachers import calls as teachers
-from orcac.runtime.evaluate.command import EVAL_TABLES
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
@@ -67,13 +66,6 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     con = duckdb.connect(str(database))
     try:
         # The tables `orcac train` and `orcac eval` write, with their own DDL.
-        con.execute("""
-            CREATE TABLE train_runs (run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
-              device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN, started_at TIMESTAMP,
-              ended_at TIMESTAMP, status VARCHAR, final_loss DOUBLE, versions VARCHAR);
-            CREATE TABLE train_steps (run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
-              loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE);
-        """)
         con.execute("INSERT INTO train_runs VALUES ('r1', 'x', 'tiny', 'out', 'cpu', 'fp32', true, false, "
                     "TIMESTAMP '2026-01-01 10:00:00', NULL, 'ok', 0.9, '{}')")
         for stage_index, stage in enumerate(("warmup", "main")):
@@ -81,7 +73,6 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
                 loss = 3.0 - stage_index - step / 30
                 con.execute("INSERT INTO train_steps VALUES ('r1', ?, ?, ?, 0, ?, 1e-5, 1, 100, 1)",
                             [stage, stage_index, step, loss])
-        con.execute(EVAL_TABLES)
         for model, accuracy, adherence in (("base", 0.25, 0.1), ("trained", 0.75, 0.9), ("prompted", 0.8, 0.95)):
             con.execute("INSERT INTO eval_runs VALUES ('e1', ?, '', 'arith', 'step', 4, 3, 3, 0, ?, ?, 1.0, 'x', now())",
                         [model, accuracy, adherence])
@@ -101,9 +92,7 @@ def page(built) -> Path:
 
 def test_gather_counts_every_verdict_and_failure(built):
     path, database = built
-    from orcac.runtime.build.command import load
-
-    plan, _, _ = load(str(path))
+    plan = cli.run_context(str(path)).plan
     with Store.open(database, read_only=True) as store:
         data = report.gather(plan, store)
     (task,) = data["tasks"]
@@ -126,9 +115,7 @@ def test_gather_counts_every_verdict_and_failure(built):
 
 def test_sample_keeps_every_count_and_fewer_records(built):
     path, database = built
-    from orcac.runtime.build.command import load
-
-    plan, _, _ = load(str(path))
+    plan = cli.run_context(str(path)).plan
     with Store.open(database, read_only=True) as store:
         data = report.gather(plan, store, sample=2)
     assert len(data["records"]["answers"]) == 2 + 1 + 2  # accepted 2 of 9, failed 1, rejected 2

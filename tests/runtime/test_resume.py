@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orcac.runtime.build.command import FLUSH_SECONDS, flush_every
+from orcac.runtime.build.tables import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback

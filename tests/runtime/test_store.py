@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.store.database import Flusher, SCHEMA, Store
+from orcac.runtime.store.database import Flusher, Store
+from orcac.runtime.store.schema import TABLES as SCHEMA
 
 
 def _responses(ids, text="a") -> pa.Table:

@@ -15,7 +15,7 @@ from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
 from orcac.runtime.train import command as train
 from tests.support.tiny_model import tiny_model_dir
-from tests.support.train_data import ERASE, loaded, make_plan, orca_rows, write_records
+from tests.support.train_data import ERASE, context, make_plan, orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("train")
 
@@ -61,7 +61,7 @@ def full_run(tiny, rows, tmp_path_factory):
     root = tmp_path_factory.mktemp("full")
     db = write_records(root / "build.duckdb", rows)
     plan = make_plan(str(tiny))
-    assert train.run(loaded(plan, root), db) == 0
+    assert train.run(context(plan, root, db)) == 0
     return root, db, plan
 
 
@@ -206,7 +206,7 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
     db = write_records(tmp_path / "build.duckdb", rows)
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopAfterSave(stop_at)] if index == 1 else [])
     with pytest.raises(KeyboardInterrupt):
-        train.run(loaded(plan, tmp_path), db)
+        train.run(context(plan, tmp_path, db))
     checkpoints = list((tmp_path / plan.train.output).glob("stages/02-reason/checkpoint-*"))
     assert checkpoints and train._checkpoint_step(checkpoints[0]) < second_stage_steps
     assert _runs(db) == [("interrupted",)]
@@ -215,7 +215,7 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
     con.close()
 
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
-    assert train.run(loaded(plan, tmp_path), db, resume=True) == 0
+    assert train.run(context(plan, tmp_path, db), resume=True) == 0
     assert sorted(_runs(db)) == [("finished",), ("interrupted",)]
     resumed = _steps(db)
     assert [s[:3] for s in resumed] == [s[:3] for s in expected]  # every step once, none twice
@@ -225,7 +225,7 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
 def test_max_steps_caps_each_stage(tiny, rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     plan = make_plan(str(tiny))
-    train.run(loaded(plan, tmp_path), db, max_steps=2)
+    train.run(context(plan, tmp_path, db), max_steps=2)
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
@@ -235,7 +235,7 @@ def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
-    assert train.run(loaded(plan, tmp_path), db, max_steps=2) == 0
+    assert train.run(context(plan, tmp_path, db), max_steps=2) == 0
     con = duckdb.connect(str(db), read_only=True)
     (used,), = con.execute("SELECT precision FROM train_runs").fetchall()
     con.close()
@@ -246,7 +246,7 @@ def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, rows, tmp_path):
 def test_lora_trains_and_merges(tiny, rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     plan = make_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
-    train.run(loaded(plan, tmp_path), db, max_steps=2)
+    train.run(context(plan, tmp_path, db), max_steps=2)
     final = tmp_path / plan.train.output / train.FINAL_DIR
     merged = AutoModelForCausalLM.from_pretrained(final)
     assert not any("lora" in name for name in merged.state_dict())
@@ -260,20 +260,20 @@ def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
     plan = make_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(plan, tmp_path), db)
+        train.run(context(plan, tmp_path, db))
     assert "stage later: no training records for task(s) mul" in error.value.message
     assert "orcac build" in error.value.hint
 
 
 def test_a_task_without_records_in_a_mixed_stage_is_a_warning(tiny, tmp_path, capsys):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
-    train.run(loaded(make_plan(str(tiny)), tmp_path), db, max_steps=1)
+    train.run(context(make_plan(str(tiny)), tmp_path, db), max_steps=1)
     assert "warning: stage reason: no training records for task(s) mul" in capsys.readouterr().err
 
 
 def test_missing_database_says_build_first(tiny, tmp_path):
     with pytest.raises(OrcacError, match="no build database"):
-        train.run(loaded(make_plan(str(tiny)), tmp_path), tmp_path / "nothing.duckdb")
+        train.run(context(make_plan(str(tiny)), tmp_path, tmp_path / "nothing.duckdb"))
 
 
 def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
@@ -281,7 +281,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
     long[0]["user"] = "What is 2 + 2? " * 40
     db = write_records(tmp_path / "build.duckdb", long)
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(make_plan(str(tiny), max_length=64), tmp_path), db)
+        train.run(context(make_plan(str(tiny), max_length=64), tmp_path, db))
     assert "record add-0 of task add: its prompt is" in error.value.message
     assert _runs(db) == [("failed",)]
     assert "max_length" in error.value.hint
@@ -290,7 +290,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
 def test_a_student_that_cannot_be_loaded(rows, tmp_path):
     db = write_records(tmp_path / "build.duckdb", rows)
     with pytest.raises(OrcacError, match="cannot load|not found"):
-        train.run(loaded(make_plan(str(tmp_path / "missing.gguf")), tmp_path), db)
+        train.run(context(make_plan(str(tmp_path / "missing.gguf")), tmp_path, db))
 
 
 @pytest.mark.slow
@@ -345,14 +345,14 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
     plan = make_plan(str(student), lora=True)
     full_root, resumed_root = tmp_path / "full", tmp_path / "resumed"
     full_db = write_records(full_root / "build.duckdb", rows)
-    assert train.run(loaded(plan, full_root), full_db, max_steps=3) == 0
+    assert train.run(context(plan, full_root, full_db), max_steps=3) == 0
 
     db = write_records(resumed_root / "build.duckdb", rows)
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopBeforeStage()] if index == 1 else [])
     with pytest.raises(KeyboardInterrupt):
-        train.run(loaded(plan, resumed_root), db, max_steps=3)
+        train.run(context(plan, resumed_root, db), max_steps=3)
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [])
-    assert train.run(loaded(plan, resumed_root), db, resume=True, max_steps=3) == 0
+    assert train.run(context(plan, resumed_root, db), resume=True, max_steps=3) == 0
 
     assert [s[:3] for s in _steps(db)] == [s[:3] for s in _steps(full_db)]
     assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(full_db)], abs=1e-5)
@@ -378,7 +378,7 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, ro
     _free_memory_between(monkeypatch, lambda need: need.total(checkpointing=True) - 1)
     db = write_records(tmp_path / "build.duckdb", rows)
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
+        train.run(context(make_plan(str(tiny)), tmp_path, db))
     assert error.value.message.startswith("stage basics: a training step needs about")
     assert "logits" in error.value.message and "\n" not in error.value.message
     assert "lower train.batch_size (now 2) or max_length (now 256)" in error.value.hint
@@ -388,12 +388,12 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, ro
 def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, rows, tmp_path, monkeypatch, capsys):
     plan = make_plan(str(tiny))
     plain_db = write_records(tmp_path / "plain" / "build.duckdb", rows)
-    assert train.run(loaded(plan, tmp_path / "plain"), plain_db, max_steps=2) == 0
+    assert train.run(context(plan, tmp_path / "plain", plain_db), max_steps=2) == 0
     assert "activation checkpointing" not in capsys.readouterr().err
 
     _free_memory_between(monkeypatch, lambda need: (need.total() + need.total(checkpointing=True)) // 2)
     db = write_records(tmp_path / "tight" / "build.duckdb", rows)
-    assert train.run(loaded(plan, tmp_path / "tight"), db, max_steps=2) == 0
+    assert train.run(context(plan, tmp_path / "tight", db), max_steps=2) == 0
     assert "activation checkpointing on" in capsys.readouterr().err
     assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(plain_db)], abs=1e-5)
 

@@ -15,7 +15,9 @@ import pytest
 
 from orcac.errors import OrcacError
 from orcac.runtime.teachers import calls as teachers, fast_path as transport
-from orcac.runtime.teachers.calls import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import litellm_setup
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.test_teachers import KEY, fast_backoff  # noqa: F401 - the key and the short backoff, as a fixture
 from tests.support.loopback import Loopback
@@ -63,7 +65,7 @@ def both(keys: list[str], server_options: dict, **overrides) -> dict[str, dict[s
 
 
 def test_the_auto_choice():
-    litellm = teachers.get_litellm()
+    litellm = litellm_setup.get_litellm()
 
     def route(**fields):
         return transport.resolve(TeacherPlan(name="t", **fields), litellm)
@@ -190,7 +192,7 @@ def test_a_key_the_provider_finds_itself_is_sent_and_scrubbed(monkeypatch):
 def test_proxies_from_the_environment_are_resolved_once_per_route(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    litellm = teachers.get_litellm()
+    litellm = litellm_setup.get_litellm()
     far = transport.resolve(TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="K"), litellm)
     near = transport.resolve(TeacherPlan(name="t", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_env="K"), litellm)
     assert far.proxy == "http://proxy.example:3128" and near.proxy is None
@@ -202,7 +204,7 @@ def test_no_key_anywhere_stops_the_run_in_one_line(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with Loopback() as server:
         plan = teacher(server.url, "auto", api_key_env=None)
-        assert isinstance(transport.resolve(plan, teachers.get_litellm()), str)
+        assert isinstance(transport.resolve(plan, litellm_setup.get_litellm()), str)
         with pytest.raises(OrcacError, match=r"^teacher gpt \(openai/loopback\): no API key") as caught:
             run(plan, ["x"])
         assert 'api_key = env("NAME")' in caught.value.hint and server.stats()["requests"] == 0

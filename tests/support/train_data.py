@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
+from orcac.runtime.context import RunContext
 from orcac.specs.plan import (
     AdherenceRule,
     CheckRule,
@@ -95,9 +95,9 @@ def make_plan(
     )
 
 
-def loaded(plan: Plan, root: Path):
-    """A stand-in for the compiler's LoadedPlan(plan, path, root)."""
-    return SimpleNamespace(plan=plan, path=root / "test.plan.yaml", root=root)
+def context(plan: Plan, root: Path, db: Path) -> RunContext:
+    """What the CLI hands a runtime command, for a plan that was never written to a file."""
+    return RunContext.of(plan, root / "test.plan.yaml", db=db)
 
 
 def orca_rows(task: str, n: int, *, seed: int = 0, long_every: int = 5) -> list[dict]:

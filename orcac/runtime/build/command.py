@@ -20,8 +20,6 @@ that the current plan no longer produces (another strategy, a removed task) are 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import platform
 import sys
 import time
@@ -32,250 +30,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orcac.errors import OrcacError, printable
-from orcac.runtime.build.checks import Verdict, check_answer, kept_samples
-from orcac.runtime.build.erasure import RECORD_FIELDS, audit, erased, raise_on_leaks, record_id, teacher_messages
-from orcac.runtime.build.examples import Example, RenderProblem, materialize
+from orcac import costs
+from orcac.errors import printable
+from orcac.runtime.build.checks import Verdict, kept_samples
+from orcac.runtime.build.erasure import RECORD_FIELDS, audit, raise_on_leaks
+from orcac.runtime.build.jobs import Item, Work, plan_work
 from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
-from orcac.runtime.store.database import Flusher, Store, default_path, in_list
-from orcac.runtime.teachers.calls import Job, Outcome, make_job
-from orcac.specs.plan import Plan, TaskPlan
+from orcac.runtime.build.tables import FLUSH_SECONDS, Rows, _write_examples, flush_every, record_fields, verdict_for
+from orcac.runtime.context import RunContext
+from orcac.runtime.store.database import Flusher, Store, in_list
+from orcac.runtime.teachers.jobs import Job, Outcome
+from orcac.specs.plan import Plan
+from orcac.specs.plan_file import plan_sha256
 
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
-
-FLUSH_SECONDS = 0.25
-FLUSH_AT_LEAST = 32  # answers: a write costs milliseconds whatever its size, so not one per answer
-
-
-def flush_every(plan: Plan) -> int:
-    """Answers buffered before a write: what can be in flight at once (every teacher's
-    concurrency), so what a kill loses beyond those in flight is about as many again.
-
-    While a write runs, answers gather for the next one, so a fast teacher gets larger
-    batches by itself; the bound is what may wait, not the batch size.
-    """
-    return max(FLUSH_AT_LEAST, sum(max(1, t.concurrency) for t in plan.teachers.values()))
-
-
-# ---- loading the plan ---------------------------------------------------------------------
-
-
-def load(spec: str) -> tuple[Plan, Path, str]:
-    """(plan, root, the plan's spec name) for a .orca spec (compiled, as `orcac plan` does) or a .plan.yaml."""
-    from orcac.compiler import load_plan
-
-    path = Path(spec)
-    if not path.is_file():
-        raise OrcacError(f"{spec}: no such file")
-    loaded = load_plan(path)
-    return loaded.plan, Path(loaded.root), loaded.plan.spec
-
-
-def db_path(args, root: Path, spec: str) -> Path:
-    return Path(args.db) if getattr(args, "db", None) else default_path(root, spec)
 
 
 # ---- items: one example answered under one strategy -----------------------------------------
 
 
-@dataclass(frozen=True)
-class Item:
-    task: str
-    strategy: str
-    row_index: int
-    prompt: str
-    gold: str | None
-    job: Job
-    record_id: str
-    sample: int = 0  # which of the task's samples of this row
-
-
-def sample_options(task: TaskPlan, row_index: int, sample: int) -> dict:
-    """Request parameters of one sample's job that are not the teacher's: the task's own
-    temperature, and with several samples a seed per job (SEED_RULE), so that each sample is
-    its own content-addressed job and a provider that takes a seed answers it the same way."""
-    options: dict = {}
-    if task.sampling.temperature is not None:
-        options["temperature"] = task.sampling.temperature
-    if task.sampling.samples > 1:
-        digest = hashlib.sha256(f"{task.name}\x1f{row_index}\x1f{sample}\x1f{task.seed}".encode()).digest()
-        options["seed"] = int.from_bytes(digest[:4], "big") % 2**31
-    return options
-
-
-def items_for_task(
-    plan: Plan, task: TaskPlan, examples: list[Example], strategy: str, *, samples: int | None = None
-) -> list[Item]:
-    """The teacher jobs for a task's train examples under one strategy, `samples` per example
-    (default: the task's; the probe asks sample 0 only). The probe's seam too."""
-    system = task.system if strategy == task.strategy and task.system is not None else None
-    teacher = plan.teachers[task.teacher]
-    items = []
-    for example in examples:
-        if example.split != "train":
-            continue
-        messages = teacher_messages(plan, strategy, example.prompt, system)
-        for sample in range(task.sampling.samples if samples is None else samples):
-            job = make_job(teacher, messages, sample_options(task, example.row_index, sample))
-            items.append(
-                Item(task.name, strategy, example.row_index, example.prompt, example.gold, job,
-                     record_id(task.name, example.row_index, job.id), sample)
-            )
-    return items
-
-
-@dataclass
-class Work:
-    """Everything a build does, computed from the plan before anything is called."""
-
-    examples: dict[str, list[Example]]
-    items: list[Item]  # what this build answers (after --limit)
-    keep: list[str]  # record ids the plan produces (before --limit): the rest are stale
-    skipped: list[str]  # notes for tasks left out
-    problems: list[RenderProblem]
-
-
-def plan_work(plan: Plan, root: Path, *, limit: int | None = None, estimate: bool = False) -> Work:
-    """The build's items. A task without a strategy (its probe undecided) is skipped, or with
-    `estimate` (a dry run before the probe) counted under its first candidate."""
-    examples: dict[str, list[Example]] = {}
-    items: list[Item] = []
-    keep: list[str] = []
-    skipped: list[str] = []
-    problems: list[RenderProblem] = []
-    for name, task in sorted(plan.tasks.items()):
-        strategy = task.strategy
-        if strategy is None:
-            if not (estimate and task.probe and task.probe.candidates):
-                skipped.append(f"task {name}: skipped: its strategy probe has not been decided yet")
-                continue
-            strategy = task.probe.candidates[0]
-            skipped.append(f"task {name}: its probe has not run yet: main-run calls estimated with {strategy}")
-        examples[name] = materialize(plan, root, name, report=problems.append)
-        task_items = items_for_task(plan, task, examples[name], strategy)
-        keep += [i.record_id for i in task_items]
-        items += task_items[:limit] if limit is not None else task_items
-    return Work(examples, items, keep, skipped, problems)
-
-
 # ---- rows for the store ------------------------------------------------------------------------
 
 
-def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]) -> None:
-    """Store the examples that are new or changed, and forget rows the plan no longer samples."""
-    desired = [
-        (e.task, e.row_index, e.split, e.probe, e.prompt, e.gold, plan.tasks[e.task].source.sha256)
-        for task in examples.values() for e in task
-    ]
-    stored = set(store.rows(
-        "SELECT task, row_index, split, probe, prompt, gold, source_sha256 FROM examples "
-        "WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(examples)]
-    ))
-    for task, rows in examples.items():
-        store.execute(
-            "DELETE FROM examples WHERE task = ? AND row_index NOT IN (SELECT unnest(?::BIGINT[]))",
-            [task, [e.row_index for e in rows]],
-        )
-    new = [row for row in desired if row not in stored]
-    if new:
-        import pyarrow as pa
-
-        names = ("task", "row_index", "split", "probe", "prompt", "gold", "source_sha256")
-        columns = list(zip(*new))
-        store.write({"examples": pa.table({
-            name: pa.array(column, pa.int64() if name == "row_index" else pa.bool_() if name == "probe" else pa.string())
-            for name, column in zip(names, columns)
-        })})
-
-
-def record_fields(plan: Plan, item: Item, text: str | None) -> tuple:
-    """The erased record for an accepted answer (see erasure.erased), in RECORD_FIELDS order."""
-    return erased(plan, item.task, item.strategy, item.prompt, text, item.gold)
-
-
-class Rows:
-    """Column lists for jobs, responses, checks and records, turned into Arrow tables at once."""
-
-    def __init__(self, plan: Plan):
-        self.plan = plan
-        self.jobs: dict[str, list] = defaultdict(list)
-        self.responses: dict[str, list] = defaultdict(list)
-        self.checks: dict[str, list] = defaultdict(list)
-        self.records: dict[str, list] = defaultdict(list)
-
-    def job(self, item: Item, status: str, attempts: int, error: str | None) -> None:
-        j = self.jobs
-        j["job_id"].append(item.job.id)
-        j["task"].append(item.task)
-        j["strategy"].append(item.strategy)
-        j["row_index"].append(item.row_index)
-        j["teacher"].append(item.job.teacher)
-        j["model"].append(self.plan.teachers[item.job.teacher].model)
-        j["messages"].append(json.dumps(item.job.messages, ensure_ascii=False))
-        j["status"].append(status)
-        j["attempts"].append(attempts)
-        j["error"].append(error)
-
-    def response(self, o: Outcome) -> None:
-        r = self.responses
-        r["job_id"].append(o.job_id)
-        r["text"].append(o.text)
-        r["finish_reason"].append(o.finish_reason)
-        r["prompt_tokens"].append(o.prompt_tokens)
-        r["completion_tokens"].append(o.completion_tokens)
-        r["cost"].append(float(o.cost))
-        r["latency_s"].append(float(o.latency_s))
-        r["model"].append(o.model)
-        r["attempts"].append(o.attempts)
-
-    def verdict(self, item: Item, accepted: bool, reason: str, text: str | None) -> None:
-        c = self.checks
-        c["item_id"].append(item.record_id)
-        c["job_id"].append(item.job.id)
-        c["task"].append(item.task)
-        c["strategy"].append(item.strategy)
-        c["row_index"].append(item.row_index)
-        c["accepted"].append(accepted)
-        c["reason"].append(reason)
-        if accepted:
-            r = self.records
-            r["record_id"].append(item.record_id)
-            r["task"].append(item.task)
-            r["split"].append("train")
-            r["row_index"].append(item.row_index)
-            r["job_id"].append(item.job.id)
-            for name, value in zip(RECORD_FIELDS, record_fields(self.plan, item, text)):
-                r[name].append(value)
-
-    def tables(self) -> dict[str, pa.Table]:
-        if not (self.jobs or self.responses or self.checks or self.records):
-            return {}
-        import pyarrow as pa
-
-        out = {}
-        for name in ("jobs", "responses", "checks", "records"):
-            columns = getattr(self, name)
-            if columns:
-                # A column of only None (no errors yet, say) has no type to infer: make it text.
-                out[name] = pa.table({
-                    k: pa.array(v, None if any(x is not None for x in v) else pa.string())
-                    for k, v in columns.items()
-                })
-        return out
-
-
 # ---- the build ---------------------------------------------------------------------------------
-
-
-def verdict_for(plan: Plan, item: Item, text: str | None, finish_reason: str | None):
-    task = plan.tasks[item.task]
-    form = plan.strategies[item.strategy].adherence if item.strategy in plan.strategies else ()
-    return check_answer(text, finish_reason, item.gold, task.accept, allow_truncated=task.allow_truncated, form=form)
-
-
-def _plan_sha256(plan: Plan) -> str:
-    return hashlib.sha256(plan.model_dump_json().encode()).hexdigest()
 
 
 def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -292,7 +70,7 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 
 
 def dry_run(plan: Plan, work: Work, answered: dict) -> int:
-    """Per task: examples, answered before, calls to make, their prompt tokens (chars / 4) and
+    """Per task: examples, answered before, calls to make, their prompt tokens (orcac.costs.prompt_tokens) and
     cost (the plan's estimate per call, which came from litellm's price map)."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
@@ -300,14 +78,14 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
     rows = []
     for name, items in sorted(by_task.items()):
         pending = {i.job.id: i for i in items if i.job.id not in answered}
-        tokens = sum(sum(len(m["content"]) for m in i.job.messages) // 4 for i in pending.values())
+        tokens = sum(costs.prompt_tokens(i.job.messages) for i in pending.values())
         estimate = plan.estimate.tasks.get(name)
         per_call = estimate.cost / estimate.calls if estimate and estimate.cost is not None and estimate.calls else None
         cost = None if per_call is None and pending else (per_call or 0.0) * len(pending)
         rows.append((name, len(items), len(items) - len(pending), len(pending), tokens, cost))
-    costs = [row[5] for row in rows]
-    known = sum(c for c in costs if c is not None)
-    total = "unknown" if costs and all(c is None for c in costs) else f"${known:,.4f}" + ("+?" if None in costs else "")
+    task_costs = [row[5] for row in rows]
+    known = sum(c for c in task_costs if c is not None)
+    total = "unknown" if task_costs and all(c is None for c in task_costs) else f"${known:,.4f}" + ("+?" if None in task_costs else "")
     rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 5)), total))
     print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
     for name, examples, cached, calls, tokens, cost in rows:
@@ -321,9 +99,8 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
     return 0
 
 
-def command(args) -> int:
-    plan, root, spec = load(args.spec)
-    path = db_path(args, root, spec)
+def command(context: RunContext, args) -> int:
+    plan, root, path = context.plan, context.root, context.db
     if getattr(args, "cancel", False):
         from orcac.runtime.teachers.batch import cancel_command
 
@@ -331,7 +108,7 @@ def command(args) -> int:
     # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
     from orcac.runtime.build import probe
 
-    plan = probe.phase(plan, root, path, args)
+    plan = probe.phase(context, args).plan
     work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
     for note in work.skipped:
         print(f"note: {printable(note)}", file=sys.stderr)
@@ -377,7 +154,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     store.execute(
         "INSERT INTO runs (run_id, plan_sha256, orcac_version, python, duckdb_version, started, status) "
         "VALUES (?, ?, ?, ?, ?, now(), 'running')",
-        [run_id, _plan_sha256(plan), __version__, platform.python_version(), duckdb.__version__],
+        [run_id, plan_sha256(plan), __version__, platform.python_version(), duckdb.__version__],
     )
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     by_job: dict[str, list[Item]] = defaultdict(list)
@@ -532,7 +309,7 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
         nonlocal count
         count += 1
         items = by_job[outcome.job_id]
-        reason = (outcome.error or "failed").split(":")[0] if outcome.status == "failed" else None
+        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
         display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
                         completion_tokens=outcome.completion_tokens, cost=outcome.cost)
         verdicts = []

@@ -19,7 +19,7 @@ from typing import Literal
 
 from orcac.sources.read import render_row
 from orcac.errors import OrcacError
-from orcac.runtime.build.rows import read_rows
+from orcac.runtime.build.source_rows import read_rows
 from orcac.sampling import split_rows
 from orcac.specs.plan import Plan
 from orcac.templates import failure_reason

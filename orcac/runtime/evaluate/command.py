@@ -25,7 +25,6 @@ to a table in the terminal and to a PNG bar chart.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
 import time
 import uuid
@@ -33,31 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime.models import chat_format, precision
 from orcac.runtime.build.checks import adheres, check_answer
 from orcac.runtime.build.erasure import teacher_messages
+from orcac.runtime.context import RunContext
+from orcac.runtime.models import chat_format, precision
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
 METRICS = ("accuracy", "adherence")
-
-EVAL_TABLES = """
-CREATE TABLE IF NOT EXISTS eval_runs (
-  run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
-  examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
-  accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS eval_answers (
-  run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
-  answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
-  adheres BOOLEAN, broken VARCHAR
-);
-ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR;
-CREATE TABLE IF NOT EXISTS eval_gaps (
-  run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
-  gap_closed DOUBLE, plan_sha256 VARCHAR
-);
-"""
-
 
 @dataclass(frozen=True)
 class Held:
@@ -90,19 +71,14 @@ class Scored:
 # ---- the recipe -------------------------------------------------------------------------
 
 
-def command(args) -> int:
-    from orcac.compiler import load_plan
-
-    loaded = load_plan(args.spec)
-    from orcac.runtime.train.command import _db_path
-
+def command(context: RunContext, args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    return run(loaded, _db_path(args, loaded), models=models, limit=args.limit)
+    return run(context, models=models, limit=args.limit)
 
 
-def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
+def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     """Score the arms in `models` (default: base, prompted unless the plan turns it off, trained)."""
-    plan, root = loaded.plan, Path(loaded.root)
+    plan, root, db_path = context.plan, context.root, context.db
     if models is None:
         models = [m for m in MODELS if m != "prompted" or plan.eval.prompted]
     unknown = [m for m in models if m not in MODELS]
@@ -121,7 +97,7 @@ def run(loaded, db_path: Path, *, models=None, limit: int | None = None) -> int:
     )
 
     run_id = uuid.uuid4().hex[:12]
-    plan_sha = _plan_sha(loaded)
+    plan_sha = context.plan_sha256
     summary = []
     for name in models:
         started = time.monotonic()
@@ -175,11 +151,10 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
 def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[Held]]:
     if not db_path.is_file():
         return {}
-    from orcac.runtime.store.database import claim, connect
+    from orcac.runtime.store.database import open_database
 
-    con = connect(db_path, read_only=True)
+    con = open_database(db_path, spec=spec, read_only=True)
     try:
-        claim(con, db_path, spec, write=False)
         names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "examples" not in names:
             return {}
@@ -222,8 +197,8 @@ def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> Non
 def trained_on(final: Path, plan) -> bool:
     """Whether the student in `final` was trained on this plan as far as training goes: the plan
     it saved is this one but for the eval block, which training never reads."""
-    from orcac.compiler import dump_plan, read_plan
     from orcac.specs.plan import EvalPlan
+    from orcac.specs.plan_file import dump_plan, read_plan
 
     saved = final / "plan.yaml"
     if not saved.is_file():
@@ -320,7 +295,8 @@ def generate(
 def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Path | None):
     """The teacher with the full strategy prompt and demonstrations, greedy and as long as the
     other arms, through the teacher runtime. Answers stored by an earlier eval are reused."""
-    from orcac.runtime.teachers.calls import make_job, run_jobs
+    from orcac.runtime.teachers.calls import run_jobs
+    from orcac.runtime.teachers.jobs import make_job
 
     jobs, index = [], {}
     options = {"temperature": 0.0, "max_tokens": plan.eval.max_new_tokens}
@@ -364,9 +340,9 @@ def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answ
     """Prompted answers an earlier eval stored, by job id (the job is content-addressed)."""
     if db_path is None or not db_path.is_file() or not job_ids:
         return {}
-    from orcac.runtime.store.database import connect
+    from orcac.runtime.store.database import open_database
 
-    con = connect(db_path, read_only=True)
+    con = open_database(db_path, read_only=True)
     try:
         columns = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
@@ -529,12 +505,10 @@ def _overall(rows: list[dict]) -> dict:
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
-    from orcac.runtime.store.database import connect
+    from orcac.runtime.store.database import open_database
 
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = connect(db_path)
+    con = open_database(db_path)
     try:
-        con.execute(EVAL_TABLES)
         con.executemany(
             "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
             [
@@ -561,11 +535,10 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds)
 def _store_gaps(db_path: Path, run_id, plan_sha, gaps: list[dict]) -> None:
     if not gaps:
         return
-    from orcac.runtime.store.database import connect
+    from orcac.runtime.store.database import open_database
 
-    con = connect(db_path)
+    con = open_database(db_path)
     try:
-        con.execute(EVAL_TABLES)
         con.executemany(
             "INSERT INTO eval_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, g["task"], g["metric"], g["base"], g["prompted"], g["trained"], g["gap_closed"], plan_sha) for g in gaps],
@@ -578,17 +551,6 @@ def _chart_path(plan, root: Path, db_path: Path) -> Path:
     if plan.train is not None:
         return root / plan.train.output / "eval.png"
     return db_path.with_suffix(".eval.png")
-
-
-def _plan_sha(loaded) -> str:
-    return _plan_sha_of(loaded.plan)
-
-
-def _plan_sha_of(plan) -> str:
-    """sha256 of the plan as the compiler writes it: what `orcac train` saves in plan.sha256."""
-    from orcac.compiler import dump_plan
-
-    return hashlib.sha256(dump_plan(plan).encode()).hexdigest()
 
 
 def _device():

@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime.build.command import db_path, load
+from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
 
@@ -44,12 +44,11 @@ BUILT_IN_RULES = {
 LOSS_POINTS = 400  # per stage: a 100,000-step run is drawn from an even subsample
 
 
-def command(args) -> int:
+def command(context: RunContext, args) -> int:
     from orcac.specs.plan import spec_stem
 
-    plan, root, spec = load(args.spec)
-    database = db_path(args, root, spec)
-    output = Path(args.output) if args.output else database.with_name(f"{spec_stem(spec)}.report.html")
+    plan, database = context.plan, context.db
+    output = Path(args.output) if args.output else database.with_name(f"{spec_stem(plan.spec)}.report.html")
     if not database.is_file():
         raise OrcacError(f"no build database at {database}", hint=f"run `orcac build {args.spec}` first (or pass --db)")
     sample = args.sample if args.sample is not None else SAMPLE

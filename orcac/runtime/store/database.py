@@ -3,7 +3,7 @@
     store = Store.open(root / ".orca" / "cautious.duckdb")
     store.write({"responses": table, "records": table})   # one transaction, all or nothing
 
-Tables (created idempotently; primary keys are what make a resumed build write nothing twice):
+The tables and their versions are in `orcac/runtime/store/schema.py`; the build's are
 
     runs       one row per `orcac build`: plan hash, versions, started/ended, status (running,
                finished, failed, interrupted: a run found 'running' by the next one died unseen)
@@ -13,8 +13,6 @@ Tables (created idempotently; primary keys are what make a resumed build write n
     responses  job_id: the teacher's text, finish reason, tokens, cost, latency, model
     checks     item_id (task, row, job): accepted, reason
     records    record_id (= item_id): the prompt-erased training rows
-    batches, batch_jobs, batch_results   a batch teacher's files, their jobs, their result lines
-    owner      the one spec (its stem, see `spec_stem`) whose build this file holds
 
 One spec, one database: a build deletes rows its plan no longer produces, so a file shared by
 two specs would lose one's records to the other's build. `Store.open(..., spec=...)` refuses
@@ -27,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,50 +36,7 @@ if TYPE_CHECKING:
 
 from orcac.errors import OrcacError
 
-SCHEMA: dict[str, str] = {
-    "runs": """
-        run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, orcac_version VARCHAR, python VARCHAR,
-        duckdb_version VARCHAR, started TIMESTAMP, ended TIMESTAMP, status VARCHAR,
-        calls BIGINT, cost DOUBLE""",
-    "examples": """
-        task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
-        source_sha256 VARCHAR, PRIMARY KEY (task, row_index)""",
-    "jobs": """
-        job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
-        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
-    "responses": """
-        job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT,
-        completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER""",
-    "checks": """
-        item_id VARCHAR PRIMARY KEY, job_id VARCHAR, task VARCHAR, strategy VARCHAR, row_index BIGINT,
-        accepted BOOLEAN, reason VARCHAR""",
-    "records": """
-        record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
-        system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
-    # The batch path (orcac/runtime/teachers/batch.py): one row per uploaded file, the jobs in it,
-    # and the lines its output and error files held once the batch ended.
-    "batches": """
-        input_file_id VARCHAR PRIMARY KEY, teacher VARCHAR, api_base VARCHAR, batch_id VARCHAR, status VARCHAR,
-        lines BIGINT, completed BIGINT, failed BIGINT, output_file_id VARCHAR, error_file_id VARCHAR,
-        collected BOOLEAN""",
-    "batch_jobs": """
-        input_file_id VARCHAR, job_id VARCHAR, n INTEGER, PRIMARY KEY (input_file_id, job_id)""",
-    "batch_results": """
-        input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
-        PRIMARY KEY (input_file_id, job_id)""",
-}
-
-KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id",),
-    "examples": ("task", "row_index"),
-    "jobs": ("job_id",),
-    "responses": ("job_id",),
-    "checks": ("item_id",),
-    "records": ("record_id",),
-}
-
-OWNER_TABLE = "CREATE TABLE IF NOT EXISTS owner (spec VARCHAR)"
-
+from orcac.runtime.store.schema import KEYS, MIGRATIONS, SCHEMA_VERSION, create_statements
 
 def arrow_table(con, sql: str, params: list | None = None) -> pa.Table:
     """A query's result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `arrow` before)."""
@@ -97,13 +52,6 @@ def in_list(column: str) -> str:
     imports pandas, which a re-run that changes nothing never needs.
     """
     return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
-
-
-def default_path(root: Path, spec: str) -> Path:
-    """`.orca/<spec stem>.duckdb` beside the plan: `spec` is the plan's `spec` (its file name)."""
-    from orcac.specs.plan import spec_stem
-
-    return root / ".orca" / f"{spec_stem(spec)}.duckdb"
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -136,8 +84,76 @@ def claim(con: duckdb.DuckDBPyConnection, path: Path, spec: str, *, write: bool)
             hint=f"leave out --db (the default is .orca/{stem}.duckdb), or pass a new file",
         )
     if write and owner is None:
-        con.execute(OWNER_TABLE)
         con.execute("INSERT INTO owner VALUES (?)", [stem])
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The file's stamped version; 0 for an orcac file from before stamping; None when empty."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "schema_version" in tables:
+        row = next(iter(con.execute("SELECT max(version) FROM schema_version").fetchall()), (None,))
+        if row[0] is not None:
+            return int(row[0])
+    return 0 if tables else None
+
+
+def _refuse_newer(path: Path, version: int | None) -> None:
+    if version is not None and version > SCHEMA_VERSION:
+        raise OrcacError(
+            f"{path} was written by a newer orcac (database schema {version}; this orcac knows up to "
+            f"{SCHEMA_VERSION})",
+            hint="upgrade orcac (`make setup` on the newer checkout), or pass another --db",
+        )
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Create every table and bring an older file up to SCHEMA_VERSION, in one transaction."""
+    version = schema_version(con)
+    _refuse_newer(path, version)
+    if version == SCHEMA_VERSION:
+        return
+    con.execute("BEGIN")
+    try:
+        for statement in create_statements():
+            con.execute(statement)
+        if version is not None:  # a new file is made at the current version: nothing to migrate
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS.get(step, ()):
+                    con.execute(statement)
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def open_database(path: Path, *, spec: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The one way every command opens a spec's database.
+
+    Read-only: the file must exist; one from a newer orcac is refused (an older one reads as
+    it is: readers treat a table it lacks as empty). For writing: created if missing, every
+    table made and an older file migrated (`orcac.runtime.store.schema`). With `spec` (the
+    plan's), a file holding another spec's build is refused, and a new one marked as this one's.
+    """
+    path = Path(path)
+    if read_only and not path.is_file():
+        raise OrcacError(f"no build database at {path}", hint="run `orcac build` first (or pass --db)")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = connect(path, read_only=read_only)
+    try:
+        con.execute("SET enable_progress_bar = false")  # stdout belongs to orcac
+        if read_only:
+            _refuse_newer(path, schema_version(con))
+        else:
+            migrate(con, path)
+        if spec is not None:
+            claim(con, path, spec, write=not read_only)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 class Store:
@@ -152,28 +168,12 @@ class Store:
     def open(cls, path: Path, *, read_only: bool = False, spec: str | None = None) -> Store:
         """The database at `path`; with `spec` (the plan's), refused if it holds another spec's build."""
         path = Path(path)
-        if read_only and not path.exists():
-            raise OrcacError(f"no build database at {path}", hint="run `orcac build` first (or pass --db)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = connect(path, read_only=read_only)
-        con.execute("SET enable_progress_bar = false")  # stdout belongs to orcac
-        store = cls(con, path)
-        try:
-            if spec is not None:
-                claim(con, path, spec, write=not read_only)
-            if not read_only:
-                with store._lock:
-                    con.execute("BEGIN")
-                    for name, body in SCHEMA.items():
-                        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
-                    # A run left 'running' is one whose process died (kill -9, power): this
-                    # process holds the only write lock, so no other run can be live.
-                    con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
-                    con.execute("COMMIT")
-        except BaseException:
-            con.close()
-            raise
-        return store
+        con = open_database(path, spec=spec, read_only=read_only)
+        if not read_only:
+            # A run left 'running' is one whose process died (kill -9, power): this process
+            # holds the only write lock, so no other run can be live.
+            con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        return cls(con, path)
 
     def close(self) -> None:
         self.con.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from orcac.errors import OrcacError
-from orcac.runtime.build.command import db_path, load
+from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import Plan
 
@@ -80,10 +80,9 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def command(args) -> int:
-    plan, root, spec = load(args.spec)
-    path = db_path(args, root, spec)
-    with Store.open(path, read_only=True, spec=spec) as store:
+def command(context: RunContext, args) -> int:
+    plan, path = context.plan, context.db
+    with Store.open(path, read_only=True, spec=plan.spec) as store:
         table = records(store, plan, args.split)
     if table.num_rows == 0:
         raise OrcacError(

@@ -44,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 from orcac.costs import batch_price, tokens
 from orcac.errors import OrcacError
 from orcac.runtime.store.database import Store, in_list
-from orcac.runtime.teachers.calls import Job, Outcome, _read_response, get_litellm
+from orcac.runtime.teachers.calls import _read_response
+from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
 
 if TYPE_CHECKING:
@@ -206,7 +208,7 @@ def _ns(value: Any) -> Any:
     return value
 
 
-def _reason_for(status: int | None) -> str:
+def _reason_for(status: int | None) -> FailReason:
     if status == 429:
         return "rate_limited"
     if status is not None and status >= 500:
@@ -216,8 +218,8 @@ def _reason_for(status: int | None) -> str:
     return "bad_response"
 
 
-def _failed(job_id: str, attempts: int, error: str) -> Outcome:
-    return Outcome(job_id, "failed", None, None, 0, 0, 0.0, 0.0, None, attempts, error)
+def _failed(job_id: str, attempts: int, reason: FailReason, detail: str) -> Outcome:
+    return Outcome(job_id, "failed", None, None, 0, 0, 0.0, 0.0, None, attempts, f"{reason}: {detail}", reason)
 
 
 def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attempts: int) -> Outcome:
@@ -231,11 +233,11 @@ def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attem
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("code") or json.dumps(detail)
         text = " ".join(str(detail or f"status {status}").split())[:300]
-        return _failed(job_id, attempts, f"{_reason_for(status)}: {text}")
+        return _failed(job_id, attempts, _reason_for(status), text)
     try:
         text, finish, prompt, completion, model = _read_response(_ns(body))
     except ValueError as problem:
-        return _failed(job_id, attempts, f"bad_response: {problem}")
+        return _failed(job_id, attempts, "bad_response", problem)
     from litellm.litellm_core_utils.core_helpers import map_finish_reason
 
     cost = prompt * price[0] + completion * price[1] if price else 0.0
@@ -437,11 +439,11 @@ class _Runner:
                 line, _ = found[job_id]
                 self.deliver(outcome_of(job_id, line, self.teacher.price, attempts or 1))
             elif batch.status == "completed":
-                self.deliver(_failed(job_id, attempts or 1, "missing: not in the batch's output or error file"))
+                self.deliver(_failed(job_id, attempts or 1, "missing", "not in the batch's output or error file"))
             elif batch.status != "failed" and self.submitted.get(job_id, 0) <= RESUBMIT_ROUNDS:
                 again.append(self.pending[job_id])
             else:
-                self.deliver(_failed(job_id, attempts or 1, f"batch_{batch.status}: {_batch_errors(batch)}"))
+                self.deliver(_failed(job_id, attempts or 1, f"batch_{batch.status}", _batch_errors(batch)))
         await self.submit(again)
 
     def _batch_row(self, file_id: str, **changes) -> pa.Table:

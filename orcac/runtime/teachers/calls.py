@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import json
-import logging
 import os
 import random
 import re
@@ -39,11 +37,14 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from orcac import costs
 from orcac.errors import OrcacError
 from orcac.runtime.teachers.concurrency import AdaptiveLimit, ratelimit_pause
 from orcac.runtime.teachers.endpoints import Endpoint, EndpointPool, api_bases, for_server
+from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
 
 if TYPE_CHECKING:  # imported when first needed: a run of local teachers never loads aiohttp's client
@@ -58,103 +59,14 @@ RETRY_AFTER_CAP_S = 600.0  # a provider asking for more than this is treated as 
 MAX_CHARS_PER_TOKEN = 32
 UNREACHABLE_AFTER = 8  # jobs in a row lost to connection errors: the teacher is down, not one request
 
-FailReason = Literal[
-    "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request"
-]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One teacher request. `id` is `job_id(teacher_plan, messages, options)`."""
-
-    id: str
-    teacher: str  # TeacherPlan.name (the key in the plan's `teachers`)
-    messages: tuple[dict, ...]
-    # Request parameters of this job that override the teacher's, as sorted (name, value)
-    # pairs: a task's own temperature, a sample's seed (see sampling_options).
-    options: tuple[tuple[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one job: an answer (`ok`) or a final failure with a one-line reason."""
-
-    job_id: str
-    status: Literal["ok", "failed"]
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    latency_s: float  # of the successful (or last) attempt, not counting backoff
-    model: str | None
-    attempts: int
-    error: str | None  # "rate_limited", "server_error", "timeout", "bad_response", ...: first word is the reason
-
-
-def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
-    """sha256 over what determines the answer; not keys, limits, timeouts or retries.
-
-    >>> t = TeacherPlan(name="t", model="openai/gpt-4o-mini")
-    >>> a = job_id(t, [{"role": "user", "content": "hi"}])
-    >>> a == job_id(t.model_copy(update={"concurrency": 3, "api_key_env": "K"}), [{"role": "user", "content": "hi"}])
-    True
-    >>> a == job_id(t.model_copy(update={"temperature": 0.5}), [{"role": "user", "content": "hi"}])
-    False
-    """
-    payload = {
-        "model": teacher.model,
-        # A list of servers is replicas of one model: which one answers does not change the job.
-        "api_base": None if isinstance(teacher.api_base, tuple) else teacher.api_base,
-        "messages": [dict(m) for m in messages],
-        "temperature": teacher.temperature,
-        "top_p": teacher.top_p,
-        "max_tokens": teacher.max_tokens,
-        "seed": teacher.seed,
-        "params": dict(teacher.params),
-    }
-    options = dict(options)
-    if options:  # only then, so that the ids of jobs without options never move
-        payload["options"] = options
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def make_job(teacher: TeacherPlan, messages: Iterable[dict], options: dict[str, Any] | None = None) -> Job:
-    messages = tuple(dict(m) for m in messages)
-    pairs = tuple(sorted((options or {}).items()))
-    return Job(job_id(teacher, messages, pairs), teacher.name, messages, pairs)
-
 
 def estimate_tokens(teacher: TeacherPlan, messages: Iterable[dict]) -> int:
-    """What a request may cost against a tokens-per-minute limit: prompt chars / 4 + max_tokens."""
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
-    return chars // 4 + teacher.max_tokens
+    """What a request may cost against a tokens-per-minute limit: its estimated prompt tokens
+    (orcac.costs.prompt_tokens) + max_tokens."""
+    return costs.prompt_tokens(messages) + teacher.max_tokens
 
 
 # ---- litellm, quietly ---------------------------------------------------------------
-
-_litellm = None
-
-
-def get_litellm():
-    """litellm, imported once, offline price map, no callbacks, no logging noise."""
-    global _litellm
-    if _litellm is not None:
-        return _litellm
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices at import
-    os.environ.setdefault("LITELLM_LOG", "CRITICAL")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.set_verbose = False
-    litellm.turn_off_message_logging = True
-    litellm.telemetry = False
-    litellm.drop_params = True  # a provider that lacks e.g. `seed` ignores it instead of failing
-    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    _litellm = litellm
-    return litellm
 
 
 # ---- errors ----------------------------------------------------------------------------
@@ -435,7 +347,7 @@ class _Teacher:
                 ) from None
         kwargs.update(plan.params)
         self.kwargs = kwargs
-        self.price = _price_of(litellm, plan.model)
+        self.price = costs.price(plan.model)
         from orcac.runtime.teachers import fast_path as transport
 
         route = transport.resolve(for_server(plan, first), litellm)
@@ -451,23 +363,6 @@ def require_keys(teachers: Iterable[TeacherPlan]) -> None:
     """Raise the one-line error a run would stop on for a teacher whose key variable is unset."""
     for plan in teachers:
         _Teacher(plan, None).api_key()
-
-
-def _price_of(litellm, model: str) -> tuple[float, float] | None:
-    """Per-token prices from litellm's (offline) price map, looked up once per model."""
-    if model.startswith("local/"):
-        return None
-    candidates = [model]
-    if "/" in model:
-        candidates.append(model.split("/", 1)[1])
-    for name in candidates:
-        entry = litellm.model_cost.get(name)
-        if entry:
-            return (
-                float(entry.get("input_cost_per_token") or 0.0),
-                float(entry.get("output_cost_per_token") or 0.0),
-            )
-    return None
 
 
 def _backoff(attempt: int) -> float:
@@ -632,7 +527,7 @@ def _signal_of(error: BaseException) -> str:
     return "other"
 
 
-def _failed(job: Job, attempts: int, latency: float, reason: str, detail: str) -> Outcome:
+def _failed(job: Job, attempts: int, latency: float, reason: FailReason, detail: str) -> Outcome:
     return Outcome(
         job_id=job.id,
         status="failed",
@@ -645,6 +540,7 @@ def _failed(job: Job, attempts: int, latency: float, reason: str, detail: str) -
         model=None,
         attempts=attempts,
         error=f"{reason}: {detail}" if detail else reason,
+        reason=reason,
     )
 
 

@@ -5,7 +5,7 @@
 
 A user with eight GPUs runs eight vLLM (or SGLang) servers and one build: the servers are
 replicas of one model, so a job's id does not depend on which of them answers it
-(`teachers.job_id` hashes no api base for a list), and adding a ninth server later reuses
+(`jobs.job_id` hashes no api base for a list), and adding a ninth server later reuses
 every stored answer. Each request goes to the server with the fewest requests in flight from
 this build, ties broken round-robin: with equal servers that is round-robin, and a slow or
 stalled server gets fewer new requests instead of an equal share.

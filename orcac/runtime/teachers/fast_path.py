@@ -182,7 +182,7 @@ class FastClient:
     def __init__(self, limit: int):
         import aiohttp
 
-        from orcac.runtime.teachers.calls import get_litellm
+        from orcac.runtime.teachers.litellm_setup import get_litellm
 
         self._aiohttp = aiohttp
         self._connection_errors = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)

@@ -270,7 +270,7 @@ def get_provider():
     """The provider instance, added to litellm.custom_provider_map once per process."""
     global _provider
     if _provider is None:
-        from orcac.runtime.teachers.calls import get_litellm
+        from orcac.runtime.teachers.litellm_setup import get_litellm
 
         litellm = get_litellm()
         _provider = _make_provider()

@@ -36,7 +36,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from orcac.errors import OrcacError, printable
+from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
+from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
 STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
@@ -46,50 +48,34 @@ STATE_FILE = "train_state.json"  # under TrainPlan.output: run id and plan hash,
 # short stage writes none (its final weights are saved anyway).
 CHECKPOINT_EVERY_S = 300.0
 
-TRAIN_TABLES = """
-CREATE TABLE IF NOT EXISTS train_runs (
-  run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
-  device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN,
-  started_at TIMESTAMP, ended_at TIMESTAMP, status VARCHAR, final_loss DOUBLE,
-  versions VARCHAR
-);
-CREATE TABLE IF NOT EXISTS train_steps (
-  run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
-  loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE
-);
-"""
-
-
 # ---- the recipe ------------------------------------------------------------------------
 
 
-def command(args) -> int:
-    loaded = _load_plan(args.spec)
-    return run(loaded, _db_path(args, loaded), resume=args.resume, max_steps=args.max_steps)
+def command(context: RunContext, args) -> int:
+    return run(context, resume=args.resume, max_steps=args.max_steps)
 
 
-def run(loaded, db_path: Path, *, resume: bool = False, max_steps: int | None = None) -> int:
-    """Train every stage of `loaded.plan` (a LoadedPlan) on the records in `db_path`.
+def run(context: RunContext, *, resume: bool = False, max_steps: int | None = None) -> int:
+    """Train every stage of the context's plan on the records in its database.
 
     The run's row in `train_runs` says how it ended: finished, failed or interrupted (Ctrl-C
     here; kill -9 or the OOM killer: marked by the next run, which finds it still 'running').
     """
     live: dict[str, str] = {}  # the run id, once its row is written
     try:
-        return _run(loaded, db_path, resume=resume, max_steps=max_steps, live=live)
+        return _run(context, resume=resume, max_steps=max_steps, live=live)
     except BaseException as error:
         if "run_id" in live:
-            _end_run(db_path, live["run_id"], "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+            _end_run(context.db, live["run_id"], "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
         raise
 
 
-def _run(loaded, db_path: Path, *, resume: bool, max_steps: int | None, live: dict) -> int:
-    plan, root = loaded.plan, Path(loaded.root)
+def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict) -> int:
+    plan, root, db_path = context.plan, context.root, context.db
     if plan.train is None:
         raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
     tp = plan.train
-    plan_yaml = _plan_yaml(loaded)
-    plan_sha = hashlib.sha256(plan_yaml.encode()).hexdigest()
+    plan_yaml, plan_sha = dump_plan(plan), context.plan_sha256  # saved with the model: eval compares them
     output = root / tp.output
     main = _is_main_process()
 
@@ -494,22 +480,19 @@ def _float(value):
 
 
 def _connect(db_path: Path):
-    from orcac.runtime.store.database import connect
+    from orcac.runtime.store.database import open_database
 
-    con = connect(db_path)
-    con.execute(TRAIN_TABLES)
-    return con
+    return open_database(db_path)
 
 
 def _stage_records(db_path: Path, plan, stage) -> list[dict]:
     """The stage's training records (task, user, assistant, id) under each task's chosen strategy."""
-    from orcac.runtime.store.database import claim, connect
+    from orcac.runtime.store.database import open_database
 
     if not db_path.is_file():
         raise OrcacError(f"no build database at {db_path}", hint=f"run `orcac build {plan.spec}` first")
-    con = connect(db_path, read_only=True)
+    con = open_database(db_path, spec=plan.spec, read_only=True)
     try:
-        claim(con, db_path, plan.spec, write=False)
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "records" not in tables:
             raise OrcacError(f"{db_path} has no training records", hint=f"run `orcac build {plan.spec}` first")
@@ -587,29 +570,7 @@ def _step_losses(db_path: Path, run_id: str) -> list[tuple]:
         con.close()
 
 
-# ---- the plan, the database path, resume state ----------------------------------------------
-
-
-def _load_plan(spec: str):
-    from orcac.compiler import load_plan
-
-    return load_plan(spec)
-
-
-def _plan_yaml(loaded) -> str:
-    """The resolved plan as the compiler writes it (so its hash is the plan file's)."""
-    from orcac.compiler import dump_plan
-
-    return dump_plan(loaded.plan)
-
-
-def _db_path(args, loaded) -> Path:
-    """--db, else the build's default: .orca/<spec stem>.duckdb beside the plan."""
-    from orcac.runtime.store.database import default_path
-
-    if getattr(args, "db", None):
-        return Path(args.db)
-    return default_path(Path(loaded.root), loaded.plan.spec)
+# ---- resume state ----------------------------------------------
 
 
 def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:

@@ -1,0 +1,39 @@
+"""`orcac build`'s probe phase: the seam between the build and the probes."""
+
+from __future__ import annotations
+
+from orcac.runtime.build.probe.estimate import decision_table, estimate, print_estimate
+from orcac.runtime.build.probe.run import _answered, run_probes
+from orcac.runtime.context import RunContext
+
+
+def phase(context: RunContext, args) -> RunContext:
+    """`orcac build`'s probe phase: the context (its plan) the main run builds with.
+
+    With `--dry-run`, prints what the probes would call and returns the context unchanged.
+    Otherwise probes what needs it (`--reprobe`: every best_of task), writes decisions to
+    the database and the plan file, and prints the decision table.
+    """
+    plan, root, db = context.plan, context.root, context.db
+    if not any(t.probe is not None for t in plan.tasks.values()):
+        return context
+    reprobe = bool(getattr(args, "reprobe", False))
+    from orcac.runtime.store.database import Store
+
+    if getattr(args, "dry_run", False):
+        if db.exists():
+            with Store.open(db, read_only=True, spec=plan.spec) as store:
+                found = estimate(plan, root, answered=lambda ids: _answered(store, ids), reprobe=reprobe)
+        else:
+            found = estimate(plan, root, reprobe=reprobe)
+        print_estimate(found)
+        return context
+    from rich.console import Console
+
+    with Store.open(db, spec=plan.spec) as store:
+        result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe, recompile=context.recompile)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: room for the whole table
+    console.print(decision_table(result.decisions, result.probed))
+    return context.with_plan(result.plan)

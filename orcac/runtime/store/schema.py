@@ -1,0 +1,103 @@
+"""Every table orcac keeps in a spec's DuckDB file, and the schema version that names them.
+
+One place for the DDL of the build (runs ... records, the batch path's three tables), the
+probe's decisions, training and eval, so that a table's columns are written once and every
+command opens the same database the same way (`orcac.runtime.store.database.open_database`).
+
+Primary keys are what make a resumed build write nothing twice (`KEYS`: the tables the
+build upserts by key). The tables without one (train_steps, eval_*) are append-only logs
+keyed by their run id.
+
+`SCHEMA_VERSION` is stamped into `schema_version` when a file is first written. A file from
+an older orcac is migrated on its next write (`MIGRATIONS`, each step additive and in one
+transaction); a file from a newer orcac is refused in one line, never half-understood.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TABLES: dict[str, str] = {
+    # ---- the build (orcac/runtime/build/command.py) ----
+    "runs": """
+        run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, orcac_version VARCHAR, python VARCHAR,
+        duckdb_version VARCHAR, started TIMESTAMP, ended TIMESTAMP, status VARCHAR,
+        calls BIGINT, cost DOUBLE""",
+    "examples": """
+        task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
+        source_sha256 VARCHAR, PRIMARY KEY (task, row_index)""",
+    "jobs": """
+        job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
+        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
+    "responses": """
+        job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT,
+        completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER""",
+    "checks": """
+        item_id VARCHAR PRIMARY KEY, job_id VARCHAR, task VARCHAR, strategy VARCHAR, row_index BIGINT,
+        accepted BOOLEAN, reason VARCHAR""",
+    "records": """
+        record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
+        system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
+    # The batch path (orcac/runtime/teachers/batch.py): one row per uploaded file, the jobs in it,
+    # and the lines its output and error files held once the batch ended.
+    "batches": """
+        input_file_id VARCHAR PRIMARY KEY, teacher VARCHAR, api_base VARCHAR, batch_id VARCHAR, status VARCHAR,
+        lines BIGINT, completed BIGINT, failed BIGINT, output_file_id VARCHAR, error_file_id VARCHAR,
+        collected BOOLEAN""",
+    "batch_jobs": """
+        input_file_id VARCHAR, job_id VARCHAR, n INTEGER, PRIMARY KEY (input_file_id, job_id)""",
+    "batch_results": """
+        input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
+        PRIMARY KEY (input_file_id, job_id)""",
+    # ---- best_of probes (orcac/runtime/build/probe.py): every candidate's score, the chosen one marked ----
+    "decisions": """
+        task VARCHAR, key VARCHAR, strategy VARCHAR, chosen BOOLEAN, score DOUBLE, passed BIGINT,
+        total BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE,
+        PRIMARY KEY (task, key, strategy)""",
+    # ---- training (orcac/runtime/train/command.py) ----
+    "train_runs": """
+        run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
+        device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN,
+        started_at TIMESTAMP, ended_at TIMESTAMP, status VARCHAR, final_loss DOUBLE,
+        versions VARCHAR""",
+    "train_steps": """
+        run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
+        loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE""",
+    # ---- eval (orcac/runtime/evaluate/command.py) ----
+    "eval_runs": """
+        run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
+        examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
+        accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP""",
+    "eval_answers": """
+        run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
+        answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
+        adheres BOOLEAN, broken VARCHAR, job_id VARCHAR""",
+    "eval_gaps": """
+        run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
+        gap_closed DOUBLE, plan_sha256 VARCHAR""",
+    # ---- the file itself ----
+    "owner": "spec VARCHAR",  # the one spec (its stem, see `spec_stem`) whose build this file holds
+    "schema_version": "version INTEGER",
+}
+
+# The build's upserts: delete-then-insert by these columns (orcac.runtime.store.database.Store.write).
+KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "examples": ("task", "row_index"),
+    "jobs": ("job_id",),
+    "responses": ("job_id",),
+    "checks": ("item_id",),
+    "records": ("record_id",),
+}
+
+# version -> the statements that bring a file of that version to the next one. Version 0 is a
+# file from before versions were stamped: every table above except that eval answers had no
+# job id (prompted answers reused by job id came later).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR",),
+}
+
+
+def create_statements() -> list[str]:
+    """CREATE TABLE IF NOT EXISTS for every table, in the order above."""
+    return [f"CREATE TABLE IF NOT EXISTS {name} ({body})" for name, body in TABLES.items()]

@@ -1,0 +1,88 @@
+"""A teacher job and what became of it: the request, its content address, its outcome.
+
+A job is content-addressed (`job_id`): the same request, wherever it comes from (the build,
+a probe, eval's prompted arm), has the same id, so an answer stored under it is never paid
+for twice. A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from orcac.specs.plan import TeacherPlan
+
+
+FailReason = Literal[
+    "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request",
+    # a batch teacher's (orcac/runtime/teachers/batch.py): a job its output files do not hold,
+    # or the whole batch ended without answering
+    "missing", "batch_failed", "batch_expired", "batch_cancelled",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One teacher request. `id` is `job_id(teacher_plan, messages, options)`."""
+
+    id: str
+    teacher: str  # TeacherPlan.name (the key in the plan's `teachers`)
+    messages: tuple[dict, ...]
+    # Request parameters of this job that override the teacher's, as sorted (name, value)
+    # pairs: a task's own temperature, a sample's seed (see sampling_options).
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one job: an answer (`ok`) or a final failure with a one-line reason."""
+
+    job_id: str
+    status: Literal["ok", "failed"]
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency_s: float  # of the successful (or last) attempt, not counting backoff
+    model: str | None
+    attempts: int
+    error: str | None  # "<reason>: <detail>", scrubbed of keys: what the user is shown and the jobs table keeps
+    reason: FailReason | None = None  # a failed job's reason (None when ok): what tallies count by
+
+
+def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
+    """sha256 over what determines the answer; not keys, limits, timeouts or retries.
+
+    >>> t = TeacherPlan(name="t", model="openai/gpt-4o-mini")
+    >>> a = job_id(t, [{"role": "user", "content": "hi"}])
+    >>> a == job_id(t.model_copy(update={"concurrency": 3, "api_key_env": "K"}), [{"role": "user", "content": "hi"}])
+    True
+    >>> a == job_id(t.model_copy(update={"temperature": 0.5}), [{"role": "user", "content": "hi"}])
+    False
+    """
+    payload = {
+        "model": teacher.model,
+        # A list of servers is replicas of one model: which one answers does not change the job.
+        "api_base": None if isinstance(teacher.api_base, tuple) else teacher.api_base,
+        "messages": [dict(m) for m in messages],
+        "temperature": teacher.temperature,
+        "top_p": teacher.top_p,
+        "max_tokens": teacher.max_tokens,
+        "seed": teacher.seed,
+        "params": dict(teacher.params),
+    }
+    options = dict(options)
+    if options:  # only then, so that the ids of jobs without options never move
+        payload["options"] = options
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_job(teacher: TeacherPlan, messages: Iterable[dict], options: dict[str, Any] | None = None) -> Job:
+    messages = tuple(dict(m) for m in messages)
+    pairs = tuple(sorted((options or {}).items()))
+    return Job(job_id(teacher, messages, pairs), teacher.name, messages, pairs)
