@@ -13,7 +13,7 @@ from pathlib import Path
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.compiler.load import Loaded
 from orcac.compiler.to_spec import to_spec_module
-from orcac.specs.spec import BestOf, Named, Spec, TaskDecl
+from orcac.specs.spec import BestOf, Named, Spec
 
 NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
@@ -152,7 +152,3 @@ def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostic
             _check_ref(c, "strategy", names, diags)
     elif s is not None:
         _check_ref(s, "strategy", names, diags)
-
-
-def task_map(spec: Spec) -> dict[str, TaskDecl]:
-    return {t.name: t for t in spec.tasks}

@@ -584,7 +584,7 @@ def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
     return out
 
 
-def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = None):
+def _block(block: Block, diags: Diagnostics, file: str):
     model, named, keys, required, nested = TABLES[block.kind]
     where = f"{block.kind} '{block.name}'" if block.name else block.kind
     if named and block.name is None:
@@ -617,7 +617,7 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
                 else:
                     params = p
                 continue
-            child = _block(member, diags, file, block.kind)
+            child = _block(member, diags, file)
             if child is None:
                 ok = False
             else:
