@@ -41,6 +41,7 @@ from orcac.specs.plan import (
     AdherenceRule,
     spec_stem,
 )
+from orcac.specs import settings
 from orcac.specs.spec import BestOf, Spec, TaskDecl
 from orcac.templates import failure_reason
 
@@ -150,7 +151,7 @@ def lower(
         output = t.output or f".orca/{spec_stem(spec.path)}/student"
         lora = None
         if t.lora is not None:
-            lora = LoraPlan(r=t.lora.r, alpha=t.lora.alpha, dropout=t.lora.dropout, target_modules=t.lora.target_modules)
+            lora = LoraPlan(r=t.lora.r, alpha=t.lora.alpha, dropout=t.lora.dropout, target_modules=t.lora.targets)
         stages = tuple(
             StagePlan(
                 name=s.name,
@@ -166,7 +167,7 @@ def lower(
             packing=t.packing,
             lr=t.lr,
             schedule=t.schedule,
-            warmup_ratio=t.warmup_ratio,
+            warmup_ratio=t.warmup,
             batch_size=t.batch_size,
             grad_accum=t.grad_accum,
             seed=t.seed,
@@ -193,7 +194,7 @@ def lower(
             t.name: TeacherPlan(
                 name=t.name,
                 model=t.model,
-                api_key_env=t.api_key_env,
+                api_key_env=t.api_key,
                 api_base=t.api_base,
                 temperature=t.temperature,
                 top_p=t.top_p,
@@ -203,7 +204,7 @@ def lower(
                 adaptive=t.adaptive,
                 rpm=t.rpm,
                 tpm=t.tpm,
-                timeout_s=t.timeout_s,
+                timeout_s=t.timeout,
                 max_retries=t.max_retries,
                 batch_size=t.batch_size,
                 threads=t.threads,
@@ -254,11 +255,7 @@ def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]]
         "source": source_sha,
         "candidates": candidates,
         "teacher": {
-            "model": teacher.model,
-            "temperature": teacher.temperature,
-            "top_p": teacher.top_p,
-            "max_tokens": teacher.max_tokens,
-            "seed": teacher.seed,
+            **{key.name: getattr(teacher, key.field) for key in settings.keys("teacher") if key.in_probe_key},
             "params": teacher.params,
         },
         "probe": task.strategy.probe,
