@@ -136,7 +136,7 @@ KEYS: tuple[Key, ...] = (
     # only read by the in-process `local/...` provider
     Key("teacher", "batch_size", whole(1, 4096), 16),
     Key("teacher", "threads", whole(1, 1024)),
-    Key("teacher", "precision", one_of(*PRECISIONS), "auto", doc="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.precision)"),
+    Key("teacher", "precision", one_of(*PRECISIONS), "auto", doc="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)"),
     Key(
         "teacher", "transport", one_of("auto", "litellm"), "auto",
         doc="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm has resolved the request once; "
