@@ -1,5 +1,9 @@
 """Pass `lower`: Spec + what `check` read -> Plan. Paths become relative to the plan file.
 
+One `lower_*` function per declaration kind. Each copies the keys it holds by the settings
+table (orcac/specs/settings.py), which names the plan field of every key; only what is
+computed (paths, counts, a probe and its key, the resolved system text) is written here.
+
 Also where strategy decisions are carried: a task with `best_of(...)` gets a ProbePlan
 whose `key` hashes everything the choice depends on; if the plan already on disk holds
 a Decision with that key, the choice is kept (strategy and system filled in), so a
@@ -41,7 +45,20 @@ from orcac.specs.plan import (
     AdherenceRule,
     spec_stem,
 )
-from orcac.specs.spec import BestOf, Spec, TaskDecl
+from orcac.specs import settings
+from orcac.specs.spec import (
+    BestOf,
+    EraseDecl,
+    EvalDecl,
+    Named,
+    SourceExpr,
+    Spec,
+    StrategyDecl,
+    StudentDecl,
+    TaskDecl,
+    TeacherDecl,
+    TrainDecl,
+)
 from orcac.templates import failure_reason
 
 
@@ -59,6 +76,7 @@ def lower(
     previous: Plan | None,
     diags: Diagnostics,
 ) -> Plan | None:
+    """The Plan, one `lower_*` per declaration kind; None when a task's rows gave errors."""
     plan_dir = plan_path.resolve().parent
 
     def origin(decl) -> str:
@@ -67,11 +85,7 @@ def lower(
         return f"{rel(p, plan_dir) if p is not None else file}:{line}"
 
     strategies = {s.name: s for s in spec.strategies}
-    erases = {e.name: e for e in spec.erases}
     teachers = {t.name: t for t in spec.teachers}
-    used_strategies: set[str] = set()
-    used_erases: set[str] = set()
-
     tasks: dict[str, TaskPlan] = {}
     estimates: dict[str, TaskEstimate] = {}
     for task in spec.tasks:
@@ -79,162 +93,149 @@ def lower(
         if sf is None or sf.data is None:
             continue
         teacher = teachers[task.teacher.name]
-        src = task.source
-        source = SourcePlan(
-            kind=src.kind,
-            path=rel(base / src.path, plan_dir) if src.path is not None else None,
-            split=src.split,
-            query=rebase_query(src.query, base, plan_dir) if src.query is not None else None,
-            files=tuple(rel(f, plan_dir) for f in sf.files) if src.kind == "sql" else (),
-            network=src.network,
-            sha256=sf.sha256,
-            columns=sf.columns,
-            rows=sf.rows,
-        )
-        accept = tuple(CheckRule(kind=c.kind, pattern=c.pattern, tolerance=c.tolerance) for c in task.accept)
-        probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
-        sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
-            sf.rows, limit=task.limit, holdout=task.holdout, probe=probe_size
-        )
-        counts = SplitCounts(rows=sf.rows, sampled=sampled, holdout=n_holdout, probe=n_probe, train=n_train)
-
-        probe = None
-        if isinstance(task.strategy, BestOf):
-            names = [c.name for c in task.strategy.candidates]
-            used_strategies.update(names)
-            key = probe_key(task, sf.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept)
-            decision = None
-            if previous is not None and task.name in previous.tasks:
-                old = previous.tasks[task.name].probe
-                if old is not None and old.decision is not None and old.decision.key == key and old.decision.chosen in names:
-                    decision = old.decision
-            probe = ProbePlan(candidates=tuple(names), size=probe_size, key=key, decision=decision)
-            chosen = decision.chosen if decision else None
-        else:
-            chosen = task.strategy.name
-            used_strategies.add(chosen)
-        used_erases.add(task.erase.name)
-
-        tasks[task.name] = TaskPlan(
-            name=task.name,
-            category=task.category,
-            source=source,
-            prompt=task.prompt,
-            gold=task.gold,
-            teacher=teacher.name,
-            erase=task.erase.name,
-            strategy=chosen,
-            system=strategies[chosen].system if chosen else None,
-            probe=probe,
-            accept=accept,
-            allow_truncated=task.allow_truncated,
-            sampling=SamplingPlan(
-                samples=task.samples,
-                keep=task.keep,
-                temperature=task.temperature,
-                seeds=SEED_RULE if task.samples > 1 else None,
-            ),
-            limit=task.limit,
-            seed=task.seed,
-            holdout=task.holdout,
-            counts=counts,
-        )
+        old = previous.tasks.get(task.name) if previous is not None else None
+        source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
+        tasks[task.name] = lower_task(task, source, teacher, strategies, old)
         estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags)
 
     if diags:
         return None
 
-    train = None
-    if spec.train is not None:
-        t = spec.train
-        output = t.output or f".orca/{spec_stem(spec.path)}/student"
-        lora = None
-        if t.lora is not None:
-            lora = LoraPlan(r=t.lora.r, alpha=t.lora.alpha, dropout=t.lora.dropout, target_modules=t.lora.target_modules)
-        stages = tuple(
-            StagePlan(
+    used_strategies = sorted({name for t in tasks.values() for name in (t.probe.candidates if t.probe else (t.strategy,))})
+    erases = {e.name: e for e in spec.erases}
+    return Plan(
+        language=spec.version,
+        spec=rel(Path(spec.path), plan_dir),
+        teachers={t.name: lower_teacher(t) for t in spec.teachers},
+        students={s.name: lower_student(s) for s in spec.students},
+        strategies={name: lower_strategy(strategies[name], origin(strategies[name])) for name in used_strategies},
+        erase={name: lower_erase(erases[name], origin(erases[name])) for name in sorted({t.erase for t in tasks.values()})},
+        tasks=tasks,
+        train=None if spec.train is None else lower_train(spec.train, tasks, spec_path=spec.path, base=base, plan_dir=plan_dir),
+        eval=EvalPlan() if spec.eval is None else lower_eval(spec.eval),
+        estimate=_total(estimates),
+    )
+
+
+def _copy(block: str, decl, into: str = "", **lowered) -> dict:
+    """The plan fields of `decl`'s keys, named by the settings table: each value as the
+    declaration holds it (a reference as its name), or as `lowered` gives it. `into`: only the
+    keys the plan holds in that nested record (a task's `sampling`)."""
+    out = dict(lowered)
+    for key in settings.keys(block):
+        record, _, name = key.plan_name.rpartition(".")
+        if record == into and name not in out:
+            value = getattr(decl, key.field)
+            out[name] = value.name if isinstance(value, Named) else value
+    return out
+
+
+def lower_teacher(t: TeacherDecl) -> TeacherPlan:
+    return TeacherPlan(**_copy("teacher", t, name=t.name, params=t.params))
+
+
+def lower_student(s: StudentDecl) -> StudentPlan:
+    return StudentPlan(**_copy("student", s, name=s.name))
+
+
+def lower_strategy(s: StrategyDecl, origin: str) -> StrategyPlan:
+    adherence = tuple(AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description) for r in s.expect)
+    demonstrations = tuple(DemonstrationPlan(**_copy("demonstration", d)) for d in s.demonstrations)
+    return StrategyPlan(**_copy("strategy", s, name=s.name, adherence=adherence, demonstrations=demonstrations, origin=origin))
+
+
+def lower_erase(e: EraseDecl, origin: str) -> ErasePlan:
+    return ErasePlan(**_copy("erase", e, name=e.name, origin=origin))
+
+
+def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePlan:
+    """Paths relative to the plan; what `check` read: sha256, columns, rows."""
+    return SourcePlan(
+        kind=src.kind,
+        path=rel(base / src.path, plan_dir) if src.path is not None else None,
+        split=src.split,
+        query=rebase_query(src.query, base, plan_dir) if src.query is not None else None,
+        files=tuple(rel(f, plan_dir) for f in sf.files) if src.kind == "sql" else (),
+        network=src.network,
+        sha256=sf.sha256,
+        columns=sf.columns,
+        rows=sf.rows,
+    )
+
+
+def lower_task(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, old: TaskPlan | None) -> TaskPlan:
+    """The task with its split counts; a `best_of` becomes a probe, its decision carried from
+    the plan on disk (`old`) while the probe's key holds."""
+    accept = tuple(CheckRule(kind=c.kind, pattern=c.pattern, tolerance=c.tolerance) for c in task.accept)
+    probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
+    sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
+        source.rows, limit=task.limit, holdout=task.holdout, probe=probe_size
+    )
+    probe = None
+    if isinstance(task.strategy, BestOf):
+        probe = lower_probe(task, source, teacher, strategies, accept, old)
+        chosen = probe.decision.chosen if probe.decision else None
+    else:
+        chosen = task.strategy.name
+    return TaskPlan(
+        **_copy(
+            "task",
+            task,
+            name=task.name,
+            source=source,
+            strategy=chosen,
+            system=strategies[chosen].system if chosen else None,
+            probe=probe,
+            accept=accept,
+            sampling=SamplingPlan(
+                **_copy("task", task, into="sampling", seeds=SEED_RULE if task.samples > 1 else None)
+            ),
+            counts=SplitCounts(rows=source.rows, sampled=sampled, holdout=n_holdout, probe=n_probe, train=n_train),
+        )
+    )
+
+
+def lower_probe(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: TaskPlan | None) -> ProbePlan:
+    names = [c.name for c in task.strategy.candidates]
+    key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept)
+    decision = None
+    if old is not None and old.probe is not None:
+        kept = old.probe.decision
+        if kept is not None and kept.key == key and kept.chosen in names:
+            decision = kept
+    return ProbePlan(**_copy("best_of()", task.strategy, candidates=tuple(names), key=key, decision=decision))
+
+
+def lower_train(t: TrainDecl, tasks: dict[str, TaskPlan], *, spec_path: str, base: Path, plan_dir: Path) -> TrainPlan:
+    output = t.output or f".orca/{spec_stem(spec_path)}/student"
+    stages = tuple(
+        StagePlan(
+            **_copy(
+                "stage",
+                s,
                 name=s.name,
                 tasks=tuple(r.name for r in s.tasks),
-                epochs=s.epochs,
                 train_examples=sum(tasks[r.name].counts.train for r in s.tasks if r.name in tasks),
             )
-            for s in t.stages
         )
-        train = TrainPlan(
-            student=t.student.name,
-            max_length=t.max_length,
-            packing=t.packing,
-            lr=t.lr,
-            schedule=t.schedule,
-            warmup_ratio=t.warmup_ratio,
-            batch_size=t.batch_size,
-            grad_accum=t.grad_accum,
-            seed=t.seed,
-            precision=t.precision,
-            lora=lora,
-            output=rel(base / output, plan_dir),
-            stages=stages,
-        )
-    ev = spec.eval
-    eval_plan = EvalPlan() if ev is None else EvalPlan(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, prompted=ev.prompted)
+        for s in t.stages
+    )
+    lora = None if t.lora is None else LoraPlan(**_copy("lora", t.lora))
+    return TrainPlan(**_copy("train", t, output=rel(base / output, plan_dir), lora=lora, stages=stages))
 
+
+def lower_eval(ev: EvalDecl) -> EvalPlan:
+    return EvalPlan(**_copy("eval", ev))
+
+
+def _total(estimates: dict[str, TaskEstimate]) -> Estimate:
     costs = [e.cost for e in estimates.values()]
-    estimate = Estimate(
+    return Estimate(
         calls=sum(e.calls for e in estimates.values()),
         probe_calls=sum(e.probe_calls for e in estimates.values()),
         prompt_tokens=sum(e.prompt_tokens for e in estimates.values()),
         cost=None if any(c is None for c in costs) else round(sum(costs), 6),
         tasks=estimates,
-    )
-    return Plan(
-        language=spec.version,
-        spec=rel(Path(spec.path), plan_dir),
-        teachers={
-            t.name: TeacherPlan(
-                name=t.name,
-                model=t.model,
-                api_key_env=t.api_key_env,
-                api_base=t.api_base,
-                temperature=t.temperature,
-                top_p=t.top_p,
-                max_tokens=t.max_tokens,
-                seed=t.seed,
-                concurrency=t.concurrency,
-                adaptive=t.adaptive,
-                rpm=t.rpm,
-                tpm=t.tpm,
-                timeout_s=t.timeout_s,
-                max_retries=t.max_retries,
-                batch_size=t.batch_size,
-                threads=t.threads,
-                precision=t.precision,
-                transport=t.transport,
-                mode=t.mode,
-                params=t.params,
-            )
-            for t in spec.teachers
-        },
-        students={s.name: StudentPlan(name=s.name, model=s.model, chat_template=s.chat_template) for s in spec.students},
-        strategies={
-            name: StrategyPlan(
-                name=name,
-                system=strategies[name].system,
-                adherence=tuple(
-                    AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description)
-                    for r in strategies[name].expect
-                ),
-                demonstrations=tuple(
-                    DemonstrationPlan(user=d.user, assistant=d.assistant) for d in strategies[name].demonstrations
-                ),
-                origin=origin(strategies[name]),
-            )
-            for name in sorted(used_strategies)
-        },
-        erase={name: ErasePlan(name=name, system=erases[name].system, origin=origin(erases[name])) for name in sorted(used_erases)},
-        tasks=tasks,
-        train=train,
-        eval=eval_plan,
-        estimate=estimate,
     )
 
 
@@ -254,11 +255,7 @@ def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]]
         "source": source_sha,
         "candidates": candidates,
         "teacher": {
-            "model": teacher.model,
-            "temperature": teacher.temperature,
-            "top_p": teacher.top_p,
-            "max_tokens": teacher.max_tokens,
-            "seed": teacher.seed,
+            **{key.name: getattr(teacher, key.field) for key in settings.keys("teacher") if key.in_probe_key},
             "params": teacher.params,
         },
         "probe": task.strategy.probe,

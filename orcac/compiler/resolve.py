@@ -1,5 +1,8 @@
 """Pass `resolve`: one Spec from every loaded file; names checked; defaults applied to tasks.
 
+A task's key it does not set comes from `defaults`, else from the settings table
+(orcac/specs/settings.py).
+
 After this pass every task names its teacher, erase message and strategy (or best_of),
 and every name it uses exists. A teacher or erase message may be left out when exactly
 one is declared.
@@ -13,11 +16,13 @@ from pathlib import Path
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.compiler.load import Loaded
 from orcac.compiler.to_spec import to_spec_module
-from orcac.specs.spec import BestOf, Named, Spec, TaskDecl
+from orcac.specs import settings
+from orcac.specs.spec import BestOf, Named, Spec
 
 NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
 PLURAL = {"strategy": "strategies", "erase message": "erase messages"}
+CHOSEN = ("teacher", "erase", "strategy")  # a task's keys chosen below, each name checked; the others fall back
 
 
 def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) -> Spec | None:
@@ -116,13 +121,11 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
                 task.span,
                 "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
             )
-        for key, fallback in (
-            ("accept", ()), ("allow_truncated", False), ("limit", None), ("seed", 0), ("holdout", 0.0),
-            ("samples", 1), ("keep", 1), ("temperature", None),
-        ):
-            if getattr(task, key) is None:
-                value = getattr(d, key) if d is not None else None
-                update[key] = fallback if value is None else value
+        for key in settings.keys("defaults"):
+            if key.name in CHOSEN or getattr(task, key.field) is not None:
+                continue
+            value = getattr(d, key.field) if d is not None else None
+            update[key.field] = key.default if value is None else value
         tasks.append(replace(task, **update))
 
     task_names = {t.name for t in spec.tasks} | broken.get("task", set())  # a set: a stage may list thousands
@@ -152,7 +155,3 @@ def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostic
             _check_ref(c, "strategy", names, diags)
     elif s is not None:
         _check_ref(s, "strategy", names, diags)
-
-
-def task_map(spec: Spec) -> dict[str, TaskDecl]:
-    return {t.name: t for t in spec.tasks}

@@ -1,7 +1,8 @@
 """Pass `to_spec`: syntax blocks -> typed declarations, checking kinds, keys and value types.
 
-Each block kind has a table `key -> (field, converter)`; a converter turns one syntax
-value into a Python value or raises `Bad`. Every problem is collected, not only the first.
+Each block kind has a table `key -> (field, converter)`, made from the settings table
+(orcac/specs/settings.py); a converter turns one syntax value into a Python value or raises
+`Bad`. Every problem is collected, not only the first.
 
 >>> from orcac.grammar import parse
 >>> from orcac.specs.diagnostics import Diagnostics
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs import settings
 from orcac.specs.spec import (
     Assign,
     BestOf,
@@ -265,14 +267,11 @@ def source(v: Value, key: str) -> SourceExpr:
             v.span,
             hint,
         )
-    if v.name == "hf":
-        (arg,), kw = _args(v, 1, {"split": string}, "hf()")
-        return SourceExpr(kind="hf", path=path(arg, "hf()"), split=kw.get("split"), span=v.span)
-    (arg,), kw = _args(v, 1, {"network": boolean} if v.name == "sql" else {}, f"{v.name}()")
-    value = text(arg, f"{v.name}()") if v.name == "sql" else path(arg, f"{v.name}()")
+    call = f"{v.name}()"
+    (arg,), kw = _args(v, 1, ARGS.get(call, {}), call)
     if v.name == "sql":
-        return SourceExpr(kind="sql", query=value, network=kw.get("network", False), span=v.span)
-    return SourceExpr(kind=v.name, path=value, span=v.span)
+        return SourceExpr(kind="sql", query=text(arg, call), span=v.span, **_filled(call, kw))
+    return SourceExpr(kind=v.name, path=path(arg, call), span=v.span, **_filled(call, kw))
 
 
 CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows")
@@ -321,8 +320,8 @@ def check(v: Value, key: str) -> CheckExpr:
         return CheckExpr(kind="follows", span=v.span)
     if v.name == "numeric":
         _gold_arg(v)
-        _, kw = _args(v, 1, {"tol": number(0.0)}, "numeric()")
-        return CheckExpr(kind="numeric", uses_gold=True, tolerance=kw.get("tol", 1e-6), span=v.span)
+        _, kw = _args(v, 1, ARGS["numeric()"], "numeric()")
+        return CheckExpr(kind="numeric", uses_gold=True, span=v.span, **_filled("numeric()", kw))
     _gold_arg(v)
     return CheckExpr(kind=v.name, uses_gold=True, span=v.span)
 
@@ -345,8 +344,8 @@ def strategy(v: Value, key: str) -> Named | BestOf:
             if c.name in seen:
                 raise Bad(f"'{c.name}' is listed twice", c.span)
             seen.add(c.name)
-        _, kw = _args(v, len(v.args), {"by": choice("accept"), "probe": integer(1)}, "best_of()")
-        return BestOf(candidates=tuple(cands), by=kw.get("by", "accept"), probe=kw.get("probe", 16), span=v.span)
+        _, kw = _args(v, len(v.args), ARGS["best_of()"], "best_of()")
+        return BestOf(candidates=tuple(cands), span=v.span, **_filled("best_of()", kw))
     if isinstance(v, Call):
         raise Bad(f"'{key}' must name a strategy or be best_of(...), got {describe(v)}", v.span, did_you_mean(v.name, ["best_of"]))
     return ref(v, key)
@@ -378,7 +377,7 @@ def form(v: Value, key: str) -> FormRule:
         pattern, description = FORMS[v.name]
         return FormRule(kind="regex", pattern=pattern, description=description)
     if isinstance(v, Call) and v.name == "regex":
-        (arg,), kw = _args(v, 1, {"why": string}, "regex()")
+        (arg,), kw = _args(v, 1, ARGS["regex()"], "regex()")
         pattern = _regex(arg, "regex()")
         return FormRule(kind="regex", pattern=pattern, description=kw.get("why", f"matches /{pattern}/"))
     if isinstance(v, Call) and v.name in ("max_words", "min_words"):
@@ -402,148 +401,76 @@ def forms(v: Value, key: str) -> tuple[FormRule, ...]:
 
 # ---- block tables ----------------------------------------------------------------------------------
 
-# Rejection sampling (RFT, STaR): `samples` teacher calls per example at `temperature`,
-# up to `keep` accepted, distinct answers become records. Shared by defaults and task.
-SAMPLING_KEYS: dict[str, tuple[str, Converter]] = {
-    "samples": ("samples", integer(1, 1000)),
-    "keep": ("keep", integer(1, 1000)),
-    "temperature": ("temperature", number(0.0, 2.0)),
+# A key's type (orcac/specs/settings.py) -> the converter that checks it.
+_CONVERTERS: dict[str, Converter] = {
+    "text": text,
+    "string": string,
+    "path": path,
+    "urls": urls,
+    "env": env,
+    "fraction": fraction,
+    "duration": duration,
+    "boolean": boolean,
+    "ref": ref,
+    "refs": ref_list,
+    "names": names,
+    "source": source,
+    "checks": checks,
+    "forms": forms,
+    "strategy": strategy,
+}
+
+
+def converter(t: settings.Type) -> Converter:
+    if t.kind == "integer":
+        return integer(t.lo, t.hi)
+    if t.kind == "number":
+        return number(t.lo, t.hi, above=t.above)
+    if t.kind == "choice":
+        return choice(*t.options)
+    return _CONVERTERS[t.kind]
+
+
+def _keys(block: str) -> dict[str, tuple[str, Converter]]:
+    return {k.name: (k.field, converter(k.type)) for k in settings.keys(block)}
+
+
+# The keyword arguments each call takes: {call: {name: converter}}.
+ARGS: dict[str, dict[str, Converter]] = {
+    call: {name: convert for name, (_, convert) in _keys(call).items()} for call in settings.CALLS
+}
+
+
+def _filled(call: str, kw: dict) -> dict:
+    """A call's keyword arguments as declaration fields, each one not written at its default."""
+    return {k.field: kw.get(k.name, k.default) for k in settings.keys(call)}
+
+
+# kind -> (model, named?, nested blocks {kind: named?}); the keys are settings.keys(kind)
+BLOCKS: dict[str, tuple[type, bool, dict[str, bool]]] = {
+    "teacher": (TeacherDecl, True, {"params": False}),
+    "student": (StudentDecl, True, {}),
+    "strategy": (StrategyDecl, True, {"demonstration": False}),
+    "demonstration": (DemonstrationDecl, False, {}),
+    "erase": (EraseDecl, True, {}),
+    "defaults": (DefaultsDecl, False, {}),
+    "task": (TaskDecl, True, {}),
+    "train": (TrainDecl, False, {"lora": False, "stage": True}),
+    "lora": (LoraDecl, False, {}),
+    "stage": (StageDecl, True, {}),
+    "eval": (EvalDecl, False, {}),
 }
 
 # kind -> (model, named?, {key: (field, converter)}, required keys, {nested kind: named?})
 Table = tuple[type, bool, dict[str, tuple[str, Converter]], tuple[str, ...], dict[str, bool]]
 
 TABLES: dict[str, Table] = {
-    "teacher": (
-        TeacherDecl,
-        True,
-        {
-            "model": ("model", text),
-            "api_key": ("api_key_env", env),
-            "api_base": ("api_base", urls),
-            "temperature": ("temperature", number(0.0, 2.0)),
-            "top_p": ("top_p", number(0.0, 1.0)),
-            "max_tokens": ("max_tokens", integer(1)),
-            "seed": ("seed", integer(0)),
-            "concurrency": ("concurrency", integer(1, 100000)),
-            "adaptive": ("adaptive", boolean),
-            "rpm": ("rpm", integer(1)),
-            "tpm": ("tpm", integer(1)),
-            "timeout": ("timeout_s", duration),
-            "max_retries": ("max_retries", integer(0, 100)),
-            "batch_size": ("batch_size", integer(1, 4096)),
-            "threads": ("threads", integer(1, 1024)),
-            "precision": ("precision", choice("auto", "bf16", "fp32")),
-            "transport": ("transport", choice("auto", "litellm")),
-            "mode": ("mode", choice("online", "batch")),
-        },
-        ("model",),
-        {"params": False},
-    ),
-    "student": (
-        StudentDecl,
-        True,
-        {"model": ("model", text), "chat_template": ("chat_template", choice("auto", "chatml"))},
-        ("model",),
-        {},
-    ),
-    "strategy": (
-        StrategyDecl,
-        True,
-        {"system": ("system", text), "expect": ("expect", forms)},
-        ("system",),
-        {"demonstration": False},
-    ),
-    "demonstration": (
-        DemonstrationDecl,
-        False,
-        {"user": ("user", text), "assistant": ("assistant", text)},
-        ("user", "assistant"),
-        {},
-    ),
-    "erase": (EraseDecl, True, {"system": ("system", text)}, ("system",), {}),
-    "defaults": (
-        DefaultsDecl,
-        False,
-        {
-            "teacher": ("teacher", ref),
-            "erase": ("erase", ref),
-            "strategy": ("strategy", strategy),
-            "seed": ("seed", integer(0)),
-            "holdout": ("holdout", fraction),
-            "accept": ("accept", checks),
-            "allow_truncated": ("allow_truncated", boolean),
-            "limit": ("limit", integer(1)),
-            **SAMPLING_KEYS,
-        },
-        (),
-        {},
-    ),
-    "task": (
-        TaskDecl,
-        True,
-        {
-            "from": ("source", source),
-            "prompt": ("prompt", text),
-            "gold": ("gold", text),
-            "category": ("category", text),
-            "teacher": ("teacher", ref),
-            "erase": ("erase", ref),
-            "strategy": ("strategy", strategy),
-            "accept": ("accept", checks),
-            "allow_truncated": ("allow_truncated", boolean),
-            "limit": ("limit", integer(1)),
-            "seed": ("seed", integer(0)),
-            "holdout": ("holdout", fraction),
-            **SAMPLING_KEYS,
-        },
-        ("from", "prompt"),
-        {},
-    ),
-    "train": (
-        TrainDecl,
-        False,
-        {
-            "student": ("student", ref),
-            "max_length": ("max_length", integer(16, 1_048_576)),
-            "packing": ("packing", boolean),
-            "lr": ("lr", number(hi=1.0, above=0.0)),
-            "schedule": ("schedule", choice("cosine", "linear", "constant")),
-            "warmup": ("warmup_ratio", fraction),
-            "batch_size": ("batch_size", integer(1, 65536)),
-            "grad_accum": ("grad_accum", integer(1, 65536)),
-            "seed": ("seed", integer(0)),
-            "precision": ("precision", choice("auto", "bf16", "fp32")),
-            "output": ("output", path),
-        },
-        ("student",),
-        {"lora": False, "stage": True},
-    ),
-    "lora": (
-        LoraDecl,
-        False,
-        {
-            "r": ("r", integer(1, 4096)),
-            "alpha": ("alpha", integer(1, 65536)),
-            "dropout": ("dropout", number(0.0, 1.0)),
-            "targets": ("target_modules", names),
-        },
-        (),
-        {},
-    ),
-    "stage": (StageDecl, True, {"tasks": ("tasks", ref_list), "epochs": ("epochs", number(above=0.0, hi=1000.0))}, ("tasks",), {}),
-    "eval": (
-        EvalDecl,
-        False,
-        {
-            "max_new_tokens": ("max_new_tokens", integer(1, 1_000_000)),
-            "batch_size": ("batch_size", integer(1, 4096)),
-            "prompted": ("prompted", boolean),
-        },
-        (),
-        {},
-    ),
+    kind: (model, named, _keys(kind), tuple(k.name for k in settings.keys(kind) if k.required), nested)
+    for kind, (model, named, nested) in BLOCKS.items()
 }
+
+# Blocks whose unwritten keys stay None here: resolve fills them (a task's, after `defaults`).
+RESOLVED_LATER = ("task", "defaults")
 
 TOP_LEVEL = ("teacher", "student", "strategy", "erase", "defaults", "task", "train", "eval")
 
@@ -584,7 +511,7 @@ def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
     return out
 
 
-def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = None):
+def _block(block: Block, diags: Diagnostics, file: str):
     model, named, keys, required, nested = TABLES[block.kind]
     where = f"{block.kind} '{block.name}'" if block.name else block.kind
     if named and block.name is None:
@@ -617,7 +544,7 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
                 else:
                     params = p
                 continue
-            child = _block(member, diags, file, block.kind)
+            child = _block(member, diags, file)
             if child is None:
                 ok = False
             else:
@@ -649,6 +576,9 @@ def _block(block: Block, diags: Diagnostics, file: str, parent: str | None = Non
             ok = False
     if not ok and block.kind != "defaults":
         return None
+    if block.kind not in RESOLVED_LATER:
+        for key in settings.keys(block.kind):
+            values.setdefault(key.field, key.default)
     if params:
         values["params"] = params
     if block.kind == "strategy":

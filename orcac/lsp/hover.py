@@ -2,8 +2,9 @@
 
 On a strategy or erase message (its declaration or a reference to it): its text. On a task:
 every setting after defaults are applied, each marked where it came from. On a block kind:
-the keys it takes. Settings are listed generically from the declaration's fields, named by
-the keys of to_spec's table, so a key added to the language shows up here unchanged.
+the keys it takes. Settings are listed generically from the declaration's fields, named and
+shown as written by the settings table (orcac/specs/settings.py), so a key added to the
+language shows up here unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from orcac.compiler.to_spec import TABLES
 from orcac.lsp.analysis import Analysis, Declared, path_of, referenced_kinds
 from orcac.lsp.locate import Hit
+from orcac.specs import settings
 from orcac.specs.spec import BestOf, Block, CheckExpr, Named, Ref, SourceExpr, Spec
 
 NOTES = {
@@ -125,18 +127,19 @@ def _resolved(spec: Spec | None, target: Declared):
 
 def _settings(kind: str, decl) -> list[tuple[str, object]]:
     """(key as the user writes it, value) for every field that has a value."""
-    key_of = {field: key for key, (field, _) in TABLES[kind][2].items()}
+    key_of = {key.field: key for key in settings.keys(kind)}
     out = []
     for f in dataclasses.fields(decl):
         value = getattr(decl, f.name)
         if f.name in _INTERNAL or value is None or value == () or value == {}:
             continue
-        # field names say a value's unit where the key does not: api_key_env, timeout_s
-        if f.name.endswith("_env") and isinstance(value, str):
+        key = key_of.get(f.name)
+        # as written: an environment variable's name in env(...), a duration with its unit
+        if key is not None and key.type == settings.ENV and isinstance(value, str):
             value = _Written(f'env("{value}")')
-        elif f.name.endswith("_s") and isinstance(value, float):
+        elif key is not None and key.type == settings.DURATION and isinstance(value, float):
             value = _Written(f"{value:g}s")
-        out.append((key_of.get(f.name, f.name), value))
+        out.append((key.name if key is not None else f.name, value))
     return out
 
 

@@ -8,6 +8,10 @@ environment variable.
 
 Maps (`tasks`, `teachers`, ...) are keyed by the declared name and written sorted;
 model fields keep their declared order, which is the order a reviewer reads them in.
+
+A field that holds a key of the language takes its default, choices and description from
+the settings table (orcac/specs/settings.py, through `setting` and `options`), which also
+records why a field is named other than its key (`api_key` -> `api_key_env`, ...).
 """
 
 from __future__ import annotations
@@ -16,12 +20,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orcac.specs import settings
+from orcac.specs.settings import options
+
 PLAN_FORMAT = 1
 """Bumped whenever a plan written by an older orcac would be read differently."""
 
 
 class PlanModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def setting(block: str, name: str):
+    """A field that holds a key of the language: its default and description are the
+    settings table's (orcac/specs/settings.py), which also says why a field is named other
+    than its key."""
+    key = settings.key(block, name)
+    return Field(key.default, description=key.doc or None)
 
 
 # ---- models ---------------------------------------------------------------------
@@ -32,39 +47,27 @@ class TeacherPlan(PlanModel):
 
     name: str
     model: str
-    api_key_env: str | None = Field(None, description="name of the env var holding the key")
-    api_base: str | tuple[str, ...] | None = Field(
-        None, description="the server's URL; a list: replicas of one model, each request to the least-loaded"
-    )
-    temperature: float = 0.0
-    top_p: float | None = None
-    max_tokens: int = 512
-    seed: int | None = None
-    concurrency: int = 16
-    adaptive: bool = Field(
-        True, description="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"
-    )
-    rpm: int | None = Field(None, description="requests per minute the provider allows")
-    tpm: int | None = Field(None, description="tokens per minute the provider allows")
-    timeout_s: float = 60.0
-    max_retries: int = 6
+    api_key_env: str | None = setting("teacher", "api_key")
+    api_base: str | tuple[str, ...] | None = setting("teacher", "api_base")
+    temperature: float = setting("teacher", "temperature")
+    top_p: float | None = setting("teacher", "top_p")
+    max_tokens: int = setting("teacher", "max_tokens")
+    seed: int | None = setting("teacher", "seed")
+    concurrency: int = setting("teacher", "concurrency")
+    adaptive: bool = setting("teacher", "adaptive")
+    rpm: int | None = setting("teacher", "rpm")
+    tpm: int | None = setting("teacher", "tpm")
+    timeout_s: float = setting("teacher", "timeout")
+    max_retries: int = setting("teacher", "max_retries")
     # Only read by the in-process `local/...` provider.
-    batch_size: int = 16
-    threads: int | None = None
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)"
-    )
+    batch_size: int = setting("teacher", "batch_size")
+    threads: int | None = setting("teacher", "threads")
+    precision: Literal[options("teacher", "precision")] = setting("teacher", "precision")
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra provider parameters passed through to litellm"
     )
-    transport: Literal["auto", "litellm"] = Field(
-        "auto",
-        description="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm "
-        "has resolved the request once; litellm: every request through litellm.acompletion",
-    )
-    mode: Literal["online", "batch"] = Field(
-        "online", description="batch: jobs go through the provider's batch API (files and batches), not online calls"
-    )
+    transport: Literal[options("teacher", "transport")] = setting("teacher", "transport")
+    mode: Literal[options("teacher", "mode")] = setting("teacher", "mode")
 
 
 class StudentPlan(PlanModel):
@@ -72,7 +75,7 @@ class StudentPlan(PlanModel):
 
     name: str
     model: str
-    chat_template: Literal["auto", "chatml"] = "auto"
+    chat_template: Literal[options("student", "chat_template")] = setting("student", "chat_template")
 
 
 # ---- instructions -----------------------------------------------------------------
@@ -102,7 +105,7 @@ class StrategyPlan(PlanModel):
 
     name: str
     system: str
-    adherence: tuple[AdherenceRule, ...] = ()
+    adherence: tuple[AdherenceRule, ...] = setting("strategy", "expect")
     demonstrations: tuple[DemonstrationPlan, ...] = ()
     origin: str = Field(description="where it was declared, e.g. 'std/strategies.orca:12'")
 
@@ -123,10 +126,10 @@ class SourcePlan(PlanModel):
 
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None  # jsonl/csv/parquet file, or hf dataset directory
-    split: str | None = None  # hf: which split of a DatasetDict
+    split: str | None = setting("hf()", "split")  # hf: which split of a DatasetDict
     query: str | None = None  # sql: run by DuckDB with the plan's directory as cwd
     files: tuple[str, ...] = ()  # sql: the files the query reads (hashed)
-    network: bool = Field(False, description="sql: the spec allows the query to reach the network (not pinned by sha256)")
+    network: bool = setting("sql()", "network")
     sha256: str
     columns: tuple[str, ...]
     rows: int
@@ -180,7 +183,7 @@ class ProbePlan(PlanModel):
     """Choose the task's strategy by measured performance on a probe sample."""
 
     candidates: tuple[str, ...]
-    metric: Literal["accept"] = "accept"  # pass rate of the task's own checks against the gold
+    metric: Literal[options("best_of()", "by")] = setting("best_of()", "by")  # pass rate of the task's own checks against the gold
     size: int
     key: str = Field(description="sha256 over task, data, candidates and teacher: what a decision depends on")
     decision: Decision | None = None
@@ -193,29 +196,29 @@ class SamplingPlan(PlanModel):
     """Rejection sampling: `samples` teacher calls per example, up to `keep` accepted,
     distinct answers (lowest sample index first) become records."""
 
-    samples: int = 1
-    keep: int = 1
-    temperature: float | None = Field(None, description="None: the teacher's temperature")
+    samples: int = setting("task", "samples")
+    keep: int = setting("task", "keep")
+    temperature: float | None = setting("task", "temperature")
     seeds: str | None = Field(None, description="what fixes each sample's answer, when samples > 1")
 
 
 class TaskPlan(PlanModel):
     name: str
-    category: str | None = None
+    category: str | None = setting("task", "category")
     source: SourcePlan
     prompt: str  # Jinja2 template over the source's columns
-    gold: str | None = None  # Jinja2 template, or None when the task has no gold answer
+    gold: str | None = setting("task", "gold")  # Jinja2 template, or None when the task has no gold answer
     teacher: str
     erase: str
     strategy: str | None = Field(description="fixed strategy, or the probe's decision; None before it")
     system: str | None = Field(description="the resolved system text the teacher sees")
     probe: ProbePlan | None = None
-    accept: tuple[CheckRule, ...] = ()
-    allow_truncated: bool = False  # accept answers whose finish_reason is "length"
+    accept: tuple[CheckRule, ...] = setting("task", "accept")
+    allow_truncated: bool = setting("task", "allow_truncated")  # accept answers whose finish_reason is "length"
     sampling: SamplingPlan = SamplingPlan()
-    limit: int | None = None
-    seed: int = 0
-    holdout: float = 0.0
+    limit: int | None = setting("task", "limit")
+    seed: int = setting("task", "seed")
+    holdout: float = setting("task", "holdout")
     counts: SplitCounts
 
 
@@ -223,10 +226,10 @@ class TaskPlan(PlanModel):
 
 
 class LoraPlan(PlanModel):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    r: int = setting("lora", "r")
+    alpha: int = setting("lora", "alpha")
+    dropout: float = setting("lora", "dropout")
+    target_modules: tuple[str, ...] = setting("lora", "targets")
 
 
 class StagePlan(PlanModel):
@@ -238,27 +241,27 @@ class StagePlan(PlanModel):
 
 class TrainPlan(PlanModel):
     student: str
-    max_length: int = 2048
-    packing: bool = True
+    max_length: int = setting("train", "max_length")
+    packing: bool = setting("train", "packing")
     loss: Literal["teacher_tokens"] = "teacher_tokens"
-    lr: float = 2e-5
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = 0.0
-    batch_size: int = 1
-    grad_accum: int = 1
-    seed: int = 0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device supports it
+    lr: float = setting("train", "lr")
+    schedule: Literal[options("train", "schedule")] = setting("train", "schedule")
+    warmup_ratio: float = setting("train", "warmup")
+    batch_size: int = setting("train", "batch_size")
+    grad_accum: int = setting("train", "grad_accum")
+    seed: int = setting("train", "seed")
+    precision: Literal[options("train", "precision")] = setting("train", "precision")  # auto: bf16 where the device supports it
     lora: LoraPlan | None = None
     output: str  # checkpoint directory, relative to the plan
     stages: tuple[StagePlan, ...]
 
 
 class EvalPlan(PlanModel):
-    max_new_tokens: int = 256
-    batch_size: int = 16
+    max_new_tokens: int = setting("eval", "max_new_tokens")
+    batch_size: int = setting("eval", "batch_size")
     # Also score the teacher with its full strategy prompt and demonstrations: the ceiling of
     # what erasure can teach, against which the trained student's gain is measured.
-    prompted: bool = True
+    prompted: bool = setting("eval", "prompted")
 
 
 # ---- the plan -----------------------------------------------------------------------------

@@ -170,27 +170,33 @@ class Named:
     span: Span
 
 
+# A declaration's fields are its keys, named as the language names them (`from` is
+# `source`): their types and defaults are in orcac/specs/settings.py, and to_spec fills in
+# every key not written. A task's keys, and the defaults block's, stay None until resolve
+# applies `defaults` and then the table's defaults.
+
+
 @_decl
 class TeacherDecl(Decl):
     name: str
     model: str
-    api_key_env: str | None = None
-    api_base: str | tuple[str, ...] | None = None
-    temperature: float = 0.0
-    top_p: float | None = None
-    max_tokens: int = 512
-    seed: int | None = None
-    concurrency: int = 16
-    adaptive: bool = True
-    rpm: int | None = None
-    tpm: int | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 6
-    batch_size: int = 16
-    threads: int | None = None
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    transport: Literal["auto", "litellm"] = "auto"
-    mode: Literal["online", "batch"] = "online"
+    api_key: str | None  # the environment variable's name
+    api_base: str | tuple[str, ...] | None
+    temperature: float
+    top_p: float | None
+    max_tokens: int
+    seed: int | None
+    concurrency: int
+    adaptive: bool
+    rpm: int | None
+    tpm: int | None
+    timeout: float  # seconds
+    max_retries: int
+    batch_size: int
+    threads: int | None
+    precision: str
+    transport: str
+    mode: str
     params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 
@@ -198,7 +204,7 @@ class TeacherDecl(Decl):
 class StudentDecl(Decl):
     name: str
     model: str
-    chat_template: Literal["auto", "chatml"] = "auto"
+    chat_template: str
 
 
 @_decl
@@ -223,7 +229,7 @@ class DemonstrationDecl(Decl):
 class StrategyDecl(Decl):
     name: str
     system: str
-    expect: tuple[FormRule, ...] = ()
+    expect: tuple[FormRule, ...]
     demonstrations: tuple[DemonstrationDecl, ...] = ()
 
 
@@ -237,7 +243,7 @@ class EraseDecl(Decl):
 class SourceExpr:
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None
-    split: str | None = None
+    split: str | None = None  # hf(..., split = "...")
     query: str | None = None
     network: bool = False  # sql(..., network = true)
     span: Span
@@ -248,15 +254,15 @@ class CheckExpr:
     kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
     uses_gold: bool = False
     pattern: str | None = None
-    tolerance: float | None = None
+    tolerance: float | None = None  # numeric(gold, tol = ...)
     span: Span
 
 
 @_decl
 class BestOf:
     candidates: tuple[Named, ...]
-    by: Literal["accept"] = "accept"
-    probe: int = 16
+    by: str
+    probe: int
     span: Span
 
 
@@ -297,41 +303,41 @@ class TaskDecl(Decl):
 
 @_decl
 class LoraDecl(Decl):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    r: int
+    alpha: int
+    dropout: float
+    targets: tuple[str, ...]
 
 
 @_decl
 class StageDecl(Decl):
     name: str
-    tasks: tuple[Named, ...] = ()
-    epochs: float = 1.0
+    tasks: tuple[Named, ...]
+    epochs: float
 
 
 @_decl
 class TrainDecl(Decl):
-    student: Named | None = None
-    max_length: int = 2048
-    packing: bool = True
-    lr: float = 2e-5
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = 0.0
-    batch_size: int = 1
-    grad_accum: int = 1
-    seed: int = 0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    student: Named
+    max_length: int
+    packing: bool
+    lr: float
+    schedule: str
+    warmup: float
+    batch_size: int
+    grad_accum: int
+    seed: int
+    precision: str
     lora: LoraDecl | None = None
-    output: str | None = None
+    output: str | None  # None: .orca/<spec name>/student
     stages: tuple[StageDecl, ...] = ()
 
 
 @_decl
 class EvalDecl(Decl):
-    max_new_tokens: int = 256
-    batch_size: int = 16
-    prompted: bool = True
+    max_new_tokens: int
+    batch_size: int
+    prompted: bool
 
 
 @_decl

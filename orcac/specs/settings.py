@@ -1,0 +1,279 @@
+"""The settings table: every key of the language, each fact about it written once.
+
+One row (`Key`) per key of a block (`teacher { timeout = 30s }`) and per keyword argument of
+a call (`best_of(a, b, probe = 16)`): the value it takes (`type`), what it is when it is not
+written (`default`), the plan field that holds it (`plan_name`), and, wherever that name is
+not the key's own, why (`why_renamed`). Read from here, not restated:
+
+- `orcac.compiler.to_spec`: which keys each block and call takes, how each value is checked
+  (its converter, from `type`), whether it is required, and the default of each key not
+  written (a task's keys are left unset there: `resolve` fills them, after `defaults`);
+- `orcac.compiler.resolve`: what a task's key falls back to when neither it nor `defaults`
+  sets it, and which task keys a `defaults` block takes (`DEFAULTS`);
+- `orcac.compiler.lower`: which declaration field goes to which plan field, and which teacher
+  settings a probe's key covers (`in_probe_key`);
+- `orcac.specs.plan`: the default, choices and JSON Schema description of each plan field that
+  holds a key (`plan.setting`);
+- the language server: hover shows a key's value as it is written (`env("NAME")`, `30s`).
+
+tests/compiler/test_settings.py keeps the table true against the declarations, the Plan
+models and docs/language.md. Light: the standard library only (`orcac check` imports it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# ---- value types ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Type:
+    """What a key's value must be. `kind` names the converter in orcac.compiler.to_spec;
+    `lo`/`hi` bound numbers (inclusive), `above` bounds them from below (exclusive), and
+    `options` are a choice's words."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    above: float | None = None
+    options: tuple[str, ...] = ()
+
+
+def whole(lo: int | None = None, hi: int | None = None) -> Type:
+    return Type("integer", lo, hi)
+
+
+def number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Type:
+    return Type("number", lo, hi, above)
+
+
+def one_of(*options: str) -> Type:
+    return Type("choice", options=options)
+
+
+TEXT = Type("text")  # a non-empty string
+STRING = Type("string")  # any string
+PATH = Type("path")  # a file or directory name
+URLS = Type("urls")  # a URL, or a list of replicas' URLs
+ENV = Type("env")  # env("NAME"): the name of an environment variable
+FRACTION = Type("fraction")  # 20% or 0.2
+DURATION = Type("duration")  # 30s, 500ms, 2m, or a number of seconds
+BOOLEAN = Type("boolean")
+REF = Type("ref")  # a declaration's name
+REFS = Type("refs")  # a list of declarations' names
+NAMES = Type("names")  # a list of words
+SOURCE = Type("source")  # jsonl(..), csv(..), parquet(..), hf(..), sql(..)
+CHECKS = Type("checks")  # a check or a list of them
+FORMS = Type("forms")  # an answer form or a list of them
+STRATEGY = Type("strategy")  # a strategy's name or best_of(..)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+# ---- keys ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key. `block` is a block kind, or a call (`"best_of()"`) for its keyword arguments.
+
+    `default`: the value when the key is not written (None: no value). `plan_name`: the field
+    of the block's plan model that holds it ("" when it is `name`; dotted: a field of a nested
+    record). `why_renamed`: why `plan_name` is not `name`, required where it is not. `doc`: the
+    plan field's description in its JSON Schema, where that field takes its default from here
+    ("": none). `field`: the declaration's
+    attribute in orcac.specs.spec ("" when it is `name`). `in_probe_key`: the value is hashed
+    into the key of a probe's decision (orcac.compiler.lower.probe_key)."""
+
+    block: str
+    name: str
+    type: Type
+    default: Any = None
+    plan_name: str = ""
+    why_renamed: str = ""
+    doc: str = ""
+    required: bool = False
+    field: str = ""
+    in_probe_key: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan_name", self.plan_name or self.name)
+        object.__setattr__(self, "field", self.field or self.name)
+
+    @property
+    def renamed(self) -> bool:
+        return self.plan_name != self.name
+
+
+HISTORICAL = "historical; kept so committed plans do not change"
+
+KEYS: tuple[Key, ...] = (
+    # ---- teacher: a model that answers teacher jobs
+    Key("teacher", "model", TEXT, required=True, in_probe_key=True),
+    Key(
+        "teacher", "api_key", ENV,
+        plan_name="api_key_env",
+        why_renamed="the plan holds the name of an environment variable, never a key: the field says so to whoever reads the plan",
+        doc="name of the env var holding the key",
+    ),
+    Key("teacher", "api_base", URLS, doc="the server's URL; a list: replicas of one model, each request to the least-loaded"),
+    Key("teacher", "temperature", number(0.0, 2.0), 0.0, in_probe_key=True),
+    Key("teacher", "top_p", number(0.0, 1.0), in_probe_key=True),
+    Key("teacher", "max_tokens", whole(1), 512, in_probe_key=True),
+    Key("teacher", "seed", whole(0), in_probe_key=True),
+    Key("teacher", "concurrency", whole(1, 100000), 16),
+    Key("teacher", "adaptive", BOOLEAN, True, doc="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"),
+    Key("teacher", "rpm", whole(1), doc="requests per minute the provider allows"),
+    Key("teacher", "tpm", whole(1), doc="tokens per minute the provider allows"),
+    Key(
+        "teacher", "timeout", DURATION, 60.0,
+        plan_name="timeout_s",
+        why_renamed="the language writes a duration with its unit (30s, 2m); the plan holds a bare number, so its name carries the unit: seconds",
+    ),
+    Key("teacher", "max_retries", whole(0, 100), 6),
+    # only read by the in-process `local/...` provider
+    Key("teacher", "batch_size", whole(1, 4096), 16),
+    Key("teacher", "threads", whole(1, 1024)),
+    Key("teacher", "precision", one_of(*PRECISIONS), "auto", doc="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)"),
+    Key(
+        "teacher", "transport", one_of("auto", "litellm"), "auto",
+        doc="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm has resolved the request once; "
+        "litellm: every request through litellm.acompletion",
+    ),
+    Key("teacher", "mode", one_of("online", "batch"), "online", doc="batch: jobs go through the provider's batch API (files and batches), not online calls"),
+    # ---- student: the model being fine-tuned
+    Key("student", "model", TEXT, required=True),
+    Key("student", "chat_template", one_of("auto", "chatml"), "auto"),
+    # ---- strategy: the teacher's instruction, and the answer form it asks for
+    Key("strategy", "system", TEXT, required=True),
+    Key(
+        "strategy", "expect", FORMS, (),
+        plan_name="adherence",
+        why_renamed="the plan names the rules after what build and eval measure with them, an answer's adherence to its strategy's form "
+        "(the report's column); " + HISTORICAL,
+    ),
+    Key("demonstration", "user", TEXT, required=True),
+    Key("demonstration", "assistant", TEXT, required=True),
+    # ---- erase: the system message the student is trained with
+    Key("erase", "system", TEXT, required=True),
+    # ---- task
+    Key(
+        "task", "from", SOURCE, required=True, field="source",
+        plan_name="source",
+        why_renamed="`from` is a Python keyword, so neither the declaration nor the plan model can have a field of that name",
+    ),
+    Key("task", "prompt", TEXT, required=True),
+    Key("task", "gold", TEXT),
+    Key("task", "category", TEXT),
+    Key("task", "teacher", REF),
+    Key("task", "erase", REF),
+    Key("task", "strategy", STRATEGY),  # best_of(..): the plan's `probe` holds it, `strategy` its decision
+    Key("task", "accept", CHECKS, ()),
+    Key("task", "allow_truncated", BOOLEAN, False),
+    Key("task", "limit", whole(1)),
+    Key("task", "seed", whole(0), 0),
+    Key("task", "holdout", FRACTION, 0.0),
+    # Rejection sampling (RFT, STaR): `samples` teacher calls per example at `temperature`,
+    # up to `keep` accepted, distinct answers become records.
+    *(
+        Key(
+            "task", name, type, default,
+            plan_name=f"sampling.{name}",
+            why_renamed="the plan keeps the three settings of rejection sampling together in one `sampling` record, "
+            "beside the rule the compiler adds for what fixes each sample's answer (`seeds`)",
+            doc=doc,
+        )
+        for name, type, default, doc in (
+            ("samples", whole(1, 1000), 1, ""),
+            ("keep", whole(1, 1000), 1, ""),
+            ("temperature", number(0.0, 2.0), None, "None: the teacher's temperature"),
+        )
+    ),
+    # ---- train
+    Key("train", "student", REF, required=True),
+    Key("train", "max_length", whole(16, 1_048_576), 2048),
+    Key("train", "packing", BOOLEAN, True),
+    Key("train", "lr", number(hi=1.0, above=0.0), 2e-5),
+    Key("train", "schedule", one_of("cosine", "linear", "constant"), "cosine"),
+    Key(
+        "train", "warmup", FRACTION, 0.0,
+        plan_name="warmup_ratio",
+        why_renamed="the plan names what the number is, a share of each stage's steps (the language writes it as a percentage); "
+        "the name is transformers' TrainingArguments.warmup_ratio, though the runtime now hands the share over as warmup_steps "
+        "(a float below 1 is a share); " + HISTORICAL,
+    ),
+    Key("train", "batch_size", whole(1, 65536), 1),
+    Key("train", "grad_accum", whole(1, 65536), 1),
+    Key("train", "seed", whole(0), 0),
+    Key("train", "precision", one_of(*PRECISIONS), "auto"),
+    Key("train", "output", PATH),  # None: .orca/<spec name>/student (lower, by spec_stem)
+    Key("lora", "r", whole(1, 4096), 16),
+    Key("lora", "alpha", whole(1, 65536), 32),
+    Key("lora", "dropout", number(0.0, 1.0), 0.05),
+    Key(
+        "lora", "targets", NAMES, ("q_proj", "k_proj", "v_proj", "o_proj"),
+        plan_name="target_modules",
+        why_renamed="PEFT's own name (LoraConfig.target_modules), which the runtime hands over unchanged",
+    ),
+    Key("stage", "tasks", REFS, required=True),
+    Key("stage", "epochs", number(above=0.0, hi=1000.0), 1.0),
+    # ---- eval
+    Key("eval", "max_new_tokens", whole(1, 1_000_000), 256),
+    Key("eval", "batch_size", whole(1, 4096), 16),
+    Key("eval", "prompted", BOOLEAN, True),
+    # ---- keyword arguments of calls
+    Key(
+        "best_of()", "by", one_of("accept"), "accept",
+        plan_name="metric",
+        why_renamed="the plan's probe record names what it scores candidates by, its metric; the plan's contract was written "
+        "before the language; " + HISTORICAL,
+    ),
+    Key(
+        "best_of()", "probe", whole(1), 16,
+        plan_name="size",
+        why_renamed="the plan holds it inside the task's `probe` record, where `probe.probe` would say nothing: it is the probe's size in rows",
+    ),
+    Key(
+        "numeric()", "tol", number(0.0), 1e-6, field="tolerance",
+        plan_name="tolerance",
+        why_renamed="the language abbreviates what the plan (and the report) spell out; " + HISTORICAL,
+    ),
+    Key("hf()", "split", STRING),
+    Key("sql()", "network", BOOLEAN, False, doc="sql: the spec allows the query to reach the network (not pinned by sha256)"),
+    Key(  # in `expect` (a check's regex() takes none); not written: "matches /PATTERN/"
+        "regex()", "why", STRING, field="description",
+        plan_name="description",
+        why_renamed="the plan holds every rule's description, whatever wrote it: a built-in form's, max_words' `at most N words`, "
+        "or `why`",
+    ),
+)
+
+# The task keys a `defaults` block may set, in the order they are listed (hover, completion).
+DEFAULTS = ("teacher", "erase", "strategy", "seed", "holdout", "accept", "allow_truncated", "limit", "samples", "keep", "temperature")
+
+CALLS = tuple(dict.fromkeys(k.block for k in KEYS if k.block.endswith("()")))
+
+_BY_BLOCK: dict[str, tuple[Key, ...]] = {}
+for _key in KEYS:
+    _BY_BLOCK[_key.block] = (*_BY_BLOCK.get(_key.block, ()), _key)
+_BY_BLOCK["defaults"] = tuple(next(k for k in _BY_BLOCK["task"] if k.name == name) for name in DEFAULTS)
+
+
+def keys(block: str) -> tuple[Key, ...]:
+    """The keys of a block kind or call, in the order they are listed; `defaults`: the task's
+    keys it takes (their defaults are the task's, applied by resolve)."""
+    return _BY_BLOCK.get(block, ())
+
+
+def key(block: str, name: str) -> Key:
+    for k in keys(block):
+        if k.name == name:
+            return k
+    raise KeyError(f"{block} has no key {name!r}")
+
+
+def options(block: str, name: str) -> tuple[str, ...]:
+    """A choice's words: what the plan's Literal field allows."""
+    return key(block, name).type.options
