@@ -44,7 +44,7 @@ class TemplateLimit(SecurityError):
 
 
 class RowError(Exception):
-    """A source row that is not a row (orcac.sources.read.BadRow): nothing to render."""
+    """A source row that is not a row (orcac.sources.problems.BadRow): nothing to render."""
 
 
 class _Budget:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from orcac import sampling
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
-from orcac.sources.read import SourceError, header, read, sha256_files, source_files
+from orcac.sources.headers import header
+from orcac.sources.problems import SourceError
+from orcac.sources.read import read, sha256_files, source_files
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 

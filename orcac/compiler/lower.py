@@ -21,7 +21,8 @@ from orcac import sampling
 from orcac import costs as est
 from orcac.compiler.check import Facts
 from orcac.specs.diagnostics import Diagnostics
-from orcac.sources.read import rebase_query, render_row
+from orcac.sources.read import render_row, sha256_files
+from orcac.sources.sql import rebase_query
 from orcac.specs.plan import (
     CheckRule,
     DemonstrationPlan,
@@ -150,14 +151,20 @@ def lower_erase(e: EraseDecl, origin: str) -> ErasePlan:
 
 def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePlan:
     """Paths relative to the plan; what `check` read: sha256, columns, rows."""
+    query = rebase_query(src.query, base, plan_dir) if src.query is not None else None
+    sha = sf.sha256
+    if src.kind == "sql" and query != src.query:
+        # The hash covers the query as the plan holds it, which is what the runtime re-hashes
+        # (orcac/runtime/build/source_rows.py): rebased for a plan written elsewhere (-o).
+        sha = sha256_files(sf.files, extra=query)
     return SourcePlan(
         kind=src.kind,
         path=rel(base / src.path, plan_dir) if src.path is not None else None,
         split=src.split,
-        query=rebase_query(src.query, base, plan_dir) if src.query is not None else None,
+        query=query,
         files=tuple(rel(f, plan_dir) for f in sf.files) if src.kind == "sql" else (),
         network=src.network,
-        sha256=sf.sha256,
+        sha256=sha,
         columns=sf.columns,
         rows=sf.rows,
     )
@@ -255,7 +262,9 @@ def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]]
         "source": source_sha,
         "candidates": candidates,
         "teacher": {
-            **{key.name: getattr(teacher, key.field) for key in settings.keys("teacher") if key.in_probe_key},
+            **{key.name: getattr(teacher, key.field) for key in settings.answer_keys()},
+            # only when one server is named, so that keys of specs without one do not move
+            **({"api_base": api_base} if (api_base := settings.answer_api_base(teacher.api_base)) else {}),
             "params": teacher.params,
         },
         "probe": task.strategy.probe,

@@ -1,13 +1,9 @@
-"""Reading task sources: headers only for `orcac check`, every row for `orcac plan`.
+"""Reading task sources whole: the files a source reads, its rows in order, their sha256.
 
-`header()` is what `check` uses and must stay cheap: the first line of a jsonl file, the
-header row of a csv, a parquet footer (read here with a small Thrift reader, so check
-does not import pyarrow), the JSON metadata of a saved Hugging Face dataset. Only
-`sql()` sources import DuckDB, and only specs that use them.
-
-`read_rows()` is the one way to turn a plan's SourcePlan into rows; the compiler counts
-and renders with it and the runtime reads with it, so both see the same rows in the
-same order.
+`read()` is the one way to turn a source into rows: the compiler counts, splits and renders
+with it and the runtime reads with it (orcac/runtime/build/source_rows.py), so both see the
+same rows in the same order. A csv or jsonl line that is not a row stays in its place as a
+`BadRow`. Check-time headers are in headers.py, sql sources in sql.py.
 """
 
 from __future__ import annotations
@@ -15,29 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import re
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from orcac.errors import OrcacError
+from orcac.sources.problems import BadRow, SourceError
+from orcac.sources.sql import run_sql, sql_files
 
 csv.field_size_limit(1 << 30)
-
-
-class SourceError(OrcacError):
-    """A source that cannot be read; the compiler turns it into a diagnostic."""
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row of a source that is not a row: a csv line with more or fewer fields than the
-    header, a jsonl line that is not a JSON object. It keeps its place (row numbers and the
-    split stay those of the file) and is reported and skipped wherever rows are rendered,
-    like a row whose template fails; it is never sent to a teacher."""
-
-    reason: str
 
 
 def render_row(template: str, row) -> str:
@@ -48,13 +27,6 @@ def render_row(template: str, row) -> str:
     if isinstance(row, BadRow):
         raise RowError(row.reason)
     return render(template, row)
-
-
-@dataclass
-class Header:
-    columns: tuple[str, ...]
-    rows: int | None = None  # known without reading the data (parquet footer, hf metadata)
-    files: tuple[Path, ...] = field(default_factory=tuple)  # absolute: every file the source reads
 
 
 # ---- paths ----------------------------------------------------------------------------------------
@@ -73,34 +45,6 @@ def source_files(
     if kind == "hf":
         return hf_files(base / path, split, path)
     return sql_files(query, base, network=network)
-
-
-_QUOTED = re.compile(r"'((?:[^']|'')*)'")
-_PATHLIKE = re.compile(r"[^\s]+\.(?:parquet|csv|tsv|jsonl|ndjson|json)(?:\.gz|\.zst)?$", re.I)
-
-
-def sql_literals(query: str) -> list[str]:
-    """The single-quoted literals of a query that name data files ('data/x.parquet')."""
-    return [m.group(1).replace("''", "'") for m in _QUOTED.finditer(query) if _PATHLIKE.match(m.group(1).replace("''", "'"))]
-
-
-def sql_files(query: str, base: Path, *, network: bool = False) -> tuple[Path, ...]:
-    _one_select(query)
-    out = []
-    for lit in sql_literals(query):
-        if "://" in lit:
-            if not network:
-                raise SourceError(
-                    f"the sql query reads {lit} from the network, which a spec must allow explicitly",
-                    'write sql("...", network = true); its data is not pinned by the plan\'s sha256',
-                )
-            continue
-        p = base / lit
-        if not p.is_file():
-            raise SourceError(f"source file not found: {lit} (read by the sql query)")
-        if p not in out:
-            out.append(p)
-    return tuple(out)
 
 
 def hf_split_dir(root: Path, split: str | None, shown: str) -> Path:
@@ -137,30 +81,7 @@ def hf_files(root: Path, split: str | None, shown: str) -> tuple[Path, ...]:
 # ---- headers (check) --------------------------------------------------------------------------------
 
 
-def header(kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False) -> Header:
-    files = source_files(kind, path, split, query, base, network=network)
-    if kind == "jsonl":
-        return Header(columns=_jsonl_header(files[0], path), files=files)
-    if kind == "csv":
-        with _Utf8Lines(files[0], path) as f:
-            row = next(csv.reader(f), None)
-        return Header(columns=_csv_columns(row, path), files=files)
-    if kind == "parquet":
-        columns, rows = parquet_header(files[0])
-        return Header(columns=columns, rows=rows, files=files)
-    if kind == "hf":
-        d = files[0].parent
-        info = json.loads((d / "dataset_info.json").read_text())
-        columns = tuple((info.get("features") or {}).keys())
-        rows = None
-        splits = info.get("splits") or {}
-        if isinstance(splits, dict) and len(splits) == 1:
-            rows = next(iter(splits.values())).get("num_examples")
-        return Header(columns=columns, rows=rows, files=files)
-    return Header(columns=_sql_columns(query, base, network), files=files)
-
-
-class _Utf8Lines:
+class Utf8Lines:
     """A data file's lines as UTF-8 text; a byte-order mark (as spreadsheet programs write) is
     not part of the first column's name. Bytes that are not UTF-8 are a SourceError."""
 
@@ -188,7 +109,7 @@ class _Utf8Lines:
         self.f.close()
 
 
-def _csv_columns(header_row: list[str] | None, shown: str) -> tuple[str, ...]:
+def csv_columns(header_row: list[str] | None, shown: str) -> tuple[str, ...]:
     if not header_row:
         raise SourceError(f"{shown} is empty: a csv source needs a header row")
     return tuple(header_row)
@@ -196,9 +117,9 @@ def _csv_columns(header_row: list[str] | None, shown: str) -> tuple[str, ...]:
 
 def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
     """Columns and rows of a csv file; a line with more or fewer fields than the header is a BadRow."""
-    with _Utf8Lines(p, shown) as f:
+    with Utf8Lines(p, shown) as f:
         reader = csv.reader(f)
-        columns = _csv_columns(next(reader, None), shown)
+        columns = csv_columns(next(reader, None), shown)
         rows: list = []
         for record in reader:
             if not record:
@@ -214,7 +135,7 @@ def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
 def _jsonl_rows(p: Path, shown: str):
     """One row per non-blank line, lazily (check reads until the first object): a dict, or a
     BadRow for a line that is not a JSON object."""
-    with _Utf8Lines(p, shown) as f:
+    with Utf8Lines(p, shown) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -229,7 +150,7 @@ def _jsonl_rows(p: Path, shown: str):
             yield row
 
 
-def _jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
+def jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
     """The keys of the first object; a file with no object line at all is an error."""
     first_bad = None
     for row in _jsonl_rows(p, shown):
@@ -244,195 +165,7 @@ def _jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
 # ---- parquet footer, without pyarrow -------------------------------------------------------------------
 
 
-class _Thrift:
-    """Just enough of Thrift's compact protocol to read a parquet FileMetaData."""
-
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self) -> int:
-        shift = result = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    def zigzag(self) -> int:
-        n = self.varint()
-        return (n >> 1) ^ -(n & 1)
-
-    def binary(self) -> bytes:
-        n = self.varint()
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def value(self, t: int):
-        if t in (1, 2):
-            return t == 1
-        if t == 3:
-            return self.byte()
-        if t in (4, 5, 6):
-            return self.zigzag()
-        if t == 7:
-            self.pos += 8
-            return None
-        if t == 8:
-            return self.binary()
-        if t in (9, 10):
-            h = self.byte()
-            size, et = h >> 4, h & 0x0F
-            if size == 15:
-                size = self.varint()
-            return [self.byte() == 1 if et in (1, 2) else self.value(et) for _ in range(size)]
-        if t == 11:
-            size = self.varint()
-            if size:
-                h = self.byte()
-                for _ in range(size):
-                    self.value(h >> 4)
-                    self.value(h & 0x0F)
-            return None
-        if t == 12:
-            return self.struct()
-        raise ValueError(f"thrift type {t}")
-
-    def struct(self) -> dict[int, object]:
-        out, last = {}, 0
-        while True:
-            h = self.byte()
-            if h == 0:
-                return out
-            delta, t = h >> 4, h & 0x0F
-            fid = last + delta if delta else self.zigzag()
-            out[fid] = self.value(t)
-            last = fid
-
-
-def parquet_header(p: Path) -> tuple[tuple[str, ...], int]:
-    """Top-level column names and row count from a parquet file's footer."""
-    try:
-        with open(p, "rb") as f:
-            f.seek(-8, os.SEEK_END)
-            size, magic = struct.unpack("<i4s", f.read(8))
-            if magic != b"PAR1":
-                raise ValueError("not parquet")
-            f.seek(-8 - size, os.SEEK_END)
-            meta = _Thrift(f.read(size)).struct()
-        schema = meta[2]
-        root, columns, i = schema[0], [], 1
-        for _ in range(root.get(5, 0)):
-            element = schema[i]
-            columns.append(element[4].decode())
-            i += 1 + _descendants(schema, i)
-        return tuple(columns), int(meta[3])
-    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error, UnicodeDecodeError):
-        try:
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(p)
-            return tuple(pf.schema_arrow.names), pf.metadata.num_rows
-        except Exception as error:
-            raise SourceError(f"{p.name} is not a readable parquet file ({error})") from None
-
-
-def _descendants(schema: list, i: int) -> int:
-    count = 0
-    for _ in range(schema[i].get(5, 0) or 0):
-        j = i + 1 + count
-        count += 1 + _descendants(schema, j)
-    return count
-
-
 # ---- sql -----------------------------------------------------------------------------------------------
-
-
-def _absolute_query(query: str, base: Path) -> str:
-    def sub(m: re.Match) -> str:
-        lit = m.group(1).replace("''", "'")
-        if _PATHLIKE.match(lit) and (base / lit).is_file():
-            return "'" + str((base / lit).resolve()).replace("'", "''") + "'"
-        return m.group(0)
-
-    return _QUOTED.sub(sub, query)
-
-
-def _one_select(query: str) -> None:
-    """Raise SourceError unless the query is one read-only statement, by DuckDB's own parser."""
-    import duckdb  # only specs with sql() sources pay for this import
-
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as error:
-        raise SourceError(f"the sql query does not parse: {str(error).splitlines()[0]}") from None
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        what = f"{len(statements)} statements" if len(statements) != 1 else f"a {statements[0].type.name} statement"
-        raise SourceError(
-            f"a sql source is one read-only query (SELECT or WITH ... SELECT); this one is {what}",
-            "a source only reads: write one SELECT ... FROM 'data/x.parquet', with no ';' between statements",
-        )
-
-
-def _duckdb(query: str, files: tuple[Path, ...], network: bool):
-    """A connection for one query already checked by `_one_select`: it reads only the files
-    the query names (those the plan hashes); no network, and no extension installed or
-    loaded behind the user's back, unless the spec says `network = true`."""
-    import duckdb  # only specs with sql() sources pay for this import
-
-    config = {"threads": 1}  # one thread: the same row order on every machine
-    if not network:
-        config |= {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    con = duckdb.connect(":memory:", config=config)
-    if not network:
-        con.execute("SET allowed_paths = ?", [[str(p.resolve()) for p in files]])
-        con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")  # the query cannot undo the above
-    return con
-
-
-_SQL_HINT = (
-    "a sql source reads only the files it names in quotes ('data/x.parquet', .csv, .tsv, .jsonl, .ndjson, .json); "
-    "to read from the network, write sql(\"...\", network = true)"
-)
-
-
-def _run_sql(query: str, base: Path, network: bool, run):
-    files = sql_files(query, base, network=network)
-    con = _duckdb(query, files, network)
-    try:
-        return run(con.sql(_absolute_query(query, base)))
-    except Exception as error:
-        first = str(error).splitlines()[0]
-        hint = _SQL_HINT if "disabled by configuration" in first else None
-        raise SourceError(f"the sql query fails: {first}", hint) from None
-    finally:
-        con.close()
-
-
-def _sql_columns(query: str, base: Path, network: bool = False) -> tuple[str, ...]:
-    return _run_sql(query, base, network, lambda rel: tuple(rel.columns))
-
-
-def rebase_query(query: str, old_base: Path, new_base: Path) -> str:
-    """The query with its file literals made relative to `new_base` instead of `old_base`."""
-    if old_base.resolve() == new_base.resolve():
-        return query
-
-    def sub(m: re.Match) -> str:
-        lit = m.group(1).replace("''", "'")
-        if _PATHLIKE.match(lit) and (old_base / lit).is_file():
-            rel = Path(os.path.relpath((old_base / lit).resolve(), new_base.resolve())).as_posix()
-            return "'" + rel.replace("'", "''") + "'"
-        return m.group(0)
-
-    return _QUOTED.sub(sub, query)
 
 
 # ---- whole sources (plan, runtime) -----------------------------------------------------------------------
@@ -463,7 +196,7 @@ def read(
     if kind == "jsonl":
         rows = list(_jsonl_rows(files[0], path))
         columns = next((tuple(r) for r in rows if not isinstance(r, BadRow)), None)
-        return (columns if columns is not None else _jsonl_header(files[0], path)), rows
+        return (columns if columns is not None else jsonl_header(files[0], path)), rows
     if kind == "csv":
         return _csv_rows(files[0], path)
     if kind == "parquet":
@@ -487,11 +220,6 @@ def read(
         table = rel.arrow()
         return table.read_all() if hasattr(table, "read_all") else table  # newer DuckDB: a RecordBatchReader
 
-    table = _run_sql(query, base, network, arrow)
+    table = run_sql(query, base, network, arrow)
     return tuple(table.column_names), table.to_pylist()
 
-
-def read_rows(source, root: Path) -> list[dict]:
-    """Rows of a plan's SourcePlan (orcac.specs.plan), paths relative to the plan's directory `root`."""
-    _, rows = read(source.kind, source.path, source.split, source.query, Path(root), network=source.network)
-    return rows

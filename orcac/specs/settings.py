@@ -11,7 +11,7 @@ not the key's own, why (`why_renamed`). Read from here, not restated:
 - `orcac.compiler.resolve`: what a task's key falls back to when neither it nor `defaults`
   sets it, and which task keys a `defaults` block takes (`DEFAULTS`);
 - `orcac.compiler.lower`: which declaration field goes to which plan field, and which teacher
-  settings a probe's key covers (`in_probe_key`);
+  settings a probe's key covers (`determines_answer`);
 - `orcac.specs.plan`: the default, choices and JSON Schema description of each plan field that
   holds a key (`plan.setting`);
 - the language server: hover shows a key's value as it is written (`env("NAME")`, `30s`).
@@ -84,8 +84,10 @@ class Key:
     record). `why_renamed`: why `plan_name` is not `name`, required where it is not. `doc`: the
     plan field's description in its JSON Schema, where that field takes its default from here
     ("": none). `field`: the declaration's
-    attribute in orcac.specs.spec ("" when it is `name`). `in_probe_key`: the value is hashed
-    into the key of a probe's decision (orcac.compiler.lower.probe_key)."""
+    attribute in orcac.specs.spec ("" when it is `name`). `determines_answer`: the value is part
+    of what determines a teacher's answer, hashed into a job's id
+    (orcac.runtime.teachers.jobs.job_id) and a probe decision's key
+    (orcac.compiler.lower.probe_key) alike; `api_base` counts through `answer_api_base`."""
 
     block: str
     name: str
@@ -96,7 +98,7 @@ class Key:
     doc: str = ""
     required: bool = False
     field: str = ""
-    in_probe_key: bool = False
+    determines_answer: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan_name", self.plan_name or self.name)
@@ -111,18 +113,19 @@ HISTORICAL = "historical; kept so committed plans do not change"
 
 KEYS: tuple[Key, ...] = (
     # ---- teacher: a model that answers teacher jobs
-    Key("teacher", "model", TEXT, required=True, in_probe_key=True),
+    Key("teacher", "model", TEXT, required=True, determines_answer=True),
     Key(
         "teacher", "api_key", ENV,
         plan_name="api_key_env",
         why_renamed="the plan holds the name of an environment variable, never a key: the field says so to whoever reads the plan",
         doc="name of the env var holding the key",
     ),
-    Key("teacher", "api_base", URLS, doc="the server's URL; a list: replicas of one model, each request to the least-loaded"),
-    Key("teacher", "temperature", number(0.0, 2.0), 0.0, in_probe_key=True),
-    Key("teacher", "top_p", number(0.0, 1.0), in_probe_key=True),
-    Key("teacher", "max_tokens", whole(1), 512, in_probe_key=True),
-    Key("teacher", "seed", whole(0), in_probe_key=True),
+    Key("teacher", "api_base", URLS, doc="the server's URL; a list: replicas of one model, each request to the least-loaded",
+        determines_answer=True),
+    Key("teacher", "temperature", number(0.0, 2.0), 0.0, determines_answer=True),
+    Key("teacher", "top_p", number(0.0, 1.0), determines_answer=True),
+    Key("teacher", "max_tokens", whole(1), 512, determines_answer=True),
+    Key("teacher", "seed", whole(0), determines_answer=True),
     Key("teacher", "concurrency", whole(1, 100000), 16),
     Key("teacher", "adaptive", BOOLEAN, True, doc="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"),
     Key("teacher", "rpm", whole(1), doc="requests per minute the provider allows"),
@@ -277,3 +280,19 @@ def key(block: str, name: str) -> Key:
 def options(block: str, name: str) -> tuple[str, ...]:
     """A choice's words: what the plan's Literal field allows."""
     return key(block, name).type.options
+
+
+def answer_api_base(api_base: str | tuple[str, ...] | list[str] | None) -> str | None:
+    """The api base as part of what determines an answer: one server may serve another model
+    under the same name, so it counts; a list is replicas of one model, so which of them
+    answers does not (adding or reordering servers reuses every stored answer).
+
+    >>> answer_api_base("http://a/v1"), answer_api_base(("http://a/v1", "http://b/v1")), answer_api_base(None)
+    ('http://a/v1', None, None)
+    """
+    return api_base if isinstance(api_base, str) else None
+
+
+def answer_keys() -> tuple[Key, ...]:
+    """The teacher keys that determine an answer (api_base apart: see answer_api_base)."""
+    return tuple(k for k in keys("teacher") if k.determines_answer and k.name != "api_base")

@@ -53,9 +53,10 @@ def test_paths_are_relative_to_the_plan(project, tmp_path):
     assert "'../../spec/data/products.parquet'" in plan.tasks["products"].source.query
     assert plan.train.output == "../../spec/out/student"
     # the query still runs from the plan's directory
-    from orcac.sources.read import read_rows
+    from orcac.runtime.build.source_rows import read_rows
 
-    assert len(read_rows(plan.tasks["products"].source, elsewhere.parent)) == plan.tasks["products"].source.rows
+    rows = read_rows(plan.tasks["products"].source, elsewhere.parent, task="products")
+    assert len(rows) == plan.tasks["products"].source.rows
 
 
 def test_no_secret_and_no_absolute_path_in_plan(project, monkeypatch):

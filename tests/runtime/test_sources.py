@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orcac.sources.read import BadRow
+from orcac.sources.problems import BadRow
 from orcac.errors import OrcacError
 from orcac.runtime.build.source_rows import read_rows, source_sha256
 from orcac.specs.plan import SourcePlan

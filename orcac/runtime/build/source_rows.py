@@ -13,28 +13,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orcac.sources import read as compiled
 from orcac.errors import OrcacError
+from orcac.sources import read as sources
+from orcac.sources.problems import SourceError
 from orcac.specs.plan import SourcePlan
 
 
 def source_sha256(source: SourcePlan, root: Path) -> str:
     """The hash `orcac plan` records in `SourcePlan.sha256` for these files as they are now."""
-    files = compiled.source_files(source.kind, source.path, source.split, source.query, root, network=source.network)
-    return compiled.sha256_files(files, extra=source.query if source.kind == "sql" else "")
+    files = sources.source_files(source.kind, source.path, source.split, source.query, root, network=source.network)
+    return sources.sha256_files(files, extra=source.query if source.kind == "sql" else "")
 
 
-def read_rows(source: SourcePlan, root: Path, *, task: str, verify: bool = True) -> list[dict]:
+def read_rows(source: SourcePlan, root: Path, *, task: str) -> list[dict]:
     """The source's rows, in source order. Raises OrcacError naming the task and file."""
     where = source.path or ", ".join(source.files) or "the sql query"
     try:
-        if verify and source_sha256(source, root) != source.sha256:
+        if source_sha256(source, root) != source.sha256:
             raise OrcacError(
                 f"task {task}: {where}: the data changed since the plan was made: run `orcac plan`",
                 hint="re-plan so the split, prompts and job ids follow the new data",
             )
-        columns, rows = compiled.read(source.kind, source.path, source.split, source.query, root, network=source.network)
-    except compiled.SourceError as error:
+        columns, rows = sources.read(source.kind, source.path, source.split, source.query, root, network=source.network)
+    except SourceError as error:
         raise OrcacError(f"task {task}: {error.message}", hint=error.hint) from None
     except OSError as error:
         raise OrcacError(f"task {task}: cannot read {where}: {error.strerror or error}") from None

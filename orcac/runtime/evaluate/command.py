@@ -275,18 +275,18 @@ def generate(
     model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int, progress=None
 ) -> list[Answer]:
     """Greedy answers to tokenized prompts, in batches of similar length (orcac.runtime.models.generation)."""
-    from orcac.runtime.models.generation import decode
+    from orcac.runtime.models.generation import decode, stop_ids
 
-    eos = tokenizer.convert_tokens_to_ids(chat_format.end_of_turn(tokenizer))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    eos = stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
     out: list[Answer | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        results = decode(model, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens, eos={eos}, pad=pad)
+        results = decode(model, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens, eos=eos, pad=pad)
         for i, result in zip(chunk, results):
             text = tokenizer.decode(result.tokens, skip_special_tokens=True)
-            out[i] = Answer(text=text.strip(), finish_reason=result.finish_reason, new_tokens=len(result.tokens))
+            out[i] = Answer(text=text.strip(), finish_reason=result.finish_reason, new_tokens=result.completion_tokens)
         if progress is not None:
             progress(min(start + batch_size, len(order)))
     return out  # type: ignore[return-value]

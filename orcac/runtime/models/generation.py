@@ -29,6 +29,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def stop_ids(model, tokenizer) -> set[int]:
+    """The tokens that end an answer, for the local teacher and eval alike: the model's
+    generation config's end-of-sequence ids and the tokenizer's (which closes a chat turn)."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
 @dataclass(frozen=True)
 class Generated:
     tokens: list[int]  # the new tokens, without the end-of-sequence token

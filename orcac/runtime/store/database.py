@@ -1,6 +1,6 @@
 """The build's DuckDB file: one writer, bulk inserts through Arrow, one transaction per flush.
 
-    store = Store.open(root / ".orca" / "cautious.duckdb")
+    store = Store.open(context.db)
     store.write({"responses": table, "records": table})   # one transaction, all or nothing
 
 The tables and their versions are in `orcac/runtime/store/schema.py`; the build's are

@@ -4,7 +4,7 @@
 
 A job is content-addressed (`job_id`: model, api base, messages and sampling parameters), so
 the caller can skip jobs already answered. Per teacher, at most `concurrency` requests are in
-flight, its `rpm` / `tpm` limits hold (tokens estimated as prompt chars / 4 + max_tokens), and
+flight, its `rpm` / `tpm` limits hold (tokens estimated by orcac.costs.prompt_tokens + max_tokens), and
 retryable failures (429, 5xx, timeouts, connection errors, malformed answers, and empty ones:
 no choices, or a blank text that was not cut off by max_tokens) are retried with exponential
 backoff and full jitter, honouring Retry-After, up to `max_retries`. An answer longer than

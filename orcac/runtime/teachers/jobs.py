@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orcac.specs import settings
 from orcac.specs.plan import TeacherPlan
 
 
@@ -65,14 +66,9 @@ def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tup
     False
     """
     payload = {
-        "model": teacher.model,
-        # A list of servers is replicas of one model: which one answers does not change the job.
-        "api_base": None if isinstance(teacher.api_base, tuple) else teacher.api_base,
+        **{key.plan_name: getattr(teacher, key.plan_name) for key in settings.answer_keys()},
+        "api_base": settings.answer_api_base(teacher.api_base),
         "messages": [dict(m) for m in messages],
-        "temperature": teacher.temperature,
-        "top_p": teacher.top_p,
-        "max_tokens": teacher.max_tokens,
-        "seed": teacher.seed,
         "params": dict(teacher.params),
     }
     options = dict(options)

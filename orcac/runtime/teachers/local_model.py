@@ -103,18 +103,6 @@ async def preload(teacher: TeacherPlan, root: Path | None = None) -> None:
     await asyncio.get_running_loop().run_in_executor(None, load, settings)
 
 
-def _eos_ids(lm, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    eos = getattr(lm.generation_config, "eos_token_id", None)
-    if isinstance(eos, int):
-        ids.add(eos)
-    elif eos:
-        ids.update(eos)
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
-
-
 @dataclass
 class _Request:
     messages: list
@@ -133,7 +121,7 @@ def generate_batch(
     """
     import torch
 
-    from orcac.runtime.models.generation import decode
+    from orcac.runtime.models.generation import decode, stop_ids
 
     lm, tokenizer = load(settings)
     if settings.threads:
@@ -145,7 +133,7 @@ def generate_batch(
         lm,
         prompts,
         max_new_tokens=[n for _, n in requests],
-        eos=_eos_ids(lm, tokenizer),
+        eos=stop_ids(lm, tokenizer),
         pad=tokenizer.pad_token_id,
         temperature=temperature or 0.0,
         top_p=top_p,
