@@ -11,6 +11,7 @@ import pytest
 from orcac import cli
 from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
+from orcac.specs.plan_file import plan_sha256, read_plan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
 
@@ -67,6 +68,8 @@ def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsy
 
         jobs = dict(_rows(db, "SELECT row_index, status FROM jobs"))
         assert sorted(jobs) == list(range(12))
+        # the plan's one hash, as training and eval store it, so runs join on it
+        assert _rows(db, "SELECT plan_sha256 FROM runs") == [(plan_sha256(read_plan(path)),)]
         errors = dict(_rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'"))
         assert errors == {5: "bad_response", 7: "timeout"}
         checks = _rows(db, "SELECT row_index, accepted, reason FROM checks ORDER BY row_index")

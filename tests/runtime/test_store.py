@@ -78,3 +78,63 @@ def test_read_only_open_of_a_missing_db_says_build_first(tmp_path):
     with pytest.raises(OrcacError, match="no build database at .*none.duckdb") as caught:
         Store.open(tmp_path / "none.duckdb", read_only=True)
     assert "run `orcac build` first" in caught.value.hint
+
+
+# ---- the schema version ------------------------------------------------------------------
+
+
+def _pre_version_file(path) -> None:
+    """A database as orcac wrote it before versions were stamped: the build's tables and an
+    eval_answers table without its job_id column."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE responses ({SCHEMA['responses']})")
+    con.execute("INSERT INTO responses (job_id, text) VALUES ('j1', 'kept')")
+    con.execute(
+        "CREATE TABLE eval_answers (run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, "
+        "gold VARCHAR, answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR, "
+        "adheres BOOLEAN, broken VARCHAR)"
+    )
+    con.close()
+
+
+def test_a_new_file_is_stamped_with_the_current_version(tmp_path):
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    with Store.open(tmp_path / "b.duckdb") as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+
+
+def test_a_file_from_before_versions_is_migrated_on_its_next_write(tmp_path):
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "old.duckdb"
+    _pre_version_file(path)
+    with Store.open(path, read_only=True) as store:  # readable as it is
+        assert schema_version(store.con) == 0
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'")}
+        assert "job_id" in columns
+        assert store.rows("SELECT text FROM responses") == [("kept",)]  # nothing lost
+        tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
+        assert set(SCHEMA) <= tables
+
+
+def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
+    import duckdb
+
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "new.duckdb"
+    with Store.open(path):
+        pass
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE schema_version SET version = ?", [SCHEMA_VERSION + 1])
+    con.close()
+    for read_only in (True, False):
+        with pytest.raises(OrcacError, match=rf"written by a newer orcac \(database schema {SCHEMA_VERSION + 1}; this orcac knows up to {SCHEMA_VERSION}\)"):
+            Store.open(path, read_only=read_only)
