@@ -1,4 +1,5 @@
-"""Pass `check`: sources exist and have the columns the templates read; golds, holdouts, stages.
+"""Pass `check`: sources exist and have the columns the templates read; golds, holdouts, stages;
+an instruction that the prompt or answer would carry into the record.
 
 In `check` mode a source is read only as far as its header; in `plan` mode it is read
 whole (rows counted, files hashed), and the same checks then use exact row counts.
@@ -56,6 +57,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         facts.sources[task.name] = sf
         _check_templates(task, sf.columns, diags)
         _check_gold(task, diags)
+        _check_instruction(task, diags)
         _check_sampling(task, spec, diags)
         probe = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
         sizes = None
@@ -136,7 +138,7 @@ def _check_templates(task: TaskDecl, columns: tuple[str, ...], diags: Diagnostic
 
     variables = template_variables
     known = set(columns)
-    for key, source in (("prompt", task.prompt), ("gold", task.gold)):
+    for key, source in (("prompt", task.prompt), ("gold", task.gold), ("answer", task.answer), ("instruction", task.instruction)):
         if source is None:
             continue
         span = task.at(key)
@@ -181,6 +183,29 @@ def _check_gold(task: TaskDecl, diags: Diagnostics) -> None:
             task.strategy.span,
             'add gold = "{{ column }}" to the task, or name one strategy',
         )
+
+
+def _check_instruction(task: TaskDecl, diags: Diagnostics) -> None:
+    """An instruction that is one column (`"{{ system_prompt }}"`), read again by the prompt or
+    the answer, would put into every record what erasure takes out of it."""
+    whole = _SIMPLE_VAR.fullmatch(task.instruction.strip()) if task.instruction and task.answer else None
+    if whole is None:
+        return
+    import jinja2
+
+    column = whole.group(1)
+    for key in ("prompt", "answer"):
+        source = getattr(task, key)
+        try:
+            used = template_variables(source) if source else set()
+        except jinja2.TemplateSyntaxError:  # reported by _check_templates
+            continue
+        if column in used:
+            diags.error(
+                f"the {key} of task '{task.name}' reads '{column}', the row's instruction, which erasure keeps out of every record",
+                task.at(key),
+                f"take {{{{ {column} }}}} out of the {key}: the record's system message is the erase message",
+            )
 
 
 def _check_sampling(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:

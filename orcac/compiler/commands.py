@@ -78,9 +78,10 @@ def _plan_one(spec: Path, args) -> int:
     changed = write_plan(compiled, out)
     e = compiled.estimate
     cost = "unknown" if e.cost is None else f"${e.cost:.4f}"
+    given = f", {_count(e.from_source, 'answer')} from sources" if e.from_source else ""
     print(
         f"{out}: {'written' if changed else 'unchanged'}; {_count(len(compiled.tasks), 'task')}, "
-        f"{_count(e.calls, 'teacher call')} ({e.probe_calls} probe), ~{e.prompt_tokens:,} prompt tokens, cost {cost}"
+        f"{_count(e.calls, 'teacher call')} ({e.probe_calls} probe){given}, ~{e.prompt_tokens:,} prompt tokens, cost {cost}"
     )
     return 0
 

@@ -93,16 +93,22 @@ def lower(
         sf = facts.sources.get(task.name)
         if sf is None or sf.data is None:
             continue
-        teacher = teachers[task.teacher.name]
         old = previous.tasks.get(task.name) if previous is not None else None
         source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
+        if task.answer is not None:
+            tasks[task.name] = lower_task(task, source, None, strategies, old)
+            estimates[task.name] = _estimate_given(task, tasks[task.name], sf.data, diags)
+            continue
+        teacher = teachers[task.teacher.name]
         tasks[task.name] = lower_task(task, source, teacher, strategies, old)
         estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags)
 
     if diags:
         return None
 
-    used_strategies = sorted({name for t in tasks.values() for name in (t.probe.candidates if t.probe else (t.strategy,))})
+    used_strategies = sorted(
+        {name for t in tasks.values() for name in (t.probe.candidates if t.probe else (t.strategy,)) if name is not None}
+    )
     erases = {e.name: e for e in spec.erases}
     return Plan(
         language=spec.version,
@@ -170,9 +176,12 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
     )
 
 
-def lower_task(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, old: TaskPlan | None) -> TaskPlan:
+def lower_task(
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: TaskPlan | None
+) -> TaskPlan:
     """The task with its split counts; a `best_of` becomes a probe, its decision carried from
-    the plan on disk (`old`) while the probe's key holds."""
+    the plan on disk (`old`) while the probe's key holds. A task with `answer` has no teacher
+    and no strategy (resolve left both out)."""
     accept = tuple(CheckRule(kind=c.kind, pattern=c.pattern, tolerance=c.tolerance) for c in task.accept)
     probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
     sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
@@ -183,7 +192,7 @@ def lower_task(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strateg
         probe = lower_probe(task, source, teacher, strategies, accept, old)
         chosen = probe.decision.chosen if probe.decision else None
     else:
-        chosen = task.strategy.name
+        chosen = task.strategy.name if task.strategy is not None else None
     return TaskPlan(
         **_copy(
             "task",
@@ -240,6 +249,7 @@ def _total(estimates: dict[str, TaskEstimate]) -> Estimate:
     return Estimate(
         calls=sum(e.calls for e in estimates.values()),
         probe_calls=sum(e.probe_calls for e in estimates.values()),
+        from_source=sum(e.from_source for e in estimates.values()),
         prompt_tokens=sum(e.prompt_tokens for e in estimates.values()),
         cost=None if any(c is None for c in costs) else round(sum(costs), 6),
         tasks=estimates,
@@ -317,6 +327,23 @@ def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teac
         prompt_tokens=prompt_tokens,
         cost=est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens, batch=teacher.mode == "batch"),
     )
+
+
+def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Diagnostics) -> TaskEstimate:
+    """A task whose answers come from its source: no call, no token, no cost; its train rows
+    that render are counted apart (`from_source`)."""
+    splits = sampling.split_rows(len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=0)
+    templates = [t for t in (task.prompt, task.answer, task.instruction) if t is not None]
+    rendered, failed = 0, []
+    for i in splits.train:
+        try:
+            for template in templates:
+                render_row(template, rows[i])
+            rendered += 1
+        except Exception as error:  # a row's problem, not the plan's: reported, and not counted
+            failed.append(f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}")
+    _warn_rows(failed, task.name, diags)
+    return TaskEstimate(calls=0, probe_calls=0, from_source=rendered, prompt_tokens=0, cost=0.0)
 
 
 SHOWN_ROW_WARNINGS = 20  # per task; `orcac build` reports every skipped row as it meets it

@@ -90,8 +90,17 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
 
     tasks = []
     for task in spec.tasks:
-        update: dict = {}
+        update: dict = _given(task, d, diags) if task.answer is not None else {}
+        if task.instruction is not None and task.answer is None:
+            diags.error(
+                f"task '{task.name}' has an instruction but no answer: instruction is the system message "
+                "the source's own answers were written under",
+                task.at("instruction"),
+                'add answer = "{{ column }}" (the answers the source has), or take instruction out and give the task a strategy',
+            )
         for key, names, kind in (("teacher", teachers, "teacher"), ("erase", erases, "erase message")):
+            if key in update:
+                continue
             own = getattr(task, key)
             chosen = own or (getattr(d, key) if d else None)
             if own is not None:
@@ -110,7 +119,9 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
                         f"{what} {kind} is declared: set {key} = NAME in the task or in defaults",
                     )
             update[key] = chosen
-        if task.strategy is not None:
+        if "strategy" in update:
+            pass
+        elif task.strategy is not None:
             _check_strategy(task.strategy, strategies, diags)
             update["strategy"] = task.strategy
         elif d is not None and d.strategy is not None:
@@ -122,7 +133,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
                 "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
             )
         for key in settings.keys("defaults"):
-            if key.name in CHOSEN or getattr(task, key.field) is not None:
+            if key.name in CHOSEN or key.field in update or getattr(task, key.field) is not None:
                 continue
             value = getattr(d, key.field) if d is not None else None
             update[key.field] = key.default if value is None else value
@@ -147,6 +158,38 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
         if not spec.train.stages:
             diags.error("train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }")
     return replace(spec, tasks=tuple(tasks))
+
+
+# A task whose answers come from its source asks no teacher: these keys have nothing to do there.
+NOT_GIVEN = ("teacher", "strategy", "samples", "keep", "temperature", "allow_truncated")
+
+
+def _given(task, d, diags: Diagnostics) -> dict:
+    """A task with `answer`: no teacher and no strategy; the keys about asking one, if the task
+    writes them, are errors (from `defaults` they are left out); `follows(strategy)` has no
+    strategy to follow."""
+    for key in NOT_GIVEN:
+        if key in task.spans:
+            diags.error(
+                f"'{key}' has no use in task '{task.name}': its answers come from its source (answer = ...), "
+                "so no teacher is asked",
+                task.at(key),
+                f"take {key} out, or take answer out to have a teacher answer the task",
+            )
+    accept = task.accept if task.accept is not None else (d.accept if d is not None else None)
+    for rule in accept or ():
+        if rule.kind == "follows":
+            own = task.accept is not None
+            diags.error(
+                f"follows(strategy) in task '{task.name}' has no strategy to follow: its answers come from its source",
+                rule.span if own else task.span,
+                "check the answers with contains(gold), exact(gold), numeric(gold), regex(\"..\") or nonempty"
+                + ("" if own else "; the rule comes from defaults: set accept in the task"),
+            )
+    update: dict = {"teacher": None, "strategy": None}
+    for key in NOT_GIVEN[2:]:
+        update[key] = settings.key("task", key).default
+    return update
 
 
 def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostics) -> None:

@@ -16,9 +16,9 @@ records why a field is named other than its key (`api_key` -> `api_key_env`, ...
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from orcac.specs import settings
 from orcac.specs.settings import options
@@ -29,6 +29,19 @@ PLAN_FORMAT = 1
 
 class PlanModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields written to the plan only when they differ from their default: a field added after
+    # plans were committed leaves every plan that does not use it byte for byte as it was (and
+    # so its hash, which runs, training and eval join on).
+    WRITTEN_WHEN_SET: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler):
+        data = handler(self)
+        for name in self.WRITTEN_WHEN_SET:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 def setting(block: str, name: str):
@@ -208,9 +221,14 @@ class TaskPlan(PlanModel):
     source: SourcePlan
     prompt: str  # Jinja2 template over the source's columns
     gold: str | None = setting("task", "gold")  # Jinja2 template, or None when the task has no gold answer
-    teacher: str
+    # A task whose answers the source has: `answer` renders each row's, and no teacher is asked.
+    answer: str | None = setting("task", "answer")
+    instruction: str | None = setting("task", "instruction")
+    teacher: str | None = Field(description="the teacher that answers; None: the answers come from the source")
     erase: str
-    strategy: str | None = Field(description="fixed strategy, or the probe's decision; None before it")
+    strategy: str | None = Field(
+        description="fixed strategy, or the probe's decision; None before it, and for answers from the source"
+    )
     system: str | None = Field(description="the resolved system text the teacher sees")
     probe: ProbePlan | None = None
     accept: tuple[CheckRule, ...] = setting("task", "accept")
@@ -220,6 +238,13 @@ class TaskPlan(PlanModel):
     seed: int = setting("task", "seed")
     holdout: float = setting("task", "holdout")
     counts: SplitCounts
+
+    WRITTEN_WHEN_SET = ("answer", "instruction")
+
+    @property
+    def given(self) -> bool:
+        """Its answers come from its source (`answer`): no teacher, no strategy, no job."""
+        return self.answer is not None
 
 
 # ---- training and evaluation ----------------------------------------------------------
@@ -267,19 +292,28 @@ class EvalPlan(PlanModel):
 # ---- the plan -----------------------------------------------------------------------------
 
 
+FROM_SOURCE = "train rows whose answer comes from the source: checked and erased, no teacher call"
+
+
 class TaskEstimate(PlanModel):
     calls: int  # teacher calls: train rows, plus probe rows once per extra candidate
     probe_calls: int
+    from_source: int = Field(0, description=FROM_SOURCE)
     prompt_tokens: int  # approximate: characters / 4 over the rendered messages
     cost: float | None  # USD, where litellm knows the teacher's price; None otherwise
+
+    WRITTEN_WHEN_SET = ("from_source",)
 
 
 class Estimate(PlanModel):
     calls: int
     probe_calls: int
+    from_source: int = Field(0, description=FROM_SOURCE)
     prompt_tokens: int
     cost: float | None
     tasks: dict[str, TaskEstimate]
+
+    WRITTEN_WHEN_SET = ("from_source",)
 
 
 def spec_stem(spec: str) -> str:

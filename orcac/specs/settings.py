@@ -169,6 +169,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("task", "prompt", TEXT, required=True),
     Key("task", "gold", TEXT),
+    # Answers the source already has (Orca 1's ChatGPT and GPT-4 responses, OpenOrca, SlimOrca):
+    # no teacher is asked; the row's own system message (`instruction`) is erased like a strategy.
+    Key("task", "answer", TEXT, doc="template of the answer the source already has: no teacher is asked"),
+    Key("task", "instruction", TEXT, doc="template of the row's own system message: erased, audited per row, never stored"),
     Key("task", "category", TEXT),
     Key("task", "teacher", REF),
     Key("task", "erase", REF),

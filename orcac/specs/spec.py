@@ -288,6 +288,8 @@ class TaskDecl(Decl):
     source: SourceExpr | None = None
     prompt: str | None = None
     gold: str | None = None
+    answer: str | None = None  # the source's own answer: no teacher, no strategy
+    instruction: str | None = None  # the row's own system message, erased
     teacher: Named | None = None
     erase: Named | None = None
     strategy: Named | BestOf | None = None

@@ -101,6 +101,9 @@ VALUE_BASE: dict[str, dict[str, str]] = {
         "erase": "e", "strategy": "best_of(s, other, probe = 2)", "accept": "contains(gold)", "allow_truncated": "true",
         "limit": "6", "seed": "2", "holdout": "20%", "samples": "2", "keep": "1", "temperature": "0.7",
     },
+    "task g": {  # answers from the source: no teacher, no strategy
+        "from": 'jsonl("d.jsonl")', "prompt": '"Q: {{ q }}"', "answer": '"{{ a }}"', "instruction": '"Reply to {{ q }}."',
+    },
     "train": {
         "student": "st", "max_length": "128", "packing": "true", "lr": "1e-4", "schedule": "cosine", "warmup": "0.1",
         "batch_size": "2", "grad_accum": "1", "seed": "0", "precision": "auto", "output": '"out"',
@@ -143,8 +146,10 @@ def _spec_text(block: str, key: str, value: str) -> str:
 def test_the_value_swaps_cover_every_key_of_every_block():
     from orcac.compiler.to_spec import TABLES
 
-    covered = {name.split()[0]: set(keys) for name, keys in VALUE_BASE.items() if name != "params"}
-    covered["strategy"] = set(VALUE_BASE["strategy s"])
+    covered: dict[str, set[str]] = {}
+    for name, keys in VALUE_BASE.items():
+        if name != "params":
+            covered.setdefault(name.split()[0], set()).update(keys)
     assert {kind: set(keys) for kind, (_, _, keys, _, _) in TABLES.items()} == covered
 
 
