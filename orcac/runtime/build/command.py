@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from orcac import costs
 from orcac.errors import printable
 from orcac.runtime.build.checks import Verdict, kept_samples
+from orcac.runtime.build import given
 from orcac.runtime.build.erasure import RECORD_FIELDS, audit, raise_on_leaks
 from orcac.runtime.build.jobs import Item, Work, plan_work
 from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
@@ -69,9 +70,11 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
             yield item.job
 
 
-def dry_run(plan: Plan, work: Work, answered: dict) -> int:
-    """Per task: examples, answered before, calls to make, their prompt tokens (orcac.costs.prompt_tokens) and
-    cost (the plan's estimate per call, which came from litellm's price map)."""
+def dry_run(plan: Plan, work: Work, answered: dict, settled: set[str] = frozenset()) -> int:
+    """Per task: examples, answered before, calls to make, answers from the source (no call),
+    the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (the plan's estimate per call,
+    which came from litellm's price map). `settled`: record ids of answers from sources whose
+    verdict is stored already."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
@@ -82,15 +85,21 @@ def dry_run(plan: Plan, work: Work, answered: dict) -> int:
         estimate = plan.estimate.tasks.get(name)
         per_call = estimate.cost / estimate.calls if estimate and estimate.cost is not None and estimate.calls else None
         cost = None if per_call is None and pending else (per_call or 0.0) * len(pending)
-        rows.append((name, len(items), len(items) - len(pending), len(pending), tokens, cost))
-    task_costs = [row[5] for row in rows]
+        rows.append((name, len(items), len(items) - len(pending), len(pending), 0, tokens, cost))
+    from_source: dict[str, list[str]] = defaultdict(list)
+    for g in work.given:
+        from_source[g.task].append(g.record_id)
+    for name, ids in from_source.items():
+        rows.append((name, len(ids), sum(i in settled for i in ids), 0, len(ids), 0, 0.0))
+    rows.sort(key=lambda row: row[0])
+    task_costs = [row[6] for row in rows]
     known = sum(c for c in task_costs if c is not None)
     total = "unknown" if task_costs and all(c is None for c in task_costs) else f"${known:,.4f}" + ("+?" if None in task_costs else "")
-    rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 5)), total))
-    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
-    for name, examples, cached, calls, tokens, cost in rows:
+    rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 6)), total))
+    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
+    for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
-        print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {tokens:>14,} {shown:>10}")
+        print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
     from orcac.runtime.teachers.batch import dry_run_notes
 
     for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
@@ -115,11 +124,12 @@ def command(context: RunContext, args) -> int:
     for problem in work.problems:
         print(f"warning: {printable(problem)}", file=sys.stderr)
     if getattr(args, "dry_run", False):
-        answered = {}
+        answered, settled = {}, set()
         if path.exists():
             with Store.open(path, read_only=True, spec=plan.spec) as store:
                 answered = _stored_answers(store, [i.job.id for i in work.items])
-        return dry_run(plan, work, answered)
+                settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
+        return dry_run(plan, work, answered, settled)
     with Store.open(path, spec=plan.spec) as store:
         result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
     from rich.console import Console
@@ -163,6 +173,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         tallies[(item.task, item.strategy)].items += 1
 
     answered = _settle_cached(plan, store, work, tallies)
+    _settle_given(plan, store, work, tallies)
     pending = list(unique_jobs(work.items, answered))
     if pending:
         rows = Rows(plan)
@@ -186,7 +197,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
             "UPDATE runs SET ended = now(), status = ?, calls = ?, cost = ? WHERE run_id = ?",
             [status, calls, sum(t.cost for t in tallies.values()), run_id],
         )
-    leaks = audit(plan, store)
+    leaks = audit(plan, store) + given.audit(plan, store, work.given)
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
 
@@ -220,12 +231,7 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
     """
     answered = _stored_answers(store, list({i.job.id for i in items}))
     cached = [i for i in items if i.job.id in answered]
-    ids = [i.record_id for i in cached]
-    checks = {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
-    fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
-    records = {r[0]: tuple(r[1:]) for r in store.rows(
-        f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
+    checks, records = _stored_verdicts(store, [i.record_id for i in cached])
     verdicts = final_verdicts(plan, cached, answered)
     changed = Rows(plan)
     unaccepted: list[str] = []
@@ -246,6 +252,43 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
         drop={"records": ("record_id", unaccepted)},
     )
     return answered, verdicts
+
+
+def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
+    """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
+    checks = {r[0]: (r[1], r[2]) for r in store.rows(
+        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
+    fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
+    records = {r[0]: tuple(r[1:]) for r in store.rows(
+        f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
+    return checks, records
+
+
+def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
+    """Answers from sources: checked and erased, no call; only what differs from the store is
+    written, in one transaction, so a re-run writes nothing and a kill loses nothing."""
+    if not work.given:
+        return
+    checks, records = _stored_verdicts(store, [g.record_id for g in work.given])
+    instructions = given.Instructions(plan)
+    changed = Rows(plan)
+    unaccepted: list[str] = []
+    for g in work.given:
+        verdict = given.verdict(plan, g, instructions)
+        record = given.record(plan, g) if verdict.accepted else None
+        tally = tallies[(g.task, given.SHOWN)]
+        tally.items += 1
+        if checks.get(g.record_id) == (verdict.accepted, verdict.reason) and records.get(g.record_id) == record:
+            tally.cached += 1
+        else:
+            changed.given(g, verdict, record)
+            if record is None and g.record_id in records:
+                unaccepted.append(g.record_id)
+        if verdict.accepted:
+            tally.accepted += 1
+        else:
+            tally.rejected[verdict.reason] += 1
+    store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
 def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:

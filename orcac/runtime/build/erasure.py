@@ -12,7 +12,8 @@ them against each other).
 
 The assistant field is not audited: a teacher that writes "let's think step by step" in its
 answer teaches the student a behaviour, which is the point; what must not survive is the
-instruction in the prompt the student is trained on.
+instruction in the prompt the student is trained on. (A source's own answers are audited
+against their rows' instructions in the assistant field too: orcac.runtime.build.given.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ _WHITESPACE = re.compile(WHITESPACE)
 _NORMALISED = "lower(regexp_replace({column}, $1, ' ', 'g'))"
 
 
+def sql_normalised(column: str) -> str:
+    """`normalise` in DuckDB, of `column`, in a query whose first parameter is WHITESPACE."""
+    return _NORMALISED.format(column=column)
+
+
 RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
 """A record's content columns; with record_id, task, split, row_index and job_id it is a row of `records`."""
 
@@ -53,9 +59,9 @@ def teacher_messages(plan: Plan, strategy: str, prompt: str, system: str | None 
     return tuple(messages)
 
 
-def erased(plan: Plan, task: str, strategy: str, prompt: str, answer: str | None, gold: str | None) -> tuple:
-    """The training record for a teacher answer, in RECORD_FIELDS order: the system message is
-    the task's erase text, whatever strategy the teacher was given."""
+def erased(plan: Plan, task: str, strategy: str | None, prompt: str, answer: str | None, gold: str | None) -> tuple:
+    """The training record for an answer, in RECORD_FIELDS order: the system message is the
+    task's erase text, whatever strategy the teacher was given (None: the source's answer)."""
     task_plan = plan.tasks[task]
     return (strategy, plan.erase[task_plan.erase].system, prompt, answer, task_plan.teacher, gold)
 
@@ -100,6 +106,7 @@ class Leak:
     field: str
     record_ids: tuple[str, ...]
     count: int
+    label: str = ""  # what the sentence is of, where it is not a strategy's (orcac.runtime.build.given)
 
 
 def audit(plan: Plan, store) -> list[Leak]:
@@ -131,8 +138,8 @@ def audit(plan: Plan, store) -> list[Leak]:
             SELECT unnest($2::VARCHAR[]) AS strategy, unnest($3::VARCHAR[]) AS sentence
         ), norm AS (
             SELECT record_id,
-                   {_NORMALISED.format(column="system")} AS system,
-                   {_NORMALISED.format(column='"user"')} AS "user"
+                   {sql_normalised("system")} AS system,
+                   {sql_normalised('"user"')} AS "user"
             FROM records
         ), hits AS (
             SELECT s.strategy, s.sentence, 'system' AS field, n.record_id
@@ -155,9 +162,11 @@ def raise_on_leaks(leaks: list[Leak]) -> None:
     first = leaks[0]
     total = sum(leak.count for leak in leaks)
     more = f" (and {len(leaks) - 1} more sentence/field pairs)" if len(leaks) > 1 else ""
+    label = first.label or f"strategy {first.strategy}'s sentence"
     raise OrcacError(
-        f"erasure audit failed: {total} record field(s) carry instruction text; strategy {first.strategy}'s "
-        f'sentence "{first.sentence}" is in the {first.field} of {first.count} record(s): '
+        f"erasure audit failed: {total} record field(s) carry instruction text; {label} "
+        f'"{first.sentence}" is in the {first.field} of {first.count} record(s): '
         f"{', '.join(first.record_ids)}{more}",
-        hint="the prompt template or erase message repeats the strategy's instruction; reword one of them",
+        hint="the prompt template or erase message repeats the rows' own system messages; reword it"
+        if first.label else "the prompt template or erase message repeats the strategy's instruction; reword one of them",
     )

@@ -1,4 +1,5 @@
-"""A task's examples: its source rows, sampled and split by the plan, rendered by its templates.
+"""A task's examples: its source rows, sampled and split by the plan, rendered by its templates
+(a task with `answer`: each row's answer and instruction too).
 
     examples = materialize(plan, root, "arith")
 
@@ -33,6 +34,10 @@ class Example:
     probe: bool  # in the probe sample (always a train example too)
     prompt: str
     gold: str | None
+    # A task whose answers come from its source: the row's answer and its own system message
+    # (never stored: the record carries the erase message; orcac.runtime.build.given)
+    answer: str | None = None
+    instruction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,10 @@ def materialize(
             try:
                 prompt = render_row(task.prompt, row)
                 gold = render_row(task.gold, row) if task.gold is not None else None
+                answer = render_row(task.answer, row) if task.answer is not None else None
+                instruction = render_row(task.instruction, row) if task.instruction is not None else None
             except Exception as error:  # a bad row or a template error is this row's problem, not the build's
                 report(RenderProblem(task.name, index, failure_reason(error)))
                 continue
-            examples.append(Example(task.name, index, split, index in probe, prompt, gold))
+            examples.append(Example(task.name, index, split, index in probe, prompt, gold, answer, instruction))
     return examples

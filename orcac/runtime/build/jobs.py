@@ -8,11 +8,12 @@ The probe makes its jobs here too, so a probe job is the main run's job for that
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac.runtime.build.erasure import record_id, teacher_messages
 from orcac.runtime.build.examples import Example, RenderProblem, materialize
+from orcac.runtime.build.given import Given, given_items
 from orcac.runtime.teachers.jobs import Job, make_job
 from orcac.specs.plan import Plan, TaskPlan
 
@@ -72,17 +73,26 @@ class Work:
     keep: list[str]  # record ids the plan produces (before --limit): the rest are stale
     skipped: list[str]  # notes for tasks left out
     problems: list[RenderProblem]
+    given: list[Given] = field(default_factory=list)  # answers from sources (after --limit): no job
 
 
 def plan_work(plan: Plan, root: Path, *, limit: int | None = None, estimate: bool = False) -> Work:
     """The build's items. A task without a strategy (its probe undecided) is skipped, or with
-    `estimate` (a dry run before the probe) counted under its first candidate."""
+    `estimate` (a dry run before the probe) counted under its first candidate; a task whose
+    answers come from its source makes no item, only `given` rows."""
     examples: dict[str, list[Example]] = {}
     items: list[Item] = []
     keep: list[str] = []
     skipped: list[str] = []
     problems: list[RenderProblem] = []
+    given: list[Given] = []
     for name, task in sorted(plan.tasks.items()):
+        if task.given:
+            examples[name] = materialize(plan, root, name, report=problems.append)
+            task_given = given_items(task, examples[name])
+            keep += [g.record_id for g in task_given]
+            given += task_given[:limit] if limit is not None else task_given
+            continue
         strategy = task.strategy
         if strategy is None:
             if not (estimate and task.probe and task.probe.candidates):
@@ -94,4 +104,4 @@ def plan_work(plan: Plan, root: Path, *, limit: int | None = None, estimate: boo
         task_items = items_for_task(plan, task, examples[name], strategy)
         keep += [i.record_id for i in task_items]
         items += task_items[:limit] if limit is not None else task_items
-    return Work(examples, items, keep, skipped, problems)
+    return Work(examples, items, keep, skipped, problems, given)

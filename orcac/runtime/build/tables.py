@@ -12,9 +12,10 @@ import json
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from orcac.runtime.build.checks import check_answer
+from orcac.runtime.build.checks import Verdict, check_answer
 from orcac.runtime.build.erasure import RECORD_FIELDS, erased
 from orcac.runtime.build.examples import Example
+from orcac.runtime.build.given import Given
 from orcac.runtime.build.jobs import Item
 from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.jobs import Outcome
@@ -108,22 +109,31 @@ class Rows:
         r["attempts"].append(o.attempts)
 
     def verdict(self, item: Item, accepted: bool, reason: str, text: str | None) -> None:
+        record = record_fields(self.plan, item, text) if accepted else None
+        self._checked(item.record_id, item.job.id, item.task, item.strategy, item.row_index, accepted, reason, record)
+
+    def given(self, g: Given, verdict: Verdict, record: tuple | None) -> None:
+        """An answer from the source: a check, and a record if accepted; no job, no strategy."""
+        self._checked(g.record_id, None, g.task, None, g.row_index, verdict.accepted, verdict.reason, record)
+
+    def _checked(self, record_id: str, job_id: str | None, task: str, strategy: str | None, row_index: int,
+                 accepted: bool, reason: str, record: tuple | None) -> None:
         c = self.checks
-        c["item_id"].append(item.record_id)
-        c["job_id"].append(item.job.id)
-        c["task"].append(item.task)
-        c["strategy"].append(item.strategy)
-        c["row_index"].append(item.row_index)
+        c["item_id"].append(record_id)
+        c["job_id"].append(job_id)
+        c["task"].append(task)
+        c["strategy"].append(strategy)
+        c["row_index"].append(row_index)
         c["accepted"].append(accepted)
         c["reason"].append(reason)
-        if accepted:
+        if record is not None:
             r = self.records
-            r["record_id"].append(item.record_id)
-            r["task"].append(item.task)
+            r["record_id"].append(record_id)
+            r["task"].append(task)
             r["split"].append("train")
-            r["row_index"].append(item.row_index)
-            r["job_id"].append(item.job.id)
-            for name, value in zip(RECORD_FIELDS, record_fields(self.plan, item, text)):
+            r["row_index"].append(row_index)
+            r["job_id"].append(job_id)
+            for name, value in zip(RECORD_FIELDS, record):
                 r[name].append(value)
 
     def tables(self) -> dict[str, pa.Table]:

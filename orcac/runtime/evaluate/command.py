@@ -100,14 +100,18 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     plan_sha = context.plan_sha256
     summary = []
     for name in models:
+        asked = arm_tasks(name, plan, held)
+        if not asked:
+            print(f"  {name}: skipped: every task's answers come from its source, so no teacher is prompted", file=sys.stderr)
+            continue
         started = time.monotonic()
-        answers, where = answer_all(name, plan, root, held, db_path=db_path)
+        answers, where = answer_all(name, plan, root, asked, db_path=db_path)
         seconds = time.monotonic() - started
-        scored = {task: [score(plan, h, a) for h, a in zip(held[task], answers[task], strict=True)] for task in held}
+        scored = {task: [score(plan, h, a) for h, a in zip(asked[task], answers[task], strict=True)] for task in asked}
         rows = summarise(name, scored, plan)
         _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds)
         summary.extend(rows)
-        print(f"  {name}: {total} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
+        print(f"  {name}: {sum(len(v) for v in asked.values())} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
 
     gaps = gaps_closed(summary)
     _store_gaps(db_path, run_id, plan_sha, gaps)
@@ -174,11 +178,20 @@ def _stored_held(db_path: Path, tasks: list[str], spec: str) -> dict[str, list[H
 # ---- answering ---------------------------------------------------------------------------
 
 
+def arm_tasks(name: str, plan, held: dict[str, list[Held]]) -> dict[str, list[Held]]:
+    """The held-out rows one arm answers: prompted asks a teacher, so it leaves out the tasks
+    whose answers come from their source (they have neither teacher nor strategy)."""
+    if name != "prompted":
+        return held
+    return {task: rows for task, rows in held.items() if not plan.tasks[task].given}
+
+
 def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> None:
     """Raise the one-line error that phase `name` would stop on, without loading anything."""
     if name == "prompted":
         from orcac.runtime.teachers.calls import require_keys
 
+        held = arm_tasks(name, plan, held)
         for task in held:
             if plan.tasks[task].system is None:
                 raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
@@ -428,10 +441,14 @@ def gaps_closed(summary: list[dict]) -> list[dict]:
     if not {"base", "prompted", "trained"} <= {r["model"] for r in summary}:
         return []
     tasks = list(dict.fromkeys(r["task"] for r in summary))
+    # "all": the tasks every arm answered (prompted leaves out answers from sources)
+    common = [t for t in tasks if all((t, m) in by for m in ("base", "prompted", "trained"))]
     out = []
     for task in [*tasks, "all"]:
         if task == "all":
-            arms = {m: _overall([by[(t, m)] for t in tasks if (t, m) in by]) for m in ("base", "prompted", "trained")}
+            if not common:
+                continue
+            arms = {m: _overall([by[(t, m)] for t in common]) for m in ("base", "prompted", "trained")}
         else:
             arms = {m: by.get((task, m)) for m in ("base", "prompted", "trained")}
         if any(row is None for row in arms.values()):

@@ -31,6 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from orcac.errors import OrcacError
+from orcac.runtime.build.given import INSTRUCTION
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
@@ -40,6 +41,7 @@ ARMS = ("base", "prompted", "trained")  # eval arms in their usual order; others
 BUILT_IN_RULES = {
     "truncated": "the answer was cut off at max_tokens (finish_reason = length); allow_truncated = true keeps it",
     "empty": "the answer has no text",
+    INSTRUCTION: "an answer from the source whose prompt or answer repeats its row's own system message, which erasure removes",
 }
 LOSS_POINTS = 400  # per stage: a 100,000-step run is drawn from an even subsample
 
@@ -146,6 +148,7 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
             "name": name,
             "in_plan": task is not None,
             "strategy": task.strategy if task else None,
+            "given": task.given if task else False,
             "erase": task.erase if task else None,
             "teacher": task.teacher if task else None,
             "source_rows": task.source.rows if task else None,
@@ -223,10 +226,10 @@ def _records(plan: Plan, store: Store, sample: int) -> dict:
             FROM items
         )
         SELECT i.task, i.strategy, i.row_index, i.verdict, i.reason, j.teacher, j.messages,
-               coalesce(r.text, j.error), r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost,
+               coalesce(r.text, j.error, rec.assistant), r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost,
                r.latency_s, j.attempts, rec.system, rec."user", coalesce(rec.gold, e.gold), i.group_total
         FROM ranked i
-        JOIN jobs j ON j.job_id = i.job_id
+        LEFT JOIN jobs j ON j.job_id = i.job_id  -- none for an answer from the source
         LEFT JOIN responses r ON r.job_id = i.job_id
         LEFT JOIN records rec ON rec.record_id = i.id
         LEFT JOIN examples e ON e.task = i.task AND e.row_index = i.row_index
