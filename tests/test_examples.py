@@ -14,7 +14,7 @@ SPECS = sorted(p for p in ROOT.glob("examples/*/*.orca") if p.is_file() and p.wi
 
 def test_every_example_with_a_train_or_task_has_a_committed_plan():
     names = {p.name for p in SPECS}
-    assert {"cautious.orca", "triage.orca", "product_qa.orca"} <= names
+    assert {"cautious.orca", "triage.orca", "product_qa.orca", "mix.orca"} <= names
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = ["cautious_reasoner", "support_triage", "product_qa"]
+NAMES = ["cautious_reasoner", "support_triage", "product_qa", "openorca_mix"]
 
 
 def _module(name: str):

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import re
 
-import duckdb
 import pytest
 
 from orcac import cli
 from orcac.runtime.build import given
-from orcac.runtime.build.erasure import distinctive_sentences, raise_on_leaks
+from orcac.runtime.build.erasure import raise_on_leaks
 from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan_file import read_plan
 from orcac.errors import OrcacError
 from tests.support.loopback import Loopback
+from tests.support.stored import assert_nowhere, rows_of as _rows_of
 
 SYSTEMS = [
     "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can.",
@@ -58,14 +58,6 @@ def _spec(tmp_path, rows=None, teacher: str = "", more: str = ""):
     return path
 
 
-def _rows_of(db, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def _build(path, *extra) -> int:
     return cli.main(["build", str(path), "--no-progress", *extra])
 
@@ -75,21 +67,6 @@ def _dry_run_line(capsys, path, task="openorca") -> list[str]:
     out = capsys.readouterr().out
     assert "from source" in out.splitlines()[0]
     return next(line for line in out.splitlines() if line.startswith(task)).split()
-
-
-def assert_nowhere(db, texts: list[str]) -> None:
-    """None of `texts` (nor any distinctive sentence of one) is in the file's bytes or in any
-    text column of any table; the erase message, which is there, is found both ways."""
-    raw = db.read_bytes()
-    needles = sorted({n for t in texts for n in [t, *distinctive_sentences(t, [])]})
-    columns = _rows_of(db, "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'")
-    for needle in needles:
-        assert needle.encode() not in raw and needle.casefold().encode() not in raw.lower(), needle
-        for table, column in columns:
-            found = _rows_of(db, f'SELECT count(*) FROM {table} WHERE contains(lower("{column}"), ?)', [needle.casefold()])
-            assert found == [(0,)], (needle, table, column)
-    assert ERASE.encode() in raw  # the search would find what is there
-    assert _rows_of(db, "SELECT count(*) FROM records WHERE contains(system, ?)", [ERASE])[0][0] > 0
 
 
 def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, capsys):
@@ -114,7 +91,7 @@ def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, ca
     for row_index, system, user, assistant, strategy, teacher, job_id, gold in records:
         assert (system, user, assistant, gold) == (ERASE, rows[row_index]["question"], rows[row_index]["response"], rows[row_index]["gold"])
         assert strategy is teacher is job_id is None
-    assert_nowhere(db, SYSTEMS)
+    assert_nowhere(db, SYSTEMS, ERASE)
 
     # A re-run checks again and writes nothing: the same rows, under the same ids.
     before = _rows_of(db, "SELECT * FROM records ORDER BY record_id"), _rows_of(db, "SELECT * FROM checks ORDER BY item_id")
