@@ -125,6 +125,16 @@ def test_a_limited_build_resumes_and_a_changed_or_removed_row_changes_its_record
     assert _rows_of(db, "SELECT reason FROM checks WHERE row_index = 3") == [("exact",)]
 
 
+def test_a_row_whose_answer_cannot_render_is_reported_and_the_others_are_built(tmp_path, capsys):
+    rows = _rows()
+    del rows[1]["response"]
+    path = _spec(tmp_path, rows)
+    assert _build(path) == 0
+    assert "task openorca: row 2 skipped: UndefinedError: 'response' is undefined" in capsys.readouterr().err
+    db = tmp_path / ".orca" / "spec.duckdb"
+    assert [r for (r,) in _rows_of(db, "SELECT row_index FROM checks ORDER BY row_index")] == [0, 2, 3, 4, 5, 6, 7]
+
+
 def test_the_audit_finds_a_rows_instruction_in_a_stored_record(tmp_path):
     import pyarrow as pa
 
