@@ -5,7 +5,8 @@ A task's key it does not set comes from `defaults`, else from the settings table
 
 After this pass every task names its teacher, erase message and strategy (or best_of),
 and every name it uses exists. A teacher or erase message may be left out when exactly
-one is declared.
+one is declared. A task with `answer` (its answers come from its source) names an erase
+message only: no teacher, no strategy, and the sampling keys at the table's defaults.
 """
 
 from __future__ import annotations

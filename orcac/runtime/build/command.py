@@ -3,6 +3,7 @@
     plan ─▶ examples (per task) ─▶ items (example × strategy ─▶ content-addressed job)
          ─▶ answered before? reuse the stored response : run it (teachers.run_jobs)
          ─▶ check (orcac.runtime.build.checks) ─▶ record (system = erase message) ─▶ erasure audit
+    a task with `answer`: its rows' own answers ─▶ check ─▶ record, with no job (orcac.runtime.build.given)
 
 Resuming is the same command: a job whose answer is stored is never sent again, so a build
 killed at any moment (Ctrl-C, kill -9) redoes only what it had not flushed, and a finished
