@@ -36,6 +36,7 @@ from orcac.specs.plan import (
     ProbePlan,
     SourcePlan,
     SplitCounts,
+    PortionPlan,
     StagePlan,
     StrategyPlan,
     StudentPlan,
@@ -48,6 +49,7 @@ from orcac.specs.plan import (
 )
 from orcac.specs import settings
 from orcac.specs.spec import (
+    StageDecl,
     BestOf,
     EraseDecl,
     EvalDecl,
@@ -215,20 +217,35 @@ def lower_probe(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strate
 
 def lower_train(t: TrainDecl, tasks: dict[str, TaskPlan], *, spec_path: str, base: Path, plan_dir: Path) -> TrainPlan:
     output = t.output or f".orca/{spec_stem(spec_path)}/student"
-    stages = tuple(
-        StagePlan(
-            **_copy(
-                "stage",
-                s,
-                name=s.name,
-                tasks=tuple(r.name for r in s.tasks),
-                train_examples=sum(tasks[r.name].counts.train for r in s.tasks if r.name in tasks),
-            )
-        )
-        for s in t.stages
-    )
+    stages = tuple(lower_stage(s, tasks) for s in t.stages)
     lora = None if t.lora is None else LoraPlan(**_copy("lora", t.lora))
     return TrainPlan(**_copy("train", t, output=rel(base / output, plan_dir), lora=lora, stages=stages))
+
+
+def lower_stage(s: StageDecl, tasks: dict[str, TaskPlan]) -> StagePlan:
+    """A stage, with how many records each task can give it: its training rows x keep (the
+    build keeps at most that many), then the stage's portion of them."""
+    portions = {
+        p.name: PortionPlan(share=p.share, at_most=p.at_most)
+        for p in s.tasks
+        if p.share is not None or p.at_most is not None
+    }
+    examples = {}
+    for p in s.tasks:
+        task = tasks.get(p.name)
+        if task is not None:
+            examples[p.name] = sampling.portion_size(task.counts.train * task.sampling.keep, p.share, p.at_most)
+    return StagePlan(
+        **_copy(
+            "stage",
+            s,
+            name=s.name,
+            tasks=tuple(p.name for p in s.tasks),
+            train_examples=sum(examples.values()),
+            examples=examples,
+            portions=portions,
+        )
+    )
 
 
 def lower_eval(ev: EvalDecl) -> EvalPlan:

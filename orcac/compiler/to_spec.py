@@ -38,6 +38,7 @@ from orcac.specs.spec import (
     Named,
     Num,
     Percent,
+    Portion,
     Ref,
     SourceExpr,
     StageDecl,
@@ -207,6 +208,40 @@ def ref_list(v: Value, key: str) -> tuple[Named, ...]:
     if not isinstance(v, List):
         raise Bad(f"'{key}' must be a list of names like [a, b], got {describe(v)}", v.span)
     return tuple(ref(item, key) for item in v.items)
+
+
+def portions(v: Value, key: str) -> tuple[Portion, ...]:
+    """A stage's tasks: names, each maybe called with its portion, `easy(30%)` or `hard(500)`."""
+    items = v.items if isinstance(v, List) else (v,)
+    if not isinstance(v, (List, Ref, Call)):
+        raise Bad(f"'{key}' must be a list of task names like [a, b(30%), c(500)], got {describe(v)}", v.span)
+    out = []
+    for item in items:
+        if isinstance(item, Ref):
+            out.append(Portion(name=ref(item, key).name, span=item.span))
+            continue
+        if not isinstance(item, Call):
+            raise Bad(f"'{key}' must list task names, got {describe(item)}", item.span)
+        if item.kwargs or len(item.args) != 1:
+            raise Bad(
+                f"{item.name}(...) in '{key}' takes one portion: a share like {item.name}(30%) or a count like {item.name}(500)",
+                item.span,
+            )
+        (amount,) = item.args
+        if isinstance(amount, Percent):
+            share = fraction(amount, f"{item.name}'s share")
+            if share == 0.0:
+                raise Bad(f"{item.name}(0%) takes nothing", amount.span, f"leave {item.name} out of the stage")
+            out.append(Portion(name=item.name, span=item.span, share=share))
+        elif isinstance(amount, Num) and isinstance(amount.value, int) and amount.value >= 1:
+            out.append(Portion(name=item.name, span=item.span, at_most=amount.value))
+        else:
+            raise Bad(
+                f"{item.name}(...) in '{key}' takes a share like 30% or a whole number of records of at least 1, "
+                f"got {describe(amount)}",
+                amount.span,
+            )
+    return tuple(out)
 
 
 def names(v: Value, key: str) -> tuple[str, ...]:
@@ -413,6 +448,7 @@ _CONVERTERS: dict[str, Converter] = {
     "boolean": boolean,
     "ref": ref,
     "refs": ref_list,
+    "portions": portions,
     "names": names,
     "source": source,
     "checks": checks,

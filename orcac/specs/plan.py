@@ -232,11 +232,23 @@ class LoraPlan(PlanModel):
     target_modules: tuple[str, ...] = setting("lora", "targets")
 
 
+class PortionPlan(PlanModel):
+    """How much of a task's records a stage takes: a share, or at most a number; drawn by
+    the train seed (orcac.sampling.portion), so the same records every run."""
+
+    share: float | None = None
+    at_most: int | None = None
+
+
 class StagePlan(PlanModel):
     name: str
     tasks: tuple[str, ...]
     epochs: float
-    train_examples: int  # upper bound: sum of the tasks' train counts
+    train_examples: int  # at most: the sum of `examples`
+    # Per task, at most this many records: its training rows x keep, then its portion.
+    examples: dict[str, int] = Field(default_factory=dict)
+    # The tasks the stage takes only part of (the others: all their records).
+    portions: dict[str, PortionPlan] = Field(default_factory=dict)
 
 
 class TrainPlan(PlanModel):

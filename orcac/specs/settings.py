@@ -63,6 +63,7 @@ DURATION = Type("duration")  # 30s, 500ms, 2m, or a number of seconds
 BOOLEAN = Type("boolean")
 REF = Type("ref")  # a declaration's name
 REFS = Type("refs")  # a list of declarations' names
+PORTIONS = Type("portions")  # a list of task names, each maybe with its portion: [a, b(30%), c(500)]
 NAMES = Type("names")  # a list of words
 SOURCE = Type("source")  # jsonl(..), csv(..), parquet(..), hf(..), sql(..)
 CHECKS = Type("checks")  # a check or a list of them
@@ -220,7 +221,7 @@ KEYS: tuple[Key, ...] = (
         plan_name="target_modules",
         why_renamed="PEFT's own name (LoraConfig.target_modules), which the runtime hands over unchanged",
     ),
-    Key("stage", "tasks", REFS, required=True),
+    Key("stage", "tasks", PORTIONS, required=True),  # each task maybe with its portion: a(30%), b(500)
     Key("stage", "epochs", number(above=0.0, hi=1000.0), 1.0),
     # ---- eval
     Key("eval", "max_new_tokens", whole(1, 1_000_000), 256),

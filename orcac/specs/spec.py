@@ -170,6 +170,15 @@ class Named:
     span: Span
 
 
+@_decl
+class Portion(Named):
+    """A task in a training stage, and how much of its records the stage takes: `share` of
+    them (`easy(30%)`) or `at_most` that many (`hard(500)`); neither: all of them."""
+
+    share: float | None = None
+    at_most: int | None = None
+
+
 # A declaration's fields are its keys, named as the language names them (`from` is
 # `source`): their types and defaults are in orcac/specs/settings.py, and to_spec fills in
 # every key not written. A task's keys, and the defaults block's, stay None until resolve
@@ -312,7 +321,7 @@ class LoraDecl(Decl):
 @_decl
 class StageDecl(Decl):
     name: str
-    tasks: tuple[Named, ...]
+    tasks: tuple[Portion, ...]
     epochs: float
 
 

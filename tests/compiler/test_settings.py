@@ -51,7 +51,7 @@ COMPUTED = {
     plan.SamplingPlan: {"seeds"},
     plan.TrainPlan: {"loss", "lora", "stages"},
     plan.LoraPlan: set(),
-    plan.StagePlan: {"name", "train_examples"},
+    plan.StagePlan: {"name", "train_examples", "examples", "portions"},  # portions: from `tasks`
     plan.EvalPlan: set(),
     plan.ProbePlan: {"candidates", "key", "decision"},
     plan.CheckRule: {"kind", "pattern"},
