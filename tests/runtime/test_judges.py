@@ -72,7 +72,8 @@ def respond(body: dict) -> str:
     return teacher_answer(user, system)
 
 
-def write_spec(root: Path, server: Loopback, *, n: int = 12, strategy: str = "explain", judge_fields: str = "") -> Path:
+def write_spec(root: Path, server: Loopback, *, n: int = 12, strategy: str = "explain", judge_fields: str = "",
+               task_fields: str = "") -> Path:
     write_jsonl(root / "data.jsonl", [{"q": f"What is {i} plus {i + 1}?"} for i in range(n)])
     spec = root / "judged.orca"
     spec.write_text(f"""orca 1
@@ -110,6 +111,7 @@ task sums {{
   teacher  = t
   strategy = {strategy}
   accept   = [regex("Answer:"), judged(helpful)]
+  {task_fields}
 }}
 """)
     return spec
@@ -235,6 +237,36 @@ def test_a_judge_that_fails_is_retried_then_failed_and_the_next_build_asks_only_
         grown = {k for k, n in server.stats()["hits"].items() if n != before.get(k)}
         assert grown == {bad}
         assert dict(_rows(db, "SELECT row_index, reason FROM checks"))[2] == "accepted"
+
+
+def test_with_several_samples_the_lowest_sample_the_judge_keeps_is_kept(tmp_path):
+    def by_seed(body: dict) -> str:  # a seed of 1 mod 4 gives the explained answer, others the terse one
+        if body.get("model") == "judge":
+            return respond(body)
+        x, y = _numbers(key_of(body))
+        return f"Because {x} + {y} = {x + y}.\nAnswer: {x + y}" if body["seed"] % 4 == 1 else f"Answer: {x + y}"
+
+    with Loopback(by_seed) as server:
+        spec = write_spec(tmp_path, server, n=6, task_fields="samples = 3 keep = 1 temperature = 0.7")
+        assert _orcac("build", str(spec), "--no-progress") == 0
+        db = tmp_path / ".orca" / "judged.duckdb"
+        from orcac.compiler import compile_spec
+        from orcac.runtime.build.jobs import sample_options
+
+        task = compile_spec(spec).tasks["sums"]
+        odd = {r for r in range(6) if any(sample_options(task, r, i)["seed"] % 4 == 1 for i in range(3))}
+        assert 0 < len(odd) < 6  # some rows have an answer the judge keeps, some none
+        kept = _rows(db, "SELECT row_index, assistant FROM records ORDER BY row_index")
+        assert {r for r, _ in kept} == odd
+        reasons = _rows(db, "SELECT c.row_index, c.reason, count(*) FROM checks c GROUP BY ALL ORDER BY ALL")
+        # every record is an explained answer: the judge's choice, made before rejection sampling's
+        assert kept and all(a.startswith("Because") for _, a in kept) and len({r for r, _ in kept}) == len(kept)
+        assert {reason for _, reason, _ in reasons} <= {"accepted", "beyond keep", "duplicate", "judged(helpful): score 4 below 7",
+                                                        "judged(helpful): no score: the judge's answer has no 'Score: N' line"}
+        before = _rows(db, "SELECT record_id, assistant FROM records ORDER BY 1")
+        requests = server.stats()["requests"]
+        assert _orcac("build", str(spec), "--no-progress") == 0
+        assert server.stats()["requests"] == requests and _rows(db, "SELECT record_id, assistant FROM records ORDER BY 1") == before
 
 
 def test_a_changed_threshold_takes_effect_without_calls(tmp_path):
