@@ -19,7 +19,7 @@ from orcac.compiler.to_spec import to_spec_module
 from orcac.specs import settings
 from orcac.specs.spec import BestOf, Named, Spec
 
-NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
+NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("judge", "judges"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
 PLURAL = {"strategy": "strategies", "erase message": "erase messages"}
 CHOSEN = ("teacher", "erase", "strategy")  # a task's keys chosen below, each name checked; the others fall back
@@ -87,6 +87,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
         _check_ref(d.teacher, "teacher", teachers, diags)
         _check_ref(d.erase, "erase message", erases, diags)
         _check_strategy(d.strategy, strategies, diags)
+    _check_judges(spec, teachers, broken, diags)
 
     tasks = []
     for task in spec.tasks:
@@ -155,3 +156,15 @@ def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostic
             _check_ref(c, "strategy", names, diags)
     elif s is not None:
         _check_ref(s, "strategy", names, diags)
+
+
+def _check_judges(spec: Spec, teachers: set[str], broken: dict[str, set[str]], diags: Diagnostics) -> None:
+    """A judge's teacher exists, and so does every judge a check names (`judged(NAME)`): in
+    defaults once, in each task that writes its own `accept`."""
+    for judge in spec.judges:
+        _check_ref(judge.teacher, "teacher", teachers, diags)
+    judges = {j.name for j in spec.judges} | broken.get("judge", set())
+    for owner in (spec.defaults, *spec.tasks):
+        for rule in (owner.accept if owner is not None else None) or ():
+            if rule.judge is not None:
+                _check_ref(rule.judge, "judge", judges, diags)

@@ -32,6 +32,7 @@ from orcac.specs.spec import (
     EraseDecl,
     EvalDecl,
     FormRule,
+    JudgeDecl,
     List,
     LoraDecl,
     Module,
@@ -309,7 +310,7 @@ def source(v: Value, key: str) -> SourceExpr:
     return SourceExpr(kind=v.name, path=path(arg, call), span=v.span, **_filled(call, kw))
 
 
-CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows")
+CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows", "judged")
 
 
 def _strategy_arg(call: Call) -> None:
@@ -318,6 +319,17 @@ def _strategy_arg(call: Call) -> None:
             "follows() checks the answer against its strategy's expected form: write follows(strategy)",
             call.span,
         )
+
+
+def _judge_arg(call: Call) -> Named:
+    """judged(NAME): the judge declaration that scores the answer."""
+    if len(call.args) != 1 or call.kwargs or not isinstance(call.args[0], Ref):
+        hint = None
+        if len(call.args) == 1 and isinstance(call.args[0], Str):
+            hint = f"a name is written without quotes: judged({call.args[0].value})"
+        raise Bad("judged() names the judge that scores the answer: write judged(NAME)", call.span,
+                  hint or "declare one with: judge NAME { teacher = ... rubric = \"...\" threshold = ... }")
+    return ref(call.args[0], "judged()")
 
 
 def _gold_arg(call: Call) -> None:
@@ -340,7 +352,8 @@ def check(v: Value, key: str) -> CheckExpr:
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
-            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\"), follows(strategy) or nonempty; got {describe(v)}",
+            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\"), follows(strategy), judged(NAME) "
+            f"or nonempty; got {describe(v)}",
             v.span,
             did_you_mean(name, CHECK_KINDS) if name else None,
         )
@@ -353,6 +366,8 @@ def check(v: Value, key: str) -> CheckExpr:
     if v.name == "follows":
         _strategy_arg(v)
         return CheckExpr(kind="follows", span=v.span)
+    if v.name == "judged":
+        return CheckExpr(kind="judged", judge=_judge_arg(v), span=v.span)
     if v.name == "numeric":
         _gold_arg(v)
         _, kw = _args(v, 1, ARGS["numeric()"], "numeric()")
@@ -489,6 +504,7 @@ BLOCKS: dict[str, tuple[type, bool, dict[str, bool]]] = {
     "strategy": (StrategyDecl, True, {"demonstration": False}),
     "demonstration": (DemonstrationDecl, False, {}),
     "erase": (EraseDecl, True, {}),
+    "judge": (JudgeDecl, True, {}),
     "defaults": (DefaultsDecl, False, {}),
     "task": (TaskDecl, True, {}),
     "train": (TrainDecl, False, {"lora": False, "stage": True}),
@@ -508,7 +524,7 @@ TABLES: dict[str, Table] = {
 # Blocks whose unwritten keys stay None here: resolve fills them (a task's, after `defaults`).
 RESOLVED_LATER = ("task", "defaults")
 
-TOP_LEVEL = ("teacher", "student", "strategy", "erase", "defaults", "task", "train", "eval")
+TOP_LEVEL = ("teacher", "student", "strategy", "erase", "judge", "defaults", "task", "train", "eval")
 
 
 def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:

@@ -71,6 +71,7 @@ FORMS = Type("forms")  # an answer form or a list of them
 STRATEGY = Type("strategy")  # a strategy's name or best_of(..)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+SCORE_READERS = ("score_line", "json")  # a judge's `read`
 
 
 # ---- keys ----------------------------------------------------------------------------------
@@ -195,6 +196,17 @@ KEYS: tuple[Key, ...] = (
             ("temperature", number(0.0, 2.0), None, "None: the teacher's temperature"),
         )
     ),
+    # ---- judge: a teacher that scores answers a task has no gold for (`accept = judged(NAME)`)
+    Key("judge", "teacher", REF, required=True),
+    Key("judge", "rubric", TEXT, required=True),  # a template over prompt, answer (and gold)
+    Key("judge", "min", number(), 1.0, doc="the lowest score of the judge's scale"),
+    Key("judge", "max", number(), 10.0, doc="the highest score of the judge's scale"),
+    Key("judge", "threshold", number(), required=True),
+    Key(
+        "judge", "read", one_of(*SCORE_READERS), "score_line",
+        doc="how the score is read from the judge's answer: score_line, its last 'Score: N' line; "
+        "json, a JSON object's 'score' (and 'reasoning')",
+    ),
     # ---- train
     Key("train", "student", REF, required=True),
     Key("train", "max_length", whole(16, 1_048_576), 2048),
@@ -229,7 +241,7 @@ KEYS: tuple[Key, ...] = (
     Key("eval", "prompted", BOOLEAN, True),
     # ---- keyword arguments of calls
     Key(
-        "best_of()", "by", one_of("accept"), "accept",
+        "best_of()", "by", one_of("accept", "judge"), "accept",
         plan_name="metric",
         why_renamed="the plan's probe record names what it scores candidates by, its metric; the plan's contract was written "
         "before the language; " + HISTORICAL,

@@ -249,6 +249,20 @@ class EraseDecl(Decl):
 
 
 @_decl
+class JudgeDecl(Decl):
+    """A teacher that scores answers: its rubric (a template over the task's prompt, the
+    answer and the gold), the scale, the score an answer needs, and how the score is read."""
+
+    name: str
+    teacher: Named
+    rubric: str
+    min: float
+    max: float
+    threshold: float
+    read: str
+
+
+@_decl
 class SourceExpr:
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None
@@ -260,10 +274,11 @@ class SourceExpr:
 
 @_decl
 class CheckExpr:
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged"]
     uses_gold: bool = False
     pattern: str | None = None
     tolerance: float | None = None  # numeric(gold, tol = ...)
+    judge: Named | None = None  # judged(NAME)
     span: Span
 
 
@@ -361,6 +376,7 @@ class Spec:
     students: tuple[StudentDecl, ...] = ()
     strategies: tuple[StrategyDecl, ...] = ()
     erases: tuple[EraseDecl, ...] = ()
+    judges: tuple[JudgeDecl, ...] = ()
     defaults: DefaultsDecl | None = None
     tasks: tuple[TaskDecl, ...] = ()
     train: TrainDecl | None = None
