@@ -53,3 +53,36 @@ def split_rows(rows: int, *, task: str, seed: int, limit: int | None, holdout: f
     ranked = sorted(range(rows), key=lambda i: rank_key(seed, task, i))[:sampled]
     train = tuple(ranked[n_holdout:])
     return Splits(holdout=tuple(ranked[:n_holdout]), probe=train[:n_probe], train=train)
+
+
+def portion_size(available: int, share: float | None, at_most: int | None) -> int:
+    """How many of `available` records a stage takes: a share (rounded half up, at least one
+    when any are there), at most a number, or all.
+
+    >>> portion_size(10, 0.3, None), portion_size(10, None, 4), portion_size(3, None, 4), portion_size(10, None, None)
+    (3, 4, 3, 10)
+    >>> portion_size(1, 0.3, None), portion_size(0, 0.5, None)
+    (1, 0)
+    """
+    if share is not None:
+        return min(available, max(1 if available else 0, int(available * share + 0.5)))
+    if at_most is not None:
+        return min(available, at_most)
+    return available
+
+
+def portion(record_ids: list[str], *, seed: int, stage: str, task: str, share: float | None, at_most: int | None) -> list[str]:
+    """The records a stage takes of a task, ranked by sha256(seed, stage, task, record id), so
+    the choice depends on nothing but those (not on the build's order); returned in the
+    order given.
+
+    >>> ids = [f"r{i}" for i in range(10)]
+    >>> kept = portion(ids, seed=0, stage="s", task="t", share=0.3, at_most=None)
+    >>> len(kept), kept == portion(list(reversed(ids)), seed=0, stage="s", task="t", share=0.3, at_most=None)[::-1]
+    (3, True)
+    """
+    n = portion_size(len(record_ids), share, at_most)
+    if n == len(record_ids):
+        return list(record_ids)
+    chosen = set(sorted(record_ids, key=lambda r: hashlib.sha256(f"{seed}\x1f{stage}\x1f{task}\x1f{r}".encode()).digest())[:n])
+    return [r for r in record_ids if r in chosen]

@@ -42,6 +42,7 @@ def _key(s: SourceExpr) -> tuple:
 
 def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
     facts = Facts()
+    _check_judges(spec, diags)
     cache: dict[tuple, SourceFacts | None] = {}
     trained = {ref.name for stage in (spec.train.stages if spec.train else ()) for ref in stage.tasks}
     for task in spec.tasks:
@@ -58,6 +59,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         _check_templates(task, sf.columns, diags)
         _check_gold(task, diags)
         _check_instruction(task, diags)
+        _check_judged(task, spec, diags)
         _check_sampling(task, spec, diags)
         probe = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
         sizes = None
@@ -177,11 +179,82 @@ def _check_gold(task: TaskDecl, diags: Diagnostics) -> None:
                 rule.span,
                 'add gold = "{{ column }}" to the task, or use a check without gold (nonempty, regex("..."))',
             )
-    if isinstance(task.strategy, BestOf):
+    if isinstance(task.strategy, BestOf) and task.strategy.by != "judge":
         diags.error(
             f"best_of() scores strategies against the gold answer: a metric needs a gold answer, and task '{task.name}' has none",
             task.strategy.span,
-            'add gold = "{{ column }}" to the task, or name one strategy',
+            'add gold = "{{ column }}" to the task, choose by a judge\'s scores (by = judge), or name one strategy',
+        )
+
+
+# ---- judges ------------------------------------------------------------------------------------
+
+RUBRIC_NAMES = ("prompt", "answer", "gold")  # what a judge's rubric sees
+
+
+def _check_judges(spec: Spec, diags: Diagnostics) -> None:
+    """Each judge once: its scale, its threshold inside it, and a rubric that parses, reads
+    the answer, and reads nothing but the prompt, the answer and the gold."""
+    import jinja2
+
+    for judge in spec.judges:
+        if judge.min >= judge.max:
+            diags.error(
+                f"judge '{judge.name}' has an empty scale: min = {judge.min:g} is not below max = {judge.max:g}",
+                judge.at("max") if "max" in judge.spans else judge.at("min"),
+                "the scale runs from min (worst) to max (best), e.g. min = 1 max = 10",
+            )
+        elif not judge.min <= judge.threshold <= judge.max:
+            diags.error(
+                f"judge '{judge.name}' has threshold = {judge.threshold:g}, outside its scale {judge.min:g}..{judge.max:g}",
+                judge.at("threshold"),
+                f"an answer is kept when its score is at least the threshold: choose one from {judge.min:g} to {judge.max:g}",
+            )
+        span = judge.at("rubric")
+        try:
+            used = template_variables(judge.rubric)
+        except jinja2.TemplateSyntaxError as error:
+            diags.error(f"the rubric of judge '{judge.name}' does not parse: {error.message}", span)
+            continue
+        raw = _token_text(diags.sources.get(span.file, ""), span)
+        for name in sorted(used - set(RUBRIC_NAMES)):
+            diags.error(
+                f"the rubric of judge '{judge.name}' uses '{name}', which a judge is not shown",
+                _sub_span(span, raw, name) if raw else span,
+                did_you_mean(name, RUBRIC_NAMES) or "a rubric sees {{ prompt }} (the task's), {{ answer }} and {{ gold }}",
+            )
+        if "answer" not in used:
+            diags.error(
+                f"the rubric of judge '{judge.name}' never shows the judge the answer",
+                span,
+                "put {{ answer }} where the judge should read the answer it scores",
+            )
+
+
+def _check_judged(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
+    """A judge whose rubric reads the gold needs a task with one; by = judge needs one judge."""
+    judges = {j.name: j for j in spec.judges}
+    judged = [rule for rule in task.accept or () if rule.kind == "judged"]
+    for rule in judged:
+        judge = judges.get(rule.judge.name)
+        if judge is None or task.gold is not None:
+            continue
+        try:
+            reads_gold = "gold" in template_variables(judge.rubric)
+        except Exception:  # reported with the judge
+            continue
+        if reads_gold:
+            diags.error(
+                f"judge '{judge.name}' shows the judge the gold answer, and task '{task.name}' has none",
+                rule.span,
+                'add gold = "{{ column }}" to the task, or a rubric without {{ gold }}',
+            )
+    if isinstance(task.strategy, BestOf) and task.strategy.by == "judge" and len(judged) != 1:
+        what = "no judged(NAME) check" if not judged else f"{len(judged)} judged() checks"
+        diags.error(
+            f"best_of(..., by = judge) chooses by the mean score of the task's judge, and task '{task.name}' has {what}",
+            task.strategy.span,
+            "give the task exactly one judge in accept = [..., judged(NAME)], or choose by = accept",
         )
 
 

@@ -30,12 +30,15 @@ from orcac.specs.plan import (
     SamplingPlan,
     EvalPlan,
     ErasePlan,
+    JudgePlan,
+    JudgedRule,
     Estimate,
     LoraPlan,
     Plan,
     ProbePlan,
     SourcePlan,
     SplitCounts,
+    PortionPlan,
     StagePlan,
     StrategyPlan,
     StudentPlan,
@@ -48,9 +51,11 @@ from orcac.specs.plan import (
 )
 from orcac.specs import settings
 from orcac.specs.spec import (
+    StageDecl,
     BestOf,
     EraseDecl,
     EvalDecl,
+    JudgeDecl,
     Named,
     SourceExpr,
     Spec,
@@ -87,6 +92,7 @@ def lower(
 
     strategies = {s.name: s for s in spec.strategies}
     teachers = {t.name: t for t in spec.teachers}
+    judges = {j.name: lower_judge(j, origin(j)) for j in spec.judges}
     tasks: dict[str, TaskPlan] = {}
     estimates: dict[str, TaskEstimate] = {}
     for task in spec.tasks:
@@ -96,11 +102,11 @@ def lower(
         old = previous.tasks.get(task.name) if previous is not None else None
         source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
         if task.answer is not None:
-            tasks[task.name] = lower_task(task, source, None, strategies, old)
+            tasks[task.name] = lower_task(task, source, None, strategies, old, judges=judges, teachers=teachers)
             estimates[task.name] = _estimate_given(task, tasks[task.name], sf.data, diags)
             continue
         teacher = teachers[task.teacher.name]
-        tasks[task.name] = lower_task(task, source, teacher, strategies, old)
+        tasks[task.name] = lower_task(task, source, teacher, strategies, old, judges=judges, teachers=teachers)
         estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags)
 
     if diags:
@@ -176,20 +182,33 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
     )
 
 
+def lower_judge(j: JudgeDecl, origin: str) -> JudgePlan:
+    return JudgePlan(**_copy("judge", j, name=j.name, origin=origin))
+
+
+def lower_check(c, judges: dict[str, JudgePlan]) -> CheckRule | JudgedRule:
+    """One of a task's checks; `judged(NAME)` carries its judge whole, rubric and all, so the
+    plan shows what each task's answers are scored by (and a plan without judges has none)."""
+    if c.kind == "judged":
+        return JudgedRule(kind="judged", judge=judges[c.judge.name])
+    return CheckRule(kind=c.kind, pattern=c.pattern, tolerance=c.tolerance)
+
+
 def lower_task(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: TaskPlan | None
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: TaskPlan | None,
+    *, judges: dict[str, JudgePlan] | None = None, teachers: dict[str, TeacherDecl] | None = None,
 ) -> TaskPlan:
     """The task with its split counts; a `best_of` becomes a probe, its decision carried from
     the plan on disk (`old`) while the probe's key holds. A task with `answer` has no teacher
     and no strategy (resolve left both out)."""
-    accept = tuple(CheckRule(kind=c.kind, pattern=c.pattern, tolerance=c.tolerance) for c in task.accept)
+    accept = tuple(lower_check(c, judges or {}) for c in task.accept)
     probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
     sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
         source.rows, limit=task.limit, holdout=task.holdout, probe=probe_size
     )
     probe = None
     if isinstance(task.strategy, BestOf):
-        probe = lower_probe(task, source, teacher, strategies, accept, old)
+        probe = lower_probe(task, source, teacher, strategies, accept, old, teachers or {})
         chosen = probe.decision.chosen if probe.decision else None
     else:
         chosen = task.strategy.name if task.strategy is not None else None
@@ -211,9 +230,12 @@ def lower_task(
     )
 
 
-def lower_probe(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: TaskPlan | None) -> ProbePlan:
+def lower_probe(
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: TaskPlan | None,
+    teachers: dict[str, TeacherDecl],
+) -> ProbePlan:
     names = [c.name for c in task.strategy.candidates]
-    key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept)
+    key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept, teachers)
     decision = None
     if old is not None and old.probe is not None:
         kept = old.probe.decision
@@ -224,20 +246,35 @@ def lower_probe(task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strate
 
 def lower_train(t: TrainDecl, tasks: dict[str, TaskPlan], *, spec_path: str, base: Path, plan_dir: Path) -> TrainPlan:
     output = t.output or f".orca/{spec_stem(spec_path)}/student"
-    stages = tuple(
-        StagePlan(
-            **_copy(
-                "stage",
-                s,
-                name=s.name,
-                tasks=tuple(r.name for r in s.tasks),
-                train_examples=sum(tasks[r.name].counts.train for r in s.tasks if r.name in tasks),
-            )
-        )
-        for s in t.stages
-    )
+    stages = tuple(lower_stage(s, tasks) for s in t.stages)
     lora = None if t.lora is None else LoraPlan(**_copy("lora", t.lora))
     return TrainPlan(**_copy("train", t, output=rel(base / output, plan_dir), lora=lora, stages=stages))
+
+
+def lower_stage(s: StageDecl, tasks: dict[str, TaskPlan]) -> StagePlan:
+    """A stage, with how many records each task can give it: its training rows x keep (the
+    build keeps at most that many), then the stage's portion of them."""
+    portions = {
+        p.name: PortionPlan(share=p.share, at_most=p.at_most)
+        for p in s.tasks
+        if p.share is not None or p.at_most is not None
+    }
+    examples = {}
+    for p in s.tasks:
+        task = tasks.get(p.name)
+        if task is not None:
+            examples[p.name] = sampling.portion_size(task.counts.train * task.sampling.keep, p.share, p.at_most)
+    return StagePlan(
+        **_copy(
+            "stage",
+            s,
+            name=s.name,
+            tasks=tuple(p.name for p in s.tasks),
+            train_examples=sum(examples.values()),
+            examples=examples,
+            portions=portions,
+        )
+    )
 
 
 def lower_eval(ev: EvalDecl) -> EvalPlan:
@@ -263,7 +300,30 @@ def _shown(strategy) -> tuple:
     return (strategy.system, demos) if demos else (strategy.system,)
 
 
-def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept) -> str:
+def _answers_by(teacher) -> dict:
+    """What of a teacher's settings determines its answers, as a probe's key holds it."""
+    return {
+        **{key.name: getattr(teacher, key.field) for key in settings.answer_keys()},
+        # only when one server is named, so that keys of specs without one do not move
+        **({"api_base": api_base} if (api_base := settings.answer_api_base(teacher.api_base)) else {}),
+        "params": teacher.params,
+    }
+
+
+def _judged_key(accept, teachers: dict) -> dict:
+    """A probe key's part for the judges of its checks: each judge's teacher (its rubric and
+    scale are in the checks themselves). Empty without judges, so other keys do not move."""
+    names = sorted({r.judge.teacher for r in accept if r.kind == "judged"})
+    return {"judges": {name: _answers_by(teachers[name]) for name in names}} if names else {}
+
+
+def _check_key(rule) -> dict:
+    """A check as a probe's key holds it: a judge without where it was written (moving the
+    declaration changes no score)."""
+    return rule.model_dump(mode="json", exclude={"judge": {"origin"}} if rule.kind == "judged" else None)
+
+
+def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept, teachers=None) -> str:
     """sha256 over everything a probe's choice depends on (and nothing else)."""
     what = {
         "task": task.name,
@@ -271,17 +331,13 @@ def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]]
         "gold": task.gold,
         "source": source_sha,
         "candidates": candidates,
-        "teacher": {
-            **{key.name: getattr(teacher, key.field) for key in settings.answer_keys()},
-            # only when one server is named, so that keys of specs without one do not move
-            **({"api_base": api_base} if (api_base := settings.answer_api_base(teacher.api_base)) else {}),
-            "params": teacher.params,
-        },
+        "teacher": _answers_by(teacher),
         "probe": task.strategy.probe,
         "seed": task.seed,
         "limit": task.limit,
         "holdout": task.holdout,
-        "accept": [r.model_dump(mode="json") for r in accept],
+        "accept": [_check_key(r) for r in accept],
+        **_judged_key(accept, teachers or {}),
         "allow_truncated": task.allow_truncated,
         # only when set, so that keys of specs written before sampling existed do not move
         **({"temperature": task.temperature} if task.temperature is not None else {}),

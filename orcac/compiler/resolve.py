@@ -20,7 +20,7 @@ from orcac.compiler.to_spec import to_spec_module
 from orcac.specs import settings
 from orcac.specs.spec import BestOf, Named, Spec
 
-NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("task", "tasks"))
+NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("judge", "judges"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
 PLURAL = {"strategy": "strategies", "erase message": "erase messages"}
 CHOSEN = ("teacher", "erase", "strategy")  # a task's keys chosen below, each name checked; the others fall back
@@ -88,6 +88,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
         _check_ref(d.teacher, "teacher", teachers, diags)
         _check_ref(d.erase, "erase message", erases, diags)
         _check_strategy(d.strategy, strategies, diags)
+    _check_judges(spec, teachers, broken, diags)
 
     tasks = []
     for task in spec.tasks:
@@ -168,7 +169,7 @@ NOT_GIVEN = ("teacher", "strategy", "samples", "keep", "temperature", "allow_tru
 def _given(task, d, diags: Diagnostics) -> dict:
     """A task with `answer`: no teacher and no strategy; the keys about asking one, if the task
     writes them, are errors (from `defaults` they are left out); `follows(strategy)` has no
-    strategy to follow."""
+    strategy to follow, and `judged(NAME)` is not supported on them yet."""
     for key in NOT_GIVEN:
         if key in task.spans:
             diags.error(
@@ -178,11 +179,18 @@ def _given(task, d, diags: Diagnostics) -> dict:
                 f"take {key} out, or take answer out to have a teacher answer the task",
             )
     accept = task.accept if task.accept is not None else (d.accept if d is not None else None)
+    own = task.accept is not None
     for rule in accept or ():
-        if rule.kind == "follows":
-            own = task.accept is not None
+        why = {
+            "follows": ("follows(strategy)", "has no strategy to follow: its answers come from its source"),
+            "judged": (
+                f"judged({rule.judge.name if rule.judge else ''})",
+                "is not supported yet: its answers come from its source, and a judge scores a teacher's answers",
+            ),
+        }.get(rule.kind)
+        if why:
             diags.error(
-                f"follows(strategy) in task '{task.name}' has no strategy to follow: its answers come from its source",
+                f"{why[0]} in task '{task.name}' {why[1]}",
                 rule.span if own else task.span,
                 "check the answers with contains(gold), exact(gold), numeric(gold), regex(\"..\") or nonempty"
                 + ("" if own else "; the rule comes from defaults: set accept in the task"),
@@ -199,3 +207,15 @@ def _check_strategy(s: Named | BestOf | None, names: set[str], diags: Diagnostic
             _check_ref(c, "strategy", names, diags)
     elif s is not None:
         _check_ref(s, "strategy", names, diags)
+
+
+def _check_judges(spec: Spec, teachers: set[str], broken: dict[str, set[str]], diags: Diagnostics) -> None:
+    """A judge's teacher exists, and so does every judge a check names (`judged(NAME)`): in
+    defaults once, in each task that writes its own `accept`."""
+    for judge in spec.judges:
+        _check_ref(judge.teacher, "teacher", teachers, diags)
+    judges = {j.name for j in spec.judges} | broken.get("judge", set())
+    for owner in (spec.defaults, *spec.tasks):
+        for rule in (owner.accept if owner is not None else None) or ():
+            if rule.judge is not None:
+                _check_ref(rule.judge, "judge", judges, diags)

@@ -32,12 +32,14 @@ from orcac.specs.spec import (
     EraseDecl,
     EvalDecl,
     FormRule,
+    JudgeDecl,
     List,
     LoraDecl,
     Module,
     Named,
     Num,
     Percent,
+    Portion,
     Ref,
     SourceExpr,
     StageDecl,
@@ -209,6 +211,40 @@ def ref_list(v: Value, key: str) -> tuple[Named, ...]:
     return tuple(ref(item, key) for item in v.items)
 
 
+def portions(v: Value, key: str) -> tuple[Portion, ...]:
+    """A stage's tasks: names, each maybe called with its portion, `easy(30%)` or `hard(500)`."""
+    items = v.items if isinstance(v, List) else (v,)
+    if not isinstance(v, (List, Ref, Call)):
+        raise Bad(f"'{key}' must be a list of task names like [a, b(30%), c(500)], got {describe(v)}", v.span)
+    out = []
+    for item in items:
+        if isinstance(item, Ref):
+            out.append(Portion(name=ref(item, key).name, span=item.span))
+            continue
+        if not isinstance(item, Call):
+            raise Bad(f"'{key}' must list task names, got {describe(item)}", item.span)
+        if item.kwargs or len(item.args) != 1:
+            raise Bad(
+                f"{item.name}(...) in '{key}' takes one portion: a share like {item.name}(30%) or a count like {item.name}(500)",
+                item.span,
+            )
+        (amount,) = item.args
+        if isinstance(amount, Percent):
+            share = fraction(amount, f"{item.name}'s share")
+            if share == 0.0:
+                raise Bad(f"{item.name}(0%) takes nothing", amount.span, f"leave {item.name} out of the stage")
+            out.append(Portion(name=item.name, span=item.span, share=share))
+        elif isinstance(amount, Num) and isinstance(amount.value, int) and amount.value >= 1:
+            out.append(Portion(name=item.name, span=item.span, at_most=amount.value))
+        else:
+            raise Bad(
+                f"{item.name}(...) in '{key}' takes a share like 30% or a whole number of records of at least 1, "
+                f"got {describe(amount)}",
+                amount.span,
+            )
+    return tuple(out)
+
+
 def names(v: Value, key: str) -> tuple[str, ...]:
     if not isinstance(v, List):
         raise Bad(f"'{key}' must be a list, got {describe(v)}", v.span)
@@ -274,7 +310,7 @@ def source(v: Value, key: str) -> SourceExpr:
     return SourceExpr(kind=v.name, path=path(arg, call), span=v.span, **_filled(call, kw))
 
 
-CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows")
+CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows", "judged")
 
 
 def _strategy_arg(call: Call) -> None:
@@ -283,6 +319,17 @@ def _strategy_arg(call: Call) -> None:
             "follows() checks the answer against its strategy's expected form: write follows(strategy)",
             call.span,
         )
+
+
+def _judge_arg(call: Call) -> Named:
+    """judged(NAME): the judge declaration that scores the answer."""
+    if len(call.args) != 1 or call.kwargs or not isinstance(call.args[0], Ref):
+        hint = None
+        if len(call.args) == 1 and isinstance(call.args[0], Str):
+            hint = f"a name is written without quotes: judged({call.args[0].value})"
+        raise Bad("judged() names the judge that scores the answer: write judged(NAME)", call.span,
+                  hint or "declare one with: judge NAME { teacher = ... rubric = \"...\" threshold = ... }")
+    return ref(call.args[0], "judged()")
 
 
 def _gold_arg(call: Call) -> None:
@@ -305,7 +352,8 @@ def check(v: Value, key: str) -> CheckExpr:
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
-            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\"), follows(strategy) or nonempty; got {describe(v)}",
+            f"'{key}' must be a check: contains(gold), exact(gold), numeric(gold), regex(\"..\"), follows(strategy), judged(NAME) "
+            f"or nonempty; got {describe(v)}",
             v.span,
             did_you_mean(name, CHECK_KINDS) if name else None,
         )
@@ -318,6 +366,8 @@ def check(v: Value, key: str) -> CheckExpr:
     if v.name == "follows":
         _strategy_arg(v)
         return CheckExpr(kind="follows", span=v.span)
+    if v.name == "judged":
+        return CheckExpr(kind="judged", judge=_judge_arg(v), span=v.span)
     if v.name == "numeric":
         _gold_arg(v)
         _, kw = _args(v, 1, ARGS["numeric()"], "numeric()")
@@ -413,6 +463,7 @@ _CONVERTERS: dict[str, Converter] = {
     "boolean": boolean,
     "ref": ref,
     "refs": ref_list,
+    "portions": portions,
     "names": names,
     "source": source,
     "checks": checks,
@@ -453,6 +504,7 @@ BLOCKS: dict[str, tuple[type, bool, dict[str, bool]]] = {
     "strategy": (StrategyDecl, True, {"demonstration": False}),
     "demonstration": (DemonstrationDecl, False, {}),
     "erase": (EraseDecl, True, {}),
+    "judge": (JudgeDecl, True, {}),
     "defaults": (DefaultsDecl, False, {}),
     "task": (TaskDecl, True, {}),
     "train": (TrainDecl, False, {"lora": False, "stage": True}),
@@ -472,7 +524,7 @@ TABLES: dict[str, Table] = {
 # Blocks whose unwritten keys stay None here: resolve fills them (a task's, after `defaults`).
 RESOLVED_LATER = ("task", "defaults")
 
-TOP_LEVEL = ("teacher", "student", "strategy", "erase", "defaults", "task", "train", "eval")
+TOP_LEVEL = ("teacher", "student", "strategy", "erase", "judge", "defaults", "task", "train", "eval")
 
 
 def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:

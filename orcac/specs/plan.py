@@ -16,7 +16,7 @@ records why a field is named other than its key (`api_key` -> `api_key_env`, ...
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -164,6 +164,34 @@ class CheckRule(PlanModel):
     tolerance: float | None = None
 
 
+class JudgePlan(PlanModel):
+    """A teacher that scores an answer no gold can check. It is sent one user message, `rubric`
+    rendered with the task's `prompt`, the `answer` (and the task's `gold`), and its score is
+    read from what it answers (`read`): an answer is kept when the score is at least
+    `threshold`, on the scale `min`..`max`."""
+
+    name: str
+    teacher: str
+    rubric: str
+    min: float = setting("judge", "min")
+    max: float = setting("judge", "max")
+    threshold: float
+    read: Literal[options("judge", "read")] = setting("judge", "read")
+    origin: str = Field(description="where it was declared, e.g. 'spec.orca:12'")
+
+
+class JudgedRule(PlanModel):
+    """`judged(NAME)`: the judge's score of the answer is at least its threshold. Asked only
+    for answers that pass the task's other checks, after they have all arrived."""
+
+    kind: Literal["judged"]
+    judge: JudgePlan
+
+
+# A task's checks: a rule of its own, or a judge's verdict (a second job per answer).
+AcceptRule = Annotated[Union[CheckRule, JudgedRule], Field(discriminator="kind")]
+
+
 class SplitCounts(PlanModel):
     """How many examples each split gets, computed from the source's row count."""
 
@@ -176,7 +204,7 @@ class SplitCounts(PlanModel):
 
 class CandidateScore(PlanModel):
     strategy: str
-    score: float  # share of probe answers that pass the task's checks
+    score: float  # share of probe answers that pass the task's checks; by = judge: their mean judge score
     passed: int
     total: int
     prompt_tokens: int
@@ -196,7 +224,8 @@ class ProbePlan(PlanModel):
     """Choose the task's strategy by measured performance on a probe sample."""
 
     candidates: tuple[str, ...]
-    metric: Literal[options("best_of()", "by")] = setting("best_of()", "by")  # pass rate of the task's own checks against the gold
+    # accept: pass rate of the task's own checks; judge: mean score of the task's judge
+    metric: Literal[options("best_of()", "by")] = setting("best_of()", "by")
     size: int
     key: str = Field(description="sha256 over task, data, candidates and teacher: what a decision depends on")
     decision: Decision | None = None
@@ -231,7 +260,7 @@ class TaskPlan(PlanModel):
     )
     system: str | None = Field(description="the resolved system text the teacher sees")
     probe: ProbePlan | None = None
-    accept: tuple[CheckRule, ...] = setting("task", "accept")
+    accept: tuple[AcceptRule, ...] = setting("task", "accept")
     allow_truncated: bool = setting("task", "allow_truncated")  # accept answers whose finish_reason is "length"
     sampling: SamplingPlan = SamplingPlan()
     limit: int | None = setting("task", "limit")
@@ -257,11 +286,23 @@ class LoraPlan(PlanModel):
     target_modules: tuple[str, ...] = setting("lora", "targets")
 
 
+class PortionPlan(PlanModel):
+    """How much of a task's records a stage takes: a share, or at most a number; drawn by
+    the train seed (orcac.sampling.portion), so the same records every run."""
+
+    share: float | None = None
+    at_most: int | None = None
+
+
 class StagePlan(PlanModel):
     name: str
     tasks: tuple[str, ...]
     epochs: float
-    train_examples: int  # upper bound: sum of the tasks' train counts
+    train_examples: int  # at most: the sum of `examples`
+    # Per task, at most this many records: its training rows x keep, then its portion.
+    examples: dict[str, int] = Field(default_factory=dict)
+    # The tasks the stage takes only part of (the others: all their records).
+    portions: dict[str, PortionPlan] = Field(default_factory=dict)
 
 
 class TrainPlan(PlanModel):

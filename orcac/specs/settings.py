@@ -63,6 +63,7 @@ DURATION = Type("duration")  # 30s, 500ms, 2m, or a number of seconds
 BOOLEAN = Type("boolean")
 REF = Type("ref")  # a declaration's name
 REFS = Type("refs")  # a list of declarations' names
+PORTIONS = Type("portions")  # a list of task names, each maybe with its portion: [a, b(30%), c(500)]
 NAMES = Type("names")  # a list of words
 SOURCE = Type("source")  # jsonl(..), csv(..), parquet(..), hf(..), sql(..)
 CHECKS = Type("checks")  # a check or a list of them
@@ -70,6 +71,7 @@ FORMS = Type("forms")  # an answer form or a list of them
 STRATEGY = Type("strategy")  # a strategy's name or best_of(..)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+SCORE_READERS = ("score_line", "json")  # a judge's `read`
 
 
 # ---- keys ----------------------------------------------------------------------------------
@@ -198,6 +200,17 @@ KEYS: tuple[Key, ...] = (
             ("temperature", number(0.0, 2.0), None, "None: the teacher's temperature"),
         )
     ),
+    # ---- judge: a teacher that scores answers a task has no gold for (`accept = judged(NAME)`)
+    Key("judge", "teacher", REF, required=True),
+    Key("judge", "rubric", TEXT, required=True),  # a template over prompt, answer (and gold)
+    Key("judge", "min", number(), 1.0, doc="the lowest score of the judge's scale"),
+    Key("judge", "max", number(), 10.0, doc="the highest score of the judge's scale"),
+    Key("judge", "threshold", number(), required=True),
+    Key(
+        "judge", "read", one_of(*SCORE_READERS), "score_line",
+        doc="how the score is read from the judge's answer: score_line, its last 'Score: N' line; "
+        "json, a JSON object's 'score' (and 'reasoning')",
+    ),
     # ---- train
     Key("train", "student", REF, required=True),
     Key("train", "max_length", whole(16, 1_048_576), 2048),
@@ -224,7 +237,7 @@ KEYS: tuple[Key, ...] = (
         plan_name="target_modules",
         why_renamed="PEFT's own name (LoraConfig.target_modules), which the runtime hands over unchanged",
     ),
-    Key("stage", "tasks", REFS, required=True),
+    Key("stage", "tasks", PORTIONS, required=True),  # each task maybe with its portion: a(30%), b(500)
     Key("stage", "epochs", number(above=0.0, hi=1000.0), 1.0),
     # ---- eval
     Key("eval", "max_new_tokens", whole(1, 1_000_000), 256),
@@ -232,7 +245,7 @@ KEYS: tuple[Key, ...] = (
     Key("eval", "prompted", BOOLEAN, True),
     # ---- keyword arguments of calls
     Key(
-        "best_of()", "by", one_of("accept"), "accept",
+        "best_of()", "by", one_of("accept", "judge"), "accept",
         plan_name="metric",
         why_renamed="the plan's probe record names what it scores candidates by, its metric; the plan's contract was written "
         "before the language; " + HISTORICAL,

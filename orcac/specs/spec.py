@@ -170,6 +170,15 @@ class Named:
     span: Span
 
 
+@_decl
+class Portion(Named):
+    """A task in a training stage, and how much of its records the stage takes: `share` of
+    them (`easy(30%)`) or `at_most` that many (`hard(500)`); neither: all of them."""
+
+    share: float | None = None
+    at_most: int | None = None
+
+
 # A declaration's fields are its keys, named as the language names them (`from` is
 # `source`): their types and defaults are in orcac/specs/settings.py, and to_spec fills in
 # every key not written. A task's keys, and the defaults block's, stay None until resolve
@@ -240,6 +249,20 @@ class EraseDecl(Decl):
 
 
 @_decl
+class JudgeDecl(Decl):
+    """A teacher that scores answers: its rubric (a template over the task's prompt, the
+    answer and the gold), the scale, the score an answer needs, and how the score is read."""
+
+    name: str
+    teacher: Named
+    rubric: str
+    min: float
+    max: float
+    threshold: float
+    read: str
+
+
+@_decl
 class SourceExpr:
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None
@@ -251,10 +274,11 @@ class SourceExpr:
 
 @_decl
 class CheckExpr:
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged"]
     uses_gold: bool = False
     pattern: str | None = None
     tolerance: float | None = None  # numeric(gold, tol = ...)
+    judge: Named | None = None  # judged(NAME)
     span: Span
 
 
@@ -314,7 +338,7 @@ class LoraDecl(Decl):
 @_decl
 class StageDecl(Decl):
     name: str
-    tasks: tuple[Named, ...]
+    tasks: tuple[Portion, ...]
     epochs: float
 
 
@@ -354,6 +378,7 @@ class Spec:
     students: tuple[StudentDecl, ...] = ()
     strategies: tuple[StrategyDecl, ...] = ()
     erases: tuple[EraseDecl, ...] = ()
+    judges: tuple[JudgeDecl, ...] = ()
     defaults: DefaultsDecl | None = None
     tasks: tuple[TaskDecl, ...] = ()
     train: TrainDecl | None = None

@@ -92,13 +92,17 @@ VALUE_BASE: dict[str, dict[str, str]] = {
     "demonstration": {"user": '"Q: 1"', "assistant": '"2"'},  # inside strategy s
     "strategy other": {"system": '"Think first."'},
     "erase e": {"system": '"You are helpful."'},
+    "judge j": {
+        "teacher": "t", "rubric": '"Q: {{ prompt }} A: {{ answer }} Score: 1-10"', "min": "1", "max": "10", "threshold": "5",
+        "read": "score_line",
+    },
     "defaults": {
         "teacher": "t", "erase": "e", "strategy": "s", "seed": "1", "holdout": "25%", "accept": "nonempty",
         "allow_truncated": "false", "limit": "8", "samples": "1", "keep": "1", "temperature": "0.5",
     },
     "task a": {
         "from": 'jsonl("d.jsonl")', "prompt": '"Q: {{ q }}"', "gold": '"{{ a }}"', "category": '"c"', "teacher": "t",
-        "erase": "e", "strategy": "best_of(s, other, probe = 2)", "accept": "contains(gold)", "allow_truncated": "true",
+        "erase": "e", "strategy": "best_of(s, other, probe = 2)", "accept": "[contains(gold), judged(j)]", "allow_truncated": "true",
         "limit": "6", "seed": "2", "holdout": "20%", "samples": "2", "keep": "1", "temperature": "0.7",
     },
     "task g": {  # answers from the source: no teacher, no strategy

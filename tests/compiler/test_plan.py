@@ -177,3 +177,47 @@ def test_cautious_example_is_the_orca2_recipe():
     assert all(t.counts.holdout >= 12 for t in plan.tasks.values())
     assert [s.name for s in plan.train.stages] == ["warmup", "reason"]
     assert "cautious assistant" in plan.erase["cautious"].system
+
+
+
+def test_a_stage_mixture_shows_each_tasks_examples_in_the_plan(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "tests" / "golden" / "orca" / "data", tmp_path / "data")
+    spec = tmp_path / "mix.orca"
+    spec.write_text(
+        'orca 1\nimport "std/strategies.orca"\nimport "std/erase.orca"\n'
+        'teacher t { model = "local/smollm2-135m-instruct" }\nstudent s { model = "local/smollm2-135m-instruct" }\n'
+        'task easy { from = parquet("data/reviews.parquet") prompt = "{{ review }}" strategy = direct_answer samples = 2 keep = 2 temperature = 0.7 }\n'
+        'task hard { from = jsonl("data/qa.jsonl") prompt = "{{ question }}" strategy = step_by_step }\n'
+        "train { student = s\n stage a { tasks = [easy(50%)] }\n stage b { tasks = [easy(2), hard] } }\n"
+    )
+    plan = compile_spec(spec)
+    easy, hard = plan.tasks["easy"].counts.train, plan.tasks["hard"].counts.train
+    a, b = plan.train.stages
+    assert a.examples == {"easy": int(easy * 2 * 0.5 + 0.5)} and a.train_examples == a.examples["easy"]
+    assert b.examples == {"easy": 2, "hard": hard} and b.train_examples == 2 + hard
+    assert {k: (v.share, v.at_most) for k, v in b.portions.items()} == {"easy": (None, 2)}
+    assert "hard" not in b.portions
+
+
+@pytest.mark.parametrize(
+    "written,message",
+    [
+        ("easy(0%)", "easy(0%) takes nothing"),
+        ("easy(1.5)", "takes a share like 30% or a whole number of records of at least 1, got the number 1.5"),
+        ("easy(1, 2)", "easy(...) in 'tasks' takes one portion"),
+        ('"easy"', "'tasks' must list task names"),
+    ],
+)
+def test_a_bad_portion_is_one_diagnostic(tmp_path, written, message):
+    from orcac.compiler import check_spec
+
+    spec = tmp_path / "bad.orca"
+    spec.write_text(
+        'orca 1\nimport "std/strategies.orca"\nimport "std/erase.orca"\n'
+        'student s { model = "local/x" }\nteacher t { model = "local/x" }\n'
+        f"train {{ student = s\n stage a {{ tasks = [{written}] }} }}\n"
+    )
+    found = [d.message for d in check_spec(spec)]
+    assert any(message in m for m in found), found

@@ -138,3 +138,28 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
     for read_only in (True, False):
         with pytest.raises(OrcacError, match=rf"written by a newer orcac \(database schema {SCHEMA_VERSION + 1}; this orcac knows up to {SCHEMA_VERSION}\)"):
             Store.open(path, read_only=read_only)
+
+
+def test_a_version_1_file_gets_the_judgements_table_and_keeps_its_rows(tmp_path):
+    """Version 2 added `judgements` (orcac/runtime/build/judges.py): a file of version 1 has
+    every other table, and is migrated on its next write without losing a row."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        if name != "judgements":
+            con.execute(f"CREATE TABLE {name} ({body})")
+    con.execute("INSERT INTO schema_version VALUES (1)")
+    con.execute("INSERT INTO checks (item_id, accepted, reason) VALUES ('i1', true, 'accepted')")
+    con.close()
+    with Store.open(path, read_only=True) as store:  # readable as it is: no judgements, none read
+        assert schema_version(store.con) == 1
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION == 2
+        assert store.rows("SELECT item_id, reason FROM checks") == [("i1", "accepted")]
+        store.write({"judgements": pa.table({"item_id": ["i1"], "judge": ["helpful"], "score": [8.0]})})
+        assert store.rows("SELECT item_id, judge, score FROM judgements") == [("i1", "helpful", 8.0)]

@@ -427,3 +427,29 @@ def test_free_memory_respects_a_container_limit(tmp_path):
     assert memory.cgroup_room(tmp_path / "nowhere") is None
     free, where = memory.free_memory(on_gpu=False)
     assert free > 0 and where
+
+
+# ---- stage mixtures -------------------------------------------------------------------------
+
+
+def test_a_stage_takes_its_tasks_portions_by_the_train_seed(rows, tmp_path, capsys):
+    from orcac.runtime.train.command import _mixture_line, _stage_records
+    from orcac.specs.plan import PortionPlan
+
+    db = write_records(tmp_path / "build.duckdb", rows)
+    plan = make_plan("unused")
+    stage = plan.train.stages[1].model_copy(
+        update={"portions": {"add": PortionPlan(share=0.5), "mul": PortionPlan(at_most=3)}}
+    )
+    built = {t: sum(r["task"] == t for r in rows) for t in ("add", "mul")}
+    taken = _stage_records(db, plan, stage)
+    counts = {t: sum(r["task"] == t for r in taken) for t in ("add", "mul")}
+    assert counts == {"add": int(built["add"] * 0.5 + 0.5), "mul": 3}
+    assert taken == _stage_records(db, plan, stage)  # the same records every run
+    reseeded = plan.model_copy(update={"train": plan.train.model_copy(update={"seed": 1})})
+    assert {r["id"] for r in _stage_records(db, reseeded, stage)} != {r["id"] for r in taken}
+    line = _mixture_line(stage, taken)
+    assert line == (
+        f"stage reason: add {counts['add']} of {built['add']} (50%), mul 3 of {built['mul']} (at most 3); "
+        f"{counts['add'] + 3} examples"
+    )

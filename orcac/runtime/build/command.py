@@ -3,6 +3,8 @@
     plan ─▶ examples (per task) ─▶ items (example × strategy ─▶ content-addressed job)
          ─▶ answered before? reuse the stored response : run it (teachers.run_jobs)
          ─▶ check (orcac.runtime.build.checks) ─▶ record (system = erase message) ─▶ erasure audit
+    a judged task's answers that pass: ─▶ judge jobs, once the teachers are done (judges.py)
+         ─▶ verdicts settled from the stored answers ─▶ records
     a task with `answer`: its rows' own answers ─▶ check ─▶ record, with no job (orcac.runtime.build.given)
 
 Resuming is the same command: a job whose answer is stored is never sent again, so a build
@@ -33,8 +35,8 @@ from typing import TYPE_CHECKING
 
 from orcac import costs
 from orcac.errors import printable
+from orcac.runtime.build import given, judges
 from orcac.runtime.build.checks import Verdict, kept_samples
-from orcac.runtime.build import given
 from orcac.runtime.build.erasure import RECORD_FIELDS, audit, raise_on_leaks
 from orcac.runtime.build.jobs import Item, Work, plan_work
 from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
@@ -71,11 +73,14 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
             yield item.job
 
 
-def dry_run(plan: Plan, work: Work, answered: dict, settled: set[str] = frozenset()) -> int:
+def dry_run(
+    plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset()
+) -> int:
     """Per task: examples, answered before, calls to make, answers from the source (no call),
     the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (the plan's estimate per call,
-    which came from litellm's price map). `settled`: record ids of answers from sources whose
-    verdict is stored already."""
+    which came from litellm's price map); then the judges' calls (`judged`,
+    orcac.runtime.build.judges.estimate), counted and priced on their own. `settled`: record ids
+    of answers from sources whose verdict is stored already."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
@@ -101,6 +106,7 @@ def dry_run(plan: Plan, work: Work, answered: dict, settled: set[str] = frozense
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
+    judges.print_estimate(list(judged))
     from orcac.runtime.teachers.batch import dry_run_notes
 
     for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
@@ -125,12 +131,16 @@ def command(context: RunContext, args) -> int:
     for problem in work.problems:
         print(f"warning: {printable(problem)}", file=sys.stderr)
     if getattr(args, "dry_run", False):
-        answered, settled = {}, set()
+        answered, judged, settled = {}, [], set()
+        passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
         if path.exists():
             with Store.open(path, read_only=True, spec=plan.spec) as store:
                 answered = _stored_answers(store, [i.job.id for i in work.items])
+                judged = judges.estimate(plan, work.items, answered, passes, lambda ids: set(judges.stored(store, ids).texts))
                 settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
-        return dry_run(plan, work, answered, settled)
+        else:
+            judged = judges.estimate(plan, work.items, answered, passes, lambda ids: set())
+        return dry_run(plan, work, answered, judged, settled)
     with Store.open(path, spec=plan.spec) as store:
         result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
     from rich.console import Console
@@ -189,6 +199,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         if pending:
             calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
             _settle_samples(plan, store, work, tallies)
+        calls += _run_judges(plan, root, store, work, tallies, started, asked=bool(pending), progress=progress)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -202,16 +213,23 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
 
-def final_verdicts(plan: Plan, items: list[Item], answered: dict) -> dict[str, Verdict]:
-    """record_id -> verdict for every answered item: the task's checks on its own answer, then,
-    for a task with several samples, rejection sampling's choice among each row's answers."""
+def final_verdicts(
+    plan: Plan, items: list[Item], answered: dict, judged: judges.Answers = judges.NONE
+) -> tuple[dict[str, Verdict], list[judges.Judgement]]:
+    """record_id -> verdict for every answered item: the task's checks on its own answer, its
+    judges' (from their stored answers, `judged`) for one that passes them, then, for a task
+    with several samples, rejection sampling's choice among each row's answers. With the
+    judgements made."""
     verdicts: dict[str, Verdict] = {}
+    judgements: list[judges.Judgement] = []
     rows: dict[tuple, list[Item]] = defaultdict(list)
     for item in items:
         if item.job.id not in answered:
             continue
         text, finish = answered[item.job.id]
-        verdicts[item.record_id] = verdict_for(plan, item, text, finish)
+        verdict, found = judges.judged(plan, item, text, verdict_for(plan, item, text, finish), judged)
+        verdicts[item.record_id] = verdict
+        judgements += found
         if plan.tasks[item.task].sampling.samples > 1:
             rows[(item.task, item.strategy, item.row_index)].append(item)
     for (task, _, _), samples in rows.items():
@@ -219,7 +237,7 @@ def final_verdicts(plan: Plan, items: list[Item], answered: dict) -> dict[str, V
         answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
         for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
             verdicts[by_sample[sample].record_id] = Verdict(False, why)
-    return verdicts
+    return verdicts, judgements
 
 
 def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
@@ -232,9 +250,11 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
     """
     answered = _stored_answers(store, list({i.job.id for i in items}))
     cached = [i for i in items if i.job.id in answered]
+    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
     checks, records = _stored_verdicts(store, [i.record_id for i in cached])
-    verdicts = final_verdicts(plan, cached, answered)
+    verdicts, judgements = final_verdicts(plan, cached, answered, judged)
     changed = Rows(plan)
+    rejudged = _changed_judgements(plan, store, cached, judgements, changed)
     unaccepted: list[str] = []
     for item in cached:
         text, _ = answered[item.job.id]
@@ -249,8 +269,8 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
                 on_change(item, before, verdict)
     store.write(
         changed.tables(),
-        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep)},
-        drop={"records": ("record_id", unaccepted)},
+        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
+        drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
     )
     return answered, verdicts
 
@@ -292,6 +312,22 @@ def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str,
     store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
+def _changed_judgements(plan: Plan, store: Store, items: list[Item], judgements: list, rows: Rows) -> list[str]:
+    """Adds to `rows` the judgements that differ from the stored ones; returns the item ids whose
+    stored judgements are replaced (dropped first: a judge the task no longer has goes too)."""
+    judged_names = judges.judged_tasks(plan)
+    ids = [i.record_id for i in items if i.task in judged_names]
+    before = judges.stored_judgements(store, ids) if ids else {}
+    now: dict[str, list] = defaultdict(list)
+    for j in judgements:
+        now[j.item_id].append(j)
+    redo = [i for i in sorted(set(before) | set(now)) if before.get(i, set()) != {j.stored() for j in now.get(i, ())}]
+    for item_id in redo:
+        for j in now.get(item_id, ()):
+            rows.judgement(j)
+    return redo
+
+
 def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
     """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
     _write_examples(plan, store, work.examples)
@@ -314,6 +350,11 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
     sampled = [i for i in work.items if plan.tasks[i.task].sampling.samples > 1]
     if not sampled:
         return
+    _settle(plan, store, work, sampled, on_change=_recount(tallies))
+
+
+def _recount(tallies: dict[tuple[str, str], Tally]):
+    """A `_settle` callback that moves a changed verdict from its old count to its new one."""
 
     def recount(item: Item, before, after: Verdict) -> None:
         if before is None:
@@ -329,7 +370,77 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
         else:
             tally.rejected[after.reason] += 1
 
-    _settle(plan, store, work, sampled, on_change=recount)
+    return recount
+
+
+def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[tuple[str, str], Tally],
+                started: float, *, asked: bool, progress: bool = True) -> int:
+    """After the teachers: every answer of a judged task that passes its other checks and has
+    no stored judgement is sent to its judges (one job per judge and answer, stored like any
+    job), then those tasks' verdicts are settled from what is stored. Returns the calls made;
+    none, and nothing written, when every judge answer is stored and no answer is new (`asked`)."""
+    names = judges.judged_tasks(plan)
+    items = [i for i in work.items if i.task in names]
+    if not items:
+        return 0
+    answered = _stored_answers(store, list({i.job.id for i in items}))
+    wanted = judges.wanted(plan, items, answered, lambda i, t, f: verdict_for(plan, i, t, f))
+    done = judges.stored(store, list(wanted)).texts
+    missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
+    calls = 0
+    if missing:
+        rows = Rows(plan)
+        for job, item, judge in missing.values():
+            rows.job(judges.job_item(item, job, judge), "pending", 0, None)
+        store.write(rows.tables())
+        calls = _ask_judges(plan, root, store, missing, tallies, started, progress)
+    if missing or asked:
+        _settle(plan, store, work, items, on_change=_recount(tallies))
+    return calls
+
+
+def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool) -> int:
+    """The judge jobs, through the same calls (limits, retries, batches) as the teachers'."""
+    from orcac.runtime.teachers.batch import run_online_and_batch
+
+    def convert(batch: list[Outcome]) -> dict[str, pa.Table]:
+        rows = Rows(plan)
+        for outcome in batch:
+            job, item, judge = missing[outcome.job_id]
+            rows.job(judges.job_item(item, job, judge), outcome.status, outcome.attempts, outcome.error)
+            if outcome.status == "ok":
+                rows.response(outcome)
+        return rows.tables()
+
+    display = BuildProgress(len(missing), live=None if progress else False, label="judges")
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
+
+    def on_outcome(outcome: Outcome) -> None:
+        item = missing[outcome.job_id][1]
+        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
+        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
+                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        tally = tallies[(item.task, item.strategy)]
+        tally.judge_calls += 1
+        tally.last_s = time.monotonic() - started
+        tally.prompt_tokens += outcome.prompt_tokens
+        tally.completion_tokens += outcome.completion_tokens
+        tally.cost += outcome.cost
+        if reason:
+            tally.failed[f"judge {reason}"] += 1
+        else:
+            judge = missing[outcome.job_id][2]
+            display.verdict(judges.verdict_of(judge, judges.read_score(judge, outcome.text, outcome.finish_reason)).accepted)
+        flusher.add(outcome)
+
+    display.start()
+    try:
+        jobs = [job for job, _, _ in missing.values()]
+        asyncio.run(run_online_and_batch(plan.teachers, jobs, on_outcome, store, root=root, on_batch=display.batch))
+    finally:
+        display.stop()
+        flusher.close()
+    return len(missing)
 
 
 def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:
@@ -370,6 +481,8 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
                 tally.failed[reason] += 1
                 continue
             verdict = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            # a judged task's answer that passes waits for its judges (_run_judges): no record yet
+            verdict, _ = judges.judged(plan, item, outcome.text, verdict, judges.NONE)
             verdicts.append(verdict)
             display.verdict(verdict.accepted)
             if verdict.accepted:

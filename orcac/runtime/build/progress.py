@@ -32,8 +32,9 @@ class Tally:
     failed: Counter = field(default_factory=Counter)  # failure reason -> count
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float = 0.0  # teachers' and judges' calls together
     last_s: float = 0.0  # seconds from the build's start to this task's last outcome
+    judge_calls: int = 0  # judge jobs answered or failed in this build (judges' failures count in `failed`)
 
 
 def _money(value: float) -> str:
@@ -54,8 +55,9 @@ def _duration(seconds: float) -> str:
 class BuildProgress:
     """Counts outcomes as they arrive (event-loop thread) and shows them (timer thread)."""
 
-    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None):
+    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None, label: str = "build"):
         self.console = console or Console(stderr=True)
+        self.label = label  # the plain lines' prefix: "build", or "judges" for the judges' round
         self.total = total  # calls to make in this build
         self.done = 0
         self.failed: Counter = Counter()
@@ -93,7 +95,7 @@ class BuildProgress:
             return
         self.batches[batch_id] = state
         if not self.live:
-            print(f"build: batch {batch_id}: {state}", file=sys.stderr, flush=True)
+            print(f"{self.label}: batch {batch_id}: {state}", file=sys.stderr, flush=True)
 
     # ---- showing ----------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class BuildProgress:
 
     def _print_lines(self) -> None:
         while not self._stop.wait(PLAIN_EVERY_S):
-            print(f"build: {self.line()}", file=sys.stderr, flush=True)
+            print(f"{self.label}: {self.line()}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,15 +152,17 @@ class BuildProgress:
         if self._printer is not None:
             self._printer.join()
             self._printer = None
-            print(f"build: {self.line()}", file=sys.stderr, flush=True)
+            print(f"{self.label}: {self.line()}", file=sys.stderr, flush=True)
 
 
 def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Table:
     """One row per task and strategy: calls, accepted, yield (accepted / asked), rejected by reason,
     tokens, cost, time."""
     table = Table(title=f"orcac build: {_duration(elapsed)}", title_justify="left")
+    judged = any(t.judge_calls for t in tallies.values())  # a column of its own only when judges were asked
     for name, justify in [
-        ("task", "left"), ("strategy", "left"), ("examples", "right"), ("calls", "right"), ("cached", "right"),
+        ("task", "left"), ("strategy", "left"), ("examples", "right"), ("calls", "right"),
+        *([("judge calls", "right")] if judged else []), ("cached", "right"),
         ("accepted", "right"), ("yield", "right"), ("rejected", "left"), ("failed", "left"), ("tokens", "right"),
         ("cost", "right"), ("time", "right"),
     ]:
@@ -166,12 +170,13 @@ def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Tabl
     total = Tally()
     for (task, strategy), t in sorted(tallies.items()):
         table.add_row(
-            task, strategy, str(t.items), str(t.calls), str(t.cached), str(t.accepted), _yield(t),
-            _reasons(t.rejected), _reasons(t.failed), f"{t.prompt_tokens + t.completion_tokens:,}",
+            task, strategy, str(t.items), str(t.calls), *([str(t.judge_calls)] if judged else []), str(t.cached),
+            str(t.accepted), _yield(t), _reasons(t.rejected), _reasons(t.failed), f"{t.prompt_tokens + t.completion_tokens:,}",
             _money(t.cost), _duration(t.last_s),
         )
         total.items += t.items
         total.calls += t.calls
+        total.judge_calls += t.judge_calls
         total.cached += t.cached
         total.accepted += t.accepted
         total.rejected.update(t.rejected)
@@ -182,7 +187,8 @@ def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Tabl
     if len(tallies) > 1:
         table.add_section()
         table.add_row(
-            "all", "", str(total.items), str(total.calls), str(total.cached), str(total.accepted), _yield(total),
+            "all", "", str(total.items), str(total.calls), *([str(total.judge_calls)] if judged else []), str(total.cached),
+            str(total.accepted), _yield(total),
             _reasons(total.rejected), _reasons(total.failed), f"{total.prompt_tokens + total.completion_tokens:,}",
             _money(total.cost), _duration(elapsed),
         )

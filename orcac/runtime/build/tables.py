@@ -82,6 +82,7 @@ class Rows:
         self.responses: dict[str, list] = defaultdict(list)
         self.checks: dict[str, list] = defaultdict(list)
         self.records: dict[str, list] = defaultdict(list)
+        self.judgements: dict[str, list] = defaultdict(list)
 
     def job(self, item: Item, status: str, attempts: int, error: str | None) -> None:
         j = self.jobs
@@ -136,13 +137,18 @@ class Rows:
             for name, value in zip(RECORD_FIELDS, record):
                 r[name].append(value)
 
+    def judgement(self, j) -> None:
+        """One judge's verdict on one answer (an orcac.runtime.build.judges.Judgement)."""
+        for name in ("item_id", "judge", "job_id", "task", "row_index", "score", "reasoning", "accepted", "reason"):
+            self.judgements[name].append(getattr(j, name))
+
     def tables(self) -> dict[str, pa.Table]:
-        if not (self.jobs or self.responses or self.checks or self.records):
+        if not (self.jobs or self.responses or self.checks or self.records or self.judgements):
             return {}
         import pyarrow as pa
 
         out = {}
-        for name in ("jobs", "responses", "checks", "records"):
+        for name in ("jobs", "responses", "checks", "records", "judgements"):
             columns = getattr(self, name)
             if columns:
                 # A column of only None (no errors yet, say) has no type to infer: make it text.

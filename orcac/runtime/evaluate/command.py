@@ -378,11 +378,12 @@ def score(plan, held: Held, answer: Answer) -> Scored:
     """An answer's accuracy under the task's accept rules, and its strategy adherence.
 
     Accuracy leaves out `follows(strategy)`: that rule is the form, which adherence measures,
-    and counting it twice would score a right answer in another form as wrong. A task whose
-    only rule is `follows(strategy)` has no accuracy to measure (None)."""
+    and counting it twice would score a right answer in another form as wrong. It leaves out
+    `judged(NAME)` too: eval asks no judge. A task whose only rules are these has no accuracy
+    to measure (None)."""
     task = plan.tasks[held.task]
     rules = plan.strategies[task.strategy].adherence if task.strategy in plan.strategies else ()
-    correctness = [r for r in task.accept if r.kind != "follows"]
+    correctness = [r for r in task.accept if r.kind not in ("follows", "judged")]
     if correctness or not task.accept:
         verdict = check_answer(answer.text, answer.finish_reason, held.gold, correctness, allow_truncated=task.allow_truncated)
         accepted, reason = verdict.accepted, verdict.reason

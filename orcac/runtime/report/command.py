@@ -99,6 +99,8 @@ def rule_text(rule: CheckRule) -> str:
         return f"numeric(gold, tolerance = {rule.tolerance:g})"
     if rule.kind == "nonempty":
         return "nonempty()"
+    if rule.kind == "judged":
+        return f"judged({rule.judge.name})"
     return f"{rule.kind}(gold)"
 
 

@@ -13,6 +13,7 @@ The tables and their versions are in `orcac/runtime/store/schema.py`; the build'
     responses  job_id: the teacher's text, finish reason, tokens, cost, latency, model
     checks     item_id (task, row, job): accepted, reason
     records    record_id (= item_id): the prompt-erased training rows
+    judgements (item_id, judge): a judge's score, reasoning and verdict on an answer
 
 One spec, one database: a build deletes rows its plan no longer produces, so a file shared by
 two specs would lose one's records to the other's build. `Store.open(..., spec=...)` refuses

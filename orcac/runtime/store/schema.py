@@ -15,7 +15,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -38,6 +38,11 @@ TABLES: dict[str, str] = {
     "records": """
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
+    # A judge's verdict on an answer (orcac/runtime/build/judges.py): the score read from the
+    # judge's answer (job_id, in responses), its reasoning, and whether it kept the answer.
+    "judgements": """
+        item_id VARCHAR, judge VARCHAR, job_id VARCHAR, task VARCHAR, row_index BIGINT, score DOUBLE,
+        reasoning VARCHAR, accepted BOOLEAN, reason VARCHAR, PRIMARY KEY (item_id, judge)""",
     # The batch path (orcac/runtime/teachers/batch.py): one row per uploaded file, the jobs in it,
     # and the lines its output and error files held once the batch ended.
     "batches": """
@@ -88,6 +93,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "responses": ("job_id",),
     "checks": ("item_id",),
     "records": ("record_id",),
+    "judgements": ("item_id", "judge"),
 }
 
 # version -> the statements that bring a file of that version to the next one. Version 0 is a
@@ -95,6 +101,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 # job id (prompted answers reused by job id came later).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR",),
+    1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
 }
 
 

@@ -81,6 +81,9 @@ def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict
 
     # 1. Every stage's records, checked up front: a missing task fails now, not after stage 1.
     records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
+    if main:
+        for stage in tp.stages:
+            _log(_mixture_line(stage, records[stage.name]))
     _wait_for_everyone()  # every rank has read (read-only) before the main one writes
 
     # 2. Resume bookkeeping: which stages are done, and the run they belong to.
@@ -520,7 +523,46 @@ def _stage_records(db_path: Path, plan, stage) -> list[dict]:
             f"warning: stage {stage.name}: no training records for task(s) {', '.join(missing)} "
             "(no teacher answer passed their accept rules); training on the others"
         )
-    return [{"task": t, "user": u, "assistant": a, "id": i} for t, u, a, i in rows]
+    out = [{"task": t, "user": u, "assistant": a, "id": i} for t, u, a, i in rows]
+    return _take_portions(out, stage, seed=plan.train.seed)
+
+
+def _take_portions(records: list[dict], stage, *, seed: int) -> list[dict]:
+    """Each task's portion of its records (stage `tasks = [a(30%), b(500)]`), drawn by the
+    train seed; every record keeps a `built` count of its task's records before the draw."""
+    from orcac import sampling
+
+    by_task: dict[str, list[dict]] = {}
+    for r in records:
+        by_task.setdefault(r["task"], []).append(r)
+    kept: set[str] = set()
+    for task, rows in by_task.items():
+        p = stage.portions.get(task)
+        ids = [r["id"] for r in rows]
+        chosen = ids if p is None else sampling.portion(ids, seed=seed, stage=stage.name, task=task, share=p.share, at_most=p.at_most)
+        kept.update(chosen)
+        for r in rows:
+            r["built"] = len(rows)
+    return [r for r in records if r["id"] in kept]
+
+
+def _mixture_line(stage, records: list[dict]) -> str:
+    """`stage s: a 36 of 72 (50%), b 18, c 500 of 812 (at most 500); 554 examples`."""
+    parts = []
+    for task in stage.tasks:
+        mine = [r for r in records if r["task"] == task]
+        if not mine:
+            parts.append(f"{task} 0")
+            continue
+        p = stage.portions.get(task)
+        built = mine[0]["built"]
+        if p is None:
+            parts.append(f"{task} {len(mine)}")
+        elif p.share is not None:
+            parts.append(f"{task} {len(mine)} of {built} ({p.share:.0%})")
+        else:
+            parts.append(f"{task} {len(mine)} of {built} (at most {p.at_most})")
+    return f"stage {stage.name}: {', '.join(parts)}; {len(records)} examples"
 
 
 def _write_run(db_path, run_id, plan_sha, tp, student_model, bf16, isolated, *, status, final_loss=None):

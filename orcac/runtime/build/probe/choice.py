@@ -19,20 +19,27 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    judged: float | None = None  # by = judge: the judge's score (its scale's lowest when there is none)
 
 
-def score(strategy: str, answers: Iterable[Answer]) -> CandidateScore:
-    """A candidate's pass rate and spend over its probe answers.
+def score(strategy: str, answers: Iterable[Answer], metric: str = "accept") -> CandidateScore:
+    """A candidate's score and spend over its probe answers: its pass rate (`accept`), or the
+    mean of its judge's scores (`judge`).
 
-    >>> a = [Answer("s", 0, True, 10, 5), Answer("s", 1, False, 10, 7)]
-    >>> score("s", a).score, score("s", a).passed, score("s", a).total
-    (0.5, 1, 2)
+    >>> a = [Answer("s", 0, True, 10, 5, judged=8), Answer("s", 1, False, 10, 7, judged=3)]
+    >>> score("s", a).score, score("s", a).passed, score("s", a).total, score("s", a, "judge").score
+    (0.5, 1, 2, 5.5)
     """
     mine = [a for a in answers if a.strategy == strategy]
     passed = sum(a.accepted for a in mine)
+    if metric == "judge":  # a Fraction: the mean of the same scores is the same whatever their order
+        mean = float(sum((Fraction(a.judged or 0) for a in mine), Fraction(0)) / len(mine)) if mine else 0.0
+        value = round(mean, 6)
+    else:
+        value = passed / len(mine) if mine else 0.0
     return CandidateScore(
         strategy=strategy,
-        score=passed / len(mine) if mine else 0.0,
+        score=value,
         passed=passed,
         total=len(mine),
         prompt_tokens=sum(a.prompt_tokens for a in mine),
@@ -41,14 +48,17 @@ def score(strategy: str, answers: Iterable[Answer]) -> CandidateScore:
     )
 
 
-def _rank(s: CandidateScore) -> tuple:
+def _rank(s: CandidateScore, metric: str = "accept") -> tuple:
+    if metric == "judge":  # a mean already rounded the same way for every candidate
+        return (-s.score, s.prompt_tokens + s.completion_tokens, s.strategy)
     # Fraction, not the float score: 1/3 and 2/6 are a tie, whatever rounding says.
     rate = Fraction(s.passed, s.total) if s.total else Fraction(0)
     return (-rate, s.prompt_tokens + s.completion_tokens, s.strategy)
 
 
-def choose(scores: Iterable[CandidateScore]) -> str:
-    """The winner: highest pass rate, then fewest tokens (prompt + completion), then name.
+def choose(scores: Iterable[CandidateScore], metric: str = "accept") -> str:
+    """The winner: highest pass rate (or mean judge score), then fewest tokens (prompt +
+    completion), then name.
 
     >>> def s(name, passed, tokens): return CandidateScore(strategy=name, score=0, passed=passed,
     ...     total=4, prompt_tokens=tokens, completion_tokens=0, cost=0)
@@ -62,11 +72,12 @@ def choose(scores: Iterable[CandidateScore]) -> str:
     scores = list(scores)
     if not scores:
         raise ValueError("no candidates to choose from")
-    return min(scores, key=_rank).strategy
+    return min(scores, key=lambda s: _rank(s, metric)).strategy
 
 
 def decide(probe: ProbePlan, answers: Iterable[Answer]) -> Decision:
-    """The Decision for `probe.key`: every candidate scored, in declared order, and the winner."""
+    """The Decision for `probe.key`: every candidate scored by the probe's metric, in declared
+    order, and the winner."""
     answers = list(answers)
-    scores = tuple(score(name, answers) for name in probe.candidates)
-    return Decision(chosen=choose(scores), key=probe.key, scores=scores)
+    scores = tuple(score(name, answers, probe.metric) for name in probe.candidates)
+    return Decision(chosen=choose(scores, probe.metric), key=probe.key, scores=scores)

@@ -12,8 +12,9 @@ from orcac.runtime.build.probe.run import probe_items
 from orcac.specs.plan import Decision, Plan
 
 
-def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = ()):
-    """A rich table: task, candidate, score, passed/total, tokens, cost, chosen."""
+def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = (), metrics: dict[str, str] | None = None):
+    """A rich table: task, candidate, score, passed/total, tokens, cost, chosen. A task chosen
+    by its judge (`metrics[task] == "judge"`) shows the mean judge score, others a pass rate."""
     from rich.table import Table
 
     probed = set(probed)
@@ -35,7 +36,7 @@ def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = ()):
             table.add_row(
                 label if number == 0 else "",
                 s.strategy,
-                f"{s.score:.1%}",
+                f"{s.score:g} mean" if (metrics or {}).get(name) == "judge" else f"{s.score:.1%}",
                 f"{s.passed}/{s.total}",
                 f"{s.prompt_tokens + s.completion_tokens:,}",
                 f"${s.cost:.4f}",
@@ -54,6 +55,7 @@ class ProbeEstimate:
     calls: int  # jobs - cached
     prompt_tokens: int  # orcac.costs.prompt_tokens over the calls, as the build estimates
     cost: float | None  # at litellm's prices (completions at max_tokens); None where unknown
+    judge_calls: int = 0  # at most: one per probe answer and judge of the task (answers that pass its other checks)
 
 
 def estimate(
@@ -87,6 +89,7 @@ def estimate(
             calls=len(calls),
             prompt_tokens=tokens,
             cost=costs.cost(teacher.model, tokens, len(calls), teacher.max_tokens),
+            judge_calls=len(items) * sum(r.kind == "judged" for r in task.accept),
         )
     return out
 
@@ -110,3 +113,7 @@ def print_estimate(estimates: dict[str, ProbeEstimate], print_=print) -> None:
         cost += e.cost or 0.0
     total = "unknown" if unknown and not cost else f"${cost:,.4f}" + (" + unknown" if unknown else "")
     print_(f"{'probe total':<24} {'':>12} {'':>7} {calls:>7} {tokens:>14,} {total:>10}")
+    judged = sum(e.judge_calls for e in estimates.values())
+    if judged:
+        print_(f"and up to {judged} judge call(s) for the probe answers that pass their tasks' other checks "
+               "(fewer where an earlier build judged them)")

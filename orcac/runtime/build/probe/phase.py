@@ -35,5 +35,6 @@ def phase(context: RunContext, args) -> RunContext:
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file: room for the whole table
-    console.print(decision_table(result.decisions, result.probed))
+    metrics = {name: task.probe.metric for name, task in result.plan.tasks.items() if task.probe is not None}
+    console.print(decision_table(result.decisions, result.probed, metrics))
     return context.with_plan(result.plan)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac.errors import OrcacError, printable
+from orcac.runtime.build import judges
 from orcac.runtime.build.checks import check_answer
 from orcac.runtime.build.probe.choice import Answer, decide
 from orcac.runtime.build.probe.decisions import Recompile, apply_decision, pending, record, resolve_decided
@@ -187,7 +188,7 @@ def run_probes(
     by_task: dict[str, list] = {}
     for name in todo:
         task = plan.tasks[name]
-        if task.gold is None:
+        if task.gold is None and task.probe.metric != "judge":
             raise OrcacError(
                 f"task {name}: best_of() scores candidates against the gold answer, and the task has none",
                 hint="give the task a gold template, or choose its strategy by hand",
@@ -211,6 +212,8 @@ def run_probes(
             + (f" ({len(done)} answered by an earlier build)" if done else ""))
         failures = _call(plan, root, store, items, missing, done)
         result.calls = len(missing)
+    judged = _judge(plan, root, store, [i for n in todo if n not in failures for i in by_task[n]], done, failures, log)
+    result.calls += judged.calls
 
     for name in todo:
         if name in failures:
@@ -219,10 +222,9 @@ def run_probes(
         answers = []
         for item in by_task[name]:
             row = done[item.job.id]
-            verdict = check_answer(
-                row["text"], row["finish_reason"], item.gold, task.accept, allow_truncated=task.allow_truncated,
-                form=plan.strategies[item.strategy].adherence,
-            )
+            verdict, found = _verdict(plan, item, row, judged.answers)
+            first = found[0].score if found else None  # by = judge: the task's one judge
+            lowest = judges.rules(task)[0].judge.min if judges.rules(task) else 0.0
             answers.append(
                 Answer(
                     item.strategy,
@@ -231,6 +233,7 @@ def run_probes(
                     int(row["prompt_tokens"] or 0),
                     int(row["completion_tokens"] or 0),
                     float(row["cost"] or 0.0),
+                    judged=lowest if first is None else first,
                 )
             )
         decision = decide(task.probe, answers)
@@ -248,6 +251,50 @@ def run_probes(
             hint="run the build again: answered probe calls are kept, only the failed ones are retried",
         )
     return result
+
+
+# ---- judges: a probe answer of a judged task is judged as the main run would judge it ----------
+
+
+def _checked(plan: Plan, item, text: str | None, finish: str | None):
+    """A probe answer's verdict by its task's checks, as the build gives it (judges apart)."""
+    task = plan.tasks[item.task]
+    return check_answer(
+        text, finish, item.gold, task.accept, allow_truncated=task.allow_truncated,
+        form=plan.strategies[item.strategy].adherence,
+    )
+
+
+def _verdict(plan: Plan, item, row: dict, answers):
+    """A probe answer's verdict, the task's judges included, and their judgements."""
+    verdict = _checked(plan, item, row["text"], row["finish_reason"])
+    return judges.judged(plan, item, row["text"], verdict, answers)
+
+
+@dataclass
+class _Judged:
+    answers: object  # judges.Answers
+    calls: int = 0
+
+
+def _judge(plan: Plan, root: Path, store, items: list, done: dict, failures: dict, log) -> _Judged:
+    """The judge jobs of the probe answers that pass their tasks' other checks: the jobs the
+    main run makes for the winner's answers, so those are never asked again. A failed one
+    fails its task's probe (`failures`), as a failed teacher call does."""
+    answered = {i.job.id: (done[i.job.id]["text"], done[i.job.id]["finish_reason"]) for i in items}
+    wanted = judges.wanted(plan, items, answered, lambda i, t, f: _checked(plan, i, t, f))
+    stored = judges.stored(store, list(wanted))
+    missing = {job_id: triple for job_id, triple in wanted.items() if job_id not in stored.texts}
+    if not missing:
+        return _Judged(stored)
+    log(f"probe: {len(missing)} judge call(s) for the probe answers")
+    found: dict[str, dict] = {}
+    failed = _call(plan, root, store, {k: judges.job_item(i, j, judge) for k, (j, i, judge) in missing.items()},
+                   [j for j, _, _ in missing.values()], found)
+    for task, reasons in failed.items():
+        failures.setdefault(task, []).extend(reasons)
+    texts = {**stored.texts, **{k: (v["text"], v["finish_reason"]) for k, v in found.items()}}
+    return _Judged(judges.Answers(texts), len(missing))
 
 
 def _quiet(plan: Plan, root: Path, name: str) -> list:
