@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from orcac.errors import OrcacError
 from orcac.runtime import evaluate, train
 from orcac.runtime.evaluate import Answer, Held
+from tests.support.db import rows
 from tests.support.tiny_model import tiny_model_dir
 from tests.support.train_data import loaded, make_plan, orca_rows, write_records
 
@@ -56,11 +56,9 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     monkeypatch.setattr(evaluate, "check_ready", lambda *args: None)  # canned answers: no model to look for
     evaluate.run(loaded(plan, tmp_path), db)
 
-    con = duckdb.connect(str(db), read_only=True)
-    scores = con.execute("SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model").fetchall()
-    answers = con.execute("SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'").fetchone()
-    gaps = con.execute("SELECT task, metric, base, prompted, trained, gap_closed FROM eval_gaps ORDER BY ALL").fetchall()
-    con.close()
+    scores = rows(db, "SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model")
+    (answers,) = rows(db, "SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'")
+    gaps = rows(db, "SELECT task, metric, base, prompted, trained, gap_closed FROM eval_gaps ORDER BY ALL")
     assert scores == [
         ("base", "add", 7, 0.0, 0.0),
         ("prompted", "add", 7, pytest.approx(6 / 7), pytest.approx(6 / 7)),
@@ -78,15 +76,13 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
 
 
 def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_path):
-    rows = orca_rows("add", 8) + orca_rows("mul", 8)
+    records = orca_rows("add", 8) + orca_rows("mul", 8)
     holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
-    db = write_records(tmp_path / "build.duckdb", rows, holdout=holdout)
+    db = write_records(tmp_path / "build.duckdb", records, holdout=holdout)
     train.run(loaded(plan, tmp_path), db, max_steps=1)
     evaluate.run(loaded(plan, tmp_path), db, limit=4, models=["base", "trained"])
-    con = duckdb.connect(str(db), read_only=True)
-    counts = con.execute("SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL").fetchall()
-    finish = {r[0] for r in con.execute("SELECT DISTINCT finish_reason FROM eval_answers").fetchall()}
-    con.close()
+    counts = rows(db, "SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL")
+    finish = {r[0] for r in rows(db, "SELECT DISTINCT finish_reason FROM eval_answers")}
     assert counts == [("base", "add", 4), ("base", "mul", 3), ("trained", "add", 4), ("trained", "mul", 3)]
     assert finish <= {"stop", "length"}
 
@@ -131,17 +127,15 @@ def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_te
     monkeypatch.setattr(teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k))
     evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
     assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
-    con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
-    con.close()
-    assert [(r[0], r[2], r[3]) for r in rows] == [("prompted", "add", 3), ("prompted", "mul", 2)]
+    runs = rows(db, "SELECT model, model_path, task, examples FROM eval_runs ORDER BY task")
+    assert [(r[0], r[2], r[3]) for r in runs] == [("prompted", "add", 3), ("prompted", "mul", 2)]
     evaluate.run(loaded(with_teacher, tmp_path), db, models=["prompted"])
     assert asked == [5]  # the second eval reuses the stored answers: nothing is paid twice
 
 
 def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
-    rows = orca_rows("add", 4) + orca_rows("mul", 4)
-    db = write_records(tmp_path / "build.duckdb", rows, holdout=orca_rows("add", 1, seed=5))
+    records = orca_rows("add", 4) + orca_rows("mul", 4)
+    db = write_records(tmp_path / "build.duckdb", records, holdout=orca_rows("add", 1, seed=5))
     train.run(loaded(plan, tmp_path), db, max_steps=1)
     evaluate.run(loaded(plan, tmp_path), db, models=["trained"])
     assert "another version of this plan" not in capsys.readouterr().err

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from orcac import cli
@@ -19,6 +18,7 @@ from orcac.runtime.build import items_for_task, plan_work
 from orcac.runtime.checks import kept_samples
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
 from tests.runtime.plans import make_plan, seeded_answer, write_plan
+from tests.support.db import rows
 from tests.support.loopback import Loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +56,7 @@ def test_keep_chooses_the_lowest_accepted_distinct_samples_whatever_the_order():
 
 
 def _records(db: Path) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT row_index, assistant FROM records ORDER BY row_index, assistant").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT row_index, assistant FROM records ORDER BY row_index, assistant")
 
 
 def _expected(n: int, samples: int, keep: int, plan) -> list[tuple]:
@@ -134,8 +130,4 @@ def test_a_killed_sampled_build_resumes_without_asking_anything_twice(tmp_path):
 
 
 def _stored(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT count(*) FROM responses").fetchone()[0]
-    finally:
-        con.close()
+    return rows(db, "SELECT count(*) FROM responses")[0][0]

@@ -17,10 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from orcac.compiler import dump_plan
+from tests.support.db import rows
 from tests.support.tiny_model import tiny_model_dir
 from tests.support.train_data import make_plan, orca_rows, write_records
 
@@ -48,19 +48,11 @@ def _train(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _steps(db: Path) -> list[tuple[int, float]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT step, loss FROM train_steps ORDER BY step").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT step, loss FROM train_steps ORDER BY step")
 
 
 def _runs(db: Path) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT status FROM train_runs").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT status FROM train_runs")
 
 
 def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tmp_path):
