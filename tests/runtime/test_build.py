@@ -9,7 +9,6 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime import teachers
 from orcac.specs.plan import TeacherPlan
 from tests.runtime.plans import arith_answer, make_plan, write_plan
 from tests.support.db import rows
@@ -22,10 +21,11 @@ def _q(i: int) -> str:
     return f"What is {i} plus {i + 1}?"
 
 
+pytestmark = pytest.mark.usefixtures("fast_backoff")
+
+
 @pytest.fixture(autouse=True)
-def _quick_backoff(monkeypatch):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", SECRET)
 
 

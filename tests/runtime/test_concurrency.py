@@ -14,14 +14,12 @@ from orcac.runtime.teachers import make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback")
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 def teacher(api_base, **overrides) -> TeacherPlan:

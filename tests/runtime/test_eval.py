@@ -8,7 +8,6 @@ from orcac.errors import OrcacError
 from orcac.runtime import evaluate, train
 from orcac.runtime.evaluate import Answer, Held
 from tests.support.db import rows
-from tests.support.tiny_model import tiny_model_dir
 from tests.support.train_data import loaded, make_plan, orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("eval")
@@ -27,8 +26,8 @@ HAND_MADE = [
 
 
 @pytest.fixture(scope="module")
-def plan():
-    return make_plan(str(tiny_model_dir()))
+def plan(tiny):
+    return make_plan(str(tiny))
 
 
 @pytest.mark.parametrize("text, finish, expected", HAND_MADE)
@@ -87,13 +86,13 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     assert finish <= {"stop", "length"}
 
 
-def test_generate_is_greedy_and_left_padded(plan):
+def test_generate_is_greedy_and_left_padded(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from orcac.runtime import chat_format
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
     prompts = [chat_format.prompt_ids(tokenizer, "sys", u) for u in ("Hi", "What is a much longer question, really?")]
     together = evaluate.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
     alone = [evaluate.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
@@ -112,11 +111,11 @@ def test_unknown_model_name(plan, tmp_path):
         evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])
 
 
-def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
+def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
     from orcac.runtime import teachers
     from orcac.specs.plan import TeacherPlan
 
-    teacher = TeacherPlan(name="t", model=f"local/{tiny_model_dir()}", max_tokens=6, batch_size=4, threads=2)
+    teacher = TeacherPlan(name="t", model=f"local/{tiny}", max_tokens=6, batch_size=4, threads=2)
     with_teacher = plan.model_copy(update={"teachers": {"t": teacher}})
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
     sent = []

@@ -11,16 +11,10 @@ from orcac.errors import OrcacError
 from orcac.runtime import local_provider, teachers
 from orcac.runtime.teachers import Outcome, make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
-from tests.support.tiny_model import tiny_model_dir
 
 pytestmark = pytest.mark.xdist_group("local_teacher")
 
 PROMPTS = [f"Question {i}: " + "how many apples are left? " * (1 + i % 4) for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def tiny() -> str:
-    return str(tiny_model_dir())
 
 
 def plan_for(model_dir: str, **overrides) -> TeacherPlan:
@@ -49,7 +43,7 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
     assert local_provider.stats["sequences"] - before["sequences"] == len(PROMPTS)
     assert calls < len(PROMPTS) / 2, f"{calls} generate calls for {len(PROMPTS)} concurrent requests"
 
-    settings = local_provider.LocalSettings(model=tiny, batch_size=1)
+    settings = local_provider.LocalSettings(model=str(tiny), batch_size=1)
     for prompt in PROMPTS:
         [(text, finish, prompt_tokens, completion_tokens)] = local_provider.generate_batch(
             settings, [(messages(prompt), 10)], (0.0, None)
@@ -72,7 +66,7 @@ def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny):
 
 
 def test_left_padding_does_not_change_greedy_tokens(tiny):
-    settings = local_provider.LocalSettings(model=tiny)
+    settings = local_provider.LocalSettings(model=str(tiny))
     short, long = messages("hi"), messages("a much longer question " * 6)
     together = local_provider.generate_batch(settings, [(short, 8), (long, 8)], (0.0, None))
     alone = [local_provider.generate_batch(settings, [(m, 8)], (0.0, None))[0] for m in (short, long)]
@@ -83,7 +77,7 @@ def test_left_padding_does_not_change_greedy_tokens(tiny):
 def test_finish_reason_and_usage(tiny):
     from orcac.runtime.generation import decode
 
-    lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=tiny))
+    lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=str(tiny)))
     prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),
                        add_special_tokens=False)["input_ids"]
     [free] = decode(lm, [prompt], max_new_tokens=6, eos=set(), pad=0)
@@ -120,7 +114,7 @@ def test_sampling_with_temperature_runs(tiny):
 def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tiny):
     """Each row draws from its own generator: the same seed gives the same answer alone or in a
     batch with others, and another seed (almost surely) another answer."""
-    settings = local_provider.LocalSettings(model=tiny, batch_size=8)
+    settings = local_provider.LocalSettings(model=str(tiny), batch_size=8)
     sampling = (1.0, None)
     alone = local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [11])[0]
     crowd = [(messages(p), 12) for p in PROMPTS[:5]]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from orcac.errors import OrcacError
-from orcac.runtime import probe, teachers
+from orcac.runtime import probe
 from orcac.runtime.build import plan_work, run_build
 from orcac.runtime.examples import materialize
 from orcac.runtime.store import Store
@@ -22,7 +22,7 @@ from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, Strategy
 from tests.runtime.plans import make_plan
 from tests.support.loopback import Loopback, key_of
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 TEXTS = {
     "direct": "Reply with the number alone, as fast as you can.",
@@ -43,10 +43,8 @@ def sums(body: dict) -> str:
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback-test-key")
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime import probe, report, teachers
+from orcac.runtime import probe, report
 from orcac.runtime.evaluate import EVAL_TABLES
 from orcac.runtime.store import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
-from tests.support import browser
+from tests.support import browser, retries
 from tests.support.loopback import Loopback
 
 pytestmark = pytest.mark.xdist_group("loopback")
@@ -48,8 +48,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     rows[1]["q"] += " " + PAYLOAD  # markup in a prompt: shown to the teacher and the student
     script = {rows[5]["q"]: ["malformed"] * 20, rows[6]["q"]: ["length:chars=5"]}
     with pytest.MonkeyPatch.context() as mp, Loopback(_answer, script=script) as server:
-        mp.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-        mp.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+        retries.fast_backoff(mp)
         mp.setenv("LOOPBACK_KEY", "sk-loopback")
         teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, max_retries=1, timeout_s=10.0,
                               api_key_env="LOOPBACK_KEY")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from orcac import cli
-from orcac.runtime import teachers
 from orcac.runtime.build import items_for_task, plan_work
 from orcac.runtime.checks import kept_samples
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
@@ -76,8 +75,7 @@ def _expected(n: int, samples: int, keep: int, plan) -> list[tuple]:
     return sorted(out)
 
 
-def test_a_sampled_build_keeps_up_to_k_accepted_distinct_answers(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+def test_a_sampled_build_keeps_up_to_k_accepted_distinct_answers(tmp_path, monkeypatch, capsys, fast_backoff):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-sampling")
     with Loopback(seeded_answer) as server:
         teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY")

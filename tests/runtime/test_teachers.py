@@ -15,14 +15,12 @@ from tests.support.loopback import Loopback, by_system
 
 KEY = "sk-test-5e3cr3t-k3y-0123456789"
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", KEY)
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 def teacher(server: Loopback, **overrides) -> TeacherPlan:

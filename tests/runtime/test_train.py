@@ -14,7 +14,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from orcac.errors import OrcacError
 from orcac.runtime import chat_format, train
 from tests.support.db import rows
-from tests.support.tiny_model import tiny_model_dir
 from tests.support.train_data import ERASE, loaded, make_plan, orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("train")
@@ -25,11 +24,6 @@ def _checkpoint_every_step(monkeypatch):
     monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
 
 N_PER_TASK = 12
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Path:
-    return tiny_model_dir()
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,17 @@ from orcac.errors import OrcacError
 from orcac.runtime import teachers, transport
 from orcac.runtime.teachers import Outcome, make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.test_teachers import KEY, fast_backoff  # noqa: F401 - the key and the short backoff, as a fixture
 from tests.support.loopback import Loopback
 
+KEY = "sk-test-5e3cr3t-k3y-0123456789"
 TRANSPORTS = ("auto", "litellm")
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch):
+    monkeypatch.setenv("LOOPBACK_KEY", KEY)
 
 
 def teacher(url: str, kind: str, **overrides) -> TeacherPlan:

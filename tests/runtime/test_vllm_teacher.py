@@ -10,18 +10,15 @@ import asyncio
 
 import pytest
 
-from orcac.runtime import teachers
 from orcac.runtime.teachers import make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+def _key(monkeypatch):
     monkeypatch.setenv("VLLM_API_KEY", "any-value")
 
 
