@@ -31,7 +31,7 @@ os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
 from orcac.runtime import batch_api, build, store  # noqa: E402
 from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.runtime.plans import make_plan  # noqa: E402
+from tests.support.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 
 

@@ -32,11 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.runtime.plans import make_plan, write_plan  # noqa: E402
+from tests.support.plans import ERASE, make_plan, write_plan  # noqa: E402
 from tests.support import browser  # noqa: E402
 
 STRATEGY = "You are a careful tutor. Think through the problem step by step, number each step. " * 4
-ERASE = "You are a cautious assistant. You carefully follow instructions."
 
 
 def synthesize(root: Path, records: int, tasks: int) -> Path:

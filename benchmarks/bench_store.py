@@ -34,7 +34,7 @@ def _children_cpu() -> float:
 
 def rerun(jobs: int) -> None:
     from orcac.specs.plan import TeacherPlan
-    from tests.runtime.plans import arith_answer, make_plan, write_plan
+    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
 
     env = dict(os.environ, LOOPBACK_KEY="sk-bench")

@@ -26,7 +26,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa:
 
 from orcac.runtime import chat_format, train  # noqa: E402
 from tests.support.tiny_model import tiny_model_dir  # noqa: E402
-from tests.support.train_data import ERASE, orca_rows  # noqa: E402
+from tests.support.plans import ERASE  # noqa: E402
+from tests.support.train_data import orca_rows  # noqa: E402
 
 
 def make_model(tokenizer, hidden: int, layers: int) -> LlamaForCausalLM:

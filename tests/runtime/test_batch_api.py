@@ -18,7 +18,7 @@ import pytest
 from orcac import cli
 from orcac.runtime import batch_api
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support.batch_server import BatchServer
 from tests.support.db import rows
 

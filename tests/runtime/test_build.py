@@ -10,7 +10,7 @@ import pytest
 
 from orcac import cli
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
 
@@ -135,7 +135,7 @@ def test_limit_and_dry_run(tmp_path, capsys):
 
 
 def test_a_row_that_fails_to_render_is_reported_and_the_rest_are_built(tmp_path, capsys):
-    from tests.runtime.plans import arithmetic_rows
+    from tests.support.plans import arithmetic_rows
 
     data = arithmetic_rows(8)
     del data[3]["a"]  # strict undefined: its gold cannot render
@@ -282,7 +282,7 @@ def test_specs_that_share_a_name_prefix_share_nothing(tmp_path, capsys):
     """exp.v1.orca and exp.v2.orca: one database and one output directory each, by one rule,
     and a build never deletes records another spec's build wrote."""
     from orcac.compiler import load_plan
-    from tests.runtime.plans import arithmetic_rows, write_jsonl
+    from tests.support.plans import arithmetic_rows, write_jsonl
 
     write_jsonl(tmp_path / "data.jsonl", arithmetic_rows(6))
     with Loopback(arith_answer) as server:
@@ -334,7 +334,7 @@ def _hold_lock(db) -> subprocess.Popen:
 
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_a_database_locked_by_another_process_is_one_line(tmp_path, capsys, command):
-    from tests.support.train_data import make_plan as train_plan
+    from tests.support.plans import train_plan
     from tests.support.train_data import orca_rows, write_records
 
     from orcac.compiler import dump_plan

@@ -8,7 +8,8 @@ from orcac.errors import OrcacError
 from orcac.runtime import evaluate, train
 from orcac.runtime.evaluate import Answer, Held
 from tests.support.db import rows
-from tests.support.train_data import loaded, make_plan, orca_rows, write_records
+from tests.support.plans import loaded, train_plan
+from tests.support.train_data import orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("eval")
 
@@ -27,7 +28,7 @@ HAND_MADE = [
 
 @pytest.fixture(scope="module")
 def plan(tiny):
-    return make_plan(str(tiny))
+    return train_plan(str(tiny))
 
 
 @pytest.mark.parametrize("text, finish, expected", HAND_MADE)

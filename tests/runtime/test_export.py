@@ -8,7 +8,7 @@ import pytest
 
 from orcac import cli
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import ERASE, arith_answer, make_plan, write_plan
+from tests.support.plans import ERASE, arith_answer, make_plan, write_plan
 from tests.support import retries
 from tests.support.loopback import Loopback
 

@@ -19,7 +19,7 @@ from orcac.runtime.build import plan_work, run_build
 from orcac.runtime.examples import materialize
 from orcac.runtime.store import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
-from tests.runtime.plans import make_plan
+from tests.support.plans import make_plan
 from tests.support.loopback import Loopback, key_of
 
 pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]

@@ -16,7 +16,7 @@ from orcac.runtime import probe, report
 from orcac.runtime.evaluate import EVAL_TABLES
 from orcac.runtime.store import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
-from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser, retries
 from tests.support.loopback import Loopback
 

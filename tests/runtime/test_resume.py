@@ -14,7 +14,7 @@ import pytest
 
 from orcac.runtime.build import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
 

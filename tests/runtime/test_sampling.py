@@ -16,7 +16,7 @@ from orcac import cli
 from orcac.runtime.build import items_for_task, plan_work
 from orcac.runtime.checks import kept_samples
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
-from tests.runtime.plans import make_plan, seeded_answer, write_plan
+from tests.support.plans import make_plan, seeded_answer, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
 

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from orcac.errors import OrcacError
 from orcac.runtime import chat_format, train
 from tests.support.db import rows
-from tests.support.train_data import ERASE, loaded, make_plan, orca_rows, write_records
+from tests.support.plans import ERASE, loaded, train_plan
+from tests.support.train_data import orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("train")
 
@@ -44,7 +45,7 @@ def full_run(tiny, records, tmp_path_factory):
     """One uninterrupted two-stage run; several tests read what it left behind."""
     root = tmp_path_factory.mktemp("full")
     db = write_records(root / "build.duckdb", records)
-    plan = make_plan(str(tiny))
+    plan = train_plan(str(tiny))
     assert train.run(loaded(plan, root), db) == 0
     return root, db, plan
 
@@ -56,7 +57,7 @@ def test_labels_mask_system_and_user_on_a_packed_batch(tiny, records, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     chat_format.prepare_tokenizer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(tiny)
-    plan = make_plan(str(tiny), batch_size=4)
+    plan = train_plan(str(tiny), batch_size=4)
     stage = plan.train.stages[1]
     trainer = train.stage_trainer(model, tokenizer, stage, 1, records, plan=plan, stage_dir=tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -206,7 +207,7 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, records, tmp
 
 def test_max_steps_caps_each_stage(tiny, records, tmp_path):
     db = write_records(tmp_path / "build.duckdb", records)
-    plan = make_plan(str(tiny))
+    plan = train_plan(str(tiny))
     train.run(loaded(plan, tmp_path), db, max_steps=2)
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
@@ -215,7 +216,7 @@ def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, records, tmp_pat
     """precision = bf16 once stopped `orcac train` with transformers' "Your setup doesn't support
     bf16/gpu"; on a CPU it is autocast (native where the CPU has it, emulated where not)."""
     db = write_records(tmp_path / "build.duckdb", records)
-    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    plan = train_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
     assert train.run(loaded(plan, tmp_path), db, max_steps=2) == 0
     (used,), = rows(db, "SELECT precision FROM train_runs")
@@ -225,7 +226,7 @@ def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, records, tmp_pat
 
 def test_lora_trains_and_merges(tiny, records, tmp_path):
     db = write_records(tmp_path / "build.duckdb", records)
-    plan = make_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
+    plan = train_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
     train.run(loaded(plan, tmp_path), db, max_steps=2)
     final = tmp_path / plan.train.output / train.FINAL_DIR
     merged = AutoModelForCausalLM.from_pretrained(final)
@@ -238,7 +239,7 @@ def test_lora_trains_and_merges(tiny, records, tmp_path):
 
 def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
-    plan = make_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
+    plan = train_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
     with pytest.raises(OrcacError) as error:
         train.run(loaded(plan, tmp_path), db)
     assert "stage later: no training records for task(s) mul" in error.value.message
@@ -247,13 +248,13 @@ def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
 
 def test_a_task_without_records_in_a_mixed_stage_is_a_warning(tiny, tmp_path, capsys):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
-    train.run(loaded(make_plan(str(tiny)), tmp_path), db, max_steps=1)
+    train.run(loaded(train_plan(str(tiny)), tmp_path), db, max_steps=1)
     assert "warning: stage reason: no training records for task(s) mul" in capsys.readouterr().err
 
 
 def test_missing_database_says_build_first(tiny, tmp_path):
     with pytest.raises(OrcacError, match="no build database"):
-        train.run(loaded(make_plan(str(tiny)), tmp_path), tmp_path / "nothing.duckdb")
+        train.run(loaded(train_plan(str(tiny)), tmp_path), tmp_path / "nothing.duckdb")
 
 
 def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
@@ -261,7 +262,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
     long[0]["user"] = "What is 2 + 2? " * 40
     db = write_records(tmp_path / "build.duckdb", long)
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(make_plan(str(tiny), max_length=64), tmp_path), db)
+        train.run(loaded(train_plan(str(tiny), max_length=64), tmp_path), db)
     assert "record add-0 of task add: its prompt is" in error.value.message
     assert _runs(db) == [("failed",)]
     assert "max_length" in error.value.hint
@@ -270,7 +271,7 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
 def test_a_student_that_cannot_be_loaded(records, tmp_path):
     db = write_records(tmp_path / "build.duckdb", records)
     with pytest.raises(OrcacError, match="cannot load|not found"):
-        train.run(loaded(make_plan(str(tmp_path / "missing.gguf")), tmp_path), db)
+        train.run(loaded(train_plan(str(tmp_path / "missing.gguf")), tmp_path), db)
 
 
 @pytest.mark.slow
@@ -291,7 +292,7 @@ def test_the_command_line_runs_a_plan_file(tiny, records, tmp_path):
     from orcac.cli import main
     from orcac.compiler import dump_plan
 
-    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    plan = train_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp_path / "build.duckdb", records)
     args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db), "--max-steps", "1"]
@@ -322,7 +323,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
     """The tokenizer grew for the student, so every LoRA stage trains the embeddings in full:
     a resumed run, which loads stage 2's starting weights from disk, must know that too."""
     student = _student_without_pad_token(tiny, tmp_path / "student")
-    plan = make_plan(str(student), lora=True)
+    plan = train_plan(str(student), lora=True)
     full_root, resumed_root = tmp_path / "full", tmp_path / "resumed"
     full_db = write_records(full_root / "build.duckdb", records)
     assert train.run(loaded(plan, full_root), full_db, max_steps=3) == 0
@@ -358,7 +359,7 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, re
     _free_memory_between(monkeypatch, lambda need: need.total(checkpointing=True) - 1)
     db = write_records(tmp_path / "build.duckdb", records)
     with pytest.raises(OrcacError) as error:
-        train.run(loaded(make_plan(str(tiny)), tmp_path), db)
+        train.run(loaded(train_plan(str(tiny)), tmp_path), db)
     assert error.value.message.startswith("stage basics: a training step needs about")
     assert "logits" in error.value.message and "\n" not in error.value.message
     assert "lower train.batch_size (now 2) or max_length (now 256)" in error.value.hint
@@ -366,7 +367,7 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, re
 
 
 def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, records, tmp_path, monkeypatch, capsys):
-    plan = make_plan(str(tiny))
+    plan = train_plan(str(tiny))
     plain_db = write_records(tmp_path / "plain" / "build.duckdb", records)
     assert train.run(loaded(plan, tmp_path / "plain"), plain_db, max_steps=2) == 0
     assert "activation checkpointing" not in capsys.readouterr().err

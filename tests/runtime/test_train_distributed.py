@@ -21,7 +21,8 @@ import pytest
 
 from orcac.compiler import dump_plan
 from tests.support.db import rows
-from tests.support.train_data import make_plan, orca_rows, write_records
+from tests.support.plans import train_plan
+from tests.support.train_data import orca_rows, write_records
 
 pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.skipif(
     shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed"
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp: Path, tiny: Path, batch_size: int) -> tuple[Path, Path]:
-    plan = make_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),), batch_size=batch_size)
+    plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),), batch_size=batch_size)
     (tmp / "spec.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp / "build.duckdb", orca_rows("add", 12) + orca_rows("mul", 12))
     return tmp / "spec.plan.yaml", db
