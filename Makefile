@@ -52,7 +52,7 @@ demo: setup
 	$(BIN)/orcac eval $(DEMO)
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache

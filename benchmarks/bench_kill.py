@@ -1,7 +1,7 @@
 """What a kill -9 costs: teacher calls paid again per kill of `orcac build`, at 8 and 64 in flight.
 
-    .venv/bin/python benchmarks/bench_kill.py [--jobs 2000] [--kills 8] [--inflight 8 --inflight 64]
-                                             [--flush-every N --flush-seconds S]
+    .venv/bin/python -m benchmarks.bench_kill [--jobs 2000] [--kills 8] [--inflight 8 --inflight 64]
+                                              [--flush-every N --flush-seconds S]
 
 For each concurrency, a build of `--jobs` jobs against the loopback server (50 ms a request,
 in its own process) is killed with SIGKILL `--kills` times at random points (after a random
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 LAUNCH = """
