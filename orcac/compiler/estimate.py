@@ -79,7 +79,9 @@ def batch_price(model: str) -> tuple[float, float, str] | None:
 
 
 def tokens(chars: int) -> int:
-    """>>> tokens(9)
+    """The tokens `chars` characters of text are estimated at: one per four characters, rounded up.
+
+    >>> tokens(9)
     3
     """
     return math.ceil(chars / 4)
