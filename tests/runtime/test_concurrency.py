@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 
 import pytest
 
@@ -105,13 +104,14 @@ def test_a_fixed_limit_never_moves():
 
 
 @pytest.mark.parametrize("transport", ["auto", "litellm"])
-def test_spent_x_ratelimit_budget_pauses_the_teacher(transport):
+def test_spent_x_ratelimit_budget_pauses_the_teacher(transport, clock, monkeypatch):
+    clock.install(monkeypatch, teachers)  # the pauses are asked of a fake clock: none is slept
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
-    with Loopback(ratelimit=headers) as server:
-        started = time.monotonic()
+    with Loopback(ratelimit=headers, clock=clock.monotonic) as server:
         run(teacher(server.url, concurrency=1, transport=transport), 4)
-        elapsed = time.monotonic() - started
-    assert elapsed >= 0.9  # three pauses of 0.3 s between four answers
+        log = server.stats()["log"]
+    assert clock.sleeps == pytest.approx([0.3] * 3)  # three pauses of 0.3 s between four answers
+    assert [b[0] - a[0] for a, b in zip(log, log[1:])] == pytest.approx([0.3] * 3, abs=1e-3)
 
 
 @pytest.mark.parametrize("transport", ["auto", "litellm"])

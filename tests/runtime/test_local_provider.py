@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from orcac.errors import OrcacError
 from orcac.runtime import local_provider, teachers
 from orcac.runtime.teachers import Outcome, make_job, run_jobs
 from orcac.specs.plan import TeacherPlan
+from tests.support.clock import Through
 
 pytestmark = pytest.mark.xdist_group("local_teacher")
 
@@ -54,15 +54,21 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
         assert (outcome.prompt_tokens, outcome.completion_tokens) == (prompt_tokens, completion_tokens)
 
 
-def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny):
-    # One at a time, 16 in flight: the last waits for 15 generates, seconds against a 1 ms
-    # timeout (and past the 1 s grace a network call gets); a network teacher would time out.
-    prompts = [f"{p} ({n})" for n in range(4) for p in PROMPTS]
-    plan = plan_for(tiny, batch_size=1, max_tokens=64, timeout_s=0.001, max_retries=0)
-    started = time.perf_counter()
-    outcomes = run(plan, prompts)
-    assert time.perf_counter() - started > 2.0, "too fast to show that waiting is not timed out"
+def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny, monkeypatch):
+    # One at a time, 12 in flight: each request waits for the generates ahead of it, far longer
+    # than the 1 ms timeout. The deadline each request is given is recorded: a network call gets
+    # timeout_s plus a 1 s grace, a local one none at all (so however long it waits, it is answered).
+    deadlines = []
+
+    def timeout(delay):
+        deadlines.append(delay)
+        return asyncio.timeout(delay)
+
+    monkeypatch.setattr(teachers, "asyncio", Through(asyncio, timeout=timeout))
+    plan = plan_for(tiny, batch_size=1, max_tokens=16, timeout_s=0.001, max_retries=0)
+    outcomes = run(plan, PROMPTS)
     assert all(o.status == "ok" and o.attempts == 1 for o in outcomes.values())
+    assert deadlines == [None] * len(PROMPTS)
 
 
 def test_left_padding_does_not_change_greedy_tokens(tiny):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pyarrow as pa
 import pytest
 
 from orcac.errors import OrcacError
+from orcac.runtime import store as store_module
 from orcac.runtime.store import SCHEMA, Flusher, Store
+from tests.support.clock import wait_until
 
 
 def _responses(ids, text="a") -> pa.Table:
@@ -48,18 +48,18 @@ def test_stale_rows_are_deleted_in_the_same_transaction(tmp_path):
         assert store.rows("SELECT job_id FROM responses") == [("j2",)]
 
 
-def test_flusher_writes_by_count_and_by_time(tmp_path):
+def test_flusher_writes_by_count_and_by_time(tmp_path, clock, monkeypatch):
+    # The writer thread's deadline is on a fake clock that moves only when the test says: time
+    # alone can flush nothing here, so a batch written before `clock.advance` went by count.
+    clock.install(monkeypatch, store_module)
     with Store.open(tmp_path / "b.duckdb") as store:
         flusher = Flusher(store, lambda batch: {"responses": _responses(batch)}, every=3, seconds=0.2)
         for i in range(3):
             flusher.add(f"j{i}")
-        deadline = time.monotonic() + 5
-        while flusher.flushed < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert flusher.flushed == 3  # a full batch goes at once
+        assert wait_until(lambda: flusher.flushed == 3), "a full batch goes at once"
         flusher.add("j3")
-        time.sleep(0.6)
-        assert flusher.flushed == 4  # a partial one after `seconds`
+        clock.advance(0.2)
+        assert wait_until(lambda: flusher.flushed == 4), "a partial one after `seconds`"
         flusher.add("j4")
         flusher.close()  # and the rest on close
         assert store.con.execute("SELECT count(*) FROM responses").fetchone() == (5,)
