@@ -17,8 +17,12 @@ INVALID = sorted((GOLDEN / "invalid").glob("*.orca"))
 
 @pytest.mark.parametrize("spec", VALID, ids=lambda p: p.stem)
 def test_plan_golden(spec):
-    out = GOLDEN / "plan" / f"{spec.stem}.plan.yaml"
-    golden_compare(out, dump_plan(compile_spec(spec, out)))
+    golden = GOLDEN / "plan" / f"{spec.stem}.plan.yaml"
+    # Compiled fresh: an output path beside the golden (so paths in the plan are relative to
+    # plan/) where no plan exists, so nothing in the golden (a probe decision) is carried forward.
+    fresh = golden.with_name(f"{spec.stem}.never-written.plan.yaml")
+    assert not fresh.exists()
+    golden_compare(golden, dump_plan(compile_spec(spec, fresh)))
 
 
 @pytest.mark.parametrize("spec", VALID, ids=lambda p: p.stem)
@@ -39,4 +43,4 @@ def test_invalid_golden(spec):
 def test_invalid_plan_fails_the_same_way(spec):
     code, out, err = run_cli("plan", str(spec.relative_to(ROOT)), "-o", "/dev/null/never-written.plan.yaml")
     assert code == 1
-    assert err.strip()
+    assert err == spec.with_suffix(".out").read_text(encoding="utf-8"), "`orcac plan` says what `orcac check` says"

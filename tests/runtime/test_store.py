@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -36,7 +37,7 @@ def test_upsert_replaces_by_primary_key(tmp_path):
 def test_a_failing_batch_writes_nothing(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         bad = pa.table({"job_id": ["j9"], "no_such_column": [1]})
-        with pytest.raises(Exception):
+        with pytest.raises(duckdb.BinderException, match='Table "jobs" does not have a column with name "no_such_column"'):
             store.write({"responses": _responses(["j1"]), "jobs": bad})
         assert store.con.execute("SELECT count(*) FROM responses").fetchone() == (0,)
 
@@ -69,8 +70,8 @@ def test_flusher_surfaces_a_write_error(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         flusher = Flusher(store, lambda batch: {"responses": pa.table({"nope": batch})}, every=1)
         flusher.add("x")
-        with pytest.raises(Exception):
-            flusher.close()
+        with pytest.raises(duckdb.BinderException, match='does not have a column named "job_id"'):
+            flusher.close()  # the writer thread's error, raised in the caller
 
 
 def test_read_only_open_of_a_missing_db_says_build_first(tmp_path):
