@@ -1,15 +1,20 @@
-"""Golden files, one stem per case: orca/x.orca -> plan/x.plan.yaml; invalid/x.orca -> invalid/x.out.
+"""Golden files, one stem per case and one directory per pass (tests/golden/README.md):
+orca/x.orca -> load/x.yaml, resolve/x.yaml, check/x.yaml, plan/x.plan.yaml (lower, emit);
+invalid/x.orca -> invalid/x.out (the errors, of whichever pass stops).
 
 Regenerate with ORCAC_UPDATE_GOLDENS=1 (then review the diff before committing).
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 
 from orcac.compiler import compile_spec, dump_plan
 
-from .helpers import GOLDEN, ROOT, golden_compare, run_cli
+from .helpers import GOLDEN, ROOT, STAGES, golden_compare, run_cli, stage_goldens
 
 VALID = sorted((GOLDEN / "orca").glob("*.orca"))
 INVALID = sorted((GOLDEN / "invalid").glob("*.orca"))
@@ -23,6 +28,17 @@ def test_plan_golden(spec):
     fresh = golden.with_name(f"{spec.stem}.never-written.plan.yaml")
     assert not fresh.exists()
     golden_compare(golden, dump_plan(compile_spec(spec, fresh)))
+
+
+@functools.cache
+def _stages(spec: Path) -> dict[str, str]:
+    return stage_goldens(spec, GOLDEN / "plan" / f"{spec.stem}.never-written.plan.yaml")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("spec", VALID, ids=lambda p: p.stem)
+def test_stage_golden(spec, stage):
+    golden_compare(GOLDEN / stage / f"{spec.stem}.yaml", _stages(spec)[stage])
 
 
 @pytest.mark.parametrize("spec", VALID, ids=lambda p: p.stem)
