@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
 GRAMMAR = EXTENSION / "syntaxes" / "orca.tmLanguage.json"
 
-pytestmark = pytest.mark.xdist_group("npm")  # one worker runs npm ci, once
+pytestmark = [pytest.mark.xdist_group("npm"), pytest.mark.slow]  # one worker runs npm ci, once
 
 _OFFLINE = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network", re.I)
 

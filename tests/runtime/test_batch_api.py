@@ -148,6 +148,7 @@ def _kill_while_polling(spec: Path, server: BatchServer) -> None:
         build.stderr.close()
 
 
+@pytest.mark.slow
 def test_a_killed_build_resumes_polling_the_same_batch_and_sends_nothing_twice(tmp_path):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)
@@ -181,6 +182,7 @@ def test_a_build_killed_after_the_upload_creates_the_batch_once(tmp_path, monkey
     assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
+@pytest.mark.slow
 def test_cancel_cancels_live_batches_and_the_next_build_sends_only_the_unanswered(tmp_path, capsys):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)

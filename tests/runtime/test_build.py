@@ -50,6 +50,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsys):
     with Loopback(arith_answer, script=FAULTS) as server:
         # 3 s: long enough that a loaded CI machine does not time out an ordinary answer.

@@ -46,6 +46,7 @@ class Recorded(concurrency.AdaptiveLimit):
         Recorded.history.append(self.current)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["auto", "litellm"])
 def test_adaptive_concurrency_converges_under_a_hidden_capacity(monkeypatch, transport):
     capacity = 4

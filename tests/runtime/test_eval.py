@@ -112,6 +112,7 @@ def test_unknown_model_name(plan, tmp_path):
         evaluate.run(loaded(plan, tmp_path), tmp_path / "x.duckdb", models=["student"])
 
 
+@pytest.mark.slow
 def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
     from orcac.runtime import teachers
     from orcac.specs.plan import TeacherPlan

@@ -176,6 +176,7 @@ def _articles(dom: str) -> list[str]:
     return re.findall(r'<article class="rec (\w+)"', dom)
 
 
+@pytest.mark.slow
 def test_the_page_in_chromium(page, tmp_path):
     browser.require()
     loaded = browser.load(page, tmp_path)
@@ -198,6 +199,7 @@ def test_the_page_in_chromium(page, tmp_path):
     print(f"screenshot: {shot}")  # pytest -s shows where to look
 
 
+@pytest.mark.slow
 def test_filters_from_the_address_in_chromium(page, tmp_path):
     browser.require()
     rejected = browser.load(page, tmp_path, fragment="task=arith&verdict=rejected")

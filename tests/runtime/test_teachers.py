@@ -49,6 +49,7 @@ def by_key(jobs: list[Job], outcomes: list[Outcome]) -> dict[str, Outcome]:
     return {content[o.job_id]: o for o in outcomes}
 
 
+@pytest.mark.slow
 def test_every_job_ends_once_with_its_reason():
     script = {
         "plain": [],

@@ -128,6 +128,7 @@ def test_a_packed_forward_equals_separate_forwards(tiny, impl):
 # ---- stages, outputs, resume --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, tiny):
     root, db, plan = full_run
     out = root / plan.train.output
@@ -141,6 +142,7 @@ def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, 
     assert [s[2] for s in steps] == list(range(1, first["steps"] + 1)) + list(range(1, second["steps"] + 1))
 
 
+@pytest.mark.slow
 def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     root, db, plan = full_run
     out = root / plan.train.output
@@ -163,6 +165,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
 PINNED = [10.812813, 10.803339, 10.636694, 10.525096]
 
 
+@pytest.mark.slow
 def test_pinned_losses(full_run):
     _, db, _ = full_run
     losses = [s[3] for s in _steps(db)[: len(PINNED)]]
@@ -180,6 +183,7 @@ class _StopAfterSave(TrainerCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, records, tmp_path, monkeypatch):
     _, full_db, plan = full_run
     expected = _steps(full_db)
@@ -212,6 +216,7 @@ def test_max_steps_caps_each_stage(tiny, records, tmp_path):
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
+@pytest.mark.slow
 def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, records, tmp_path):
     """precision = bf16 once stopped `orcac train` with transformers' "Your setup doesn't support
     bf16/gpu"; on a CPU it is autocast (native where the CPU has it, emulated where not)."""
@@ -319,6 +324,7 @@ def _student_without_pad_token(tiny: Path, where: Path) -> Path:
     return where
 
 
+@pytest.mark.slow
 def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tiny, records, tmp_path, monkeypatch):
     """The tokenizer grew for the student, so every LoRA stage trains the embeddings in full:
     a resumed run, which loads stage 2's starting weights from disk, must know that too."""
@@ -366,6 +372,7 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, re
     assert _steps(db) == [] and _runs(db) == [("failed",)]
 
 
+@pytest.mark.slow
 def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, records, tmp_path, monkeypatch, capsys):
     plan = train_plan(str(tiny))
     plain_db = write_records(tmp_path / "plain" / "build.duckdb", records)

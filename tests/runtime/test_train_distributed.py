@@ -24,7 +24,7 @@ from tests.support.db import rows
 from tests.support.plans import train_plan
 from tests.support.train_data import orca_rows, write_records
 
-pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.skipif(
+pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.slow, pytest.mark.skipif(
     shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed"
 )]
 

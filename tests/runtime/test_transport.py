@@ -105,6 +105,7 @@ def test_the_wire_body_is_the_one_litellm_sends():
     assert fast.text == slow.text
 
 
+@pytest.mark.slow
 def test_every_fault_ends_the_same_way_on_both_paths():
     # The scenarios of test_teachers.py: recover after one fault, fail after every attempt, or end at once.
     once = {"429": ["429"], "500": ["500", "503"], "malformed": ["malformed"], "empty": ["empty"],
