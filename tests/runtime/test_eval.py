@@ -75,6 +75,7 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     assert (tmp_path / plan.train.output / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_path):
     records = orca_rows("add", 8) + orca_rows("mul", 8)
     holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
@@ -134,6 +135,7 @@ def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_te
     assert asked == [5]  # the second eval reuses the stored answers: nothing is paid twice
 
 
+@pytest.mark.slow
 def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
     records = orca_rows("add", 4) + orca_rows("mul", 4)
     db = write_records(tmp_path / "build.duckdb", records, holdout=orca_rows("add", 1, seed=5))
