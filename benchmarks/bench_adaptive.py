@@ -5,7 +5,7 @@
 One loopback server (tests/support/loopback.py) in a subprocess answers at most `capacity`
 requests at once, each after `latency` seconds, and rejects every request beyond that with an
 immediate 429 (no Retry-After), as an overloaded provider does. The same `jobs` are run through
-orcac.runtime.teachers.run_jobs with `concurrency` as the teacher's setting, once with
+orcac.runtime.teachers.calls.run_jobs with `concurrency` as the teacher's setting, once with
 `adaptive = false` (always `concurrency` in flight) and once with `adaptive = true` (AIMD within
 [1, concurrency]), alternately `repeat` times, each against a fresh server, with the default
 backoff and retry settings. Prints per mode: wall time, goodput (answered jobs/s), requests
@@ -24,7 +24,8 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime.teachers import make_job, run_jobs  # noqa: E402
+from orcac.runtime.teachers.calls import run_jobs  # noqa: E402
+from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 

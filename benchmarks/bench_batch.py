@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime import batch_api, build, store  # noqa: E402
+from orcac.runtime.build import command as build  # noqa: E402
+from orcac.runtime.store import database as store
+from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.support.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     batch_api.POLL_SECONDS = 0.01
-    from orcac.runtime.teachers import get_litellm
+    from orcac.runtime.teachers.litellm_setup import get_litellm
 
     get_litellm()  # imported once before anything is timed: both paths need it, neither should pay it
     import litellm.litellm_core_utils.core_helpers  # noqa: F401

@@ -7,13 +7,13 @@ arithmetic question from examples/cautious_reasoner (so every prompt shares a lo
 teacher prompts do). Greedy, 128 new tokens at most, one batch of `--batch` at a time:
 
   generate   transformers' model.generate on the left-padded batch (what orcac used before);
-  orcac      orcac.runtime.generation.decode: the shared prefix prefilled once, finished rows
+  orcac      orcac.runtime.models.generation.decode: the shared prefix prefilled once, finished rows
              dropped from the batch.
 
 Each in fp32 and in bf16, side by side in one run. tokens/s counts the tokens each answer has
 up to its end of sequence (the same answers, give or take a token where the two loops' float
 rounding differs). Ratios are against generate in fp32. bf16 is only fast where the CPU has
-native bf16 (AVX-512 BF16, AMX): the script prints what orcac.runtime.precision would choose.
+native bf16 (AVX-512 BF16, AMX): the script prints what orcac.runtime.models.precision would choose.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def prompts(tokenizer, n: int) -> list[list[int]]:
     from orcac.compiler import compile_spec
-    from orcac.runtime.erasure import teacher_messages
+    from orcac.runtime.build.erasure import teacher_messages
 
     plan = compile_spec(ROOT / "examples/cautious_reasoner/cautious.orca", "/tmp/never-written/cautious.plan.yaml")
     rows = [json.loads(line) for line in (ROOT / "examples/cautious_reasoner/data/arithmetic.jsonl").open()][:n]
@@ -59,7 +59,7 @@ def with_generate(model, tokenizer, batch: list[list[int]], max_new: int, eos: s
 
 
 def with_orcac(model, tokenizer, batch: list[list[int]], max_new: int, eos: set[int]) -> int:
-    from orcac.runtime.generation import decode
+    from orcac.runtime.models.generation import decode
 
     return sum(len(r.tokens) for r in decode(model, batch, max_new_tokens=max_new, eos=eos, pad=tokenizer.pad_token_id))
 
@@ -75,7 +75,8 @@ def main() -> None:
 
     import torch
 
-    from orcac.runtime import hf_models, local_provider, precision
+    from orcac.runtime.models import loading as hf_models, precision
+    from orcac.runtime.teachers import local_model as local_provider
 
     print(f"precision auto here: {precision.choose('auto')}; torch threads {torch.get_num_threads()}")
     model, tokenizer = hf_models.load_causal_lm(args.model)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_local_teacher [--model local/smollm2-135m-instruct] [--requests 16]
 
-Both runs go through orcac.runtime.teachers.run_jobs and litellm's `local/` provider with the
+Both runs go through orcac.runtime.teachers.calls.run_jobs and litellm's `local/` provider with the
 same prompts and greedy decoding; only batch_size and concurrency differ (16/16 against 1/1).
 tokens/s counts completion tokens the teacher returned (padding after an early stop is not
 counted). Goal: batched >= 5x one at a time. About two minutes on 2 CPU cores.
@@ -19,7 +19,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from orcac.runtime import local_provider, teachers  # noqa: E402
+from orcac.runtime.teachers import calls as teachers, local_model as local_provider  # noqa: E402
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 
 QUESTIONS = [

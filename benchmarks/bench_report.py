@@ -41,7 +41,7 @@ def synthesize(root: Path, records: int, tasks: int) -> Path:
     """A plan and a build database holding `records` accepted answers, written as a build would."""
     import pyarrow as pa
 
-    from orcac.runtime.store import Store
+    from orcac.runtime.store.database import Store
 
     per_task = records // tasks
     rows = [{"q": f"Question {i}: " + "what follows from the premises above? " * 5, "a": str(i)} for i in range(per_task)]

@@ -58,7 +58,7 @@ def rerun(jobs: int) -> None:
             cpu.append(_children_cpu() - used)
             assert again.returncode == 0, again.stderr
         extra_calls = server.stats()["requests"] - calls
-    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.build"]
+    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.build.command"]
     floor = []
     for _ in range(3):
         started = time.perf_counter()
@@ -76,7 +76,7 @@ def records(n: int) -> None:
     import duckdb
     import pyarrow as pa
 
-    from orcac.runtime.store import Store
+    from orcac.runtime.store.database import Store
 
     erase = "You are a cautious assistant. You carefully follow instructions. You are helpful and harmless."
     table = pa.table({

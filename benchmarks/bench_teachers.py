@@ -7,7 +7,7 @@ fixed latency per answer; in this one process, one after another against the sam
 
   raw      aiohttp: one session, `inflight` concurrent POSTs, JSON parsed; the machine's ceiling
   plain    asyncio.gather over litellm.acompletion with a semaphore of `inflight`
-  litellm  orcac.runtime.teachers.run_jobs with `transport: litellm` (every call through
+  litellm  orcac.runtime.teachers.calls.run_jobs with `transport: litellm` (every call through
            litellm.acompletion), outcomes appended to a list
   fast     run_jobs with `transport: auto`: the OpenAI-compatible fast path (transport.py)
   fast+db  the same, every response also written to DuckDB by the build's Store/Flusher
@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime import teachers  # noqa: E402
+from orcac.runtime.teachers import calls as teachers  # noqa: E402
 from orcac.specs.plan import TeacherPlan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 
@@ -110,7 +110,7 @@ def duckdb_sink(inflight: int):
     try:
         import pyarrow as pa
 
-        from orcac.runtime.store import Flusher, Store
+        from orcac.runtime.store.database import Flusher, Store
     except ImportError:
         return None
 
@@ -118,7 +118,7 @@ def duckdb_sink(inflight: int):
         def __init__(self, outcomes):
             self.outcomes = outcomes
             self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
-            from orcac.runtime.build import FLUSH_AT_LEAST, FLUSH_SECONDS
+            from orcac.runtime.build.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
 
             every = max(FLUSH_AT_LEAST, inflight)  # build.flush_every for one teacher
             self.flusher = Flusher(self.store, self.convert, every=every, seconds=FLUSH_SECONDS)

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
-from orcac.runtime import chat_format, train  # noqa: E402
+from orcac.runtime.models import chat_format  # noqa: E402
+from orcac.runtime.train import command as train
 from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.plans import ERASE  # noqa: E402
 from tests.support.train_data import orca_rows  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orcac.compiler import compile_spec, diagnose
-from orcac.compiler.diagnostics import render
+from orcac.specs.diagnostics import render
 from orcac.compiler.fmt import format_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -59,7 +59,7 @@ def stage_goldens(spec: Path, output: Path) -> dict[str, str]:
     import yaml
 
     from orcac.compiler import Unit, run
-    from orcac.compiler.diagnostics import Diagnostics
+    from orcac.specs.diagnostics import Diagnostics
 
     unit = run(Unit(path=spec, output=output, whole=True, diags=Diagnostics()), until="check")
     loaded = [

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from orcac.compiler.sources import BadRow, read
+from orcac.sources.problems import BadRow
+from orcac.sources.read import read
 from orcac.templates import MAX_RANGE, MAX_STEPS, render
 
 from .helpers import run_cli

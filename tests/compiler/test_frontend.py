@@ -82,7 +82,7 @@ def test_check_json_format():
 def test_parquet_footer_reader_matches_pyarrow():
     import pyarrow.parquet as pq
 
-    from orcac.compiler.sources import parquet_header
+    from orcac.sources.parquet_footer import parquet_header
 
     for p in [*ROOT.glob("examples/*/data/*.parquet"), *(GOLDEN / "orca" / "data").glob("*.parquet")]:
         f = pq.ParquetFile(p)
@@ -90,7 +90,7 @@ def test_parquet_footer_reader_matches_pyarrow():
 
 
 def test_sql_literals_are_the_files_a_query_reads():
-    from orcac.compiler.sources import sql_literals
+    from orcac.sources.sql import sql_literals
 
     q = "SELECT * FROM 'a/b.parquet' JOIN read_csv('c.csv', header = true) USING (k) WHERE x = 'not a file'"
     assert sql_literals(q) == ["a/b.parquet", "c.csv"]

@@ -53,7 +53,7 @@ def test_paths_are_relative_to_the_plan(project, tmp_path):
     assert "'../../spec/data/products.parquet'" in plan.tasks["products"].source.query
     assert plan.train.output == "../../spec/out/student"
     # the query still runs from the plan's directory
-    from orcac.compiler.sources import read_rows
+    from orcac.sources.read import read_rows
 
     assert len(read_rows(plan.tasks["products"].source, elsewhere.parent)) == plan.tasks["products"].source.rows
 

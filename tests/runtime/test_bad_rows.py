@@ -7,7 +7,7 @@ import json
 import textwrap
 
 from orcac import cli
-from orcac.runtime import teachers
+from orcac.runtime.teachers import calls as teachers
 from tests.support.plans import make_plan, write_plan
 from tests.support.loopback import Loopback, key_of
 

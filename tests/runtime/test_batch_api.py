@@ -16,7 +16,7 @@ import litellm
 import pytest
 
 from orcac import cli
-from orcac.runtime import batch_api
+from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan
 from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support.batch_server import BatchServer
@@ -218,7 +218,7 @@ def test_the_dry_run_prices_the_batch_and_says_where_the_price_came_from(tmp_pat
 
 
 def test_batch_prices_are_litellms_where_it_has_them():
-    from orcac.compiler.estimate import batch_price, price
+    from orcac.costs import batch_price, price
 
     assert batch_price("gpt-4o-mini")[:2] == (7.5e-08, 3e-07)
     assert batch_price("gpt-3.5-turbo")[:2] == tuple(p * 0.5 for p in price("gpt-3.5-turbo"))

@@ -8,8 +8,9 @@ import statistics
 
 import pytest
 
-from orcac.runtime import concurrency, teachers
-from orcac.runtime.teachers import make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, concurrency
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import evaluate, train
-from orcac.runtime.evaluate import Answer, Held
+from orcac.runtime.evaluate import command as evaluate
+from orcac.runtime.train import command as train
+from orcac.runtime.evaluate.command import Answer, Held
 from tests.support.db import rows
 from tests.support.plans import loaded, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -91,7 +92,7 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
 def test_generate_is_greedy_and_left_padded(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from orcac.runtime import chat_format
+    from orcac.runtime.models import chat_format
 
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()
@@ -115,7 +116,7 @@ def test_unknown_model_name(plan, tmp_path):
 
 @pytest.mark.slow
 def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
-    from orcac.runtime import teachers
+    from orcac.runtime.teachers import calls as teachers
     from orcac.specs.plan import TeacherPlan
 
     teacher = TeacherPlan(name="t", model=f"local/{tiny}", max_tokens=6, batch_size=4, threads=2)

@@ -1,11 +1,11 @@
-"""The one decoding loop (orcac.runtime.generation): what it returns does not depend on the batch."""
+"""The one decoding loop (orcac.runtime.models.generation): what it returns does not depend on the batch."""
 
 from __future__ import annotations
 
 import pytest
 from transformers import AutoModelForCausalLM
 
-from orcac.runtime.generation import decode, shared_prefix
+from orcac.runtime.models.generation import decode, shared_prefix
 
 
 @pytest.fixture(scope="module")

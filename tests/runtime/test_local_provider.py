@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import local_provider, teachers
-from orcac.runtime.teachers import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, local_model as local_provider
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.clock import Through
 
@@ -81,7 +82,7 @@ def test_left_padding_does_not_change_greedy_tokens(tiny):
 
 
 def test_finish_reason_and_usage(tiny):
-    from orcac.runtime.generation import decode
+    from orcac.runtime.models.generation import decode
 
     lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=str(tiny)))
     prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),

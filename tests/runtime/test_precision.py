@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import precision
+from orcac.runtime.models import precision
 
 
 @pytest.fixture

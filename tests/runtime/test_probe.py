@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from orcac.errors import OrcacError
-from orcac.runtime import probe
-from orcac.runtime.build import plan_work, run_build
-from orcac.runtime.examples import materialize
-from orcac.runtime.store import Store
+from orcac.runtime.build import probe
+from orcac.runtime.build.command import run_build
+from orcac.runtime.build.jobs import plan_work
+from orcac.runtime.build.examples import materialize
+from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
 from tests.support.plans import make_plan
 from tests.support.loopback import Loopback, key_of

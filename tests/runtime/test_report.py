@@ -12,9 +12,10 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime import probe, report
-from orcac.runtime.evaluate import EVAL_TABLES
-from orcac.runtime.store import Store
+from orcac.runtime.build import probe
+from orcac.runtime.report import command as report
+from orcac.runtime.evaluate.command import EVAL_TABLES
+from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser, retries
@@ -98,7 +99,7 @@ def page(built) -> Path:
 
 def test_gather_counts_every_verdict_and_failure(built):
     path, database = built
-    from orcac.runtime.build import load
+    from orcac.runtime.build.command import load
 
     plan, _, _ = load(str(path))
     with Store.open(database, read_only=True) as store:
@@ -123,7 +124,7 @@ def test_gather_counts_every_verdict_and_failure(built):
 
 def test_sample_keeps_every_count_and_fewer_records(built):
     path, database = built
-    from orcac.runtime.build import load
+    from orcac.runtime.build.command import load
 
     plan, _, _ = load(str(path))
     with Store.open(database, read_only=True) as store:

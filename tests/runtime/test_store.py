@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import store as store_module
-from orcac.runtime.store import SCHEMA, Flusher, Store
+from orcac.runtime.store import database as store_module
+from orcac.runtime.store.database import Flusher, SCHEMA, Store
 from tests.support.clock import wait_until
 
 

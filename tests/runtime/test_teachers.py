@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import teachers
-from orcac.runtime.teachers import Job, Outcome, job_id, make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import Job, Outcome, job_id, make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback, by_system
 

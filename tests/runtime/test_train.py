@@ -12,7 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from orcac.errors import OrcacError
-from orcac.runtime import chat_format, train
+from orcac.runtime.models import chat_format
+from orcac.runtime.train import command as train
 from tests.support.db import rows
 from tests.support.plans import ERASE, loaded, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -352,7 +353,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
 
 def _free_memory_between(monkeypatch, pick):
     """Make the machine have `pick(estimate)` bytes free, whatever it really has."""
-    from orcac.runtime import memory
+    from orcac.runtime.train import memory
 
     seen = []
     real = memory.step_memory
@@ -391,7 +392,7 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
     9.0 GiB, and on a 24 GB machine the step fits only with activation checkpointing."""
     from transformers import LlamaConfig
 
-    from orcac.runtime import memory
+    from orcac.runtime.train import memory
 
     config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
                          num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
@@ -405,7 +406,7 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
 
 
 def test_free_memory_respects_a_container_limit(tmp_path):
-    from orcac.runtime import memory
+    from orcac.runtime.train import memory
 
     (tmp_path / "memory.max").write_text("8589934592\n")
     (tmp_path / "memory.current").write_text("2147483648\n")

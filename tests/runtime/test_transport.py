@@ -13,8 +13,9 @@ import socket
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime import teachers, transport
-from orcac.runtime.teachers import Outcome, make_job, run_jobs
+from orcac.runtime.teachers import calls as teachers, fast_path as transport
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 

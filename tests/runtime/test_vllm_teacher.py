@@ -10,7 +10,8 @@ import asyncio
 
 import pytest
 
-from orcac.runtime.teachers import make_job, run_jobs
+from orcac.runtime.teachers.calls import run_jobs
+from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 

@@ -4,7 +4,7 @@
 
     with Loopback(latency=0.05, script={"q1": ["429:retry_after=1", "ok"]}) as server:
         server.url          # "http://127.0.0.1:<port>/v1": an api_base for litellm ("openai/<any>")
-        ...                 # drive it, e.g. through orcac.runtime.teachers.run_jobs
+        ...                 # drive it, e.g. through orcac.runtime.teachers.calls.run_jobs
         server.stats()      # {"requests": n, "hits": {key: n}, "log": [[t, key, fault], ...]}
 
 It serves POST /v1/chat/completions and GET /v1/models on 127.0.0.1 at a free port, in a

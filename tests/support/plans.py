@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from orcac.runtime.sources import source_sha256
+from orcac.runtime.build.source_rows import source_sha256
 from orcac.sampling import split_sizes
 from orcac.specs.plan import (
     AdherenceRule,

@@ -13,7 +13,7 @@ CAP_S = 0.05  # teachers.BACKOFF_CAP_S is 30
 
 
 def fast_backoff(mp: pytest.MonkeyPatch) -> None:
-    from orcac.runtime import teachers
+    from orcac.runtime.teachers import calls as teachers
 
     mp.setattr(teachers, "BACKOFF_BASE_S", BASE_S)
     mp.setattr(teachers, "BACKOFF_CAP_S", CAP_S)

@@ -64,7 +64,7 @@ def _build(directory: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from orcac.runtime.hf_models import load_tokenizer
+    from orcac.runtime.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer("local/smollm2-135m-instruct")
     config = LlamaConfig(

@@ -37,10 +37,10 @@ def orca_rows(task: str, n: int, *, seed: int = 0, long_every: int = 5) -> list[
 
 
 def write_records(db_path: Path, rows: list[dict], *, holdout: list[dict] = ()) -> Path:
-    """Create the build's tables (orcac.runtime.store.SCHEMA) with these records and held-out examples."""
+    """Create the build's tables (orcac.runtime.store.database.SCHEMA) with these records and held-out examples."""
     import pyarrow as pa
 
-    from orcac.runtime.store import Store
+    from orcac.runtime.store.database import Store
 
     with Store.open(db_path) as store:
         if rows:
