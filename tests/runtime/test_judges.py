@@ -19,7 +19,7 @@ from orcac import cli
 from orcac.runtime.build.judges import read_score
 from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import JudgePlan
-from tests.runtime.plans import write_jsonl
+from tests.support.plans import write_jsonl
 from tests.support.loopback import Loopback, key_of
 
 ROOT = Path(__file__).resolve().parents[2]
