@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock test demo bench clean
+.PHONY: setup lock test test-fast demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,8 +41,13 @@ lock:
 	  --custom-compile-command 'make lock' $(foreach p,$(UPGRADE),--upgrade-package $(p)) \
 	  -o $(LOCK)
 
+# Every test. `make test-fast` leaves out those marked slow (real models, kill -9 loops, a
+# few seconds or more each: `@pytest.mark.slow`), for the edit-test loop.
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not slow"
 
 demo: setup
 	$(BIN)/orcac check $(DEMO)
@@ -52,7 +57,7 @@ demo: setup
 	$(BIN)/orcac eval $(DEMO)
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,6 @@
 """Adaptive vs fixed concurrency against a server with a capacity the client is not told.
 
-    python benchmarks/bench_adaptive.py [--jobs 3000] [--capacity 16] [--concurrency 64] [--latency 0.02] [--repeat 2]
+    .venv/bin/python -m benchmarks.bench_adaptive [--jobs 3000] [--capacity 16] [--concurrency 64] [--latency 0.02] [--repeat 2]
 
 One loopback server (tests/support/loopback.py) in a subprocess answers at most `capacity`
 requests at once, each after `latency` seconds, and rejects every request beyond that with an
@@ -19,12 +19,8 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 

@@ -1,6 +1,6 @@
 """The batch path's own cost per 10,000 jobs: client CPU and database writes, the server answering at once.
 
-    python benchmarks/bench_batch.py [--jobs 10000] [--repeat 2]
+    .venv/bin/python -m benchmarks.bench_batch [--jobs 10000] [--repeat 2]
 
 The loopback files and batches API (tests/support/batch_server.py) runs in a subprocess and
 ends each batch on the fourth retrieve (validating, in_progress, finalizing, completed) with
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
@@ -33,7 +32,7 @@ from orcac.runtime.build import command as build  # noqa: E402
 from orcac.runtime.store import database as store
 from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.runtime.plans import make_plan  # noqa: E402
+from tests.support.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
 
 
@@ -93,10 +92,9 @@ def main() -> None:
     get_litellm()  # imported once before anything is timed: both paths need it, neither should pay it
     import litellm.litellm_core_utils.core_helpers  # noqa: F401
     import pyarrow  # noqa: F401
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # `-c` from the repository root: tests.support imports as it does here
         [sys.executable, "-c", "from tests.support.batch_server import serve_until_stdin_closes as s; s()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True,
     )
     port = int(server.stdout.readline())
     results: dict[str, list[dict]] = {"batch": [], "online": []}

@@ -4,7 +4,7 @@
    (the floor our own dependencies set): median wall time of each, interleaved; goal <= 2x.
 2. Parse + check throughput on a generated ~1 MB spec with thousands of tasks; goal >= 1 MB/s.
 
-    .venv/bin/python benchmarks/bench_check.py [--runs 15] [--size-mb 1]
+    .venv/bin/python -m benchmarks.bench_check [--runs 15] [--size-mb 1]
 """
 
 from __future__ import annotations

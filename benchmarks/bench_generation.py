@@ -1,6 +1,6 @@
 """The local teacher's decoding: orcac's loop against transformers' `generate`, fp32 against bf16.
 
-    python benchmarks/bench_generation.py [--model local/smollm2-135m-instruct] [--requests 16] [--batch 16]
+    .venv/bin/python -m benchmarks.bench_generation [--model local/smollm2-135m-instruct] [--requests 16] [--batch 16]
 
 The prompts are the demo's: the step_by_step strategy with its two demonstrations, then an
 arithmetic question from examples/cautious_reasoner (so every prompt shares a long prefix, as
@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -1,7 +1,7 @@
 """What a kill -9 costs: teacher calls paid again per kill of `orcac build`, at 8 and 64 in flight.
 
-    .venv/bin/python benchmarks/bench_kill.py [--jobs 2000] [--kills 8] [--inflight 8 --inflight 64]
-                                             [--flush-every N --flush-seconds S]
+    .venv/bin/python -m benchmarks.bench_kill [--jobs 2000] [--kills 8] [--inflight 8 --inflight 64]
+                                              [--flush-every N --flush-seconds S]
 
 For each concurrency, a build of `--jobs` jobs against the loopback server (50 ms a request,
 in its own process) is killed with SIGKILL `--kills` times at random points (after a random
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 LAUNCH = """
@@ -46,7 +45,7 @@ sys.exit(main(sys.argv[3:]))
 def one(jobs: int, inflight: int, kills: int, every: int, seconds: float, seed: int) -> tuple[int, int, float]:
     """(kills made, calls paid beyond `jobs`, seconds) for one concurrency."""
     from orcac.specs.plan import TeacherPlan
-    from tests.runtime.plans import arith_answer, make_plan, write_plan
+    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
 
     rng = random.Random(seed)

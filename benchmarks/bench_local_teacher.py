@@ -1,6 +1,6 @@
 """The local teacher's tokens/s: 16 requests in flight batched, against one sequence at a time.
 
-    python benchmarks/bench_local_teacher.py [--model local/smollm2-135m-instruct] [--requests 16]
+    .venv/bin/python -m benchmarks.bench_local_teacher [--model local/smollm2-135m-instruct] [--requests 16]
 
 Both runs go through orcac.runtime.teachers.calls.run_jobs and litellm's `local/` provider with the
 same prompts and greedy decoding; only batch_size and concurrency differ (16/16 against 1/1).
@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

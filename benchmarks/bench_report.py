@@ -1,6 +1,6 @@
 """`orcac report` on a large build: the time to write the page and the time a browser takes to open it.
 
-    .venv/bin/python benchmarks/bench_report.py [--records 100000] [--tasks 4]
+    .venv/bin/python -m benchmarks.bench_report [--records 100000] [--tasks 4]
 
 A build database with `--records` accepted answers (plus one rejected for every nine, and a few
 failed jobs) across `--tasks` tasks is written straight through the build's Store (the real
@@ -29,14 +29,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.runtime.plans import make_plan, write_plan  # noqa: E402
+from tests.support.plans import ERASE, make_plan, write_plan  # noqa: E402
 from tests.support import browser  # noqa: E402
 
 STRATEGY = "You are a careful tutor. Think through the problem step by step, number each step. " * 4
-ERASE = "You are a cautious assistant. You carefully follow instructions."
 
 
 def synthesize(root: Path, records: int, tasks: int) -> Path:

@@ -1,6 +1,6 @@
 """Build store speed: re-running a finished 10,000-job build, and writing 1,000,000 records.
 
-    .venv/bin/python benchmarks/bench_store.py [--jobs 10000] [--records 1000000]
+    .venv/bin/python -m benchmarks.bench_store [--jobs 10000] [--records 1000000]
 
 1. A 10,000-job build runs once against the loopback server (its speed is bench_teachers.py's
    subject, not this one's), then `orcac build` runs again as a fresh process, side by side
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
@@ -34,7 +33,7 @@ def _children_cpu() -> float:
 
 def rerun(jobs: int) -> None:
     from orcac.specs.plan import TeacherPlan
-    from tests.runtime.plans import arith_answer, make_plan, write_plan
+    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
 
     env = dict(os.environ, LOOPBACK_KEY="sk-bench")

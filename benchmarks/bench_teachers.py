@@ -1,6 +1,6 @@
 """Teacher-call throughput: orcac's run_jobs against a raw aiohttp client and a plain litellm loop.
 
-    python benchmarks/bench_teachers.py [--jobs 10000] [--inflight 256] [--latency 0.05] [--profile]
+    .venv/bin/python -m benchmarks.bench_teachers [--jobs 10000] [--inflight 256] [--latency 0.05] [--profile]
 
 One loopback OpenAI-compatible server (tests/support/loopback.py) runs in a subprocess with a
 fixed latency per answer; in this one process, one after another against the same server:
@@ -26,13 +26,10 @@ import asyncio
 import gc
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 

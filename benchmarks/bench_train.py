@@ -4,7 +4,7 @@ Same model, same Orca-like records with mixed lengths (most answers short, every
 long), same optimizer and learning rate, in one run. Prints real (non-padding) tokens per
 second and the share of padding tokens for each, and the ratio. Usage:
 
-    .venv/bin/python benchmarks/bench_train.py [--examples 192] [--max-length 512] [--hidden 256]
+    .venv/bin/python -m benchmarks.bench_train [--examples 192] [--max-length 512] [--hidden 256]
 
 The model is a small random Llama (SmolLM2 tokenizer, 4 layers, hidden 256 by default) so the
 run takes a few minutes on 2 CPU cores; the ratio, not the absolute number, is the result.
@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
@@ -27,7 +26,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa:
 from orcac.runtime.models import chat_format  # noqa: E402
 from orcac.runtime.train import command as train
 from tests.support.tiny_model import tiny_model_dir  # noqa: E402
-from tests.support.train_data import ERASE, orca_rows  # noqa: E402
+from tests.support.plans import ERASE  # noqa: E402
+from tests.support.train_data import orca_rows  # noqa: E402
 
 
 def make_model(tokenizer, hidden: int, layers: int) -> LlamaForCausalLM:

@@ -1,8 +1,12 @@
 """`make bench`: every benchmark in this directory, in a quick mode, and one table of their ratios.
 
-    .venv/bin/python benchmarks/run_all.py            # quick: about 3 minutes on 2 cores
-    .venv/bin/python benchmarks/run_all.py --full     # each script's defaults (BENCHMARKS.md)
-    .venv/bin/python benchmarks/run_all.py --only bench_train
+    .venv/bin/python -m benchmarks.run_all            # quick: about 3 minutes on 2 cores
+    .venv/bin/python -m benchmarks.run_all --full     # each script's defaults (BENCHMARKS.md)
+    .venv/bin/python -m benchmarks.run_all --only bench_train
+
+From the repository root, as every benchmark runs: as a module (`-m benchmarks.NAME`), so
+`tests.support` (the loopback servers, the tiny model, hand-made plans) imports without any
+change to sys.path.
 
 Each script runs as its own process with smaller inputs (the arguments below); the ratios it
 prints are read from its output by the patterns beside them, so a script that stops printing
@@ -24,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ BENCHES = (
 def run(bench: Bench, full: bool) -> tuple[str, float, list[tuple[Ratio, str]]]:
     """(status, seconds, [(ratio, value)]): status is ok, failed or timeout."""
     args = [] if full else [a.replace("{tiny}", tiny_teacher()) if a == "{tiny}" else a for a in bench.quick]
-    command = [sys.executable, str(ROOT / "benchmarks" / bench.script), *args]
+    command = [sys.executable, "-m", f"benchmarks.{bench.script.removesuffix('.py')}", *args]
     print(f"running {bench.script} {' '.join(args)}", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:

@@ -15,7 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
-EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").rglob("*"))
+# What pre-commit hands a hook: tracked files (a demo's .orca/ build folder is neither).
+EXAMPLES = subprocess.run(["git", "ls-files", "examples"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
 
 
 def run_hook(hook_id: str, files: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+
+from tests.support.db import rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TUTORIAL = README.read_text().split("## Tutorial", 1)[1].split("\n## ", 1)[0]
@@ -90,8 +91,7 @@ def test_readme_tutorial_runs(tmp_path):
         assert "Traceback" not in done.stderr
 
     assert (tmp_path / "capitals.plan.yaml").is_file()
-    with duckdb.connect(str(tmp_path / ".orca" / "capitals.duckdb"), read_only=True) as db:
-        systems = [system for (system,) in db.sql("SELECT system FROM records").fetchall()]
+    systems = [system for (system,) in rows(tmp_path / ".orca" / "capitals.duckdb", "SELECT system FROM records")]
     # Every record carries the erased message, never the strategy's instruction.
     assert all(system.startswith("You are a cautious assistant") for system in systems)
     exported = (tmp_path / "capitals.jsonl").read_text().splitlines()

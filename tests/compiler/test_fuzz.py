@@ -61,6 +61,7 @@ def mutated(draw):
     return seed, "".join(tokens)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(case=mutated())
 def test_mutated_specs_exit_0_or_1(case, workdirs):
@@ -167,6 +168,7 @@ def _quiet(*argv: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [name for name in VALUE_BASE], ids=str)
 def test_every_key_given_every_kind_of_value_never_breaks_orcac(block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

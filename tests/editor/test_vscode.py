@@ -26,6 +26,7 @@ pytestmark = pytest.mark.xdist_group("npm")  # one worker runs npm ci, once
 _OFFLINE = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network", re.I)
 
 
+# Every test that takes npm_tools is marked slow: `npm ci` first, then node per test.
 @pytest.fixture(scope="module")
 def npm_tools() -> Path:
     """editors/vscode/node_modules installed exactly from package-lock.json (once per lock)."""
@@ -52,6 +53,7 @@ def run(argv: list, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], cwd=EXTENSION, capture_output=True, text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.slow
 def test_grammar_scopes(npm_tools: Path):
     tests = sorted((EXTENSION / "tests" / "grammar").glob("*.test.orca"))
     assert len(tests) >= 3
@@ -60,6 +62,7 @@ def test_grammar_scopes(npm_tools: Path):
     assert done.stdout.count("run successfuly") == len(tests), done.stdout
 
 
+@pytest.mark.slow
 def test_grammar_scope_tests_can_fail(npm_tools: Path, tmp_path: Path):
     wrong = tmp_path / "wrong.test.orca"
     wrong.write_text('# SYNTAX TEST "source.orca"\nteacher t {\n# <------- string.quoted.double.orca\n}\n')
@@ -67,6 +70,7 @@ def test_grammar_scope_tests_can_fail(npm_tools: Path, tmp_path: Path):
     assert done.returncode != 0 and "missing required scopes: string.quoted.double.orca" in done.stdout
 
 
+@pytest.mark.slow
 def test_grammar_reads_every_shipped_spec_without_invalid_tokens(npm_tools: Path):
     folders = [ROOT / "examples", ROOT / "orcac" / "stdlib", ROOT / "tests" / "golden" / "orca"]
     done = run(["node", "tests/no-invalid.js", *folders])
@@ -75,6 +79,7 @@ def test_grammar_reads_every_shipped_spec_without_invalid_tokens(npm_tools: Path
     assert f"{files} files tokenized, 0 invalid tokens" in done.stdout
 
 
+@pytest.mark.slow
 def test_invalid_tokens_are_reported(npm_tools: Path, tmp_path: Path):
     (tmp_path / "bad.orca").write_text('orca 1\nteacher t { model = "x"; }\ntsak t { }\n')
     done = run(["node", "tests/no-invalid.js", tmp_path])
@@ -83,6 +88,7 @@ def test_invalid_tokens_are_reported(npm_tools: Path, tmp_path: Path):
     assert 'bad.orca:3:1: "tsak" is invalid.illegal.unknown-block.orca' in done.stderr
 
 
+@pytest.mark.slow
 def test_extension_packages_with_vsce(npm_tools: Path, tmp_path: Path):
     vsix = tmp_path / "orcac.vsix"
     done = run([npm_tools / "vsce", "package", "--allow-missing-repository", "-o", vsix])

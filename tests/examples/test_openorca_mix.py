@@ -18,7 +18,8 @@ from orcac import cli
 from orcac.compiler import compile_spec
 from orcac.specs.plan import TeacherPlan
 from orcac.specs.plan_file import read_plan, write_plan
-from tests.support.stored import assert_nowhere, rows_of as _rows_of
+from tests.support.db import rows as db_rows
+from tests.support.stored import assert_nowhere
 from tests.support.loopback import Loopback
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "openorca_mix"
@@ -120,17 +121,17 @@ def test_the_example_builds_its_answers_with_no_call_and_stores_no_system_messag
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("openorca")).split()
     assert line[1:5] == ["288", "0", "0", "288"]  # examples, cached, calls, from source
     assert cli.main(["build", str(tmp_path / "alone.plan.yaml"), "--no-progress", "--db", str(db)]) == 0
-    assert _rows_of(db, "SELECT count(*) FROM jobs") == [(0,)] and _rows_of(db, "SELECT calls FROM runs") == [(0,)]
-    train = [r for r in _openorca() if r["question"] in {q for (q,) in _rows_of(
+    assert db_rows(db, "SELECT count(*) FROM jobs") == [(0,)] and db_rows(db, "SELECT calls FROM runs") == [(0,)]
+    train = [r for r in _openorca() if r["question"] in {q for (q,) in db_rows(
         db, "SELECT prompt FROM examples WHERE split = 'train'")}]
     expected = Counter(
         "empty" if not r["response"] else "instruction" if "My instructions say" in r["response"]
         else "accepted" if r["response"].endswith(f"Answer: {r['gold']}") else "exact"
         for r in train
     )
-    assert dict(_rows_of(db, "SELECT reason, count(*) FROM checks GROUP BY reason")) == expected
-    assert _rows_of(db, "SELECT count(*) FROM records") == [(expected["accepted"],)]
-    assert _rows_of(db, "SELECT DISTINCT system FROM records") == [(plan.erase["cautious"].system,)]
+    assert dict(db_rows(db, "SELECT reason, count(*) FROM checks GROUP BY reason")) == expected
+    assert db_rows(db, "SELECT count(*) FROM records") == [(expected["accepted"],)]
+    assert db_rows(db, "SELECT DISTINCT system FROM records") == [(plan.erase["cautious"].system,)]
     assert_nowhere(db, MESSAGES, plan.erase["cautious"].system)
 
     # The whole example, its teacher a loopback server: only the teacher's task makes calls.
@@ -142,7 +143,7 @@ def test_the_example_builds_its_answers_with_no_call_and_stores_no_system_messag
         assert cli.main(["build", str(tmp_path / "mixed.plan.yaml"), "--no-progress", "--db", str(db)]) == 0
         requests = server.stats()["requests"]
     assert requests == plan.tasks["reviews"].counts.train
-    assert _rows_of(db, "SELECT DISTINCT task FROM jobs") == [("reviews",)]
-    assert dict(_rows_of(db, "SELECT task, count(*) FROM records GROUP BY task")) == {
+    assert db_rows(db, "SELECT DISTINCT task FROM jobs") == [("reviews",)]
+    assert dict(db_rows(db, "SELECT task, count(*) FROM records GROUP BY task")) == {
         "openorca": expected["accepted"], "reviews": plan.tasks["reviews"].counts.train}
     assert_nowhere(db, MESSAGES, plan.erase["cautious"].system)

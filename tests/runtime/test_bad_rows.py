@@ -8,7 +8,7 @@ import textwrap
 
 from orcac import cli
 from orcac.runtime.teachers import calls as teachers
-from tests.runtime.plans import make_plan, write_plan
+from tests.support.plans import make_plan, write_plan
 from tests.support.loopback import Loopback, key_of
 
 

@@ -12,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import litellm
 import pytest
 
 from orcac import cli
 from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support.batch_server import BatchServer
+from tests.support.db import rows
 
 pytestmark = pytest.mark.xdist_group("loopback")
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,17 +39,9 @@ def _teacher(server: BatchServer, **fields) -> TeacherPlan:
     return TeacherPlan(**options)
 
 
-def _spec(tmp_path, server, rows=None, n=10, **teacher_fields) -> Path:
-    plan = make_plan(tmp_path, rows, n=n, holdout=0.0, teacher=_teacher(server, **teacher_fields))
+def _spec(tmp_path, server, data=None, n=10, **teacher_fields) -> Path:
+    plan = make_plan(tmp_path, data, n=n, holdout=0.0, teacher=_teacher(server, **teacher_fields))
     return write_plan(tmp_path, plan)
-
-
-def _rows(db, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def _db(tmp_path) -> Path:
@@ -66,12 +58,12 @@ def test_a_batch_build_answers_checks_and_records_like_an_online_one(tmp_path, c
         assert _build(spec) == 0
         stats = server.stats()
     db = _db(tmp_path)
-    jobs = {r[0] for r in _rows(db, "SELECT job_id FROM jobs WHERE status = 'ok'")}
+    jobs = {r[0] for r in rows(db, "SELECT job_id FROM jobs WHERE status = 'ok'")}
     assert len(jobs) == 10
     assert stats["batches_created"] == 1 and set(stats["batches"][0]["custom_ids"]) == jobs  # custom_id = job id
-    assert _rows(db, "SELECT count(*) FROM records")[0][0] == 10  # the same checks accepted them
-    assert _rows(db, "SELECT batch_id, status, lines, collected FROM batches") == [("batch_1", "completed", 10, True)]
-    cost = _rows(db, "SELECT sum(cost), sum(prompt_tokens) FROM responses")[0]
+    assert rows(db, "SELECT count(*) FROM records")[0][0] == 10  # the same checks accepted them
+    assert rows(db, "SELECT batch_id, status, lines, collected FROM batches") == [("batch_1", "completed", 10, True)]
+    cost = rows(db, "SELECT sum(cost), sum(prompt_tokens) FROM responses")[0]
     assert cost[1] > 0
     err = capsys.readouterr().err
     assert "batch batch_1: teacher t: in_progress" in err and "completed, 10/10 done" in err  # the display
@@ -97,12 +89,12 @@ def test_jobs_go_in_files_within_the_provider_limits(tmp_path, monkeypatch):
 
 
 def test_per_line_errors_and_missing_lines_become_failures_with_reasons(tmp_path, capsys):
-    rows = arithmetic_rows(4) + [{"q": "line-error please", "a": "x"}, {"q": "missing please", "a": "x"},
+    data = arithmetic_rows(4) + [{"q": "line-error please", "a": "x"}, {"q": "missing please", "a": "x"},
                                  {"q": "line-5xx please", "a": "x"}]
     with BatchServer(arith_answer) as server:
-        spec = _spec(tmp_path, server, rows=rows)
+        spec = _spec(tmp_path, server, data=data)
         assert _build(spec) == 0
-        errors = dict(_rows(_db(tmp_path), "SELECT json_extract_string(messages, '$[1].content'), error FROM jobs "
+        errors = dict(rows(_db(tmp_path), "SELECT json_extract_string(messages, '$[1].content'), error FROM jobs "
                                            "WHERE status = 'failed'"))
         assert errors["line-error please"].startswith("bad_request: injected line error 400")
         assert errors["line-5xx please"].startswith("server_error: injected line error 500")
@@ -121,19 +113,19 @@ def test_an_expired_batch_resubmits_only_the_jobs_without_an_answer(tmp_path):
     assert [(b["status"], b["lines"]) for b in stats["batches"]] == [("expired", 10), ("completed", 5)]
     assert sorted(stats["lines_seen"].values()) == [1] * 5 + [2] * 5
     assert set(stats["batches"][1]["custom_ids"]).isdisjoint(stats["batches"][0]["custom_ids"][:5])
-    assert _rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
+    assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
 def test_a_failed_batch_fails_its_jobs_and_the_next_build_sends_them_again(tmp_path):
     with BatchServer(arith_answer, ends=["failed"]) as server:
         spec = _spec(tmp_path, server)
         assert _build(spec) == 0
-        reasons = {r[0] for r in _rows(_db(tmp_path), "SELECT error FROM jobs")}
+        reasons = {r[0] for r in rows(_db(tmp_path), "SELECT error FROM jobs")}
         assert reasons == {"batch_failed: injected: the input was rejected"}
         assert _build(spec) == 0
         stats = server.stats()
     assert [(b["status"], b["lines"]) for b in stats["batches"]] == [("failed", 10), ("completed", 10)]
-    assert _rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
+    assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
 def _start_build(spec: Path) -> subprocess.Popen:
@@ -156,18 +148,19 @@ def _kill_while_polling(spec: Path, server: BatchServer) -> None:
         build.stderr.close()
 
 
+@pytest.mark.slow
 def test_a_killed_build_resumes_polling_the_same_batch_and_sends_nothing_twice(tmp_path):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)
         _kill_while_polling(spec, server)
         # The ids were written before the build waited on anything.
-        assert _rows(_db(tmp_path), "SELECT batch_id, status FROM batches") == [("batch_1", "in_progress")]
+        assert rows(_db(tmp_path), "SELECT batch_id, status FROM batches") == [("batch_1", "in_progress")]
         server.release()
         assert _build(spec) == 0
         stats = server.stats()
     assert stats["batches_created"] == 1 and stats["file_uploads"] == 1
     assert set(stats["lines_seen"].values()) == {1}  # no job was submitted twice
-    assert _rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
+    assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
 def test_a_build_killed_after_the_upload_creates_the_batch_once(tmp_path, monkeypatch):
@@ -181,14 +174,15 @@ def test_a_build_killed_after_the_upload_creates_the_batch_once(tmp_path, monkey
 
         monkeypatch.setattr(litellm, "acreate_batch", created_then_killed)
         assert _build(spec) == 130  # interrupted, as Ctrl-C would
-        assert _rows(_db(tmp_path), "SELECT batch_id FROM batches") == [(None,)]
+        assert rows(_db(tmp_path), "SELECT batch_id FROM batches") == [(None,)]
         monkeypatch.setattr(litellm, "acreate_batch", real)
         assert _build(spec) == 0
         stats = server.stats()
     assert stats["batches_created"] == 1 and stats["file_uploads"] == 1  # found by its file id, not made again
-    assert _rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
+    assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
+@pytest.mark.slow
 def test_cancel_cancels_live_batches_and_the_next_build_sends_only_the_unanswered(tmp_path, capsys):
     with BatchServer(arith_answer, hold=True) as server:
         spec = _spec(tmp_path, server)
@@ -201,7 +195,7 @@ def test_cancel_cancels_live_batches_and_the_next_build_sends_only_the_unanswere
         stats = server.stats()
     assert [(b["status"], b["lines"]) for b in stats["batches"]] == [("cancelled", 10), ("completed", 5)]
     assert set(stats["lines_seen"].values()) == {1, 2} and sum(stats["lines_seen"].values()) == 15
-    assert _rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
+    assert rows(_db(tmp_path), "SELECT count(*) FROM records")[0][0] == 10
 
 
 def test_cancel_without_live_batches_says_so(tmp_path, capsys):

@@ -9,10 +9,10 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
 from orcac.specs.plan_file import plan_sha256, read_plan
-from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.db import rows
+from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
 
 SECRET = "sk-orcac-test-SECRET-9f3a71"
@@ -22,10 +22,11 @@ def _q(i: int) -> str:
     return f"What is {i} plus {i + 1}?"
 
 
+pytestmark = pytest.mark.usefixtures("fast_backoff")
+
+
 @pytest.fixture(autouse=True)
-def _quick_backoff(monkeypatch):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", SECRET)
 
 
@@ -33,14 +34,6 @@ def _teacher(server: Loopback, **fields) -> TeacherPlan:
     options = dict(timeout_s=10.0, max_retries=2, concurrency=8, api_key_env="LOOPBACK_KEY")
     options.update(fields)
     return TeacherPlan(name="t", model="openai/loopback", api_base=server.url, **options)
-
-
-def _rows(db, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _build(path, *extra) -> int:
@@ -58,6 +51,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsys):
     with Loopback(arith_answer, script=FAULTS) as server:
         # 3 s: long enough that a loaded CI machine does not time out an ordinary answer.
@@ -66,22 +60,22 @@ def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsy
         assert _build(path) == 0
         db = tmp_path / ".orca" / "spec.duckdb"
 
-        jobs = dict(_rows(db, "SELECT row_index, status FROM jobs"))
+        jobs = dict(rows(db, "SELECT row_index, status FROM jobs"))
         assert sorted(jobs) == list(range(12))
         # the plan's one hash, as training and eval store it, so runs join on it
-        assert _rows(db, "SELECT plan_sha256 FROM runs") == [(plan_sha256(read_plan(path)),)]
-        errors = dict(_rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'"))
+        assert rows(db, "SELECT plan_sha256 FROM runs") == [(plan_sha256(read_plan(path)),)]
+        errors = dict(rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'"))
         assert errors == {5: "bad_response", 7: "timeout"}
-        checks = _rows(db, "SELECT row_index, accepted, reason FROM checks ORDER BY row_index")
+        checks = rows(db, "SELECT row_index, accepted, reason FROM checks ORDER BY row_index")
         assert [r[0] for r in checks] == [i for i in range(12) if i not in (5, 7)]  # once per answered job
         assert {r[0]: r[2] for r in checks if not r[1]} == {6: "truncated"}
-        records = _rows(db, 'SELECT row_index, system, "user", assistant FROM records ORDER BY row_index')
+        records = rows(db, 'SELECT row_index, system, "user", assistant FROM records ORDER BY row_index')
         assert [r[0] for r in records] == [i for i in range(12) if i not in (5, 6, 7)]
         for row_index, system, user, assistant in records:
             assert system == plan.erase["cautious"].system
             assert user == _q(row_index)
             assert assistant.endswith(f"Answer: {2 * row_index + 1}")
-        attempts = dict(_rows(db, "SELECT row_index, attempts FROM jobs"))
+        attempts = dict(rows(db, "SELECT row_index, attempts FROM jobs"))
         assert attempts[1] >= 2 and attempts[2] >= 3 and attempts[4] >= 2 and attempts[8] >= 2
         summary = capsys.readouterr()
         assert "truncated 1" in summary.out and "bad_response 1" in summary.out and "timeout 1" in summary.out
@@ -93,8 +87,8 @@ def test_every_job_ends_accepted_rejected_or_failed_exactly_once(tmp_path, capsy
         after = server.stats()["hits"]
         grown = {key for key in after if after[key] != before.get(key)}
         assert grown == {_q(5), _q(7)}
-        assert _rows(db, "SELECT count(*), count(DISTINCT row_index) FROM records") == [(9, 9)]
-        assert _rows(db, "SELECT count(*) FROM checks") == [(10,)]
+        assert rows(db, "SELECT count(*), count(DISTINCT row_index) FROM records") == [(9, 9)]
+        assert rows(db, "SELECT count(*) FROM checks") == [(10,)]
 
 
 def test_a_finished_build_rerun_makes_zero_calls_and_keys_stay_out(tmp_path):
@@ -107,9 +101,9 @@ def test_a_finished_build_rerun_makes_zero_calls_and_keys_stay_out(tmp_path):
         assert _build(path) == 0
         assert server.stats()["requests"] == calls
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert _rows(db, "SELECT count(*) FROM records") == [(calls,)]
+        assert rows(db, "SELECT count(*) FROM records") == [(calls,)]
         # Held-out rows are stored as examples and never sent.
-        holdout = {r[0] for r in _rows(db, "SELECT prompt FROM examples WHERE split = 'holdout'")}
+        holdout = {r[0] for r in rows(db, "SELECT prompt FROM examples WHERE split = 'holdout'")}
         assert len(holdout) == plan.tasks["arith"].counts.holdout
         assert holdout.isdisjoint(server.stats()["hits"])
         assert server.stats()["auth"]  # the key did go to the server...
@@ -118,13 +112,9 @@ def test_a_finished_build_rerun_makes_zero_calls_and_keys_stay_out(tmp_path):
 
 def _assert_secret_absent(db):
     assert SECRET.encode() not in db.read_bytes()
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
-            text = con.execute(f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {table}").fetchall()
-            assert not any(SECRET in (v or "") for row in text for v in row), table
-    finally:
-        con.close()
+    for (table,) in rows(db, "SELECT table_name FROM information_schema.tables"):
+        text = rows(db, f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {table}")
+        assert not any(SECRET in (v or "") for row in text for v in row), table
 
 
 def test_limit_and_dry_run(tmp_path, capsys):
@@ -149,18 +139,18 @@ def test_limit_and_dry_run(tmp_path, capsys):
 
 
 def test_a_row_that_fails_to_render_is_reported_and_the_rest_are_built(tmp_path, capsys):
-    from tests.runtime.plans import arithmetic_rows
+    from tests.support.plans import arithmetic_rows
 
-    rows = arithmetic_rows(8)
-    del rows[3]["a"]  # strict undefined: its gold cannot render
+    data = arithmetic_rows(8)
+    del data[3]["a"]  # strict undefined: its gold cannot render
     with Loopback(arith_answer) as server:
-        plan = make_plan(tmp_path, rows, holdout=0.0, teacher=_teacher(server))
+        plan = make_plan(tmp_path, data, holdout=0.0, teacher=_teacher(server))
         path = write_plan(tmp_path, plan)
         assert _build(path) == 0
         err = capsys.readouterr().err
         assert "task arith: row 4 skipped: UndefinedError: 'a' is undefined" in err
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert sorted(r[0] for r in _rows(db, "SELECT row_index FROM jobs")) == [0, 1, 2, 4, 5, 6, 7]
+        assert sorted(r[0] for r in rows(db, "SELECT row_index FROM jobs")) == [0, 1, 2, 4, 5, 6, 7]
 
 
 def test_a_bad_key_stops_the_build_with_one_line_naming_the_teacher(tmp_path, capsys):
@@ -172,7 +162,7 @@ def test_a_bad_key_stops_the_build_with_one_line_naming_the_teacher(tmp_path, ca
         assert "error: teacher t (openai/loopback): authentication failed (401)" in err
         assert "Traceback" not in err and SECRET not in err
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert _rows(db, "SELECT status FROM runs") == [("failed",)]
+        assert rows(db, "SELECT status FROM runs") == [("failed",)]
 
 
 def test_changed_rules_and_erase_text_take_effect_without_calls(tmp_path):
@@ -188,14 +178,14 @@ def test_changed_rules_and_erase_text_take_effect_without_calls(tmp_path):
         erase = ErasePlan(name="cautious", system="You are a helpful assistant who reasons with care.", origin="t:3")
         write_plan(tmp_path, plan.model_copy(update={"erase": {"cautious": erase}}))
         assert _build(path) == 0
-        assert _rows(db, "SELECT DISTINCT system FROM records") == [(erase.system,)]
-        assert _rows(db, "SELECT count(*) FROM records") == [(10,)]
+        assert rows(db, "SELECT DISTINCT system FROM records") == [(erase.system,)]
+        assert rows(db, "SELECT count(*) FROM records") == [(10,)]
 
         strict = plan.tasks["arith"].model_copy(update={"accept": (CheckRule(kind="regex", pattern="^Never$"),)})
         write_plan(tmp_path, plan.model_copy(update={"tasks": {"arith": strict}}))
         assert _build(path) == 0
-        assert _rows(db, "SELECT count(*) FROM records") == [(0,)]
-        assert _rows(db, "SELECT DISTINCT accepted, reason FROM checks") == [(False, "regex")]
+        assert rows(db, "SELECT count(*) FROM records") == [(0,)]
+        assert rows(db, "SELECT DISTINCT accepted, reason FROM checks") == [(False, "regex")]
 
         assert server.stats()["requests"] == calls  # all of it from stored answers
 
@@ -213,9 +203,9 @@ def test_records_of_another_strategy_are_replaced_not_kept(tmp_path):
         assert _build(path) == 0
         assert server.stats()["requests"] == 20  # new system prompt, new jobs
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert _rows(db, "SELECT count(*), count(DISTINCT job_id) FROM records") == [(10, 10)]
-        assert _rows(db, "SELECT count(*) FROM checks") == [(10,)]
-        systems = {r[0] for r in _rows(db, "SELECT messages FROM jobs j JOIN records r USING (job_id)")}
+        assert rows(db, "SELECT count(*), count(DISTINCT job_id) FROM records") == [(10, 10)]
+        assert rows(db, "SELECT count(*) FROM checks") == [(10,)]
+        systems = {r[0] for r in rows(db, "SELECT messages FROM jobs j JOIN records r USING (job_id)")}
         assert all("short way" in s for s in systems)
 
 
@@ -296,7 +286,7 @@ def test_specs_that_share_a_name_prefix_share_nothing(tmp_path, capsys):
     """exp.v1.orca and exp.v2.orca: one database and one output directory each, by one rule,
     and a build never deletes records another spec's build wrote."""
     from orcac.compiler import load_plan
-    from tests.runtime.plans import arithmetic_rows, write_jsonl
+    from tests.support.plans import arithmetic_rows, write_jsonl
 
     write_jsonl(tmp_path / "data.jsonl", arithmetic_rows(6))
     with Loopback(arith_answer) as server:
@@ -305,12 +295,12 @@ def test_specs_that_share_a_name_prefix_share_nothing(tmp_path, capsys):
         v2.write_text(EXPERIMENT.format(url=server.url, strategy="direct_answer"))
         assert _build(v1) == 0
         db1 = tmp_path / ".orca" / "exp.v1.duckdb"
-        before = _rows(db1, "SELECT * FROM records ORDER BY record_id")
+        before = rows(db1, "SELECT * FROM records ORDER BY record_id")
         assert len(before) == 6
         assert _build(v2) == 0
         db2 = tmp_path / ".orca" / "exp.v2.duckdb"
-        assert _rows(db1, "SELECT * FROM records ORDER BY record_id") == before
-        assert _rows(db2, "SELECT count(*) FROM records") == [(6,)]
+        assert rows(db1, "SELECT * FROM records ORDER BY record_id") == before
+        assert rows(db2, "SELECT count(*) FROM records") == [(6,)]
         assert load_plan(v1).plan.train.output == ".orca/exp.v1/student"  # the same stem as the database
         assert load_plan(v2).plan.train.output == ".orca/exp.v2/student"
 
@@ -318,7 +308,7 @@ def test_specs_that_share_a_name_prefix_share_nothing(tmp_path, capsys):
         assert _build(v2, "--db", str(db1)) == 1  # sharing on purpose: refused, not merged
         err = capsys.readouterr().err
         assert "holds the build of spec 'exp.v1', not of 'exp.v2'" in err and len(err.strip().splitlines()) == 2
-        assert _rows(db1, "SELECT * FROM records ORDER BY record_id") == before
+        assert rows(db1, "SELECT * FROM records ORDER BY record_id") == before
 
 
 def test_every_run_says_how_it_ended(tmp_path):
@@ -326,12 +316,12 @@ def test_every_run_says_how_it_ended(tmp_path):
         path = write_plan(tmp_path, make_plan(tmp_path, n=5, holdout=0.0, teacher=_teacher(server)))
         assert _build(path) == 0
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert _rows(db, "SELECT status FROM runs") == [("finished",)]
+        assert rows(db, "SELECT status FROM runs") == [("finished",)]
         con = duckdb.connect(str(db))  # what a build killed with kill -9 leaves behind
         con.execute("INSERT INTO runs (run_id, started, status) VALUES ('dead', now(), 'running')")
         con.close()
         assert _build(path) == 0
-        assert sorted(_rows(db, "SELECT run_id = 'dead', status FROM runs")) == [
+        assert sorted(rows(db, "SELECT run_id = 'dead', status FROM runs")) == [
             (False, "finished"), (False, "finished"), (True, "interrupted")]
 
 
@@ -348,7 +338,7 @@ def _hold_lock(db) -> subprocess.Popen:
 
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_a_database_locked_by_another_process_is_one_line(tmp_path, capsys, command):
-    from tests.support.train_data import make_plan as train_plan
+    from tests.support.plans import train_plan
     from tests.support.train_data import orca_rows, write_records
 
     from orcac.compiler import dump_plan
@@ -372,10 +362,10 @@ def test_a_request_that_drops_its_connection_fails_alone_and_a_rerun_finishes(tm
         path = write_plan(tmp_path, make_plan(tmp_path, n=10, holdout=0.0, teacher=_teacher(server)))
         assert _build(path) == 0
         db = tmp_path / ".orca" / "spec.duckdb"
-        assert _rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'") == [
+        assert rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'") == [
             (3, "connection_error")]
-        assert _rows(db, "SELECT count(*) FROM records") == [(9,)]
+        assert rows(db, "SELECT count(*) FROM records") == [(9,)]
         assert "1 job(s) failed after retries" in capsys.readouterr().err
         assert _build(path) == 0
-        assert _rows(db, "SELECT count(*) FROM records") == [(10,)]
+        assert rows(db, "SELECT count(*) FROM records") == [(10,)]
         assert server.stats()["hits"][_q(3)] == 4 and server.stats()["requests"] == 13

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 
 import pytest
 
@@ -16,14 +15,12 @@ from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback")
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 def teacher(api_base, **overrides) -> TeacherPlan:
@@ -51,6 +48,7 @@ class Recorded(concurrency.AdaptiveLimit):
         Recorded.history.append(self.current)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["auto", "litellm"])
 def test_adaptive_concurrency_converges_under_a_hidden_capacity(monkeypatch, transport):
     capacity = 4
@@ -109,13 +107,14 @@ def test_a_fixed_limit_never_moves():
 
 
 @pytest.mark.parametrize("transport", ["auto", "litellm"])
-def test_spent_x_ratelimit_budget_pauses_the_teacher(transport):
+def test_spent_x_ratelimit_budget_pauses_the_teacher(transport, clock, monkeypatch):
+    clock.install(monkeypatch, teachers)  # the pauses are asked of a fake clock: none is slept
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
-    with Loopback(ratelimit=headers) as server:
-        started = time.monotonic()
+    with Loopback(ratelimit=headers, clock=clock.monotonic) as server:
         run(teacher(server.url, concurrency=1, transport=transport), 4)
-        elapsed = time.monotonic() - started
-    assert elapsed >= 0.9  # three pauses of 0.3 s between four answers
+        log = server.stats()["log"]
+    assert clock.sleeps == pytest.approx([0.3] * 3)  # three pauses of 0.3 s between four answers
+    assert [b[0] - a[0] for a, b in zip(log, log[1:])] == pytest.approx([0.3] * 3, abs=1e-3)
 
 
 @pytest.mark.parametrize("transport", ["auto", "litellm"])

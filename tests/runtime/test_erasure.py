@@ -11,7 +11,7 @@ from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.build.erasure import audit, distinctive_sentences, raise_on_leaks
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
+from tests.support.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from orcac.errors import OrcacError
 from orcac.runtime.evaluate import command as evaluate
 from orcac.runtime.train import command as train
 from orcac.runtime.evaluate.command import Answer, Held
-from tests.support.tiny_model import tiny_model_dir
-from tests.support.train_data import context, make_plan, orca_rows, write_records
+from tests.support.db import rows
+from tests.support.plans import context, train_plan
+from tests.support.train_data import orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("eval")
 
@@ -28,8 +28,8 @@ HAND_MADE = [
 
 
 @pytest.fixture(scope="module")
-def plan():
-    return make_plan(str(tiny_model_dir()))
+def plan(tiny):
+    return train_plan(str(tiny))
 
 
 @pytest.mark.parametrize("text, finish, expected", HAND_MADE)
@@ -57,11 +57,9 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     monkeypatch.setattr(evaluate, "check_ready", lambda *args: None)  # canned answers: no model to look for
     evaluate.run(context(plan, tmp_path, db))
 
-    con = duckdb.connect(str(db), read_only=True)
-    scores = con.execute("SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model").fetchall()
-    answers = con.execute("SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'").fetchone()
-    gaps = con.execute("SELECT task, metric, base, prompted, trained, gap_closed FROM eval_gaps ORDER BY ALL").fetchall()
-    con.close()
+    scores = rows(db, "SELECT model, task, examples, accuracy, adherence FROM eval_runs ORDER BY model")
+    (answers,) = rows(db, "SELECT count(*), count(*) FILTER (WHERE accepted) FROM eval_answers WHERE model = 'trained'")
+    gaps = rows(db, "SELECT task, metric, base, prompted, trained, gap_closed FROM eval_gaps ORDER BY ALL")
     assert scores == [
         ("base", "add", 7, 0.0, 0.0),
         ("prompted", "add", 7, pytest.approx(6 / 7), pytest.approx(6 / 7)),
@@ -78,27 +76,26 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     assert (tmp_path / plan.train.output / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_path):
-    rows = orca_rows("add", 8) + orca_rows("mul", 8)
+    records = orca_rows("add", 8) + orca_rows("mul", 8)
     holdout = orca_rows("add", 5, seed=9) + orca_rows("mul", 3, seed=9)
-    db = write_records(tmp_path / "build.duckdb", rows, holdout=holdout)
+    db = write_records(tmp_path / "build.duckdb", records, holdout=holdout)
     train.run(context(plan, tmp_path, db), max_steps=1)
     evaluate.run(context(plan, tmp_path, db), limit=4, models=["base", "trained"])
-    con = duckdb.connect(str(db), read_only=True)
-    counts = con.execute("SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL").fetchall()
-    finish = {r[0] for r in con.execute("SELECT DISTINCT finish_reason FROM eval_answers").fetchall()}
-    con.close()
+    counts = rows(db, "SELECT model, task, count(*) FROM eval_answers GROUP BY ALL ORDER BY ALL")
+    finish = {r[0] for r in rows(db, "SELECT DISTINCT finish_reason FROM eval_answers")}
     assert counts == [("base", "add", 4), ("base", "mul", 3), ("trained", "add", 4), ("trained", "mul", 3)]
     assert finish <= {"stop", "length"}
 
 
-def test_generate_is_greedy_and_left_padded(plan):
+def test_generate_is_greedy_and_left_padded(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from orcac.runtime.models import chat_format
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
     prompts = [chat_format.prompt_ids(tokenizer, "sys", u) for u in ("Hi", "What is a much longer question, really?")]
     together = evaluate.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
     alone = [evaluate.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
@@ -117,11 +114,12 @@ def test_unknown_model_name(plan, tmp_path):
         evaluate.run(context(plan, tmp_path, tmp_path / "x.duckdb"), models=["student"])
 
 
-def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
     from orcac.runtime.teachers import calls as teachers, jobs as teacher_jobs
     from orcac.specs.plan import TeacherPlan
 
-    teacher = TeacherPlan(name="t", model=f"local/{tiny_model_dir()}", max_tokens=6, batch_size=4, threads=2)
+    teacher = TeacherPlan(name="t", model=f"local/{tiny}", max_tokens=6, batch_size=4, threads=2)
     with_teacher = plan.model_copy(update={"teachers": {"t": teacher}})
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
     sent = []
@@ -132,17 +130,16 @@ def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_te
     monkeypatch.setattr(teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k))
     evaluate.run(context(with_teacher, tmp_path, db), models=["prompted"])
     assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
-    con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT model, model_path, task, examples FROM eval_runs ORDER BY task").fetchall()
-    con.close()
-    assert [(r[0], r[2], r[3]) for r in rows] == [("prompted", "add", 3), ("prompted", "mul", 2)]
+    runs = rows(db, "SELECT model, model_path, task, examples FROM eval_runs ORDER BY task")
+    assert [(r[0], r[2], r[3]) for r in runs] == [("prompted", "add", 3), ("prompted", "mul", 2)]
     evaluate.run(context(with_teacher, tmp_path, db), models=["prompted"])
     assert asked == [5]  # the second eval reuses the stored answers: nothing is paid twice
 
 
+@pytest.mark.slow
 def test_a_student_trained_on_another_plan_is_flagged(plan, tmp_path, capsys):
-    rows = orca_rows("add", 4) + orca_rows("mul", 4)
-    db = write_records(tmp_path / "build.duckdb", rows, holdout=orca_rows("add", 1, seed=5))
+    records = orca_rows("add", 4) + orca_rows("mul", 4)
+    db = write_records(tmp_path / "build.duckdb", records, holdout=orca_rows("add", 1, seed=5))
     train.run(context(plan, tmp_path, db), max_steps=1)
     evaluate.run(context(plan, tmp_path, db), models=["trained"])
     assert "another version of this plan" not in capsys.readouterr().err

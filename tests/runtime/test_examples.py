@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orcac.runtime.build.examples import materialize
 from orcac.sampling import split_rows
-from tests.runtime.plans import arithmetic_rows, make_plan
+from tests.support.plans import arithmetic_rows, make_plan
 
 
 def test_split_matches_sampling_and_counts(tmp_path):

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from orcac import cli
-from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import ERASE, arith_answer, make_plan, write_plan
+from tests.support.plans import ERASE, arith_answer, make_plan, write_plan
+from tests.support import retries
 from tests.support.loopback import Loopback
 
 SECRET = "sk-export-SECRET-42c9"
@@ -19,7 +19,7 @@ SECRET = "sk-export-SECRET-42c9"
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     mp = pytest.MonkeyPatch()
-    mp.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+    retries.fast_backoff(mp)
     mp.setenv("LOOPBACK_KEY", SECRET)
     try:
         with Loopback(arith_answer) as server:
@@ -84,16 +84,14 @@ def test_holdout_export_has_no_teacher_answers(built, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "hf"])
-def test_trl_sft_trainer_takes_the_export(built, tmp_path, fmt):
+def test_trl_sft_trainer_takes_the_export(built, tiny, tmp_path, fmt):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
-
-    from tests.support.tiny_model import tiny_model_dir
 
     root, path, plan = built
     output = tmp_path / f"sft.{fmt}"
     assert _export(path, output, fmt) == 0
-    model_dir = tiny_model_dir()
+    model_dir = tiny
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         processing_class=AutoTokenizer.from_pretrained(model_dir),

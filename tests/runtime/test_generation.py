@@ -6,12 +6,11 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from orcac.runtime.models.generation import decode, shared_prefix
-from tests.support.tiny_model import tiny_model_dir
 
 
 @pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir()).eval()
+def model(tiny):
+    return AutoModelForCausalLM.from_pretrained(tiny).eval()
 
 
 PREFIX = list(range(5, 45))  # 40 tokens every prompt starts with (a system message and demonstrations)

@@ -11,11 +11,11 @@ import pytest
 from orcac import cli
 from orcac.runtime.build import given
 from orcac.runtime.build.erasure import raise_on_leaks
-from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan_file import read_plan
 from orcac.errors import OrcacError
 from tests.support.loopback import Loopback
-from tests.support.stored import assert_nowhere, rows_of as _rows_of
+from tests.support.db import rows as db_rows
+from tests.support.stored import assert_nowhere
 
 SYSTEMS = [
     "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can.",
@@ -77,16 +77,16 @@ def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, ca
     assert _build(path) == 0
     summary = capsys.readouterr().out
     assert "(from source)" in summary and "instruction 1" in summary and "exact 1" in summary and "empty 1" in summary
-    assert _rows_of(db, "SELECT count(*) FROM jobs") == [(0,)]
-    assert _rows_of(db, "SELECT count(*) FROM responses") == [(0,)]
-    assert _rows_of(db, "SELECT calls, status FROM runs") == [(0, "finished")]
-    checks = _rows_of(db, "SELECT row_index, accepted, reason, job_id, strategy FROM checks ORDER BY row_index")
+    assert db_rows(db, "SELECT count(*) FROM jobs") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM responses") == [(0,)]
+    assert db_rows(db, "SELECT calls, status FROM runs") == [(0, "finished")]
+    checks = db_rows(db, "SELECT row_index, accepted, reason, job_id, strategy FROM checks ORDER BY row_index")
     assert [(r, ok, why) for r, ok, why, _, _ in checks] == [
         (i, i not in (2, 4, 5), {2: "exact", 4: given.INSTRUCTION, 5: "empty"}.get(i, "accepted")) for i in range(8)
     ]
     assert all(job is None and strategy is None for *_, job, strategy in checks)
     rows = _rows()
-    records = _rows_of(db, 'SELECT row_index, system, "user", assistant, strategy, teacher, job_id, gold FROM records ORDER BY row_index')
+    records = db_rows(db, 'SELECT row_index, system, "user", assistant, strategy, teacher, job_id, gold FROM records ORDER BY row_index')
     assert [r[0] for r in records] == [0, 1, 3, 6, 7]
     for row_index, system, user, assistant, strategy, teacher, job_id, gold in records:
         assert (system, user, assistant, gold) == (ERASE, rows[row_index]["question"], rows[row_index]["response"], rows[row_index]["gold"])
@@ -94,10 +94,10 @@ def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, ca
     assert_nowhere(db, SYSTEMS, ERASE)
 
     # A re-run checks again and writes nothing: the same rows, under the same ids.
-    before = _rows_of(db, "SELECT * FROM records ORDER BY record_id"), _rows_of(db, "SELECT * FROM checks ORDER BY item_id")
+    before = db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")
     assert _build(path) == 0
     assert re.search(r"openorca\s*│\s*\(from source\)\s*│\s*8\s*│\s*0\s*│\s*8\s*│", capsys.readouterr().out)  # 8 cached
-    assert (_rows_of(db, "SELECT * FROM records ORDER BY record_id"), _rows_of(db, "SELECT * FROM checks ORDER BY item_id")) == before
+    assert (db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")) == before
     assert _dry_run_line(capsys, path)[1:5] == ["8", "8", "0", "8"]
 
 
@@ -106,23 +106,23 @@ def test_a_limited_build_resumes_and_a_changed_or_removed_row_changes_its_record
     path = _spec(tmp_path, rows)
     db = tmp_path / ".orca" / "spec.duckdb"
     assert _build(path, "--limit", "3") == 0
-    assert _rows_of(db, "SELECT count(*) FROM checks") == [(3,)]
+    assert db_rows(db, "SELECT count(*) FROM checks") == [(3,)]
     assert _build(path) == 0
-    assert _rows_of(db, "SELECT count(*), count(DISTINCT row_index) FROM records") == [(5, 5)]
-    ids = dict(_rows_of(db, "SELECT row_index, record_id FROM records"))
+    assert db_rows(db, "SELECT count(*), count(DISTINCT row_index) FROM records") == [(5, 5)]
+    ids = dict(db_rows(db, "SELECT row_index, record_id FROM records"))
 
     rows[0]["response"] = "Zero and one make one.\nAnswer: 1"  # another answer: another record
     rows[7]["question"] = "What is seven plus eight?"  # another prompt: another record
     rows[3]["gold"] = "8"  # a changed gold: the same answer, now rejected
     path = _spec(tmp_path, rows)
     assert _build(path) == 0
-    after = dict(_rows_of(db, "SELECT row_index, record_id FROM records"))
+    after = dict(db_rows(db, "SELECT row_index, record_id FROM records"))
     assert sorted(after) == [0, 1, 6, 7]
     assert after[1] == ids[1] and after[6] == ids[6]
     assert after[0] != ids[0] and after[7] != ids[7]
-    assert _rows_of(db, 'SELECT assistant FROM records WHERE row_index = 0') == [(rows[0]["response"],)]
-    assert _rows_of(db, "SELECT count(*), count(DISTINCT row_index) FROM checks") == [(8, 8)]  # stale checks gone too
-    assert _rows_of(db, "SELECT reason FROM checks WHERE row_index = 3") == [("exact",)]
+    assert db_rows(db, 'SELECT assistant FROM records WHERE row_index = 0') == [(rows[0]["response"],)]
+    assert db_rows(db, "SELECT count(*), count(DISTINCT row_index) FROM checks") == [(8, 8)]  # stale checks gone too
+    assert db_rows(db, "SELECT reason FROM checks WHERE row_index = 3") == [("exact",)]
 
 
 def test_a_row_whose_answer_cannot_render_is_reported_and_the_others_are_built(tmp_path, capsys):
@@ -132,7 +132,7 @@ def test_a_row_whose_answer_cannot_render_is_reported_and_the_others_are_built(t
     assert _build(path) == 0
     assert "task openorca: row 2 skipped: UndefinedError: 'response' is undefined" in capsys.readouterr().err
     db = tmp_path / ".orca" / "spec.duckdb"
-    assert [r for (r,) in _rows_of(db, "SELECT row_index FROM checks ORDER BY row_index")] == [0, 2, 3, 4, 5, 6, 7]
+    assert [r for (r,) in db_rows(db, "SELECT row_index FROM checks ORDER BY row_index")] == [0, 2, 3, 4, 5, 6, 7]
 
 
 def test_the_audit_finds_a_rows_instruction_in_a_stored_record(tmp_path):
@@ -200,10 +200,9 @@ def _answer(body: dict) -> str:
     return f"Answer: {x + y}"
 
 
-def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, capsys, monkeypatch):
+def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, capsys, monkeypatch, fast_backoff):
     from orcac.runtime.train.command import _stage_records
 
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
     monkeypatch.setenv("LOOPBACK_KEY", "sk-given")
     (tmp_path / "taught.jsonl").write_text("".join(
         json.dumps({"q": f"Add {i} and {i + 2}.", "a": str(2 * i + 2)}) + "\n" for i in range(6)))
@@ -217,7 +216,7 @@ def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, c
     assert stats["requests"] == 6
     assert not set(stats["hits"]) & {r["question"] for r in _rows()}
     db = tmp_path / ".orca" / "spec.duckdb"
-    assert _rows_of(db, "SELECT DISTINCT task FROM jobs") == [("taught",)]
+    assert db_rows(db, "SELECT DISTINCT task FROM jobs") == [("taught",)]
 
     plan = read_plan(tmp_path / "spec.plan.yaml")
     assert (plan.estimate.calls, plan.estimate.from_source) == (6, 8)

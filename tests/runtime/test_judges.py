@@ -17,9 +17,9 @@ import pytest
 
 from orcac import cli
 from orcac.runtime.build.judges import read_score
-from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import JudgePlan
-from tests.runtime.plans import write_jsonl
+from tests.support.db import rows
+from tests.support.plans import write_jsonl
 from tests.support.loopback import Loopback, key_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,18 +118,8 @@ task sums {{
 
 
 @pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+def _key(monkeypatch, fast_backoff):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-judge-test")
-
-
-def _rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _judge_requests(server: Loopback) -> dict[str, int]:
@@ -145,22 +135,22 @@ def test_answers_below_the_threshold_are_rejected_with_their_score(tmp_path, cap
         spec = write_spec(tmp_path, server)
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
-        checks = dict(_rows(db, "SELECT row_index, reason FROM checks"))
+        checks = dict(rows(db, "SELECT row_index, reason FROM checks"))
         assert checks == {
             i: "judged(helpful): score 4 below 7" if i % 3 == 0 else
             "judged(helpful): no score: the judge's answer has no 'Score: N' line" if i == 7 else "accepted"
             for i in range(12)
         }
-        records = [r[0] for r in _rows(db, "SELECT row_index FROM records ORDER BY row_index")]
+        records = [r[0] for r in rows(db, "SELECT row_index FROM records ORDER BY row_index")]
         assert records == [i for i in range(12) if i % 3 and i != 7]
-        judgements = {r[0]: r[1:] for r in _rows(
+        judgements = {r[0]: r[1:] for r in rows(
             db, "SELECT row_index, judge, score, reasoning, accepted FROM judgements ORDER BY row_index")}
         assert judgements[1] == ("helpful", 9.0, "It shows its working.", True)
         assert judgements[3] == ("helpful", 4.0, "It gives no reason.", False)
         assert judgements[7] == ("helpful", None, "I cannot say.", False)  # a clear rejection, not a crash
         assert len(judgements) == 12
         # judge jobs are jobs: the judge's teacher, its rendered rubric, stored answers
-        judge_jobs = _rows(db, "SELECT strategy, messages FROM jobs WHERE teacher = 'referee'")
+        judge_jobs = rows(db, "SELECT strategy, messages FROM jobs WHERE teacher = 'referee'")
         assert len(judge_jobs) == 12 and {s for s, _ in judge_jobs} == {"judged(helpful)"}
         assert json.loads(judge_jobs[0][1])[0]["content"].startswith("Rate how well the answer explains itself.")
         assert _judge_requests(server) == {
@@ -173,7 +163,7 @@ def test_answers_below_the_threshold_are_rejected_with_their_score(tmp_path, cap
         requests = server.stats()["requests"]
         assert _orcac("build", str(spec), "--no-progress") == 0
         assert server.stats()["requests"] == requests
-        assert dict(_rows(db, "SELECT row_index, reason FROM checks")) == checks
+        assert dict(rows(db, "SELECT row_index, reason FROM checks")) == checks
 
         # and the dry run knows every judge answer is stored
         capsys.readouterr()
@@ -191,10 +181,10 @@ def test_a_judge_only_sees_answers_that_pass_the_other_checks(tmp_path):
         spec = write_spec(tmp_path, server)
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
-        assert dict(_rows(db, "SELECT row_index, reason FROM checks WHERE row_index IN (1, 2)")) == {
+        assert dict(rows(db, "SELECT row_index, reason FROM checks WHERE row_index IN (1, 2)")) == {
             1: "regex", 2: "accepted"}
         assert len(_judge_requests(server)) == 11  # row 1 never reached its judge
-        assert _rows(db, "SELECT count(*) FROM judgements WHERE row_index = 1") == [(0,)]
+        assert rows(db, "SELECT count(*) FROM judgements WHERE row_index = 1") == [(0,)]
 
 
 def test_the_dry_run_counts_judge_calls_and_their_cost_apart(tmp_path, capsys):
@@ -226,9 +216,9 @@ def test_a_judge_that_fails_is_retried_then_failed_and_the_next_build_asks_only_
         spec = write_spec(tmp_path, server)
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
-        reasons = dict(_rows(db, "SELECT row_index, reason FROM checks"))
+        reasons = dict(rows(db, "SELECT row_index, reason FROM checks"))
         assert reasons[2] == "judged(helpful): judge call failed" and reasons[4] == "accepted"
-        assert _rows(db, "SELECT status, split_part(error, ':', 1) FROM jobs WHERE teacher = 'referee' AND row_index = 2") == [
+        assert rows(db, "SELECT status, split_part(error, ':', 1) FROM jobs WHERE teacher = 'referee' AND row_index = 2") == [
             ("failed", "server_error")]
         err = capsys.readouterr().err
         assert "1 job(s) failed after retries" in err
@@ -236,7 +226,7 @@ def test_a_judge_that_fails_is_retried_then_failed_and_the_next_build_asks_only_
         assert _orcac("build", str(spec), "--no-progress") == 0
         grown = {k for k, n in server.stats()["hits"].items() if n != before.get(k)}
         assert grown == {bad}
-        assert dict(_rows(db, "SELECT row_index, reason FROM checks"))[2] == "accepted"
+        assert dict(rows(db, "SELECT row_index, reason FROM checks"))[2] == "accepted"
 
 
 def test_with_several_samples_the_lowest_sample_the_judge_keeps_is_kept(tmp_path):
@@ -256,17 +246,17 @@ def test_with_several_samples_the_lowest_sample_the_judge_keeps_is_kept(tmp_path
         task = compile_spec(spec).tasks["sums"]
         odd = {r for r in range(6) if any(sample_options(task, r, i)["seed"] % 4 == 1 for i in range(3))}
         assert 0 < len(odd) < 6  # some rows have an answer the judge keeps, some none
-        kept = _rows(db, "SELECT row_index, assistant FROM records ORDER BY row_index")
+        kept = rows(db, "SELECT row_index, assistant FROM records ORDER BY row_index")
         assert {r for r, _ in kept} == odd
-        reasons = _rows(db, "SELECT c.row_index, c.reason, count(*) FROM checks c GROUP BY ALL ORDER BY ALL")
+        reasons = rows(db, "SELECT c.row_index, c.reason, count(*) FROM checks c GROUP BY ALL ORDER BY ALL")
         # every record is an explained answer: the judge's choice, made before rejection sampling's
         assert kept and all(a.startswith("Because") for _, a in kept) and len({r for r, _ in kept}) == len(kept)
         assert {reason for _, reason, _ in reasons} <= {"accepted", "beyond keep", "duplicate", "judged(helpful): score 4 below 7",
                                                         "judged(helpful): no score: the judge's answer has no 'Score: N' line"}
-        before = _rows(db, "SELECT record_id, assistant FROM records ORDER BY 1")
+        before = rows(db, "SELECT record_id, assistant FROM records ORDER BY 1")
         requests = server.stats()["requests"]
         assert _orcac("build", str(spec), "--no-progress") == 0
-        assert server.stats()["requests"] == requests and _rows(db, "SELECT record_id, assistant FROM records ORDER BY 1") == before
+        assert server.stats()["requests"] == requests and rows(db, "SELECT record_id, assistant FROM records ORDER BY 1") == before
 
 
 def test_a_changed_threshold_takes_effect_without_calls(tmp_path):
@@ -278,8 +268,8 @@ def test_a_changed_threshold_takes_effect_without_calls(tmp_path):
         assert _orcac("build", str(spec), "--no-progress") == 0
         assert server.stats()["requests"] == requests  # the same judge jobs: their answers are stored
         db = tmp_path / ".orca" / "judged.duckdb"
-        assert _rows(db, "SELECT count(*) FROM records") == [(11,)]  # all but row 7, which has no score
-        assert _rows(db, "SELECT count(*) FROM judgements WHERE accepted") == [(11,)]
+        assert rows(db, "SELECT count(*) FROM records") == [(11,)]  # all but row 7, which has no score
+        assert rows(db, "SELECT count(*) FROM judgements WHERE accepted") == [(11,)]
 
 
 def test_a_judge_read_as_json(tmp_path):
@@ -293,7 +283,7 @@ def test_a_judge_read_as_json(tmp_path):
         spec = write_spec(tmp_path, server, n=6, judge_fields="read = json")
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
-        assert _rows(db, "SELECT row_index, score, reasoning FROM judgements WHERE row_index < 2 ORDER BY 1") == [
+        assert rows(db, "SELECT row_index, score, reasoning FROM judgements WHERE row_index < 2 ORDER BY 1") == [
             (0, 2.0, "checked the sum"), (1, 8.0, "checked the sum")]
 
 
@@ -337,7 +327,7 @@ def test_a_build_killed_while_judging_resumes_without_asking_a_judge_twice(tmp_p
         assert proc.poll() is None, "the build finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-        stored = {json.loads(m)[0]["content"] for (m,) in _rows(
+        stored = {json.loads(m)[0]["content"] for (m,) in rows(
             db, "SELECT j.messages FROM jobs j JOIN responses r USING (job_id) WHERE j.teacher = 'referee'")}
         assert 0 < len(stored) < 120
         before = _judge_requests(server)
@@ -352,9 +342,9 @@ def test_a_build_killed_while_judging_resumes_without_asking_a_judge_twice(tmp_p
                                cwd=ROOT, env=env, capture_output=True, timeout=300)
         assert clean.returncode == 0, clean.stderr.decode()
     query = "SELECT record_id, row_index, assistant FROM records ORDER BY record_id"
-    assert _rows(db, query) == _rows(tmp_path / "clean.duckdb", query)
+    assert rows(db, query) == rows(tmp_path / "clean.duckdb", query)
     judged = "SELECT item_id, score, reasoning, accepted, reason FROM judgements ORDER BY item_id"
-    assert _rows(db, judged) == _rows(tmp_path / "clean.duckdb", judged)
+    assert rows(db, judged) == rows(tmp_path / "clean.duckdb", judged)
 
 
 # ---- reading scores ---------------------------------------------------------------------------

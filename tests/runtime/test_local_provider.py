@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import litellm_setup, local_model as local_provider
+from orcac.runtime.teachers import calls as teachers, litellm_setup, local_model as local_provider
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
-from tests.support.tiny_model import tiny_model_dir
+from tests.support.clock import Through
 
 pytestmark = pytest.mark.xdist_group("local_teacher")
 
 PROMPTS = [f"Question {i}: " + "how many apples are left? " * (1 + i % 4) for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def tiny() -> str:
-    return str(tiny_model_dir())
 
 
 def plan_for(model_dir: str, **overrides) -> TeacherPlan:
@@ -50,7 +44,7 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
     assert local_provider.stats["sequences"] - before["sequences"] == len(PROMPTS)
     assert calls < len(PROMPTS) / 2, f"{calls} generate calls for {len(PROMPTS)} concurrent requests"
 
-    settings = local_provider.LocalSettings(model=tiny, batch_size=1)
+    settings = local_provider.LocalSettings(model=str(tiny), batch_size=1)
     for prompt in PROMPTS:
         [(text, finish, prompt_tokens, completion_tokens)] = local_provider.generate_batch(
             settings, [(messages(prompt), 10)], (0.0, None)
@@ -61,19 +55,25 @@ def test_in_flight_requests_are_batched_and_match_one_at_a_time(tiny):
         assert (outcome.prompt_tokens, outcome.completion_tokens) == (prompt_tokens, completion_tokens)
 
 
-def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny):
-    # One at a time, 16 in flight: the last waits for 15 generates, seconds against a 1 ms
-    # timeout (and past the 1 s grace a network call gets); a network teacher would time out.
-    prompts = [f"{p} ({n})" for n in range(4) for p in PROMPTS]
-    plan = plan_for(tiny, batch_size=1, max_tokens=64, timeout_s=0.001, max_retries=0)
-    started = time.perf_counter()
-    outcomes = run(plan, prompts)
-    assert time.perf_counter() - started > 2.0, "too fast to show that waiting is not timed out"
+def test_a_local_request_waiting_for_its_batch_is_not_timed_out(tiny, monkeypatch):
+    # One at a time, 12 in flight: each request waits for the generates ahead of it, far longer
+    # than the 1 ms timeout. The deadline each request is given is recorded: a network call gets
+    # timeout_s plus a 1 s grace, a local one none at all (so however long it waits, it is answered).
+    deadlines = []
+
+    def timeout(delay):
+        deadlines.append(delay)
+        return asyncio.timeout(delay)
+
+    monkeypatch.setattr(teachers, "asyncio", Through(asyncio, timeout=timeout))
+    plan = plan_for(tiny, batch_size=1, max_tokens=16, timeout_s=0.001, max_retries=0)
+    outcomes = run(plan, PROMPTS)
     assert all(o.status == "ok" and o.attempts == 1 for o in outcomes.values())
+    assert deadlines == [None] * len(PROMPTS)
 
 
 def test_left_padding_does_not_change_greedy_tokens(tiny):
-    settings = local_provider.LocalSettings(model=tiny)
+    settings = local_provider.LocalSettings(model=str(tiny))
     short, long = messages("hi"), messages("a much longer question " * 6)
     together = local_provider.generate_batch(settings, [(short, 8), (long, 8)], (0.0, None))
     alone = [local_provider.generate_batch(settings, [(m, 8)], (0.0, None))[0] for m in (short, long)]
@@ -84,7 +84,7 @@ def test_left_padding_does_not_change_greedy_tokens(tiny):
 def test_finish_reason_and_usage(tiny):
     from orcac.runtime.models.generation import decode
 
-    lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=tiny))
+    lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=str(tiny)))
     prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),
                        add_special_tokens=False)["input_ids"]
     [free] = decode(lm, [prompt], max_new_tokens=6, eos=set(), pad=0)
@@ -121,7 +121,7 @@ def test_sampling_with_temperature_runs(tiny):
 def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tiny):
     """Each row draws from its own generator: the same seed gives the same answer alone or in a
     batch with others, and another seed (almost surely) another answer."""
-    settings = local_provider.LocalSettings(model=tiny, batch_size=8)
+    settings = local_provider.LocalSettings(model=str(tiny), batch_size=8)
     sampling = (1.0, None)
     alone = local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [11])[0]
     crowd = [(messages(p), 12) for p in PROMPTS[:5]]

@@ -15,16 +15,15 @@ import yaml
 
 from orcac.errors import OrcacError
 from orcac.runtime.build import probe
-from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.build.command import run_build
 from orcac.runtime.build.jobs import plan_work
 from orcac.runtime.build.examples import materialize
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
-from tests.runtime.plans import make_plan
+from tests.support.plans import make_plan
 from tests.support.loopback import Loopback, key_of
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 TEXTS = {
     "direct": "Reply with the number alone, as fast as you can.",
@@ -45,10 +44,8 @@ def sums(body: dict) -> str:
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback-test-key")
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 @pytest.fixture

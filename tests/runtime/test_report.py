@@ -14,11 +14,10 @@ import pytest
 from orcac import cli
 from orcac.runtime.build import probe
 from orcac.runtime.report import command as report
-from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
-from tests.runtime.plans import arith_answer, arithmetic_rows, make_plan, write_plan
-from tests.support import browser
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
+from tests.support import browser, retries
 from tests.support.loopback import Loopback
 
 pytestmark = pytest.mark.xdist_group("loopback")
@@ -49,8 +48,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     rows[1]["q"] += " " + PAYLOAD  # markup in a prompt: shown to the teacher and the student
     script = {rows[5]["q"]: ["malformed"] * 20, rows[6]["q"]: ["length:chars=5"]}
     with pytest.MonkeyPatch.context() as mp, Loopback(_answer, script=script) as server:
-        mp.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-        mp.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+        retries.fast_backoff(mp)
         mp.setenv("LOOPBACK_KEY", "sk-loopback")
         teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, max_retries=1, timeout_s=10.0,
                               api_key_env="LOOPBACK_KEY")
@@ -65,7 +63,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
         )))
     con = duckdb.connect(str(database))
     try:
-        # The tables `orcac train` and `orcac eval` write, with their own DDL.
+        # Rows `orcac train` and `orcac eval` would write (their tables exist: the build made them all).
         con.execute("INSERT INTO train_runs VALUES ('r1', 'x', 'tiny', 'out', 'cpu', 'fp32', true, false, "
                     "TIMESTAMP '2026-01-01 10:00:00', NULL, 'ok', 0.9, '{}')")
         for stage_index, stage in enumerate(("warmup", "main")):
@@ -166,6 +164,7 @@ def _articles(dom: str) -> list[str]:
     return re.findall(r'<article class="rec (\w+)"', dom)
 
 
+@pytest.mark.slow
 def test_the_page_in_chromium(page, tmp_path):
     browser.require()
     loaded = browser.load(page, tmp_path)
@@ -188,6 +187,7 @@ def test_the_page_in_chromium(page, tmp_path):
     print(f"screenshot: {shot}")  # pytest -s shows where to look
 
 
+@pytest.mark.slow
 def test_filters_from_the_address_in_chromium(page, tmp_path):
     browser.require()
     rejected = browser.load(page, tmp_path, fragment="task=arith&verdict=rejected")

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from orcac.runtime.build.tables import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.plans import arith_answer, make_plan, write_plan
+from tests.support.plans import arith_answer, make_plan, write_plan
+from tests.support.db import rows
 from tests.support.loopback import Loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,16 +31,8 @@ def _start(plan_path: Path, db: Path) -> subprocess.Popen:
     )
 
 
-def _query(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def _records(db: Path) -> list[tuple]:
-    return _query(
+    return rows(
         db,
         'SELECT record_id, task, strategy, split, row_index, system, "user", assistant, teacher, gold '
         "FROM records ORDER BY record_id",
@@ -87,7 +79,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
         # flush_every answers or FLUSH_SECONDS of them (160 a second here), whichever came first.
         per_kill = 8 + min(flush_every(plan), FLUSH_SECONDS * 8 / 0.05) + 8
         assert train <= total_requests <= train + kills * per_kill
-        statuses = [r[0] for r in _query(killed_db, "SELECT status FROM runs ORDER BY started")]
+        statuses = [r[0] for r in rows(killed_db, "SELECT status FROM runs ORDER BY started")]
         assert statuses == ["interrupted"] * kills + ["finished"]
 
         clean_db = tmp_path / "clean.duckdb"

@@ -10,15 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.build.jobs import items_for_task, plan_work
 from orcac.runtime.build.checks import kept_samples
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
-from tests.runtime.plans import make_plan, seeded_answer, write_plan
+from tests.support.plans import make_plan, seeded_answer, write_plan
+from tests.support.db import rows
 from tests.support.loopback import Loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +55,7 @@ def test_keep_chooses_the_lowest_accepted_distinct_samples_whatever_the_order():
 
 
 def _records(db: Path) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT row_index, assistant FROM records ORDER BY row_index, assistant").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT row_index, assistant FROM records ORDER BY row_index, assistant")
 
 
 def _expected(n: int, samples: int, keep: int, plan) -> list[tuple]:
@@ -80,8 +75,7 @@ def _expected(n: int, samples: int, keep: int, plan) -> list[tuple]:
     return sorted(out)
 
 
-def test_a_sampled_build_keeps_up_to_k_accepted_distinct_answers(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
+def test_a_sampled_build_keeps_up_to_k_accepted_distinct_answers(tmp_path, monkeypatch, capsys, fast_backoff):
     monkeypatch.setenv("LOOPBACK_KEY", "sk-sampling")
     with Loopback(seeded_answer) as server:
         teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY")
@@ -134,8 +128,4 @@ def test_a_killed_sampled_build_resumes_without_asking_anything_twice(tmp_path):
 
 
 def _stored(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT count(*) FROM responses").fetchone()[0]
-    finally:
-        con.close()
+    return rows(db, "SELECT count(*) FROM responses")[0][0]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
+import duckdb
 import pyarrow as pa
 import pytest
 
 from orcac.errors import OrcacError
+from orcac.runtime.store import database as store_module
 from orcac.runtime.store.database import Flusher, Store
 from orcac.runtime.store.schema import TABLES as SCHEMA
+from tests.support.clock import wait_until
 
 
 def _responses(ids, text="a") -> pa.Table:
@@ -37,7 +38,7 @@ def test_upsert_replaces_by_primary_key(tmp_path):
 def test_a_failing_batch_writes_nothing(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         bad = pa.table({"job_id": ["j9"], "no_such_column": [1]})
-        with pytest.raises(Exception):
+        with pytest.raises(duckdb.BinderException, match='Table "jobs" does not have a column with name "no_such_column"'):
             store.write({"responses": _responses(["j1"]), "jobs": bad})
         assert store.con.execute("SELECT count(*) FROM responses").fetchone() == (0,)
 
@@ -49,18 +50,18 @@ def test_stale_rows_are_deleted_in_the_same_transaction(tmp_path):
         assert store.rows("SELECT job_id FROM responses") == [("j2",)]
 
 
-def test_flusher_writes_by_count_and_by_time(tmp_path):
+def test_flusher_writes_by_count_and_by_time(tmp_path, clock, monkeypatch):
+    # The writer thread's deadline is on a fake clock that moves only when the test says: time
+    # alone can flush nothing here, so a batch written before `clock.advance` went by count.
+    clock.install(monkeypatch, store_module)
     with Store.open(tmp_path / "b.duckdb") as store:
         flusher = Flusher(store, lambda batch: {"responses": _responses(batch)}, every=3, seconds=0.2)
         for i in range(3):
             flusher.add(f"j{i}")
-        deadline = time.monotonic() + 5
-        while flusher.flushed < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert flusher.flushed == 3  # a full batch goes at once
+        assert wait_until(lambda: flusher.flushed == 3), "a full batch goes at once"
         flusher.add("j3")
-        time.sleep(0.6)
-        assert flusher.flushed == 4  # a partial one after `seconds`
+        clock.advance(0.2)
+        assert wait_until(lambda: flusher.flushed == 4), "a partial one after `seconds`"
         flusher.add("j4")
         flusher.close()  # and the rest on close
         assert store.con.execute("SELECT count(*) FROM responses").fetchone() == (5,)
@@ -70,8 +71,8 @@ def test_flusher_surfaces_a_write_error(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         flusher = Flusher(store, lambda batch: {"responses": pa.table({"nope": batch})}, every=1)
         flusher.add("x")
-        with pytest.raises(Exception):
-            flusher.close()
+        with pytest.raises(duckdb.BinderException, match='does not have a column named "job_id"'):
+            flusher.close()  # the writer thread's error, raised in the caller
 
 
 def test_read_only_open_of_a_missing_db_says_build_first(tmp_path):

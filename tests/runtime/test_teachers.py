@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -16,14 +15,12 @@ from tests.support.loopback import Loopback, by_system
 
 KEY = "sk-test-5e3cr3t-k3y-0123456789"
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
+def _key(monkeypatch):
     monkeypatch.setenv("LOOPBACK_KEY", KEY)
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
 
 
 def teacher(server: Loopback, **overrides) -> TeacherPlan:
@@ -53,6 +50,7 @@ def by_key(jobs: list[Job], outcomes: list[Outcome]) -> dict[str, Outcome]:
     return {content[o.job_id]: o for o in outcomes}
 
 
+@pytest.mark.slow
 def test_every_job_ends_once_with_its_reason():
     script = {
         "plain": [],
@@ -100,41 +98,48 @@ def test_every_job_ends_once_with_its_reason():
         assert KEY not in repr(outcome), "an API key leaked into an outcome"
 
 
-def test_retry_after_seconds_and_http_date_are_honoured():
+def test_retry_after_seconds_and_http_date_are_honoured(clock, monkeypatch):
+    clock.install(monkeypatch, teachers)  # the waits are asked of a fake clock: none is slept
     script = {"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]}
-    with Loopback(script=script) as server:
+    waits = {}
+    with Loopback(script=script, clock=clock.monotonic) as server:
         plan = teacher(server, concurrency=1)
         for key in script:
-            started = time.perf_counter()
+            before = len(clock.sleeps)
             outcomes = run(plan, jobs_for(plan, [key]))
             assert outcomes[0].status == "ok" and outcomes[0].attempts == 2
-            assert time.perf_counter() - started >= 0.95
+            waits[key] = clock.sleeps[before:]
         log = server.stats()["log"]
     times = {}
     for at, key, _fault in log:
         times.setdefault(key, []).append(at)
-    assert times["seconds"][1] - times["seconds"][0] >= 1.15  # Retry-After: 1.2
+    assert waits["seconds"] == [1.2]  # Retry-After: 1.2, instead of the backoff
+    assert times["seconds"][1] - times["seconds"][0] == pytest.approx(1.2, abs=1e-3)  # as the server saw it (its log rounds)
     # An HTTP-date has whole seconds: "now + 2 s" rounds down to between 1 and 2 s ahead.
-    assert times["date"][1] - times["date"][0] >= 0.95
+    [date] = waits["date"]
+    assert 0.95 <= date <= 2.0
+    assert times["date"][1] - times["date"][0] == pytest.approx(date, abs=1e-3)
 
 
-def test_retry_after_pauses_the_whole_teacher():
-    with Loopback(script={"first": ["429:retry_after=1"]}) as server:
+def test_retry_after_pauses_the_whole_teacher(clock, monkeypatch):
+    clock.install(monkeypatch, teachers)
+    with Loopback(script={"first": ["429:retry_after=1"]}, clock=clock.monotonic) as server:
         plan = teacher(server, concurrency=1)
         outcomes = run(plan, jobs_for(plan, ["first", "second"]))
         log = server.stats()["log"]
     assert [o.status for o in outcomes] == ["ok", "ok"]
-    assert log[1][0] - log[0][0] >= 0.95, "the next request waited for the Retry-After window"
+    assert clock.sleeps == [1.0]
+    assert log[1][0] - log[0][0] == pytest.approx(1.0, abs=1e-3), "the next request waited for the Retry-After window"
 
 
 def test_timeout_fires_per_request():
     with Loopback(faults="hang:s=30") as server:
         plan = teacher(server, timeout_s=0.3, max_retries=1)
-        started = time.perf_counter()
         [outcome] = run(plan, jobs_for(plan, ["slow"]))
-        elapsed = time.perf_counter() - started
+        hits = server.stats()["hits"]
+    # A request that hangs for 30 s would be answered "ok" in the end: each attempt was cut off.
     assert outcome.status == "failed" and outcome.error.startswith("timeout") and outcome.attempts == 2
-    assert elapsed < 5
+    assert hits == {"slow": 2}
 
 
 def test_authentication_failure_stops_the_run_in_one_line_naming_the_teacher():
@@ -212,11 +217,10 @@ def test_async_iterable_of_jobs_and_per_system_answers():
 def test_concurrency_is_bounded():
     with Loopback(latency=0.2) as server:
         plan = teacher(server, concurrency=3)
-        started = time.perf_counter()
         outcomes = run(plan, jobs_for(plan, [f"q{i}" for i in range(9)]))
-        elapsed = time.perf_counter() - started
+        peak = server.stats()["peak"]
     assert all(o.status == "ok" for o in outcomes)
-    assert elapsed >= 0.55, "9 jobs, 3 at a time, 0.2 s each take at least 3 rounds"
+    assert peak == 3, "9 jobs of 0.2 s each: 3 in flight at once, never more"
 
 
 def test_unknown_teacher_and_callback_bugs_surface():
@@ -251,28 +255,32 @@ def test_job_id_covers_the_answer_not_the_plumbing():
     assert job_id(plan, [{"role": "user", "content": "hi!"}]) != base
 
 
-def test_token_bucket_limits_rate():
+def test_token_bucket_limits_rate(clock, monkeypatch):
+    clock.install(monkeypatch, teachers)
+
     async def go():
         bucket = teachers._Bucket(600)  # 10 per second, 600 up front
         await bucket.take(600)
-        started = time.perf_counter()
+        started = clock.now
         for _ in range(5):
             await bucket.take(1)
-        slow = time.perf_counter() - started
-        started = time.perf_counter()
+        slow = clock.now - started
+        started = clock.now
         await teachers._Bucket(60).take(10_000)  # larger than the bucket: a full one lets it through
-        assert time.perf_counter() - started < 0.1
+        assert clock.now == started
         return slow
 
-    assert 0.4 <= asyncio.run(go()) < 1.5
+    assert asyncio.run(go()) == pytest.approx(0.5)  # 5 more at 10 per second
 
 
-def test_rpm_limit_spaces_requests():
-    with Loopback() as server:
-        plan = teacher(server, rpm=120)  # 2/s after a burst of 120
+def test_rpm_limit_spaces_requests(clock, monkeypatch):
+    clock.install(monkeypatch, teachers)
+    with Loopback(clock=clock.monotonic) as server:
+        plan = teacher(server, rpm=120, concurrency=1)  # 2/s after a burst of 120
         asyncio.run(_saturate_then_run(plan))
         log = server.stats()["log"]
-    assert log[-1][0] - log[0][0] >= 0.9
+    gaps = [b[0] - a[0] for a, b in zip(log, log[1:])]
+    assert gaps == pytest.approx([0.5, 0.5], abs=1e-3)
 
 
 async def _saturate_then_run(plan: TeacherPlan) -> None:

@@ -14,8 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
 from orcac.runtime.train import command as train
-from tests.support.tiny_model import tiny_model_dir
-from tests.support.train_data import ERASE, context, make_plan, orca_rows, write_records
+from tests.support.db import rows
+from tests.support.plans import ERASE, context, train_plan
+from tests.support.train_data import orca_rows, write_records
 
 pytestmark = pytest.mark.xdist_group("train")
 
@@ -28,39 +29,24 @@ N_PER_TASK = 12
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Path:
-    return tiny_model_dir()
-
-
-@pytest.fixture(scope="module")
-def rows():
+def records():
     return orca_rows("add", N_PER_TASK) + orca_rows("mul", N_PER_TASK)
 
 
 def _runs(db: Path):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT status FROM train_runs").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT status FROM train_runs")
 
 
 def _steps(db: Path):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(
-            "SELECT stage_index, stage, step, loss FROM train_steps ORDER BY stage_index, step"
-        ).fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT stage_index, stage, step, loss FROM train_steps ORDER BY stage_index, step")
 
 
 @pytest.fixture(scope="module")
-def full_run(tiny, rows, tmp_path_factory):
+def full_run(tiny, records, tmp_path_factory):
     """One uninterrupted two-stage run; several tests read what it left behind."""
     root = tmp_path_factory.mktemp("full")
-    db = write_records(root / "build.duckdb", rows)
-    plan = make_plan(str(tiny))
+    db = write_records(root / "build.duckdb", records)
+    plan = train_plan(str(tiny))
     assert train.run(context(plan, root, db)) == 0
     return root, db, plan
 
@@ -68,13 +54,13 @@ def full_run(tiny, rows, tmp_path_factory):
 # ---- labels ---------------------------------------------------------------------------
 
 
-def test_labels_mask_system_and_user_on_a_packed_batch(tiny, rows, tmp_path):
+def test_labels_mask_system_and_user_on_a_packed_batch(tiny, records, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     chat_format.prepare_tokenizer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(tiny)
-    plan = make_plan(str(tiny), batch_size=4)
+    plan = train_plan(str(tiny), batch_size=4)
     stage = plan.train.stages[1]
-    trainer = train.stage_trainer(model, tokenizer, stage, 1, rows, plan=plan, stage_dir=tmp_path)
+    trainer = train.stage_trainer(model, tokenizer, stage, 1, records, plan=plan, stage_dir=tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))
 
     ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
@@ -143,6 +129,7 @@ def test_a_packed_forward_equals_separate_forwards(tiny, impl):
 # ---- stages, outputs, resume --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, tiny):
     root, db, plan = full_run
     out = root / plan.train.output
@@ -156,6 +143,7 @@ def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, 
     assert [s[2] for s in steps] == list(range(1, first["steps"] + 1)) + list(range(1, second["steps"] + 1))
 
 
+@pytest.mark.slow
 def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     root, db, plan = full_run
     out = root / plan.train.output
@@ -167,9 +155,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     assert "basics" in (final / "plan.yaml").read_text()
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("stages/*/checkpoint-*")), "checkpoints of finished stages are dropped"
-    con = duckdb.connect(str(db), read_only=True)
-    (status, final_loss), = con.execute("SELECT status, final_loss FROM train_runs").fetchall()
-    con.close()
+    (status, final_loss), = rows(db, "SELECT status, final_loss FROM train_runs")
     assert status == "finished" and final_loss == pytest.approx(_steps(db)[-1][3])
     # The trained student generates with its saved tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(final)
@@ -180,6 +166,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
 PINNED = [10.812813, 10.803339, 10.636694, 10.525096]
 
 
+@pytest.mark.slow
 def test_pinned_losses(full_run):
     _, db, _ = full_run
     losses = [s[3] for s in _steps(db)[: len(PINNED)]]
@@ -197,13 +184,14 @@ class _StopAfterSave(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, records, tmp_path, monkeypatch):
     _, full_db, plan = full_run
     expected = _steps(full_db)
     second_stage_steps = sum(1 for s in expected if s[0] == 1)
     stop_at = second_stage_steps // 2  # a checkpoint step in the middle of stage 2
 
-    db = write_records(tmp_path / "build.duckdb", rows)
+    db = write_records(tmp_path / "build.duckdb", records)
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopAfterSave(stop_at)] if index == 1 else [])
     with pytest.raises(KeyboardInterrupt):
         train.run(context(plan, tmp_path, db))
@@ -222,30 +210,29 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, rows, tmp_pa
     assert resumed[-1][3] == pytest.approx(expected[-1][3], abs=1e-4)
 
 
-def test_max_steps_caps_each_stage(tiny, rows, tmp_path):
-    db = write_records(tmp_path / "build.duckdb", rows)
-    plan = make_plan(str(tiny))
+def test_max_steps_caps_each_stage(tiny, records, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", records)
+    plan = train_plan(str(tiny))
     train.run(context(plan, tmp_path, db), max_steps=2)
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
-def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, rows, tmp_path):
+@pytest.mark.slow
+def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, records, tmp_path):
     """precision = bf16 once stopped `orcac train` with transformers' "Your setup doesn't support
     bf16/gpu"; on a CPU it is autocast (native where the CPU has it, emulated where not)."""
-    db = write_records(tmp_path / "build.duckdb", rows)
-    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    db = write_records(tmp_path / "build.duckdb", records)
+    plan = train_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
     assert train.run(context(plan, tmp_path, db), max_steps=2) == 0
-    con = duckdb.connect(str(db), read_only=True)
-    (used,), = con.execute("SELECT precision FROM train_runs").fetchall()
-    con.close()
+    (used,), = rows(db, "SELECT precision FROM train_runs")
     assert used == "bf16"
     assert all(s[3] == s[3] and s[3] < 20 for s in _steps(db))  # finite losses
 
 
-def test_lora_trains_and_merges(tiny, rows, tmp_path):
-    db = write_records(tmp_path / "build.duckdb", rows)
-    plan = make_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
+def test_lora_trains_and_merges(tiny, records, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", records)
+    plan = train_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
     train.run(context(plan, tmp_path, db), max_steps=2)
     final = tmp_path / plan.train.output / train.FINAL_DIR
     merged = AutoModelForCausalLM.from_pretrained(final)
@@ -258,7 +245,7 @@ def test_lora_trains_and_merges(tiny, rows, tmp_path):
 
 def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
-    plan = make_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
+    plan = train_plan(str(tiny), stages=(("basics", ("add",), 1.0), ("later", ("mul",), 1.0)))
     with pytest.raises(OrcacError) as error:
         train.run(context(plan, tmp_path, db))
     assert "stage later: no training records for task(s) mul" in error.value.message
@@ -267,13 +254,13 @@ def test_no_records_for_a_stage_names_the_tasks_and_says_build(tiny, tmp_path):
 
 def test_a_task_without_records_in_a_mixed_stage_is_a_warning(tiny, tmp_path, capsys):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
-    train.run(context(make_plan(str(tiny)), tmp_path, db), max_steps=1)
+    train.run(context(train_plan(str(tiny)), tmp_path, db), max_steps=1)
     assert "warning: stage reason: no training records for task(s) mul" in capsys.readouterr().err
 
 
 def test_missing_database_says_build_first(tiny, tmp_path):
     with pytest.raises(OrcacError, match="no build database"):
-        train.run(context(make_plan(str(tiny)), tmp_path, tmp_path / "nothing.duckdb"))
+        train.run(context(train_plan(str(tiny)), tmp_path, tmp_path / "nothing.duckdb"))
 
 
 def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
@@ -281,16 +268,16 @@ def test_a_prompt_longer_than_max_length_says_what_to_change(tiny, tmp_path):
     long[0]["user"] = "What is 2 + 2? " * 40
     db = write_records(tmp_path / "build.duckdb", long)
     with pytest.raises(OrcacError) as error:
-        train.run(context(make_plan(str(tiny), max_length=64), tmp_path, db))
+        train.run(context(train_plan(str(tiny), max_length=64), tmp_path, db))
     assert "record add-0 of task add: its prompt is" in error.value.message
     assert _runs(db) == [("failed",)]
     assert "max_length" in error.value.hint
 
 
-def test_a_student_that_cannot_be_loaded(rows, tmp_path):
-    db = write_records(tmp_path / "build.duckdb", rows)
+def test_a_student_that_cannot_be_loaded(records, tmp_path):
+    db = write_records(tmp_path / "build.duckdb", records)
     with pytest.raises(OrcacError, match="cannot load|not found"):
-        train.run(context(make_plan(str(tmp_path / "missing.gguf")), tmp_path, db))
+        train.run(context(train_plan(str(tmp_path / "missing.gguf")), tmp_path, db))
 
 
 @pytest.mark.slow
@@ -307,13 +294,13 @@ def test_the_gguf_student_loads_trainable_and_saveable(tmp_path):
     assert model.dtype == torch.float32 and tokenizer.pad_token is not None
 
 
-def test_the_command_line_runs_a_plan_file(tiny, rows, tmp_path):
+def test_the_command_line_runs_a_plan_file(tiny, records, tmp_path):
     from orcac.cli import main
     from orcac.compiler import dump_plan
 
-    plan = make_plan(str(tiny), stages=(("only", ("add",), 1.0),))
+    plan = train_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
-    db = write_records(tmp_path / "build.duckdb", rows)
+    db = write_records(tmp_path / "build.duckdb", records)
     args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db), "--max-steps", "1"]
     assert main(args) == 0
     assert main([*args, "--resume"]) == 0  # everything done: nothing to train again
@@ -338,16 +325,17 @@ def _student_without_pad_token(tiny: Path, where: Path) -> Path:
     return where
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tiny, rows, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tiny, records, tmp_path, monkeypatch):
     """The tokenizer grew for the student, so every LoRA stage trains the embeddings in full:
     a resumed run, which loads stage 2's starting weights from disk, must know that too."""
     student = _student_without_pad_token(tiny, tmp_path / "student")
-    plan = make_plan(str(student), lora=True)
+    plan = train_plan(str(student), lora=True)
     full_root, resumed_root = tmp_path / "full", tmp_path / "resumed"
-    full_db = write_records(full_root / "build.duckdb", rows)
+    full_db = write_records(full_root / "build.duckdb", records)
     assert train.run(context(plan, full_root, full_db), max_steps=3) == 0
 
-    db = write_records(resumed_root / "build.duckdb", rows)
+    db = write_records(resumed_root / "build.duckdb", records)
     monkeypatch.setattr(train, "extra_callbacks", lambda stage, index: [_StopBeforeStage()] if index == 1 else [])
     with pytest.raises(KeyboardInterrupt):
         train.run(context(plan, resumed_root, db), max_steps=3)
@@ -374,25 +362,26 @@ def _free_memory_between(monkeypatch, pick):
     return seen
 
 
-def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, rows, tmp_path, monkeypatch):
+def test_a_step_that_cannot_fit_is_refused_in_one_line_before_it_starts(tiny, records, tmp_path, monkeypatch):
     _free_memory_between(monkeypatch, lambda need: need.total(checkpointing=True) - 1)
-    db = write_records(tmp_path / "build.duckdb", rows)
+    db = write_records(tmp_path / "build.duckdb", records)
     with pytest.raises(OrcacError) as error:
-        train.run(context(make_plan(str(tiny)), tmp_path, db))
+        train.run(context(train_plan(str(tiny)), tmp_path, db))
     assert error.value.message.startswith("stage basics: a training step needs about")
     assert "logits" in error.value.message and "\n" not in error.value.message
     assert "lower train.batch_size (now 2) or max_length (now 256)" in error.value.hint
     assert _steps(db) == [] and _runs(db) == [("failed",)]
 
 
-def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, rows, tmp_path, monkeypatch, capsys):
-    plan = make_plan(str(tiny))
-    plain_db = write_records(tmp_path / "plain" / "build.duckdb", rows)
+@pytest.mark.slow
+def test_a_step_that_fits_with_activation_checkpointing_trains_the_same(tiny, records, tmp_path, monkeypatch, capsys):
+    plan = train_plan(str(tiny))
+    plain_db = write_records(tmp_path / "plain" / "build.duckdb", records)
     assert train.run(context(plan, tmp_path / "plain", plain_db), max_steps=2) == 0
     assert "activation checkpointing" not in capsys.readouterr().err
 
     _free_memory_between(monkeypatch, lambda need: (need.total() + need.total(checkpointing=True)) // 2)
-    db = write_records(tmp_path / "tight" / "build.duckdb", rows)
+    db = write_records(tmp_path / "tight" / "build.duckdb", records)
     assert train.run(context(plan, tmp_path / "tight", db), max_steps=2) == 0
     assert "activation checkpointing on" in capsys.readouterr().err
     assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(plain_db)], abs=1e-5)
@@ -432,16 +421,16 @@ def test_free_memory_respects_a_container_limit(tmp_path):
 # ---- stage mixtures -------------------------------------------------------------------------
 
 
-def test_a_stage_takes_its_tasks_portions_by_the_train_seed(rows, tmp_path, capsys):
+def test_a_stage_takes_its_tasks_portions_by_the_train_seed(records, tmp_path):
     from orcac.runtime.train.command import _mixture_line, _stage_records
     from orcac.specs.plan import PortionPlan
 
-    db = write_records(tmp_path / "build.duckdb", rows)
-    plan = make_plan("unused")
+    db = write_records(tmp_path / "build.duckdb", records)
+    plan = train_plan("unused")
     stage = plan.train.stages[1].model_copy(
         update={"portions": {"add": PortionPlan(share=0.5), "mul": PortionPlan(at_most=3)}}
     )
-    built = {t: sum(r["task"] == t for r in rows) for t in ("add", "mul")}
+    built = {t: sum(r["task"] == t for r in records) for t in ("add", "mul")}
     taken = _stage_records(db, plan, stage)
     counts = {t: sum(r["task"] == t for r in taken) for t in ("add", "mul")}
     assert counts == {"add": int(built["add"] * 0.5 + 0.5), "mul": 3}

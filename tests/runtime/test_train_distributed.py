@@ -17,14 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from orcac.compiler import dump_plan
-from tests.support.tiny_model import tiny_model_dir
-from tests.support.train_data import make_plan, orca_rows, write_records
+from tests.support.db import rows
+from tests.support.plans import train_plan
+from tests.support.train_data import orca_rows, write_records
 
-pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.skipif(
+pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.slow, pytest.mark.skipif(
     shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed"
 )]
 
@@ -32,8 +32,8 @@ LOSS_TOLERANCE = 0.02  # relative, on the last step's loss
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write(tmp: Path, batch_size: int) -> tuple[Path, Path]:
-    plan = make_plan(str(tiny_model_dir()), stages=(("only", ("add", "mul"), 1.0),), batch_size=batch_size)
+def _write(tmp: Path, tiny: Path, batch_size: int) -> tuple[Path, Path]:
+    plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),), batch_size=batch_size)
     (tmp / "spec.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp / "build.duckdb", orca_rows("add", 12) + orca_rows("mul", 12))
     return tmp / "spec.plan.yaml", db
@@ -48,28 +48,20 @@ def _train(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _steps(db: Path) -> list[tuple[int, float]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT step, loss FROM train_steps ORDER BY step").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT step, loss FROM train_steps ORDER BY step")
 
 
 def _runs(db: Path) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT status FROM train_runs").fetchall()
-    finally:
-        con.close()
+    return rows(db, "SELECT status FROM train_runs")
 
 
-def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tmp_path):
+def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tiny, tmp_path):
     one = tmp_path / "one"
     two = tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    plan_one, db_one = _write(one, batch_size=2)
-    plan_two, db_two = _write(two, batch_size=1)
+    plan_one, db_one = _write(one, tiny, batch_size=2)
+    plan_two, db_two = _write(two, tiny, batch_size=1)
     bindir = os.path.dirname(sys.executable)
 
     _train([sys.executable, "-m", "orcac.cli", "train", str(plan_one), "--db", str(db_one)], one)

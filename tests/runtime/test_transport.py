@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 
 import pytest
 
@@ -19,12 +18,17 @@ from orcac.runtime.teachers import litellm_setup
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan
-from tests.runtime.test_teachers import KEY, fast_backoff  # noqa: F401 - the key and the short backoff, as a fixture
 from tests.support.loopback import Loopback
 
+KEY = "sk-test-5e3cr3t-k3y-0123456789"
 TRANSPORTS = ("auto", "litellm")
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch):
+    monkeypatch.setenv("LOOPBACK_KEY", KEY)
 
 
 def teacher(url: str, kind: str, **overrides) -> TeacherPlan:
@@ -103,6 +107,7 @@ def test_the_wire_body_is_the_one_litellm_sends():
     assert fast.text == slow.text
 
 
+@pytest.mark.slow
 def test_every_fault_ends_the_same_way_on_both_paths():
     # The scenarios of test_teachers.py: recover after one fault, fail after every attempt, or end at once.
     once = {"429": ["429"], "500": ["500", "503"], "malformed": ["malformed"], "empty": ["empty"],
@@ -122,17 +127,21 @@ def test_every_fault_ends_the_same_way_on_both_paths():
     assert essence(fast["bad-request"])[:2] == ("failed", "bad_request") and "***" in fast["bad-request"].error
 
 
-def test_retry_after_is_honoured_on_both_paths():
+def test_retry_after_is_honoured_on_both_paths(clock, monkeypatch):
+    clock.install(monkeypatch, teachers)  # the waits are asked of a fake clock: none is slept
     for kind in TRANSPORTS:
-        with Loopback(script={"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]}) as server:
+        with Loopback(script={"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]},
+                      clock=clock.monotonic) as server:
             plan = teacher(server.url, kind, concurrency=1)
             for key in ("seconds", "date"):
-                started = time.perf_counter()
+                before = len(clock.sleeps)
                 [outcome] = run(plan, [key]).values()
                 assert outcome.status == "ok" and outcome.attempts == 2, kind
-                assert time.perf_counter() - started >= 0.95, kind
+                [wait] = clock.sleeps[before:]
+                # Retry-After: 1.2; an HTTP-date, in whole seconds, is between 1 and 2 s ahead
+                assert (wait == 1.2) if key == "seconds" else (0.95 <= wait <= 2.0), (kind, key, wait)
             log = server.stats()["log"]
-        assert log[1][0] - log[0][0] >= 1.15, kind
+        assert log[1][0] - log[0][0] == pytest.approx(1.2, abs=1e-3), kind
 
 
 @pytest.mark.parametrize("fault, prefix", [

@@ -10,19 +10,16 @@ import asyncio
 
 import pytest
 
-from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import make_job
 from orcac.specs.plan import TeacherPlan
 from tests.support.loopback import Loopback
 
-pytestmark = pytest.mark.xdist_group("loopback")
+pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
 
 @pytest.fixture(autouse=True)
-def _quick(monkeypatch):
-    monkeypatch.setattr(teachers, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(teachers, "BACKOFF_CAP_S", 0.05)
+def _key(monkeypatch):
     monkeypatch.setenv("VLLM_API_KEY", "any-value")
 
 

@@ -48,7 +48,9 @@ provider answers; `stats()["peak"]` is the most that were in flight at once, `["
 {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}; `error_text` is appended to the 401 body's message
 (to test that callers neutralise what a provider sends). The authorization header is recorded only as whether
 it was present (`stats()["auth"]`); the 401 and 400 bodies quote the key back, as real providers
-do, so tests can check that callers scrub it.
+do, so tests can check that callers scrub it. `clock` (a function returning seconds, default
+time.monotonic) stamps the log, so a test that fakes the client's time (tests/support/clock.py)
+reads the server's spacing on the same clock; thread mode only.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 class _Handler:
     def __init__(self, responder, latency, script, faults, probabilities, seed, capacity=None, ratelimit=None,
-                 error_text=""):
+                 error_text="", clock=None):
+        self.clock = clock or time.monotonic
         self.capacity = capacity
         self.ratelimit = dict(ratelimit or {})
         self.in_flight = 0
@@ -127,7 +130,7 @@ class _Handler:
         self.log: list[list] = []
         self.auth: Counter[str] = Counter()
         self.requests = 0
-        self.started = time.monotonic()
+        self.started = self.clock()
 
     def choose(self, key: str) -> str:
         n = self.hits[key]
@@ -163,7 +166,7 @@ class _Handler:
         key = key_of(body)
         fault = self.choose(key)
         self.auth["present" if request.headers.get("Authorization") else "absent"] += 1
-        self.log.append([round(time.monotonic() - self.started, 4), key, fault])
+        self.log.append([round(self.clock() - self.started, 4), key, fault])
         name, options = _parse_fault(fault)
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -296,11 +299,14 @@ class Loopback:
         capacity: int | None = None,
         ratelimit: dict[str, str] | None = None,
         error_text: str = "",
+        clock: Callable[[], float] | None = None,
     ):
         self.options = dict(
             responder=responder, latency=latency, script=script, faults=faults,
             probabilities=probabilities, seed=seed, capacity=capacity, ratelimit=ratelimit, error_text=error_text,
         )
+        if clock is not None:  # the log's times on this clock (tests/support/clock.py); not with process=True
+            self.options["clock"] = clock
         self.process = process
         self.handler: _Handler | None = None
         self.port = 0

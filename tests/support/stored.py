@@ -9,14 +9,6 @@ import duckdb
 from orcac.runtime.build.erasure import distinctive_sentences
 
 
-def rows_of(db: Path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def assert_nowhere(db: Path, texts: list[str], erase: str) -> None:
     """None of `texts` (nor any distinctive sentence of one) is in the file's bytes or in any
     text column of any table; `erase`, the records' system message, is found both ways, so the

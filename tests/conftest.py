@@ -1,0 +1,34 @@
+"""Fixtures shared by every test directory. The code behind them lives in tests/support/.
+
+- `fast_backoff`: teachers retry after milliseconds, not seconds (tests/support/retries.py).
+- `tiny`: the directory of the tiny random Llama, built once per machine (tests/support/tiny_model.py).
+- `clock`: a fake clock, for code that sleeps, to install on the module under test (tests/support/clock.py).
+
+Plans built by hand are in tests/support/plans.py, database reads in tests/support/db.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import retries
+from tests.support.clock import FakeClock
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch) -> None:
+    retries.fast_backoff(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Path:
+    from tests.support.tiny_model import tiny_model_dir
+
+    return tiny_model_dir()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
