@@ -93,8 +93,11 @@ class _Clock(TrainerCallback):
         self.seconds = time.perf_counter() - self.started
 
 
-def packed(model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: float, epochs: int, out: Path) -> dict:
-    """orcac's path: SFTTrainer, packing (best-fit decreasing, padding-free), our labels."""
+def packed(
+    model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: float, epochs: int, out: Path, bf16: bool = False
+) -> dict:
+    """orcac's path: SFTTrainer, packing (best-fit decreasing, padding-free), our labels; with
+    `bf16`, autocast as `orcac train` runs it (bf16 matmuls, fp32 weights and optimizer)."""
     from datasets import Dataset
     from trl import SFTConfig
 
@@ -114,7 +117,8 @@ def packed(model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: f
             packing=True,
             packing_strategy="bfd",
             activation_checkpointing=False,
-            bf16=False,
+            bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),
             logging_steps=10_000,
             save_strategy="no",
             report_to="none",
@@ -153,6 +157,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="naive: examples per step")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest of each path counts")
+    parser.add_argument("--bf16", action="store_true", help="also orcac's packed path in bf16 autocast, beside fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -177,7 +182,7 @@ def main() -> int:
     state = {k: v.clone() for k, v in base.state_dict().items()}
     # Alternate the two paths and keep each one's fastest round: other work on a shared
     # machine then slows both alike instead of whichever happened to run during it.
-    naive_result = packed_result = None
+    naive_result = packed_result = bf16_result = None
     for _ in range(args.rounds):
         base.load_state_dict(state)
         r = naive(base, encoded, batch_size=args.batch_size, lr=lr, epochs=args.epochs, pad_id=tokenizer.pad_token_id)
@@ -187,6 +192,12 @@ def main() -> int:
             r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
                        epochs=args.epochs, out=Path(out))
         packed_result = r if packed_result is None or r["seconds"] < packed_result["seconds"] else packed_result
+        if args.bf16:
+            base.load_state_dict(state)
+            with tempfile.TemporaryDirectory() as out:
+                r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
+                           epochs=args.epochs, out=Path(out), bf16=True)
+            bf16_result = r if bf16_result is None or r["seconds"] < bf16_result["seconds"] else bf16_result
 
     def line(name, r, extra=""):
         pad = 1 - r["tokens"] / r["slots"]
@@ -203,8 +214,15 @@ def main() -> int:
         f"   ({packed_result['packs']} packs; padded layout would be "
         f"{100 * (1 - packed_result['tokens'] / packed_result['slots_if_padded']):.1f}% padding)",
     )
+    if bf16_result is not None:
+        line("orcac packed, bf16 autocast", bf16_result, f"   (final loss {bf16_result['loss']:.3f} vs fp32 {packed_result['loss']:.3f})")
     speedup = (packed_result["tokens"] / packed_result["seconds"]) / (naive_result["tokens"] / naive_result["seconds"])
     print(f"speed-up: {speedup:.2f}x real tokens/s (goal >= 1.5x); padding goal <= 5%")
+    if bf16_result is not None:
+        from orcac.runtime.models import precision
+
+        ratio = (bf16_result["tokens"] / bf16_result["seconds"]) / (packed_result["tokens"] / packed_result["seconds"])
+        print(f"bf16 / fp32: {ratio:.2f}x real tokens/s; precision auto here: {precision.choose('auto')}")
     return 0
 
 
