@@ -17,28 +17,30 @@ import json
 import os
 from pathlib import Path
 
-from orcac import sampling
 from orcac import costs as est
+from orcac import sampling
 from orcac.compiler.check import Facts
-from orcac.specs.diagnostics import Diagnostics
 from orcac.sources.read import render_row, sha256_files
 from orcac.sources.sql import rebase_query
+from orcac.specs import settings
+from orcac.specs.diagnostics import Diagnostics
 from orcac.specs.plan import (
+    SEED_RULE,
+    AdherenceRule,
     CheckRule,
     DemonstrationPlan,
-    SEED_RULE,
-    SamplingPlan,
-    EvalPlan,
     ErasePlan,
-    JudgePlan,
-    JudgedRule,
     Estimate,
+    EvalPlan,
+    JudgedRule,
+    JudgePlan,
     LoraPlan,
     Plan,
+    PortionPlan,
     ProbePlan,
+    SamplingPlan,
     SourcePlan,
     SplitCounts,
-    PortionPlan,
     StagePlan,
     StrategyPlan,
     StudentPlan,
@@ -46,12 +48,9 @@ from orcac.specs.plan import (
     TaskPlan,
     TeacherPlan,
     TrainPlan,
-    AdherenceRule,
     spec_stem,
 )
-from orcac.specs import settings
 from orcac.specs.spec import (
-    StageDecl,
     BestOf,
     EraseDecl,
     EvalDecl,
@@ -59,6 +58,7 @@ from orcac.specs.spec import (
     Named,
     SourceExpr,
     Spec,
+    StageDecl,
     StrategyDecl,
     StudentDecl,
     TaskDecl,
