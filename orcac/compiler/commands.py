@@ -79,22 +79,13 @@ def _plan_one(spec: Path, args) -> int:
     e = compiled.estimate
     cost = "unknown" if e.cost is None else f"${e.cost:.4f}"
     given = f", {_count(e.from_source, 'answer')} from sources" if e.from_source else ""
+    judged = f", up to {_count(e.judge_calls, 'judge call')}" if e.judge_calls else ""
     print(
         f"{out}: {'written' if changed else 'unchanged'}; {_count(len(compiled.tasks), 'task')}, "
-        f"{_count(e.calls, 'teacher call')} ({e.probe_calls} probe){given}, ~{e.prompt_tokens:,} prompt tokens, cost {cost}"
-        + _judge_calls(compiled)
+        f"{_count(e.calls, 'teacher call')} ({e.probe_calls} probe){judged}{given}, ~{e.prompt_tokens:,} prompt tokens, "
+        f"cost {cost}"
     )
     return 0
-
-
-def _judge_calls(plan) -> str:
-    """The judges' share, which the plan's estimate leaves out: at most one call per answer and
-    judge (only answers that pass their task's other checks are judged)."""
-    n = sum(
-        task.counts.train * task.sampling.samples * sum(r.kind == "judged" for r in task.accept)
-        for task in plan.tasks.values()
-    )
-    return f"; and up to {_count(n, 'judge call')} (`orcac build --dry-run` prices them)" if n else ""
 
 
 def _count(n: int, noun: str) -> str:

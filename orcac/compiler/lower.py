@@ -107,7 +107,7 @@ def lower(
             continue
         teacher = teachers[task.teacher.name]
         tasks[task.name] = lower_task(task, source, teacher, strategies, old, judges=judges, teachers=teachers)
-        estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags)
+        estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags, teachers)
 
     if diags:
         return None
@@ -287,6 +287,7 @@ def _total(estimates: dict[str, TaskEstimate]) -> Estimate:
         calls=sum(e.calls for e in estimates.values()),
         probe_calls=sum(e.probe_calls for e in estimates.values()),
         from_source=sum(e.from_source for e in estimates.values()),
+        judge_calls=sum(e.judge_calls for e in estimates.values()),
         prompt_tokens=sum(e.prompt_tokens for e in estimates.values()),
         cost=None if any(c is None for c in costs) else round(sum(costs), 6),
         tasks=estimates,
@@ -350,7 +351,9 @@ def _shown_chars(strategy) -> int:
     return len(strategy.system) + sum(len(d.user) + len(d.assistant) for d in strategy.demonstrations)
 
 
-def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics) -> TaskEstimate:
+def _estimate(
+    task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics, teachers: dict
+) -> TaskEstimate:
     splits = sampling.split_rows(
         len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=plan.counts.probe
     )
@@ -377,11 +380,26 @@ def _estimate(task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teac
     n = plan.sampling.samples  # every sample is a call; the probe asks sample 0 only
     calls = len(train_rows) * n + len(probe_rows) * extra
     prompt_tokens = n * sum(est.tokens(sys_len + user_chars[i]) for i in train_rows) + probe_tokens
+    cost = est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens, batch=teacher.mode == "batch")
+    judge_calls = 0
+    # At most every answer is judged (the main run's and the probe's, one per call), each with
+    # a prompt of the rubric, the task's prompt and an answer of up to the teacher's max_tokens.
+    asked = [user_chars[i] for i in train_rows] * n + [user_chars[i] for i in probe_rows] * extra
+    for rule in plan.accept:
+        if rule.kind != "judged":
+            continue
+        judge = teachers[rule.judge.teacher]
+        tokens = sum(est.tokens(len(rule.judge.rubric) + chars) + teacher.max_tokens for chars in asked)
+        judged = est.cost(judge.model, tokens, len(asked), judge.max_tokens, batch=judge.mode == "batch")
+        cost = None if cost is None or judged is None else round(cost + judged, 6)
+        judge_calls += len(asked)
+        prompt_tokens += tokens
     return TaskEstimate(
         calls=calls,
         probe_calls=probe_calls,
+        judge_calls=judge_calls,
         prompt_tokens=prompt_tokens,
-        cost=est.cost(teacher.model, prompt_tokens, calls, teacher.max_tokens, batch=teacher.mode == "batch"),
+        cost=cost,
     )
 
 

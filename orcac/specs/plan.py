@@ -336,25 +336,33 @@ class EvalPlan(PlanModel):
 FROM_SOURCE = "train rows whose answer comes from the source: checked and erased, no teacher call"
 
 
+JUDGE_CALLS = (
+    "judge calls at most: one per teacher answer and judge (only answers that pass the task's "
+    "other checks are judged); their cost is in `cost`"
+)
+
+
 class TaskEstimate(PlanModel):
     calls: int  # teacher calls: train rows, plus probe rows once per extra candidate
     probe_calls: int
     from_source: int = Field(0, description=FROM_SOURCE)
+    judge_calls: int = Field(0, description=JUDGE_CALLS)
     prompt_tokens: int  # approximate: characters / 4 over the rendered messages
-    cost: float | None  # USD, where litellm knows the teacher's price; None otherwise
+    cost: float | None  # USD, where litellm knows the teacher's (and judges') price; None otherwise
 
-    WRITTEN_WHEN_SET = ("from_source",)
+    WRITTEN_WHEN_SET = ("from_source", "judge_calls")
 
 
 class Estimate(PlanModel):
     calls: int
     probe_calls: int
     from_source: int = Field(0, description=FROM_SOURCE)
+    judge_calls: int = Field(0, description=JUDGE_CALLS)
     prompt_tokens: int
     cost: float | None
     tasks: dict[str, TaskEstimate]
 
-    WRITTEN_WHEN_SET = ("from_source",)
+    WRITTEN_WHEN_SET = ("from_source", "judge_calls")
 
 
 def spec_stem(spec: str) -> str:

@@ -221,3 +221,14 @@ def test_a_bad_portion_is_one_diagnostic(tmp_path, written, message):
     )
     found = [d.message for d in check_spec(spec)]
     assert any(message in m for m in found), found
+
+
+def test_judge_calls_are_in_the_plans_estimate_at_most_one_per_answer():
+    plan = compile_spec(ROOT / "tests" / "golden" / "orca" / "judged.orca", ROOT / "tests" / "golden" / "plan" / "judged.plan.yaml")
+    for name, task in plan.tasks.items():
+        e = plan.estimate.tasks[name]
+        judges = sum(r.kind == "judged" for r in task.accept)
+        assert e.judge_calls == judges * e.calls and (judges == 0) == (e.judge_calls == 0), name
+    assert plan.estimate.judge_calls == sum(e.judge_calls for e in plan.estimate.tasks.values()) > 0
+    without = compile_spec(ROOT / "tests" / "golden" / "orca" / "full.orca", ROOT / "tests" / "golden" / "plan" / "full.plan.yaml")
+    assert "judge_calls" not in dump_plan(without)  # written only when there are some
