@@ -76,13 +76,13 @@ def main() -> None:
     import torch
 
     from orcac.runtime.models import loading as hf_models, precision
-    from orcac.runtime.teachers import local_model as local_provider
+    from orcac.runtime.models.generation import stop_ids
 
     print(f"precision auto here: {precision.choose('auto')}; torch threads {torch.get_num_threads()}")
     model, tokenizer = hf_models.load_causal_lm(args.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    eos = local_provider._eos_ids(model, tokenizer)
+    eos = stop_ids(model, tokenizer)
     ids = prompts(tokenizer, args.requests)
     print(f"{args.requests} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, batch {args.batch}, "
           f"up to {args.max_tokens} new tokens, greedy")
