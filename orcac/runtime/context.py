@@ -54,14 +54,6 @@ class RunContext:
         """The plan's identity in runs, train_runs, eval_runs and a trained model's plan.sha256."""
         return plan_sha256(self.plan)
 
-    @property
-    def spec(self) -> Path:
-        """The spec the plan was compiled from (it may be gone: a plan is enough to run)."""
-        return self.root / self.plan.spec
-
-    def resolve(self, relative: str) -> Path:
-        return self.root / relative
-
     def with_plan(self, plan: Plan) -> RunContext:
         """The same files with a newer plan (after a probe decided a strategy)."""
         return dataclasses.replace(self, plan=plan)

@@ -177,12 +177,17 @@ def test_unknown_model_and_unknown_provider_stop_the_run():
         assert "docs.litellm.ai" in caught.value.hint
 
 
-def test_unreachable_host_stops_after_retries():
+def _closed_port() -> int:
+    """A loopback port nobody listens on: bound for a moment, then let go."""
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_unreachable_host_stops_after_retries():
+    port = _closed_port()
     plan = TeacherPlan(
         name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
         api_key_env="LOOPBACK_KEY", max_retries=1,
@@ -311,11 +316,7 @@ def test_one_job_whose_connection_always_drops_fails_alone():
 
 
 def test_a_teacher_that_fails_everything_stops_after_a_few_jobs_not_all():
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _closed_port()
     plan = TeacherPlan(
         name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
         api_key_env="LOOPBACK_KEY", max_retries=0, concurrency=1,
