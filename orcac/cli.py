@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="compile a spec into its plan file")
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec)")
+    p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec; - for stdout)")
     p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
 
     p = sub.add_parser("schema", help="print the JSON Schema of plan files")

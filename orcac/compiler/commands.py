@@ -44,24 +44,33 @@ def check(args) -> int:
 def plan(args) -> int:
     if args.output and len(args.specs) > 1:
         raise OrcacError("-o names one plan file, but several specs were given", hint="give one SPEC with -o")
+    if args.output == "-" and args.check:
+        raise OrcacError("--check compares with a plan file, but -o - writes to stdout", hint="drop -o - or --check")
     # Several specs (a pre-commit hook passes every changed .orca file): the worst status wins.
     return max(_plan_one(Path(spec), args) for spec in args.specs)
 
 
 def _plan_one(spec: Path, args) -> int:
-    out = Path(args.output) if args.output else plan_path_for(spec)
+    to_stdout = args.output == "-"
+    # Paths in a plan are relative to the plan file; on stdout, to where `orcac plan` would write it.
+    out = Path(args.output) if args.output and not to_stdout else plan_path_for(spec)
     warnings: list = []
     compiled = compile_spec(spec, out, warnings=warnings)
     if warnings:
         print(render(warnings, {}), file=sys.stderr)
     text = dump_plan(compiled)
+    if to_stdout:
+        sys.stdout.write(text)
+        return 0
+    if not compiled.tasks and not out.is_file():
+        # A file of shared declarations (others import it): a plan of nothing would only be noise
+        # in review. --check says the same, so a pre-commit hook and `orcac plan` agree.
+        print(f"{spec}: no tasks, so no plan: a file other specs import")
+        return 0
     if args.check:
         old = out.read_text(encoding="utf-8") if out.is_file() else None
         if old == text:
             print(f"{out}: up to date")
-            return 0
-        if old is None and not compiled.tasks:
-            print(f"{spec}: no tasks, so no plan: a file other specs import")
             return 0
         if old is None:
             print(f"{out}: missing; write it with: orcac plan {spec}", file=sys.stderr)

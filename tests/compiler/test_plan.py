@@ -80,6 +80,24 @@ def test_plan_check_reports_stale_plans(project):
     assert "-    system: Be brief." in out and "+    system: Be very brief." in out
 
 
+def test_a_file_with_no_tasks_gets_no_plan_from_plan_or_check(project):
+    shared = project / "lib" / "shared.orca"
+    for args in (("plan",), ("plan", "--check")):
+        code, out, err = run_cli(*args, str(shared))
+        assert (code, err) == (0, "") and "no tasks, so no plan" in out
+    assert not plan_path_for(shared).exists()
+
+
+def test_plan_to_stdout_writes_the_plan_and_no_file(project):
+    spec = project / "minimal.orca"
+    code, out, err = run_cli("plan", "-o", "-", str(spec))
+    assert code == 0 and err == ""
+    assert out == dump_plan(compile_spec(spec))
+    assert not (project / "-").exists() and not plan_path_for(spec).exists()
+    code, out, err = run_cli("plan", "-o", "-", "--check", str(spec))
+    assert code == 1 and "-o - writes to stdout" in err
+
+
 def test_one_changed_sentence_is_one_changed_line_per_place(project):
     spec = project / "lib" / "shared.orca"
     before = dump_plan(compile_spec(project / "full.orca")).splitlines()
