@@ -5,16 +5,23 @@
 - `clock`: a fake clock, for code that sleeps, to install on the module under test (tests/support/clock.py).
 
 Plans built by hand are in tests/support/plans.py, database reads in tests/support/db.py.
+
+The model cache (dequantised GGUF models, orcac.runtime.models.loading) is the tests' own,
+beside the tiny model, so a test run never writes to the user's ~/.cache.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.support import retries
 from tests.support.clock import FakeClock
+from tests.support.tiny_model import cache_root
+
+os.environ.setdefault("ORCAC_CACHE_DIR", str(cache_root() / "orcac-model-cache"))
 
 
 @pytest.fixture

