@@ -100,17 +100,16 @@ def decode(
     finish: list[str | None] = [None] * n
     alive = list(range(n))  # original row of each batch row
     cache = DynamicCache()
-    cache_arg = _cache_argument(model)
+    extra = _forward_arguments(model, cache)
     step_ids, step_positions = ids, positions
     with torch.inference_mode():
         if shared:
             prefix = torch.tensor([list(prompts[0])[:shared]], dtype=torch.long, device=device)
-            model(input_ids=prefix, use_cache=True, **{cache_arg: cache})
+            model(input_ids=prefix, use_cache=True, **extra)
             cache.batch_repeat_interleave(n)
         while alive:
             logits = model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
-                use_cache=True, **{cache_arg: cache},
+                input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True, **extra
             ).logits[:, -1, :].float()
             if sampled:
                 next_tokens = _sample(logits, temperature, top_p, [generators[r] for r in alive])
@@ -166,11 +165,19 @@ def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
     return n if n >= MIN_SHARED else 0
 
 
-def _cache_argument(model) -> str:
-    """transformers 5.2x names the cache argument `cache` (`past_key_values` is deprecated there)."""
+def _forward_arguments(model, cache) -> dict:
+    """The cache, under the name this transformers gives it (5.2x: `cache`; `past_key_values` is
+    deprecated there), and `logits_to_keep=1` where the model takes it: only the last position's
+    logits are used, and a prefill of 64 rows x 100 tokens would otherwise project every position
+    onto the whole vocabulary (49,152 x 576 for SmolLM2: most of a prefill's work, and 1.2 GB of
+    fp32 logits)."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    parameters = inspect.signature(model.forward).parameters
+    arguments = {"cache" if "cache" in parameters else "past_key_values": cache}
+    if "logits_to_keep" in parameters:
+        arguments["logits_to_keep"] = 1
+    return arguments
 
 
 def _sample(logits, temperature: float, top_p: float | None, generators) -> "torch.Tensor":  # noqa: F821
