@@ -94,10 +94,13 @@ class _Clock(TrainerCallback):
 
 
 def packed(
-    model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: float, epochs: int, out: Path, bf16: bool = False
+    model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: float, epochs: int, out: Path,
+    bf16: bool = False, head_everywhere: bool = False,
 ) -> dict:
     """orcac's path: SFTTrainer, packing (best-fit decreasing, padding-free), our labels; with
-    `bf16`, autocast as `orcac train` runs it (bf16 matmuls, fp32 weights and optimizer)."""
+    `bf16`, autocast as `orcac train` runs it (bf16 matmuls, fp32 weights and optimizer); with
+    `head_everywhere`, the model's own loss (the vocabulary head over every token) instead of
+    orcac's (the head over the labelled positions only, runtime/train/loss.py)."""
     from datasets import Dataset
     from trl import SFTConfig
 
@@ -128,6 +131,12 @@ def packed(
         ),
         callbacks=[clock],
     )
+    if head_everywhere:
+        import types
+
+        from transformers import Trainer
+
+        trainer.compute_loss = types.MethodType(Trainer.compute_loss, trainer)
     packs = trainer.train_dataset
     real = sum(len(x) for x in packs["input_ids"]) * epochs
     # Padding-free: a batch is the packs laid end to end, so the only slots are real tokens.
@@ -182,7 +191,7 @@ def main() -> int:
     state = {k: v.clone() for k, v in base.state_dict().items()}
     # Alternate the two paths and keep each one's fastest round: other work on a shared
     # machine then slows both alike instead of whichever happened to run during it.
-    naive_result = packed_result = bf16_result = None
+    naive_result = packed_result = bf16_result = everywhere_result = None
     for _ in range(args.rounds):
         base.load_state_dict(state)
         r = naive(base, encoded, batch_size=args.batch_size, lr=lr, epochs=args.epochs, pad_id=tokenizer.pad_token_id)
@@ -192,6 +201,11 @@ def main() -> int:
             r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
                        epochs=args.epochs, out=Path(out))
         packed_result = r if packed_result is None or r["seconds"] < packed_result["seconds"] else packed_result
+        base.load_state_dict(state)
+        with tempfile.TemporaryDirectory() as out:
+            r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
+                       epochs=args.epochs, out=Path(out), head_everywhere=True)
+        everywhere_result = r if everywhere_result is None or r["seconds"] < everywhere_result["seconds"] else everywhere_result
         if args.bf16:
             base.load_state_dict(state)
             with tempfile.TemporaryDirectory() as out:
@@ -214,10 +228,17 @@ def main() -> int:
         f"   ({packed_result['packs']} packs; padded layout would be "
         f"{100 * (1 - packed_result['tokens'] / packed_result['slots_if_padded']):.1f}% padding)",
     )
+    line(
+        "packed, head on every token",
+        everywhere_result,
+        f"   (final loss {everywhere_result['loss']:.3f} vs answer-only head {packed_result['loss']:.3f})",
+    )
     if bf16_result is not None:
         line("orcac packed, bf16 autocast", bf16_result, f"   (final loss {bf16_result['loss']:.3f} vs fp32 {packed_result['loss']:.3f})")
     speedup = (packed_result["tokens"] / packed_result["seconds"]) / (naive_result["tokens"] / naive_result["seconds"])
     print(f"speed-up: {speedup:.2f}x real tokens/s (goal >= 1.5x); padding goal <= 5%")
+    head = (packed_result["tokens"] / packed_result["seconds"]) / (everywhere_result["tokens"] / everywhere_result["seconds"])
+    print(f"head on answer tokens only / on every token: {head:.2f}x real tokens/s")
     if bf16_result is not None:
         from orcac.runtime.models import precision
 

@@ -15,7 +15,9 @@ What a step holds beyond what is already resident:
                 plus one layer's worth while it is recomputed
   logits        tokens x vocabulary, three fp32 copies (the logits, their float upcast for the
                 loss, and the gradient of the log-softmax): for a packed batch of 4 x 4096
-                tokens over SmolLM2's 49,152-entry vocabulary that alone is 9.0 GiB
+                tokens over SmolLM2's 49,152-entry vocabulary that alone is 9.0 GiB. The head
+                runs only on labelled positions (train/loss.py), so with short answers it is
+                far less; the estimate assumes every token labelled, and so errs high
 
 The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
