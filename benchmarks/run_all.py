@@ -71,6 +71,7 @@ BENCHES = (
     Bench("bench_train.py", ("--examples", "32", "--max-length", "256", "--hidden", "64", "--layers", "2",
                              "--rounds", "1"), (
         Ratio("packed / naive padded, real tokens/s", r"^speed-up: ([\d.]+)x", ">= 1.5"),
+        Ratio("rows + answer head / one row + full head", r"^one pack a row, answer-only head / one row, head everywhere: ([\d.]+)x", "> 1"),
     )),
     Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
         Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),

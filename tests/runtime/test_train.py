@@ -63,14 +63,20 @@ def test_labels_mask_system_and_user_on_a_packed_batch(tiny, records, tmp_path):
     trainer = train.stage_trainer(model, tokenizer, stage, 1, records, plan=plan, stage_dir=tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))
 
-    ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
-    assert "attention_mask" not in batch  # padding-free: the block mask comes from position_ids
-    starts = (positions == 0).nonzero().flatten().tolist() + [len(ids)]
-    assert len(starts) - 1 > 2, "the batch should hold several packed examples"
+    assert "attention_mask" not in batch  # the block mask comes from position_ids
+    assert batch["input_ids"].shape[0] > 1  # one pack a row (runtime/train/batches.py)
+    segments = []
+    for ids, labels, positions in zip(batch["input_ids"], batch["labels"], batch["position_ids"]):
+        real = len(ids)
+        while real and positions[real - 1] == 0:  # right padding: position 0, label -100
+            assert labels[real - 1] == -100
+            real -= 1
+        starts = (positions[:real] == 0).nonzero().flatten().tolist() + [real]
+        segments += [(ids[a:b].tolist(), labels[a:b].tolist()) for a, b in zip(starts, starts[1:])]
+    assert len(segments) > 2, "the batch should hold several packed examples"
     im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
     assistant_header = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
-    for a, b in zip(starts, starts[1:]):
-        seg_ids, seg_labels = ids[a:b].tolist(), labels[a:b].tolist()
+    for seg_ids, seg_labels in segments:
         # Find where the assistant's turn opens: everything up to its header is system/user.
         for k in range(len(seg_ids)):
             if seg_ids[k : k + len(assistant_header)] == assistant_header:

@@ -15,11 +15,12 @@ Multi-GPU: the same command runs unchanged under `torchrun --nproc-per-node N -m
 train spec.orca` or `accelerate launch -m orcac.cli train spec.orca`; the Trainer reads the
 process group from the environment, and only the main process writes files and DuckDB rows.
 
-Packing puts several examples in one row without a padding token between them. Each keeps
-its own position ids (0, 1, ...) and there is no attention mask, from which transformers
+Packing puts several examples in one row (a pack) without a padding token between them. Each
+keeps its own position ids (0, 1, ...) and there is no attention mask, from which transformers
 builds a block-diagonal causal mask for the sdpa, eager and flash kernels, so no example
-attends to another. `isolation_check` verifies that on the loaded student before training and
-says so in the log when it does not hold.
+attends to another; each pack is a row of its own in the batch (train/batches.py: laid end to
+end, attention would cost the square of the whole batch). `isolation_check` verifies that on
+the loaded student before training and says so in the log when it does not hold.
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         fp16=False,
         max_length=tp.max_length,
         packing=tp.packing,
-        packing_strategy="bfd",  # best-fit decreasing: whole examples, isolated (padding-free)
+        packing_strategy="bfd",  # best-fit decreasing: whole examples, isolated; one pack a row (batches.py)
         activation_checkpointing=False,  # TRL turns it on by default; it costs a third more compute
         logging_steps=1,
         include_num_input_tokens_seen="all",
@@ -316,6 +317,7 @@ def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config
     """
     from trl import SFTTrainer
 
+    from orcac.runtime.train import batches
     from orcac.runtime.train.loss import answer_loss
 
     class OrcacTrainer(SFTTrainer):
@@ -330,7 +332,7 @@ def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config
                 result = (result[0] * scale, result[1]) if return_outputs else result * scale
             return result
 
-    return OrcacTrainer(
+    trainer = OrcacTrainer(
         model=model,
         args=config,
         train_dataset=dataset,
@@ -338,6 +340,10 @@ def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config
         callbacks=list(callbacks),
         peft_config=peft_config,
     )
+    if config.packing and not batches.uses_varlen_attention(trainer.model):
+        # TRL takes no collator of ours with bfd packing (it insists on padding-free), so swap it in
+        trainer.data_collator = batches.pack_rows_collator(tokenizer.pad_token_id)
+    return trainer
 
 
 def encode_records(tokenizer, plan, rows, max_length):
