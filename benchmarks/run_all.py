@@ -10,10 +10,11 @@ change to sys.path.
 
 Each script runs as its own process with smaller inputs (the arguments below); the ratios it
 prints are read from its output by the patterns beside them, so a script that stops printing
-one fails here instead of leaving a blank. Quick mode never loads the 135M demo model: the
-local-teacher benchmark runs on the tests' tiny random Llama (tests/support/tiny_model.py),
-whose batching speed-up is the same mechanism at a smaller size. Quick numbers are a smoke
-test of each benchmark and a rough ratio; BENCHMARKS.md holds the full runs.
+one fails here instead of leaving a blank. Quick mode loads the 135M demo model only in
+bench_generation and bench_loading: the local-teacher benchmark runs on the tests' tiny random
+Llama (tests/support/tiny_model.py), whose batching speed-up is the same mechanism at a smaller
+size. Quick numbers are a smoke test of each benchmark and a rough ratio; BENCHMARKS.md holds
+the full runs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ BENCHES = (
     )),
     Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
         Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),
+    )),
+    Bench("bench_loading.py", ("--rounds", "1"), (
+        Ratio("load from GGUF / from the model cache (135M)", r"^GGUF / cache: ([\d.]+)x", "> 10"),
     )),
     Bench("bench_adaptive.py", ("--jobs", "600", "--repeat", "1"), (
         Ratio("adaptive goodput, requests/s", r"^adaptive\s+[\d.]+\s+([\d,]+)", "> fixed"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orcac.runtime.train.batches import pack_rows_collator, uses_varlen_attention
+from orcac.runtime.train.batches import pack_rows_collator, real_tokens, uses_varlen_attention
 from orcac.runtime.train.loss import IGNORE, answer_loss
 
 
@@ -25,6 +25,7 @@ def test_each_pack_is_a_row_with_its_own_positions_and_no_mask():
     assert batch["input_ids"].shape == (2, 7)
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3], [0, 1, 2, 3, 4, 0, 0]]
     assert batch["labels"][1, 5:].tolist() == [IGNORE, IGNORE]  # padding is never a target
+    assert real_tokens(batch["position_ids"]) == 3 + 4 + 5
 
 
 def test_rows_of_packs_give_the_loss_of_every_example_alone(tiny):

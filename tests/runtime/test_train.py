@@ -448,3 +448,15 @@ def test_a_stage_takes_its_tasks_portions_by_the_train_seed(records, tmp_path):
         f"stage reason: add {counts['add']} of {built['add']} (50%), mul 3 of {built['mul']} (at most 3); "
         f"{counts['add'] + 3} examples"
     )
+
+
+def test_step_tokens_count_the_examples_and_not_the_padding(full_run, tiny, records):
+    """train_steps.tokens: every example's tokens once per epoch, none of the one-pack rows' padding."""
+    root, db, plan = full_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer)
+    for index, stage in enumerate(plan.train.stages):
+        stage_rows = [r for r in records if r["task"] in stage.tasks]
+        encoded = train.encode_records(tokenizer, plan, stage_rows, plan.train.max_length)
+        (seen,), = rows(db, "SELECT sum(tokens) FROM train_steps WHERE stage_index = ?", [index])
+        assert seen == sum(len(e.input_ids) for e in encoded) * stage.epochs, stage.name

@@ -34,3 +34,14 @@ def pack_rows_collator(pad_token_id: int):
             return batch
 
     return PackRows(pad_token_id=pad_token_id, padding_free=False, return_position_ids=True)
+
+
+def real_tokens(position_ids) -> int:
+    """The tokens of the examples in a batch of pack rows, without the right padding (a row's
+    trailing run of position 0: an example's last token never has position 0)."""
+    import torch
+
+    inside = position_ids != 0
+    width = inside.size(1)
+    lengths = torch.where(inside.any(dim=1), width - inside.flip(1).int().argmax(dim=1), 0)
+    return int(lengths.sum())

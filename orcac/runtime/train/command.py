@@ -332,6 +332,18 @@ def make_trainer(model, tokenizer, dataset, config, *, callbacks=(), peft_config
                 result = (result[0] * scale, result[1]) if return_outputs else result * scale
             return result
 
+        def _track_num_input_tokens(self, inputs):
+            # train_steps.tokens and the step lines count the examples' tokens, not the padding
+            # of one-pack rows (transformers' "non_padding" would also drop every <|im_end|>,
+            # which is the pad token)
+            positions = inputs.get("position_ids")
+            if positions is None or "attention_mask" in inputs or positions.dim() != 2:
+                return super()._track_num_input_tokens(inputs)
+            import torch
+
+            seen = torch.as_tensor(batches.real_tokens(positions), device=self.args.device, dtype=torch.int64)
+            self.state.num_input_tokens_seen += self.accelerator.gather(seen).sum().item()
+
     trainer = OrcacTrainer(
         model=model,
         args=config,
