@@ -10,7 +10,9 @@ import argparse
 import functools
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from orcac import __version__
 from orcac.errors import OrcacError, printable
@@ -134,8 +136,31 @@ def run_context(spec: str, db: str | None = None):
     return RunContext.of(loaded.plan, loaded.path, db=db, recompile=compiler.compile_spec)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a CI runner or a scheduler stopping the job), handled as Ctrl-C
+    is: the command stops where it is, saves what is finished, and marks its run interrupted.
+    Python's default for SIGTERM is to die on the spot, which left a train run 'running'."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices online
+    # Not when embedded in a program that handles SIGTERM itself, nor off the main thread
+    # (where Python allows no signal handlers).
+    handle = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if handle:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv)
+    finally:
+        if handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     module_name, function_name = COMMANDS[args.command].split(":")
     try:
@@ -146,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except OrcacError as error:
         print(error.render(), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("interrupted: everything finished so far is saved; run the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130  # 128 + the signal, as shells report it
     except BrokenPipeError:
         return 1
     except Exception as error:  # a bug in orcac, not in the user's input

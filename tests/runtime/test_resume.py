@@ -124,3 +124,36 @@ def test_answers_wait_for_the_database_about_as_long_as_one_round_in_flight(tmp_
     # 32 (flush_every for 8 in flight), plus what arrives while a write runs (0.3 s on a loaded
     # machine: 48). With the old bounds (1,000 answers or 1 s) about 160 waited.
     assert max(waiting) <= 32 + 0.3 * 8 / 0.05
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_build_as_ctrl_c_does_and_the_rerun_asks_only_the_rest(tmp_path):
+    """`kill` (SIGTERM), as `timeout`, CI runners and schedulers stop a job: one line, exit 143,
+    the run marked interrupted, the answers so far kept; Python's default was to die on the spot."""
+    with Loopback(arith_answer, latency=0.05) as server:
+        teacher = TeacherPlan(
+            name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY", concurrency=8
+        )
+        plan = make_plan(tmp_path, n=200, holdout=0.0, teacher=teacher)
+        path = write_plan(tmp_path, plan)
+        db = tmp_path / "build.duckdb"
+        proc = _start(path, db)
+        deadline = time.monotonic() + 60
+        while server.stats()["requests"] < 60 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        text = err.decode()
+        assert proc.returncode == 143, text
+        assert "Traceback" not in text
+        assert text.strip().splitlines()[-1].startswith("interrupted: everything finished so far is saved")
+        assert [r[0] for r in rows(db, "SELECT status FROM runs")] == ["interrupted"]
+        answered = rows(db, "SELECT count(*) FROM responses")[0][0]
+        assert 0 < answered < 200
+        asked = server.stats()["requests"]
+        done = _start(path, db)
+        out, err = done.communicate(timeout=300)
+        assert done.returncode == 0, err.decode()
+        assert server.stats()["requests"] - asked == 200 - answered  # nothing answered is asked again
+        assert len(_records(db)) == plan.tasks["arith"].counts.train
