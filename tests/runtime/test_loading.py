@@ -47,6 +47,20 @@ def test_the_demo_model_is_dequantised_once_then_read_back_the_same(cache):
     assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (cached_tokenizer.eos_token_id, cached_tokenizer.pad_token_id)
 
 
+@pytest.mark.slow
+def test_a_damaged_copy_is_made_again_with_one_note(cache, capsys):
+    loading.load_causal_lm(DEMO)
+    weights = loading._copy_dir(loading.resolve(DEMO)) / "model.safetensors"
+    whole = weights.stat().st_size
+    with open(weights, "r+b") as f:  # cut short, as a full disk leaves it
+        f.truncate(whole // 2)
+    capsys.readouterr()
+    model, _ = loading.load_causal_lm(DEMO)
+    err = capsys.readouterr().err
+    assert "did not load" in err and "dequantising the GGUF file again" in err
+    assert weights.stat().st_size == whole and model.dtype == torch.float32
+
+
 def test_a_kept_copy_is_found_and_a_partial_one_is_not(cache, fake_gguf, tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

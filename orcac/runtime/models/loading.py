@@ -73,9 +73,12 @@ def resolve(model: str, root: Path | None = None) -> ModelLocation:
 
 
 def load_tokenizer(model: str, root: Path | None = None):
+    return _tokenizer_at(model, _cached_copy(resolve(model, root)))
+
+
+def _tokenizer_at(model: str, where: ModelLocation):
     from transformers import AutoTokenizer
 
-    where = _cached_copy(resolve(model, root))
     try:
         return AutoTokenizer.from_pretrained(
             where.name_or_path, gguf_file=where.gguf_file, local_files_only=True
@@ -90,11 +93,23 @@ def load_tokenizer(model: str, root: Path | None = None):
 def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
     """(model, tokenizer) in eval mode. GGUF weights are dequantised by transformers once and
     kept in the model cache (see the module's docstring)."""
+    original = resolve(model, root)
+    where = _cached_copy(original)
+    if where != original:
+        try:
+            return _load(model, where, dtype)
+        except Exception as error:  # our own copy, damaged (a full disk, a file cut short): make it again
+            print(f"note: the cached copy of {model} in {where.name_or_path} did not load "
+                  f"({_first_line(error)}); dequantising the GGUF file again", file=sys.stderr)
+            shutil.rmtree(where.name_or_path, ignore_errors=True)
+    return _load(model, original, dtype)
+
+
+def _load(model: str, where: ModelLocation, dtype):
     import torch
     from transformers import AutoModelForCausalLM
 
-    where = _cached_copy(resolve(model, root))
-    tokenizer = load_tokenizer(model, root)
+    tokenizer = _tokenizer_at(model, where)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # orcac's commands report their own progress
