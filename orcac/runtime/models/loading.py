@@ -125,14 +125,14 @@ def _load(model: str, where: ModelLocation, dtype):
             hint="use local/<name>, a local directory or .gguf file, or a hub id already in the cache",
         ) from None
     if where.gguf_file:
-        forget_gguf(lm)
+        _forget_gguf(lm)
         if lm.dtype == torch.float32:  # the cache holds the full-precision weights only
             _keep_copy(where, lm, tokenizer)
     lm.eval()
     return lm, tokenizer
 
 
-def forget_gguf(model) -> None:
+def _forget_gguf(model) -> None:
     """A GGUF model is fully dequantised on load, but transformers still flags it as quantized
     and then refuses to train or save it: drop the flags (the weights are plain floats)."""
     quantizer = getattr(model, "hf_quantizer", None)

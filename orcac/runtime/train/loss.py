@@ -16,7 +16,7 @@ gradient accumulation) or, without it, their mean (benchmarks/bench_train.py, BE
 
 from __future__ import annotations
 
-IGNORE = -100  # the label of a token the loss skips (prompt, padding, a packed row's first token)
+from orcac.runtime.models.chat_format import IGNORE  # the label of a token the loss skips
 
 
 def answer_loss(model, inputs: dict, num_items_in_batch=None, *, return_outputs: bool = False):
