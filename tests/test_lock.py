@@ -69,3 +69,16 @@ def test_the_venv_has_exactly_the_locked_versions():
         name, _, version = line.partition("==")
         installed[canonical(name)] = version
     assert installed == locked()
+
+
+@pytest.mark.xdist_group("lock")
+def test_loadgroup_still_groups(request: pytest.FixtureRequest):
+    """`make test` runs `--dist loadgroup` so that a group's tests share one worker (one `npm ci`,
+    one loopback server). pytest 9.2 with pytest-xdist 3.8 dropped the group silently
+    (pytest-xdist#1386): under loadgroup every grouped test's node id must carry its group."""
+    if not request.config.getoption("loadgroup", False):
+        pytest.skip("not run with --dist loadgroup")
+    assert request.node.nodeid.endswith("@lock"), (
+        f"{request.node.nodeid}: --dist loadgroup no longer groups tests; pin pytest below the "
+        "version that broke it in pyproject.toml, then `make lock`"
+    )

@@ -4,6 +4,7 @@ package-lock.json (`npm ci`); without node and npm, or without the registry, the
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
@@ -35,17 +36,22 @@ def npm_tools() -> Path:
         pytest.skip("node and npm are not installed; the editor extension's tests need them (apt-get install nodejs npm)")
     lock = hashlib.sha256((EXTENSION / "package-lock.json").read_bytes()).hexdigest()
     stamp = EXTENSION / "node_modules" / ".orcac-lock-sha256"
-    if not (stamp.is_file() and stamp.read_text() == lock):
-        # --ignore-scripts: no install script of any dependency runs on this machine
-        done = subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=EXTENSION, capture_output=True, text=True, timeout=900
-        )
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            if _OFFLINE.search(done.stderr):
-                pytest.skip(f"npm cannot reach its registry: {last}")
-            pytest.fail(f"npm ci failed in {EXTENSION}:\n{done.stderr[-3000:]}")
-        stamp.write_text(lock)
+    # One installer at a time, whatever the xdist distribution: `npm ci` first deletes
+    # node_modules, so a second worker's install (or a test reading a half-installed tree)
+    # fails with ENOTEMPTY, ENOTDIR or an unparsable file.
+    with open(ROOT / ".pytest-npm.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not (stamp.is_file() and stamp.read_text() == lock):
+            # --ignore-scripts: no install script of any dependency runs on this machine
+            done = subprocess.run(
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=EXTENSION, capture_output=True, text=True, timeout=900
+            )
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                if _OFFLINE.search(done.stderr):
+                    pytest.skip(f"npm cannot reach its registry: {last}")
+                pytest.fail(f"npm ci failed in {EXTENSION}:\n{done.stderr[-3000:]}")
+            stamp.write_text(lock)
     return EXTENSION / "node_modules" / ".bin"
 
 
@@ -92,13 +98,6 @@ def test_invalid_tokens_are_reported(npm_tools: Path, tmp_path: Path):
 def test_extension_packages_with_vsce(npm_tools: Path, tmp_path: Path):
     vsix = tmp_path / "orcac.vsix"
     done = run([npm_tools / "vsce", "package", "--allow-missing-repository", "-o", vsix])
-    if done.returncode != 0 and "SyntaxError" in done.stderr and "node_modules" in done.stderr:
-        # Seen once in 3 fresh-clone runs: a dependency's file read back unparsable right after
-        # `npm ci` (the same file parsed fine afterwards). An install fault, not vsce's: install
-        # again from the lock and package once more; any other failure fails the test at once.
-        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=EXTENSION,
-                       capture_output=True, text=True, timeout=900, check=True)
-        done = run([npm_tools / "vsce", "package", "--allow-missing-repository", "-o", vsix])
     assert done.returncode == 0, done.stdout + done.stderr
     names = set(zipfile.ZipFile(vsix).namelist())
     for name in ("package.json", "extension.js", "language-configuration.json", "syntaxes/orca.tmLanguage.json"):
