@@ -380,3 +380,56 @@ def test_a_json_score_is_read_from_the_last_object_with_one():
     assert read_score(judge, '{"score": true}').problem == "no score: the judge's answer has no JSON object with a numeric 'score'"
     assert read_score(judge, "Score: 8").value is None
     assert "cut off" in read_score(judge, '{"score": ', "length").problem
+
+
+# Planted in one judge's reasoning: text from outside, which the report must show as text.
+PAYLOAD = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned', 'judge')\">"
+
+
+@pytest.mark.slow
+def test_the_report_shows_each_judges_scores_and_reasoning(tmp_path):
+    from orcac.runtime.report import command as report
+    from orcac.runtime.store.database import Store
+    from tests.support import browser
+
+    def planted(body: dict) -> str:
+        text = respond(body)
+        return f"{PAYLOAD}\nScore: 9" if body.get("model") == "judge" and "What is 5 plus" in key_of(body) else text
+
+    with Loopback(planted) as server:
+        spec = write_spec(tmp_path, server)
+        assert _orcac("build", str(spec), "--no-progress") == 0
+    db = tmp_path / ".orca" / "judged.duckdb"
+    with Store.open(db, read_only=True) as store:
+        data = report.gather(cli.run_context(str(spec)).plan, store)
+    (task,) = data["tasks"]
+    assert {r["reason"]: r["count"] for r in task["rejected"]} == {  # by threshold, not one line per score
+        "judged(helpful): below 7": 4, "judged(helpful): no score: the judge's answer has no 'Score: N' line": 1}
+    (judge,) = data["judges"]
+    # rows 0, 3, 6, 9 terse (4), row 7 no score, the other seven explained (9)
+    assert (judge["task"], judge["judge"], judge["teacher"], judge["threshold"]) == ("sums", "helpful", "referee", 7)
+    assert (judge["judged"], judge["kept"], judge["below"], judge["unreadable"]) == (12, 7, 4, 1)
+    assert judge["mean"] == pytest.approx((7 * 9 + 4 * 4) / 11)
+    assert [b["count"] for b in judge["spread"]["bars"]] == [0, 0, 0, 4, 0, 0, 0, 0, 7, 0]
+    assert [b["kept"] for b in judge["spread"]["bars"]] == [False] * 6 + [True] * 4
+    assert (judge["calls"], judge["failed"]) == (12, 0)
+    cards = {a["row_index"]: a["judgements"] for a in data["records"]["answers"]}
+    assert cards[3] == [{"judge": "helpful", "score": 4.0, "reasoning": "It gives no reason.", "accepted": False,
+                         "reason": "score 4 below 7"}]
+    assert cards[7][0]["score"] is None and cards[5][0]["reasoning"] == PAYLOAD
+
+    assert _orcac("report", str(spec)) == 0
+    page = db.with_name("judged.report.html")
+    assert "<img src=x" not in page.read_text()
+    browser.require()
+    loaded = browser.load(page, tmp_path)
+    assert loaded.console == [], loaded.console
+    row = re.search(r'<tr data-task="sums" data-judge="helpful">(.*?)</tr>', loaded.dom, re.S).group(1)
+    assert re.search(r'class="judged">12<', row) and re.search(r'class="kept ok">7<', row)
+    assert re.search(r'class="below bad">4<', row) and re.search(r'class="unreadable bad">1<', row)
+    assert re.search(r'class="mean">7\.18<', row) and "<title>score 9: 7</title>" in row
+    assert "judged by helpful: score 4 below 7" in loaded.dom and "judged by helpful: score 9, kept" in loaded.dom
+    assert "judged by helpful: no score: the judge's answer has no 'Score: N' line" in loaded.dom
+    shot = browser.screenshot(page, tmp_path, tmp_path / "report.png")
+    print(f"screenshot: {shot}")  # pytest -s shows where to look
+    assert "pwned" not in re.search(r"<html[^>]*>", loaded.dom).group(0) and "&lt;img src=x" in loaded.dom

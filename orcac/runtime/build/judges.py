@@ -148,6 +148,19 @@ def verdict_of(judge: JudgePlan, score: Score) -> Verdict:
     return Verdict(True, "accepted")
 
 
+_BELOW = re.compile(r"^(judged\([^)]*\)): score \S+ (below \S+)$")
+
+
+def grouped_reason(reason: str) -> str:
+    """A rejection's reason with a judge's score left out, for counting rejections by cause:
+    `judged(h): score 4 below 7` and `judged(h): score 5 below 7` are both `judged(h): below 7`.
+
+    >>> grouped_reason("judged(h): score 4 below 7"), grouped_reason("contains")
+    ('judged(h): below 7', 'contains')
+    """
+    return _BELOW.sub(r"\1: \2", reason)
+
+
 # ---- an answer's judgements ------------------------------------------------------------------
 
 

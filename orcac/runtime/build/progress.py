@@ -19,6 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from orcac.runtime.build.judges import grouped_reason
+
 PLAIN_EVERY_S = 5.0
 
 
@@ -200,4 +202,7 @@ def _yield(t: Tally) -> str:
 
 
 def _reasons(counter: Counter) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items()) if n) or "0"
+    grouped: Counter = Counter()
+    for reason, n in counter.items():
+        grouped[grouped_reason(reason)] += n  # one count per judge's threshold, not per score
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(grouped.items()) if n) or "0"

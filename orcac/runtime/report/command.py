@@ -9,6 +9,9 @@ What a user asks after a build, each answered by one query over the DuckDB file:
   records    what the teacher was shown (every message of the job: strategy instruction,
              demonstrations, prompt) beside what the student is trained on (the erased
              system message and prompt) and the answer; rejected answers with their rule
+  judges     per task and judge: answers judged, kept, below the threshold, unreadable, the
+             mean score and how the scores spread over the scale, the judge's calls and cost;
+             each sampled record carries its judgements (score and the judge's reasoning)
   probes     every candidate's score, tokens and cost, the chosen one marked
   training   loss per step, one curve per stage (inline SVG)
   eval       every arm that was run (base, prompted, trained, ...) per task, the gap closed, table and chart
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from orcac.errors import OrcacError
 from orcac.runtime.build.given import INSTRUCTION
+from orcac.runtime.build.judges import grouped_reason
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
@@ -76,7 +80,8 @@ def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
         "builds": _builds(store) if "runs" in tables else [],
         "tasks": _tasks(plan, store),
         "teachers": _teachers(plan, store),
-        "records": _records(plan, store, sample),
+        "judges": _judges(plan, store) if "judgements" in tables else [],
+        "records": _records(plan, store, sample, judgements="judgements" in tables),
         "decisions": _decisions(plan, store) if "decisions" in tables else [],
         "training": _training(store) if {"train_runs", "train_steps"} <= tables else None,
         "evaluation": _evaluation(store) if "eval_runs" in tables else None,
@@ -127,8 +132,9 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
     ):
         if accepted:
             verdicts[task]["accepted"] += n
-        else:
-            verdicts[task]["rejected"][reason] = n
+        else:  # a judge's rejections by threshold, not by score (the judges table has the scores)
+            reason = grouped_reason(reason)
+            verdicts[task]["rejected"][reason] = verdicts[task]["rejected"].get(reason, 0) + n
     calls = {r[0]: r[1:] for r in store.rows(
         """
         SELECT j.task, count(r.job_id), count(*) FILTER (WHERE j.status = 'failed'),
@@ -159,7 +165,7 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
             "failed": failed,
             "accepted": v["accepted"],
             "rejected": [
-                {"reason": reason, "count": n, "rule": rules.get(reason, reason)}
+                {"reason": reason, "count": n, "rule": rules.get(reason)}
                 for reason, n in sorted(v["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
             ],
             "checked": checked,
@@ -202,15 +208,101 @@ def _teachers(plan: Plan, store: Store) -> list[dict]:
     return out
 
 
+SCORE_BUCKETS = 10  # a scale wider than 20 whole points is drawn in this many equal bins
+
+
+def _judges(plan: Plan, store: Store) -> list[dict]:
+    """Per task and judge (from `judgements`, one row per judged answer): how many answers it
+    judged, kept and turned down, its mean score, the scores' spread over its scale, and what
+    its calls cost (its jobs are the task's jobs whose strategy is `judged(NAME)`)."""
+    counts = store.rows(
+        """
+        SELECT task, judge, count(*), count(*) FILTER (WHERE accepted), count(score), avg(score),
+               min(score), max(score)
+        FROM judgements GROUP BY ALL ORDER BY ALL
+        """
+    )
+    scores = defaultdict(list)
+    for task, judge, score in store.rows(
+        "SELECT task, judge, score FROM judgements WHERE score IS NOT NULL ORDER BY ALL"
+    ):
+        scores[(task, judge)].append(score)
+    calls = {(r[0], r[1]): r[2:] for r in store.rows(
+        """
+        SELECT j.task, regexp_extract(j.strategy, '^judged\\((.*)\\)$', 1), count(r.job_id),
+               count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.cost), 0)
+        FROM jobs j LEFT JOIN responses r USING (job_id)
+        WHERE j.strategy LIKE 'judged(%)' GROUP BY ALL
+        """
+    )}
+    declared = {(name, r.judge.name): r.judge for name, task in plan.tasks.items()
+                for r in task.accept if r.kind == "judged"}
+    out = []
+    for task, name, judged, kept, scored, mean, low, high in counts:
+        judge = declared.get((task, name))
+        answered, failed, cost = calls.get((task, name), (0, 0, 0.0))
+        out.append({
+            "task": task, "judge": name, "in_plan": judge is not None,
+            "teacher": judge.teacher if judge else None,
+            "threshold": judge.threshold if judge else None,
+            "scale": (judge.min, judge.max) if judge else (low, high),
+            "judged": judged, "kept": kept, "unreadable": judged - scored, "below": scored - kept if judge else None,
+            "mean": mean, "calls": answered, "failed": failed, "cost": cost,
+            "spread": score_spread(scores[(task, name)], *((judge.min, judge.max) if judge else (low, high)),
+                                   threshold=judge.threshold if judge else None),
+        })
+    return out
+
+
+def score_spread(scores: list[float], low: float, high: float, *, threshold: float | None = None,
+                 width: int = 220, height: int = 40) -> dict:
+    """Bars of how many scores fall in each bin of the scale: one bin per whole point on a
+    scale of up to 20 points, else SCORE_BUCKETS equal bins; bins at or above the threshold
+    are drawn as kept.
+
+    >>> [b["count"] for b in score_spread([4, 9, 9, 10], 1, 10)["bars"]]
+    [0, 0, 0, 1, 0, 0, 0, 0, 2, 1]
+    """
+    whole = float(low).is_integer() and float(high).is_integer() and high - low <= 20
+    if whole:
+        edges = [(low + i, low + i) for i in range(int(high - low) + 1)]
+    else:
+        step = (high - low) / SCORE_BUCKETS or 1.0
+        edges = [(low + i * step, low + (i + 1) * step) for i in range(SCORE_BUCKETS)]
+    counts = [0] * len(edges)
+    for score in scores:
+        if whole:
+            index = int(round(score - low))
+        else:
+            index = int((score - low) / ((high - low) / SCORE_BUCKETS or 1.0))
+        counts[min(max(index, 0), len(edges) - 1)] += 1
+    tallest, slot = max(counts) or 1, width / len(edges)
+    bars = []
+    for (start, end), n in zip(edges, counts):
+        label = f"{start:g}" if whole else f"{start:.3g}-{end:.3g}"
+        h = round((height - 12) * n / tallest, 1)
+        bars.append({
+            "x": round(slot * len(bars) + 1, 1), "w": round(max(slot - 2, 1), 1), "y": round(height - 12 - h, 1), "h": h,
+            "count": n, "label": label, "kept": threshold is not None and start >= threshold,
+        })
+    return {"width": width, "height": height, "bars": bars, "low": f"{low:g}", "high": f"{high:g}"}
+
+
 _RECORD_COLUMNS = (
     "task", "strategy", "row_index", "accepted", "reason", "teacher", "messages", "answer", "finish_reason",
     "prompt_tokens", "completion_tokens", "cost", "latency_s", "attempts", "erased_system", "erased_user",
-    "gold", "group_total",
+    "gold", "group_total", "judgements",
 )
 
 
-def _records(plan: Plan, store: Store, sample: int) -> dict:
-    """A sample per (task, verdict): checked answers (accepted, rejected) and failed jobs."""
+def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) -> dict:
+    """A sample per (task, verdict): checked answers (accepted, rejected) and failed jobs, each
+    with its judgements (none for a task without a judge)."""
+    judged = (
+        "(SELECT list({'judge': g.judge, 'score': g.score, 'reasoning': g.reasoning, 'accepted': g.accepted, "
+        "'reason': g.reason} ORDER BY g.judge) FROM judgements g WHERE g.item_id = i.id)"
+        if judgements else "NULL"
+    )
     rows = store.rows(
         f"""
         WITH items AS (
@@ -229,7 +321,8 @@ def _records(plan: Plan, store: Store, sample: int) -> dict:
         )
         SELECT i.task, i.strategy, i.row_index, i.verdict, i.reason, j.teacher, j.messages,
                coalesce(r.text, j.error, rec.assistant), r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost,
-               r.latency_s, j.attempts, rec.system, rec."user", coalesce(rec.gold, e.gold), i.group_total
+               r.latency_s, j.attempts, rec.system, rec."user", coalesce(rec.gold, e.gold), i.group_total,
+               {judged}
         FROM ranked i
         LEFT JOIN jobs j ON j.job_id = i.job_id  -- none for an answer from the source
         LEFT JOIN responses r ON r.job_id = i.job_id
@@ -245,6 +338,10 @@ def _records(plan: Plan, store: Store, sample: int) -> dict:
         item = dict(zip(_RECORD_COLUMNS, row))
         item["verdict"] = item.pop("accepted")  # the query's fourth column is the verdict word
         item["messages"] = json.loads(item["messages"]) if item["messages"] else []
+        item["judgements"] = [
+            # the reason without its `judged(NAME): ` prefix: the card names the judge already
+            {**j, "reason": j["reason"].removeprefix(f"judged({j['judge']}): ")} for j in item["judgements"] or []
+        ]
         if item["verdict"] == "rejected":
             item["rule"] = _rules(plan, item["task"]).get(item["reason"], item["reason"])
         items.append(item)
