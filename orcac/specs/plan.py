@@ -328,6 +328,10 @@ class EvalPlan(PlanModel):
     # Also score the teacher with its full strategy prompt and demonstrations: the ceiling of
     # what erasure can teach, against which the trained student's gain is measured.
     prompted: bool = setting("eval", "prompted")
+    # A judged task's judges also score every arm's answers, so its accuracy counts their
+    # verdicts (off: a judge that costs money is not asked, and such a task's accuracy leaves
+    # them out, as build never could).
+    judges: bool = setting("eval", "judges")
 
 
 # ---- the plan -----------------------------------------------------------------------------

@@ -243,6 +243,7 @@ KEYS: tuple[Key, ...] = (
     Key("eval", "max_new_tokens", whole(1, 1_000_000), 256),
     Key("eval", "batch_size", whole(1, 4096), 16),
     Key("eval", "prompted", BOOLEAN, True),
+    Key("eval", "judges", BOOLEAN, True),
     # ---- keyword arguments of calls
     Key(
         "best_of()", "by", one_of("accept", "judge"), "accept",

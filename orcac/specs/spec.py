@@ -364,6 +364,7 @@ class EvalDecl(Decl):
     max_new_tokens: int
     batch_size: int
     prompted: bool
+    judges: bool
 
 
 @_decl

@@ -73,7 +73,7 @@ def respond(body: dict) -> str:
 
 
 def write_spec(root: Path, server: Loopback, *, n: int = 12, strategy: str = "explain", judge_fields: str = "",
-               task_fields: str = "") -> Path:
+               task_fields: str = "", accept: str = '[regex("Answer:"), judged(helpful)]') -> Path:
     write_jsonl(root / "data.jsonl", [{"q": f"What is {i} plus {i + 1}?"} for i in range(n)])
     spec = root / "judged.orca"
     spec.write_text(f"""orca 1
@@ -110,7 +110,7 @@ task sums {{
   prompt   = "{{{{ q }}}}"
   teacher  = t
   strategy = {strategy}
-  accept   = [regex("Answer:"), judged(helpful)]
+  accept   = {accept}
   {task_fields}
 }}
 """)
@@ -433,3 +433,35 @@ def test_the_report_shows_each_judges_scores_and_reasoning(tmp_path):
     shot = browser.screenshot(page, tmp_path, tmp_path / "report.png")
     print(f"screenshot: {shot}")  # pytest -s shows where to look
     assert "pwned" not in re.search(r"<html[^>]*>", loaded.dom).group(0) and "&lt;img src=x" in loaded.dom
+
+
+@pytest.mark.slow
+def test_orcac_eval_asks_the_judges_about_each_arms_answers(tmp_path, capsys):
+    """The whole command: a build, then `orcac eval` with the real demo model as the base arm
+    and the loopback teacher as the prompted one, the loopback judge scoring both."""
+    with Loopback(respond) as server:
+        spec = write_spec(tmp_path, server, task_fields="holdout = 25%", accept="[judged(helpful)]")  # the judge sees every answer
+        with spec.open("a") as f:
+            f.write('student s { model = "local/smollm2-135m-instruct" }\n'
+                    "train { student = s\n  stage only { tasks = [sums] epochs = 1 } }\n"
+                    "eval { max_new_tokens = 24 batch_size = 4 }\n")
+        assert _orcac("build", str(spec), "--no-progress") == 0
+        before = server.stats()["requests"]
+        capsys.readouterr()
+        assert _orcac("eval", str(spec), "--models", "base,prompted") == 0
+        db = tmp_path / ".orca" / "judged.duckdb"
+        held = rows(db, "SELECT row_index FROM examples WHERE split = 'holdout' ORDER BY row_index")
+        n = len(held)
+        asked = server.stats()["requests"] - before
+        assert asked == n + n + n  # prompted's answers, then a judgement of every answer of both arms
+        scores = dict(rows(db, "SELECT model, accuracy FROM eval_runs"))
+        # The judge keeps explained answers: the teacher's, rows not divisible by 3, and row 7's has no score.
+        explained = [i for (i,) in held if i % 3 and i != 7]
+        assert scores["prompted"] == pytest.approx(len(explained) / n)
+        base = rows(db, "SELECT answer, accepted FROM eval_answers WHERE model = 'base'")
+        assert all(accepted == ("Because" in answer) for answer, accepted in base)  # the judge read each one
+        out = capsys.readouterr().out
+        assert re.search(r"sums: mean score of judge helpful: base \d\.\d\d, prompted \d\.\d\d", out), out
+        again = server.stats()["requests"]
+        assert _orcac("eval", str(spec), "--models", "base,prompted") == 0
+        assert server.stats()["requests"] == again  # nothing asked twice: prompted's answers, the judgements

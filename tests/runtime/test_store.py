@@ -141,26 +141,37 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
             Store.open(path, read_only=read_only)
 
 
-def test_a_version_1_file_gets_the_judgements_table_and_keeps_its_rows(tmp_path):
-    """Version 2 added `judgements` (orcac/runtime/build/judges.py): a file of version 1 has
-    every other table, and is migrated on its next write without losing a row."""
+# version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
+# 3 the eval's judges (orcac/runtime/evaluate/judging.py).
+LATER_TABLES = {1: ("judgements", "eval_judge_answers", "eval_judgements"), 2: ("eval_judge_answers", "eval_judgements")}
+
+
+@pytest.mark.parametrize("version", sorted(LATER_TABLES))
+def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_path, version):
+    """A file of an older version has every other table, and is migrated on its next write
+    without losing a row; the tables it gains take rows."""
     import duckdb
 
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    path = tmp_path / "v1.duckdb"
+    assert SCHEMA_VERSION == 3  # a new version adds its row to LATER_TABLES
+    path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
-        if name != "judgements":
+        if name not in LATER_TABLES[version]:
             con.execute(f"CREATE TABLE {name} ({body})")
-    con.execute("INSERT INTO schema_version VALUES (1)")
+    con.execute("INSERT INTO schema_version VALUES (?)", [version])
     con.execute("INSERT INTO checks (item_id, accepted, reason) VALUES ('i1', true, 'accepted')")
     con.close()
-    with Store.open(path, read_only=True) as store:  # readable as it is: no judgements, none read
-        assert schema_version(store.con) == 1
+    with Store.open(path, read_only=True) as store:  # readable as it is: the tables it lacks read as empty
+        assert schema_version(store.con) == version
     with Store.open(path) as store:
-        assert schema_version(store.con) == SCHEMA_VERSION == 2
+        assert schema_version(store.con) == SCHEMA_VERSION
         assert store.rows("SELECT item_id, reason FROM checks") == [("i1", "accepted")]
+        tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
+        assert set(LATER_TABLES[version]) <= tables
         store.write({"judgements": pa.table({"item_id": ["i1"], "judge": ["helpful"], "score": [8.0]})})
         assert store.rows("SELECT item_id, judge, score FROM judgements") == [("i1", "helpful", 8.0)]
+        store.con.execute("INSERT INTO eval_judge_answers (job_id, judge, text) VALUES ('j1', 'helpful', 'Score: 8')")
+        assert store.rows("SELECT job_id, text FROM eval_judge_answers") == [("j1", "Score: 8")]

@@ -11,7 +11,9 @@ Three arms answer every held-out example of every task, greedy:
 Each answer is scored twice with the shared checks (orcac/runtime/build/checks.py):
 
   accuracy   the task's accept rules against the gold (`check_answer`, the same function
-             that filtered the teacher's answers in `orcac build`);
+             that filtered the teacher's answers in `orcac build`), and a judged task's
+             judges (`orcac.runtime.evaluate.judging`: the build's judges, asked again about
+             these answers, each judgement asked once and kept);
   adherence  the form the task's strategy asks for (`adheres`, the strategy's rules),
              e.g. numbered steps and a final "Answer:" line.
 
@@ -34,7 +36,9 @@ from pathlib import Path
 from orcac.errors import OrcacError
 from orcac.runtime.build.checks import adheres, check_answer
 from orcac.runtime.build.erasure import teacher_messages
+from orcac.runtime.build.checks import Verdict
 from orcac.runtime.context import RunContext
+from orcac.runtime.evaluate import judging
 from orcac.runtime.models import chat_format, precision
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
@@ -88,6 +92,10 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     held = held_out(plan, root, db_path, limit=limit)
     for name in models:  # every phase's needs, before the first spends minutes
         check_ready(name, plan, root, held)
+    if plan.eval.judges:
+        from orcac.runtime.teachers.calls import require_keys
+
+        require_keys(judging.judge_keys(plan, held))
     total = sum(len(v) for v in held.values())
     print(
         f"evaluating {', '.join(models)} on {total} held-out examples "
@@ -107,11 +115,20 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
         started = time.monotonic()
         answers, where = answer_all(name, plan, root, asked, db_path=db_path)
         seconds = time.monotonic() - started
-        scored = {task: [score(plan, h, a) for h, a in zip(asked[task], answers[task], strict=True)] for task in asked}
-        rows = summarise(name, scored, plan)
-        _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds)
-        summary.extend(rows)
         print(f"  {name}: {sum(len(v) for v in asked.values())} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
+        judged = {}
+        if plan.eval.judges:
+            judged = judging.judge_answers(
+                plan, root, db_path, name, asked, answers,
+                passes=lambda h, a: (v := correctness(plan, h, a)) is None or v.accepted,
+            )
+        scored = {
+            task: [score(plan, h, a, judged.get((task, i))) for i, (h, a) in enumerate(zip(asked[task], answers[task], strict=True))]
+            for task in asked
+        }
+        rows = summarise(name, scored, plan, judging.mean_scores(judged))
+        _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds, asked, judged)
+        summary.extend(rows)
 
     gaps = gaps_closed(summary)
     _store_gaps(db_path, run_id, plan_sha, gaps)
@@ -374,21 +391,38 @@ def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answ
 # ---- scoring -----------------------------------------------------------------------------
 
 
-def score(plan, held: Held, answer: Answer) -> Scored:
-    """An answer's accuracy under the task's accept rules, and its strategy adherence.
+def correctness(plan, held: Held, answer: Answer) -> Verdict | None:
+    """The answer under the task's accept rules but `follows(strategy)` and `judged(NAME)`:
+    the form is what adherence measures (counting it twice would score a right answer in
+    another form as wrong), and the judges are asked after, about the answers this passes.
+    None: the task has no such rule but has others (a judge, a form)."""
+    task = plan.tasks[held.task]
+    rules = [r for r in task.accept if r.kind not in ("follows", "judged")]
+    if rules or not task.accept:
+        return check_answer(answer.text, answer.finish_reason, held.gold, rules, allow_truncated=task.allow_truncated)
+    return None
 
-    Accuracy leaves out `follows(strategy)`: that rule is the form, which adherence measures,
-    and counting it twice would score a right answer in another form as wrong. It leaves out
-    `judged(NAME)` too: eval asks no judge. A task whose only rules are these has no accuracy
-    to measure (None)."""
+
+def score(plan, held: Held, answer: Answer, judgements: list | None = None) -> Scored:
+    """An answer's accuracy and its strategy adherence.
+
+    Accuracy is `correctness`, then, where the task has judges and they were asked
+    (`judgements`, one per judge; none for an answer `correctness` rejects), the first judge
+    that rejects it. A task with no correctness rule whose judges were not asked has no
+    accuracy to measure (None)."""
     task = plan.tasks[held.task]
     rules = plan.strategies[task.strategy].adherence if task.strategy in plan.strategies else ()
-    correctness = [r for r in task.accept if r.kind not in ("follows", "judged")]
-    if correctness or not task.accept:
-        verdict = check_answer(answer.text, answer.finish_reason, held.gold, correctness, allow_truncated=task.allow_truncated)
+    verdict = correctness(plan, held, answer)
+    if verdict is not None:
         accepted, reason = verdict.accepted, verdict.reason
+    elif judgements is not None:
+        accepted, reason = True, "accepted"
     else:
         accepted, reason = None, "no correctness check"
+    if accepted and judgements:
+        rejected = next((j for j in judgements if not j.accepted), None)
+        if rejected is not None:
+            accepted, reason = False, rejected.reason
     if rules:
         ok, broken = adheres(answer.text, rules)
     else:
@@ -396,7 +430,8 @@ def score(plan, held: Held, answer: Answer) -> Scored:
     return Scored(held, answer, accepted, reason, ok, tuple(broken))
 
 
-def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
+def summarise(model: str, scored: dict[str, list[Scored]], plan, scores: dict | None = None) -> list[dict]:
+    """One row per task; `scores`: (task, judge) -> the judge's mean score of this arm's answers."""
     rows = []
     for task, items in scored.items():
         n = len(items)
@@ -414,6 +449,7 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
                 "truncated": sum(s.answer.finish_reason == "length" for s in items),
                 "accuracy": sum(bool(s.accepted) for s in checked) / len(checked) if checked else None,
                 "adherence": (sum(bool(s.adheres) for s in judged) / len(judged)) if judged else None,
+                "judge_scores": {j: v for (t, j), v in sorted((scores or {}).items()) if t == task},
             }
         )
     return rows
@@ -496,6 +532,11 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
     if not console.is_terminal:
         console = Console(width=160)  # a log file or a pipe: room for the whole table
     console.print(table)
+    for task in tasks:  # a judged task: its judges' mean score per arm, a finer measure than the pass rate
+        for judge in dict.fromkeys(j for m in models if by.get((task, m)) for j in by[(task, m)].get("judge_scores", {})):
+            means = [(m, by[(task, m)]["judge_scores"].get(judge)) for m in models if by.get((task, m))]
+            shown = ", ".join(f"{m} {'n/a' if v is None else f'{v:.2f}'}" for m, v in means)
+            print(f"{task}: mean score of judge {judge}: {shown}")
     if gaps:
         print("gap closed = (trained - base) / (prompted - base): the share of the prompt's effect "
               "the student shows without it", file=sys.stderr)
@@ -522,7 +563,7 @@ def _overall(rows: list[dict]) -> dict:
     }
 
 
-def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds) -> None:
+def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds, asked=None, judged=None) -> None:
     from orcac.runtime.store.database import open_database
 
     con = open_database(db_path)
@@ -546,6 +587,8 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds)
                 for s in items
             ],
         )
+        if judged:
+            judging.store(con, run_id, model, asked, judged)
     finally:
         con.close()
 

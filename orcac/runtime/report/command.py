@@ -84,7 +84,7 @@ def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
         "records": _records(plan, store, sample, judgements="judgements" in tables),
         "decisions": _decisions(plan, store) if "decisions" in tables else [],
         "training": _training(store) if {"train_runs", "train_steps"} <= tables else None,
-        "evaluation": _evaluation(store) if "eval_runs" in tables else None,
+        "evaluation": _evaluation(store, judged="eval_judgements" in tables) if "eval_runs" in tables else None,
     }
 
 
@@ -443,8 +443,9 @@ def loss_chart(stages: list[dict], *, width: int = 760, height: int = 260) -> di
             "lines": lines, "ticks": ticks}
 
 
-def _evaluation(store: Store) -> dict | None:
-    """The latest run of each arm: one row per task, one column group per arm."""
+def _evaluation(store: Store, *, judged: bool = True) -> dict | None:
+    """The latest run of each arm: one row per task, one column group per arm; and, where
+    judges scored the arms' answers, each judge's mean score and kept share per arm."""
     rows = store.rows(
         """
         WITH latest AS (
@@ -464,7 +465,25 @@ def _evaluation(store: Store) -> dict | None:
     table = [
         {"task": task, "arms": [cells.get((arm, task)) for arm in arms], "gaps": gaps.get(task)} for task in tasks
     ]
-    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps)}
+    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps),
+            "judges": _eval_judges(store, arms) if judged else []}
+
+
+def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
+    rows = store.rows(
+        """
+        WITH latest AS (
+            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
+        )
+        SELECT g.task, g.judge, g.model, count(*), count(*) FILTER (WHERE g.accepted), avg(g.score)
+        FROM eval_judgements g JOIN latest USING (model, run_id) GROUP BY ALL ORDER BY ALL
+        """
+    )
+    cells: dict[tuple[str, str], dict] = {}
+    for task, judge, model, n, kept, mean in rows:
+        cells.setdefault((task, judge), {})[model] = {"judged": n, "kept": kept, "mean": mean}
+    return [{"task": task, "judge": judge, "arms": [by_arm.get(arm) for arm in arms]}
+            for (task, judge), by_arm in sorted(cells.items())]
 
 
 def _gaps(store: Store) -> dict[str, dict[str, float | None]]:

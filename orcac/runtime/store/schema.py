@@ -15,7 +15,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -77,6 +77,15 @@ TABLES: dict[str, str] = {
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
         adheres BOOLEAN, broken VARCHAR, job_id VARCHAR""",
+    # A judged task's judges on eval's answers (orcac/runtime/evaluate/judging.py): every
+    # judge answer once, by its content-addressed job id (a second eval asks none of them
+    # again), and each run's verdicts.
+    "eval_judge_answers": """
+        job_id VARCHAR PRIMARY KEY, judge VARCHAR, text VARCHAR, finish_reason VARCHAR,
+        prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE""",
+    "eval_judgements": """
+        run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, judge VARCHAR, job_id VARCHAR,
+        score DOUBLE, reasoning VARCHAR, accepted BOOLEAN, reason VARCHAR""",
     "eval_gaps": """
         run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
         gap_closed DOUBLE, plan_sha256 VARCHAR""",
@@ -102,6 +111,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR",),
     1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
+    2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # judges in eval, version 3
+             for name in ("eval_judge_answers", "eval_judgements")),
 }
 
 
