@@ -159,7 +159,7 @@ def test_a_judge_call_that_fails_rejects_the_answer_and_the_next_eval_asks_it_ag
         evaluate.run(context(judged_plan(server.url), tmp_path, database), models=["base"])
         reasons = dict(rows(database, "SELECT row_index, reason FROM eval_answers WHERE task = 'add'"))
         assert reasons[1] == "judged(helpful): judge call failed"
-        assert rows(database, "SELECT count(*) FROM eval_judge_answers") == [(3,)]  # the failure is not kept
+        assert rows(database, "SELECT count(*) FROM eval_calls") == [(3,)]  # the failure is not kept
         assert "base: judges: 0 judgements reused, 4 asked, 1 failed" in capsys.readouterr().err
         before = server.stats()["requests"]
         evaluate.run(context(judged_plan(server.url), tmp_path, database), models=["base"])

@@ -142,8 +142,8 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
 
 
 # version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
-# 3 the eval's judges (orcac/runtime/evaluate/judging.py).
-LATER_TABLES = {1: ("judgements", "eval_judge_answers", "eval_judgements"), 2: ("eval_judge_answers", "eval_judgements")}
+# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py).
+LATER_TABLES = {1: ("judgements", "eval_calls", "eval_judgements"), 2: ("eval_calls", "eval_judgements")}
 
 
 @pytest.mark.parametrize("version", sorted(LATER_TABLES))
@@ -173,5 +173,5 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
         assert set(LATER_TABLES[version]) <= tables
         store.write({"judgements": pa.table({"item_id": ["i1"], "judge": ["helpful"], "score": [8.0]})})
         assert store.rows("SELECT item_id, judge, score FROM judgements") == [("i1", "helpful", 8.0)]
-        store.con.execute("INSERT INTO eval_judge_answers (job_id, judge, text) VALUES ('j1', 'helpful', 'Score: 8')")
-        assert store.rows("SELECT job_id, text FROM eval_judge_answers") == [("j1", "Score: 8")]
+        store.con.execute("INSERT INTO eval_calls (job_id, purpose, text) VALUES ('j1', 'judged(helpful)', 'Score: 8')")
+        assert store.rows("SELECT job_id, text FROM eval_calls") == [("j1", "Score: 8")]

@@ -26,7 +26,6 @@ to a table in the terminal and to a PNG bar chart.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import uuid
@@ -38,7 +37,7 @@ from orcac.runtime.build.checks import adheres, check_answer
 from orcac.runtime.build.erasure import teacher_messages
 from orcac.runtime.build.checks import Verdict
 from orcac.runtime.context import RunContext
-from orcac.runtime.evaluate import judging
+from orcac.runtime.evaluate import calls, judging
 from orcac.runtime.models import chat_format, precision
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
@@ -324,11 +323,11 @@ def generate(
 
 def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Path | None):
     """The teacher with the full strategy prompt and demonstrations, greedy and as long as the
-    other arms, through the teacher runtime. Answers stored by an earlier eval are reused."""
-    from orcac.runtime.teachers.calls import run_jobs
+    other arms, through the teacher runtime. Each answer is asked once (`calls`: kept as it
+    arrives, so an eval stopped half-way keeps those it got, and reused by every later eval)."""
     from orcac.runtime.teachers.jobs import make_job
 
-    jobs, index = [], {}
+    jobs, index = {}, {}
     options = {"temperature": 0.0, "max_tokens": plan.eval.max_new_tokens}
     for task, rows in held.items():
         t = plan.tasks[task]
@@ -336,56 +335,22 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
         for i, h in enumerate(rows):
             job = make_job(teacher, teacher_messages(plan, t.strategy, h.prompt, t.system), options)
             index.setdefault(job.id, []).append((task, i))
-            jobs.append(job)
-    unique = list({j.id: j for j in jobs}.values())
+            jobs.setdefault(job.id, job)
+    heard = calls.stored(db_path, jobs)
+    todo = [job for job_id, job in jobs.items() if job_id not in heard]
+    asked, _ = calls.ask(plan, root, db_path, todo, dict.fromkeys((j.id for j in todo), "prompted"))
+    heard.update(asked)
     answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
-    for job_id, answer in _stored_prompted(db_path, [j.id for j in unique]).items():
-        for task, i in index[job_id]:
+    for job_id, places in index.items():
+        got = heard.get(job_id)
+        # a call that failed for good: an empty answer, scored as such (the next eval asks again)
+        answer = Answer(got.text.strip(), got.finish_reason or "stop", got.completion_tokens, job_id) if got else \
+            Answer("", "error", 0)
+        for task, i in places:
             answers[task][i] = answer
-    reused = _stored_ids(answers)
-    todo = [j for j in unique if j.id not in reused]
-
-    def on_outcome(outcome):
-        answer = Answer(
-            text=(outcome.text or "").strip() if outcome.status == "ok" else "",
-            finish_reason=outcome.finish_reason or ("stop" if outcome.status == "ok" else "error"),
-            new_tokens=outcome.completion_tokens,
-            job_id=outcome.job_id if outcome.status == "ok" else None,
-        )
-        for task, i in index[outcome.job_id]:
-            answers[task][i] = answer
-
-    if todo:
-        asyncio.run(run_jobs(plan.teachers, todo, on_outcome, root=root))
-    print(f"  prompted: {len(unique) - len(todo)} answers reused, {len(todo)} asked", file=sys.stderr, flush=True)
+    print(f"  prompted: {len(jobs) - len(todo)} answers reused, {len(todo)} asked", file=sys.stderr, flush=True)
     models = sorted({plan.teachers[plan.tasks[t].teacher].model for t in held})
     return answers, ", ".join(models)
-
-
-def _stored_ids(answers: dict[str, list[Answer]]) -> set[str]:
-    return {a.job_id for rows in answers.values() for a in rows if a is not None and a.job_id}
-
-
-def _stored_prompted(db_path: Path | None, job_ids: list[str]) -> dict[str, Answer]:
-    """Prompted answers an earlier eval stored, by job id (the job is content-addressed)."""
-    if db_path is None or not db_path.is_file() or not job_ids:
-        return {}
-    from orcac.runtime.store.database import open_database
-
-    con = open_database(db_path, read_only=True)
-    try:
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
-        if "job_id" not in columns:
-            return {}
-        rows = con.execute(
-            "SELECT DISTINCT ON (job_id) job_id, answer, finish_reason, new_tokens FROM eval_answers "
-            "WHERE model = 'prompted' AND job_id IN (SELECT unnest(?::VARCHAR[]))",
-            [job_ids],
-        ).fetchall()
-    finally:
-        con.close()
-    return {job_id: Answer(text, finish, tokens, job_id) for job_id, text, finish, tokens in rows}
 
 
 # ---- scoring -----------------------------------------------------------------------------

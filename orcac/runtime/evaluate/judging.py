@@ -4,24 +4,21 @@ teacher's in `orcac build`, so the task's accuracy is the share its judges keep.
 Each answer that passes the task's other checks is shown to each of its judges: the same
 rubric, message and content-addressed job as the build's (`orcac.runtime.build.judges`), run
 by the same teacher runtime, scored by the same `read_score` and threshold. A judge answer is
-asked once: every one is kept in `eval_judge_answers` by job id as it arrives (a stopped eval
-keeps those it got), and any eval that needs the same judgement again (a re-run, or the same
-answer from another arm) reads it from there, or from the build's `responses`. Each run's
-verdicts are rows of `eval_judgements`. `eval { judges = false }` asks no judge.
+asked once (`orcac.runtime.evaluate.calls`: kept by job id as it arrives), so a re-run, or the
+same answer from another arm, asks no judge again. Each run's verdicts are rows of
+`eval_judgements`. `eval { judges = false }` asks no judge.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from orcac.runtime.build import judges
+from orcac.runtime.evaluate import calls
 from orcac.templates import failure_reason
-
-FLUSH_EVERY = 64  # judge answers written to the database in batches of this many
 
 
 @dataclass(frozen=True)
@@ -71,18 +68,14 @@ def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answer
                 wanted[(task, i)].append((rule.judge, job, None))
     if not wanted:
         return {}
-    heard = _stored(db_path, list(jobs))
+    heard = calls.stored(db_path, jobs)
     todo = [job for job_id, job in jobs.items() if job_id not in heard]
-    failed: set[str] = set()
-    if todo:
-        _ask(plan, root, db_path, todo, {job.id: judge.name for pairs in wanted.values() for judge, job, _ in pairs if job},
-             heard, failed)
+    purpose = {job.id: f"judged({judge.name})" for pairs in wanted.values() for judge, job, _ in pairs if job}
+    asked, failed = calls.ask(plan, root, db_path, todo, purpose)
+    heard.update(asked)
     print(f"  {arm}: judges: {len(jobs) - len(todo)} judgements reused, {len(todo)} asked"
           + (f", {len(failed)} failed" if failed else ""), file=sys.stderr, flush=True)
-    out = {}
-    for key, pairs in wanted.items():
-        out[key] = [_verdict(judge, job, problem, heard) for judge, job, problem in pairs]
-    return out
+    return {key: [_verdict(judge, job, problem, heard) for judge, job, problem in pairs] for key, pairs in wanted.items()}
 
 
 def _verdict(judge, job, problem: str | None, heard: dict) -> EvalJudgement:
@@ -90,65 +83,10 @@ def _verdict(judge, job, problem: str | None, heard: dict) -> EvalJudgement:
         return EvalJudgement(judge.name, None, None, None, False, f"judged({judge.name}): the rubric failed: {problem}")
     if job.id not in heard:
         return EvalJudgement(judge.name, job.id, None, None, False, f"judged({judge.name}): {judges.FAILED}")
-    text, finish = heard[job.id]
-    score = judges.read_score(judge, text, finish)
+    answer = heard[job.id]
+    score = judges.read_score(judge, answer.text, answer.finish_reason)
     verdict = judges.verdict_of(judge, score)
     return EvalJudgement(judge.name, job.id, score.value, score.reasoning, verdict.accepted, verdict.reason)
-
-
-def _ask(plan, root: Path, db_path: Path, todo: list, judge_of: dict[str, str], heard: dict, failed: set) -> None:
-    """Run the judge jobs, keeping each answer in `eval_judge_answers` as it comes (in batches,
-    and whatever is pending when the run stops, by an error or Ctrl-C)."""
-    from orcac.runtime.store.database import open_database
-    from orcac.runtime.teachers.calls import run_jobs
-
-    pending: list[tuple] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        con = open_database(db_path)
-        try:
-            con.executemany("INSERT OR IGNORE INTO eval_judge_answers VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
-        finally:
-            con.close()
-        pending.clear()
-
-    def on_outcome(outcome) -> None:
-        if outcome.status != "ok":
-            failed.add(outcome.job_id)  # asked again by the next eval
-            return
-        heard[outcome.job_id] = (outcome.text, outcome.finish_reason)
-        pending.append((outcome.job_id, judge_of[outcome.job_id], outcome.text, outcome.finish_reason,
-                        outcome.prompt_tokens, outcome.completion_tokens, outcome.cost))
-        if len(pending) >= FLUSH_EVERY:
-            flush()
-
-    try:
-        asyncio.run(run_jobs(plan.teachers, todo, on_outcome, root=root))
-    finally:
-        flush()
-
-
-def _stored(db_path: Path, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    """job id -> (text, finish reason) of the judge answers an earlier eval or build stored."""
-    if not job_ids or not db_path.is_file():
-        return {}
-    from orcac.runtime.store.database import open_database
-
-    con = open_database(db_path, read_only=True)
-    try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        found: dict[str, tuple[str, str | None]] = {}
-        for table in ("responses", "eval_judge_answers"):
-            if table in tables:
-                found.update({job_id: (text, finish) for job_id, text, finish in con.execute(
-                    f"SELECT job_id, text, finish_reason FROM {table} WHERE job_id IN (SELECT unnest(?::VARCHAR[]))",
-                    [job_ids],
-                ).fetchall()})
-    finally:
-        con.close()
-    return found
 
 
 def store(con, run_id: str, arm: str, asked: dict, judgements: dict[tuple[str, int], list[EvalJudgement]]) -> None:

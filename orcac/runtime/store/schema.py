@@ -77,11 +77,11 @@ TABLES: dict[str, str] = {
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
         adheres BOOLEAN, broken VARCHAR, job_id VARCHAR""",
-    # A judged task's judges on eval's answers (orcac/runtime/evaluate/judging.py): every
-    # judge answer once, by its content-addressed job id (a second eval asks none of them
-    # again), and each run's verdicts.
-    "eval_judge_answers": """
-        job_id VARCHAR PRIMARY KEY, judge VARCHAR, text VARCHAR, finish_reason VARCHAR,
+    # Every teacher call eval makes (orcac/runtime/evaluate/calls.py), once, by its
+    # content-addressed job id: the prompted arm's answers ("prompted") and the judges'
+    # ("judged(NAME)"); and the judges' verdicts on each run's answers (evaluate/judging.py).
+    "eval_calls": """
+        job_id VARCHAR PRIMARY KEY, purpose VARCHAR, text VARCHAR, finish_reason VARCHAR,
         prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE""",
     "eval_judgements": """
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, judge VARCHAR, job_id VARCHAR,
@@ -111,8 +111,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR",),
     1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
-    2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # judges in eval, version 3
-             for name in ("eval_judge_answers", "eval_judgements")),
+    2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # eval's calls and judges, version 3
+             for name in ("eval_calls", "eval_judgements")),
 }
 
 

@@ -1,0 +1,90 @@
+"""The teacher calls `orcac eval` makes (the prompted arm's answers, the judges' scores), each
+made once: kept in `eval_calls` by job id as they arrive, so an eval stopped half-way (an
+error, Ctrl-C, SIGTERM) keeps what it paid for, and any later eval that needs the same job,
+content-addressed like every teacher job, reads it instead of asking again. The build's
+`responses` are read too: the same job id is the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+FLUSH_EVERY = 64  # answers written to the database in batches of this many
+
+
+@dataclass(frozen=True)
+class Heard:
+    text: str
+    finish_reason: str | None
+    completion_tokens: int
+
+
+def stored(db_path: Path | None, job_ids: Iterable[str]) -> dict[str, Heard]:
+    """job id -> the answer an earlier eval (or the build) stored for it."""
+    job_ids = list(job_ids)
+    if db_path is None or not job_ids or not Path(db_path).is_file():
+        return {}
+    from orcac.runtime.store.database import open_database
+
+    con = open_database(db_path, read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
+        sources = [f"SELECT job_id, text, finish_reason, completion_tokens FROM {t}"
+                   for t in ("responses", "eval_calls") if t in tables]
+        if "job_id" in columns:  # a file from before eval_calls: the prompted answers it kept
+            sources.append("SELECT job_id, answer, finish_reason, new_tokens FROM eval_answers "
+                           "WHERE model = 'prompted' AND job_id IS NOT NULL")
+        if not sources:
+            return {}
+        rows = con.execute(
+            f"SELECT DISTINCT ON (job_id) * FROM ({' UNION ALL '.join(sources)}) "
+            "WHERE job_id IN (SELECT unnest(?::VARCHAR[]))",
+            [job_ids],
+        ).fetchall()
+    finally:
+        con.close()
+    return {job_id: Heard(text, finish, tokens or 0) for job_id, text, finish, tokens in rows}
+
+
+def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str]) -> tuple[dict[str, Heard], set[str]]:
+    """Run `jobs` through the teacher runtime; returns (job id -> answer, ids that failed).
+    Each answer is written to `eval_calls` (with `purpose[job_id]`: "prompted" or the judge's
+    `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops."""
+    from orcac.runtime.store.database import open_database
+    from orcac.runtime.teachers.calls import run_jobs
+
+    heard: dict[str, Heard] = {}
+    failed: set[str] = set()
+    pending: list[tuple] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        con = open_database(db_path)
+        try:
+            con.executemany("INSERT OR IGNORE INTO eval_calls VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
+        finally:
+            con.close()
+        pending.clear()
+
+    def on_outcome(outcome) -> None:
+        if outcome.status != "ok":
+            failed.add(outcome.job_id)  # not kept: the next eval asks it again
+            return
+        heard[outcome.job_id] = Heard(outcome.text, outcome.finish_reason, outcome.completion_tokens)
+        pending.append((outcome.job_id, purpose[outcome.job_id], outcome.text, outcome.finish_reason,
+                        outcome.prompt_tokens, outcome.completion_tokens, outcome.cost))
+        if len(pending) >= FLUSH_EVERY:
+            flush()
+
+    try:
+        if jobs:
+            asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
+    finally:
+        flush()
+    return heard, failed
