@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
     p.add_argument("--limit", type=positive_int, metavar="N", help="at most N held-out examples per task")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the teacher and judge calls eval would make and their cost; run nothing")
 
     p = sub.add_parser("report", help="write one self-contained HTML page about the build")
     _add_run_args(p)

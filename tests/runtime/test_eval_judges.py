@@ -175,3 +175,45 @@ def _judge_message(plan, row: int) -> str:
     from orcac.runtime.build import judges
 
     return judges.messages(plan.tasks["add"].accept[0].judge, f"What is 40 + 2? (add {row})", UNSURE, "42")[0]["content"]
+
+
+def test_the_dry_run_counts_the_prompted_and_judge_calls_and_what_is_kept(tmp_path, database, monkeypatch, capsys):
+    """`orcac eval --dry-run` calls nothing; it counts what is kept: after an eval of the
+    prompted arm, its answers and their judgements are cached, base's and trained's judges
+    are still an upper bound (one call per held-out row)."""
+    from orcac import cli
+
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-judge")
+
+    def respond(body: dict) -> str:
+        return judge(body) if body["model"] == "judge" else EXPLAINED
+
+    with Loopback(respond) as server:
+        plan = judged_plan(server.url)
+        teacher = TeacherPlan(name="t", model="openai/teacher", api_base=server.url, api_key_env="LOOPBACK_KEY")
+        plan = plan.model_copy(update={"teachers": {**plan.teachers, "t": teacher}})
+        from orcac.compiler import write_plan
+
+        path = tmp_path / "judged.plan.yaml"
+        write_plan(plan, path)
+        argv = ["eval", str(path), "--db", str(database), "--dry-run"]
+
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert server.stats()["requests"] == 0
+        assert re.search(r"^prompted +add +t +4 +0 +4 ", out, re.M), out
+        for arm in ("base", "prompted", "trained"):
+            assert re.search(rf"^{arm} +mul +judged\(helpful\) +4 +0 +4 ", out, re.M), out  # not in yet: as if all passed
+        assert re.search(r"^total +32 +0 +32 ", out, re.M) and "dry run: nothing was called" in out
+
+        evaluate.run(context(plan, tmp_path, database), models=["prompted"])
+        asked = server.stats()["requests"]
+        assert asked == 8 + 8  # the teacher's answers, then one judgement each
+        capsys.readouterr()
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert server.stats()["requests"] == asked
+        assert re.search(r"^prompted +add +t +4 +4 +0 +0 +\$0\.0000", out, re.M), out
+        assert re.search(r"^prompted +add +judged\(helpful\) +4 +4 +0 +0 +\$0\.0000", out, re.M), out
+        assert re.search(r"^trained +add +judged\(helpful\) +4 +0 +4 ", out, re.M), out
+        assert "base and trained: the student on this machine, no calls" in out

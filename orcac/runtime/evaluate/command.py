@@ -76,18 +76,52 @@ class Scored:
 
 def command(context: RunContext, args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if getattr(args, "dry_run", False):
+        return dry_run(context, models=models, limit=args.limit)
     return run(context, models=models, limit=args.limit)
 
 
-def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
-    """Score the arms in `models` (default: base, prompted unless the plan turns it off, trained)."""
-    plan, root, db_path = context.plan, context.root, context.db
+def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> int:
+    """`orcac eval --dry-run`: the calls `run` would make and their cost (evaluate/estimate.py)."""
+    from orcac.runtime.evaluate import estimate
+
+    plan, db_path = context.plan, context.db
+    models = arms(plan, models)
+    held = held_out(plan, context.root, db_path, limit=limit)
+    prompted = arm_tasks("prompted", plan, held) if "prompted" in models else {}
+    for task in prompted:
+        if plan.tasks[task].system is None:
+            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+    jobs, index = prompted_jobs(plan, prompted)
+    known = placed(prompted, index, calls.stored(db_path, jobs), missing=None)
+    return estimate.dry_run(plan, db_path, models, held, prompted=(jobs, index), prompted_held=prompted,
+                            prompted_answers=known, passes=_passes(plan))
+
+
+def _passes(plan):
+    """Whether an answer goes on to the judges: it passes the task's other checks."""
+    def passes(held: Held, answer: Answer) -> bool:
+        verdict = correctness(plan, held, answer)
+        return verdict is None or verdict.accepted
+
+    return passes
+
+
+def arms(plan, models: list[str] | None) -> list[str]:
+    """The arms to run, in their order: `models` (--models), else base, prompted unless the
+    plan turns it off, and trained."""
     if models is None:
         models = [m for m in MODELS if m != "prompted" or plan.eval.prompted]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise OrcacError(f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}")
-    models = [m for m in MODELS if m in models]
+    return [m for m in MODELS if m in models]
+
+
+def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
+    """Score the arms in `models` (default: base, prompted unless the plan turns it off, trained)."""
+    plan, root, db_path = context.plan, context.root, context.db
+    models = arms(plan, models)
     held = held_out(plan, root, db_path, limit=limit)
     for name in models:  # every phase's needs, before the first spends minutes
         check_ready(name, plan, root, held)
@@ -117,10 +151,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
         print(f"  {name}: {sum(len(v) for v in asked.values())} answers in {seconds:.0f}s", file=sys.stderr, flush=True)
         judged = {}
         if plan.eval.judges:
-            judged = judging.judge_answers(
-                plan, root, db_path, name, asked, answers,
-                passes=lambda h, a: (v := correctness(plan, h, a)) is None or v.accepted,
-            )
+            judged = judging.judge_answers(plan, root, db_path, name, asked, answers, passes=_passes(plan))
         scored = {
             task: [score(plan, h, a, judged.get((task, i))) for i, (h, a) in enumerate(zip(asked[task], answers[task], strict=True))]
             for task in asked
@@ -325,6 +356,34 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
     """The teacher with the full strategy prompt and demonstrations, greedy and as long as the
     other arms, through the teacher runtime. Each answer is asked once (`calls`: kept as it
     arrives, so an eval stopped half-way keeps those it got, and reused by every later eval)."""
+    jobs, index = prompted_jobs(plan, held)
+    heard = calls.stored(db_path, jobs)
+    todo = [job for job_id, job in jobs.items() if job_id not in heard]
+    asked, _ = calls.ask(plan, root, db_path, todo, dict.fromkeys((j.id for j in todo), "prompted"))
+    heard.update(asked)
+    # a call that failed for good: an empty answer, scored as such (the next eval asks again)
+    answers = placed(held, index, heard, missing=Answer("", "error", 0))
+    print(f"  prompted: {len(jobs) - len(todo)} answers reused, {len(todo)} asked", file=sys.stderr, flush=True)
+    models = sorted({plan.teachers[plan.tasks[t].teacher].model for t in held})
+    return answers, ", ".join(models)
+
+
+def placed(held: dict[str, list[Held]], index: dict, heard: dict, *, missing: Answer | None) -> dict[str, list]:
+    """task -> the prompted answers in held-out order, from `heard` (job id -> calls.Heard);
+    `missing` where a job has none."""
+    answers: dict[str, list] = {task: [missing] * len(rows) for task, rows in held.items()}
+    for job_id, places in index.items():
+        got = heard.get(job_id)
+        if got is not None:
+            for task, i in places:
+                answers[task][i] = Answer(got.text.strip(), got.finish_reason or "stop", got.completion_tokens, job_id)
+    return answers
+
+
+def prompted_jobs(plan, held: dict[str, list[Held]]) -> tuple[dict, dict[str, list[tuple[str, int]]]]:
+    """The prompted arm's jobs (job id -> job, each once) and where each answer goes (job id ->
+    [(task, index)]): the teacher greedy, as long as the other arms, with the strategy's
+    instruction and demonstrations."""
     from orcac.runtime.teachers.jobs import make_job
 
     jobs, index = {}, {}
@@ -336,21 +395,7 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
             job = make_job(teacher, teacher_messages(plan, t.strategy, h.prompt, t.system), options)
             index.setdefault(job.id, []).append((task, i))
             jobs.setdefault(job.id, job)
-    heard = calls.stored(db_path, jobs)
-    todo = [job for job_id, job in jobs.items() if job_id not in heard]
-    asked, _ = calls.ask(plan, root, db_path, todo, dict.fromkeys((j.id for j in todo), "prompted"))
-    heard.update(asked)
-    answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
-    for job_id, places in index.items():
-        got = heard.get(job_id)
-        # a call that failed for good: an empty answer, scored as such (the next eval asks again)
-        answer = Answer(got.text.strip(), got.finish_reason or "stop", got.completion_tokens, job_id) if got else \
-            Answer("", "error", 0)
-        for task, i in places:
-            answers[task][i] = answer
-    print(f"  prompted: {len(jobs) - len(todo)} answers reused, {len(todo)} asked", file=sys.stderr, flush=True)
-    models = sorted({plan.teachers[plan.tasks[t].teacher].model for t in held})
-    return answers, ", ".join(models)
+    return jobs, index
 
 
 # ---- scoring -----------------------------------------------------------------------------

@@ -43,19 +43,20 @@ def judge_keys(plan, asked: dict) -> list:
     return [plan.teachers[name] for name in sorted(names)]
 
 
-def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answers: dict,
-                  passes: Callable) -> dict[tuple[str, int], list[EvalJudgement]]:
-    """(task, index) -> its judgements, for every answer of a judged task: none for one that
-    fails the task's other checks (`passes(held, answer)` is false), else one per judge."""
+def judge_jobs(plan, asked: dict, answers: dict, passes: Callable) -> tuple[dict, dict]:
+    """What the judges are to be asked: ((task, index) -> [(judge, its job, or None and why
+    the rubric could not be rendered)], job id -> job, each once) for every answer of a judged
+    task; an answer that fails the task's other checks (`passes(held, answer)` is false), or
+    that is not there (None), gets no judge."""
     from orcac.runtime.teachers.jobs import make_job
 
-    wanted: dict[tuple[str, int], list] = {}  # -> [(judge, job or None, problem)]
+    wanted: dict[tuple[str, int], list] = {}
     jobs: dict[str, object] = {}
     for task in judged_tasks(plan, asked):
         for i, held in enumerate(asked[task]):
             answer = answers[task][i]
             wanted[(task, i)] = []
-            if not passes(held, answer):
+            if answer is None or not passes(held, answer):
                 continue
             for rule in judges.rules(plan.tasks[task]):
                 try:
@@ -66,6 +67,14 @@ def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answer
                 job = make_job(plan.teachers[rule.judge.teacher], messages)
                 jobs.setdefault(job.id, job)
                 wanted[(task, i)].append((rule.judge, job, None))
+    return wanted, jobs
+
+
+def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answers: dict,
+                  passes: Callable) -> dict[tuple[str, int], list[EvalJudgement]]:
+    """(task, index) -> its judgements, for every answer of a judged task: none for one that
+    fails the task's other checks (`passes(held, answer)` is false), else one per judge."""
+    wanted, jobs = judge_jobs(plan, asked, answers, passes)
     if not wanted:
         return {}
     heard = calls.stored(db_path, jobs)
