@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime.build.checks import adheres, check_answer
+from orcac.runtime.build.checks import Verdict, adheres, check_answer
 from orcac.runtime.build.erasure import teacher_messages
-from orcac.runtime.build.checks import Verdict
 from orcac.runtime.context import RunContext
 from orcac.runtime.evaluate import calls, judging
 from orcac.runtime.models import chat_format, precision
