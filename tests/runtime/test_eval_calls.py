@@ -4,6 +4,8 @@ arrive, so an eval that stops half-way loses none, and the next asks only what i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orcac.errors import OrcacError
@@ -19,8 +21,11 @@ pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast
 N = 12
 
 
-def test_an_eval_stopped_half_way_keeps_the_prompted_answers_it_got(tmp_path, monkeypatch):
+def test_an_eval_stopped_half_way_keeps_the_prompted_answers_it_got(tmp_path, monkeypatch, capsys):
+    from orcac.runtime.evaluate import calls
+
     monkeypatch.setenv("LOOPBACK_KEY", "sk-eval")
+    monkeypatch.setattr(calls, "PROGRESS_EVERY_S", 0.0)  # a progress line per answer
     holdout = [{"task": "add", "id": i, "user": f"What is 40 + {i}?", "gold": str(40 + i)} for i in range(N)]
     db = write_records(tmp_path / "build.duckdb", [], holdout=holdout)
     stop_at = f"What is 40 + {N - 1}?"
@@ -32,6 +37,8 @@ def test_an_eval_stopped_half_way_keeps_the_prompted_answers_it_got(tmp_path, mo
         plan = plan.model_copy(update={"teachers": {"t": teacher}})
         with pytest.raises(OrcacError, match="401|auth"):
             evaluate.run(context(plan, tmp_path, db), models=["prompted"])
+        progress = re.findall(r"^  prompted: (\d+)/12 calls, \d+s$", capsys.readouterr().err, re.M)
+        assert progress == [str(i) for i in range(1, N)]  # the stop came with the 12th
         kept = rows(db, "SELECT count(*) FROM eval_calls WHERE purpose = 'prompted'")
         assert kept == [(N - 1,)]  # every answer that arrived before the stop
         assert rows(db, "SELECT count(*) FROM eval_runs") == [(0,)]  # no result from a stopped run

@@ -8,11 +8,14 @@ content-addressed like every teacher job, reads it instead of asking again. The 
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 FLUSH_EVERY = 64  # answers written to the database in batches of this many
+PROGRESS_EVERY_S = 5.0  # a progress line at most this often (a hosted judge may take minutes)
 
 
 @dataclass(frozen=True)
@@ -51,16 +54,19 @@ def stored(db_path: Path | None, job_ids: Iterable[str]) -> dict[str, Heard]:
     return {job_id: Heard(text, finish, tokens or 0) for job_id, text, finish, tokens in rows}
 
 
-def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str]) -> tuple[dict[str, Heard], set[str]]:
+def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
+        label: str) -> tuple[dict[str, Heard], set[str]]:
     """Run `jobs` through the teacher runtime; returns (job id -> answer, ids that failed).
     Each answer is written to `eval_calls` (with `purpose[job_id]`: "prompted" or the judge's
-    `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops."""
+    `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops.
+    A line `  LABEL: done/total calls, Ns` goes to stderr at most every PROGRESS_EVERY_S."""
     from orcac.runtime.store.database import open_database
     from orcac.runtime.teachers.calls import run_jobs
 
     heard: dict[str, Heard] = {}
     failed: set[str] = set()
     pending: list[tuple] = []
+    started = last = time.monotonic()
 
     def flush() -> None:
         if not pending:
@@ -73,6 +79,12 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str]) ->
         pending.clear()
 
     def on_outcome(outcome) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S:
+            last = now
+            done = len(heard) + len(failed) + 1
+            print(f"  {label}: {done}/{len(jobs)} calls, {now - started:.0f}s", file=sys.stderr, flush=True)
         if outcome.status != "ok":
             failed.add(outcome.job_id)  # not kept: the next eval asks it again
             return

@@ -358,7 +358,7 @@ def _prompted_answers(plan, root: Path, held: dict[str, list[Held]], db_path: Pa
     jobs, index = prompted_jobs(plan, held)
     heard = calls.stored(db_path, jobs)
     todo = [job for job_id, job in jobs.items() if job_id not in heard]
-    asked, _ = calls.ask(plan, root, db_path, todo, dict.fromkeys((j.id for j in todo), "prompted"))
+    asked, _ = calls.ask(plan, root, db_path, todo, dict.fromkeys((j.id for j in todo), "prompted"), label="prompted")
     heard.update(asked)
     # a call that failed for good: an empty answer, scored as such (the next eval asks again)
     answers = placed(held, index, heard, missing=Answer("", "error", 0))

@@ -80,7 +80,7 @@ def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answer
     heard = calls.stored(db_path, jobs)
     todo = [job for job_id, job in jobs.items() if job_id not in heard]
     purpose = {job.id: f"judged({judge.name})" for pairs in wanted.values() for judge, job, _ in pairs if job}
-    asked, failed = calls.ask(plan, root, db_path, todo, purpose)
+    asked, failed = calls.ask(plan, root, db_path, todo, purpose, label=f"{arm}: judges")
     heard.update(asked)
     print(f"  {arm}: judges: {len(jobs) - len(todo)} judgements reused, {len(todo)} asked"
           + (f", {len(failed)} failed" if failed else ""), file=sys.stderr, flush=True)
