@@ -31,9 +31,9 @@ def _key(monkeypatch):
 
 
 def _teacher(server: Loopback, **fields) -> TeacherPlan:
-    options = dict(timeout_s=10.0, max_retries=2, concurrency=8, api_key_env="LOOPBACK_KEY")
+    options = dict(model="openai/loopback", timeout_s=10.0, max_retries=2, concurrency=8, api_key_env="LOOPBACK_KEY")
     options.update(fields)
-    return TeacherPlan(name="t", model="openai/loopback", api_base=server.url, **options)
+    return TeacherPlan(name="t", api_base=server.url, **options)
 
 
 def _build(path, *extra) -> int:
@@ -118,8 +118,11 @@ def _assert_secret_absent(db):
 
 
 def test_limit_and_dry_run(tmp_path, capsys):
+    from orcac import costs
+
     with Loopback(arith_answer) as server:
-        plan = make_plan(tmp_path, n=30, teacher=_teacher(server))
+        # a model litellm's price map knows, served by the loopback (api_base)
+        plan = make_plan(tmp_path, n=30, teacher=_teacher(server, model="openai/gpt-4o-mini"))
         path = write_plan(tmp_path, plan)
         assert _build(path, "--dry-run") == 0
         out = capsys.readouterr().out
@@ -129,7 +132,9 @@ def test_limit_and_dry_run(tmp_path, capsys):
         line = next(line for line in out.splitlines() if line.startswith("arith"))
         examples, cached, calls = (int(x) for x in line.split()[1:4])
         assert (examples, cached, calls) == (train, 0, train)
-        assert line.split()[-1] == f"${0.001 * train:,.4f}"  # the plan's estimate per call
+        tokens = int(line.split()[5].replace(",", ""))
+        priced = costs.cost("openai/gpt-4o-mini", tokens, train, plan.teachers["t"].max_tokens)
+        assert priced > 0 and line.split()[-1] == f"${priced:,.4f}"  # the price map's, for these prompts
         assert _build(path, "--limit", "5") == 0
         assert server.stats()["requests"] == 5
         capsys.readouterr()

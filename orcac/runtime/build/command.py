@@ -77,9 +77,10 @@ def dry_run(
     plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset()
 ) -> int:
     """Per task: examples, answered before, calls to make, answers from the source (no call),
-    the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (the plan's estimate per call,
-    which came from litellm's price map); then the judges' calls (`judged`,
-    orcac.runtime.build.judges.estimate), counted and priced on their own. `settled`: record ids
+    the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (litellm's price map, as the
+    plan's estimate prices them); then the judges' calls (`judged`,
+    orcac.runtime.build.judges.estimate), counted and priced on their own (the plan's task
+    estimate adds them in, so its cost per call is not the teacher's). `settled`: record ids
     of answers from sources whose verdict is stored already."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
@@ -88,9 +89,9 @@ def dry_run(
     for name, items in sorted(by_task.items()):
         pending = {i.job.id: i for i in items if i.job.id not in answered}
         tokens = sum(costs.prompt_tokens(i.job.messages) for i in pending.values())
-        estimate = plan.estimate.tasks.get(name)
-        per_call = estimate.cost / estimate.calls if estimate and estimate.cost is not None and estimate.calls else None
-        cost = None if per_call is None and pending else (per_call or 0.0) * len(pending)
+        teacher = plan.teachers[plan.tasks[name].teacher]
+        cost = costs.cost(teacher.model, tokens, len(pending), teacher.max_tokens, batch=teacher.mode == "batch") \
+            if pending else 0.0
         rows.append((name, len(items), len(items) - len(pending), len(pending), 0, tokens, cost))
     from_source: dict[str, list[str]] = defaultdict(list)
     for g in work.given:
