@@ -101,3 +101,26 @@ def cost(model: str, prompt_tokens: int, calls: int, max_tokens: int, *, batch: 
     if p is None:
         return None
     return round(prompt_tokens * p[0] + calls * max_tokens * p[1], 6)
+
+
+def calls_cost(teacher, prompt_tokens: int, calls: int, max_tokens: int | None = None) -> float | None:
+    """What `calls` calls to `teacher` (a TeacherPlan) cost, at its batch prices when its
+    `mode` is batch; each completion as long as `max_tokens` (default: the teacher's). No
+    call costs nothing, whatever the model."""
+    if not calls:
+        return 0.0
+    budget = teacher.max_tokens if max_tokens is None else max_tokens
+    return cost(teacher.model, prompt_tokens, calls, budget, batch=teacher.mode == "batch")
+
+
+def shown(value: float | None) -> str:
+    """A cost as the dry runs print it."""
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+def shown_total(values) -> str:
+    """The sum of costs as the dry runs print it: what is known, `+?` when some are unknown."""
+    values = list(values)
+    known = sum(v for v in values if v is not None)
+    unknown = any(v is None for v in values)
+    return "unknown" if unknown and not known else f"${known:,.4f}" + ("+?" if unknown else "")

@@ -89,9 +89,7 @@ def dry_run(
     for name, items in sorted(by_task.items()):
         pending = {i.job.id: i for i in items if i.job.id not in answered}
         tokens = sum(costs.prompt_tokens(i.job.messages) for i in pending.values())
-        teacher = plan.teachers[plan.tasks[name].teacher]
-        cost = costs.cost(teacher.model, tokens, len(pending), teacher.max_tokens, batch=teacher.mode == "batch") \
-            if pending else 0.0
+        cost = costs.calls_cost(plan.teachers[plan.tasks[name].teacher], tokens, len(pending))
         rows.append((name, len(items), len(items) - len(pending), len(pending), 0, tokens, cost))
     from_source: dict[str, list[str]] = defaultdict(list)
     for g in work.given:
@@ -105,7 +103,7 @@ def dry_run(
     rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 6)), total))
     print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
-        shown = cost if isinstance(cost, str) else "unknown" if cost is None else f"${cost:,.4f}"
+        shown = cost if isinstance(cost, str) else costs.shown(cost)
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
     judges.print_estimate(list(judged))
     from orcac.runtime.teachers.batch import dry_run_notes

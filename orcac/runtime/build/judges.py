@@ -321,19 +321,21 @@ def estimate(plan: Plan, items: list[Item], answered: dict, verdict: Callable,
                 seen.add(judge_job.id)
                 tokens = costs.prompt_tokens(judge_job.messages)
             else:  # an answer still to come: as long as the teacher may make it
-                tokens = costs.prompt_tokens(_guess(judge, item)) + plan.teachers[task.teacher].max_tokens
+                tokens = costs.prompt_tokens(unanswered_messages(judge, item)) + plan.teachers[task.teacher].max_tokens
             row[2] += 1
             row[3] += tokens
     out = []
     judges = {r.judge.name: r.judge for t in plan.tasks.values() for r in rules(t)}
     for (task, name), (n, cached, calls, tokens) in sorted(rows.items()):
         teacher = plan.teachers[judges[name].teacher]
-        price = costs.cost(teacher.model, tokens, calls, teacher.max_tokens, batch=teacher.mode == "batch") if calls else 0.0
+        price = costs.calls_cost(teacher, tokens, calls)
         out.append(JudgeEstimate(task, name, n, cached, calls, tokens, price))
     return out
 
 
-def _guess(judge: JudgePlan, item: Item) -> tuple[dict, ...]:
+def unanswered_messages(judge: JudgePlan, item) -> tuple[dict, ...]:
+    """The judge's message for an answer not made yet (an empty one), for counting its prompt;
+    `item`: anything with the task's `prompt` and `gold`."""
     try:
         return messages(judge, item.prompt, "", item.gold)
     except Exception:  # counted by the rubric's own length
@@ -348,10 +350,8 @@ def print_estimate(rows: list[JudgeEstimate], print_=print) -> None:
     print_("not in yet are counted as if every one passed):")
     print_(f"{'task':<24} {'judge':<14} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
     for r in rows:
-        shown = "unknown" if r.cost is None else f"${r.cost:,.4f}"
-        print_(f"{r.task:<24} {r.judge:<14} {r.answers:>7} {r.cached:>7} {r.calls:>7} {r.prompt_tokens:>14,} {shown:>10}")
-    known = sum(r.cost for r in rows if r.cost is not None)
-    unknown = any(r.cost is None for r in rows)
-    total = "unknown" if unknown and not known else f"${known:,.4f}" + ("+?" if unknown else "")
+        print_(f"{r.task:<24} {r.judge:<14} {r.answers:>7} {r.cached:>7} {r.calls:>7} {r.prompt_tokens:>14,} "
+               f"{costs.shown(r.cost):>10}")
+    total = costs.shown_total(r.cost for r in rows)
     print_(f"{'judge total':<24} {'':<14} {sum(r.answers for r in rows):>7} {sum(r.cached for r in rows):>7} "
            f"{sum(r.calls for r in rows):>7} {sum(r.prompt_tokens for r in rows):>14,} {total:>10}")

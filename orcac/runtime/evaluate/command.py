@@ -88,9 +88,7 @@ def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> in
     models = arms(plan, models)
     held = held_out(plan, context.root, db_path, limit=limit)
     prompted = arm_tasks("prompted", plan, held) if "prompted" in models else {}
-    for task in prompted:
-        if plan.tasks[task].system is None:
-            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+    _require_strategies(plan, prompted)
     jobs, index = prompted_jobs(plan, prompted)
     known = placed(prompted, index, calls.stored(db_path, jobs), missing=None)
     return estimate.dry_run(plan, db_path, models, held, prompted=(jobs, index), prompted_held=prompted,
@@ -238,9 +236,7 @@ def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> Non
         from orcac.runtime.teachers.calls import require_keys
 
         held = arm_tasks(name, plan, held)
-        for task in held:
-            if plan.tasks[task].system is None:
-                raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
+        _require_strategies(plan, held)
         require_keys(plan.teachers[plan.tasks[task].teacher] for task in held)
         return
     if plan.train is None:
@@ -251,6 +247,13 @@ def check_ready(name: str, plan, root: Path, held: dict[str, list[Held]]) -> Non
         final = root / plan.train.output / FINAL_DIR
         if not (final / "config.json").is_file():
             raise OrcacError(f"no trained student in {final}", hint="run `orcac train` first (or pass --models base)")
+
+
+def _require_strategies(plan, held: dict) -> None:
+    """The prompted arm shows each task's strategy: a `best_of` task has one once its probe ran."""
+    for task in held:
+        if plan.tasks[task].system is None:
+            raise OrcacError(f"task {task} has no strategy yet", hint="run `orcac build` to run its probe first")
 
 
 def trained_on(final: Path, plan) -> bool:

@@ -39,12 +39,9 @@ def dry_run(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict,
                      prompted_answers=prompted_answers, passes=passes)
     print_(f"{'arm':<9} {'task':<20} {'asks':<20} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
     for line in lines:
-        shown = "unknown" if line.cost is None else f"${line.cost:,.4f}"
         print_(f"{line.arm:<9} {line.task:<20} {line.who:<20} {line.answers:>7} {line.cached:>7} {line.calls:>7} "
-               f"{line.prompt_tokens:>14,} {shown:>10}")
-    known = sum(line.cost for line in lines if line.cost is not None)
-    unknown = any(line.cost is None for line in lines)
-    total = "unknown" if unknown and not known else f"${known:,.4f}" + ("+?" if unknown else "")
+               f"{line.prompt_tokens:>14,} {costs.shown(line.cost):>10}")
+    total = costs.shown_total(line.cost for line in lines)
     print_(f"{'total':<9} {'':<20} {'':<20} {sum(x.answers for x in lines):>7} {sum(x.cached for x in lines):>7} "
            f"{sum(x.calls for x in lines):>7} {sum(x.prompt_tokens for x in lines):>14,} {total:>10}")
     local = [arm for arm in arms if arm != "prompted"]
@@ -72,7 +69,7 @@ def estimate(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict
             teacher = plan.teachers[plan.tasks[task].teacher]
             tokens = sum(costs.prompt_tokens(job.messages) for job in todo)
             lines.append(Line("prompted", task, teacher.name, len(prompted_held[task]), len(mine) - len(todo), len(todo),
-                              tokens, _price(teacher, tokens, len(todo), plan.eval.max_new_tokens)))
+                              tokens, costs.calls_cost(teacher, tokens, len(todo), plan.eval.max_new_tokens)))
     if plan.eval.judges:
         for arm in arms:
             asked = prompted_held if arm == "prompted" else held
@@ -106,18 +103,7 @@ def _judge_lines(plan, db_path, arm: str, asked: dict, answers: dict | None, pas
                 else:  # still to come: one call, its answer as long as the arm may make it
                     n += 1
                     calls_ += 1
-                    tokens += _rubric_tokens(judge, held) + plan.eval.max_new_tokens
+                    tokens += costs.prompt_tokens(judges.unanswered_messages(judge, held)) + plan.eval.max_new_tokens
             lines.append(Line(arm, task, f"judged({judge.name})", n, cached, calls_, tokens,
-                              _price(teacher, tokens, calls_, teacher.max_tokens)))
+                              costs.calls_cost(teacher, tokens, calls_)))
     return lines
-
-
-def _rubric_tokens(judge, held) -> int:
-    try:
-        return costs.prompt_tokens(judges.messages(judge, held.prompt, "", held.gold))
-    except Exception:  # counted by the rubric's own length
-        return costs.prompt_tokens(({"role": "user", "content": judge.rubric},))
-
-
-def _price(teacher, tokens: int, n: int, max_tokens: int) -> float | None:
-    return costs.cost(teacher.model, tokens, n, max_tokens, batch=teacher.mode == "batch") if n else 0.0

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from orcac.errors import OrcacError
 from orcac.runtime.build.given import INSTRUCTION
-from orcac.runtime.build.judges import grouped_reason
+from orcac.runtime.build import judges as build_judges
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
@@ -133,7 +133,7 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
         if accepted:
             verdicts[task]["accepted"] += n
         else:  # a judge's rejections by threshold, not by score (the judges table has the scores)
-            reason = grouped_reason(reason)
+            reason = build_judges.grouped_reason(reason)
             verdicts[task]["rejected"][reason] = verdicts[task]["rejected"].get(reason, 0) + n
     calls = {r[0]: r[1:] for r in store.rows(
         """
@@ -235,21 +235,19 @@ def _judges(plan: Plan, store: Store) -> list[dict]:
         WHERE j.strategy LIKE 'judged(%)' GROUP BY ALL
         """
     )}
-    declared = {(name, r.judge.name): r.judge for name, task in plan.tasks.items()
-                for r in task.accept if r.kind == "judged"}
+    declared = {(name, r.judge.name): r.judge for name, task in plan.tasks.items() for r in build_judges.rules(task)}
     out = []
     for task, name, judged, kept, scored, mean, low, high in counts:
         judge = declared.get((task, name))
         answered, failed, cost = calls.get((task, name), (0, 0, 0.0))
+        scale = (judge.min, judge.max) if judge else (low, high)  # a judge no longer declared: what it gave
         out.append({
             "task": task, "judge": name, "in_plan": judge is not None,
             "teacher": judge.teacher if judge else None,
             "threshold": judge.threshold if judge else None,
-            "scale": (judge.min, judge.max) if judge else (low, high),
             "judged": judged, "kept": kept, "unreadable": judged - scored, "below": scored - kept if judge else None,
             "mean": mean, "calls": answered, "failed": failed, "cost": cost,
-            "spread": score_spread(scores[(task, name)], *((judge.min, judge.max) if judge else (low, high)),
-                                   threshold=judge.threshold if judge else None),
+            "spread": score_spread(scores[(task, name)], *scale, threshold=judge.threshold if judge else None),
         })
     return out
 
@@ -264,18 +262,13 @@ def score_spread(scores: list[float], low: float, high: float, *, threshold: flo
     [0, 0, 0, 1, 0, 0, 0, 0, 2, 1]
     """
     whole = float(low).is_integer() and float(high).is_integer() and high - low <= 20
-    if whole:
-        edges = [(low + i, low + i) for i in range(int(high - low) + 1)]
-    else:
-        step = (high - low) / SCORE_BUCKETS or 1.0
-        edges = [(low + i * step, low + (i + 1) * step) for i in range(SCORE_BUCKETS)]
-    counts = [0] * len(edges)
+    step = 1.0 if whole else (high - low) / SCORE_BUCKETS or 1.0
+    bins = int(high - low) + 1 if whole else SCORE_BUCKETS
+    edges = [(low + i * step, low + i * step if whole else low + (i + 1) * step) for i in range(bins)]
+    counts = [0] * bins
     for score in scores:
-        if whole:
-            index = int(round(score - low))
-        else:
-            index = int((score - low) / ((high - low) / SCORE_BUCKETS or 1.0))
-        counts[min(max(index, 0), len(edges) - 1)] += 1
+        index = int(round(score - low)) if whole else int((score - low) / step)
+        counts[min(max(index, 0), bins - 1)] += 1
     tallest, slot = max(counts) or 1, width / len(edges)
     bars = []
     for (start, end), n in zip(edges, counts):
