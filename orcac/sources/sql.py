@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from orcac.sources.problems import SourceError
+from orcac.sources.problems import SourceError, nearby_file
 
 
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
@@ -36,7 +36,7 @@ def sql_files(query: str, base: Path, *, network: bool = False) -> tuple[Path, .
             continue
         p = base / lit
         if not p.is_file():
-            raise SourceError(f"source file not found: {lit} (read by the sql query)")
+            raise SourceError(f"source file not found: {lit} (read by the sql query)", nearby_file(base, lit))
         if p not in out:
             out.append(p)
     return tuple(out)
