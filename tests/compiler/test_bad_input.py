@@ -475,3 +475,26 @@ def test_a_misspelt_teacher_block_is_one_error(tmp_path):
         "    | ^^^^^^",
         "  did you mean 'teacher'?",
     ]
+
+
+def test_a_sql_source_that_cannot_reach_the_network_says_why_on_one_line(tmp_path):
+    spec = _spec(tmp_path, """task a { from = sql("SELECT * FROM 'http://127.0.0.1:9/x.csv'", network = true) prompt = "{{ q }}" strategy = s }\n""")
+    code, _, err = _run(tmp_path, "check", spec.name)
+    assert code == 1
+    head, line = err.splitlines()[:2]
+    assert head.startswith("s.orca:6:17: error: the sql query ") and line.startswith("  6 | task a")
+    # Offline, DuckDB cannot download the extension it reads http with; online (or with it
+    # installed), the read itself is refused by the closed port: either way the cause is shown.
+    assert "Could not establish connection" in head or "connect" in head.lower(), head
+    if "extension" in head:
+        assert head.startswith("s.orca:6:17: error: the sql query needs DuckDB's 'httpfs' extension, and downloading it from http")
+        assert err.splitlines()[3].startswith("  DuckDB downloads the extension a network read needs on its first use")
+
+
+def test_a_sql_error_of_several_lines_is_shown_whole(tmp_path):
+    spec = _spec(tmp_path, """task a { from = sql("SELECT qq FROM 'd.csv'") prompt = "{{ q }}" strategy = s }\n""", d__csv="q\nx\n")
+    code, _, err = _run(tmp_path, "check", spec.name)
+    assert code == 1
+    assert err.splitlines()[0] == (
+        's.orca:6:17: error: the sql query fails: Binder Error: Referenced column "qq" not found in FROM clause! Candidate bindings: "q"'
+    )
