@@ -498,3 +498,29 @@ def test_a_sql_error_of_several_lines_is_shown_whole(tmp_path):
     assert err.splitlines()[0] == (
         's.orca:6:17: error: the sql query fails: Binder Error: Referenced column "qq" not found in FROM clause! Candidate bindings: "q"'
     )
+
+
+def test_a_dry_run_warns_of_an_unset_api_key_and_still_succeeds(tmp_path, monkeypatch):
+    """The task's teacher and a judge's teacher, each named with the variable it lacks."""
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    monkeypatch.delenv("NO_JUDGE_KEY", raising=False)
+    spec = _spec(
+        tmp_path,
+        """\
+        teacher referee { model = "openai/gpt-4o" api_key = env("NO_JUDGE_KEY") }
+        judge fair { teacher = referee rubric = "{{ answer }} Score: N" threshold = 5 }
+        task a { from = jsonl("d.jsonl") prompt = "{{ q }}" teacher = t strategy = s accept = judged(fair) }
+        """,
+        d__jsonl='{"q": "x"}\n',
+    )
+    warnings = [
+        f"warning: teacher {name}: the environment variable {variable} is not set; "
+        f"`orcac build` stops at its first call to {name} until it holds the provider's API key"
+        for name, variable in (("referee", "NO_JUDGE_KEY"), ("t", "NO_SUCH_KEY"))
+    ]
+    code, out, err = _run(tmp_path, "build", spec.name, "--dry-run")
+    assert code == 0 and out.splitlines()[-1] == "dry run: nothing was called"
+    assert err.splitlines() == warnings
+    monkeypatch.setenv("NO_SUCH_KEY", "sk-test")
+    code, out, err = _run(tmp_path, "build", spec.name, "--dry-run")
+    assert code == 0 and err.splitlines() == warnings[:1]
