@@ -450,7 +450,7 @@ def test_a_directory_given_as_a_spec_is_called_a_directory(tmp_path, specs, hint
     (tmp_path / "data").mkdir()
     for name in specs:
         (tmp_path / "data" / name).write_text(HEAD)
-    for command in ("check", "plan"):
+    for command in ("check", "plan", "fmt"):
         code, _, err = _run(tmp_path, command, "data")
         assert code == 1
         assert err == f"error: data is a directory, not a spec\n  {hint}\n"
