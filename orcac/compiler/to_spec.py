@@ -2,7 +2,8 @@
 
 Each block kind has a table `key -> (field, converter)`, made from the settings table
 (orcac/specs/settings.py); a converter turns one syntax value into a Python value or raises
-`Bad`. Every problem is collected, not only the first.
+`Bad` (or `Partial`: a list with bad items, what is left of it still checked). Every problem
+is collected, not only the first.
 
 >>> from orcac.grammar import parse
 >>> from orcac.specs.diagnostics import Diagnostics
