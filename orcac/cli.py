@@ -61,42 +61,47 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile .orca specs into reviewed plans, build prompt-erased data, train and evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"orcac {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do (`orcac COMMAND --help` for its options)")
 
     p = sub.add_parser("check", help="report every problem in a spec")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs to check")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: each problem with its line, for people; json: for editors and scripts (default: %(default)s)")
 
     p = sub.add_parser("fmt", help="rewrite specs in canonical layout (comments kept)")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs, rewritten in place")
     p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; write nothing")
 
     p = sub.add_parser("plan", help="compile a spec into its plan file")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs; each gets SPEC.plan.yaml beside it")
     p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec; - for stdout)")
     p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
 
     p = sub.add_parser("schema", help="print the JSON Schema of plan files")
-    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("-o", "--output", help="write to this file (default: stdout)")
 
     p = sub.add_parser("build", help="run the teacher jobs and write prompt-erased records")
     _add_run_args(p)
     p.add_argument("--dry-run", action="store_true", help="print calls, prompt tokens and cost; call nothing")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N examples per task (a quick look)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N examples per task, for a quick look (default: all)")
     p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
     p.add_argument("--cancel", action="store_true", help="cancel the build's live provider batches (mode = batch) and exit")
 
     p = sub.add_parser("export", help="write the training records as JSONL, Parquet or a HF dataset")
     _add_run_args(p)
-    p.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
-    p.add_argument("-o", "--output", required=True, help="file (jsonl, parquet) or directory (hf)")
-    p.add_argument("--split", choices=["train", "holdout"], default="train")
+    p.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
+                   help="jsonl: one chat record a line; parquet: one file; hf: a datasets.save_to_disk directory "
+                   "(default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, help="file (jsonl, parquet) or directory (hf); required")
+    p.add_argument("--split", choices=["train", "holdout"], default="train",
+                   help="train: the records to fine-tune on; holdout: the examples kept back for eval (default: %(default)s)")
 
     p = sub.add_parser("train", help="fine-tune the student, stage by stage")
     _add_run_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--max-steps", type=positive_int, help="stop each stage after this many steps (smoke runs)")
+    p.add_argument("--max-steps", type=positive_int, metavar="N",
+                   help="stop each stage after N steps, for smoke runs (default: the stage's epochs)")
 
     p = sub.add_parser("eval", help="score base, prompted and trained models on held-out examples")
     _add_run_args(p)
@@ -105,14 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
-    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N held-out examples per task")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N held-out examples per task (default: all)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the teacher and judge calls eval would make and their cost; run nothing")
 
     p = sub.add_parser("report", help="write one self-contained HTML page about the build")
     _add_run_args(p)
     p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
-    p.add_argument("--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default 100)")
+    p.add_argument("--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default: 100)")
 
     p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")
@@ -120,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="a .orca spec or a .plan.yaml plan")
+    p.add_argument("spec", metavar="SPEC", help="a .orca spec (compiled first) or a .plan.yaml plan")
     p.add_argument("--db", help="DuckDB file (default: .orca/<spec>.duckdb next to the plan)")
 
 

@@ -291,6 +291,28 @@ def variables(source: str) -> set[str]:
     return meta.find_undeclared_variables(environment().parse(source))
 
 
+# Jinja checks filter names when it compiles a template (test names only when it runs one).
+_NO_SUCH = re.compile(r"^No (filter) named '([^']*)'")
+
+
+def unknown_name(error: jinja2.TemplateSyntaxError) -> tuple[str, str, list[str]] | None:
+    """For a template that names a filter Jinja does not have (`{{ q | uppr }}`): ("filter",
+    the name, the filters there are); else None.
+
+    >>> try:
+    ...     variables("{{ q | uppr }}")
+    ... except jinja2.TemplateSyntaxError as error:
+    ...     kind, name, known = unknown_name(error)
+    >>> kind, name, "upper" in known
+    ('filter', 'uppr', True)
+    """
+    found = _NO_SUCH.match(error.message or "")
+    if not found:
+        return None
+    kind, name = found.groups()
+    return kind, name, sorted(n for n in environment().filters if not n.startswith("__"))
+
+
 def render(source: str, row: dict) -> str:
     """One row's text. Raises TemplateLimit past a bound, or whatever the template raised."""
     template, repeats = _compiled(source)

@@ -147,7 +147,7 @@ def _check_templates(task: TaskDecl, columns: tuple[str, ...], diags: Diagnostic
         try:
             used = variables(source)
         except jinja2.TemplateSyntaxError as error:
-            diags.error(f"the {key} template does not parse: {error.message}", span)
+            _template_error(f"the {key} template", error, span, diags)
             continue
         for name in sorted(used - known):
             hint = did_you_mean(name, columns) or f"the source's columns are: {', '.join(columns) or '(none)'}"
@@ -158,6 +158,23 @@ def _check_templates(task: TaskDecl, columns: tuple[str, ...], diags: Diagnostic
                 _sub_span(span, raw_token, name) if raw_token else span,
                 hint,
             )
+
+
+def _template_error(what: str, error, span: Span, diags: Diagnostics) -> None:
+    """A template that does not parse; a misspelt filter or test is named, with the caret on it."""
+    from orcac.templates import unknown_name
+
+    unknown = unknown_name(error)
+    if unknown is None:
+        diags.error(f"{what} does not parse: {error.message}", span)
+        return
+    kind, name, known = unknown
+    raw = _token_text(diags.sources.get(span.file, ""), span)
+    diags.error(
+        f"unknown {kind} '{name}' in {what}",
+        _sub_span(span, raw, name) if raw else span,
+        did_you_mean(name, known) or f"Jinja's {kind}s are: {', '.join(known)}",
+    )
 
 
 def _token_text(text: str, span: Span) -> str:
@@ -214,7 +231,7 @@ def _check_judges(spec: Spec, diags: Diagnostics) -> None:
         try:
             used = template_variables(judge.rubric)
         except jinja2.TemplateSyntaxError as error:
-            diags.error(f"the rubric of judge '{judge.name}' does not parse: {error.message}", span)
+            _template_error(f"the rubric of judge '{judge.name}'", error, span, diags)
             continue
         raw = _token_text(diags.sources.get(span.file, ""), span)
         for name in sorted(used - set(RUBRIC_NAMES)):

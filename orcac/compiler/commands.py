@@ -118,11 +118,15 @@ def schema_text() -> str:
 
 def fmt(args) -> int:
     from orcac.compiler.fmt import format_text
+    from orcac.compiler.load import directory_hint
 
     unformatted = []
     errors = []
     for spec in args.specs:
         p = Path(spec)
+        if p.is_dir():
+            errors.append(f"error: {spec} is a directory, not a spec\n  {directory_hint(p, spec)}")
+            continue
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:

@@ -60,9 +60,12 @@ def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str]
         names[p] = name
         for imp in module.imports:
             if not imp.path.endswith(".orca"):
+                # `import "std/erase"`: the .orca left out, not a data file to read
+                spelt = import_target(imp.path + ".orca", p, name, stdlib)[0].is_file()
                 diags.error(
                     f"cannot import '{imp.path}': only .orca files can be imported",
                     imp.span,
+                    f"did you mean {imp.path}.orca?" if spelt else
                     'a task reads data with from = jsonl("..."), csv("..."), parquet("..."), hf("...") or sql("...")',
                 )
                 continue
@@ -86,11 +89,23 @@ def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str]
         done.add(p)
         order.append(Loaded(module=module, path=p, stdlib=stdlib))
 
+    if path.is_dir():
+        diags.error(f"{shown} is a directory, not a spec", hint=directory_hint(path, shown))
+        return []
     if not path.is_file() and path.resolve() not in unsaved:
         diags.error(f"no such file: {shown}")
         return []
     visit(path, shown, False)
     return order
+
+
+def directory_hint(directory: Path, shown: str) -> str:
+    """What to give instead of a directory: the specs in it, if it holds any."""
+    specs = sorted(p.name for p in directory.glob("*.orca") if p.is_file())
+    if not specs:
+        return f"{shown} holds no .orca file; give the path of a spec (a .orca file)"
+    listed = ", ".join(posixpath.join(shown, name) for name in specs[:5]) + (", ..." if len(specs) > 5 else "")
+    return f"give one of the specs in it: {listed}"
 
 
 def import_target(target: str, importer: Path, importer_name: str, importer_std: bool) -> tuple[Path, str, bool]:

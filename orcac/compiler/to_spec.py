@@ -2,7 +2,8 @@
 
 Each block kind has a table `key -> (field, converter)`, made from the settings table
 (orcac/specs/settings.py); a converter turns one syntax value into a Python value or raises
-`Bad`. Every problem is collected, not only the first.
+`Bad` (or `Partial`: a list with bad items, what is left of it still checked). Every problem
+is collected, not only the first.
 
 >>> from orcac.grammar import parse
 >>> from orcac.specs.diagnostics import Diagnostics
@@ -14,6 +15,7 @@ Each block kind has a table `key -> (field, converter)`, made from the settings 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +61,16 @@ class Bad(Exception):
     def __init__(self, message: str, span=None, hint: str | None = None):
         super().__init__(message)
         self.message, self.span, self.hint = message, span, hint
+
+
+class Partial(Exception):
+    """A list value with bad items: each is reported, and `value`, what is left of the list
+    (a bad item kept at its plain name), stands in for it so that the names in it are still
+    checked: `[math(150%), intent]` reports the share and the unknown task together."""
+
+    def __init__(self, problems: list[Bad], value):
+        super().__init__(problems[0].message)
+        self.problems, self.value = problems, value
 
 
 def describe(v: Value) -> str:
@@ -212,37 +224,56 @@ def ref_list(v: Value, key: str) -> tuple[Named, ...]:
 
 
 def portions(v: Value, key: str) -> tuple[Portion, ...]:
-    """A stage's tasks: names, each maybe called with its portion, `easy(30%)` or `hard(500)`."""
+    """A stage's tasks: names, each maybe called with its portion, `easy(30%)` or `hard(500)`.
+    Raises Partial when an item's portion is bad (every such item reported)."""
     items = v.items if isinstance(v, List) else (v,)
     if not isinstance(v, (List, Ref, Call)):
         raise Bad(f"'{key}' must be a list of task names like [a, b(30%), c(500)], got {describe(v)}", v.span)
     out = []
+    problems = []
     for item in items:
         if isinstance(item, Ref):
             out.append(Portion(name=ref(item, key).name, span=item.span))
             continue
         if not isinstance(item, Call):
             raise Bad(f"'{key}' must list task names, got {describe(item)}", item.span)
-        if item.kwargs or len(item.args) != 1:
-            raise Bad(
-                f"{item.name}(...) in '{key}' takes one portion: a share like {item.name}(30%) or a count like {item.name}(500)",
-                item.span,
-            )
-        (amount,) = item.args
-        if isinstance(amount, Percent):
-            share = fraction(amount, f"{item.name}'s share")
-            if share == 0.0:
-                raise Bad(f"{item.name}(0%) takes nothing", amount.span, f"leave {item.name} out of the stage")
-            out.append(Portion(name=item.name, span=item.span, share=share))
-        elif isinstance(amount, Num) and isinstance(amount.value, int) and amount.value >= 1:
-            out.append(Portion(name=item.name, span=item.span, at_most=amount.value))
-        else:
-            raise Bad(
-                f"{item.name}(...) in '{key}' takes a share like 30% or a whole number of records of at least 1, "
-                f"got {describe(amount)}",
-                amount.span,
-            )
+        try:
+            out.append(_portion(item, key))
+        except Bad as bad:
+            problems.append(bad)
+            out.append(Portion(name=item.name, span=item.span))
+    if problems:
+        raise Partial(problems, tuple(out))
     return tuple(out)
+
+
+def _portion(item: Call, key: str) -> Portion:
+    if item.kwargs or len(item.args) != 1:
+        raise Bad(
+            f"{item.name}(...) in '{key}' takes one portion: a share like {item.name}(30%) or a count like {item.name}(500)",
+            item.span,
+        )
+    (amount,) = item.args
+    if isinstance(amount, Percent):
+        if amount.value > 1.0:
+            raise Bad(
+                f"{item.name}({amount.raw}) asks for more than all of task '{item.name}'",
+                amount.span,
+                f"a stage takes at most 100% of a task's records: write {item.name}(100%), or just {item.name}; "
+                "to train on them more than once, raise the stage's epochs",
+            )
+        if amount.value < 0.0:
+            raise Bad(f"{item.name}({amount.raw}): a share of a task's records is between 0% and 100%", amount.span)
+        if amount.value == 0.0:
+            raise Bad(f"{item.name}(0%) takes nothing", amount.span, f"leave {item.name} out of the stage")
+        return Portion(name=item.name, span=item.span, share=amount.value)
+    if isinstance(amount, Num) and isinstance(amount.value, int) and amount.value >= 1:
+        return Portion(name=item.name, span=item.span, at_most=amount.value)
+    raise Bad(
+        f"{item.name}(...) in '{key}' takes a share like 30% or a whole number of records of at least 1, "
+        f"got {describe(amount)}",
+        amount.span,
+    )
 
 
 def names(v: Value, key: str) -> tuple[str, ...]:
@@ -554,6 +585,9 @@ def to_spec_module(module: Module, diags: Diagnostics) -> dict[str, list]:
         if block.kind not in TOP_LEVEL:
             hint = did_you_mean(block.kind, TOP_LEVEL) or f"declarations are: {', '.join(TOP_LEVEL)}"
             diags.error(f"unknown declaration '{block.kind}'", block.kind_span, hint)
+            meant = difflib.get_close_matches(block.kind, TOP_LEVEL, n=1, cutoff=0.6)
+            if meant and block.name is not None:  # `teachr t`: tasks using teacher t are not also errors
+                out["broken"].append((meant[0], block.name))
             continue
         decl = _block(block, diags, module.file)
         if decl is not None:
@@ -604,8 +638,12 @@ def _block(block: Block, diags: Diagnostics, file: str):
             continue
         assert isinstance(member, Assign)
         if member.key not in keys:
+            inner = next((kind for kind in nested if kind != "params" and member.key in TABLES[kind][2]), None)
             if member.key in nested:
                 hint = f"{member.key} is a block: {member.key} {{ ... }}"
+            elif inner is not None:  # `train { epochs = 2 }`: a stage's key, written one level up
+                written = f"{member.key} = {getattr(member.value, 'raw', '...')}"
+                hint = f"{member.key} belongs in each {inner} block: {inner}{' NAME' if nested[inner] else ''} {{ ... {written} }}"
             else:
                 hint = did_you_mean(member.key, keys) or f"{block.kind} keys are: {', '.join(keys)}"
             diags.error(f"unknown key '{member.key}' in {where}", member.key_span, hint)
@@ -619,6 +657,10 @@ def _block(block: Block, diags: Diagnostics, file: str):
         spans[member.key] = member.value.span
         try:
             values[field] = convert(member.value, member.key)
+        except Partial as partial:  # reported; what is left of the value keeps the block for resolve's checks
+            for bad in partial.problems:
+                diags.error(bad.message, bad.span or member.value.span, bad.hint)
+            values[field] = partial.value
         except Bad as bad:
             diags.error(bad.message, bad.span or member.value.span, bad.hint)
             ok = False

@@ -438,7 +438,9 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
                 col = before.start(1) - (text.rfind("\n", 0, before.start(1)) + 1) + 1
                 span = Span(file=file, line=at, col=col, end_line=at, end_col=col + len(word))
                 return Diagnostic(f"unknown word '{word}' before the version number", span, f"{near} A spec starts with: orca 1")
-        if expected == {"LBRACE"}:
+        if tok.type == "COMMA" and "RBRACE" in expected:  # `{ a = 1, b = 2 }`, as in JSON or HCL
+            hint = "settings in a block are separated by whitespace or newlines, not ',': take the ',' out"
+        elif expected == {"LBRACE"}:
             hint = "a setting is written 'key = value'; a block is 'kind name { ... }'"
         elif "EQUAL" in expected and tok.type in _VALUE_START - {"NAME"}:
             hint = "a setting is written key = value: the '=' is missing"

@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from orcac.sources.problems import BadRow, SourceError
+from orcac.sources.problems import BadRow, SourceError, nearby_file
 from orcac.sources.sql import run_sql, sql_files
 
 csv.field_size_limit(1 << 30)
@@ -40,7 +40,7 @@ def source_files(
     if kind in ("jsonl", "csv", "parquet"):
         p = base / path
         if not p.is_file():
-            raise SourceError(f"source file not found: {path}")
+            raise SourceError(f"source file not found: {path}", nearby_file(base, path))
         return (p,)
     if kind == "hf":
         return hf_files(base / path, split, path)

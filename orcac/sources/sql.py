@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from orcac.sources.problems import SourceError
+from orcac.sources.problems import SourceError, nearby_file
 
 
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
@@ -36,7 +36,7 @@ def sql_files(query: str, base: Path, *, network: bool = False) -> tuple[Path, .
             continue
         p = base / lit
         if not p.is_file():
-            raise SourceError(f"source file not found: {lit} (read by the sql query)")
+            raise SourceError(f"source file not found: {lit} (read by the sql query)", nearby_file(base, lit))
         if p not in out:
             out.append(p)
     return tuple(out)
@@ -91,15 +91,32 @@ _SQL_HINT = (
 )
 
 
+# What DuckDB says when it cannot fetch the extension a network read needs; the cause in parentheses at the end.
+_NO_DOWNLOAD = re.compile(r'Failed to download extension "(\w+)" at URL "([^"]*)".*?(?:\(ERROR ([^)]*)\))?$')
+_EXTENSION_HINT = (
+    "DuckDB downloads the extension a network read needs on its first use: connect this machine to the network, "
+    "or install it once where it can: python -c \"import duckdb; duckdb.install_extension('{extension}')\""
+)
+
+
 def run_sql(query: str, base: Path, network: bool, run):
     files = sql_files(query, base, network=network)
     con = _duckdb(query, files, network)
     try:
         return run(con.sql(_absolute_query(query, base)))
     except Exception as error:
-        first = str(error).splitlines()[0]
-        hint = _SQL_HINT if "disabled by configuration" in first else None
-        raise SourceError(f"the sql query fails: {first}", hint) from None
+        # DuckDB's message can run over several lines with the cause on the last (a failed
+        # extension download ends "(ERROR Could not establish connection)"): all of it, on one line.
+        said = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        download = _NO_DOWNLOAD.search(said)
+        if download:
+            extension, url, cause = download.group(1), download.group(2), download.group(3) or "no reason given"
+            raise SourceError(
+                f"the sql query needs DuckDB's '{extension}' extension, and downloading it from {url} failed: {cause}",
+                _EXTENSION_HINT.format(extension=extension),
+            ) from None
+        hint = _SQL_HINT if "disabled by configuration" in said else None
+        raise SourceError(f"the sql query fails: {said}", hint) from None
     finally:
         con.close()
 

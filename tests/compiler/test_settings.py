@@ -258,3 +258,12 @@ def test_the_docs_list_every_key_named_otherwise_in_the_plan():
     section = doc.split("### Names in the plan", 1)[1].split("\n#", 1)[0]
     rows = set(re.findall(r"^\| (\S+) \| `(\w+)` \| `([\w.]+)` \|", section, re.M))
     assert rows == {(k.block, k.name, k.plan_name) for k in KEYS if k.renamed}
+
+
+def test_the_docs_say_numerics_default_tolerance():
+    """The checks table shows `tol = 0.01` as an example; the default it states is the table's."""
+    doc = (ROOT / "docs" / "language.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `numeric(gold)`"))
+    default = settings.key("numeric()", "tol").default
+    stated = re.search(r"`tol` defaults to ([0-9.e+-]+)", row)
+    assert stated and float(stated.group(1)) == default, row

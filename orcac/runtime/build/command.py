@@ -23,6 +23,7 @@ that the current plan no longer produces (another strategy, a removed task) are 
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import sys
 import time
@@ -110,8 +111,23 @@ def dry_run(
 
     for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
         print(note)
+    called = {plan.tasks[name].teacher for name, _, _, calls, *_ in rows if calls and name in plan.tasks}
+    called |= {rule.judge.teacher for r in judged if r.calls for rule in judges.rules(plan.tasks[r.task]) if rule.judge.name == r.judge}
+    for warning in missing_keys(plan, called):
+        print(f"warning: {warning}", file=sys.stderr)
     print("dry run: nothing was called")
     return 0
+
+
+def missing_keys(plan: Plan, teachers: set[str]) -> list[str]:
+    """The teachers a build would call whose API key variable (`api_key = env("NAME")`) is
+    unset: the build itself would stop at its first call to each."""
+    return [
+        f"teacher {name}: the environment variable {t.api_key_env} is not set; "
+        f"`orcac build` stops at its first call to {name} until it holds the provider's API key"
+        for name, t in sorted(plan.teachers.items())
+        if name in teachers and t.api_key_env and not os.environ.get(t.api_key_env)
+    ]
 
 
 def command(context: RunContext, args) -> int:
