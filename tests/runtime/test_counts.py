@@ -51,6 +51,9 @@ def test_the_live_line_and_the_summary_agree_on_a_sampled_build(tmp_path, capsys
     with Loopback(seeded_answer) as server:
         plan = sampled_plan(tmp_path, _teacher(server), samples=3, keep=2, n=12)
         path = write_plan(tmp_path, plan)
+        assert cli.main(["build", str(path), "--dry-run"]) == 0
+        header, line = capsys.readouterr().out.splitlines()[:2]
+        assert header.split()[:4] == ["task", "answers", "cached", "calls"] and line.split()[:4] == ["arith", "36", "0", "36"]
         assert cli.main(["build", str(path), "--no-progress"]) == 0
     captured = capsys.readouterr()
     (row,) = summary_rows(captured.out)

@@ -76,12 +76,12 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 def dry_run(
     plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset()
 ) -> int:
-    """Per task: examples, answered before, calls to make, answers from the source (no call),
-    the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (litellm's price map, as the
-    plan's estimate prices them); then the judges' calls (`judged`,
-    orcac.runtime.build.judges.estimate), counted and priced on their own (the plan's task
-    estimate adds them in, so its cost per call is not the teacher's). `settled`: record ids
-    of answers from sources whose verdict is stored already."""
+    """Per task: answers wanted (rows x samples), answered before, calls to make, answers from
+    the source (no call), the calls' prompt tokens (orcac.costs.prompt_tokens) and cost
+    (litellm's price map, as the plan's estimate prices them); then the judges' calls
+    (`judged`, orcac.runtime.build.judges.estimate), counted and priced on their own (the
+    plan's task estimate adds them in, so its cost per call is not the teacher's). `settled`:
+    record ids of answers from sources whose verdict is stored already."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
@@ -101,7 +101,7 @@ def dry_run(
     known = sum(c for c in task_costs if c is not None)
     total = "unknown" if task_costs and all(c is None for c in task_costs) else f"${known:,.4f}" + ("+?" if None in task_costs else "")
     rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 6)), total))
-    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
+    print(f"{'task':<24} {'answers':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else costs.shown(cost)
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
