@@ -215,9 +215,13 @@ class CandidateScore(PlanModel):
 class Decision(PlanModel):
     """A probe's result, recorded so that later builds reuse it and reviewers see why."""
 
+    WRITTEN_WHEN_SET = ("tie_break",)
+
     chosen: str
     key: str  # ProbePlan.key this decision was made for
     scores: tuple[CandidateScore, ...]
+    # when another candidate had the winner's score: the rule that chose ("fewer tokens", "name order")
+    tie_break: str | None = None
 
 
 class ProbePlan(PlanModel):

@@ -228,22 +228,23 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
     for reason in (None, None, "timeout", None):
         display.outcome(failed_reason=reason, prompt_tokens=10, completion_tokens=5, cost=0.25)
         if reason is None:
-            display.verdict(accepted=True)
+            display.verdict(passed=True)
     display.stop()
     shown = buffer.getvalue()
-    assert "4/4 jobs" in shown and "req/s" in shown and "60 tokens" in shown and "$1.0000" in shown
-    assert "accepted 3, rejected 0" in shown and "failed: timeout 1" in shown
+    assert "4/4 calls" in shown and "req/s" in shown and "60 tokens" in shown and "$1.0000" in shown
+    assert "passed 3, rejected 0" in shown and "failed: timeout 1" in shown
 
     tallies = {
-        ("arith", "step"): Tally(items=4, calls=4, accepted=2, rejected=Counter(truncated=1),
+        ("arith", "step"): Tally(rows=4, items=4, calls=4, passed=2, accepted=2, rejected=Counter(truncated=1),
                                  failed=Counter(timeout=1), prompt_tokens=40, completion_tokens=20, cost=1.0),
-        ("qa", "direct"): Tally(items=2, cached=2, accepted=2),
+        ("qa", "direct"): Tally(rows=2, items=2, cached=2, passed=2, accepted=2),
     }
     out = io.StringIO()
     Console(file=out, width=200).print(summary_table(tallies, 3.0))
     table = out.getvalue()
-    for expected in ("arith", "step", "truncated 1", "timeout 1", "$1.0000", "qa", "direct", "all"):
+    for expected in ("arith", "step", "truncated 1", "timeout 1", "$1.0000", "qa", "direct", "all", "passed", "kept"):
         assert expected in table
+    assert "not kept" not in table  # a column only where judges or `keep` left answers out
 
 
 def test_control_characters_from_a_provider_never_reach_the_terminal(tmp_path, capsys):

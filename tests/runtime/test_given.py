@@ -96,7 +96,7 @@ def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, ca
     # A re-run checks again and writes nothing: the same rows, under the same ids.
     before = db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")
     assert _build(path) == 0
-    assert re.search(r"openorca\s*│\s*\(from source\)\s*│\s*8\s*│\s*0\s*│\s*8\s*│", capsys.readouterr().out)  # 8 cached
+    assert re.search(r"openorca\s*│\s*\(from source\)\s*│\s*8\s*│\s*8\s*│\s*0\s*│\s*8\s*│", capsys.readouterr().out)  # 8 rows, 8 answers, 8 cached
     assert (db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")) == before
     assert _dry_run_line(capsys, path)[1:5] == ["8", "8", "0", "8"]
 

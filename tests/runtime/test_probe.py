@@ -191,6 +191,59 @@ def test_a_tie_goes_to_the_cheaper_candidate(tmp_path, server):
     assert result.decisions["arith"].chosen == "terse"
 
 
+def test_a_tie_names_the_rule_that_broke_it(tmp_path, server):
+    said: list[str] = []
+    with Store.open(tmp_path / "b.duckdb") as store:
+        result = probe.run_probes(probe_plan(tmp_path, server, candidates=("verbose", "terse")), tmp_path, store,
+                                  log=said.append)
+    decision = result.decisions["arith"]
+    assert decision.tie_break == "fewer tokens"
+    tokens = {s.strategy: s.prompt_tokens + s.completion_tokens for s in decision.scores}
+    assert f"probe: task arith: terse and verbose tie at 4/4; fewer tokens chose terse (tokens: terse {tokens['terse']}, " \
+        f"verbose {tokens['verbose']})" in said
+    # equal tokens too: name order
+    tied = probe.decide(ProbePlan(candidates=("b", "a"), size=2, key="k"),
+                        [probe.Answer(name, row, True, 5, 5) for name in ("b", "a") for row in (0, 1)])
+    assert (tied.chosen, tied.tie_break) == ("a", "name order")
+    assert probe.tie_message("t", tied) == "task t: a and b tie at 2/2; name order chose a (tokens: a 20, b 20)"
+    # no tie: nothing said, nothing recorded (a plan's decision keeps its bytes)
+    clear = probe.decide(ProbePlan(candidates=("b", "a"), size=1, key="k"),
+                         [probe.Answer("a", 0, True), probe.Answer("b", 0, False)])
+    assert clear.tie_break is None and probe.tie_message("t", clear) is None
+    assert "tie_break" not in clear.model_dump()
+
+
+def test_a_probe_too_small_to_tell_the_candidates_apart_says_so():
+    answers = [probe.Answer("direct_answer", row, row < 3) for row in range(4)] + \
+        [probe.Answer("step_by_step", row, row < 2) for row in range(4)]
+    decision = probe.decide(ProbePlan(candidates=("direct_answer", "step_by_step"), size=4, key="k"), answers)
+    assert probe.noise(decision) == [
+        "direct_answer 3/4 vs step_by_step 2/4: within the noise of 4 probe answers each "
+        "(their 95% Wilson intervals overlap); raise probe to ~57 to tell them apart"
+    ]
+    # 4/4 vs 0/4 is outside the noise of 4; 60/80 vs 40/80 too (past ~57); judge means are no binomial rate
+    apart = [probe.Answer("a", row, True) for row in range(4)] + [probe.Answer("b", row, False) for row in range(4)]
+    assert probe.noise(probe.decide(ProbePlan(candidates=("a", "b"), size=4, key="k"), apart)) == []
+    many = [probe.Answer("a", row, row < 60) for row in range(80)] + [probe.Answer("b", row, row < 40) for row in range(80)]
+    assert probe.noise(probe.decide(ProbePlan(candidates=("a", "b"), size=80, key="k"), many)) == []
+    assert probe.noise(decision, "judge") == []
+
+
+def test_the_build_warns_when_the_probe_cannot_separate_the_winner(tmp_path):
+    def half_right(body: dict) -> str:  # direct is right on even rows only, step on all
+        x, y = map(int, re.search(r"What is (\d+) plus (\d+)\?", key_of(body)).groups())
+        direct = any(m.get("content") == TEXTS["direct"] for m in body["messages"])
+        return f"Answer: {x + y + (1 if direct and x % 2 else 0)}"
+
+    said: list[str] = []
+    with Loopback(half_right) as server, Store.open(tmp_path / "b.duckdb") as store:
+        result = probe.run_probes(probe_plan(tmp_path, server), tmp_path, store, log=said.append)
+    scores = {s.strategy: s.passed for s in result.decisions["arith"].scores}
+    assert scores["step"] == SIZE and 0 < scores["direct"] < SIZE  # the probe rows hold odd and even ones
+    assert any(line.startswith(f"warning: task arith: step {SIZE}/{SIZE} vs direct {scores['direct']}/{SIZE}: "
+                               f"within the noise of {SIZE} probe answers each") for line in said), said
+
+
 def test_only_the_winners_probe_answers_become_records(tmp_path, server):
     plan = probe_plan(tmp_path, server)
     db = tmp_path / "b.duckdb"
@@ -328,6 +381,23 @@ def test_orcac_build_probes_once_records_the_decision_and_keeps_the_plan_fresh(t
     assert orcac("plan", str(spec), "--check") == 0
     with Store.open(db, read_only=True) as store:
         assert {r["strategy"] for r in store.query("SELECT strategy FROM records").to_pylist()} == {"terse"}
+
+
+def test_orcac_build_says_a_tie_and_records_its_rule_in_the_plan(tmp_path, server, capsys):
+    spec = write_spec(tmp_path, server, "step, terse")
+    plan_file = tmp_path / "spec.plan.yaml"
+    assert orcac("build", str(spec), "--no-progress") == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^probe: task arith: terse and step tie at 4/4; fewer tokens chose terse", captured.err, re.M)
+    assert re.search(r"terse\s.*4/4.*yes \(tie: fewer tokens\)", captured.out)
+    decision = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]["probe"]["decision"]
+    assert (decision["chosen"], decision["tie_break"]) == ("terse", "fewer tokens")
+    assert orcac("plan", str(spec), "--check") == 0  # the compiler carries it as written
+    # no tie: the decision is written as before, with no tie_break
+    write_spec(tmp_path, server, "direct, step")
+    assert orcac("build", str(spec), "--no-progress") == 0
+    assert "tie" not in capsys.readouterr().err
+    assert "tie_break" not in plan_file.read_text()
 
 
 def test_best_of_without_gold_is_a_compile_error(tmp_path, server, capsys):

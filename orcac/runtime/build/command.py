@@ -77,12 +77,12 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 def dry_run(
     plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset()
 ) -> int:
-    """Per task: examples, answered before, calls to make, answers from the source (no call),
-    the calls' prompt tokens (orcac.costs.prompt_tokens) and cost (litellm's price map, as the
-    plan's estimate prices them); then the judges' calls (`judged`,
-    orcac.runtime.build.judges.estimate), counted and priced on their own (the plan's task
-    estimate adds them in, so its cost per call is not the teacher's). `settled`: record ids
-    of answers from sources whose verdict is stored already."""
+    """Per task: answers wanted (rows x samples), answered before, calls to make, answers from
+    the source (no call), the calls' prompt tokens (orcac.costs.prompt_tokens) and cost
+    (litellm's price map, as the plan's estimate prices them); then the judges' calls
+    (`judged`, orcac.runtime.build.judges.estimate), counted and priced on their own (the
+    plan's task estimate adds them in, so its cost per call is not the teacher's). `settled`:
+    record ids of answers from sources whose verdict is stored already."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
@@ -102,7 +102,7 @@ def dry_run(
     known = sum(c for c in task_costs if c is not None)
     total = "unknown" if task_costs and all(c is None for c in task_costs) else f"${known:,.4f}" + ("+?" if None in task_costs else "")
     rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 6)), total))
-    print(f"{'task':<24} {'examples':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
+    print(f"{'task':<24} {'answers':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else costs.shown(cost)
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
@@ -194,9 +194,13 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     )
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     by_job: dict[str, list[Item]] = defaultdict(list)
+    rows_of: dict[tuple[str, str], set[int]] = defaultdict(set)
     for item in work.items:
         by_job[item.job.id].append(item)
         tallies[(item.task, item.strategy)].items += 1
+        rows_of[(item.task, item.strategy)].add(item.row_index)
+    for key, found in rows_of.items():
+        tallies[key].rows = len(found)
 
     answered = _settle_cached(plan, store, work, tallies)
     _settle_given(plan, store, work, tallies)
@@ -207,7 +211,13 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
             rows.job(by_job[job.id][0], "pending", 0, None)
         store.write(rows.tables())
 
-    display = BuildProgress(len(pending), live=None if progress else False)
+    stored = len(by_job) - len(pending)
+    if stored:
+        print(f"build: resuming: {stored:,} of {len(by_job):,} answers stored, asking {len(pending):,}"
+              if pending else f"build: all {stored:,} answers stored, asking none", file=sys.stderr, flush=True)
+    display = BuildProgress(len(pending), live=None if progress else False, stored=stored,
+                            passed=sum(t.passed for t in tallies.values()),
+                            rejected=sum(sum(t.rejected.values()) for t in tallies.values()))
     status = "failed"
     calls = 0
     try:
@@ -314,16 +324,14 @@ def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str,
         record = given.record(plan, g) if verdict.accepted else None
         tally = tallies[(g.task, given.SHOWN)]
         tally.items += 1
+        tally.rows += 1
         if checks.get(g.record_id) == (verdict.accepted, verdict.reason) and records.get(g.record_id) == record:
             tally.cached += 1
         else:
             changed.given(g, verdict, record)
             if record is None and g.record_id in records:
                 unaccepted.append(g.record_id)
-        if verdict.accepted:
-            tally.accepted += 1
-        else:
-            tally.rejected[verdict.reason] += 1
+        tally.count(verdict.accepted, verdict.reason)
     store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
@@ -352,10 +360,7 @@ def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str
             verdict = verdicts[item.record_id]
             tally = tallies[(item.task, item.strategy)]
             tally.cached += 1
-            if verdict.accepted:
-                tally.accepted += 1
-            else:
-                tally.rejected[verdict.reason] += 1
+            tally.count(verdict.accepted, verdict.reason)
     return answered
 
 
@@ -375,15 +380,8 @@ def _recount(tallies: dict[tuple[str, str], Tally]):
         if before is None:
             return
         tally = tallies[(item.task, item.strategy)]
-        accepted, reason = before
-        if accepted:
-            tally.accepted -= 1
-        else:
-            tally.rejected[reason] -= 1
-        if after.accepted:
-            tally.accepted += 1
-        else:
-            tally.rejected[after.reason] += 1
+        tally.count(*before, times=-1)
+        tally.count(after.accepted, after.reason)
 
     return recount
 
@@ -495,15 +493,12 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
             if reason:
                 tally.failed[reason] += 1
                 continue
-            verdict = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            checked = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            display.verdict(checked.accepted)  # passed the checks: kept or not is decided after the calls
             # a judged task's answer that passes waits for its judges (_run_judges): no record yet
-            verdict, _ = judges.judged(plan, item, outcome.text, verdict, judges.NONE)
+            verdict, _ = judges.judged(plan, item, outcome.text, checked, judges.NONE)
             verdicts.append(verdict)
-            display.verdict(verdict.accepted)
-            if verdict.accepted:
-                tally.accepted += 1
-            else:
-                tally.rejected[verdict.reason] += 1
+            tally.count(verdict.accepted, verdict.reason)
         flusher.add((outcome, verdicts))
 
     display.start()

@@ -1,9 +1,12 @@
 """What the user sees during and after `orcac build`: a live display and a summary table.
 
-The live display (rich, on a terminal) shows jobs done/total, requests/s, tokens, cost so
-far, ETA and failures by reason; `--no-progress` or a non-terminal stderr gets a plain line
-every few seconds instead. Counts live in `Tally` objects keyed by (task, strategy), which the
-summary table at the end reads too.
+The live display (rich, on a terminal) shows calls done/total (and the answers an earlier
+build stored), requests/s, tokens, cost so far, ETA, answers that passed or failed the
+task's checks, and failures by reason; `--no-progress` or a non-terminal stderr gets a plain
+line every few seconds instead. Which answers become records (`kept`) is decided only once
+every answer is in, after the judges and rejection sampling's `keep`: the summary table at
+the end says it, beside the same `passed` count the live line ended on. Counts live in
+`Tally` objects keyed by (task, strategy), which the summary reads.
 """
 
 from __future__ import annotations
@@ -23,20 +26,49 @@ from orcac.runtime.build.judges import grouped_reason
 
 PLAIN_EVERY_S = 5.0
 
+# Why an answer that passed its task's checks is not a record: rejection sampling's choice
+# (orcac.runtime.build.checks.kept_samples) or a judge's verdict (judges.judged).
+_KEEP_REASONS = ("duplicate", "beyond keep")
+_JUDGE_REASON = "judged("
+
+
+def passed_checks(accepted: bool, reason: str | None) -> bool:
+    """Whether an answer with this final verdict passed its task's own checks: a kept one did,
+    and so did one left out by `keep` or by a judge (judges only see answers that pass).
+
+    >>> passed_checks(False, "duplicate"), passed_checks(False, "numeric"), passed_checks(False, "judged(h): score 3 below 7")
+    (True, False, True)
+    """
+    return accepted or reason in _KEEP_REASONS or (reason or "").startswith(_JUDGE_REASON)
+
 
 @dataclass
 class Tally:
-    items: int = 0  # teacher jobs (train examples x samples) sent or reused for this task and strategy
+    rows: int = 0  # train rows (examples) of this task
+    items: int = 0  # answers wanted: rows x samples (teacher jobs sent or reused), one per row from a source
     cached: int = 0  # answered by an earlier build: no call this time
     calls: int = 0  # jobs answered or failed in this build
-    accepted: int = 0
-    rejected: Counter = field(default_factory=Counter)  # check reason -> count
+    passed: int = 0  # answers that passed the task's checks (before its judges and `keep`)
+    accepted: int = 0  # kept: the answers that are records
+    rejected: Counter = field(default_factory=Counter)  # failed the checks: check reason -> count
+    not_kept: Counter = field(default_factory=Counter)  # passed the checks, no record: judge / keep reason -> count
     failed: Counter = field(default_factory=Counter)  # failure reason -> count
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0  # teachers' and judges' calls together
     last_s: float = 0.0  # seconds from the build's start to this task's last outcome
     judge_calls: int = 0  # judge jobs answered or failed in this build (judges' failures count in `failed`)
+
+    def count(self, accepted: bool, reason: str | None, times: int = 1) -> None:
+        """One answer's verdict counted (`times = -1`: a verdict that changed, taken back)."""
+        if passed_checks(accepted, reason):
+            self.passed += times
+            if accepted:
+                self.accepted += times
+            else:
+                self.not_kept[reason] += times
+        else:
+            self.rejected[reason] += times
 
 
 def _money(value: float) -> str:
@@ -57,14 +89,18 @@ def _duration(seconds: float) -> str:
 class BuildProgress:
     """Counts outcomes as they arrive (event-loop thread) and shows them (timer thread)."""
 
-    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None, label: str = "build"):
+    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None, label: str = "build",
+                 stored: int = 0, passed: int = 0, rejected: int = 0):
         self.console = console or Console(stderr=True)
         self.label = label  # the plain lines' prefix: "build", or "judges" for the judges' round
         self.total = total  # calls to make in this build
+        self.stored = stored  # answers an earlier build stored: no call
         self.done = 0
         self.failed: Counter = Counter()
-        self.accepted = 0
-        self.rejected = 0
+        # answers (stored ones included) that passed / failed their task's checks: whether one
+        # that passed becomes a record is decided after the calls (judges, `keep`)
+        self.passed = passed
+        self.rejected = rejected
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost = 0.0
@@ -85,9 +121,9 @@ class BuildProgress:
         if failed_reason:
             self.failed[failed_reason] += 1
 
-    def verdict(self, accepted: bool) -> None:
-        if accepted:
-            self.accepted += 1
+    def verdict(self, passed: bool) -> None:
+        if passed:
+            self.passed += 1
         else:
             self.rejected += 1
 
@@ -109,12 +145,12 @@ class BuildProgress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else None
         parts = [
-            f"{self.done}/{self.total} jobs",
+            f"{self.done}/{self.total} calls" + (f", {self.stored:,} answers stored" if self.stored else ""),
             f"{rate:.1f} req/s",
             f"{self.prompt_tokens + self.completion_tokens:,} tokens",
             _money(self.cost),
             f"ETA {_duration(eta)}" if eta is not None and self.done < self.total else f"{_duration(elapsed)}",
-            f"accepted {self.accepted}, rejected {self.rejected}",
+            f"passed {self.passed}, rejected {self.rejected}",
         ]
         if self.failed:
             parts.append("failed: " + ", ".join(f"{k} {v}" for k, v in self.failed.most_common()))
@@ -158,42 +194,44 @@ class BuildProgress:
 
 
 def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Table:
-    """One row per task and strategy: calls, accepted, yield (accepted / asked), rejected by reason,
-    tokens, cost, time."""
+    """One row per task and strategy: its rows and the answers wanted (rows x samples), calls,
+    answers that passed the checks (the live line's `passed`), kept (records), yield (kept /
+    answers), rejected by the checks' reasons, not kept by the judges' and `keep`'s, tokens,
+    cost, time."""
     table = Table(title=f"orcac build: {_duration(elapsed)}", title_justify="left")
     judged = any(t.judge_calls for t in tallies.values())  # a column of its own only when judges were asked
+    chosen = any(+t.not_kept for t in tallies.values())  # ... and when judges or `keep` left answers out
     for name, justify in [
-        ("task", "left"), ("strategy", "left"), ("examples", "right"), ("calls", "right"),
-        *([("judge calls", "right")] if judged else []), ("cached", "right"),
-        ("accepted", "right"), ("yield", "right"), ("rejected", "left"), ("failed", "left"), ("tokens", "right"),
-        ("cost", "right"), ("time", "right"),
+        ("task", "left"), ("strategy", "left"), ("rows", "right"), ("answers", "right"), ("calls", "right"),
+        *([("judge calls", "right")] if judged else []), ("cached", "right"), ("passed", "right"),
+        ("kept", "right"), ("yield", "right"), ("rejected", "left"), *([("not kept", "left")] if chosen else []),
+        ("failed", "left"), ("tokens", "right"), ("cost", "right"), ("time", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    if chosen:
+        table.caption = ("passed: answers that passed the task's checks; kept: those that became records; "
+                         "not kept: rejected by a judge, or a duplicate or beyond `keep` among a row's samples")
+        table.caption_justify = "left"
+
+    def row(task: str, strategy: str, t: Tally, seconds: float) -> list[str]:
+        return [
+            task, strategy, str(t.rows), str(t.items), str(t.calls), *([str(t.judge_calls)] if judged else []),
+            str(t.cached), str(t.passed), str(t.accepted), _yield(t), _reasons(t.rejected),
+            *([_reasons(t.not_kept)] if chosen else []), _reasons(t.failed),
+            f"{t.prompt_tokens + t.completion_tokens:,}", _money(t.cost), _duration(seconds),
+        ]
+
     total = Tally()
     for (task, strategy), t in sorted(tallies.items()):
-        table.add_row(
-            task, strategy, str(t.items), str(t.calls), *([str(t.judge_calls)] if judged else []), str(t.cached),
-            str(t.accepted), _yield(t), _reasons(t.rejected), _reasons(t.failed), f"{t.prompt_tokens + t.completion_tokens:,}",
-            _money(t.cost), _duration(t.last_s),
-        )
-        total.items += t.items
-        total.calls += t.calls
-        total.judge_calls += t.judge_calls
-        total.cached += t.cached
-        total.accepted += t.accepted
-        total.rejected.update(t.rejected)
-        total.failed.update(t.failed)
-        total.prompt_tokens += t.prompt_tokens
-        total.completion_tokens += t.completion_tokens
-        total.cost += t.cost
+        table.add_row(*row(task, strategy, t, t.last_s))
+        for name in ("rows", "items", "calls", "judge_calls", "cached", "passed", "accepted",
+                     "prompt_tokens", "completion_tokens", "cost"):
+            setattr(total, name, getattr(total, name) + getattr(t, name))
+        for name in ("rejected", "not_kept", "failed"):
+            getattr(total, name).update(getattr(t, name))
     if len(tallies) > 1:
         table.add_section()
-        table.add_row(
-            "all", "", str(total.items), str(total.calls), *([str(total.judge_calls)] if judged else []), str(total.cached),
-            str(total.accepted), _yield(total),
-            _reasons(total.rejected), _reasons(total.failed), f"{total.prompt_tokens + total.completion_tokens:,}",
-            _money(total.cost), _duration(elapsed),
-        )
+        table.add_row(*row("all", "", total, elapsed))
     return table
 
 

@@ -9,7 +9,7 @@
 The names below are the package's interface; the modules above are where they live.
 """
 
-from orcac.runtime.build.probe.choice import Answer, choose, decide, score
+from orcac.runtime.build.probe.choice import Answer, choose, decide, noise, score, tie_break, tie_message
 from orcac.runtime.build.probe.decisions import apply_decision, is_decided, pending, record, resolve_decided
 from orcac.runtime.build.probe.estimate import ProbeEstimate, decision_table, estimate, print_estimate
 from orcac.runtime.build.probe.phase import phase
@@ -25,6 +25,7 @@ __all__ = [
     "decision_table",
     "estimate",
     "is_decided",
+    "noise",
     "pending",
     "phase",
     "print_estimate",
@@ -33,5 +34,7 @@ __all__ = [
     "resolve_decided",
     "run_probes",
     "score",
+    "tie_break",
+    "tie_message",
     "write_decision",
 ]

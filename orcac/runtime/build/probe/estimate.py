@@ -13,8 +13,8 @@ from orcac.specs.plan import Decision, Plan
 
 
 def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = (), metrics: dict[str, str] | None = None):
-    """A rich table: task, candidate, score, passed/total, tokens, cost, chosen. A task chosen
-    by its judge (`metrics[task] == "judge"`) shows the mean judge score, others a pass rate."""
+    """A rich table: task, candidate, score, passed/total, tokens, cost, chosen (and the rule
+    that broke a tie for first place, if any). A task chosen by its judge (`metrics[task] == "judge"`) shows the mean judge score, others a pass rate."""
     from rich.table import Table
 
     probed = set(probed)
@@ -40,10 +40,15 @@ def decision_table(decisions: dict[str, Decision], probed: Iterable[str] = (), m
                 f"{s.passed}/{s.total}",
                 f"{s.prompt_tokens + s.completion_tokens:,}",
                 f"${s.cost:.4f}",
-                "yes" if s.strategy == decision.chosen else "",
+                _chosen(decision) if s.strategy == decision.chosen else "",
                 end_section=number == len(decision.scores) - 1,
             )
     return table
+
+
+def _chosen(decision: Decision) -> str:
+    """The chosen column: a tie for first place names the rule that broke it."""
+    return "yes" if decision.tie_break is None else f"yes (tie: {decision.tie_break})"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ and no valid decision gets its probe rows (`orcac.sampling`: drawn from the non-
 answered by its teacher under every candidate strategy. Each answer is scored with
 `checks.check_answer` against the gold, exactly as the build accepts answers; the candidate with
 the highest pass rate wins, a tie goes to the one that used fewer tokens, then to the first
-name, so the choice never depends on timing.
+name, so the choice never depends on timing. The build says when candidates tied and which
+rule chose (`choice.tie_message`; the decision records it as `tie_break`), and warns when the
+probe's answers are too few to tell the winner from another candidate (`choice.noise`).
 
 A decision stays valid while `decision.key == probe.key`. The compiler's key covers the task,
 its data, the candidates and the teacher, so a change to any of them probes again; `--reprobe`
@@ -33,7 +35,7 @@ from pathlib import Path
 from orcac.errors import OrcacError, printable
 from orcac.runtime.build import judges
 from orcac.runtime.build.checks import check_answer
-from orcac.runtime.build.probe.choice import Answer, decide
+from orcac.runtime.build.probe.choice import Answer, decide, noise, tie_message
 from orcac.runtime.build.probe.decisions import Recompile, apply_decision, pending, record, resolve_decided
 from orcac.specs.plan import Decision, Plan
 
@@ -237,6 +239,11 @@ def run_probes(
                 )
             )
         decision = decide(task.probe, answers)
+        tie = tie_message(name, decision, task.probe.metric)
+        if tie is not None:
+            log(f"probe: {tie}")
+        for line in noise(decision, task.probe.metric):
+            log(f"warning: task {name}: {line}")
         write_decision(store, name, decision)
         result.plan = apply_decision(result.plan, name, decision)
         result.decisions[name] = decision
