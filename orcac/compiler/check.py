@@ -13,9 +13,11 @@ from pathlib import Path
 
 from orcac import sampling
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
-from orcac.sources.headers import header
+from orcac.sources import hub
+from orcac.sources.headers import header, hub_header
+from orcac.sources.hub import HubData
 from orcac.sources.problems import SourceError
-from orcac.sources.read import read, sha256_files, source_files
+from orcac.sources.read import hub_rows, read, sha256_files, source_files
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 
@@ -26,6 +28,7 @@ class SourceFacts:
     files: tuple[Path, ...]
     sha256: str | None = None  # plan mode
     data: list[dict] | None = field(default=None, repr=False)  # plan mode
+    hub: HubData | None = None  # a Hub dataset: its commit and the repo files read
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Facts:
 
 
 def _key(s: SourceExpr) -> tuple:
-    return (s.kind, s.path, s.split, s.query, s.network)
+    return (s.kind, s.path, s.split, s.query, s.network, s.config, s.revision)
 
 
 def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
@@ -91,6 +94,8 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
+        if src.kind == "hf" and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
+            return _read_hub(src, whole)
         if whole:
             files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
             columns, rows = read(src.kind, src.path, src.split, src.query, base, network=src.network)
@@ -104,6 +109,20 @@ def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -
     except (OSError, UnicodeDecodeError, ValueError) as error:
         diags.error(f"cannot read the source: {error}", src.span)
         return None
+
+
+def _read_hub(src: SourceExpr, whole: bool) -> SourceFacts:
+    """A Hub dataset: `plan` resolves the revision on the Hub (the cache when offline) and reads
+    every row; `check` reads the cached files' headers, and goes to the Hub only when the cache
+    has not got the dataset yet."""
+    ask = (src.path, src.config, src.split, src.revision)
+    if whole:
+        data = hub.fetch(*ask)
+        columns, rows = hub_rows(data)
+        return SourceFacts(columns=columns, rows=len(rows), files=data.files, sha256=sha256_files(data.files), data=rows, hub=data)
+    data = hub.cached(*ask) or hub.fetch(*ask)
+    h = hub_header(data)
+    return SourceFacts(columns=h.columns, rows=h.rows, files=h.files, hub=data)
 
 
 def _sub_span(span: Span, raw: str, needle: str) -> Span:
