@@ -138,11 +138,9 @@ def _layout(names: tuple[str, ...], card: dict) -> dict[str, dict[str, list[str]
         if not name.endswith(DATA_SUFFIXES):
             continue
         parts = name.split("/")
-        if len(parts) == 1 or parts[0] == "data":
+        if len(parts) == 1 or parts[0] == "data":  # train.jsonl, data/train-0000.parquet, data/train/0.parquet
             config, split = "default", _split_of(parts[-1] if len(parts) < 3 else parts[1])
-        elif len(parts) == 2:
-            config, split = parts[0], _split_of(parts[1])
-        else:
+        else:  # main/train-0000.parquet, main/train/0000.parquet (the Hub's parquet conversion)
             config, split = parts[0], _split_of(parts[1])
         layout.setdefault(config, {}).setdefault(split, []).append(name)
     return layout
@@ -239,10 +237,9 @@ def fetch(repo: str, config: str | None, split: str | None, revision: str | None
 
 def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
     """None when the Hub cannot be reached (the caller falls back to the cache)."""
-    import httpx
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
     )
 
     token = _token()
@@ -279,13 +276,24 @@ def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
         raise SourceError(f"hf dataset {repo} has no revision '{revision}'", "name a branch, a tag or a commit of the dataset") from None
     except EntryNotFoundError as error:
         raise SourceError(f"hf dataset {_shown(repo, revision)}: a file is missing: {error}") from None
-    except (OfflineModeIsEnabled, httpx.TransportError):
-        return None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         if status in (401, 403):
             raise SourceError(f"hf dataset {repo}: access refused (HTTP {status})", f"set {TOKEN_ENV} to a token with access") from None
         raise SourceError(f"hf dataset {repo}: the Hub answered HTTP {status}") from None
+    except Exception as error:
+        if _unreachable(error):
+            return None
+        raise
+
+
+# What the HTTP client raises where the Hub cannot be reached (by name: huggingface_hub's client
+# library has changed before, httpx, httpx2, requests), and huggingface_hub's own offline error.
+UNREACHABLE = ("TransportError", "ConnectionError", "Timeout", "TimeoutException", "OfflineModeIsEnabled")
+
+
+def _unreachable(error: Exception) -> bool:
+    return any(c.__name__ in UNREACHABLE for c in type(error).__mro__)
 
 
 def _remember_ref(repo: str, revision: str | None, commit: str) -> None:

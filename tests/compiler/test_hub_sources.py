@@ -153,6 +153,10 @@ def test_offline_reads_the_cache_and_check_needs_no_huggingface_hub(hub, orcac, 
     code, out = orcac("build", "s.plan.yaml", "--dry-run", **offline)
     assert code == 0, out
     assert len(hub.requests) == served  # nothing asked of the Hub
+    # no network (nothing listens there), not told to be offline: the cache too
+    code, out = orcac("plan", spec, HF_ENDPOINT="http://127.0.0.1:9")
+    assert code == 0, out
+    assert orcac.plan()["commit"] == hub.first
     # check reads the cached files' headers by the cache's layout: huggingface_hub is not imported
     probe = (
         "import sys; from orcac.cli import main; code = main(['check', 's.orca']); "
@@ -177,6 +181,9 @@ def test_gated_dataset_takes_its_token_from_hf_token_only(hub, orcac):
     hub.commit("acme/secret", quiz_files(6))
     hub.gate("acme/secret", token="hf_loopbacksecret")
     spec = orcac.spec('hf("acme/secret", split = "train")')
+    # a login saved on the machine (`hf auth login` writes HF_HOME/token) is not used
+    Path(orcac.env["HF_HOME"]).mkdir(parents=True, exist_ok=True)
+    Path(orcac.env["HF_HOME"], "token").write_text("hf_loopbacksecret")
     code, out = orcac("plan", spec)
     assert code == 1
     assert "hf dataset acme/secret is gated: access was refused" in out and "set HF_TOKEN" in out
