@@ -86,8 +86,8 @@ def _shown(repo: str, revision: str | None) -> str:
 def _download_hint(repo: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
     return (
-        f"with network access, run `orcac plan` (it downloads the files), or `hf download {repo} --repo-type dataset{rev}`; "
-        f"(a folder saved with save_to_disk is read instead where one is at {repo})"
+        f"with network access, run `orcac plan` (it downloads the files), or `hf download {repo} --repo-type dataset{rev}` "
+        f"(a folder saved with save_to_disk at {repo} would be read instead)"
     )
 
 
@@ -273,7 +273,7 @@ def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
     except RepositoryNotFoundError:
         raise SourceError(
             f"no dataset {repo} on the Hub (or it is private, and {TOKEN_ENV} is {'not one with access' if token else 'not set'})",
-            f"check the name; for a private dataset set {TOKEN_ENV} (a folder saved with save_to_disk is read instead where one is at {repo})",
+            f"check the name; for a private dataset set {TOKEN_ENV} (a folder saved with save_to_disk at {repo} would be read instead)",
         ) from None
     except RevisionNotFoundError:
         raise SourceError(f"hf dataset {repo} has no revision '{revision}'", "name a branch, a tag or a commit of the dataset") from None
