@@ -3,14 +3,16 @@ compiler reads (the stdlib `.orca` files, the grammar, the plan's JSON Schema, t
 template), and a fresh venv with only that wheel runs `orcac check` and `orcac plan` on the
 README tutorial's spec.
 
-The wheel is built as `python -m build --wheel` would (setuptools' backend), by
-`pip wheel --no-build-isolation` against the locked setuptools, so no package is fetched. The
+The wheel is built by `python -m build --wheel --no-isolation` where `build` is installed, else
+by `pip wheel --no-build-isolation` (the same setuptools backend), against the locked
+setuptools either way, so no package is fetched. The
 fresh venv reads orcac's dependencies from this venv's site-packages through a `.pth` file
 (offline, in CI as here); orcac itself comes only from the wheel.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -37,10 +39,11 @@ def build_wheel(tmp_path: Path) -> Path:
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "orcac", source / "orcac", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), str(source)],
-        check=True, capture_output=True, text=True,
-    )
+    if importlib.util.find_spec("build") is not None:
+        command = ["-m", "build", "--wheel", "--no-isolation", "-o", str(dist), str(source)]
+    else:
+        command = ["-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), str(source)]
+    subprocess.run([sys.executable, *command], check=True, capture_output=True, text=True)
     (wheel,) = dist.glob("orcac-*.whl")
     return wheel
 
