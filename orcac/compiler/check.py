@@ -23,7 +23,7 @@ from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 @dataclass
 class SourceFacts:
-    columns: tuple[str, ...]
+    columns: tuple[str, ...] | None  # None: not known (check mode, a Hub dataset not cached yet)
     rows: int | None  # None: unknown without reading the data (check mode)
     files: tuple[Path, ...]
     sha256: str | None = None  # plan mode
@@ -59,7 +59,8 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         if sf is None:
             continue
         facts.sources[task.name] = sf
-        _check_templates(task, sf.columns, diags)
+        if sf.columns is not None:
+            _check_templates(task, sf.columns, diags)
         _check_gold(task, diags)
         _check_instruction(task, diags)
         _check_judged(task, spec, diags)
@@ -95,7 +96,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
         if src.kind == "hf" and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
-            return _read_hub(src, whole)
+            return _read_hub(src, whole, diags)
         if whole:
             files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
             columns, rows = read(src.kind, src.path, src.split, src.query, base, network=src.network)
@@ -111,16 +112,24 @@ def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -
         return None
 
 
-def _read_hub(src: SourceExpr, whole: bool) -> SourceFacts:
+def _read_hub(src: SourceExpr, whole: bool, diags: Diagnostics) -> SourceFacts:
     """A Hub dataset: `plan` resolves the revision on the Hub (the cache when offline) and reads
-    every row; `check` reads the cached files' headers, and goes to the Hub only when the cache
-    has not got the dataset yet."""
+    every row; `check` reads the cached files' headers only, never the network (it runs on every
+    keystroke in an editor): a dataset not cached yet is a warning, its columns unchecked."""
     ask = (src.path, src.config, src.split, src.revision)
     if whole:
         data = hub.fetch(*ask)
         columns, rows = hub_rows(data)
         return SourceFacts(columns=columns, rows=len(rows), files=data.files, sha256=sha256_files(data.files), data=rows, hub=data)
-    data = hub.cached(*ask) or hub.fetch(*ask)
+    data = hub.cached(*ask)
+    if data is None:
+        shown = f"{src.path}@{src.revision}" if src.revision else src.path
+        diags.warning(
+            f"hf dataset {shown} is not in the Hugging Face cache yet: its columns are not checked",
+            src.span,
+            f"`orcac plan` downloads it (only the split read), or `hf download {src.path} --repo-type dataset`",
+        )
+        return SourceFacts(columns=None, rows=None, files=())
     h = hub_header(data)
     return SourceFacts(columns=h.columns, rows=h.rows, files=h.files, hub=data)
 

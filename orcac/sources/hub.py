@@ -10,7 +10,7 @@ Files come into the ordinary Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`) thro
 whose YAML `configs:` say which files those are). Where the Hub cannot be reached
 (`HF_HUB_OFFLINE=1`, or no network) the cache is read by its folder layout
 (`datasets--org--name/refs/<revision>`, `snapshots/<commit>/<file>`) without importing
-huggingface_hub, which is also all that `orcac check` ever does when the dataset is cached.
+huggingface_hub, which is all that `orcac check` ever does (it never uses the network).
 
 A gated or private dataset's token is read from the `HF_TOKEN` environment variable only, never
 from a login stored on the machine, and never written anywhere.

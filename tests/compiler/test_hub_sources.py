@@ -169,10 +169,21 @@ def test_offline_reads_the_cache_and_check_needs_no_huggingface_hub(hub, orcac, 
 
 def test_offline_without_the_dataset_in_the_cache_says_what_to_run(hub, orcac):
     spec = orcac.spec('hf("acme/quiz", config = "main", split = "train")')
-    code, out = orcac("check", spec, HF_HUB_OFFLINE="1")
+    code, out = orcac("plan", spec, HF_HUB_OFFLINE="1")
     assert code == 1
     assert "error: hf dataset acme/quiz (revision main) is not in the Hugging Face cache" in out
     assert "and the Hub is offline" in out and "hf download acme/quiz --repo-type dataset" in out
+    assert hub.requests == []
+
+
+def test_check_never_goes_to_the_hub(hub, orcac):
+    """check runs on every keystroke in an editor: a dataset not cached yet is a warning (its
+    columns unchecked; check exits 1 on any diagnostic), and nothing is asked of the Hub."""
+    spec = orcac.spec('hf("acme/quiz", config = "main", split = "train")')
+    code, out = orcac("check", spec)
+    assert code == 1, out
+    assert "warning: hf dataset acme/quiz is not in the Hugging Face cache yet: its columns are not checked" in out
+    assert "`orcac plan` downloads it" in out
     assert hub.requests == []
 
 
@@ -207,7 +218,7 @@ def test_gated_dataset_takes_its_token_from_hf_token_only(hub, orcac):
     ],
 )
 def test_a_wrong_name_is_one_line_with_the_datasets_own_list(orcac, source, expected):
-    code, out = orcac("check", orcac.spec(source))
+    code, out = orcac("plan", orcac.spec(source))
     assert code == 1
     for text in expected:
         assert text in out
@@ -226,9 +237,9 @@ def test_files_found_by_the_hubs_naming_conventions(hub, orcac):
     hub.commit("acme/plain", {"data/train-00000-of-00002.parquet": parquet(5), "data/train-00001-of-00002.parquet": parquet(3),
                               "data/test-00000-of-00001.parquet": parquet(2)})
     spec = orcac.spec('hf("acme/plain", split = "train")')
-    code, out = orcac("check", spec, "--format", "json")
-    assert code == 0, out
     assert orcac("plan", spec)[0] == 0
+    code, out = orcac("check", spec, "--format", "json")  # from the cache: a parquet footer each
+    assert code == 0 and json.loads(out)["files"][0]["diagnostics"] == [], out
     source = orcac.plan()
     assert source["files"] == ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
     assert source["rows"] == 8 and "config" not in source
