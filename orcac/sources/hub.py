@@ -130,6 +130,8 @@ def _layout(names: tuple[str, ...], card: dict) -> dict[str, dict[str, list[str]
             splits: dict[str, list[str]] = {}
             if isinstance(files, (str, list)) and not (isinstance(files, list) and files and isinstance(files[0], dict)):
                 splits["train"] = [files] if isinstance(files, str) else list(files)
+            elif isinstance(files, dict):  # {split: pattern(s)}
+                splits = {str(k): [v] if isinstance(v, str) else list(v) for k, v in files.items()}
             elif isinstance(files, list):
                 for entry in files:
                     paths = entry.get("path", [])

@@ -253,3 +253,18 @@ def test_a_saved_dataset_folder_is_still_local(tmp_path):
     assert is_hub("acme/other", tmp_path, config=None, revision=None)
     assert is_hub("./data", tmp_path, config=None, revision="main")
     assert not is_hub("data/sets/x", tmp_path, config=None, revision=None)
+
+
+def test_the_readmes_data_files_in_each_form_the_hub_accepts():
+    from orcac.sources.hub import pick
+
+    names = ("README.md", "a/train.csv", "a/test.csv", "b/x.jsonl", "c/1.parquet", "c/2.parquet")
+    card = {"configs": [
+        {"config_name": "a", "data_files": [{"split": "train", "path": "a/train.csv"}, {"split": "test", "path": ["a/test.csv"]}]},
+        {"config_name": "b", "data_files": "b/*.jsonl"},
+        {"config_name": "c", "data_files": {"validation": ["c/*.parquet"]}},
+    ]}
+    assert pick("o/d", names, card, "a", "test") == ("a/test.csv",)
+    assert pick("o/d", names, card, "b", None) == ("b/x.jsonl",)
+    assert pick("o/d", names, card, "c", None) == ("c/1.parquet", "c/2.parquet")
+    assert pick("o/d", ("train.jsonl", "dev.jsonl", "notes.txt"), {}, None, "validation") == ("dev.jsonl",)
