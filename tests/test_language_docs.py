@@ -17,6 +17,25 @@ DOC = ROOT / "docs" / "language.md"
 SNIPPETS = re.findall(r"^```orca\n(.*?)^```", DOC.read_text(), re.S | re.M)
 
 
+@pytest.fixture(autouse=True)
+def hub_cache(tmp_path, monkeypatch):
+    """The Hub dataset a snippet names, in a Hugging Face cache of the test's own (offline)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.support.hub import seed_cache
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"question": ["What is 2 + 3?", "What is 4 * 5?"], "answer": ["#### 5", "#### 20"]}), sink)
+    cache = tmp_path / "hf-hub-cache"
+    readme = b"---\nconfigs:\n- config_name: main\n  data_files:\n  - split: train\n    path: main/train-*\n---\n"
+    seed_cache(cache, "openai/gsm8k", {"README.md": readme, "main/train-00000-of-00001.parquet": sink.getvalue()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 def test_the_doc_has_snippets():
     assert len(SNIPPETS) >= 10
 

@@ -38,7 +38,34 @@ def test_every_pin_is_exact_and_hashed():
     pins = locked()
     entries = [line for line in LOCK.read_text().splitlines() if line and not line[0].isspace() and line[0] not in "#-"]
     assert len(entries) == len(pins), "a requirement in the lock is not an exact `name==version` with hashes"
-    assert pins["torch"] == "2.13.0+cpu"  # the local CPU build: the PyPI one pulls CUDA
+    assert pins["torch"] == "2.13.0+cpu"  # the CPU build: the PyPI one pulls CUDA
+
+
+def test_the_lock_names_no_machine_path():
+    """The lock installs on any machine: no local wheel folder, no index of this machine in it
+    (the Makefile says where torch's CPU build comes from: test below)."""
+    for number, line in enumerate(LOCK.read_text().splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        assert not re.search(r"(^|\s)(/|~|file:)|--find-links|--index-url|--extra-index-url", line), (
+            f"requirements.lock:{number}: {line.strip()}: a lock names no path or index of one machine"
+        )
+
+
+@pytest.mark.parametrize("has_torch_wheel", [False, True])
+def test_setup_takes_torch_from_a_wheel_folder_or_else_the_pytorch_cpu_index(tmp_path, has_torch_wheel):
+    """Without a local folder holding torch, PyTorch's CPU index; with one (CI), only the folder:
+    the index is then not named at all, so where it cannot be reached it costs no retries."""
+    if has_torch_wheel:
+        (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    shown = subprocess.run(
+        ["make", "-n", "-B", "setup", f"WHEELS={tmp_path}"], cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    install = next(line for line in shown.splitlines() if "--require-hashes" in line)
+    if has_torch_wheel:
+        assert f"--find-links {tmp_path} " in install and "download.pytorch.org" not in shown
+    else:
+        assert "--extra-index-url https://download.pytorch.org/whl/cpu " in install and "--find-links" not in install
 
 
 def test_every_declared_dependency_is_locked():

@@ -13,19 +13,22 @@ from pathlib import Path
 
 from orcac import sampling
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
-from orcac.sources.headers import header
+from orcac.sources import hub
+from orcac.sources.headers import header, hub_header
+from orcac.sources.hub import HubData
 from orcac.sources.problems import SourceError
-from orcac.sources.read import read, sha256_files, source_files
+from orcac.sources.read import hub_rows, read, sha256_files, source_files
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 
 @dataclass
 class SourceFacts:
-    columns: tuple[str, ...]
+    columns: tuple[str, ...] | None  # None: not known (check mode, a Hub dataset not cached yet)
     rows: int | None  # None: unknown without reading the data (check mode)
     files: tuple[Path, ...]
     sha256: str | None = None  # plan mode
     data: list[dict] | None = field(default=None, repr=False)  # plan mode
+    hub: HubData | None = None  # a Hub dataset: its commit and the repo files read
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Facts:
 
 
 def _key(s: SourceExpr) -> tuple:
-    return (s.kind, s.path, s.split, s.query, s.network)
+    return (s.kind, s.path, s.split, s.query, s.network, s.config, s.revision)
 
 
 def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
@@ -56,7 +59,8 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         if sf is None:
             continue
         facts.sources[task.name] = sf
-        _check_templates(task, sf.columns, diags)
+        if sf.columns is not None:
+            _check_templates(task, sf.columns, diags)
         _check_gold(task, diags)
         _check_instruction(task, diags)
         _check_judged(task, spec, diags)
@@ -91,6 +95,8 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
+        if src.kind == "hf" and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
+            return _read_hub(src, whole, diags)
         if whole:
             files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
             columns, rows = read(src.kind, src.path, src.split, src.query, base, network=src.network)
@@ -104,6 +110,28 @@ def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -
     except (OSError, UnicodeDecodeError, ValueError) as error:
         diags.error(f"cannot read the source: {error}", src.span)
         return None
+
+
+def _read_hub(src: SourceExpr, whole: bool, diags: Diagnostics) -> SourceFacts:
+    """A Hub dataset: `plan` resolves the revision on the Hub (the cache when offline) and reads
+    every row; `check` reads the cached files' headers only, never the network (it runs on every
+    keystroke in an editor): a dataset not cached yet is a warning, its columns unchecked."""
+    ask = (src.path, src.config, src.split, src.revision)
+    if whole:
+        data = hub.fetch(*ask)
+        columns, rows = hub_rows(data)
+        return SourceFacts(columns=columns, rows=len(rows), files=data.files, sha256=sha256_files(data.files), data=rows, hub=data)
+    data = hub.cached(*ask)
+    if data is None:
+        shown = f"{src.path}@{src.revision}" if src.revision else src.path
+        diags.warning(
+            f"hf dataset {shown} is not in the Hugging Face cache yet: its columns are not checked",
+            src.span,
+            f"`orcac plan` downloads it (only the split read), or `hf download {src.path} --repo-type dataset`",
+        )
+        return SourceFacts(columns=None, rows=None, files=())
+    h = hub_header(data)
+    return SourceFacts(columns=h.columns, rows=h.rows, files=h.files, hub=data)
 
 
 def _sub_span(span: Span, raw: str, needle: str) -> Span:

@@ -169,6 +169,11 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
         # The hash covers the query as the plan holds it, which is what the runtime re-hashes
         # (orcac/runtime/build/source_rows.py): rebased for a plan written elsewhere (-o).
         sha = sha256_files(sf.files, extra=query)
+    if sf.hub is not None:  # a Hub dataset: pinned by its commit, not a path
+        return SourcePlan(
+            kind="hf", repo=sf.hub.repo, config=src.config, split=src.split, revision=src.revision, commit=sf.hub.commit,
+            files=sf.hub.names, sha256=sha, columns=sf.columns, rows=sf.rows,
+        )
     return SourcePlan(
         kind=src.kind,
         path=rel(base / src.path, plan_dir) if src.path is not None else None,

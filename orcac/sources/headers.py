@@ -42,3 +42,20 @@ def header(kind: str, path: str | None, split: str | None, query: str | None, ba
             rows = next(iter(splits.values())).get("num_examples")
         return Header(columns=columns, rows=rows, files=files)
     return Header(columns=sql_columns(query, base, network), files=files)
+
+
+def hub_header(data) -> Header:
+    """A Hub dataset's columns from the first of its cached files (a parquet footer, a jsonl
+    line, a csv header); its rows where every file is parquet (their footers)."""
+    first, shown = data.files[0], f"{data.repo}/{data.names[0]}"
+    if all(n.endswith(".parquet") for n in data.names):
+        footers = [parquet_header(p) for p in data.files]
+        return Header(columns=footers[0][0], rows=sum(n for _, n in footers), files=data.files)
+    if data.names[0].endswith(".csv"):
+        with Utf8Lines(first, shown) as f:
+            row = next(csv.reader(f), None)
+        return Header(columns=csv_columns(row, shown), files=data.files)
+    if data.names[0].endswith(".json") and first.read_bytes().lstrip()[:1] == b"[":
+        rows = json.loads(first.read_bytes())
+        return Header(columns=tuple(rows[0]) if rows and isinstance(rows[0], dict) else (), files=data.files)
+    return Header(columns=jsonl_header(first, shown), files=data.files)

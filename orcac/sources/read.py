@@ -188,6 +188,31 @@ def sha256_files(files: tuple[Path, ...], extra: str = "") -> str:
     return h.hexdigest()
 
 
+def hub_rows(data) -> tuple[tuple[str, ...], list]:
+    """(columns, rows) of a Hub dataset's files (orcac.sources.hub.HubData), read by the same
+    readers as local files, one file after another in name order."""
+    columns: tuple[str, ...] | None = None
+    rows: list = []
+    for name, p in zip(data.names, data.files):
+        shown = f"{data.repo}/{name}"
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(p)
+            cols, part = tuple(table.column_names), table.to_pylist()
+        elif name.endswith(".csv"):
+            cols, part = _csv_rows(p, shown)
+        elif name.endswith(".json") and p.read_bytes().lstrip()[:1] == b"[":  # one JSON array, not lines
+            part = [r if isinstance(r, dict) else BadRow(f"{shown}: an element is not a JSON object") for r in json.loads(p.read_bytes())]
+            cols = next((tuple(r) for r in part if not isinstance(r, BadRow)), None)
+        else:
+            part = list(_jsonl_rows(p, shown))
+            cols = next((tuple(r) for r in part if not isinstance(r, BadRow)), None)
+        columns = columns or cols
+        rows.extend(part)
+    return columns or (), rows
+
+
 def read(
     kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False
 ) -> tuple[tuple[str, ...], list]:

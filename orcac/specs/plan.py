@@ -137,11 +137,19 @@ class ErasePlan(PlanModel):
 class SourcePlan(PlanModel):
     """Where a task's rows come from. `sha256` covers every file the source reads."""
 
+    WRITTEN_WHEN_SET = ("repo", "config", "revision", "commit")
+
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None  # jsonl/csv/parquet file, or hf dataset directory
+    repo: str | None = Field(None, description="hf: the Hub dataset, org/name (path is then empty)")
+    config: str | None = setting("hf()", "config")
     split: str | None = setting("hf()", "split")  # hf: which split of a DatasetDict
+    revision: str | None = setting("hf()", "revision")
+    commit: str | None = Field(
+        None, description="hf, a Hub dataset: the 40-hex commit `orcac plan` resolved the revision to, which build reads",
+    )
     query: str | None = None  # sql: run by DuckDB with the plan's directory as cwd
-    files: tuple[str, ...] = ()  # sql: the files the query reads (hashed)
+    files: tuple[str, ...] = ()  # sql: the files the query reads; hf on the Hub: the repo's files read (hashed)
     network: bool = setting("sql()", "network")
     sha256: str
     columns: tuple[str, ...]

@@ -262,6 +262,8 @@ KEYS: tuple[Key, ...] = (
         why_renamed="the language abbreviates what the plan (and the report) spell out; " + HISTORICAL,
     ),
     Key("hf()", "split", STRING),
+    Key("hf()", "config", STRING, doc="hf, a Hub dataset: which of its configs (subsets)"),
+    Key("hf()", "revision", STRING, doc="hf, a Hub dataset: the branch, tag or commit the spec asked for (none: the default branch)"),
     Key("sql()", "network", BOOLEAN, False, doc="sql: the spec allows the query to reach the network (not pinned by sha256)"),
     Key(  # in `expect` (a check's regex() takes none); not written: "matches /PATTERN/"
         "regex()", "why", STRING, field="description",

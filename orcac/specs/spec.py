@@ -267,6 +267,8 @@ class SourceExpr:
     kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
     path: str | None = None
     split: str | None = None  # hf(..., split = "...")
+    config: str | None = None  # hf("org/name", config = "...")
+    revision: str | None = None  # hf("org/name", revision = "...")
     query: str | None = None
     network: bool = False  # sql(..., network = true)
     span: Span

@@ -57,7 +57,7 @@ COMPUTED = {
     plan.EvalPlan: set(),
     plan.ProbePlan: {"candidates", "key", "decision"},
     plan.CheckRule: {"kind", "pattern"},
-    plan.SourcePlan: {"kind", "path", "query", "files", "sha256", "columns", "rows"},
+    plan.SourcePlan: {"kind", "path", "repo", "commit", "query", "files", "sha256", "columns", "rows"},
     plan.AdherenceRule: {"kind", "pattern", "value"},
 }
 
@@ -81,6 +81,8 @@ CALL_SAMPLES = {
     ("best_of()", "probe"): 'task a { from = jsonl("d.jsonl") prompt = "p" gold = "g" strategy = best_of(x, y, probe = 3) }',
     ("numeric()", "tol"): 'task a { from = jsonl("d.jsonl") prompt = "p" accept = numeric(gold, tol = 0.5) }',
     ("hf()", "split"): 'task a { from = hf("data/ds", split = "test") prompt = "p" }',
+    ("hf()", "config"): 'task a { from = hf("org/ds", config = "main") prompt = "p" }',
+    ("hf()", "revision"): 'task a { from = hf("org/ds", revision = "v1") prompt = "p" }',
     ("sql()", "network"): 'task a { from = sql("SELECT 1 AS q", network = true) prompt = "p" }',
     ("regex()", "why"): 'strategy s { system = "x" expect = regex("A", why = "says A") }',
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orcac.errors import OrcacError
+from orcac.sources import hub
 from orcac.sources import read as sources
 from orcac.sources.problems import SourceError
 from orcac.specs.plan import SourcePlan
@@ -27,6 +28,8 @@ def source_sha256(source: SourcePlan, root: Path) -> str:
 
 def read_rows(source: SourcePlan, root: Path, *, task: str) -> list[dict]:
     """The source's rows, in source order. Raises OrcacError naming the task and file."""
+    if source.repo is not None:
+        return _hub_rows(source, task=task)
     where = source.path or ", ".join(source.files) or "the sql query"
     try:
         if source_sha256(source, root) != source.sha256:
@@ -47,3 +50,22 @@ def read_rows(source: SourcePlan, root: Path, *, task: str) -> list[dict]:
         )
     return rows
 
+
+
+def _hub_rows(source: SourcePlan, *, task: str) -> list[dict]:
+    """A Hub dataset at the plan's commit (downloaded, or from the cache offline), refused when
+    its revision has moved since the plan or its files are not the ones the plan hashed."""
+    try:
+        data = hub.fetch(source.repo, source.config, source.split, source.revision, commit=source.commit)
+        if data.names != source.files or sources.sha256_files(data.files) != source.sha256:
+            raise OrcacError(
+                f"task {task}: hf dataset {source.repo}: the data changed since the plan was made: run `orcac plan`",
+                hint="re-plan so the split, prompts and job ids follow the new data",
+            )
+        columns, rows = sources.hub_rows(data)
+    except SourceError as error:
+        raise OrcacError(f"task {task}: {error.message}", hint=error.hint) from None
+    missing = [c for c in source.columns if c not in columns]
+    if missing:
+        raise OrcacError(f"task {task}: hf dataset {source.repo} has no column(s) {', '.join(missing)}", hint="run `orcac plan`")
+    return rows
