@@ -141,6 +141,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_asks_only_for_what_was_not_stored
         assert code == 1, err
         assert f"error: the disk holding {db} is full" in err
         assert "to fix this: free space on that disk (or pass --db on another one) and run the same command" in err
+        assert "what was stored before is kept, so it does only the rest" in err
         assert "internal error" not in err
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)

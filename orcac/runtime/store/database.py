@@ -74,9 +74,9 @@ def failure(error: duckdb.Error, path: Path) -> OrcacError | None:
     lowered = text.lower()
     if "no space left on device" in lowered or "disk full" in lowered or "disk is full" in lowered:
         return OrcacError(
-            f"the disk holding {path} is full: the build's answers could not be written to it",
+            f"the disk holding {path} is full: orcac could not write to it",
             hint="free space on that disk (or pass --db on another one) and run the same command: "
-            "what was stored is kept, and only the rest is asked for again",
+            "what was stored before is kept, so it does only the rest",
         )
     if "not a valid duckdb database file" in lowered:
         return OrcacError(
@@ -112,7 +112,7 @@ class Connection:
     `open_database` hands out only these, so every command (build, export, report, train,
     eval) gets the same message from this one place, whichever query meets the problem. After
     such an error the connection keeps failing with it: DuckDB may have dropped the database
-    (\"invalidated\"), and the first cause is the one worth reading, not a later symptom.
+    ("invalidated"), and the first cause is the one worth reading, not a later symptom.
     Everything else is DuckDB's own connection, as is.
     """
 
@@ -156,7 +156,12 @@ class Connection:
             pass
 
     def close(self) -> None:
-        self._con.close()
+        """Close, whatever happened before (closing checkpoints, so it too may meet a full disk)."""
+        try:
+            self._con.close()
+        except duckdb.Error as error:
+            if self._failure is None:  # else the first error is the one being reported
+                raise failure(error, self.path) or error from None
 
 
 def connect(path: Path, *, read_only: bool = False) -> Connection:
