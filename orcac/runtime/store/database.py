@@ -19,6 +19,10 @@ One spec, one database: a build deletes rows its plan no longer produces, so a f
 two specs would lose one's records to the other's build. `Store.open(..., spec=...)` refuses
 a file that holds another spec's build (one line, exit 1) instead.
 
+A full disk or a damaged file is met at whichever query first writes or reads the broken
+part, so `open_database` hands out a `Connection` that turns those errors, at any query of
+any command, into one line naming the file and what to do (exit 1).
+
 Nothing here holds an API key: jobs keep messages and the model string, never call options.
 """
 
