@@ -35,6 +35,13 @@ COMMANDS = {
 RUNTIME = {"build", "export", "train", "eval", "report"}
 
 
+def writes_plan(args) -> bool:
+    """Whether a runtime command writes the spec's plan file (as `orcac plan` does) before it
+    runs: build, train and eval do; their dry runs, export and report only read, so they
+    compile the spec in memory and leave the file as it is."""
+    return args.command in {"build", "train", "eval"} and not getattr(args, "dry_run", False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad flag reported like every other user error: one line, a hint, exit 1
     (argparse's own exit status 2 is what orcac uses for its internal errors)."""
@@ -129,9 +136,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="DuckDB file (default: .orca/<spec>.duckdb next to the plan)")
 
 
-def run_context(spec: str, db: str | None = None):
+def run_context(spec: str, db: str | None = None, *, write: bool = True):
     """The plan a runtime command runs: a `.orca` spec compiled and its plan written beside it
-    (as `orcac plan` does), or a `.plan.yaml` read; with the database (--db, else the default)."""
+    (as `orcac plan` does), or a `.plan.yaml` read; with the database (--db, else the default).
+    Without `write`, the spec is compiled in memory, and a plan file that differs from it gets
+    one line saying so (and what rewrites it) instead of being rewritten."""
     from pathlib import Path
 
     from orcac import compiler
@@ -139,7 +148,14 @@ def run_context(spec: str, db: str | None = None):
 
     if not Path(spec).is_file():
         raise OrcacError(f"{spec}: no such file")
-    loaded = compiler.load_plan(spec)
+    loaded = compiler.load_plan(spec, write=write)
+    if loaded.on_disk != "up to date":  # worded as `orcac plan --check` words it
+        verb = "rewrite" if loaded.on_disk == "stale" else "write"
+        print(
+            f"note: {loaded.path}: {loaded.on_disk}; this command reads {spec} as it is now and writes "
+            f"no plan; {verb} it with: orcac plan {spec}",
+            file=sys.stderr,
+        )
     return RunContext.of(loaded.plan, loaded.path, db=db, recompile=compiler.compile_spec)
 
 
@@ -173,7 +189,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         command = getattr(importlib.import_module(module_name), function_name)
         if args.command in RUNTIME:
-            return int(command(run_context(args.spec, args.db), args) or 0)
+            return int(command(run_context(args.spec, args.db, write=writes_plan(args)), args) or 0)
         return int(command(args) or 0)
     except OrcacError as error:
         print(error.render(), file=sys.stderr)

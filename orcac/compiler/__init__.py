@@ -46,6 +46,7 @@ __all__ = [
     "compile_spec",
     "dump_plan",
     "load_plan",
+    "plan_file_state",
     "plan_path_for",
     "read_plan",
     "write_plan",
@@ -206,20 +207,31 @@ class LoadedPlan:
     plan: Plan
     path: Path  # the plan file
     root: Path  # the directory that the plan's relative paths start from
+    # the plan file on disk against `plan`: "up to date", "stale" or "missing" (as `orcac plan --check` says)
+    on_disk: str = "up to date"
 
     def resolve(self, relative: str) -> Path:
         return self.root / relative
 
 
-def load_plan(path: str | Path) -> LoadedPlan:
+def plan_file_state(plan: Plan, out: Path) -> str:
+    """How the plan file at `out` compares with `plan`: "up to date", "stale" or "missing"."""
+    if not out.is_file():
+        return "missing"
+    return "up to date" if out.read_text(encoding="utf-8") == dump_plan(plan) else "stale"
+
+
+def load_plan(path: str | Path, *, write: bool = True) -> LoadedPlan:
     """A plan for the runtime: a .plan.yaml is read; a .orca spec is compiled and its plan
-    written beside it (as `orcac plan` does), then returned."""
+    written beside it (as `orcac plan` does), then returned. With `write=False` (a command
+    that only reads) the spec is compiled in memory and the file is left as it is: the
+    result says whether the file on disk is stale, as `orcac plan --check` would."""
     p = Path(path)
-    if p.suffix == ".orca":
-        out = plan_path_for(p)
-        plan = compile_spec(p, out)
+    if p.suffix != ".orca":
+        return LoadedPlan(plan=read_plan(p), path=p, root=p.resolve().parent)
+    out = plan_path_for(p)
+    plan = compile_spec(p, out)
+    if write:
         write_plan(plan, out)
-    else:
-        out = p
-        plan = read_plan(out)
-    return LoadedPlan(plan=plan, path=out, root=out.resolve().parent)
+        return LoadedPlan(plan=plan, path=out, root=out.resolve().parent)
+    return LoadedPlan(plan=plan, path=out, root=out.resolve().parent, on_disk=plan_file_state(plan, out))

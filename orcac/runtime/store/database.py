@@ -19,14 +19,20 @@ One spec, one database: a build deletes rows its plan no longer produces, so a f
 two specs would lose one's records to the other's build. `Store.open(..., spec=...)` refuses
 a file that holds another spec's build (one line, exit 1) instead.
 
+A full disk or a damaged file is met at whichever query first writes or reads the broken
+part, so `open_database` hands out a `Connection` that turns those errors, at any query of
+any command, into one line naming the file and what to do (exit 1).
+
 Nothing here holds an API key: jobs keep messages and the model string, never call options.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,19 +61,130 @@ def in_list(column: str) -> str:
     return f"{column} IN (SELECT unnest(?::VARCHAR[]))"
 
 
-def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection; a file another process holds is one line (exit 1), not a traceback."""
+# What to do about a damaged file, and what the second way costs: said once, for every command.
+DAMAGED_HINT = (
+    "restore it from a copy, or delete it and run `orcac build` again: a rebuild starts from "
+    "nothing, so every teacher answer stored in it is asked for (and paid for) again"
+)
+
+
+def failure(error: duckdb.Error, path: Path) -> OrcacError | None:
+    """The one line for a DuckDB error that is the file's or the disk's, not orcac's; else None.
+
+    A file cut short or corrupted is found by whichever query first reads a broken block (the
+    connect reads little more than the header), so every query is looked at, not the connect only.
+    """
+    text = str(error)
+    lowered = text.lower()
+    if "no space left on device" in lowered or "disk full" in lowered or "disk is full" in lowered:
+        return OrcacError(
+            f"the disk holding {path} is full: orcac could not write to it",
+            hint="free space on that disk (or pass --db on another one) and run the same command: "
+            "what was stored before is kept, so it does only the rest",
+        )
+    if "not a valid duckdb database file" in lowered:
+        return OrcacError(
+            f"{path} is not a DuckDB database: its header is damaged, or it is another kind of file",
+            hint=f"if it is the build's database, {DAMAGED_HINT}; if not, pass another --db",
+        )
+    if isinstance(error, _DAMAGE_ERRORS) and any(marker in lowered for marker in _DAMAGE_MARKERS):
+        cause = re.sub(r' from file "[^"]*"', "", _first_line(text))  # the path is said once, first
+        return OrcacError(f"{path} is damaged ({cause})", hint=DAMAGED_HINT)
+    return None
+
+
+# What DuckDB says when a file was cut short (a copy stopped halfway, a disk that filled up
+# under another program) or its blocks were overwritten; and once it has given up on a file.
+_DAMAGE_ERRORS = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException, duckdb.FatalException)
+_DAMAGE_MARKERS = (
+    "could not read enough bytes",
+    "corrupt",
+    "checksum",
+    "database has been invalidated",
+    "failed to load metadata",
+    "failed to deserialize",
+)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+class Connection:
+    """A DuckDB connection whose full-disk and damaged-file errors are one line (exit 1).
+
+    `open_database` hands out only these, so every command (build, export, report, train,
+    eval) gets the same message from this one place, whichever query meets the problem. After
+    such an error the connection keeps failing with it: DuckDB may have dropped the database
+    ("invalidated"), and the first cause is the one worth reading, not a later symptom.
+    Everything else is DuckDB's own connection, as is.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self._con = con
+        self.path = path
+        self._failure: OrcacError | None = None
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._con, name)
+        if not callable(attribute):
+            return attribute
+
+        def guarded(*args, **kwargs):
+            with self.guard():
+                result = attribute(*args, **kwargs)
+            return self if result is self._con else result  # execute() returns the connection
+
+        return guarded
+
+    @contextmanager
+    def guard(self):
+        """Run DuckDB work (a query, or reading a relation's result) with its errors explained."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            yield
+        except duckdb.Error as error:
+            explained = failure(error, self.path)
+            if explained is None:
+                raise
+            self._failure = explained
+            raise explained from None
+
+    def rollback(self) -> None:
+        """End a failed transaction. A COMMIT that failed (a full disk) has already ended it,
+        and DuckDB's "no transaction is active" would then hide the error that matters."""
+        try:
+            self._con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+    def close(self) -> None:
+        """Close, whatever happened before (closing checkpoints, so it too may meet a full disk)."""
+        try:
+            self._con.close()
+        except duckdb.Error as error:
+            if self._failure is None:  # else the first error is the one being reported
+                raise failure(error, self.path) or error from None
+
+
+def connect(path: Path, *, read_only: bool = False) -> Connection:
+    """A DuckDB connection; a file another process holds, or one that is not a database, is
+    one line (exit 1), not a traceback."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as error:
+        return Connection(duckdb.connect(str(path), read_only=read_only), path)
+    except duckdb.Error as error:
         if "lock" in str(error).lower():
             raise OrcacError(
                 f"{path} is in use by another orcac process", hint="wait for it to finish, or pass another --db"
             ) from None
-        raise OrcacError(f"cannot open {path}: {error}") from None
+        explained = failure(error, path)
+        if explained is not None:
+            raise explained from None
+        raise OrcacError(f"cannot open {path}: {_first_line(str(error))}") from None
 
 
-def claim(con: duckdb.DuckDBPyConnection, path: Path, spec: str, *, write: bool) -> None:
+def claim(con: Connection, path: Path, spec: str, *, write: bool) -> None:
     """Refuse a database that holds another spec's build; with `write`, mark it as `spec`'s.
 
     A file from before this table (or made by hand) has no owner and is taken as is.
@@ -88,7 +205,7 @@ def claim(con: duckdb.DuckDBPyConnection, path: Path, spec: str, *, write: bool)
         con.execute("INSERT INTO owner VALUES (?)", [stem])
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+def schema_version(con: Connection | duckdb.DuckDBPyConnection) -> int | None:
     """The file's stamped version; 0 for an orcac file from before stamping; None when empty."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if "schema_version" in tables:
@@ -107,7 +224,7 @@ def _refuse_newer(path: Path, version: int | None) -> None:
         )
 
 
-def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def migrate(con: Connection, path: Path) -> None:
     """Create every table and bring an older file up to SCHEMA_VERSION, in one transaction."""
     version = schema_version(con)
     _refuse_newer(path, version)
@@ -125,15 +242,16 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        con.rollback()
         raise
 
 
-def open_database(path: Path, *, spec: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_database(path: Path, *, spec: str | None = None, read_only: bool = False) -> Connection:
     """The one way every command opens a spec's database.
 
-    Read-only: the file must exist; one from a newer orcac is refused (an older one reads as
-    it is: readers treat a table it lacks as empty). For writing: created if missing, every
+    Read-only: the file must exist and hold a build (tables: a file whose `.wal` was lost
+    after a kill -9 during the first build has none); one from a newer orcac is refused (an
+    older one reads as it is: readers treat a table it lacks as empty). For writing: created if missing, every
     table made and an older file migrated (`orcac.runtime.store.schema`). With `spec` (the
     plan's), a file holding another spec's build is refused, and a new one marked as this one's.
     """
@@ -146,7 +264,14 @@ def open_database(path: Path, *, spec: str | None = None, read_only: bool = Fals
     try:
         con.execute("SET enable_progress_bar = false")  # stdout belongs to orcac
         if read_only:
-            _refuse_newer(path, schema_version(con))
+            version = schema_version(con)
+            if version is None:
+                raise OrcacError(
+                    f"{path} holds no build: it is an empty database (a first build stopped before "
+                    "it saved anything, or its .wal file was lost)",
+                    hint="run `orcac build` (or pass the --db that holds the build)",
+                )
+            _refuse_newer(path, version)
         else:
             migrate(con, path)
         if spec is not None:
@@ -160,7 +285,7 @@ def open_database(path: Path, *, spec: str | None = None, read_only: bool = Fals
 class Store:
     """The one connection that writes; use it from one thread at a time."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+    def __init__(self, con: Connection, path: Path):
         self.con = con
         self.path = path
         self._lock = threading.Lock()
@@ -227,7 +352,7 @@ class Store:
                     con.unregister(view)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                con.rollback()
                 raise
 
     def execute(self, sql: str, params: list | None = None) -> None:
@@ -247,7 +372,8 @@ class Store:
             for name, table in views.items():
                 self.con.register(name, table)
             try:
-                return arrow_table(self.con, sql, params)
+                with self.con.guard():  # the result is read here, after the query returned
+                    return arrow_table(self.con, sql, params)
             finally:
                 for name in views:
                     self.con.unregister(name)
