@@ -146,6 +146,10 @@ def run_context(spec: str, db: str | None = None, *, write: bool = True):
     from orcac import compiler
     from orcac.runtime.context import RunContext
 
+    if Path(spec).is_dir():
+        from orcac.compiler.load import directory_hint
+
+        raise OrcacError(f"{spec} is a directory, not a spec", hint=directory_hint(Path(spec), spec))
     if not Path(spec).is_file():
         raise OrcacError(f"{spec}: no such file")
     loaded = compiler.load_plan(spec, write=write)

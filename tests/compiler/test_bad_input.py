@@ -454,6 +454,10 @@ def test_a_directory_given_as_a_spec_is_called_a_directory(tmp_path, specs, hint
         code, _, err = _run(tmp_path, command, "data")
         assert code == 1
         assert err == f"error: data is a directory, not a spec\n  {hint}\n"
+    for command in (("build", "--dry-run"), ("export", "-o", "out.jsonl"), ("train",), ("eval",), ("report",)):
+        code, _, err = _run(tmp_path, *command, "data")
+        assert code == 1
+        assert err == f"error: data is a directory, not a spec\n  to fix this: {hint}\n"
 
 
 def test_a_misspelt_teacher_block_is_one_error(tmp_path):
