@@ -123,7 +123,7 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         for outcome in batch:
             rows.job(items[outcome.job_id], outcome.status, outcome.attempts, outcome.error)
             if outcome.status == "ok":
-                rows.response(outcome)
+                rows.response(outcome, items[outcome.job_id].job)
         return rows.tables()
 
     failures: dict[str, list[str]] = {}
