@@ -273,3 +273,50 @@ def test_anything_else_that_determines_the_answer_reuses_nothing(tmp_path):
         assert _build(_limited(server, tmp_path, 64)) == 0
         assert _build(_spec(tmp_path, "distill", _teacher(server, max_tokens=128, temperature=0.7))) == 0
         assert server.stats()["requests"] == 24
+
+
+def test_judges_and_probes_of_a_second_spec_make_no_calls(tmp_path, answer_cache):
+    """A judged task's judge jobs and a best_of task's probe jobs are teacher jobs like any:
+    a second spec over the same tasks finds them all in the cache."""
+    from tests.runtime import test_judges, test_probe
+
+    with Loopback(test_judges.respond) as server:
+        for name in ("a", "b"):
+            (tmp_path / "judged" / name).mkdir(parents=True)
+            assert _build(test_judges.write_spec(tmp_path / "judged" / name, server)) == 0
+            if name == "a":
+                paid = server.stats()["requests"]
+                assert paid > 12  # the teacher's answers and the judge's
+        assert server.stats()["requests"] == paid
+    db = tmp_path / "judged" / "b" / ".orca" / "judged.duckdb"
+    assert rows(db, "SELECT DISTINCT origin FROM responses") == [("cache",)]
+    assert rows(db, "SELECT count(*) FROM judgements")[0][0] > 0
+
+    with Loopback(test_probe.sums) as server:
+        for name in ("a", "b"):
+            (tmp_path / "probe" / name).mkdir(parents=True)
+            assert _build(test_probe.write_spec(tmp_path / "probe" / name, server, "direct, step")) == 0
+            if name == "a":
+                paid = server.stats()["requests"]
+        assert server.stats()["requests"] == paid
+
+
+def test_eval_reads_and_fills_the_same_cache(tmp_path, answer_cache):
+    """eval's prompted arm and judges ask through orcac/runtime/evaluate/calls.py: what one
+    database's eval asked, another's finds (and a build's answers, an eval's)."""
+    from orcac.runtime.evaluate import calls
+    from orcac.runtime.teachers.jobs import make_job
+
+    with Loopback(arith_answer) as server:
+        plan = make_plan(tmp_path, n=4, teacher=_teacher(server))
+        teacher = plan.teachers["t"]
+        jobs = [make_job(teacher, [{"role": "user", "content": f"What is {i} plus 1?"}], {"max_tokens": 32})
+                for i in range(4)]
+        heard, failed = calls.ask(plan, tmp_path, tmp_path / "one.duckdb", jobs,
+                                  dict.fromkeys((j.id for j in jobs), "prompted"), label="prompted")
+        assert len(heard) == 4 and not failed
+        assert server.stats()["requests"] == 4
+        again = calls.stored(tmp_path / "another.duckdb", [j.id for j in jobs])
+        assert again == heard
+        with AnswerCache.open() as cache:
+            assert {a.max_tokens for a in cache.get([j.id for j in jobs]).values()} == {32}

@@ -217,7 +217,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         by_job[item.job.id].append(item)
         tallies[(item.task, item.strategy)].items += 1
 
-    _adopt(plan, store, {job_id: items[0] for job_id, items in by_job.items()}, cache)
+    reuse.bring_in(plan, store, {job_id: items[0] for job_id, items in by_job.items()}, cache)
     answered = _settle_cached(plan, store, work, tallies)
     _settle_given(plan, store, work, tallies)
     pending = list(unique_jobs(work.items, answered))
@@ -247,20 +247,6 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         )
     leaks = audit(plan, store) + given.audit(plan, store, work.given)
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
-
-
-def _adopt(plan: Plan, store: Store, item_of: dict[str, Item], cache: AnswerCache | None) -> set[str]:
-    """Before asking: this database's answers the cache lacks go into it (`reuse.backfill`), and
-    answers it lacks come from the cache or from another max_tokens (`reuse.find`), copied in,
-    with a note saying how many and why. Returns the ids copied in."""
-    jobs = {job_id: item.job for job_id, item in item_of.items()}
-    answered = _stored_answers(store, list(jobs)) if jobs else {}
-    reuse.backfill(plan, store, {job_id: jobs[job_id] for job_id in answered}, cache)
-    found = reuse.find(plan, store, jobs, answered, cache)
-    reuse.adopt(plan, store, found, jobs, item_of)
-    for note in found.notes():
-        print(f"note: {printable(note)}", file=sys.stderr)
-    return set(found.answers)
 
 
 def final_verdicts(
@@ -438,7 +424,7 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     done = judges.stored(store, list(wanted)).texts
     missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
     if missing:  # from the machine's answer cache, or asked under another max_tokens
-        copied = _adopt(plan, store, {job_id: judges.job_item(item, job, judge)
+        copied = reuse.bring_in(plan, store, {job_id: judges.job_item(item, job, judge)
                                       for job_id, (job, item, judge) in missing.items()}, cache)
         missing = {job_id: pair for job_id, pair in missing.items() if job_id not in copied}
         asked = asked or bool(copied)

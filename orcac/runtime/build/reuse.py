@@ -22,16 +22,18 @@ their tokens; their jobs rows say `ok` after 0 attempts.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from orcac.errors import printable
 from orcac.runtime.build.jobs import Item
 from orcac.runtime.build.tables import Rows
 from orcac.runtime.store.answer_cache import Answer, AnswerCache
 from orcac.runtime.store.database import Store, in_list
-from orcac.runtime.teachers.calls import max_answer_chars
-from orcac.runtime.teachers.jobs import Job, Outcome
+from orcac.runtime.teachers.calls import MAX_CHARS_PER_TOKEN
+from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
 from orcac.specs.plan import Plan
 
 FROM_CACHE = "cache"
@@ -82,13 +84,14 @@ def find(plan: Plan, store: Store | None, jobs: dict[str, Job], answered: Iterab
         candidates.setdefault(answer.family, {}).setdefault(answer.job_id, answer)
     for job in rest:
         teacher = plan.teachers[job.teacher]
-        fits = [a for a in candidates.get(job.family, {}).values() if _answers_under(a, teacher.max_tokens)
-                and a.job_id != job.id and len(a.text) <= max_answer_chars(teacher)]
+        limit = job_limit(teacher, job)
+        fits = [a for a in candidates.get(job.family, {}).values() if _answers_under(a, limit)
+                and a.job_id != job.id and len(a.text) <= limit * MAX_CHARS_PER_TOKEN]
         if fits:
             # the answer asked under the largest limit first, then by id: the same choice every time
             answer = min(fits, key=lambda a: (-(a.max_tokens or 0), a.job_id))
             found.answers[job.id] = (answer, REUSED, answer.job_id)
-            found.reused_from[(answer.max_tokens, teacher.max_tokens)] += 1
+            found.reused_from[(answer.max_tokens, limit)] += 1
     return found
 
 
@@ -128,6 +131,20 @@ def adopt(plan: Plan, store: Store, found: Found, jobs: dict[str, Job], item_of:
         found.cache.touch([a.job_id for a, origin, _ in found.answers.values() if origin == FROM_CACHE])
 
 
+def bring_in(plan: Plan, store: Store, item_of: dict[str, Item], cache: AnswerCache | None) -> set[str]:
+    """Before asking for these items' jobs: this database's answers the cache lacks go into it
+    (`backfill`), and answers it lacks come from the cache or another max_tokens (`find`),
+    copied in (`adopt`), with a note on stderr saying how many and why. Returns the ids copied in."""
+    jobs = {job_id: item.job for job_id, item in item_of.items()}
+    answered = {r[0] for r in store.rows(f"SELECT job_id FROM responses WHERE {in_list('job_id')}", [list(jobs)])}
+    backfill(plan, store, {job_id: jobs[job_id] for job_id in answered}, cache)
+    found = find(plan, store, jobs, answered, cache)
+    adopt(plan, store, found, jobs, item_of)
+    for note in found.notes():
+        print(f"note: {printable(note)}", file=sys.stderr)
+    return set(found.answers)
+
+
 def backfill(plan: Plan, store: Store, jobs: dict[str, Job], cache: AnswerCache | None) -> int:
     """Put into the cache the answers this database asked for these jobs that it lacks: those
     of a build from before the cache, or of one killed between its two writes. Returns how many."""
@@ -141,8 +158,8 @@ def backfill(plan: Plan, store: Store, jobs: dict[str, Job], cache: AnswerCache 
     for job_id, text, finish, prompt_tokens, completion_tokens, cost, model in rows:
         if job_id in absent:
             job = jobs[job_id]
-            teacher = plan.teachers[job.teacher]  # its job id hashes this teacher's max_tokens
-            answers.append(Answer(job_id, job.family or None, teacher.model, teacher.max_tokens, text, finish,
+            teacher = plan.teachers[job.teacher]  # its job id hashes the limit it was asked under
+            answers.append(Answer(job_id, job.family or None, teacher.model, job_limit(teacher, job), text, finish,
                                   int(prompt_tokens or 0), int(completion_tokens or 0), float(cost or 0.0), model))
     return cache.put(answers)
 
@@ -159,7 +176,7 @@ def keeper(plan: Plan, cache: AnswerCache | None, job_of):
             outcome, job = job_of(entry)
             if outcome.status == "ok":  # never a failure
                 teacher = plan.teachers[job.teacher]
-                answers.append(Answer.of(outcome, job, teacher.model, teacher.max_tokens))
+                answers.append(Answer.of(outcome, job, teacher.model, job_limit(teacher, job)))
         cache.put(answers)
 
     return keep

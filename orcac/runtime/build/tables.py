@@ -18,7 +18,7 @@ from orcac.runtime.build.examples import Example
 from orcac.runtime.build.given import Given
 from orcac.runtime.build.jobs import Item
 from orcac.runtime.store.database import Store
-from orcac.runtime.teachers.jobs import Job, Outcome
+from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
 from orcac.specs.plan import Plan
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Rows:
         r = self.responses
         r["job_id"].append(o.job_id)
         r["family"].append(job.family or None)
-        r["max_tokens"].append(asked_under if asked_under is not None else self.plan.teachers[job.teacher].max_tokens)
+        r["max_tokens"].append(asked_under if asked_under is not None else job_limit(self.plan.teachers[job.teacher], job))
         r["origin"].append(origin)
         r["reused_from"].append(reused_from)
         r["text"].append(o.text)

@@ -88,7 +88,13 @@ def family_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[
     """
     payload = _payload(teacher, messages, options)
     del payload[LIMIT_KEY]
+    payload.get("options", {}).pop(LIMIT_KEY, None)  # eval's prompted arm sets its own
     return _sha256({"family": payload})
+
+
+def job_limit(teacher: TeacherPlan, job: Job) -> int:
+    """The max_tokens `job` is asked under: its own (eval's prompted arm sets one), else its teacher's."""
+    return int(dict(job.options).get(LIMIT_KEY, teacher.max_tokens))
 
 
 def _sha256(payload: dict) -> str:

@@ -30,8 +30,16 @@ def phase(context: RunContext, args) -> RunContext:
         return context
     from rich.console import Console
 
-    with Store.open(db, spec=plan.spec) as store:
-        result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe, recompile=context.recompile)
+    from orcac.runtime.store.answer_cache import AnswerCache
+
+    cache = AnswerCache.open(enabled=not getattr(args, "no_cache", False))
+    try:
+        with Store.open(db, spec=plan.spec) as store:
+            result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe,
+                                recompile=context.recompile, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file: room for the whole table
