@@ -66,7 +66,8 @@ def test_a_second_spec_over_the_same_tasks_and_teacher_makes_no_calls(tmp_path, 
 
         assert _build(second) == 0
         second_requests = server.stats()["requests"] - paid
-        print(f"second spec's build: {second_requests} requests to the teacher (the first paid {paid})")
+        with capsys.disabled():  # the measurement, shown with `pytest -s`
+            print(f"\nsecond spec's build: {second_requests} requests to the teacher (the first spec's: {paid})")
         assert second_requests == 0
         assert "12 answer(s) from the answer cache" in capsys.readouterr().err
 
@@ -253,11 +254,9 @@ def test_raising_max_tokens_asks_again_only_the_answers_that_were_cut_off(tmp_pa
 
 
 def test_lowering_max_tokens_reuses_only_answers_that_fit_the_new_limit(tmp_path, capsys):
-    long = "x" * 200  # 50 completion tokens at the loopback's 4 characters a token
-
-    def answer(body: dict) -> str:
+    def answer(body: dict) -> str:  # one long answer: 50 more tokens at the loopback's 4 characters a token
         text = arith_answer(body)
-        return text + long if "3 plus" in text or "What is 3" in str(body) else text  # one long answer
+        return text + "x" * 200 if text.startswith("First take 3,") else text
 
     with Loopback(answer) as server:
         assert _build(_limited(server, tmp_path, 128)) == 0
@@ -275,7 +274,7 @@ def test_anything_else_that_determines_the_answer_reuses_nothing(tmp_path):
         assert server.stats()["requests"] == 24
 
 
-def test_judges_and_probes_of_a_second_spec_make_no_calls(tmp_path, answer_cache):
+def test_judges_and_probes_of_a_second_spec_make_no_calls(tmp_path, answer_cache, capsys):
     """A judged task's judge jobs and a best_of task's probe jobs are teacher jobs like any:
     a second spec over the same tasks finds them all in the cache."""
     from tests.runtime import test_judges, test_probe
@@ -295,7 +294,13 @@ def test_judges_and_probes_of_a_second_spec_make_no_calls(tmp_path, answer_cache
     with Loopback(test_probe.sums) as server:
         for name in ("a", "b"):
             (tmp_path / "probe" / name).mkdir(parents=True)
-            assert _build(test_probe.write_spec(tmp_path / "probe" / name, server, "direct, step")) == 0
+            spec = test_probe.write_spec(tmp_path / "probe" / name, server, "direct, step")
+            if name == "b":
+                capsys.readouterr()
+                assert _build(spec, "--dry-run") == 0
+                line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("arith") and "x 2" in x)
+                assert line.split()[1:6] == ["4", "x", "2", "8", "0"]  # rows x candidates, cached, calls
+            assert _build(spec) == 0
             if name == "a":
                 paid = server.stats()["requests"]
         assert server.stats()["requests"] == paid

@@ -150,17 +150,20 @@ def backfill(plan: Plan, store: Store, jobs: dict[str, Job], cache: AnswerCache 
     of a build from before the cache, or of one killed between its two writes. Returns how many."""
     if cache is None or not jobs:
         return 0
+    asked = "coalesce(origin, 'teacher') = 'teacher' AND text IS NOT NULL"
+    ids = [r[0] for r in store.rows(f"SELECT job_id FROM responses WHERE {asked} AND {in_list('job_id')}", [list(jobs)])]
+    absent = sorted(cache.missing(ids))  # ids first: a finished build re-run reads no text
+    if not absent:
+        return 0
     rows = store.rows(
         "SELECT job_id, text, finish_reason, prompt_tokens, completion_tokens, cost, model FROM responses "
-        f"WHERE coalesce(origin, 'teacher') = 'teacher' AND text IS NOT NULL AND {in_list('job_id')}", [list(jobs)])
-    absent = cache.missing(r[0] for r in rows)
+        f"WHERE {in_list('job_id')}", [absent])
     answers = []
     for job_id, text, finish, prompt_tokens, completion_tokens, cost, model in rows:
-        if job_id in absent:
-            job = jobs[job_id]
-            teacher = plan.teachers[job.teacher]  # its job id hashes the limit it was asked under
-            answers.append(Answer(job_id, job.family or None, teacher.model, job_limit(teacher, job), text, finish,
-                                  int(prompt_tokens or 0), int(completion_tokens or 0), float(cost or 0.0), model))
+        job = jobs[job_id]
+        teacher = plan.teachers[job.teacher]  # its job id hashes the limit it was asked under
+        answers.append(Answer(job_id, job.family or None, teacher.model, job_limit(teacher, job), text, finish,
+                              int(prompt_tokens or 0), int(completion_tokens or 0), float(cost or 0.0), model))
     return cache.put(answers)
 
 
