@@ -14,7 +14,10 @@ Two ways a job not in this database is answered without a call:
   that were cut off (`length`), and lowering it reuses every answer no longer than the new
   limit. Copied with `origin = 'reused'` and `reused_from` the job it was asked as.
   Everything else that determines an answer (model, messages, temperature, ...) is in the
-  family too, so it still changes which answers are found.
+  family too, so it still changes which answers are found. At temperature 0 a reused answer
+  is the one the teacher would give again; above it, it is one the teacher could give under
+  the new limit, but the answers kept this way lean towards the short ones (those that had
+  stopped are kept, only the cut ones are drawn again).
 
 Copied rows cost 0 in this database (the call was paid once, where it was asked) and keep
 their tokens; their jobs rows say `ok` after 0 attempts.
