@@ -71,6 +71,8 @@ def test_a_second_spec_over_the_same_tasks_and_teacher_makes_no_calls(tmp_path, 
         assert second_requests == 0
         assert "12 answer(s) from the answer cache" in capsys.readouterr().err
 
+    for part in answer_cache.iterdir():  # the file and its WAL: answers only, never the key
+        assert b"SECRET-51c2" not in part.read_bytes()
     # its own database records everything its build used, marked as from the cache, costing nothing here
     db = _db(second, "other_student")
     assert rows(db, "SELECT origin, count(*), sum(cost) FROM responses GROUP BY origin") == [("cache", 12, 0.0)]
