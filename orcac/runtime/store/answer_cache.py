@@ -270,7 +270,10 @@ class AnswerCache:
             params.append(model)
         with self._lock:
             count = self.con.execute(f"DELETE FROM answers WHERE {' AND '.join(where) or '1'}", params).rowcount
-            self.con.execute("VACUUM")  # give the space back
+            try:
+                self.con.execute("VACUUM")  # give the space back
+            except sqlite3.OperationalError:  # a build is reading it: the space is reused instead
+                pass
         return count
 
 
@@ -340,6 +343,7 @@ def command(args) -> int:
         return 0
     if args.action == "prune" and args.older_than is None and args.model is None:
         raise OrcacError("orcac cache prune: say what to prune", hint="pass --older-than 30d and/or --model MODEL")
+    age = parse_age(args.older_than) if args.older_than is not None else None
     if not path.is_file():
         print(f"answer cache: {path} (empty: no build has stored an answer yet)")
         return 0
@@ -347,12 +351,15 @@ def command(args) -> int:
     if cache is None:
         raise OrcacError(f"the answer cache at {path} cannot be read", hint="`orcac cache clear` starts a new one")
     with cache:
-        if args.action == "prune":
-            age = parse_age(args.older_than) if args.older_than is not None else None
-            count = cache.prune(older_than_s=age, model=args.model)
-            print(f"pruned {count:,} answer(s) from {path}")
-            return 0
-        rows = cache.summary()
+        try:
+            if args.action == "prune":
+                count = cache.prune(older_than_s=age, model=args.model)
+                print(f"pruned {count:,} answer(s) from {path}")
+                return 0
+            rows = cache.summary()
+        except sqlite3.Error as error:
+            raise OrcacError(f"the answer cache at {path}: {error}",
+                             hint="try again once the builds using it are done; `orcac cache clear` starts a new one") from None
     total = sum(r[1] for r in rows)
     print(f"answer cache: {path}")
     print(f"  {total:,} answers, {_size(path) / 1e6:,.1f} MB on disk"
