@@ -440,7 +440,8 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     return calls
 
 
-def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool, cache=None) -> int:
+def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool,
+                cache: AnswerCache | None = None) -> int:
     """The judge jobs, through the same calls (limits, retries, batches) as the teachers'."""
     from orcac.runtime.teachers.batch import run_online_and_batch
 
@@ -485,7 +486,8 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
     return len(missing)
 
 
-def _run_pending(plan, root, store, pending, by_job, tallies, display, started, cache=None) -> int:
+def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
+                 cache: AnswerCache | None = None) -> int:
     from orcac.runtime.teachers.batch import run_online_and_batch
 
     def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:

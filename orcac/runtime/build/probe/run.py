@@ -35,6 +35,7 @@ from orcac.runtime.build import judges, reuse
 from orcac.runtime.build.checks import check_answer
 from orcac.runtime.build.probe.choice import Answer, decide
 from orcac.runtime.build.probe.decisions import Recompile, apply_decision, pending, record, resolve_decided
+from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.specs.plan import Decision, Plan
 
 # ---- the jobs ----------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def _log(message: str) -> None:
 
 
 def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict],
-          cache=None) -> dict[str, list[str]]:
+          cache: AnswerCache | None = None) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
     from orcac.runtime.build.tables import FLUSH_SECONDS, Rows, flush_every
@@ -162,7 +163,7 @@ def run_probes(
     examples: Callable[[str], list] | None = None,
     log: Callable[[str], None] = _log,
     recompile: Recompile | None = None,
-    cache=None,
+    cache: AnswerCache | None = None,
 ) -> ProbeResult:
     """Probe every task that needs it, record the decisions, return the plan to build with.
 
