@@ -362,7 +362,7 @@ def command(args) -> int:
                              hint="try again once the builds using it are done; `orcac cache clear` starts a new one") from None
     total = sum(r[1] for r in rows)
     print(f"answer cache: {path}")
-    print(f"  {total:,} answers, {_size(path) / 1e6:,.1f} MB on disk"
+    print(f"  {total:,} answers, {_size(path) / 1e6:,.2f} MB on disk"
           + (", on a network filesystem (rollback journal, no WAL)" if network_filesystem(path.resolve()) else ""))
     if rows:
         print(f"  {'model':<40} {'answers':>8} {'text MB':>8}  {'oldest':<16}  {'newest':<16}")
