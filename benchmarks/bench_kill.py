@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("ORCAC_ANSWER_CACHE", "off")  # each build pays its calls: what is measured
 
 LAUNCH = """
 import sys

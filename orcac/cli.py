@@ -30,6 +30,7 @@ COMMANDS = {
     "eval": "orcac.runtime.evaluate.command:command",
     "report": "orcac.runtime.report.command:command",
     "lsp": "orcac.lsp.server:command",
+    "cache": "orcac.runtime.store.answer_cache:command",
 }
 # Commands that run a plan: handed a RunContext built here, so the runtime never compiles.
 RUNTIME = {"build", "export", "train", "eval", "report"}
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
     p.add_argument("--cancel", action="store_true", help="cancel the build's live provider batches (mode = batch) and exit")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the machine's answer cache (`orcac cache`); the spec's database is still used")
 
     p = sub.add_parser("export", help="write the training records as JSONL, Parquet or a HF dataset")
     _add_run_args(p)
@@ -125,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
     p.add_argument("--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default: 100)")
+
+    p = sub.add_parser("cache", help="inspect or prune the machine's teacher answer cache")
+    p.add_argument("action", choices=["info", "prune", "clear"], help="info: where, how many, how big; "
+                   "prune: drop answers unused for --older-than and/or asked of --model; clear: drop them all")
+    p.add_argument("--older-than", metavar="AGE", help="prune answers no build has used for AGE (30d, 12h, 2w)")
+    p.add_argument("--model", metavar="MODEL", help="prune answers asked of this teacher model (e.g. openai/gpt-4o-mini)")
 
     p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")

@@ -8,6 +8,11 @@ Plans built by hand are in tests/support/plans.py, database reads in tests/suppo
 
 The model cache (dequantised GGUF models, orcac.runtime.models.loading) is the tests' own,
 beside the tiny model, so a test run never writes to the user's ~/.cache.
+
+The machine's answer cache (orcac/runtime/store/answer_cache.py) is off: tests count the
+loopback teacher's requests per database, and answers shared across tests would make those
+counts depend on which tests ran before. A test of the cache turns it on in its own tmp folder
+(`answer_cache` below).
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ from tests.support.clock import FakeClock
 from tests.support.tiny_model import cache_root
 
 os.environ.setdefault("ORCAC_CACHE_DIR", str(cache_root() / "orcac-model-cache"))
+os.environ["ORCAC_ANSWER_CACHE"] = "off"
+
+
+@pytest.fixture
+def answer_cache(tmp_path, monkeypatch) -> Path:
+    """The answer cache on, in this test's own folder (its file: the folder / answers.sqlite3)."""
+    folder = tmp_path / "answer-cache"
+    monkeypatch.setenv("ORCAC_ANSWER_CACHE", str(folder))
+    return folder
 
 
 @pytest.fixture

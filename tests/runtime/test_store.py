@@ -155,7 +155,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 3  # a new version adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 4  # a new version adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
@@ -175,3 +175,28 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
         assert store.rows("SELECT item_id, judge, score FROM judgements") == [("i1", "helpful", 8.0)]
         store.con.execute("INSERT INTO eval_calls (job_id, purpose, text) VALUES ('j1', 'judged(helpful)', 'Score: 8')")
         assert store.rows("SELECT job_id, text FROM eval_calls") == [("j1", "Score: 8")]
+
+
+def test_a_version_3_file_keeps_its_answers_and_gains_what_reuse_needs(tmp_path):
+    """Version 4 added to `responses` the job's family, the limit it was asked under and where
+    the answer came from (orcac/runtime/build/reuse.py): an older file's answers stay, with
+    those NULL (never reused across a limit, but still this job's answer)."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        if name == "responses":  # as version 3 made it
+            body = ("job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT, "
+                    "completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER")
+        con.execute(f"CREATE TABLE {name} ({body})")
+    con.execute("INSERT INTO schema_version VALUES (3)")
+    con.execute("INSERT INTO responses (job_id, text, finish_reason, completion_tokens) VALUES ('j1', 'kept', 'stop', 4)")
+    con.close()
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        assert store.rows("SELECT job_id, text, finish_reason, completion_tokens, family, max_tokens, origin, "
+                          "reused_from FROM responses") == [("j1", "kept", "stop", 4, None, None, None, None)]

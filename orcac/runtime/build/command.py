@@ -2,6 +2,8 @@
 
     plan ─▶ examples (per task) ─▶ items (example × strategy ─▶ content-addressed job)
          ─▶ answered before? reuse the stored response : run it (teachers.run_jobs)
+            (before: this database, then the machine's answer cache, then the same request
+             under another max_tokens that stopped short of this one: orcac.runtime.build.reuse)
          ─▶ check (orcac.runtime.build.checks) ─▶ record (system = erase message) ─▶ erasure audit
     a judged task's answers that pass: ─▶ judge jobs, once the teachers are done (judges.py)
          ─▶ verdicts settled from the stored answers ─▶ records
@@ -36,13 +38,14 @@ from typing import TYPE_CHECKING
 
 from orcac import costs
 from orcac.errors import printable
-from orcac.runtime.build import given, judges
+from orcac.runtime.build import given, judges, reuse
 from orcac.runtime.build.checks import Verdict, kept_samples
 from orcac.runtime.build.erasure import RECORD_FIELDS, audit, raise_on_leaks
 from orcac.runtime.build.jobs import Item, Work, plan_work
 from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
 from orcac.runtime.build.tables import FLUSH_SECONDS, Rows, _write_examples, flush_every, record_fields, verdict_for
 from orcac.runtime.context import RunContext
+from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.runtime.store.database import Flusher, Store, in_list
 from orcac.runtime.teachers.jobs import Job, Outcome
 from orcac.specs.plan import Plan
@@ -75,14 +78,16 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 
 
 def dry_run(
-    plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset()
+    plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset(),
+    notes: list[str] = (),
 ) -> int:
     """Per task: answers wanted (rows x samples), answered before, calls to make, answers from
     the source (no call), the calls' prompt tokens (orcac.costs.prompt_tokens) and cost
     (litellm's price map, as the plan's estimate prices them); then the judges' calls
     (`judged`, orcac.runtime.build.judges.estimate), counted and priced on their own (the
     plan's task estimate adds them in, so its cost per call is not the teacher's). `settled`:
-    record ids of answers from sources whose verdict is stored already."""
+    record ids of answers from sources whose verdict is stored already. `notes`: where cached
+    answers came from besides this database (orcac.runtime.build.reuse.Found.notes)."""
     by_task: dict[str, list[Item]] = defaultdict(list)
     for item in work.items:
         by_task[item.task].append(item)
@@ -106,6 +111,8 @@ def dry_run(
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else costs.shown(cost)
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
+    for note in notes:
+        print(f"cached: {note}")
     judges.print_estimate(list(judged))
     from orcac.runtime.teachers.batch import dry_run_notes
 
@@ -145,19 +152,21 @@ def command(context: RunContext, args) -> int:
         print(f"note: {printable(note)}", file=sys.stderr)
     for problem in work.problems:
         print(f"warning: {printable(problem)}", file=sys.stderr)
+    enabled = not getattr(args, "no_cache", False)
     if getattr(args, "dry_run", False):
-        answered, judged, settled = {}, [], set()
-        passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
-        if path.exists():
-            with Store.open(path, read_only=True, spec=plan.spec) as store:
-                answered = _stored_answers(store, [i.job.id for i in work.items])
-                judged = judges.estimate(plan, work.items, answered, passes, lambda ids: set(judges.stored(store, ids).texts))
-                settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
-        else:
-            judged = judges.estimate(plan, work.items, answered, passes, lambda ids: set())
-        return dry_run(plan, work, answered, judged, settled)
-    with Store.open(path, spec=plan.spec) as store:
-        result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False))
+        cache = AnswerCache.open(enabled=enabled, create=False)
+        try:
+            return _dry_run(plan, path, work, cache)
+        finally:
+            if cache is not None:
+                cache.close()
+    cache = AnswerCache.open(enabled=enabled)
+    try:
+        with Store.open(path, spec=plan.spec) as store:
+            result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False), cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     from rich.console import Console
 
     console = Console()
@@ -171,6 +180,29 @@ def command(context: RunContext, args) -> int:
     return 0
 
 
+def _dry_run(plan: Plan, path: Path, work: Work, cache: AnswerCache | None) -> int:
+    """The dry run over what this database and the answer cache hold (neither is written)."""
+    jobs = {i.job.id: i.job for i in work.items}
+    passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
+
+    def cached(ids: list[str]) -> set[str]:
+        return set(cache.get(ids)) if cache is not None else set()
+
+    if not path.exists():
+        found = reuse.find(plan, None, jobs, (), cache)
+        answered = {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+        judged = judges.estimate(plan, work.items, answered, passes, cached)
+        return dry_run(plan, work, answered, judged, set(), found.notes())
+    with Store.open(path, read_only=True, spec=plan.spec) as store:
+        answered = _stored_answers(store, list(jobs))
+        found = reuse.find(plan, store, jobs, answered, cache)
+        answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+        judged = judges.estimate(plan, work.items, answered, passes,
+                                 lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
+        settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
+    return dry_run(plan, work, answered, judged, settled, found.notes())
+
+
 @dataclass
 class BuildResult:
     tallies: dict[tuple[str, str], Tally]
@@ -179,8 +211,11 @@ class BuildResult:
     leaks: list
 
 
-def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: bool = True) -> BuildResult:
-    """Reuse stored answers, run the rest, write everything; returns counts and the audit's leaks."""
+def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: bool = True,
+              cache: AnswerCache | None = None) -> BuildResult:
+    """Reuse stored answers, run the rest, write everything; returns counts and the audit's leaks.
+    With the machine's answer `cache`, jobs it answers are copied in, not asked, and every new
+    answer goes into it too (orcac.runtime.build.reuse)."""
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     import duckdb
@@ -202,6 +237,7 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     for key, found in rows_of.items():
         tallies[key].rows = len(found)
 
+    reuse.bring_in(plan, store, {job_id: items[0] for job_id, items in by_job.items()}, cache)
     answered = _settle_cached(plan, store, work, tallies)
     _settle_given(plan, store, work, tallies)
     pending = list(unique_jobs(work.items, answered))
@@ -222,9 +258,10 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     calls = 0
     try:
         if pending:
-            calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started)
+            calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started, cache)
             _settle_samples(plan, store, work, tallies)
-        calls += _run_judges(plan, root, store, work, tallies, started, asked=bool(pending), progress=progress)
+        calls += _run_judges(plan, root, store, work, tallies, started, asked=bool(pending), progress=progress,
+                             cache=cache)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -387,7 +424,7 @@ def _recount(tallies: dict[tuple[str, str], Tally]):
 
 
 def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[tuple[str, str], Tally],
-                started: float, *, asked: bool, progress: bool = True) -> int:
+                started: float, *, asked: bool, progress: bool = True, cache: AnswerCache | None = None) -> int:
     """After the teachers: every answer of a judged task that passes its other checks and has
     no stored judgement is sent to its judges (one job per judge and answer, stored like any
     job), then those tasks' verdicts are settled from what is stored. Returns the calls made;
@@ -400,19 +437,25 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     wanted = judges.wanted(plan, items, answered, lambda i, t, f: verdict_for(plan, i, t, f))
     done = judges.stored(store, list(wanted)).texts
     missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
+    if missing:  # from the machine's answer cache, or asked under another max_tokens
+        copied = reuse.bring_in(plan, store, {job_id: judges.job_item(item, job, judge)
+                                      for job_id, (job, item, judge) in missing.items()}, cache)
+        missing = {job_id: pair for job_id, pair in missing.items() if job_id not in copied}
+        asked = asked or bool(copied)
     calls = 0
     if missing:
         rows = Rows(plan)
         for job, item, judge in missing.values():
             rows.job(judges.job_item(item, job, judge), "pending", 0, None)
         store.write(rows.tables())
-        calls = _ask_judges(plan, root, store, missing, tallies, started, progress)
+        calls = _ask_judges(plan, root, store, missing, tallies, started, progress, cache)
     if missing or asked:
         _settle(plan, store, work, items, on_change=_recount(tallies))
     return calls
 
 
-def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool) -> int:
+def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool,
+                cache: AnswerCache | None = None) -> int:
     """The judge jobs, through the same calls (limits, retries, batches) as the teachers'."""
     from orcac.runtime.teachers.batch import run_online_and_batch
 
@@ -422,11 +465,12 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
             job, item, judge = missing[outcome.job_id]
             rows.job(judges.job_item(item, job, judge), outcome.status, outcome.attempts, outcome.error)
             if outcome.status == "ok":
-                rows.response(outcome)
+                rows.response(outcome, job)
         return rows.tables()
 
     display = BuildProgress(len(missing), live=None if progress else False, label="judges")
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
+                      on_flush=reuse.keeper(plan, cache, lambda o: (o, missing[o.job_id][0])))
 
     def on_outcome(outcome: Outcome) -> None:
         item = missing[outcome.job_id][1]
@@ -456,7 +500,8 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
     return len(missing)
 
 
-def _run_pending(plan, root, store, pending, by_job, tallies, display, started) -> int:
+def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
+                 cache: AnswerCache | None = None) -> int:
     from orcac.runtime.teachers.batch import run_online_and_batch
 
     def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
@@ -465,12 +510,15 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started) 
             items = by_job[outcome.job_id]
             rows.job(items[0], outcome.status, outcome.attempts, outcome.error)
             if outcome.status == "ok":
-                rows.response(outcome)
+                rows.response(outcome, items[0].job)
                 for item, verdict in zip(items, verdicts):
                     rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
         return rows.tables()
 
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
+    # Into the machine's answer cache once in this database: a kill between the two writes
+    # leaves an answer only here, and the next build puts it in (reuse.backfill).
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
+                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
     count = 0
 
     def on_outcome(outcome: Outcome) -> None:

@@ -18,7 +18,7 @@ from orcac.runtime.build.examples import Example
 from orcac.runtime.build.given import Given
 from orcac.runtime.build.jobs import Item
 from orcac.runtime.store.database import Store
-from orcac.runtime.teachers.jobs import Outcome
+from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
 from orcac.specs.plan import Plan
 
 if TYPE_CHECKING:
@@ -97,9 +97,16 @@ class Rows:
         j["attempts"].append(attempts)
         j["error"].append(error)
 
-    def response(self, o: Outcome) -> None:
+    def response(self, o: Outcome, job: Job, *, asked_under: int | None = None, origin: str = "teacher",
+                 reused_from: str | None = None) -> None:
+        """`job`'s answer: from its teacher, or copied (`origin`, schema.py) from an answer asked
+        under max_tokens `asked_under` (default: the teacher's, which its job id hashes)."""
         r = self.responses
         r["job_id"].append(o.job_id)
+        r["family"].append(job.family or None)
+        r["max_tokens"].append(asked_under if asked_under is not None else job_limit(self.plan.teachers[job.teacher], job))
+        r["origin"].append(origin)
+        r["reused_from"].append(reused_from)
         r["text"].append(o.text)
         r["finish_reason"].append(o.finish_reason)
         r["prompt_tokens"].append(o.prompt_tokens)

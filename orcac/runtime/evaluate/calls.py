@@ -2,7 +2,10 @@
 made once: kept in `eval_calls` by job id as they arrive, so an eval stopped half-way (an
 error, Ctrl-C, SIGTERM) keeps what it paid for, and any later eval that needs the same job,
 content-addressed like every teacher job, reads it instead of asking again. The build's
-`responses` are read too: the same job id is the same request.
+`responses` are read too: the same job id is the same request; and so is the machine's answer
+cache (orcac/runtime/store/answer_cache.py; ORCAC_ANSWER_CACHE=off turns it off), which every
+answer eval is given goes into as well. Answers read from the cache are recorded where eval
+records every answer it scores (`eval_answers`, `eval_judgements`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def stored(db_path: Path | None, job_ids: Iterable[str]) -> dict[str, Heard]:
     """job id -> the answer an earlier eval (or the build) stored for it."""
     job_ids = list(job_ids)
     if db_path is None or not job_ids or not Path(db_path).is_file():
-        return {}
+        return _cached(job_ids)
     from orcac.runtime.store.database import open_database
 
     con = open_database(db_path, read_only=True)
@@ -51,7 +54,19 @@ def stored(db_path: Path | None, job_ids: Iterable[str]) -> dict[str, Heard]:
         ).fetchall()
     finally:
         con.close()
-    return {job_id: Heard(text, finish, tokens or 0) for job_id, text, finish, tokens in rows}
+    heard = {job_id: Heard(text, finish, tokens or 0) for job_id, text, finish, tokens in rows}
+    return heard | _cached([job_id for job_id in job_ids if job_id not in heard])
+
+
+def _cached(job_ids: list[str]) -> dict[str, Heard]:
+    """The machine's answer cache's answers to these jobs (read only: nothing is created)."""
+    from orcac.runtime.store.answer_cache import AnswerCache
+
+    cache = AnswerCache.open(create=False, quiet=True) if job_ids else None
+    if cache is None:
+        return {}
+    with cache:
+        return {job_id: Heard(a.text, a.finish_reason, a.completion_tokens) for job_id, a in cache.get(job_ids).items()}
 
 
 def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
@@ -60,9 +75,14 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
     Each answer is written to `eval_calls` (with `purpose[job_id]`: "prompted" or the judge's
     `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops.
     A line `  LABEL: done/total calls, Ns` goes to stderr at most every PROGRESS_EVERY_S."""
+    from orcac.runtime.store.answer_cache import Answer, AnswerCache
     from orcac.runtime.store.database import open_database
     from orcac.runtime.teachers.calls import run_jobs
+    from orcac.runtime.teachers.jobs import job_limit
 
+    by_id = {job.id: job for job in jobs}
+    cache = AnswerCache.open() if jobs else None
+    keep: list = []  # answers for the cache, put in once they are in the database
     heard: dict[str, Heard] = {}
     failed: set[str] = set()
     pending: list[tuple] = []
@@ -77,6 +97,9 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
         finally:
             con.close()
         pending.clear()
+        if cache is not None:
+            cache.put(keep)
+        keep.clear()
 
     def on_outcome(outcome) -> None:
         nonlocal last
@@ -91,6 +114,9 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
         heard[outcome.job_id] = Heard(outcome.text, outcome.finish_reason, outcome.completion_tokens)
         pending.append((outcome.job_id, purpose[outcome.job_id], outcome.text, outcome.finish_reason,
                         outcome.prompt_tokens, outcome.completion_tokens, outcome.cost))
+        job = by_id[outcome.job_id]
+        teacher = plan.teachers[job.teacher]
+        keep.append(Answer.of(outcome, job, teacher.model, job_limit(teacher, job)))
         if len(pending) >= FLUSH_EVERY:
             flush()
 
@@ -99,4 +125,6 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
             asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
     finally:
         flush()
+        if cache is not None:
+            cache.close()
     return heard, failed

@@ -150,8 +150,9 @@ READY = "orcac-converted"  # written last: a directory without it is a conversio
 
 
 def model_cache() -> Path:
-    """Where dequantised GGUF models are kept: $ORCAC_CACHE_DIR, else $XDG_CACHE_HOME/orcac,
-    else ~/.cache/orcac (about 4 bytes a parameter: 540 MB for SmolLM2-135M)."""
+    """orcac's cache folder: $ORCAC_CACHE_DIR, else $XDG_CACHE_HOME/orcac, else ~/.cache/orcac.
+    It keeps dequantised GGUF models (about 4 bytes a parameter: 540 MB for SmolLM2-135M) and
+    the machine's teacher answers (orcac/runtime/store/answer_cache.py)."""
     if os.environ.get("ORCAC_CACHE_DIR"):
         return Path(os.environ["ORCAC_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "orcac"

@@ -1,4 +1,5 @@
-"""Every table orcac keeps in a spec's DuckDB file, and the schema version that names them.
+"""Every table orcac keeps in a spec's DuckDB file, and the schema version that names them
+(and, at the end, the one table of the machine's answer cache).
 
 One place for the DDL of the build (runs ... records, the batch path's three tables), the
 probe's decisions, training and eval, so that a table's columns are written once and every
@@ -15,7 +16,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -29,9 +30,16 @@ TABLES: dict[str, str] = {
     "jobs": """
         job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
         model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
+    # family: the job id without max_tokens (teachers/jobs.py family_id), and max_tokens: the
+    # limit the teacher was asked under, so an answer that stopped short of it answers the same
+    # request under another limit (build/reuse.py). origin: "teacher" (asked by a build of this
+    # file), "cache" (copied from the machine's answer cache, store/answer_cache.py); reused_from:
+    # the job id whose answer this is, when it was asked under another max_tokens. NULL in rows
+    # from before version 4 (asked by this file's builds; never reused across a limit).
     "responses": """
         job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT,
-        completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER""",
+        completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER,
+        family VARCHAR, max_tokens BIGINT, origin VARCHAR, reused_from VARCHAR""",
     "checks": """
         item_id VARCHAR PRIMARY KEY, job_id VARCHAR, task VARCHAR, strategy VARCHAR, row_index BIGINT,
         accepted BOOLEAN, reason VARCHAR""",
@@ -113,7 +121,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
     2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # eval's calls and judges, version 3
              for name in ("eval_calls", "eval_judgements")),
+    3: tuple(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column}"  # answer reuse, version 4
+             for column in ("family VARCHAR", "max_tokens BIGINT", "origin VARCHAR", "reused_from VARCHAR")),
 }
+
+
+# ---- the machine's answer cache (orcac/runtime/store/answer_cache.py): a SQLite file, not a
+# spec's database. Its format is PRAGMA user_version; a file of a newer one is left alone.
+ANSWER_CACHE_FORMAT = 1
+ANSWER_CACHE = """
+CREATE TABLE IF NOT EXISTS answers (
+    job_id TEXT PRIMARY KEY, family TEXT, model TEXT, max_tokens INTEGER, text TEXT NOT NULL,
+    finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost REAL,
+    answer_model TEXT, stored REAL, used REAL, digest TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS answers_family ON answers (family);
+"""
 
 
 def create_statements() -> list[str]:

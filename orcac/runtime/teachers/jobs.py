@@ -2,7 +2,9 @@
 
 A job is content-addressed (`job_id`): the same request, wherever it comes from (the build,
 a probe, eval's prompted arm), has the same id, so an answer stored under it is never paid
-for twice. A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
+for twice. Its `family` is the same hash without `max_tokens`: the jobs of one request under
+different limits, whose answers that stopped short of a limit are each other's
+(orcac/runtime/build/reuse.py). A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Job:
     # Request parameters of this job that override the teacher's, as sorted (name, value)
     # pairs: a task's own temperature, a sample's seed (see sampling_options).
     options: tuple[tuple[str, Any], ...] = ()
+    family: str = ""  # `family_id`: this request under any max_tokens ("" for a job made by hand)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,41 @@ def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tup
     >>> a == job_id(t.model_copy(update={"temperature": 0.5}), [{"role": "user", "content": "hi"}])
     False
     """
+    return _sha256(_payload(teacher, messages, options))
+
+
+# The one key that limits an answer without changing it: an answer that stopped before it
+# would have been the same under any larger limit.
+LIMIT_KEY = "max_tokens"
+
+
+def family_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
+    """`job_id` without max_tokens: the same request under any limit.
+
+    >>> t = TeacherPlan(name="t", model="openai/gpt-4o-mini", max_tokens=64)
+    >>> m = [{"role": "user", "content": "hi"}]
+    >>> family_id(t, m) == family_id(t.model_copy(update={"max_tokens": 128}), m), job_id(t, m) == family_id(t, m)
+    (True, False)
+    >>> family_id(t, m) == family_id(t.model_copy(update={"temperature": 0.5}), m)
+    False
+    """
+    payload = _payload(teacher, messages, options)
+    del payload[LIMIT_KEY]
+    payload.get("options", {}).pop(LIMIT_KEY, None)  # eval's prompted arm sets its own
+    return _sha256({"family": payload})
+
+
+def job_limit(teacher: TeacherPlan, job: Job) -> int:
+    """The max_tokens `job` is asked under: its own (eval's prompted arm sets one), else its teacher's."""
+    return int(dict(job.options).get(LIMIT_KEY, teacher.max_tokens))
+
+
+def _sha256(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _payload(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]]) -> dict:
     payload = {
         **{key.plan_name: getattr(teacher, key.plan_name) for key in settings.answer_keys()},
         "api_base": settings.answer_api_base(teacher.api_base),
@@ -74,11 +112,10 @@ def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tup
     options = dict(options)
     if options:  # only then, so that the ids of jobs without options never move
         payload["options"] = options
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return payload
 
 
 def make_job(teacher: TeacherPlan, messages: Iterable[dict], options: dict[str, Any] | None = None) -> Job:
     messages = tuple(dict(m) for m in messages)
     pairs = tuple(sorted((options or {}).items()))
-    return Job(job_id(teacher, messages, pairs), teacher.name, messages, pairs)
+    return Job(job_id(teacher, messages, pairs), teacher.name, messages, pairs, family_id(teacher, messages, pairs))

@@ -18,20 +18,37 @@ def phase(context: RunContext, args) -> RunContext:
     if not any(t.probe is not None for t in plan.tasks.values()):
         return context
     reprobe = bool(getattr(args, "reprobe", False))
+    from orcac.runtime.store.answer_cache import AnswerCache
     from orcac.runtime.store.database import Store
 
+    enabled = not getattr(args, "no_cache", False)
     if getattr(args, "dry_run", False):
-        if db.exists():
-            with Store.open(db, read_only=True, spec=plan.spec) as store:
-                found = estimate(plan, root, answered=lambda ids: _answered(store, ids), reprobe=reprobe)
-        else:
-            found = estimate(plan, root, reprobe=reprobe)
+        cache = AnswerCache.open(enabled=enabled, create=False)
+        try:
+            def cached(ids: list[str]) -> set[str]:  # in the machine's answer cache (read only)
+                return set(cache.get(ids)) if cache is not None else set()
+
+            if db.exists():
+                with Store.open(db, read_only=True, spec=plan.spec) as store:
+                    found = estimate(plan, root, answered=lambda ids: set(_answered(store, ids)) | cached(ids),
+                                     reprobe=reprobe)
+            else:
+                found = estimate(plan, root, answered=cached, reprobe=reprobe)
+        finally:
+            if cache is not None:
+                cache.close()
         print_estimate(found)
         return context
     from rich.console import Console
 
-    with Store.open(db, spec=plan.spec) as store:
-        result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe, recompile=context.recompile)
+    cache = AnswerCache.open(enabled=enabled)
+    try:
+        with Store.open(db, spec=plan.spec) as store:
+            result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe,
+                                recompile=context.recompile, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file: room for the whole table

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac.errors import OrcacError, printable
-from orcac.runtime.build import judges
+from orcac.runtime.build import judges, reuse
 from orcac.runtime.build.checks import check_answer
 from orcac.runtime.build.probe.choice import Answer, decide, noise, tie_message
 from orcac.runtime.build.probe.decisions import Recompile, apply_decision, pending, record, resolve_decided
+from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.specs.plan import Decision, Plan
 
 # ---- the jobs ----------------------------------------------------------------------------
@@ -113,7 +114,8 @@ def _log(message: str) -> None:
     print(printable(message), file=sys.stderr)
 
 
-def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict]) -> dict[str, list[str]]:
+def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict],
+          cache: AnswerCache | None = None) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
     from orcac.runtime.build.tables import FLUSH_SECONDS, Rows, flush_every
@@ -125,7 +127,7 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         for outcome in batch:
             rows.job(items[outcome.job_id], outcome.status, outcome.attempts, outcome.error)
             if outcome.status == "ok":
-                rows.response(outcome)
+                rows.response(outcome, items[outcome.job_id].job)
         return rows.tables()
 
     failures: dict[str, list[str]] = {}
@@ -143,7 +145,8 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         else:
             failures.setdefault(items[outcome.job_id].task, []).append(outcome.error or "failed")
 
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS)
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
+                      on_flush=reuse.keeper(plan, cache, lambda o: (o, items[o.job_id].job)))
     try:
         asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
     finally:
@@ -162,6 +165,7 @@ def run_probes(
     examples: Callable[[str], list] | None = None,
     log: Callable[[str], None] = _log,
     recompile: Recompile | None = None,
+    cache: AnswerCache | None = None,
 ) -> ProbeResult:
     """Probe every task that needs it, record the decisions, return the plan to build with.
 
@@ -171,7 +175,8 @@ def run_probes(
     `recompile` when there is one (`decisions.record`)
     Raises OrcacError when a probe job fails for good, after recording the other tasks'
     decisions: a task is never decided on part of its sample, and a re-run retries only the
-    failed jobs.
+    failed jobs. `cache`: the machine's answer cache (orcac.runtime.store.answer_cache), read
+    before asking and given every answer, as the main run does (orcac.runtime.build.reuse).
     """
     names = sorted(plan.tasks if tasks is None else tasks)
     todo = pending(plan, reprobe=reprobe, tasks=names)
@@ -205,6 +210,7 @@ def run_probes(
         for item in found:
             items.setdefault(item.job.id, item)
 
+    reuse.bring_in(plan, store, items, cache)
     done = _answered(store, list(items))
     result.cached = len(done)
     missing = [item.job for job_id, item in items.items() if job_id not in done]
@@ -212,7 +218,7 @@ def run_probes(
     if missing:
         log(f"probe: {len(missing)} teacher call(s) to choose a strategy for {', '.join(todo)}"
             + (f" ({len(done)} answered by an earlier build)" if done else ""))
-        failures = _call(plan, root, store, items, missing, done)
+        failures = _call(plan, root, store, items, missing, done, cache)
         result.calls = len(missing)
     judged = _judge(plan, root, store, [i for n in todo if n not in failures for i in by_task[n]], done, failures, log)
     result.calls += judged.calls
