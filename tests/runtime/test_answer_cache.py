@@ -82,6 +82,18 @@ def test_a_second_spec_over_the_same_tasks_and_teacher_makes_no_calls(tmp_path, 
     assert rows(db, same) == rows(_db(first, "distill"), same)
     assert rows(_db(first, "distill"), "SELECT DISTINCT origin FROM responses") == [("teacher",)]
 
+    # the report counts what each build paid for: the second asked nothing, its answers reused
+    from orcac.runtime.report.command import gather
+    from orcac.runtime.store.database import Store
+    from orcac.specs.plan_file import read_plan
+
+    for path, name, calls, reused in ((first, "distill", 12, 0), (second, "other_student", 0, 12)):
+        with Store.open(_db(path, name), read_only=True) as store:
+            report = gather(read_plan(path), store, sample=0)
+        assert [(t["calls"], t["reused"]) for t in report["tasks"]] == [(calls, reused)]
+        assert [t["calls"] for t in report["teachers"]] == [calls]
+        assert (report["teachers"][0]["latency"] is None) == (calls == 0)
+
 
 def test_no_cache_and_off_ask_the_teacher_and_store_nothing(tmp_path, answer_cache, monkeypatch):
     with Loopback(arith_answer) as server:

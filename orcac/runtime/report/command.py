@@ -135,11 +135,13 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
         else:  # a judge's rejections by threshold, not by score (the judges table has the scores)
             reason = build_judges.grouped_reason(reason)
             verdicts[task]["rejected"][reason] = verdicts[task]["rejected"].get(reason, 0) + n
+    asked = _asked(store)
     calls = {r[0]: r[1:] for r in store.rows(
-        """
-        SELECT j.task, count(r.job_id), count(*) FILTER (WHERE j.status = 'failed'),
+        f"""
+        SELECT j.task, count(r.job_id) FILTER {asked}, count(*) FILTER (WHERE j.status = 'failed'),
                coalesce(sum(r.prompt_tokens), 0), coalesce(sum(r.completion_tokens), 0),
-               coalesce(sum(r.cost), 0), coalesce(sum(r.latency_s), 0)
+               coalesce(sum(r.cost), 0), coalesce(sum(r.latency_s), 0),
+               count(r.job_id) - count(r.job_id) FILTER {asked}
         FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.task
         """
     )}
@@ -149,7 +151,9 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
     for name in names:
         task = plan.tasks.get(name)
         v = verdicts[name]
-        answered, failed, prompt_tokens, completion_tokens, cost, seconds = calls.get(name, (0, 0, 0, 0, 0.0, 0.0))
+        answered, failed, prompt_tokens, completion_tokens, cost, seconds, reused = calls.get(
+            name, (0, 0, 0, 0, 0.0, 0.0, 0)
+        )
         checked = v["accepted"] + sum(v["rejected"].values())
         rules = _rules(plan, name)
         out.append({
@@ -162,6 +166,7 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
             "source_rows": task.source.rows if task else None,
             "examples": examples.get(name, {}),
             "calls": answered,
+            "reused": reused,
             "failed": failed,
             "accepted": v["accepted"],
             "rejected": [
@@ -179,12 +184,27 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
     return out
 
 
+def _asked(store: Store) -> str:
+    """The filter for answers this file's builds asked a teacher for: not those copied from the
+    machine's answer cache or reused from a request under another max_tokens (build/reuse.py),
+    which cost no call and no time, and would inflate the calls and deflate the mean latency.
+    A file from before schema 4 has no such columns: every answer in it was asked."""
+    columns = {r[0] for r in store.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'responses'"
+    )}
+    if "origin" not in columns:
+        return "(WHERE true)"
+    return "(WHERE coalesce(r.origin, 'teacher') = 'teacher' AND r.reused_from IS NULL)"
+
+
 def _teachers(plan: Plan, store: Store) -> list[dict]:
+    asked = _asked(store)
     totals = {r[0]: r[1:] for r in store.rows(
-        """
-        SELECT j.teacher, any_value(j.model), count(r.job_id), coalesce(sum(greatest(j.attempts - 1, 0)), 0),
+        f"""
+        SELECT j.teacher, any_value(j.model), count(r.job_id) FILTER {asked},
+               coalesce(sum(greatest(j.attempts - 1, 0)), 0),
                count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.prompt_tokens), 0),
-               coalesce(sum(r.completion_tokens), 0), coalesce(sum(r.cost), 0), avg(r.latency_s)
+               coalesce(sum(r.completion_tokens), 0), coalesce(sum(r.cost), 0), avg(r.latency_s) FILTER {asked}
         FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.teacher
         """
     )}
