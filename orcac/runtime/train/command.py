@@ -196,17 +196,18 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
             (directory / "plan.sha256").write_text(f"{plan_sha}  plan.yaml\n")
 
         _write_beside(final, write_final)
-        _write_state(output, {**state, "finished": True})
-        for stage_dir in stage_dirs:
-            _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
-            if not tp.keep_stages:
-                shutil.rmtree(stage_dir / FINAL_DIR, ignore_errors=True)
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
         from orcac.runtime.report import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
+        # Finished only now: a kill before this resumes with every stage done (a save, no step).
+        _write_state(output, {**state, "finished": True})
+        for stage_dir in stage_dirs:
+            _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
+            if not tp.keep_stages:
+                shutil.rmtree(stage_dir / FINAL_DIR, ignore_errors=True)
         _log(f"saved the trained student to {final}; loss curve: {output / 'loss.png'}")
         _log(_disk_line(output, final, keep_stages=tp.keep_stages))
     return 0
