@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 from transformers import AutoModelForCausalLM, TrainerCallback
 
@@ -87,7 +88,7 @@ def _stop(when: str, at_stage: int = 0, step: int = 0):
 
 
 @pytest.mark.slow
-def test_a_rerun_of_a_trained_plan_does_nothing_and_says_so(trained, tmp_path, capsys):
+def test_a_rerun_of_a_trained_plan_does_nothing_and_says_so(trained, tmp_path, monkeypatch, capsys):
     root = _copy(trained, tmp_path)
     weights = _final(root, trained[1]) / "model.safetensors"
     written = weights.stat().st_mtime_ns
@@ -95,11 +96,20 @@ def test_a_rerun_of_a_trained_plan_does_nothing_and_says_so(trained, tmp_path, c
 
     assert main(_args(root)) == 0
     err = capsys.readouterr().err
-    assert "is already trained on this plan" in err and "nothing to do" in err and "--retrain" in err
+    assert "is already trained on this plan and its records" in err and "nothing to do" in err and "--retrain" in err
     assert len(err.strip().splitlines()) == 1
     assert weights.stat().st_mtime_ns == written  # not deleted, not written again
     assert rows(root / "build.duckdb", "SELECT status FROM train_runs") == [("finished",)]  # no second run
     assert main(_args(root, "--resume")) == 0  # old scripts: nothing to resume, nothing done
+
+    # A build that changed the records (the same plan) trains anew, and final/ stays meanwhile.
+    con = duckdb.connect(str(root / "build.duckdb"))
+    con.execute("DELETE FROM records WHERE record_id = 'add-5'")
+    con.close()
+    monkeypatch.setattr(train, "extra_callbacks", _stop("begin"))
+    assert main(_args(root)) == 130
+    assert "starting a new run" in capsys.readouterr().err
+    assert weights.stat().st_mtime_ns == written
 
 
 @pytest.mark.slow

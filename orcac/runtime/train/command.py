@@ -93,20 +93,22 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
     stage_dirs = [output / STAGES_DIR / f"{index + 1:02d}-{stage.name}" for index, stage in enumerate(tp.stages)]
     main = _is_main_process()
 
-    # 1. A student already trained on this plan is left alone; a stopped run of it resumes.
+    # 1. Every stage's records, checked up front: a missing task fails now, not after stage 1.
+    records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
+
+    # 2. A student already trained on this plan and these records is left alone; a stopped run
+    #    of them resumes.
     if main:
         for kept in [final, *(stage_dir / FINAL_DIR for stage_dir in stage_dirs)]:
             _put_back(kept)
-    state, resumed = _load_state(output, plan_sha, max_steps, resume=resume, retrain=retrain)
+    this_run = {"plan_sha256": plan_sha, "records": _records_digest(records), "max_steps": max_steps}
+    state, resumed = _load_state(output, this_run, resume=resume, retrain=retrain)
     if state is None:
         _log(
-            f"the student in {final} is already trained on this plan (sha256 {plan_sha[:12]}): nothing to do "
-            "(pass --retrain to train it again)"
+            f"the student in {final} is already trained on this plan and its records (plan sha256 {plan_sha[:12]}): "
+            "nothing to do (pass --retrain to train it again)"
         )
         return 0
-
-    # 2. Every stage's records, checked up front: a missing task fails now, not after stage 1.
-    records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
     if main:
         for stage in tp.stages:
             _log(_mixture_line(stage, records[stage.name]))
@@ -680,26 +682,39 @@ def _step_losses(db_path: Path, run_id: str) -> list[tuple]:
 # ---- resume state ----------------------------------------------
 
 
-def _load_state(output: Path, plan_sha: str, max_steps: int | None, *, resume: bool, retrain: bool):
-    """(state, resumed): the stopped run of this plan and --max-steps to resume, or a new run;
-    (None, False) when that run finished and its final/ is this plan's: nothing to do."""
-    last = _read_json(output / STATE_FILE) or {}
-    same = last.get("plan_sha256") == plan_sha and last.get("max_steps") == max_steps
-    trained = _final_sha256(output / FINAL_DIR) == plan_sha
-    finished = last.get("finished", trained)  # a state file from before `finished` was written
-    if same and finished and trained and not retrain:
+def _load_state(output: Path, run: dict, *, resume: bool, retrain: bool):
+    """(state, resumed): the stopped run of the same `run` (plan hash, records, --max-steps) to
+    resume, or a new run; (None, False) when that run finished and final/ is still its own:
+    nothing to do."""
+    last = _read_json(output / STATE_FILE)
+    if not last or "run_id" not in last:
+        return {"run_id": uuid.uuid4().hex[:12], **run, "finished": False}, False
+    # A state file written before `records`, `max_steps` or `finished` were kept matches on them.
+    changed = [name for name, value in run.items() if last.get(name, value) != value]
+    trained = _final_sha256(output / FINAL_DIR) == run["plan_sha256"]
+    finished = last.get("finished", trained)
+    if not changed and finished and trained and not retrain:
         return None, False
-    if same and not finished:
-        return last, True
-    if resume and last and not same:
-        was = "a different plan" if last.get("plan_sha256") != plan_sha else f"--max-steps {last.get('max_steps')}"
+    if not changed and not finished:
+        return {**last, **run}, True
+    if resume and changed:
+        was = {"plan_sha256": "another plan", "records": "other records (the build changed)"}.get(
+            changed[0], f"--max-steps {last.get('max_steps')}"
+        )
         raise OrcacError(
-            f"--resume: the run in {output} was started with {was} "
-            f"(sha256 {str(last.get('plan_sha256', '?'))[:12]} -> {plan_sha[:12]})",
+            f"--resume: the stopped run in {output} was started with {was}",
             hint="run `orcac train` without --resume to start a new run (the trained student in final/ stays "
             "until the new one is complete)",
         )
-    return {"run_id": uuid.uuid4().hex[:12], "plan_sha256": plan_sha, "max_steps": max_steps, "finished": False}, False
+    return {"run_id": uuid.uuid4().hex[:12], **run, "finished": False}, False
+
+
+def _records_digest(records: dict[str, list[dict]]) -> str:
+    """Which records each stage trains on: a build that added or changed some trains anew."""
+    digest = hashlib.sha256()
+    for stage, rows in records.items():
+        digest.update(json.dumps([stage, sorted(r["id"] for r in rows)]).encode())
+    return digest.hexdigest()[:16]
 
 
 def _write_state(output: Path, state: dict) -> None:
