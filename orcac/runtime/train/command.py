@@ -830,7 +830,7 @@ def _disk_use(path: Path) -> int:
 def _size_text(size: int) -> str:
     """
     >>> _size_text(538_000_000), _size_text(3_400), _size_text(2_500_000_000)
-    ('538 MB', '3 kB', '2.5 GB')
+    ('538 MB', '3.4 kB', '2.5 GB')
     """
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
