@@ -264,3 +264,44 @@ def test_keep_stages_is_written_to_the_plan_only_when_set(tmp_path):
     spec.write_text(spec.read_text().replace("train {\n", "train {\n  keep_stages = true\n", 1))
     kept = compile_spec(spec, tmp_path / "kept.plan.yaml")
     assert kept.train.keep_stages is True and "keep_stages: true" in dump_plan(kept)
+
+
+KILLED_IN_A_SAVE = """
+import os, signal, sys
+from transformers import Trainer
+from orcac.cli import main
+from orcac.runtime.train import command as train
+
+train.CHECKPOINT_EVERY_S = 0.0
+saved_rng = Trainer._save_rng_state
+
+def kill_in_the_second_save(self, output_dir):  # weights and optimizer written, trainer_state.json not yet
+    if self.state.global_step >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return saved_rng(self, output_dir)
+
+Trainer._save_rng_state = kill_in_the_second_save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one_before(tiny, records, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    plan = train_plan(str(tiny), stages=(("only", ("add",), 2.0),))  # 4 steps: checkpoints at 1, 2, 3
+    (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
+    db = write_records(tmp_path / "build.duckdb", records)
+    args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_SAVE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    cut = tmp_path / plan.train.output / "stages/01-only/checkpoint-2"
+    assert (cut / "model.safetensors").is_file() and not (cut / "trainer_state.json").exists()
+
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint-2 is incomplete (its save was cut off): skipped" in err and "resuming from checkpoint-1" in err
+    assert _steps(db) == [(0, 1), (0, 2), (0, 3), (0, 4)]
