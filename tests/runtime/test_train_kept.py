@@ -305,3 +305,15 @@ def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one
     err = capsys.readouterr().err
     assert "checkpoint-2 is incomplete (its save was cut off): skipped" in err and "resuming from checkpoint-1" in err
     assert _steps(db) == [(0, 1), (0, 2), (0, 3), (0, 4)]
+
+
+def test_resume_refuses_a_run_of_another_plan_and_says_final_stays(tmp_path):
+    from orcac.errors import OrcacError
+
+    run = {"plan_sha256": "b" * 64, "records": "r", "max_steps": None}
+    (tmp_path / train.STATE_FILE).write_text('{"run_id": "old", "plan_sha256": "' + "a" * 64 + '", "finished": false}')
+    with pytest.raises(OrcacError) as error:
+        train._load_state(tmp_path, run, resume=True, retrain=False)
+    assert "started with another plan" in error.value.message and "final/ stays" in error.value.hint
+    state, resumed = train._load_state(tmp_path, run, resume=False, retrain=False)  # the plain command: a new run
+    assert not resumed and state["run_id"] != "old" and state["plan_sha256"] == "b" * 64

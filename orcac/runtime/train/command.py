@@ -682,21 +682,21 @@ def _step_losses(db_path: Path, run_id: str) -> list[tuple]:
 # ---- resume state ----------------------------------------------
 
 
-def _load_state(output: Path, run: dict, *, resume: bool, retrain: bool):
-    """(state, resumed): the stopped run of the same `run` (plan hash, records, --max-steps) to
+def _load_state(output: Path, this_run: dict, *, resume: bool, retrain: bool):
+    """(state, resumed): the stopped run of the same `this_run` (plan hash, records, --max-steps) to
     resume, or a new run; (None, False) when that run finished and final/ is still its own:
     nothing to do."""
     last = _read_json(output / STATE_FILE)
     if not last or "run_id" not in last:
-        return {"run_id": uuid.uuid4().hex[:12], **run, "finished": False}, False
+        return {"run_id": uuid.uuid4().hex[:12], **this_run, "finished": False}, False
     # A state file written before `records`, `max_steps` or `finished` were kept matches on them.
-    changed = [name for name, value in run.items() if last.get(name, value) != value]
-    trained = _final_sha256(output / FINAL_DIR) == run["plan_sha256"]
+    changed = [name for name, value in this_run.items() if last.get(name, value) != value]
+    trained = _final_sha256(output / FINAL_DIR) == this_run["plan_sha256"]
     finished = last.get("finished", trained)
     if not changed and finished and trained and not retrain:
         return None, False
     if not changed and not finished:
-        return {**last, **run}, True
+        return {**last, **this_run}, True
     if resume and changed:
         was = {"plan_sha256": "another plan", "records": "other records (the build changed)"}.get(
             changed[0], f"--max-steps {last.get('max_steps')}"
@@ -706,7 +706,7 @@ def _load_state(output: Path, run: dict, *, resume: bool, retrain: bool):
             hint="run `orcac train` without --resume to start a new run (the trained student in final/ stays "
             "until the new one is complete)",
         )
-    return {"run_id": uuid.uuid4().hex[:12], **run, "finished": False}, False
+    return {"run_id": uuid.uuid4().hex[:12], **this_run, "finished": False}, False
 
 
 def _records_digest(records: dict[str, list[dict]]) -> str:
