@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="fine-tune the student, stage by stage")
     _add_run_args(p)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="resume the stopped run (the default); with this flag a changed plan is an error instead of a new run")
+    again.add_argument("--retrain", action="store_true",
+                       help="train again a student already trained on this plan (its final/ stays until the new one is complete)")
     p.add_argument("--max-steps", type=positive_int, metavar="N",
                    help="stop each stage after N steps, for smoke runs (default: the stage's epochs)")
 

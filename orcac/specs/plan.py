@@ -332,6 +332,11 @@ class TrainPlan(PlanModel):
     lora: LoraPlan | None = None
     output: str  # checkpoint directory, relative to the plan
     stages: tuple[StagePlan, ...]
+    # A stage's weights are what a stopped run resumes from; once final/ is written they are
+    # dropped unless kept (fp32: 538 MB a stage for the 135M demo student).
+    keep_stages: bool = setting("train", "keep_stages")
+
+    WRITTEN_WHEN_SET = ("keep_stages",)
 
 
 class EvalPlan(PlanModel):

@@ -229,6 +229,10 @@ KEYS: tuple[Key, ...] = (
     Key("train", "seed", whole(0), 0),
     Key("train", "precision", one_of(*PRECISIONS), "auto"),
     Key("train", "output", PATH),  # None: .orca/<spec name>/student (lower, by spec_stem)
+    Key(
+        "train", "keep_stages", BOOLEAN, False,
+        doc="keep every stage's weights once the run is done (off: only final/, the stages' summaries and loss curve)",
+    ),
     Key("lora", "r", whole(1, 4096), 16),
     Key("lora", "alpha", whole(1, 65536), 32),
     Key("lora", "dropout", number(0.0, 1.0), 0.05),

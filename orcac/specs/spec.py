@@ -358,6 +358,7 @@ class TrainDecl(Decl):
     precision: str
     lora: LoraDecl | None = None
     output: str | None  # None: .orca/<spec name>/student
+    keep_stages: bool
     stages: tuple[StageDecl, ...] = ()
 
 

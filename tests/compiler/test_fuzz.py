@@ -111,7 +111,7 @@ VALUE_BASE: dict[str, dict[str, str]] = {
     },
     "train": {
         "student": "st", "max_length": "128", "packing": "true", "lr": "1e-4", "schedule": "cosine", "warmup": "0.1",
-        "batch_size": "2", "grad_accum": "1", "seed": "0", "precision": "auto", "output": '"out"',
+        "batch_size": "2", "grad_accum": "1", "seed": "0", "precision": "auto", "output": '"out"', "keep_stages": "false",
     },
     "lora": {"r": "4", "alpha": "8", "dropout": "0.0", "targets": "[q_proj]"},  # inside train
     "stage one": {"tasks": "[a]", "epochs": "1"},  # inside train

@@ -139,8 +139,8 @@ def test_a_packed_forward_equals_separate_forwards(tiny, impl):
 def test_two_stages_run_in_order_and_the_second_starts_from_the_first(full_run, tiny):
     root, db, plan = full_run
     out = root / plan.train.output
-    first = json.loads((out / "stages/01-basics/final/stage.json").read_text())
-    second = json.loads((out / "stages/02-reason/final/stage.json").read_text())
+    first = json.loads((out / "stages/01-basics/stage.json").read_text())
+    second = json.loads((out / "stages/02-reason/stage.json").read_text())
     base = train.fingerprint(AutoModelForCausalLM.from_pretrained(tiny))
     assert first["weights_in"] == base
     assert second["weights_in"] == first["weights_out"] != base

@@ -195,8 +195,8 @@ def _keep_copy(where: ModelLocation, model, tokenizer) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        model.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
+        scratch.chmod(0o777 & ~umask())  # mkdtemp's 0700 would outlive the rename
+        save_model(model, tokenizer, scratch)
         (scratch / READY).write_text(f"{where.gguf_file}\n", encoding="utf-8")
         if target.exists() and not (target / READY).is_file():
             shutil.rmtree(target, ignore_errors=True)  # a copy cut short by an older process
@@ -211,6 +211,35 @@ def _keep_copy(where: ModelLocation, model, tokenizer) -> None:
     finally:
         if scratch is not None and scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def save_model(model, tokenizer, directory: Path) -> None:
+    """`save_pretrained` of a model and its tokenizer, every file with the process umask's mode.
+
+    safetensors (0.8) writes each weights file into a temporary file (created 0600, as temporary
+    files are) and renames it into place, so `model.safetensors` came out readable by its owner
+    alone while every file beside it followed the umask (safetensors/safetensors#782). The mode
+    is put back here, where every model orcac keeps (trained stages, final/, this cache) is saved."""
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    mode = 0o666 & ~umask()
+    for weights in Path(directory).glob("*.safetensors"):
+        weights.chmod(mode)
+
+
+def umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere it is set and put back at once
+    (to 0o077, so a file another thread creates meanwhile is never more open than asked)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _quiet_gguf_progress() -> None:

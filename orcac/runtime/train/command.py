@@ -11,6 +11,11 @@ The recipe, top to bottom (`command`):
   4. save the final weights with the tokenizer, the resolved plan and its sha256; write the
      loss of every step to DuckDB and draw the loss curve.
 
+A finished model is never destroyed: a re-run of an unchanged plan whose `final/` is complete
+does nothing (`--retrain` trains again), a stopped run of the same plan resumes where it
+stopped, and every `final/` (the student's and each stage's) is written beside the old one and
+renamed into place once complete, so a kill at any moment leaves a model that loads.
+
 Multi-GPU: the same command runs unchanged under `torchrun --nproc-per-node N -m orcac.cli
 train spec.orca` or `accelerate launch -m orcac.cli train spec.orca`; the Trainer reads the
 process group from the environment, and only the main process writes files and DuckDB rows.
@@ -39,13 +44,15 @@ from transformers import TrainerCallback
 from orcac.errors import OrcacError, printable
 from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
+from orcac.runtime.models.loading import save_model
 from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
 STAGES_DIR = "stages"  # under TrainPlan.output: one directory per stage, with its checkpoints
-STATE_FILE = "train_state.json"  # under TrainPlan.output: run id and plan hash, for --resume
+STATE_FILE = "train_state.json"  # under TrainPlan.output: the run (id, plan hash, --max-steps) and whether it finished
+STAGE_FILE = "stage.json"  # under a stage's directory: what it trained, for which run
 # A checkpoint (weights + optimizer: 1.6 GB for a 135M student) after the first step that
-# ends this long after the last one: --resume then repeats at most this much work, and a
+# ends this long after the last one: a resumed run then repeats at most this much work, and a
 # short stage writes none (its final weights are saved anyway).
 CHECKPOINT_EVERY_S = 300.0
 
@@ -53,49 +60,70 @@ CHECKPOINT_EVERY_S = 300.0
 
 
 def command(context: RunContext, args) -> int:
-    return run(context, resume=args.resume, max_steps=args.max_steps)
+    return run(context, resume=args.resume, retrain=args.retrain, max_steps=args.max_steps)
 
 
-def run(context: RunContext, *, resume: bool = False, max_steps: int | None = None) -> int:
+def run(context: RunContext, *, resume: bool = False, retrain: bool = False, max_steps: int | None = None) -> int:
     """Train every stage of the context's plan on the records in its database.
+
+    A stopped run of the same plan (and --max-steps) resumes; `resume` insists on it (--resume:
+    a changed plan is an error instead of a new run). A plan whose student is already trained
+    is left alone unless `retrain`.
 
     The run's row in `train_runs` says how it ended: finished, failed or interrupted (Ctrl-C
     here; kill -9 or the OOM killer: marked by the next run, which finds it still 'running').
     """
     live: dict[str, str] = {}  # the run id, once its row is written
     try:
-        return _run(context, resume=resume, max_steps=max_steps, live=live)
+        return _run(context, resume=resume, retrain=retrain, max_steps=max_steps, live=live)
     except BaseException as error:
         if "run_id" in live:
             _end_run(context.db, live["run_id"], "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
         raise
 
 
-def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict) -> int:
+def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | None, live: dict) -> int:
     plan, root, db_path = context.plan, context.root, context.db
     if plan.train is None:
         raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
     tp = plan.train
     plan_yaml, plan_sha = dump_plan(plan), context.plan_sha256  # saved with the model: eval compares them
     output = root / tp.output
+    final = output / FINAL_DIR
+    stage_dirs = [output / STAGES_DIR / f"{index + 1:02d}-{stage.name}" for index, stage in enumerate(tp.stages)]
     main = _is_main_process()
 
     # 1. Every stage's records, checked up front: a missing task fails now, not after stage 1.
     records = {stage.name: _stage_records(db_path, plan, stage) for stage in tp.stages}
+
+    # 2. A student already trained on this plan and these records is left alone; a stopped run
+    #    of them resumes.
+    if main:
+        for kept in [final, *(stage_dir / FINAL_DIR for stage_dir in stage_dirs)]:
+            _put_back(kept)
+    this_run = {"plan_sha256": plan_sha, "records": _records_digest(records), "max_steps": max_steps}
+    state, resumed = _load_state(output, this_run, resume=resume, retrain=retrain)
+    if state is None:
+        _log(
+            f"the student in {final} is already trained on this plan and its records (plan sha256 {plan_sha[:12]}): "
+            "nothing to do (pass --retrain to train it again)"
+        )
+        return 0
     if main:
         for stage in tp.stages:
             _log(_mixture_line(stage, records[stage.name]))
     _wait_for_everyone()  # every rank has read (read-only) before the main one writes
 
-    # 2. Resume bookkeeping: which stages are done, and the run they belong to.
-    state = _load_state(output, plan_sha, resume=resume)
-    if main and not resume and output.exists():
-        _log(f"starting over in {output} (pass --resume to continue the last run)")
-        shutil.rmtree(output / STAGES_DIR, ignore_errors=True)
-        shutil.rmtree(output / FINAL_DIR, ignore_errors=True)
     if main:
+        if resumed:
+            _log(f"resuming the stopped run {state['run_id']} in {output}")
+        elif output.exists():
+            kept = f"; {final} stays until the new one is complete" if final.is_dir() else ""
+            _log(f"starting a new run in {output}{kept}")
+            for stage_dir in stage_dirs:
+                _drop_checkpoints(stage_dir)  # an older run's: never resumed into this one
         output.mkdir(parents=True, exist_ok=True)
-        (output / STATE_FILE).write_text(json.dumps(state, indent=2))
+        _write_state(output, state)
 
     # 3. The student, loaded once.
     student = plan.students.get(tp.student)
@@ -127,12 +155,11 @@ def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict
 
     # 4. Stages in order; each starts from the weights the previous one saved.
     for index, stage in enumerate(tp.stages):
-        stage_dir = output / STAGES_DIR / f"{index + 1:02d}-{stage.name}"
-        if (stage_dir / FINAL_DIR / "stage.json").is_file():
-            if resume:
-                _log(f"stage {stage.name}: done in an earlier run, skipped")
-                model = None  # loaded from this stage's weights if a later stage needs them
-                continue
+        stage_dir = stage_dirs[index]
+        if resumed and _stage_done(stage_dir, run_id):
+            _log(f"stage {stage.name}: done before the run stopped, skipped")
+            model = None  # loaded from this stage's weights if a later stage needs them
+            continue
         if model is None:
             model, _ = _load_dir(_previous_final(output, index, tp))
             model._orcac_grew = grew  # weights from disk do not say how the tokenizer grew
@@ -147,34 +174,44 @@ def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict
             run_id=run_id,
             db_path=db_path if main else None,
             bf16=bf16,
-            resume=resume,
+            resume=resumed,
             max_steps=max_steps,
         )
+        if main and index > 0 and not tp.keep_stages:
+            # The next stage (or a resumed run) starts from this one's weights, not the last one's.
+            shutil.rmtree(stage_dirs[index - 1] / FINAL_DIR, ignore_errors=True)
         if tp.lora is not None:
             # A merged LoRA model carries peft's leftovers in memory; the next stage starts from
             # what this one saved, exactly as a resumed run does (measured: they differed).
             model = None
 
-    # 5. The final weights, with the tokenizer, the resolved plan and its hash.
-    final = output / FINAL_DIR
+    # 5. The final weights, with the tokenizer, the resolved plan and its hash; the old final/
+    #    stays until this one is complete.
     if main:
         if model is None:
             model, _ = _load_dir(_previous_final(output, len(tp.stages), tp))
-        final.mkdir(parents=True, exist_ok=True)
         model.config.use_cache = True  # off for training only: generation wants the KV cache
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
-        (final / "plan.yaml").write_text(plan_yaml)
-        (final / "plan.sha256").write_text(f"{plan_sha}  plan.yaml\n")
-        for stage_dir in sorted((output / STAGES_DIR).glob("*")):
-            _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
+
+        def write_final(directory: Path) -> None:
+            save_model(model, tokenizer, directory)
+            (directory / "plan.yaml").write_text(plan_yaml)
+            (directory / "plan.sha256").write_text(f"{plan_sha}  plan.yaml\n")
+
+        _write_beside(final, write_final)
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
         from orcac.runtime.report import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
+        # Finished only now: a kill before this resumes with every stage done (a save, no step).
+        _write_state(output, {**state, "finished": True})
+        for stage_dir in stage_dirs:
+            _drop_checkpoints(stage_dir)  # every stage is done: nothing left to resume
+            if not tp.keep_stages:
+                shutil.rmtree(stage_dir / FINAL_DIR, ignore_errors=True)
         _log(f"saved the trained student to {final}; loss curve: {output / 'loss.png'}")
+        _log(_disk_line(output, final, keep_stages=tp.keep_stages))
     return 0
 
 
@@ -204,19 +241,18 @@ def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id
         model = model.merge_and_unload()
     weights_out = fingerprint(model)
     if trainer.is_world_process_zero():
-        final = stage_dir / FINAL_DIR
-        final.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
+        _write_beside(stage_dir / FINAL_DIR, lambda directory: save_model(model, tokenizer, directory))
         summary = {
             "stage": stage.name,
             "index": index,
+            "run_id": run_id,
             "steps": trainer.state.global_step,
             "final_loss": steps.last_loss,
             "weights_in": weights_in,
             "weights_out": weights_out,
         }
-        (final / "stage.json").write_text(json.dumps(summary, indent=2))
+        # Beside final/, not in it: the summary outlives the weights (keep_stages = false).
+        _write_text_beside(stage_dir / STAGE_FILE, json.dumps(summary, indent=2))
         _drop_checkpoints(stage_dir)
     _log(f"  stage {stage.name} done: {trainer.state.global_step} steps, last loss {steps.last_loss:.4f}")
     return model
@@ -646,31 +682,165 @@ def _step_losses(db_path: Path, run_id: str) -> list[tuple]:
 # ---- resume state ----------------------------------------------
 
 
-def _load_state(output: Path, plan_sha: str, *, resume: bool) -> dict:
-    path = output / STATE_FILE
-    if resume and path.is_file():
-        state = json.loads(path.read_text())
-        if state.get("plan_sha256") != plan_sha:
-            raise OrcacError(
-                "the plan changed since the run in "
-                f"{output} started (sha256 {state.get('plan_sha256', '?')[:12]} -> {plan_sha[:12]})",
-                hint="run `orcac train` without --resume to start over",
-            )
-        return state
-    return {"run_id": uuid.uuid4().hex[:12], "plan_sha256": plan_sha}
+def _load_state(output: Path, this_run: dict, *, resume: bool, retrain: bool):
+    """(state, resumed): the stopped run of the same `this_run` (plan hash, records, --max-steps) to
+    resume, or a new run; (None, False) when that run finished and final/ is still its own:
+    nothing to do."""
+    last = _read_json(output / STATE_FILE)
+    if not last or "run_id" not in last:
+        return {"run_id": uuid.uuid4().hex[:12], **this_run, "finished": False}, False
+    # A state file written before `records`, `max_steps` or `finished` were kept matches on them.
+    changed = [name for name, value in this_run.items() if last.get(name, value) != value]
+    trained = _final_sha256(output / FINAL_DIR) == this_run["plan_sha256"]
+    finished = last.get("finished", trained)
+    if not changed and finished and trained and not retrain:
+        return None, False
+    if not changed and not finished:
+        return {**last, **this_run}, True
+    if resume and changed:
+        was = {"plan_sha256": "another plan", "records": "other records (the build changed)"}.get(
+            changed[0], f"--max-steps {last.get('max_steps')}"
+        )
+        raise OrcacError(
+            f"--resume: the stopped run in {output} was started with {was}",
+            hint="run `orcac train` without --resume to start a new run (the trained student in final/ stays "
+            "until the new one is complete)",
+        )
+    return {"run_id": uuid.uuid4().hex[:12], **this_run, "finished": False}, False
+
+
+def _records_digest(records: dict[str, list[dict]]) -> str:
+    """Which records each stage trains on: a build that added or changed some trains anew."""
+    digest = hashlib.sha256()
+    for stage, rows in records.items():
+        digest.update(json.dumps([stage, sorted(r["id"] for r in rows)]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _write_state(output: Path, state: dict) -> None:
+    _write_text_beside(output / STATE_FILE, json.dumps(state, indent=2))
+
+
+def _final_sha256(final: Path) -> str | None:
+    """The plan hash a complete final/ was trained on (plan.sha256 is its last file)."""
+    try:
+        return (final / "plan.sha256").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _stage_done(stage_dir: Path, run_id: str) -> bool:
+    """Whether this run trained the stage (a summary in the layout before stage.json moved
+    beside final/ says no run: it belongs to the run being resumed)."""
+    summary = _read_json(stage_dir / STAGE_FILE) or _read_json(stage_dir / FINAL_DIR / STAGE_FILE)
+    return summary is not None and summary.get("run_id", run_id) == run_id
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _last_checkpoint(stage_dir: Path) -> Path | None:
-    found = sorted(stage_dir.glob("checkpoint-*"), key=_checkpoint_step)
-    return found[-1] if found else None
+    """The newest complete checkpoint. A kill during a save leaves a directory without the
+    trainer_state.json the Trainer writes last (or without weights): skipped, and removed,
+    for the one before it (the Trainer drops an older one only once the new one is saved)."""
+    for checkpoint in sorted(_checkpoints(stage_dir), key=_checkpoint_step, reverse=True):
+        if _checkpoint_complete(checkpoint):
+            return checkpoint
+        _log(f"  {checkpoint.name} is incomplete (its save was cut off): skipped")
+        if _is_main_process():
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
+def _checkpoint_complete(checkpoint: Path) -> bool:
+    state = _read_json(checkpoint / "trainer_state.json")
+    weights = [*checkpoint.glob("*.safetensors"), *checkpoint.glob("*.bin"), *checkpoint.glob("*.index.json")]
+    return state is not None and "global_step" in state and bool(weights)
+
+
+def _checkpoints(stage_dir: Path) -> list[Path]:
+    return [path for path in stage_dir.glob("checkpoint-*") if path.name.rsplit("-", 1)[-1].isdigit()]
 
 
 def _checkpoint_step(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[-1])
 
 
+# ---- writing beside, renaming into place --------------------------------------------------
+
+
+def _write_beside(target: Path, write) -> None:
+    """`write(directory)` into a directory beside `target`, renamed into place once complete;
+    the old `target` is removed only after. A kill leaves the old one or the new one, whole."""
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    partial.mkdir(parents=True)
+    try:
+        write(partial)
+        old = _old_copy(target)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        partial.rename(target)
+    finally:
+        _put_back(target)
+
+
+def _put_back(target: Path) -> None:
+    """Tidy what `_write_beside` left when stopped: its partial copies, and the old `target`,
+    put back if the kill came between its two renames (else removed)."""
+    old = _old_copy(target)
+    if old.is_dir():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(target)
+    for partial in target.parent.glob(f".{target.name}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _old_copy(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def _write_text_beside(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def _disk_line(output: Path, final: Path, *, keep_stages: bool) -> str:
+    """`out/student holds 540 MB: final/ 538 MB, ...`: what the run keeps on disk."""
+    stages = output / STAGES_DIR
+    line = f"{output} holds {_size_text(_disk_use(output))}: {FINAL_DIR}/ {_size_text(_disk_use(final))}"
+    if keep_stages:
+        return line + f", {STAGES_DIR}/ {_size_text(_disk_use(stages))} (keep_stages = true)"
+    return line + f"; each stage's weights were dropped once {FINAL_DIR}/ was written (keep_stages = true keeps them)"
+
+
+def _disk_use(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _size_text(size: int) -> str:
+    """
+    >>> _size_text(538_000_000), _size_text(3_400), _size_text(2_500_000_000)
+    ('538 MB', '3.4 kB', '2.5 GB')
+    """
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
+
+
 def _drop_checkpoints(stage_dir: Path) -> None:
-    for checkpoint in stage_dir.glob("checkpoint-*"):
+    for checkpoint in _checkpoints(stage_dir):
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 
