@@ -522,6 +522,7 @@ def test_a_dry_run_warns_of_an_unset_api_key_and_still_succeeds(tmp_path, monkey
         f"`orcac build` stops at its first call to {name} until it holds the provider's API key"
         for name, variable in (("referee", "NO_JUDGE_KEY"), ("t", "NO_SUCH_KEY"))
     ]
+    assert _run(tmp_path, "plan", spec.name)[0] == 0  # a dry run writes no plan: its note aside
     code, out, err = _run(tmp_path, "build", spec.name, "--dry-run")
     assert code == 0 and out.splitlines()[-1] == "dry run: nothing was called"
     assert err.splitlines() == warnings
