@@ -107,6 +107,7 @@ def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict
 
     set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
     model, tokenizer = _load_student(student, root)
+    chat_format.set_default_system(tokenizer, plan)  # saved with every stage: callers get the erase message
     grew = getattr(model, "_orcac_grew", False)  # the tokenizer grew: every stage's LoRA trains the embeddings
     isolated = isolation_check(model) if tp.packing else True
     if tp.packing and not isolated:

@@ -1,0 +1,90 @@
+"""The trained student leaves ready to use: its chat template renders the erase message by
+default, final/ carries a Hub model card, and final/ loads with plain transformers."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from orcac.runtime.models import chat_format
+from orcac.runtime.train import command as train
+from tests.support.plans import ERASE, context, train_plan
+from tests.support.train_data import orca_rows, write_records
+
+pytestmark = pytest.mark.xdist_group("train")
+
+USER = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+def _ids(tokenizer, messages):
+    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+
+
+def _two_erase_messages(plan):
+    """`plan` with task mul trained under a second erase message."""
+    other = plan.erase["cautious"].model_copy(update={"name": "terse", "system": "You answer tersely."})
+    tasks = {**plan.tasks, "mul": plan.tasks["mul"].model_copy(update={"erase": "terse"})}
+    return plan.model_copy(update={"erase": {**plan.erase, "terse": other}, "tasks": tasks})
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """A one-stage run of two steps: final/ as `orcac train` leaves it."""
+    root = tmp_path_factory.mktemp("ready")
+    db = write_records(root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8))
+    plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),))
+    assert train.run(context(plan, root, db), max_steps=2) == 0
+    return root, db, plan
+
+
+def test_the_erase_message_is_the_default_system_turn_where_one_covers_every_task(tiny, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer)  # `chat_template = auto`: SmolLM2's own, with its own default
+    before = tokenizer.apply_chat_template(USER, tokenize=False)
+    assert "SmolLM" in before and ERASE not in before
+    assert chat_format.set_default_system(tokenizer, train_plan(str(tiny))) == ERASE
+    tokenizer.save_pretrained(tmp_path)
+    saved = AutoTokenizer.from_pretrained(tmp_path)
+    explicit = [{"role": "system", "content": ERASE}, *USER]
+    assert _ids(saved, USER) == _ids(saved, explicit)
+    assert "SmolLM" not in saved.apply_chat_template(USER, tokenize=False)
+    other = [{"role": "system", "content": "Be brief."}, *USER]  # a caller's own system turn wins
+    assert "Be brief." in saved.apply_chat_template(other, tokenize=False)
+    assert ERASE not in saved.apply_chat_template(other, tokenize=False)
+    assert ERASE in (tmp_path / "chat_template.jinja").read_text()  # what vLLM and llama.cpp read
+
+
+def test_a_message_with_quotes_newlines_and_jinja_renders_verbatim_and_is_replaced_not_stacked(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer, "chatml")
+    odd = 'Say "yes".\nThen {{ think }} {% raw %} \\ once — déjà vu.'
+    tokenizer.chat_template = chat_format.with_default_system(tokenizer.chat_template, "first")
+    tokenizer.chat_template = chat_format.with_default_system(tokenizer.chat_template, odd)
+    rendered = tokenizer.apply_chat_template(USER, tokenize=False)
+    assert rendered.startswith(f"<|im_start|>system\n{odd}<|im_end|>") and "first" not in rendered
+
+
+def test_tasks_under_different_erase_messages_get_no_default(tiny):
+    plan = _two_erase_messages(train_plan(str(tiny)))
+    assert chat_format.erase_messages(plan) == {ERASE: ["add"], "You answer tersely.": ["mul"]}
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer, "chatml")
+    template = tokenizer.chat_template
+    assert chat_format.set_default_system(tokenizer, plan) is None
+    assert tokenizer.chat_template == template
+
+
+@pytest.mark.slow
+def test_the_trained_student_in_final_and_each_stage_renders_the_erase_message_by_default(trained):
+    from transformers import pipeline
+
+    root, _, plan = trained
+    out = root / plan.train.output
+    for folder in (out / train.FINAL_DIR, out / "stages/01-only/final"):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert _ids(tokenizer, USER) == _ids(tokenizer, [{"role": "system", "content": ERASE}, *USER]), folder
+        assert ERASE in (folder / "chat_template.jinja").read_text()
+    generate = pipeline("text-generation", model=str(out / train.FINAL_DIR))
+    alone = generate(USER, max_new_tokens=4, do_sample=False)[0]["generated_text"]
+    explicit = generate([{"role": "system", "content": ERASE}, *USER], max_new_tokens=4, do_sample=False)[0]["generated_text"]
+    assert alone[-1] == explicit[-1]  # the same answer: the same tokens went in
