@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from orcac.runtime.evaluate import command as evaluate
 from orcac.runtime.models import chat_format
+from orcac.runtime.report import model_card
 from orcac.runtime.train import command as train
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -31,7 +33,7 @@ def _two_erase_messages(plan):
 def trained(tiny, tmp_path_factory):
     """A one-stage run of two steps: final/ as `orcac train` leaves it."""
     root = tmp_path_factory.mktemp("ready")
-    db = write_records(root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8))
+    db = write_records(root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8), holdout=orca_rows("add", 2, seed=9))
     plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),))
     assert train.run(context(plan, root, db), max_steps=2) == 0
     return root, db, plan
@@ -88,3 +90,55 @@ def test_the_trained_student_in_final_and_each_stage_renders_the_erase_message_b
     alone = generate(USER, max_new_tokens=4, do_sample=False)[0]["generated_text"]
     explicit = generate([{"role": "system", "content": ERASE}, *USER], max_new_tokens=4, do_sample=False)[0]["generated_text"]
     assert alone[-1] == explicit[-1]  # the same answer: the same tokens went in
+
+
+# ---- the model card ----------------------------------------------------------------------
+
+
+def test_the_base_model_and_its_license_are_carried_where_known(tmp_path):
+    assert model_card.base_of("local/smollm2-135m-instruct", tmp_path) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("---\nlicense: mit\n---\n\n# mine\n")
+    assert model_card.base_of("mine", tmp_path) == (None, "mit")  # a folder is no Hub id
+    (tmp_path / "bare").mkdir()
+    assert model_card.base_of("bare", tmp_path) == (None, None)
+    assert model_card.base_of("nobody/not-in-the-cache", tmp_path) == ("nobody/not-in-the-cache", None)
+
+
+@pytest.mark.slow
+def test_final_has_a_hub_model_card_that_eval_refreshes(trained):
+    from huggingface_hub import ModelCard
+
+    root, db, plan = trained
+    final = root / plan.train.output / train.FINAL_DIR
+    card = ModelCard.load(final / "README.md")
+    assert card.data.library_name == "transformers" and "orcac" in card.data.tags
+    assert card.data.pipeline_tag == "text-generation"
+    text = card.text
+    sha = (final / "plan.sha256").read_text().split()[0]
+    assert f"spec: `{plan.spec}`; plan sha256: `{sha}`" in text
+    assert f"```text\n{ERASE}\n```" in text  # quoted verbatim
+    assert "| `add` | jsonl " in text and "| 8 | steps |" in text  # source, records, strategy
+    assert "| only | add, mul | 1 | 16 |" in text  # stage, tasks, epochs, examples
+    assert "full fine-tuning" in text and "precision: fp32" in text
+    assert "Not evaluated yet" in text
+
+    evaluate.run(context(plan, root, db), limit=2, models=["base", "trained"])
+    text = ModelCard.load(final / "README.md").text
+    assert "## Evaluation" in text and "Not evaluated yet" not in text
+    assert "| task | n | accuracy base | accuracy trained | adherence base | adherence trained |" in text
+    assert "| `add` | 2 |" in text.split("## Evaluation")[1]
+
+
+def test_a_card_lists_each_erase_message_with_its_tasks_and_no_default(tiny, tmp_path):
+    from huggingface_hub import ModelCard
+
+    plan = _two_erase_messages(train_plan(str(tiny)))
+    final = tmp_path / plan.train.output / train.FINAL_DIR
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    model_card.write(context(plan, tmp_path, tmp_path / "none.duckdb"), final)
+    text = ModelCard.load(final / "README.md").text
+    assert "adds none by default" in text
+    assert f"For `add`:\n\n```text\n{ERASE}\n```" in text
+    assert "For `mul`:\n\n```text\nYou answer tersely.\n```" in text

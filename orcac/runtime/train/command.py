@@ -39,6 +39,7 @@ from transformers import TrainerCallback
 from orcac.errors import OrcacError, printable
 from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
+from orcac.runtime.report import model_card
 from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -172,6 +173,7 @@ def _run(context: RunContext, *, resume: bool, max_steps: int | None, live: dict
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
+        model_card.write(context, final)  # final/README.md: what the student is, how it was trained
         from orcac.runtime.report import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
