@@ -69,7 +69,7 @@ def test_lm_eval_results_become_rows_with_their_stderr_and_groups_marked():
     ]
     table = benchmark_table(got)  # the terminal's, the report's and the model card's
     assert [(r["benchmark"], r["n"], r["cells"]) for r in table["rows"]] == [
-        ("bbh", None, ["0.250 ± 0.010"]), ("gsm8k", 8, ["0.125 ± 0.020"]),  # bbh_navigate: a subtask, in DuckDB only
+        ("bbh", None, ["0.25 ± 0.01"]), ("gsm8k", 8, ["0.125 ± 0.02"]),  # bbh_navigate: a subtask, in DuckDB only
     ]
     assert table["arms"] == ["trained"] and table["system"] == ERASE
 
@@ -121,4 +121,17 @@ def test_a_lora_student_is_benchmarked_with_its_adapter_and_the_results_are_stor
     # The adapter's training is in what lm-eval scored: the answers it learnt are likelier.
     assert perplexity["trained"] < perplexity["base"]
     shown = capsys.readouterr().out
-    assert "standard benchmarks" in shown and "orcac_arith" in shown and "perplexity" in shown
+    assert "orcac_arith" in shown and "perplexity" in shown and "lm-evaluation-harness" in shown
+
+    # final/ holds the merged weights: no adapter, plain transformers loads it; its card says so
+    # and shows the benchmarks beside the held-out table.
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    final = tmp_path / plan.train.output / train.FINAL_DIR
+    assert not list(final.glob("adapter_*"))
+    assert not any("lora" in name for name in AutoModelForCausalLM.from_pretrained(final).state_dict())
+    card = ModelCard.load(final / "README.md").text
+    assert "LoRA (r=4, alpha=8" in card and "merged into the weights" in card
+    benchmarks_part = card.split("## Standard benchmarks")[1]
+    assert "| orcac_arith | perplexity | none | 4 |" in benchmarks_part and " ± " in benchmarks_part

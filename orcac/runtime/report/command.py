@@ -480,7 +480,7 @@ def benchmark_results(store: Store) -> list[dict]:
 
 def benchmark_table(rows: list[dict]) -> dict | None:
     """Benchmark rows as a table (the terminal's, the report's and the model card's): one row per
-    benchmark the plan named and metric, one cell per arm, `0.412 ± 0.014` (lm-eval's stderr)."""
+    benchmark the plan named and metric, one cell per arm, `0.4123 ± 0.014` (lm-eval's stderr)."""
     if not rows:
         return None
     seen = {r["model"] for r in rows}
@@ -506,7 +506,8 @@ def benchmark_table(rows: list[dict]) -> dict | None:
 def _score(row: dict | None) -> str:
     if row is None:
         return ""
-    return f"{row['value']:.3f}" + ("" if row["stderr"] is None else f" ± {row['stderr']:.3f}")
+    # four significant digits: an accuracy (0.4123) and a random model's perplexity (2.813e+23) alike
+    return f"{row['value']:.4g}" + ("" if row["stderr"] is None else f" ± {row['stderr']:.2g}")
 
 
 def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
