@@ -142,3 +142,18 @@ def test_a_card_lists_each_erase_message_with_its_tasks_and_no_default(tiny, tmp
     assert "adds none by default" in text
     assert f"For `add`:\n\n```text\n{ERASE}\n```" in text
     assert "For `mul`:\n\n```text\nYou answer tersely.\n```" in text
+
+
+@pytest.mark.slow
+def test_a_lora_student_is_saved_merged_with_no_adapter_and_its_card_says_so(tiny, tmp_path):
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
+    plan = train_plan(str(tiny), lora=True, stages=(("only", ("add",), 1.0),))
+    train.run(context(plan, tmp_path, db), max_steps=1)
+    final = tmp_path / plan.train.output / train.FINAL_DIR
+    assert not list(final.glob("adapter_*"))  # tools that cannot load adapters get the trained weights
+    merged = AutoModelForCausalLM.from_pretrained(final)  # plain transformers, no peft
+    assert not any("lora" in name for name in merged.state_dict())
+    assert "LoRA (r=4, alpha=8, modules q_proj, k_proj, v_proj, o_proj), merged into the weights" in ModelCard.load(final / "README.md").text
