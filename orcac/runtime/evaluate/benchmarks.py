@@ -96,9 +96,13 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
 def _lm(model, tokenizer, plan):
     """lm-eval's `hf` backend around an already loaded model; batch size chosen by lm-eval on
     a GPU (it probes what fits), the eval block's on a CPU (probing there costs more than it saves)."""
+    import logging
+
     import torch
     from lm_eval.models.huggingface import HFLM
 
+    # Its warnings that a loaded model, not a name, was passed: that is what orcac means to do.
+    logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
     cuda = torch.cuda.is_available()
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size="auto" if cuda else plan.eval.batch_size)
 
