@@ -93,6 +93,18 @@ def test_without_lm_eval_installed_eval_stops_in_one_line_before_it_starts(tiny,
     benchmarks.check_ready(plan, tmp_path, ["prompted"])  # no student arm: no benchmark, nothing needed
 
 
+def test_check_names_a_benchmark_task_file_that_is_not_there(tmp_path, capsys):
+    from orcac import cli
+
+    spec = tmp_path / "s.orca"
+    spec.write_text(f'orca 1\n\neval {{\n  benchmarks = [gsm8k, "{BENCH}"]\n}}\n')
+    assert cli.main(["check", str(spec)]) == 1
+    assert f"s.orca:4:16: error: benchmark task file '{BENCH}' not found" in capsys.readouterr().err
+    (tmp_path / "bench").mkdir()
+    (tmp_path / BENCH).write_text("task: mine\n")
+    assert cli.main(["check", str(spec)]) == 0
+
+
 @needs_lm_eval
 def test_a_missing_task_file_is_named(tiny, tmp_path):
     plan = _with_benchmarks(train_plan(str(tiny)), BENCH)
