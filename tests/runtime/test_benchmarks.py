@@ -84,6 +84,13 @@ def test_the_dry_run_lists_the_benchmarks_and_the_system_instruction(tiny, capsy
     assert capsys.readouterr().out == ""
 
 
+def test_orcac_eval_dry_run_lists_them_after_the_calls(tiny, tmp_path, capsys):
+    db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2, seed=9))
+    plan = _with_benchmarks(train_plan(str(tiny)), "gsm8k", "bbh")
+    assert evaluate.dry_run(context(plan, tmp_path, db), models=["base", "trained"]) == 0
+    assert "benchmarks (lm-evaluation-harness, on base, trained): gsm8k, bbh" in capsys.readouterr().out
+
+
 def test_without_lm_eval_installed_eval_stops_in_one_line_before_it_starts(tiny, tmp_path, monkeypatch):
     plan = _with_benchmarks(train_plan(str(tiny)), "gsm8k")
     monkeypatch.setattr(benchmarks.importlib.util, "find_spec", lambda name: None)
