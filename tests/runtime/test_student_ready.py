@@ -157,3 +157,12 @@ def test_a_lora_student_is_saved_merged_with_no_adapter_and_its_card_says_so(tin
     merged = AutoModelForCausalLM.from_pretrained(final)  # plain transformers, no peft
     assert not any("lora" in name for name in merged.state_dict())
     assert "LoRA (r=4, alpha=8, modules q_proj, k_proj, v_proj, o_proj), merged into the weights" in ModelCard.load(final / "README.md").text
+
+
+def test_named_templates_each_get_the_default(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    chat_format.prepare_tokenizer(tokenizer, "chatml")
+    tokenizer.chat_template = {"default": tokenizer.chat_template, "tool_use": tokenizer.chat_template}
+    chat_format.set_default_system(tokenizer, train_plan(str(tiny)))
+    assert all(ERASE in t for t in tokenizer.chat_template.values())
+    assert ERASE in tokenizer.apply_chat_template(USER, tokenize=False)

@@ -152,6 +152,11 @@ def set_default_system(tokenizer, plan) -> str | None:
     (saved with the tokenizer: tokenizer_config.json and chat_template.jinja, which vLLM and
     llama.cpp read). Returns the message, or None when the plan has no single one."""
     system = default_system(plan)
-    if system is not None and tokenizer.chat_template:
-        tokenizer.chat_template = with_default_system(tokenizer.chat_template, system)
+    template = tokenizer.chat_template
+    if system is None or not template:
+        return system
+    if isinstance(template, dict):  # named templates (a tool-use one beside the default): each gets it
+        tokenizer.chat_template = {name: with_default_system(t, system) for name, t in template.items()}
+    else:
+        tokenizer.chat_template = with_default_system(template, system)
     return system
