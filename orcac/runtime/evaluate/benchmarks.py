@@ -86,9 +86,10 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
             limit=limit,
             log_samples=False,
         )
-        rows += result_rows(results, model=name, where=where, system=system)
+        scored = result_rows(results, model=name, where=where, system=system)
+        _store(db_path, run_id, plan_sha, scored)  # each arm's as it ends: a failure in the next keeps them
+        rows += scored
         del model
-    _store(db_path, run_id, plan_sha, rows)
     show(rows)
     return rows
 
