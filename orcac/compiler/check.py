@@ -90,6 +90,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         # exact when the row count is known; otherwise only a certain zero is worth keeping
         facts.counts[task.name] = sizes if sf.rows is not None or (sizes and sizes[3] == 0) else None
     _check_stages(spec, facts, diags)
+    _check_benchmarks(spec, base, diags)
     return facts
 
 
@@ -354,6 +355,17 @@ def _check_sampling(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
                 f"follows(strategy) needs the form of strategy '{name}', and it declares none",
                 follows.span,
                 f"add expect = [...] to strategy '{name}' (e.g. [numbered_steps, answer_line])",
+            )
+
+
+def _check_benchmarks(spec: Spec, base: Path, diags: Diagnostics) -> None:
+    """A benchmark given as an lm-eval task file must be there (a task's name is lm-eval's to know)."""
+    for name in spec.eval.benchmarks if spec.eval else ():
+        if name.endswith((".yaml", ".yml")) and not (base / name).is_file():
+            diags.error(
+                f"benchmark task file '{name}' not found",
+                spec.eval.at("benchmarks"),
+                "write the path of an lm-eval task's YAML file relative to the spec, or an lm-eval task's name",
             )
 
 

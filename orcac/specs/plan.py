@@ -349,6 +349,11 @@ class EvalPlan(PlanModel):
     # verdicts (off: a judge that costs money is not asked, and such a task's accuracy leaves
     # them out, as build never could).
     judges: bool = setting("eval", "judges")
+    # Standard benchmarks (lm-evaluation-harness tasks), run beside the held-out arms with the
+    # chat template and the erase message, as the student was trained (evaluate/benchmarks.py).
+    benchmarks: tuple[str, ...] = setting("eval", "benchmarks")
+
+    WRITTEN_WHEN_SET = ("benchmarks",)
 
 
 # ---- the plan -----------------------------------------------------------------------------

@@ -248,6 +248,10 @@ KEYS: tuple[Key, ...] = (
     Key("eval", "batch_size", whole(1, 4096), 16),
     Key("eval", "prompted", BOOLEAN, True),
     Key("eval", "judges", BOOLEAN, True),
+    Key(
+        "eval", "benchmarks", NAMES, (),
+        doc="lm-evaluation-harness tasks run on the base and trained students (a name, or a task's .yaml file beside the spec)",
+    ),
     # ---- keyword arguments of calls
     Key(
         "best_of()", "by", one_of("accept", "judge"), "accept",

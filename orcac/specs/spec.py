@@ -368,6 +368,7 @@ class EvalDecl(Decl):
     batch_size: int
     prompted: bool
     judges: bool
+    benchmarks: tuple[str, ...]
 
 
 @_decl

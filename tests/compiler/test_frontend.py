@@ -96,7 +96,7 @@ def test_sql_literals_are_the_files_a_query_reads():
     assert sql_literals(q) == ["a/b.parquet", "c.csv"]
 
 
-HEAVY = ("torch", "transformers", "litellm", "duckdb", "datasets", "pyarrow", "yaml", "pygls", "lsprotocol")
+HEAVY = ("torch", "transformers", "litellm", "duckdb", "datasets", "pyarrow", "yaml", "pygls", "lsprotocol", "lm_eval")
 
 
 @pytest.mark.parametrize("spec", ["examples/cautious_reasoner/cautious.orca", "examples/support_triage/triage.orca"])

@@ -197,3 +197,21 @@ def test_filters_from_the_address_in_chromium(page, tmp_path):
     found = browser.load(page, tmp_path, fragment="q=onerror")
     assert sorted(_articles(found.dom)) == ["accepted", "accepted"]  # the planted prompt and answer
     assert "2 of 12 sampled answers match" in found.dom
+
+
+def test_the_latest_benchmark_run_of_each_arm_is_shown_below_the_eval(built, tmp_path):
+    path, database = built
+    copy = tmp_path / "bench.duckdb"
+    shutil.copyfile(database, copy)
+    con = duckdb.connect(str(copy))
+    row = "INSERT INTO eval_benchmarks VALUES (?, ?, '', ?, ?, 'exact_match', 'strict-match', ?, ?, 8, 5, 'Be careful.', '0.4.13', 'x', ?)"
+    con.execute(row, ["old", "trained", "gsm8k", True, 0.1, 0.01, "2026-01-01 10:00:00"])  # replaced by the run after it
+    con.execute(row, ["b1", "base", "gsm8k", True, 0.25, 0.05, "2026-01-02 10:00:00"])
+    con.execute(row, ["b1", "trained", "gsm8k", True, 0.375, 0.06, "2026-01-02 10:00:00"])
+    con.execute(row, ["b1", "trained", "bbh_navigate", False, 0.5, None, "2026-01-02 10:00:00"])  # a subtask: database only
+    con.close()
+    out = tmp_path / "bench.html"
+    assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0
+    table = out.read_text().split('id="benchmarks-table"')[1].split("</table>")[0]
+    assert re.findall(r"<td>([^<]*)</td>", table) == ["exact_match", "strict-match", "8", "0.25 ± 0.05", "0.375 ± 0.06"]
+    assert "bbh_navigate" not in table

@@ -142,8 +142,14 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
 
 
 # version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
-# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py).
-LATER_TABLES = {1: ("judgements", "eval_calls", "eval_judgements"), 2: ("eval_calls", "eval_judgements")}
+# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py); 4 added columns to
+# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/evaluate/benchmarks.py).
+LATER_TABLES = {
+    1: ("judgements", "eval_calls", "eval_judgements", "eval_benchmarks"),
+    2: ("eval_calls", "eval_judgements", "eval_benchmarks"),
+    3: ("eval_benchmarks",),
+    4: ("eval_benchmarks",),
+}
 
 
 @pytest.mark.parametrize("version", sorted(LATER_TABLES))
@@ -155,7 +161,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 4  # a new version adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 5  # a new version adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():

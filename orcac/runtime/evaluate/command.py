@@ -36,7 +36,7 @@ from orcac.errors import OrcacError
 from orcac.runtime.build.checks import Verdict, adheres, check_answer
 from orcac.runtime.build.erasure import teacher_messages
 from orcac.runtime.context import RunContext
-from orcac.runtime.evaluate import calls, judging
+from orcac.runtime.evaluate import benchmarks, calls, judging
 from orcac.runtime.models import chat_format, precision
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
@@ -91,8 +91,10 @@ def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> in
     _require_strategies(plan, prompted)
     jobs, index = prompted_jobs(plan, prompted)
     known = placed(prompted, index, calls.stored(db_path, jobs), missing=None)
-    return estimate.dry_run(plan, db_path, models, held, prompted=(jobs, index), prompted_held=prompted,
+    code = estimate.dry_run(plan, db_path, models, held, prompted=(jobs, index), prompted_held=prompted,
                             prompted_answers=known, passes=_passes(plan))
+    benchmarks.dry_run(plan, models)
+    return code
 
 
 def _passes(plan):
@@ -122,6 +124,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     held = held_out(plan, root, db_path, limit=limit)
     for name in models:  # every phase's needs, before the first spends minutes
         check_ready(name, plan, root, held)
+    benchmarks.check_ready(plan, root, models)
     if plan.eval.judges:
         from orcac.runtime.teachers.calls import require_keys
 
@@ -165,7 +168,18 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
 
     plots.eval_bars(summary, chart, title=f"orcac eval: {plan.spec} (held-out rows)", gaps=gaps)
     print(f"chart: {chart}", file=sys.stderr)
+    benchmarks.run(plan, root, db_path, models, run_id=run_id, plan_sha=plan_sha, load=load_model, limit=limit)
+    _refresh_card(context)
     return 0
+
+
+def _refresh_card(context: RunContext) -> None:
+    """The trained student's model card, rewritten with these results (orcac/runtime/report/model_card.py)."""
+    from orcac.runtime.report import model_card
+    from orcac.runtime.train.command import FINAL_DIR
+
+    if context.plan.train is not None and model_card.write(context, context.root / context.plan.train.output / FINAL_DIR):
+        print(f"model card: {context.root / context.plan.train.output / FINAL_DIR / model_card.CARD}", file=sys.stderr)
 
 
 # ---- held-out examples ------------------------------------------------------------------

@@ -7,6 +7,7 @@ and a training example is `prompt_ids + answer_ids` with labels only on `answer_
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from orcac.errors import OrcacError
@@ -103,3 +104,59 @@ def encode(tokenizer, system: str, user: str, assistant: str, *, max_length: int
         prompt_tokens=len(p_ids),
         truncated=truncated,
     )
+
+
+# ---- the erase message as the saved template's default system turn ---------------------------
+
+DEFAULT_SYSTEM_MARK = "{#- orcac: the erase message the student was trained with, when the caller gives no system turn -#}"
+
+
+def erase_messages(plan) -> dict[str, list[str]]:
+    """Each erase message the plan's trained tasks saw as their system turn -> those tasks,
+    in the order the stages name them."""
+    tasks = dict.fromkeys(t for stage in plan.train.stages for t in stage.tasks) if plan.train else {}
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        out.setdefault(plan.erase[plan.tasks[task].erase].system, []).append(task)
+    return out
+
+
+def default_system(plan) -> str | None:
+    """The system message a caller of the trained student gets by default: the erase message,
+    when one covers every trained task; None when tasks were trained under different ones (no
+    default would be right for all of them)."""
+    messages = erase_messages(plan)
+    return next(iter(messages)) if len(messages) == 1 else None
+
+
+def with_default_system(template: str, system: str) -> str:
+    """`template` that renders `system` as the system turn of a conversation that has none.
+
+    Prepended, so the model's own template runs unchanged on a conversation that has a system
+    turn: SmolLM2's own default ("You are a helpful AI assistant named SmolLM...") is then never
+    reached. A JSON string literal is a Jinja string literal, whatever the message holds.
+    """
+    template = template.rsplit(DEFAULT_SYSTEM_MARK, 1)[-1]  # a template saved by orcac before: replace its default
+    return (
+        DEFAULT_SYSTEM_MARK
+        + "{%- if not messages or messages[0]['role'] != 'system' -%}"
+        + "{%- set messages = [{'role': 'system', 'content': " + json.dumps(system, ensure_ascii=False) + "}] + messages -%}"
+        + "{%- endif -%}"
+        + DEFAULT_SYSTEM_MARK
+        + template
+    )
+
+
+def set_default_system(tokenizer, plan) -> str | None:
+    """Give the tokenizer's chat template the plan's erase message as its default system turn
+    (saved with the tokenizer: tokenizer_config.json and chat_template.jinja, which vLLM and
+    llama.cpp read). Returns the message, or None when the plan has no single one."""
+    system = default_system(plan)
+    template = tokenizer.chat_template
+    if system is None or not template:
+        return system
+    if isinstance(template, dict):  # named templates (a tool-use one beside the default): each gets it
+        tokenizer.chat_template = {name: with_default_system(t, system) for name, t in template.items()}
+    else:
+        tokenizer.chat_template = with_default_system(template, system)
+    return system

@@ -84,7 +84,8 @@ def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
         "records": _records(plan, store, sample, judgements="judgements" in tables),
         "decisions": _decisions(plan, store) if "decisions" in tables else [],
         "training": _training(store) if {"train_runs", "train_steps"} <= tables else None,
-        "evaluation": _evaluation(store, judged="eval_judgements" in tables) if "eval_runs" in tables else None,
+        "evaluation": evaluation(store, judged="eval_judgements" in tables) if "eval_runs" in tables else None,
+        "benchmarks": benchmark_table(benchmark_results(store)) if "eval_benchmarks" in tables else None,
     }
 
 
@@ -456,7 +457,7 @@ def loss_chart(stages: list[dict], *, width: int = 760, height: int = 260) -> di
             "lines": lines, "ticks": ticks}
 
 
-def _evaluation(store: Store, *, judged: bool = True) -> dict | None:
+def evaluation(store: Store, *, judged: bool = True) -> dict | None:
     """The latest run of each arm: one row per task, one column group per arm; and, where
     judges scored the arms' answers, each judge's mean score and kept share per arm."""
     rows = store.rows(
@@ -480,6 +481,53 @@ def _evaluation(store: Store, *, judged: bool = True) -> dict | None:
     ]
     return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps),
             "judges": _eval_judges(store, arms) if judged else []}
+
+
+def benchmark_results(store: Store) -> list[dict]:
+    """The latest benchmark run of each arm (`eval_benchmarks`), as orcac/runtime/evaluate/benchmarks.py stored it."""
+    columns = ("model", "benchmark", "top", "metric", "filter", "value", "stderr", "samples", "system_instruction")
+    rows = store.rows(
+        f"""
+        WITH latest AS (
+            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_benchmarks GROUP BY model
+        )
+        SELECT {', '.join('b.' + c for c in columns)}
+        FROM eval_benchmarks b JOIN latest USING (model, run_id) ORDER BY b.created_at, b.benchmark, b.metric, b.filter
+        """
+    )
+    return [dict(zip(columns, r)) for r in rows]
+
+
+def benchmark_table(rows: list[dict]) -> dict | None:
+    """Benchmark rows as a table (the terminal's, the report's and the model card's): one row per
+    benchmark the plan named and metric, one cell per arm, `0.4123 ± 0.014` (lm-eval's stderr)."""
+    if not rows:
+        return None
+    seen = {r["model"] for r in rows}
+    arms = [a for a in ARMS if a in seen] + sorted(seen - set(ARMS))
+    cells: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for r in rows:
+        if r["top"]:  # a group's subtasks stay in the database
+            cells.setdefault((r["benchmark"], r["metric"], r["filter"]), {})[r["model"]] = r
+    return {
+        "arms": arms,
+        "system": next((r["system_instruction"] for r in rows if r["system_instruction"]), None),
+        "rows": [
+            {
+                "benchmark": benchmark, "metric": metric, "filter": filter_name,
+                "n": next((r["samples"] for r in by_arm.values() if r["samples"] is not None), None),
+                "cells": [_score(by_arm.get(arm)) for arm in arms],
+            }
+            for (benchmark, metric, filter_name), by_arm in cells.items()
+        ],
+    }
+
+
+def _score(row: dict | None) -> str:
+    if row is None:
+        return ""
+    # four significant digits: an accuracy (0.4123) and a random model's perplexity (2.813e+23) alike
+    return f"{row['value']:.4g}" + ("" if row["stderr"] is None else f" ± {row['stderr']:.2g}")
 
 
 def _eval_judges(store: Store, arms: list[str]) -> list[dict]:

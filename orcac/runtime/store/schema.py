@@ -16,7 +16,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -97,6 +97,12 @@ TABLES: dict[str, str] = {
     "eval_gaps": """
         run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
         gap_closed DOUBLE, plan_sha256 VARCHAR""",
+    # Standard benchmarks (orcac/runtime/evaluate/benchmarks.py): one row per model, lm-eval
+    # task (a group's row too: `top` marks the tasks the plan named) and metric, with its stderr.
+    "eval_benchmarks": """
+        run_id VARCHAR, model VARCHAR, model_path VARCHAR, benchmark VARCHAR, top BOOLEAN, metric VARCHAR,
+        filter VARCHAR, value DOUBLE, stderr DOUBLE, samples INTEGER, shots INTEGER, system_instruction VARCHAR,
+        lm_eval_version VARCHAR, plan_sha256 VARCHAR, created_at TIMESTAMP""",
     # ---- the file itself ----
     "owner": "spec VARCHAR",  # the one spec (its stem, see `spec_stem`) whose build this file holds
     "schema_version": "version INTEGER",
@@ -123,6 +129,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
              for name in ("eval_calls", "eval_judgements")),
     3: tuple(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column}"  # answer reuse, version 4
              for column in ("family VARCHAR", "max_tokens BIGINT", "origin VARCHAR", "reused_from VARCHAR")),
+    4: (f"CREATE TABLE IF NOT EXISTS eval_benchmarks ({TABLES['eval_benchmarks']})",),  # benchmarks, version 5
 }
 
 

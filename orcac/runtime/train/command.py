@@ -45,6 +45,7 @@ from orcac.errors import OrcacError, printable
 from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
 from orcac.runtime.models.loading import save_model
+from orcac.runtime.report import model_card
 from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -135,6 +136,7 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
 
     set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
     model, tokenizer = _load_student(student, root)
+    chat_format.set_default_system(tokenizer, plan)  # saved with every stage: callers get the erase message
     grew = getattr(model, "_orcac_grew", False)  # the tokenizer grew: every stage's LoRA trains the embeddings
     isolated = isolation_check(model) if tp.packing else True
     if tp.packing and not isolated:
@@ -201,6 +203,7 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
         losses = _step_losses(db_path, run_id)
         final_loss = losses[-1][3] if losses else None
         _write_run(db_path, run_id, plan_sha, tp, student.model, bf16, isolated, status="finished", final_loss=final_loss)
+        model_card.write(context, final)  # final/README.md: what the student is, how it was trained
         from orcac.runtime.report import plots
 
         plots.loss_curve(losses, output / "loss.png", title=f"orcac train: {plan.spec}")
