@@ -44,7 +44,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # are kept; `make lock UPGRADE=litellm` (names, space-separated) moves those to their newest.
 # uv comes from the venv (it is locked too); a first lock on a machine without one: pip install uv.
 lock:
-	$(UV) pip compile pyproject.toml lock/extra.in --extra dev --overrides lock/overrides.txt \
+	$(UV) pip compile pyproject.toml lock/extra.in --extra dev --extra benchmarks --overrides lock/overrides.txt \
 	  $(LOCK_FROM) --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command 'make lock' $(foreach p,$(UPGRADE),--upgrade-package $(p)) \

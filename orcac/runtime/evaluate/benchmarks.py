@@ -24,7 +24,7 @@ from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
 
 ARMS = ("base", "trained")  # the arms benchmarks run on: the prompted teacher is an API, not weights
-LM_EVAL = "lm-eval==0.4.13"  # what `pip install` needs, said in the error where it is missing
+LM_EVAL = '"orcac[benchmarks]"'  # what `pip install` needs (lm-eval), said where it is missing; `make setup` installs it
 
 
 def wanted(plan, models: list[str]) -> list[str]:
