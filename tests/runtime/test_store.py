@@ -142,8 +142,10 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
 
 
 # version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
-# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py).
-LATER_TABLES = {1: ("judgements", "eval_calls", "eval_judgements"), 2: ("eval_calls", "eval_judgements")}
+# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py), 4 eval's paired tests
+# (orcac/stats.py, with interval columns in eval_runs and eval_gaps: see the test below).
+LATER_TABLES = {1: ("judgements", "eval_calls", "eval_judgements", "eval_paired"),
+                2: ("eval_calls", "eval_judgements", "eval_paired"), 3: ("eval_paired",)}
 
 
 @pytest.mark.parametrize("version", sorted(LATER_TABLES))
@@ -155,7 +157,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 3  # a new version adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 4  # a new version adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
@@ -175,3 +177,36 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
         assert store.rows("SELECT item_id, judge, score FROM judgements") == [("i1", "helpful", 8.0)]
         store.con.execute("INSERT INTO eval_calls (job_id, purpose, text) VALUES ('j1', 'judged(helpful)', 'Score: 8')")
         assert store.rows("SELECT job_id, text FROM eval_calls") == [("j1", "Score: 8")]
+
+
+def test_a_version_3_file_gains_the_interval_columns_and_keeps_its_eval_rows(tmp_path):
+    """Version 4 added each eval rate's n and 95% interval (eval_runs), the gap closed's
+    interval (eval_gaps) and eval_paired: an older file's eval rows survive, the new columns
+    read NULL for them and take values for the next run's."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    old_columns = {
+        "eval_runs": """run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
+            examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
+            accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP""",
+        "eval_gaps": """run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
+            gap_closed DOUBLE, plan_sha256 VARCHAR""",
+    }
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        if name != "eval_paired":
+            con.execute(f"CREATE TABLE {name} ({old_columns.get(name, body)})")
+    con.execute("INSERT INTO schema_version VALUES (3)")
+    con.execute("INSERT INTO eval_runs VALUES ('e1', 'base', '', 'add', 's', 12, 10, 12, 0, 0.83, 1.0, 1.0, 'x', now())")
+    con.execute("INSERT INTO eval_gaps VALUES ('e1', 'add', 'accuracy', 0.5, 1.0, 0.83, 0.66, 'x')")
+    con.close()
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        assert store.rows("SELECT model, accuracy, accuracy_n, accuracy_low FROM eval_runs") == [("base", 0.83, None, None)]
+        assert store.rows("SELECT gap_closed, gap_low, gap_high FROM eval_gaps") == [(0.66, None, None)]
+        store.con.execute("INSERT INTO eval_paired VALUES ('e2', 'add', 'accuracy', 12, 0, 6, 0.03125, 'x')")
+        assert store.rows("SELECT better, p_value FROM eval_paired") == [(6, 0.03125)]
