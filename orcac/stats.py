@@ -45,7 +45,8 @@ def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     z2 = z * z
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, center - half), min(1.0, center + half)
+    # at 0 of n and n of n the bound is the edge itself, not a rounding error either side of it
+    return (0.0 if hits == 0 else center - half), (1.0 if hits == n else center + half)
 
 
 def rate_text(hits: int, n: int, *, show_n: bool = True) -> str:

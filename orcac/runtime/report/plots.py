@@ -71,8 +71,8 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
             raw = [by[(task, model)].get(metric) if (task, model) in by else None for task in tasks]
             values = [0 if v is None else 100 * v for v in raw]
             bounds = [_bounds(by.get((task, model)), metric) for task in tasks]
-            errors = [[0 if b is None else v - 100 * b[0] for v, b in zip(values, bounds)],
-                      [0 if b is None else 100 * b[1] - v for v, b in zip(values, bounds)]]
+            errors = [[0 if b is None else max(0.0, v - 100 * b[0]) for v, b in zip(values, bounds)],
+                      [0 if b is None else max(0.0, 100 * b[1] - v) for v, b in zip(values, bounds)]]
             bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"),
                           yerr=errors, ecolor="0.25", capsize=3, error_kw={"linewidth": 0.9})
             ax.bar_label(bars, labels=["n/a" if v is None else f"{100 * v:.0f}" for v in raw], fontsize=8, padding=2)
