@@ -140,6 +140,20 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     finish = {r[0] for r in rows(db, "SELECT DISTINCT finish_reason FROM eval_answers")}
     assert counts == [("base", "add", 4), ("base", "mul", 3), ("trained", "add", 4), ("trained", "mul", 3)]
     assert finish <= {"stop", "length"}
+    # without the prompted arm there is no gap, but base and trained are still paired on the same rows
+    paired = rows(db, "SELECT task, metric, pairs, worse + better, p_value FROM eval_paired ORDER BY ALL")
+    assert [r[:3] for r in paired] == [(t, m, n) for t, n in (("add", 4), ("all", 7), ("mul", 3))
+                                       for m in ("accuracy", "adherence")]
+    differing = {(task, metric): n for task, metric, n in rows(
+        db, "SELECT b.task, m.metric, count(*) FILTER (WHERE CASE m.metric WHEN 'accuracy' THEN b.accepted <> t.accepted "
+            "ELSE b.adheres <> t.adheres END) FROM eval_answers b JOIN eval_answers t USING (task, row_index) "
+            "CROSS JOIN (SELECT unnest(['accuracy', 'adherence']) AS metric) m "
+            "WHERE b.model = 'base' AND t.model = 'trained' GROUP BY ALL")}
+    assert all(differing[(task, metric)] == d for task, metric, _, d, _ in paired if task != "all")  # the same rows
+    assert all(0 < p <= 1 for *_, p in paired)
+    bounds = rows(db, "SELECT accuracy_n, accuracy_low <= accuracy AND accuracy <= accuracy_high, adherence_n FROM eval_runs")
+    assert sorted(bounds) == [(3, True, 3), (3, True, 3), (4, True, 4), (4, True, 4)]
+    assert rows(db, "SELECT count(*) FROM eval_gaps") == [(0,)]
 
 
 def test_generate_is_greedy_and_left_padded(tiny):
