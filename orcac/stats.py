@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 Z95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval
@@ -169,13 +170,8 @@ def bootstrap_gap(rows: Sequence[tuple[bool, bool, bool]], *, samples: int = BOO
     rng = random.Random(seed)
     gaps = []
     for _ in range(samples):
-        drawn = rng.choices(range(len(patterns)), weights=weights, k=n)
-        b = p = t = 0
-        for i in drawn:
-            pb, pp, pt = patterns[i]
-            b += pb
-            p += pp
-            t += pt
+        drawn = Counter(rng.choices(range(len(patterns)), weights=weights, k=n))
+        b, p, t = (sum(count for i, count in drawn.items() if patterns[i][arm]) for arm in range(3))
         gap = gap_closed(b / n, p / n, t / n)
         if gap is not None:
             gaps.append(gap)
