@@ -584,8 +584,8 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = (), paired: 
         title="held-out evaluation: base and trained see only the erase message; prompted also sees the strategy "
         "and its demonstrations",
         title_justify="left",
-        caption="\\[low-high]: 95% interval (Wilson; for the gap closed, a bootstrap over rows); "
-        "p: trained against base on the same rows (exact McNemar)",
+        caption="\\[low-high]: 95% interval (Wilson" + ("; for the gap closed, a bootstrap over rows" if gaps else "")
+        + ")" + ("; p: trained against base on the same rows (exact McNemar)" if paired else ""),
         caption_justify="left",
     )
     table.add_column("task", overflow="fold")
