@@ -9,6 +9,7 @@ import pytest
 
 from orcac import cli
 from orcac.specs.plan import TeacherPlan
+from orcac.stats import rate_text
 from tests.runtime.test_sampling import sampled_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
@@ -70,7 +71,8 @@ def test_the_live_line_and_the_summary_agree_on_a_sampled_build(tmp_path, capsys
     assert set(not_kept) <= {"duplicate", "beyond keep"}
     assert int(row["kept"]) + sum(map(int, not_kept.values())) == int(row["passed"])
     assert int(row["passed"]) + int(row["rejected"].rsplit(" ", 1)[1]) == 36  # numeric N: the wrong answers
-    assert row["yield"] == f"{100 * records / 36:.0f}%"
+    assert row["yield"] == rate_text(records, 36, show_n=False)  # e.g. "50% [34-66]": the 95% interval too
+    assert row["yield"].startswith(f"{100 * records / 36:.0f}% [")
 
 
 def test_a_rerun_says_how_many_answers_are_stored_and_how_many_it_asks(tmp_path, capsys):

@@ -8,6 +8,7 @@ from orcac.errors import OrcacError
 from orcac.runtime.evaluate import command as evaluate
 from orcac.runtime.train import command as train
 from orcac.runtime.evaluate.command import Answer, Held
+from orcac.stats import bootstrap_gap, mcnemar, wilson
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -74,6 +75,58 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     shown = capsys.readouterr().out
     assert "0.50" in shown and "86%" in shown and "43%" in shown  # the arms and the gap, in the terminal table
     assert (tmp_path / plan.train.output / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    # 3 of 7 rows better, none worse: p = 0.25, and seven rows cannot tell a difference under 6 rows
+    assert "[16-75]" in shown and "0.250" in shown  # trained's 3 of 7 with its Wilson interval; the paired p
+    assert "add accuracy, trained against base: n=7: a difference under ~86 points cannot be told from chance" in shown
+
+
+def _canned_run(plan, tmp_path, monkeypatch, canned: dict[str, list[Answer]]):
+    n = len(canned["base"])
+    holdout = [{"task": "add", "id": i, "user": f"What is 40 + {i}?", "gold": "42"} for i in range(n)]
+    db = write_records(tmp_path / "build.duckdb", [], holdout=holdout)
+    monkeypatch.setattr(evaluate, "answer_all", lambda name, plan, root, held, db_path: ({"add": canned[name]}, name))
+    monkeypatch.setattr(evaluate, "check_ready", lambda *args: None)  # canned answers: no model to look for
+    evaluate.run(context(plan, tmp_path, db))
+    return db
+
+
+def test_every_rate_has_its_interval_and_base_against_trained_its_paired_test(plan, tmp_path, monkeypatch, capsys):
+    """12 rows: base right on 2 (no form), prompted right and in form on all, trained on 10.
+    Accuracy: 8 rows better, none worse (p = 2 / 2^8); adherence: 10 better (p = 2 / 2^10)."""
+    right_in_form, right_bare, wrong = (Answer(HAND_MADE[0][0], "stop", 5), Answer("The answer is 42", "stop", 4),
+                                        Answer("no idea", "stop", 2))
+    canned = {"base": [right_bare] * 2 + [wrong] * 10, "prompted": [right_in_form] * 12,
+              "trained": [right_in_form] * 10 + [wrong] * 2}
+    db = _canned_run(plan, tmp_path, monkeypatch, canned)
+
+    stored = rows(db, "SELECT model, accuracy_n, accuracy_low, accuracy_high, adherence_n, adherence_low, adherence_high "
+                      "FROM eval_runs ORDER BY model")
+    assert stored == [
+        ("base", 12, *map(pytest.approx, wilson(2, 12)), 12, *map(pytest.approx, wilson(0, 12))),
+        ("prompted", 12, *map(pytest.approx, wilson(12, 12)), 12, *map(pytest.approx, wilson(12, 12))),
+        ("trained", 12, *map(pytest.approx, wilson(10, 12)), 12, *map(pytest.approx, wilson(10, 12))),
+    ]
+    paired = rows(db, "SELECT task, metric, pairs, worse, better, p_value FROM eval_paired ORDER BY ALL")
+    assert paired == [
+        (task, metric, 12, 0, better, pytest.approx(p))
+        for task in ("add", "all") for metric, better, p in (("accuracy", 8, 2 / 2**8), ("adherence", 10, 2 / 2**10))
+    ]
+    assert mcnemar(0, 8) == pytest.approx(2 / 2**8)
+    gaps = rows(db, "SELECT metric, gap_closed, gap_low, gap_high FROM eval_gaps WHERE task = 'add' ORDER BY metric")
+    # the bootstrap over the same rows (base, prompted, trained), seeded: the stored interval is reproducible
+    accuracy_rows = [(True, True, True)] * 2 + [(False, True, True)] * 8 + [(False, True, False)] * 2
+    adherence_rows = [(False, True, True)] * 10 + [(False, True, False)] * 2
+    assert gaps == [
+        ("accuracy", pytest.approx(0.8), *map(pytest.approx, bootstrap_gap(accuracy_rows))),
+        ("adherence", pytest.approx(10 / 12), *map(pytest.approx, bootstrap_gap(adherence_rows))),
+    ]
+    low, high = gaps[0][2:]
+    assert low < 0.8 < high
+    shown = capsys.readouterr().out
+    assert "83%" in shown and "[55-95]" in shown  # trained's 10 of 12 over its interval
+    assert "0.008" in shown and "0.002" in shown  # the paired p of both metrics
+    assert f"[{low:.2f}, {high:.2f}]" in shown  # the gap closed's interval
+    assert "cannot be told from chance" not in shown and "could be chance" not in shown  # told apart: no such line
 
 
 @pytest.mark.slow
@@ -87,6 +140,20 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     finish = {r[0] for r in rows(db, "SELECT DISTINCT finish_reason FROM eval_answers")}
     assert counts == [("base", "add", 4), ("base", "mul", 3), ("trained", "add", 4), ("trained", "mul", 3)]
     assert finish <= {"stop", "length"}
+    # without the prompted arm there is no gap, but base and trained are still paired on the same rows
+    paired = rows(db, "SELECT task, metric, pairs, worse + better, p_value FROM eval_paired ORDER BY ALL")
+    assert [r[:3] for r in paired] == [(t, m, n) for t, n in (("add", 4), ("all", 7), ("mul", 3))
+                                       for m in ("accuracy", "adherence")]
+    differing = {(task, metric): n for task, metric, n in rows(
+        db, "SELECT b.task, m.metric, count(*) FILTER (WHERE CASE m.metric WHEN 'accuracy' THEN b.accepted <> t.accepted "
+            "ELSE b.adheres <> t.adheres END) FROM eval_answers b JOIN eval_answers t USING (task, row_index) "
+            "CROSS JOIN (SELECT unnest(['accuracy', 'adherence']) AS metric) m "
+            "WHERE b.model = 'base' AND t.model = 'trained' GROUP BY ALL")}
+    assert all(differing[(task, metric)] == d for task, metric, _, d, _ in paired if task != "all")  # the same rows
+    assert all(0 < p <= 1 for *_, p in paired)
+    bounds = rows(db, "SELECT accuracy_n, accuracy_low <= accuracy AND accuracy <= accuracy_high, adherence_n FROM eval_runs")
+    assert sorted(bounds) == [(3, True, 3), (3, True, 3), (4, True, 4), (4, True, 4)]
+    assert rows(db, "SELECT count(*) FROM eval_gaps") == [(0,)]
 
 
 def test_generate_is_greedy_and_left_padded(tiny):

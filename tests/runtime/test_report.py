@@ -16,6 +16,7 @@ from orcac.runtime.build import probe
 from orcac.runtime.report import command as report
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
+from orcac.stats import mcnemar, wilson
 from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser, retries
 from tests.support.loopback import Loopback
@@ -71,9 +72,20 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
                 loss = 3.0 - stage_index - step / 30
                 con.execute("INSERT INTO train_steps VALUES ('r1', ?, ?, ?, 0, ?, 1e-5, 1, 100, 1)",
                             [stage, stage_index, step, loss])
-        for model, accuracy, adherence in (("base", 0.25, 0.1), ("trained", 0.75, 0.9), ("prompted", 0.8, 0.95)):
-            con.execute("INSERT INTO eval_runs VALUES ('e1', ?, '', 'arith', 'step', 4, 3, 3, 0, ?, ?, 1.0, 'x', now())",
-                        [model, accuracy, adherence])
+        # 12 held-out rows; accuracy and adherence right of 12 per arm, each with its Wilson interval
+        for model, right, formed in (("base", 3, 1), ("trained", 9, 11), ("prompted", 10, 12)):
+            con.execute(
+                "INSERT INTO eval_runs (run_id, model, model_path, task, strategy, examples, accepted, adherent, "
+                "truncated, accuracy, adherence, seconds, plan_sha256, created_at, accuracy_n, accuracy_low, "
+                "accuracy_high, adherence_n, adherence_low, adherence_high) "
+                "VALUES ('e1', ?, '', 'arith', 'step', 12, ?, ?, 0, ?, ?, 1.0, 'x', now(), 12, ?, ?, 12, ?, ?)",
+                [model, right, formed, right / 12, formed / 12, *wilson(right, 12), *wilson(formed, 12)])
+        for metric, gap, low, high in (("accuracy", 6 / 7, 0.5, 1.2), ("adherence", 10 / 11, 0.7, 1.0)):
+            con.execute("INSERT INTO eval_gaps VALUES ('e1', 'arith', ?, 0, 0, 0, ?, 'x', ?, ?)", [metric, gap, low, high])
+        # accuracy: 7 rows better, 1 worse (p 0.07, too few to tell); adherence: 10 better, 0 worse
+        for metric, worse, better in (("accuracy", 1, 7), ("adherence", 0, 10)):
+            con.execute("INSERT INTO eval_paired VALUES ('e1', 'arith', ?, 12, ?, ?, ?, 'x')",
+                        [metric, worse, better, mcnemar(worse, better)])
     finally:
         con.close()
     return path, database
@@ -109,6 +121,40 @@ def test_gather_counts_every_verdict_and_failure(built):
     assert [c["strategy"] for c in data["decisions"][0]["candidates"]] == ["step", "terse"]
     assert [s["name"] for s in data["training"]["stages"]] == ["warmup", "main"]
     assert data["evaluation"]["arms"] == ["base", "prompted", "trained"]  # every arm run, in order
+    assert task["yield_interval"] == pytest.approx(wilson(N - 3, N - 1))  # the yield's 95% interval
+
+
+def test_eval_rates_carry_their_intervals_and_the_paired_test(built):
+    path, database = built
+    plan = cli.run_context(str(path)).plan
+    with Store.open(database, read_only=True) as store:
+        ev = report.gather(plan, store)["evaluation"]
+    (row,) = ev["rows"]
+    trained = row["arms"][ev["arms"].index("trained")]
+    assert (trained["accuracy_low"], trained["accuracy_high"]) == pytest.approx(wilson(9, 12))
+    assert row["gaps"]["accuracy"] == {"gap": pytest.approx(6 / 7), "low": 0.5, "high": 1.2}
+    assert row["paired"]["adherence"] == {"pairs": 12, "worse": 0, "better": 10, "p": pytest.approx(2 / 2**10)}
+    # 7 rows better and 1 worse is p = 0.07: the page says so in a line instead of a bare p
+    assert ev["undecided"] == ["arith accuracy, trained against base: n=12: 50 points (7 rows better, 1 worse) could be chance (p=0.07)"]
+
+
+def test_a_database_from_before_intervals_still_makes_a_page(built, tmp_path):
+    """A version-3 file (no interval columns, no eval_paired) is read as it is: rates without intervals."""
+    path, database = built
+    copy = tmp_path / "v3.duckdb"
+    shutil.copyfile(database, copy)
+    con = duckdb.connect(str(copy))
+    for column in report.INTERVAL_COLUMNS:
+        con.execute(f"ALTER TABLE eval_runs DROP COLUMN {column}")
+    con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_low")
+    con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_high")
+    con.execute("DROP TABLE eval_paired")
+    con.execute("UPDATE schema_version SET version = 3")
+    con.close()
+    out = tmp_path / "v3.html"
+    assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0
+    table = re.search(r'<table id="eval-table">(.*?)</table>', out.read_text(), re.S).group(1)
+    assert "75.0%" in table and "[47-91]" not in table and "p, trained vs base" not in table
 
 
 def test_sample_keeps_every_count_and_fewer_records(built):
@@ -183,6 +229,14 @@ def test_the_page_in_chromium(page, tmp_path):
     assert "12 of 12 sampled answers match" in dom
     assert 'id="loss-chart"' in dom and dom.count("<polyline") == 2
     assert 'class="arm">prompted<' in dom
+    assert "[52-95]" in row  # the yield, 9 of 11, with its 95% interval
+    # each arm's rates with their intervals, the gap closed's, the paired p, and the line for n too small
+    table = re.search(r'<table id="eval-table">(.*?)</table>', dom, re.S).group(1)
+    assert "75.0% <span class=\"ci\">[47-91]</span>" in table and "[9-53]" in table and "[76-100]" in table
+    assert "0.86 <span class=\"ci\">[0.50, 1.20]</span>" in table
+    assert "0.070" in table and "0.002" in table
+    assert "n=12: 50 points (7 rows better, 1 worse) could be chance (p=0.07)" in dom
+    assert dom.count('class="whisker"') == 6  # an error bar on every bar of the chart
     shot = browser.screenshot(page, tmp_path, tmp_path / "report.png")
     print(f"screenshot: {shot}")  # pytest -s shows where to look
 

@@ -143,12 +143,14 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
 
 # version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
 # 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py); 4 added columns to
-# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/evaluate/benchmarks.py).
+# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/evaluate/benchmarks.py); 6
+# eval's paired tests (orcac/stats.py, with interval columns in eval_runs and eval_gaps: below).
 LATER_TABLES = {
-    1: ("judgements", "eval_calls", "eval_judgements", "eval_benchmarks"),
-    2: ("eval_calls", "eval_judgements", "eval_benchmarks"),
-    3: ("eval_benchmarks",),
-    4: ("eval_benchmarks",),
+    1: ("judgements", "eval_calls", "eval_judgements", "eval_benchmarks", "eval_paired"),
+    2: ("eval_calls", "eval_judgements", "eval_benchmarks", "eval_paired"),
+    3: ("eval_benchmarks", "eval_paired"),
+    4: ("eval_benchmarks", "eval_paired"),
+    5: ("eval_paired",),
 }
 
 
@@ -161,7 +163,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 5  # a new version adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 6  # a new version adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
@@ -206,3 +208,36 @@ def test_a_version_3_file_keeps_its_answers_and_gains_what_reuse_needs(tmp_path)
         assert schema_version(store.con) == SCHEMA_VERSION
         assert store.rows("SELECT job_id, text, finish_reason, completion_tokens, family, max_tokens, origin, "
                           "reused_from FROM responses") == [("j1", "kept", "stop", 4, None, None, None, None)]
+
+
+def test_a_version_3_file_gains_the_interval_columns_and_keeps_its_eval_rows(tmp_path):
+    """Version 6 added each eval rate's n and 95% interval (eval_runs), the gap closed's
+    interval (eval_gaps) and eval_paired: an older file's eval rows survive, the new columns
+    read NULL for them and take values for the next run's."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    old_columns = {
+        "eval_runs": """run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
+            examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
+            accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP""",
+        "eval_gaps": """run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
+            gap_closed DOUBLE, plan_sha256 VARCHAR""",
+    }
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        if name != "eval_paired":
+            con.execute(f"CREATE TABLE {name} ({old_columns.get(name, body)})")
+    con.execute("INSERT INTO schema_version VALUES (3)")
+    con.execute("INSERT INTO eval_runs VALUES ('e1', 'base', '', 'add', 's', 12, 10, 12, 0, 0.83, 1.0, 1.0, 'x', now())")
+    con.execute("INSERT INTO eval_gaps VALUES ('e1', 'add', 'accuracy', 0.5, 1.0, 0.83, 0.66, 'x')")
+    con.close()
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        assert store.rows("SELECT model, accuracy, accuracy_n, accuracy_low FROM eval_runs") == [("base", 0.83, None, None)]
+        assert store.rows("SELECT gap_closed, gap_low, gap_high FROM eval_gaps") == [(0.66, None, None)]
+        store.con.execute("INSERT INTO eval_paired VALUES ('e2', 'add', 'accuracy', 12, 0, 6, 0.03125, 'x')")
+        assert store.rows("SELECT better, p_value FROM eval_paired") == [(6, 0.03125)]

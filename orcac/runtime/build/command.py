@@ -171,7 +171,7 @@ def command(context: RunContext, args) -> int:
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=160)  # a log file: room for the whole table
+        console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
     console.print(summary_table(result.tallies, result.elapsed))
     failed = sum(sum(t.failed.values()) for t in result.tallies.values())
     if failed:

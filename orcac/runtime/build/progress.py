@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orcac.runtime.build.judges import grouped_reason
+from orcac.stats import rate_text
 
 PLAIN_EVERY_S = 5.0
 
@@ -236,7 +237,8 @@ def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Tabl
 
 
 def _yield(t: Tally) -> str:
-    return f"{100 * t.accepted / t.items:.0f}%" if t.items else "n/a"
+    """Kept of the answers wanted, with its 95% interval (the answers column says n)."""
+    return rate_text(t.accepted, t.items, show_n=False)
 
 
 def _reasons(counter: Counter) -> str:

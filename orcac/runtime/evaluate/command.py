@@ -19,9 +19,17 @@ Each answer is scored twice with the shared checks (orcac/runtime/build/checks.p
 
 and per task and overall, for both metrics, the share of the gap closed:
 `(trained - base) / (prompted - base)`: 1 means the student does without the prompt what the
-prompt made the model do; n/a where the prompt changed nothing. Results go to DuckDB
-(`eval_runs`: one row per arm and task; `eval_answers`: every answer; `eval_gaps`: the gaps),
-to a table in the terminal and to a PNG bar chart.
+prompt made the model do; n/a where the prompt changed nothing.
+
+How sure each figure is (orcac/stats.py): every rate has its n and 95% Wilson interval; base
+and trained answered the same rows, so whether they differ beyond chance is the exact McNemar
+test on the rows where their outcomes differ (paired by task and row); the gap closed gets a
+seeded bootstrap 95% interval over rows (the rows all three arms scored). Where n is too small
+to tell base and trained apart, a line below the table says so.
+
+Results go to DuckDB (`eval_runs`: one row per arm and task, with each rate's interval;
+`eval_answers`: every answer; `eval_gaps`: the gaps and their intervals; `eval_paired`: the
+paired tests), to a table in the terminal and to a PNG bar chart with error bars.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from orcac.runtime.build.erasure import teacher_messages
 from orcac.runtime.context import RunContext
 from orcac.runtime.evaluate import benchmarks, calls, judging
 from orcac.runtime.models import chat_format, precision
+from orcac.stats import bootstrap_gap, gap_closed, mcnemar, undecided, wilson
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
 METRICS = ("accuracy", "adherence")
@@ -140,6 +149,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     run_id = uuid.uuid4().hex[:12]
     plan_sha = context.plan_sha256
     summary = []
+    outcomes: dict[str, dict[str, list[Scored]]] = {}  # arm -> task -> scored answers, for the paired figures
     for name in models:
         asked = arm_tasks(name, plan, held)
         if not asked:
@@ -159,10 +169,13 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
         rows = summarise(name, scored, plan, judging.mean_scores(judged))
         _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds, asked, judged)
         summary.extend(rows)
+        outcomes[name] = scored
 
-    gaps = gaps_closed(summary)
+    gaps = gaps_closed(summary, outcomes)
+    paired = paired_tests(outcomes)
     _store_gaps(db_path, run_id, plan_sha, gaps)
-    show(summary, models, gaps)
+    _store_paired(db_path, run_id, plan_sha, paired)
+    show(summary, models, gaps, paired)
     chart = _chart_path(plan, root, db_path)
     from orcac.runtime.report import plots
 
@@ -472,6 +485,7 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan, scores: dict | 
                 "accepted": sum(bool(s.accepted) for s in checked),
                 "checked": len(checked),
                 "adherent": sum(bool(s.adheres) for s in judged),
+                "adherence_n": len(judged),
                 "truncated": sum(s.answer.finish_reason == "length" for s in items),
                 "accuracy": sum(bool(s.accepted) for s in checked) / len(checked) if checked else None,
                 "adherence": (sum(bool(s.adheres) for s in judged) / len(judged)) if judged else None,
@@ -484,22 +498,44 @@ def summarise(model: str, scored: dict[str, list[Scored]], plan, scores: dict | 
 # ---- output ------------------------------------------------------------------------------
 
 
-def gap_closed(base: float | None, prompted: float | None, trained: float | None) -> float | None:
-    """The share of the prompt's effect the trained student shows without the prompt.
+def counts(row: dict, metric: str) -> tuple[int, int]:
+    """(hits, n) behind one arm's rate: accepted of those checked, or adherent of those with a form."""
+    if metric == "accuracy":
+        return row["accepted"], row["checked"]
+    return row["adherent"], row.get("adherence_n", row["examples"])
 
-    >>> round(gap_closed(0.0, 0.8, 0.6), 6)  # a float division: 0.7499999999999999 unrounded
-    0.75
-    >>> gap_closed(0.2, 0.2, 0.5) is None  # the prompt changed nothing: no gap to close
-    True
-    """
-    if base is None or prompted is None or trained is None or abs(prompted - base) < 1e-9:
+
+def interval(row: dict, metric: str) -> tuple[float, float] | None:
+    """The 95% Wilson interval of one arm's rate (None where the rate is n/a)."""
+    if row.get(metric) is None:
         return None
-    return (trained - base) / (prompted - base)
+    return wilson(*counts(row, metric))
 
 
-def gaps_closed(summary: list[dict]) -> list[dict]:
-    """Per task and overall ("all"), per metric: the three arms' rates and the gap closed.
-    Empty unless base, prompted and trained all ran."""
+def outcome(scored: Scored, metric: str) -> bool | None:
+    return scored.accepted if metric == "accuracy" else scored.adheres
+
+
+def paired_outcomes(outcomes: dict[str, dict[str, list[Scored]]], tasks: list[str], metric: str,
+                    arms: tuple[str, ...]) -> list[tuple[bool, ...]]:
+    """Per held-out row of `tasks` that every arm in `arms` scored on `metric`, their outcomes
+    in that order. Rows are matched by (task, row index), so each tuple is one question."""
+    by_arm = {
+        arm: {(s.held.task, s.held.row_index): outcome(s, metric) for task in tasks for s in outcomes[arm].get(task, ())}
+        for arm in arms
+    }
+    first = by_arm[arms[0]]
+    return [
+        tuple(by_arm[arm][key] for arm in arms)
+        for key in first
+        if all(by_arm[arm].get(key) is not None for arm in arms)
+    ]
+
+
+def gaps_closed(summary: list[dict], outcomes: dict[str, dict[str, list[Scored]]] | None = None) -> list[dict]:
+    """Per task and overall ("all"), per metric: the three arms' rates and the gap closed,
+    and, given the scored answers (`outcomes`), the gap's bootstrap 95% interval over the rows
+    all three scored (gap_low, gap_high). Empty unless base, prompted and trained all ran."""
     by = {(r["task"], r["model"]): r for r in summary}
     if not {"base", "prompted", "trained"} <= {r["model"] for r in summary}:
         return []
@@ -518,22 +554,53 @@ def gaps_closed(summary: list[dict]) -> list[dict]:
             continue
         for metric in METRICS:
             values = {m: arms[m][metric] for m in arms}
-            out.append({"task": task, "metric": metric, **values, "gap_closed": gap_closed(**values)})
+            gap = gap_closed(**values)
+            low = high = None
+            if outcomes is not None and gap is not None:
+                rows = paired_outcomes(outcomes, common if task == "all" else [task], metric, ("base", "prompted", "trained"))
+                low, high = bootstrap_gap(rows) or (None, None)
+            out.append({"task": task, "metric": metric, **values, "gap_closed": gap, "gap_low": low, "gap_high": high})
     return out
 
 
-def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
-    """Per task, per metric: each arm's rate and the gap closed."""
+def paired_tests(outcomes: dict[str, dict[str, list[Scored]]]) -> list[dict]:
+    """Per task and overall ("all"), per metric: base against trained on the same held-out
+    rows, the exact McNemar test on the rows whose outcome differs. `worse`: rows base got
+    right and trained wrong; `better`: the other way round. Empty unless both arms ran."""
+    if not {"base", "trained"} <= set(outcomes):
+        return []
+    tasks = [t for t in outcomes["base"] if t in outcomes["trained"]]
+    out = []
+    for task in [*tasks, "all"] if tasks else []:
+        for metric in METRICS:
+            rows = paired_outcomes(outcomes, tasks if task == "all" else [task], metric, ("base", "trained"))
+            if not rows:
+                continue  # the metric is n/a for this task
+            worse = sum(base and not trained for base, trained in rows)
+            better = sum(trained and not base for base, trained in rows)
+            out.append({"task": task, "metric": metric, "pairs": len(rows), "worse": worse, "better": better,
+                        "p": mcnemar(worse, better)})
+    return out
+
+
+def show(summary: list[dict], models: list[str], gaps: list[dict] = (), paired: list[dict] = ()) -> None:
+    """Per task, per metric: each arm's rate and its 95% interval, the gap closed and its
+    interval, and trained against base's paired p; then, one line each, where n is too small
+    to tell base and trained apart."""
     from rich.console import Console
     from rich.table import Table
 
     by = {(r["task"], r["model"]): r for r in summary}
-    gap = {(g["task"], g["metric"]): g["gap_closed"] for g in gaps}
+    gap = {(g["task"], g["metric"]): g for g in gaps}
+    test = {(t["task"], t["metric"]): t for t in paired}
     tasks = list(dict.fromkeys(r["task"] for r in summary))
     table = Table(
         title="held-out evaluation: base and trained see only the erase message; prompted also sees the strategy "
         "and its demonstrations",
         title_justify="left",
+        caption="\\[low-high]: 95% interval (Wilson" + ("; for the gap closed, a bootstrap over rows" if gaps else "")
+        + ")" + ("; p: trained against base on the same rows (exact McNemar)" if paired else ""),
+        caption_justify="left",
     )
     table.add_column("task", overflow="fold")
     table.add_column("n", justify="right")
@@ -542,6 +609,8 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
             table.add_column(f"{metric}\n{model}", justify="right", no_wrap=True)
         if gaps:
             table.add_column(f"{metric}\ngap closed", justify="right", no_wrap=True)
+        if paired:
+            table.add_column(f"{metric}\np", justify="right", no_wrap=True)
     for task in tasks + ["all"]:
         if task == "all":
             rows = {m: _overall([by[(t, m)] for t in tasks if (t, m) in by]) for m in models}
@@ -550,14 +619,20 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
         n = next((r["examples"] for r in rows.values() if r), 0)
         cells = [task, str(n)]
         for metric in METRICS:
-            cells += [_pct(rows[m][metric]) if rows.get(m) else "" for m in models]
+            cells += [_rate(rows[m], metric, n) if rows.get(m) else "" for m in models]
             if gaps:
                 cells.append(_gap(gap.get((task, metric))))
+            if paired:
+                cells.append(_p(test.get((task, metric))))
         table.add_row(*cells, end_section=task == tasks[-1])
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file or a pipe: room for the whole table
     console.print(table)
+    for t in paired:  # a bare p above 0.05 reads as "no effect"; say what n can and cannot tell
+        line = undecided(t["pairs"], t["worse"], t["better"])
+        if line and not (t["task"] == "all" and len(tasks) == 1):  # "all" of one task says it twice
+            print(f"{t['task']} {t['metric']}, trained against base: {line}")
     for task in tasks:  # a judged task: its judges' mean score per arm, a finer measure than the pass rate
         for judge in dict.fromkeys(j for m in models if by.get((task, m)) for j in by[(task, m)].get("judge_scores", {})):
             means = [(m, by[(task, m)]["judge_scores"].get(judge)) for m in models if by.get((task, m))]
@@ -568,37 +643,66 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
               "the student shows without it", file=sys.stderr)
 
 
-def _gap(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _rate(row: dict, metric: str, n: int) -> str:
+    """A rate over its 95% interval, in points (and its own n where it is not the row's)."""
+    bounds = interval(row, metric)
+    if bounds is None:
+        return "n/a"
+    _, of = counts(row, metric)
+    own = f" n={of}" if of != n else ""
+    return f"{100 * row[metric]:.0f}%\n[{100 * bounds[0]:.0f}-{100 * bounds[1]:.0f}]{own}"
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
+def _gap(g: dict | None) -> str:
+    if g is None or g["gap_closed"] is None:
+        return "n/a"
+    if g.get("gap_low") is None:
+        return f"{g['gap_closed']:.2f}"
+    return f"{g['gap_closed']:.2f}\n[{g['gap_low']:.2f}, {g['gap_high']:.2f}]"
+
+
+def _p(t: dict | None) -> str:
+    if t is None:
+        return "n/a"
+    return "<0.001" if t["p"] < 0.001 else f"{t['p']:.3f}"
 
 
 def _overall(rows: list[dict]) -> dict:
+    """The rows of several tasks as one: counts summed, rates over the summed counts."""
     n = sum(r["examples"] for r in rows)
     judged = [r for r in rows if r["adherence"] is not None]
-    judged_n = sum(r["examples"] for r in judged)
+    adherence_n = sum(r.get("adherence_n", r["examples"]) for r in judged)
     checked = [r for r in rows if r["accuracy"] is not None]
     checked_n = sum(r["checked"] for r in checked)
+    accepted = sum(r["accepted"] for r in checked)
+    adherent = sum(r["adherent"] for r in judged)
     return {
         "examples": n,
-        "accuracy": sum(r["accepted"] for r in checked) / checked_n if checked_n else None,
-        "adherence": sum(r["adherent"] for r in judged) / judged_n if judged_n else None,
+        "accepted": accepted,
+        "checked": checked_n,
+        "adherent": adherent,
+        "adherence_n": adherence_n,
+        "accuracy": accepted / checked_n if checked_n else None,
+        "adherence": adherent / adherence_n if adherence_n else None,
     }
 
 
 def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds, asked=None, judged=None) -> None:
     from orcac.runtime.store.database import open_database
 
+    def bounds(r: dict, metric: str) -> tuple:
+        return (counts(r, metric)[1] if r[metric] is not None else None, *(interval(r, metric) or (None, None)))
+
     con = open_database(db_path)
     try:
         con.executemany(
-            "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            "INSERT INTO eval_runs (run_id, model, model_path, task, strategy, examples, accepted, adherent, "
+            "truncated, accuracy, adherence, seconds, plan_sha256, created_at, accuracy_n, accuracy_low, "
+            "accuracy_high, adherence_n, adherence_low, adherence_high) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
             [
                 (run_id, model, where, r["task"], r["strategy"], r["examples"], r["accepted"], r["adherent"], r["truncated"],
-                 r["accuracy"], r["adherence"], seconds, plan_sha)
+                 r["accuracy"], r["adherence"], seconds, plan_sha, *bounds(r, "accuracy"), *bounds(r, "adherence"))
                 for r in rows
             ],
         )
@@ -627,8 +731,26 @@ def _store_gaps(db_path: Path, run_id, plan_sha, gaps: list[dict]) -> None:
     con = open_database(db_path)
     try:
         con.executemany(
-            "INSERT INTO eval_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, g["task"], g["metric"], g["base"], g["prompted"], g["trained"], g["gap_closed"], plan_sha) for g in gaps],
+            "INSERT INTO eval_gaps (run_id, task, metric, base, prompted, trained, gap_closed, plan_sha256, "
+            "gap_low, gap_high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, g["task"], g["metric"], g["base"], g["prompted"], g["trained"], g["gap_closed"], plan_sha,
+              g.get("gap_low"), g.get("gap_high")) for g in gaps],
+        )
+    finally:
+        con.close()
+
+
+def _store_paired(db_path: Path, run_id, plan_sha, paired: list[dict]) -> None:
+    if not paired:
+        return
+    from orcac.runtime.store.database import open_database
+
+    con = open_database(db_path)
+    try:
+        con.executemany(
+            "INSERT INTO eval_paired (run_id, task, metric, pairs, worse, better, p_value, plan_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, t["task"], t["metric"], t["pairs"], t["worse"], t["better"], t["p"], plan_sha) for t in paired],
         )
     finally:
         con.close()

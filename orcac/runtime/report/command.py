@@ -14,7 +14,9 @@ What a user asks after a build, each answered by one query over the DuckDB file:
              each sampled record carries its judgements (score and the judge's reasoning)
   probes     every candidate's score, tokens and cost, the chosen one marked
   training   loss per step, one curve per stage (inline SVG)
-  eval       every arm that was run (base, prompted, trained, ...) per task, the gap closed, table and chart
+  eval       every arm that was run (base, prompted, trained, ...) per task, the gap closed, table and chart;
+             each rate with its 95% interval, trained against base's paired p, and a line where n
+             is too small to tell them apart (orcac/stats.py)
 
 A 100,000-record build must open in seconds, so the page carries every count but only a
 deterministic sample of the records themselves: up to `sample` per task and verdict (the
@@ -39,6 +41,7 @@ from orcac.runtime.build import judges as build_judges
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
+from orcac.stats import undecided, wilson
 
 SAMPLE = 100  # records per (task, verdict) carried in the page
 ARMS = ("base", "prompted", "trained")  # eval arms in their usual order; others follow by name
@@ -176,6 +179,7 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
             ],
             "checked": checked,
             "yield": v["accepted"] / checked if checked else None,
+            "yield_interval": wilson(v["accepted"], checked),
             "records": records.get(name, 0),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -460,12 +464,15 @@ def loss_chart(stages: list[dict], *, width: int = 760, height: int = 260) -> di
 def evaluation(store: Store, *, judged: bool = True) -> dict | None:
     """The latest run of each arm: one row per task, one column group per arm; and, where
     judges scored the arms' answers, each judge's mean score and kept share per arm."""
+    # a file from before intervals were stored (read, not migrated, here) has no interval columns
+    columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_runs'")}
+    bounds = ", ".join(c if c in columns else f"NULL AS {c}" for c in INTERVAL_COLUMNS)
     rows = store.rows(
-        """
+        f"""
         WITH latest AS (
             SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
         )
-        SELECT e.model, e.task, e.examples, e.accuracy, e.adherence
+        SELECT e.model, e.task, e.examples, e.accuracy, e.adherence, {bounds}
         FROM eval_runs e JOIN latest USING (model, run_id) ORDER BY e.task, e.model
         """
     )
@@ -474,12 +481,24 @@ def evaluation(store: Store, *, judged: bool = True) -> dict | None:
     seen = {r[0] for r in rows}
     arms = [a for a in ARMS if a in seen] + sorted(seen - set(ARMS))
     tasks = sorted({r[1] for r in rows})
-    cells = {(model, task): {"examples": n, "accuracy": acc, "adherence": adh} for model, task, n, acc, adh in rows}
+    cells = {
+        (model, task): {"examples": n, "accuracy": acc, "adherence": adh, **dict(zip(INTERVAL_COLUMNS, more))}
+        for model, task, n, acc, adh, *more in rows
+    }
     gaps = _gaps(store)
+    paired = _paired(store)
     table = [
-        {"task": task, "arms": [cells.get((arm, task)) for arm in arms], "gaps": gaps.get(task)} for task in tasks
+        {"task": task, "arms": [cells.get((arm, task)) for arm in arms], "gaps": gaps.get(task),
+         "paired": paired.get(task)}
+        for task in tasks
+    ]
+    undecided_lines = [
+        f"{task} {metric}, trained against base: {line}"
+        for task in tasks for metric, t in (paired.get(task) or {}).items()
+        if (line := undecided(t["pairs"], t["worse"], t["better"]))
     ]
     return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps),
+            "paired": bool(paired), "undecided": undecided_lines,
             "judges": _eval_judges(store, arms) if judged else []}
 
 
@@ -530,6 +549,9 @@ def _score(row: dict | None) -> str:
     return f"{row['value']:.4g}" + ("" if row["stderr"] is None else f" ± {row['stderr']:.2g}")
 
 
+INTERVAL_COLUMNS = ("accuracy_n", "accuracy_low", "accuracy_high", "adherence_n", "adherence_low", "adherence_high")
+
+
 def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
     rows = store.rows(
         """
@@ -547,28 +569,53 @@ def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
             for (task, judge), by_arm in sorted(cells.items())]
 
 
-def _gaps(store: Store) -> dict[str, dict[str, float | None]]:
-    """task -> {metric: gap closed} from the latest eval run that had all three arms."""
+def _gaps(store: Store) -> dict[str, dict[str, dict]]:
+    """task -> {metric: {gap, low, high}}: the gap closed and its bootstrap interval, from the
+    latest eval run that had all three arms."""
     if not store.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'eval_gaps'"):
+        return {}
+    columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_gaps'")}
+    bounds = "g.gap_low, g.gap_high" if {"gap_low", "gap_high"} <= columns else "NULL, NULL"
+    rows = store.rows(
+        f"""
+        WITH latest AS (
+            SELECT arg_max(r.run_id, r.created_at) AS run_id FROM eval_runs r
+            WHERE r.run_id IN (SELECT run_id FROM eval_gaps)
+        )
+        SELECT g.task, g.metric, g.gap_closed, {bounds} FROM eval_gaps g JOIN latest USING (run_id)
+        WHERE g.task <> 'all'
+        """
+    )
+    out: dict[str, dict[str, dict]] = {}
+    for task, metric, gap, low, high in rows:
+        out.setdefault(task, {})[metric] = {"gap": gap, "low": low, "high": high}
+    return out
+
+
+def _paired(store: Store) -> dict[str, dict[str, dict]]:
+    """task -> {metric: {pairs, worse, better, p}}: trained against base on the same rows
+    (exact McNemar), from the latest eval run that had both."""
+    if not store.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'eval_paired'"):
         return {}
     rows = store.rows(
         """
         WITH latest AS (
             SELECT arg_max(r.run_id, r.created_at) AS run_id FROM eval_runs r
-            WHERE r.run_id IN (SELECT run_id FROM eval_gaps)
+            WHERE r.run_id IN (SELECT run_id FROM eval_paired)
         )
-        SELECT g.task, g.metric, g.gap_closed FROM eval_gaps g JOIN latest USING (run_id)
-        WHERE g.task <> 'all'
+        SELECT p.task, p.metric, p.pairs, p.worse, p.better, p.p_value FROM eval_paired p JOIN latest USING (run_id)
+        WHERE p.task <> 'all' ORDER BY p.task, p.metric
         """
     )
-    out: dict[str, dict[str, float | None]] = {}
-    for task, metric, gap in rows:
-        out.setdefault(task, {})[metric] = gap
+    out: dict[str, dict[str, dict]] = {}
+    for task, metric, pairs, worse, better, p in rows:
+        out.setdefault(task, {})[metric] = {"pairs": pairs, "worse": worse, "better": better, "p": p}
     return out
 
 
 def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 240) -> dict:
-    """Grouped bars: for each task and metric, one bar per arm (share in percent)."""
+    """Grouped bars: for each task and metric, one bar per arm (share in percent), with its
+    95% interval as a whisker where the run stored one."""
     bar, gap, top, bottom, left = 16, 18, 20, 44, 36
     groups, x = [], left
     for task in tasks:
@@ -577,9 +624,15 @@ def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 
             for i, arm in enumerate(arms):
                 value = (cells.get((arm, task)) or {}).get(metric)
                 h = 0 if value is None else (height - top - bottom) * value
+                low, high = ((cells.get((arm, task)) or {}).get(f"{metric}_{end}") for end in ("low", "high"))
+                whisker = None if value is None or low is None else {
+                    "x": x + i * bar + 7, "top": round(height - bottom - (height - top - bottom) * high, 1),
+                    "bottom": round(height - bottom - (height - top - bottom) * low, 1)}
                 bars.append({"x": x + i * bar, "y": round(height - bottom - h, 1), "h": round(h, 1),
                              "color": COLORS[i % len(COLORS)], "label": "n/a" if value is None else f"{100 * value:.0f}",
-                             "arm": arm})
+                             "arm": arm, "whisker": whisker,
+                             "label_y": round((height - bottom - h if whisker is None else whisker["top"]) - 3, 1),
+                             "interval": "" if whisker is None else f" [{100 * low:.0f}-{100 * high:.0f}]"})
             groups.append({"task": task, "metric": metric, "bars": bars, "x": x + len(arms) * bar / 2})
             x += len(arms) * bar + gap
     return {"width": max(x + 8, 40 + 90 * len(arms)), "height": height, "groups": groups, "base": height - bottom, "top": top,
@@ -603,6 +656,8 @@ def render(report: dict) -> str:
     )
     env.filters["num"] = lambda n: "" if n is None else f"{n:,}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    env.filters["points"] = lambda b: "" if b is None else f"[{100 * b[0]:.0f}-{100 * b[1]:.0f}]"
+    env.filters["pvalue"] = lambda p: "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
     env.filters["usd"] = lambda v: "" if v is None else f"${v:,.4f}"
     env.filters["secs"] = lambda v: "" if v is None else f"{v:,.1f} s"
     return env.get_template("report.html.j2").render(report=report)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orcac.stats import wilson
+
 
 def _pyplot():
     import matplotlib
@@ -48,17 +50,19 @@ def loss_curve(steps: list[tuple], path: Path, *, title: str = "training loss") 
 
 
 def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluation", gaps=()) -> Path:
-    """Grouped bars: per task, accuracy and adherence for each arm, with the gap closed
-    written under each task's group when `gaps` (evaluate.gaps_closed) has it.
+    """Grouped bars: per task, accuracy and adherence for each arm, each with its 95% Wilson
+    interval as an error bar, and the gap closed (with its interval) written under each
+    task's group when `gaps` (evaluate.gaps_closed) has it.
 
-    `scores` rows have keys task, model, accuracy, adherence (shares in [0, 1]).
+    `scores` rows have keys task, model, accuracy, adherence (shares in [0, 1]) and the counts
+    behind them (evaluate.summarise: accepted of checked, adherent of adherence_n).
     """
     plt = _pyplot()
     tasks = list(dict.fromkeys(s["task"] for s in scores))
     models = list(dict.fromkeys(s["model"] for s in scores))
     by = {(s["task"], s["model"]): s for s in scores}
     colors = {"base": "tab:gray", "prompted": "tab:green", "trained": "tab:blue"}
-    gap = {(g["task"], g["metric"]): g["gap_closed"] for g in gaps}
+    gap = {(g["task"], g["metric"]): g for g in gaps}
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(tasks) + 3), 4.5), dpi=100, sharey=True)
     width = 0.8 / max(1, len(models))
     for ax, metric in zip(axes, ("accuracy", "adherence"), strict=True):
@@ -66,21 +70,40 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
             xs = [t + (m - (len(models) - 1) / 2) * width for t in range(len(tasks))]
             raw = [by[(task, model)].get(metric) if (task, model) in by else None for task in tasks]
             values = [0 if v is None else 100 * v for v in raw]
-            bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"))
+            bounds = [_bounds(by.get((task, model)), metric) for task in tasks]
+            errors = [[0 if b is None else max(0.0, v - 100 * b[0]) for v, b in zip(values, bounds)],
+                      [0 if b is None else max(0.0, 100 * b[1] - v) for v, b in zip(values, bounds)]]
+            bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"),
+                          yerr=errors, ecolor="0.25", capsize=3, error_kw={"linewidth": 0.9})
             ax.bar_label(bars, labels=["n/a" if v is None else f"{100 * v:.0f}" for v in raw], fontsize=8, padding=2)
-        labels = [
-            task if (task, metric) not in gap else
-            f"{task}\ngap closed {'n/a' if gap[(task, metric)] is None else format(gap[(task, metric)], '.2f')}"
-            for task in tasks
-        ]
+        labels = [task if (task, metric) not in gap else f"{task}\ngap closed {_gap_text(gap[(task, metric)])}"
+                  for task in tasks]
         ax.set_xticks(range(len(tasks)), labels, rotation=20 if len(tasks) > 3 else 0)
-        ax.set_ylim(0, 110)
+        ax.set_ylim(0, 115)  # room for a bar label above a 100% bar's error bar
         ax.set_title(f"{metric} (%)")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=9)
     fig.suptitle(title)
+    fig.text(0.995, 0.005, "error bars: 95% intervals (Wilson)", ha="right", va="bottom", fontsize=7, color="0.4")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _bounds(row: dict | None, metric: str) -> tuple[float, float] | None:
+    """A row's 95% Wilson interval for `metric`, from the counts behind it (None: n/a)."""
+    if row is None or row.get(metric) is None:
+        return None
+    hits, n = (row.get("accepted"), row.get("checked")) if metric == "accuracy" else (
+        row.get("adherent"), row.get("adherence_n", row.get("examples")))
+    return None if hits is None or not n else wilson(hits, n)
+
+
+def _gap_text(g: dict) -> str:
+    if g["gap_closed"] is None:
+        return "n/a"
+    if g.get("gap_low") is None:
+        return f"{g['gap_closed']:.2f}"
+    return f"{g['gap_closed']:.2f} [{g['gap_low']:.2f}, {g['gap_high']:.2f}]"

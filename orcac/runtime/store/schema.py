@@ -16,7 +16,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -80,7 +80,9 @@ TABLES: dict[str, str] = {
     "eval_runs": """
         run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
         examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
-        accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP""",
+        accuracy DOUBLE, adherence DOUBLE, seconds DOUBLE, plan_sha256 VARCHAR, created_at TIMESTAMP,
+        accuracy_n INTEGER, accuracy_low DOUBLE, accuracy_high DOUBLE,
+        adherence_n INTEGER, adherence_low DOUBLE, adherence_high DOUBLE""",
     "eval_answers": """
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
@@ -94,9 +96,16 @@ TABLES: dict[str, str] = {
     "eval_judgements": """
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, judge VARCHAR, job_id VARCHAR,
         score DOUBLE, reasoning VARCHAR, accepted BOOLEAN, reason VARCHAR""",
+    # How sure each figure is (orcac/stats.py): eval_runs' *_n, *_low, *_high are each rate's
+    # n and 95% Wilson interval; eval_gaps' gap_low, gap_high the gap closed's bootstrap 95%
+    # interval over rows; eval_paired base against trained on the same rows (exact McNemar):
+    # `worse` rows base got right and trained wrong, `better` the other way round.
     "eval_gaps": """
         run_id VARCHAR, task VARCHAR, metric VARCHAR, base DOUBLE, prompted DOUBLE, trained DOUBLE,
-        gap_closed DOUBLE, plan_sha256 VARCHAR""",
+        gap_closed DOUBLE, plan_sha256 VARCHAR, gap_low DOUBLE, gap_high DOUBLE""",
+    "eval_paired": """
+        run_id VARCHAR, task VARCHAR, metric VARCHAR, pairs INTEGER, worse INTEGER, better INTEGER,
+        p_value DOUBLE, plan_sha256 VARCHAR""",
     # Standard benchmarks (orcac/runtime/evaluate/benchmarks.py): one row per model, lm-eval
     # task (a group's row too: `top` marks the tasks the plan named) and metric, with its stderr.
     "eval_benchmarks": """
@@ -130,6 +139,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: tuple(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column}"  # answer reuse, version 4
              for column in ("family VARCHAR", "max_tokens BIGINT", "origin VARCHAR", "reused_from VARCHAR")),
     4: (f"CREATE TABLE IF NOT EXISTS eval_benchmarks ({TABLES['eval_benchmarks']})",),  # benchmarks, version 5
+    5: (  # how sure each eval figure is (intervals and the paired test), version 6
+        *(f"ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS {column}" for column in (
+            "accuracy_n INTEGER", "accuracy_low DOUBLE", "accuracy_high DOUBLE",
+            "adherence_n INTEGER", "adherence_low DOUBLE", "adherence_high DOUBLE")),
+        "ALTER TABLE eval_gaps ADD COLUMN IF NOT EXISTS gap_low DOUBLE",
+        "ALTER TABLE eval_gaps ADD COLUMN IF NOT EXISTS gap_high DOUBLE",
+        f"CREATE TABLE IF NOT EXISTS eval_paired ({TABLES['eval_paired']})",
+    ),
 }
 
 
