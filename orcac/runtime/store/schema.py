@@ -15,7 +15,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -76,7 +76,7 @@ TABLES: dict[str, str] = {
     "eval_answers": """
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
-        adheres BOOLEAN, broken VARCHAR, job_id VARCHAR""",
+        adheres BOOLEAN, broken VARCHAR, job_id VARCHAR, follows VARCHAR""",
     # Every teacher call eval makes (orcac/runtime/evaluate/calls.py), once, by its
     # content-addressed job id: the prompted arm's answers ("prompted") and the judges'
     # ("judged(NAME)"); and the judges' verdicts on each run's answers (evaluate/judging.py).
@@ -113,6 +113,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
     2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # eval's calls and judges, version 3
              for name in ("eval_calls", "eval_judgements")),
+    # which strategy's form each eval answer follows (orcac.specs.forms.followed), version 4
+    3: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS follows VARCHAR",),
 }
 
 
