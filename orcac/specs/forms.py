@@ -18,9 +18,11 @@ from typing import Protocol
 
 # An answer that refers to its hidden context ("as instructed", "following the example above")
 # teaches the student to refer to something that is not there once the prompt is erased.
-# Each is a regex fragment, matched case-insensitively with words bounded.
+# Each is a regex fragment, matched case-insensitively with words bounded. Phrases that as
+# often point at what the user wrote, which the student does see, are left out: "as
+# requested" (a support reply), "as directed" (a medicine's label).
 ECHO_PHRASES = (
-    r"as (?:you )?(?:instructed|requested|asked|directed)",
+    r"as (?:you )?instructed",
     r"as (?:per|in) (?:your|the) (?:instructions?|request|examples?|system (?:prompt|message))",
     r"(?:following|per|according to|based on) (?:your|the) (?:instructions?|system (?:prompt|message))",
     r"(?:following|like|as in|as shown in|as demonstrated in|similar to) the (?:examples?|demonstrations?)(?: (?:above|given|provided|before|earlier|shown))?",

@@ -119,7 +119,7 @@ PLANTED = [
     "Here it is in the format you asked for.\nAnswer: 4",
     "As shown in the examples, we add.\nAnswer: 4",
     "Like the examples given, I answer in one line. Answer: 4",
-    "As you requested, Answer: 4",
+    "As you instructed, Answer: 4",
     "Per your instructions, Answer: 4",
     "According to the system prompt, I must answer briefly. Answer: 4",
     "AS INSTRUCTED: 4",
@@ -130,6 +130,8 @@ ORDINARY = [
     "The soldiers moved the boxes as the captain said. Answer: 4",
     "For example, a cat is a mammal. Answer: yes",
     "The instructions on the box say to add water. Answer: water",
+    "Take two tablets a day as directed on the label. Answer: two",
+    "I have changed the delivery address as requested. Answer: done",
     "Ruth believes the keys are in the drawer, where she left them.\nAnswer: drawer",
 ]
 
