@@ -167,7 +167,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
     gaps = gaps_closed(summary)
     _store_gaps(db_path, run_id, plan_sha, gaps)
     show(summary, models, gaps)
-    show_strategies(strategy_rows, plan)
+    show_strategies(strategy_rows)
     chart = _chart_path(plan, root, db_path)
     from orcac.runtime.report import plots
 
@@ -590,7 +590,7 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = ()) -> None:
               "the student shows without it", file=sys.stderr)
 
 
-def show_strategies(rows: list[dict], plan) -> None:
+def show_strategies(rows: list[dict]) -> None:
     """Which strategy's form each arm's answers follow, per task: `strategies_followed`'s rows.
     A task's own strategy is marked with *."""
     if not rows:
