@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orcac import sampling
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.forms import adheres
 from orcac.sources import hub
 from orcac.sources.headers import header, hub_header
 from orcac.sources.hub import HubData
@@ -46,6 +47,7 @@ def _key(s: SourceExpr) -> tuple:
 def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
     facts = Facts()
     _check_judges(spec, diags)
+    _check_forms(spec, diags)
     cache: dict[tuple, SourceFacts | None] = {}
     trained = {ref.name for stage in (spec.train.stages if spec.train else ()) for ref in stage.tasks}
     for task in spec.tasks:
@@ -302,6 +304,46 @@ def _check_judged(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
             task.strategy.span,
             "give the task exactly one judge in accept = [..., judged(NAME)], or choose by = accept",
         )
+
+
+def _check_forms(spec: Spec, diags: Diagnostics) -> None:
+    """Each demonstration has its own strategy's form (the teacher copies the demonstrations, and
+    `follows(strategy)` would reject what it copied); and, among the strategies the tasks use, no
+    strategy's form accepts another's demonstrations, or `orcac eval` could not tell which of the
+    two an answer follows."""
+    for strategy in spec.strategies:
+        if not strategy.expect:
+            continue
+        for number, demonstration in enumerate(strategy.demonstrations, 1):
+            ok, broken = adheres(demonstration.assistant, strategy.expect)
+            if not ok:
+                diags.error(
+                    f"demonstration {number} of strategy '{strategy.name}' breaks its own form: {broken[0]}",
+                    demonstration.span,
+                    f"rewrite the demonstration's answer in the form, or change the strategy's expect: "
+                    f"the teacher copies its demonstrations, and follows(strategy) rejects this form",
+                )
+    used = {
+        named.name
+        for task in spec.tasks
+        for named in (task.strategy.candidates if isinstance(task.strategy, BestOf) else (task.strategy,))
+        if named is not None
+    }
+    formed = [s for s in spec.strategies if s.name in used and s.expect]
+    for strategy in formed:
+        for other in formed:
+            if other is strategy:
+                continue
+            for number, demonstration in enumerate(other.demonstrations, 1):
+                if adheres(demonstration.assistant, other.expect)[0] and adheres(demonstration.assistant, strategy.expect)[0]:
+                    diags.warning(
+                        f"the forms of {strategy.name} and {other.name} do not tell them apart: "
+                        f"{strategy.name}'s rules accept {other.name}'s demonstration {number}",
+                        strategy.at("expect"),
+                        f"add a rule to {strategy.name}'s expect that {other.name}'s answers break, "
+                        f"e.g. single_line or no_numbered_steps",
+                    )
+                    break
 
 
 def _check_instruction(task: TaskDecl, diags: Diagnostics) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.forms import FORMS
 from orcac.specs import settings
 from orcac.specs.spec import (
     Assign,
@@ -341,7 +342,7 @@ def source(v: Value, key: str) -> SourceExpr:
     return SourceExpr(kind=v.name, path=path(arg, call), span=v.span, **_filled(call, kw))
 
 
-CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows", "judged")
+CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows", "judged", "no_echo")
 
 
 def _strategy_arg(call: Call) -> None:
@@ -378,8 +379,8 @@ def _regex(v: Value, what: str) -> str:
 
 
 def check(v: Value, key: str) -> CheckExpr:
-    if isinstance(v, Ref) and v.name == "nonempty":
-        return CheckExpr(kind="nonempty", span=v.span)
+    if isinstance(v, Ref) and v.name in ("nonempty", "no_echo"):
+        return CheckExpr(kind=v.name, span=v.span)
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
@@ -388,9 +389,9 @@ def check(v: Value, key: str) -> CheckExpr:
             v.span,
             did_you_mean(name, CHECK_KINDS) if name else None,
         )
-    if v.name == "nonempty":
-        _args(v, 0, {}, "nonempty()")
-        return CheckExpr(kind="nonempty", span=v.span)
+    if v.name in ("nonempty", "no_echo"):
+        _args(v, 0, {}, f"{v.name}()")
+        return CheckExpr(kind=v.name, span=v.span)
     if v.name == "regex":
         (arg,), _ = _args(v, 1, {}, "regex()")
         return CheckExpr(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
@@ -430,21 +431,6 @@ def strategy(v: Value, key: str) -> Named | BestOf:
     if isinstance(v, Call):
         raise Bad(f"'{key}' must name a strategy or be best_of(...), got {describe(v)}", v.span, did_you_mean(v.name, ["best_of"]))
     return ref(v, key)
-
-
-# Built-in answer forms for `expect`: name -> (regex, description). Flags are inline so a
-# pattern means the same wherever it is used.
-FORMS = {
-    "answer_line": (r"(?im)^[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*:", "has an 'Answer:' line"),
-    "numbered_steps": (r"(?ims)^\s*(?:step\s*)?1[.):].*^\s*(?:step\s*)?2[.):]", "numbers its steps (1., 2., ...)"),
-    "single_line": (r"\A\s*[^\n]*\S[^\n]*\s*\Z", "answers in a single line"),
-    "explanation_first": (
-        r"(?is)\A\s*\S.*\n[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*:",
-        "explains before the 'Answer:' line",
-    ),
-    "facts_first": (r"(?i)\A\s*[*#]*\s*(?:relevant\s+)?facts\s*[*]*\s*:", "starts by recalling facts ('Facts:')"),
-    "extract_first": (r"(?i)\A\s*[*#]*\s*extracted\s*[*]*\s*:", "starts with what it extracted ('Extracted:')"),
-}
 
 
 def form(v: Value, key: str) -> FormRule:

@@ -165,9 +165,11 @@ class CheckRule(PlanModel):
     `regex`: `pattern` is found in the answer.
     `nonempty`: the answer has non-whitespace text.
     `follows`: the answer has the form its strategy expects (every adherence rule holds).
+    `no_echo`: the answer does not refer to a prompt the student never sees ("as instructed",
+    "following the example above"; orcac/specs/forms.py).
     """
 
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "no_echo"]
     pattern: str | None = None
     tolerance: float | None = None
 

@@ -276,7 +276,7 @@ class SourceExpr:
 
 @_decl
 class CheckExpr:
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged"]
+    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged", "no_echo"]
     uses_gold: bool = False
     pattern: str | None = None
     tolerance: float | None = None  # numeric(gold, tol = ...)

@@ -154,6 +154,26 @@ LATER_TABLES = {
 }
 
 
+def test_a_version_3_file_gains_the_strategy_each_eval_answer_follows(tmp_path):
+    """Version 7 added eval_answers.follows (orcac.specs.forms.followed): a version 3 file's
+    answers keep their rows and read NULL there."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        con.execute(f"CREATE TABLE {name} ({body.replace(', follows VARCHAR', '')})")
+    con.execute("INSERT INTO schema_version VALUES (3)")
+    con.execute("INSERT INTO eval_answers (run_id, model, answer) VALUES ('r1', 'base', 'Answer: 4')")
+    con.close()
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        assert store.rows("SELECT run_id, answer, follows FROM eval_answers") == [("r1", "Answer: 4", None)]
+
+
 @pytest.mark.parametrize("version", sorted(LATER_TABLES))
 def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_path, version):
     """A file of an older version has every other table, and is migrated on its next write
@@ -163,7 +183,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 6  # a new version adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 7  # a new version that adds tables adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():

@@ -12,7 +12,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orcac.specs.forms import NO_ECHO, adheres, echo
 from orcac.specs.plan import AdherenceRule, CheckRule
+
+__all__ = ["ECHO", "Verdict", "adheres", "check_answer", "extract_answer", "kept_samples", "normalise", "parse_number", "passes"]
+
+ECHO = "echo"  # why an answer that points at its hidden prompt is rejected, by `no_echo` or a form's `no_echo`
 
 # "Answer: 42", "Final answer: 42", "**Answer:** 42"
 _ANSWER_LINE = re.compile(r"^[\s*#>_-]*(?:final\s+)?answer\s*[*_]*\s*[:：]\s*[*_]*\s*(.*?)\s*$", re.I | re.M)
@@ -72,6 +77,8 @@ def passes(rule: CheckRule, text: str, gold: str | None, form: Iterable[Adherenc
         return adheres(text, form)[0]
     if rule.kind == "nonempty":
         return bool(text.strip())
+    if rule.kind == "no_echo":
+        return echo(text) is None
     if rule.kind == "regex":
         return re.search(rule.pattern or "", text, re.M) is not None
     if gold is None:
@@ -101,7 +108,8 @@ def check_answer(
     """Accept an answer only if it is complete, non-empty and passes every rule.
 
     The reason for a rejection is the first rule that failed; for `follows`, the form's first
-    broken rule, e.g. "form: has an 'Answer:' line".
+    broken rule, e.g. "form: has an 'Answer:' line"; "echo" for an answer that points at its
+    hidden prompt, whether `no_echo` or the form's `no_echo` caught it (one count in the summary).
 
     >>> from orcac.specs.plan import CheckRule
     >>> check_answer("Answer: 4", "stop", "4", [CheckRule(kind="numeric")])
@@ -119,9 +127,9 @@ def check_answer(
         if rule.kind == "follows":
             ok, broken = adheres(text, form)
             if not ok:
-                return Verdict(False, f"form: {broken[0]}")
+                return Verdict(False, ECHO if broken[0] == NO_ECHO else f"form: {broken[0]}")
         elif not passes(rule, text, gold):
-            return Verdict(False, rule.kind)
+            return Verdict(False, ECHO if rule.kind == "no_echo" else rule.kind)
     return Verdict(True, "accepted")
 
 
@@ -149,26 +157,3 @@ def kept_samples(samples: Iterable[tuple[int, str | None, bool]], keep: int) -> 
         else:
             seen.add(key)
     return dropped
-
-
-def adheres(text: str, rules: Iterable[AdherenceRule]) -> tuple[bool, list[str]]:
-    """Whether an answer has its strategy's form; returns the descriptions of rules it breaks.
-
-    >>> from orcac.specs.plan import AdherenceRule
-    >>> adheres("1. think\\nAnswer: 3", [AdherenceRule(kind="regex", pattern=r"^Answer:", description="answer line")])
-    (True, [])
-    """
-    broken = []
-    words = len(text.split())
-    for rule in rules:
-        if rule.kind == "regex":
-            ok = re.search(rule.pattern or "", text, re.M | re.S) is not None
-        elif rule.kind == "max_words":
-            ok = words <= (rule.value or 0)
-        elif rule.kind == "min_words":
-            ok = words >= (rule.value or 0)
-        else:
-            raise ValueError(f"unknown adherence kind {rule.kind!r}")
-        if not ok:
-            broken.append(rule.description)
-    return not broken, broken

@@ -44,6 +44,7 @@ from orcac.runtime.build.erasure import RECORD_FIELDS, audit, raise_on_leaks
 from orcac.runtime.build.jobs import Item, Work, plan_work
 from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
 from orcac.runtime.build.tables import FLUSH_SECONDS, Rows, _write_examples, flush_every, record_fields, verdict_for
+from orcac.runtime.build.tables import echoed_records
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.runtime.store.database import Flusher, Store, in_list
@@ -164,6 +165,7 @@ def command(context: RunContext, args) -> int:
     try:
         with Store.open(path, spec=plan.spec) as store:
             result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False), cache=cache)
+            echoed = echoed_records(store)
     finally:
         if cache is not None:
             cache.close()
@@ -173,6 +175,10 @@ def command(context: RunContext, args) -> int:
     if not console.is_terminal:
         console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
     console.print(summary_table(result.tallies, result.elapsed))
+    if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
+        counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
+        print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
+              "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
     failed = sum(sum(t.failed.values()) for t in result.tallies.values())
     if failed:
         print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)

@@ -19,6 +19,7 @@ from orcac.runtime.build.given import Given
 from orcac.runtime.build.jobs import Item
 from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
+from orcac.specs.forms import echo
 from orcac.specs.plan import Plan
 
 if TYPE_CHECKING:
@@ -170,3 +171,14 @@ def verdict_for(plan: Plan, item: Item, text: str | None, finish_reason: str | N
     task = plan.tasks[item.task]
     form = plan.strategies[item.strategy].adherence if item.strategy in plan.strategies else ()
     return check_answer(text, finish_reason, item.gold, task.accept, allow_truncated=task.allow_truncated, form=form)
+
+
+def echoed_records(store: Store) -> dict[str, int]:
+    """task -> its records whose answer points at a prompt the student never sees (`no_echo`,
+    orcac/specs/forms.py): what a task that does not check for it teaches. The build's summary
+    and the report show them."""
+    counts: dict[str, int] = {}
+    for task, answer in store.rows("SELECT task, assistant FROM records ORDER BY task"):
+        if answer and echo(answer):
+            counts[task] = counts.get(task, 0) + 1
+    return counts

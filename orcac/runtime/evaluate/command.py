@@ -17,7 +17,11 @@ Each answer is scored twice with the shared checks (orcac/runtime/build/checks.p
   adherence  the form the task's strategy asks for (`adheres`, the strategy's rules),
              e.g. numbered steps and a final "Answer:" line.
 
-and per task and overall, for both metrics, the share of the gap closed:
+and which strategy's form each answer follows (`follows`: the one strategy of the plan whose
+`expect` rules all hold, "none" or "several"): per task and arm, this shows whether the student
+picked each task's own strategy, or one strategy for every task.
+
+Per task and overall, for both metrics, the share of the gap closed:
 `(trained - base) / (prompted - base)`: 1 means the student does without the prompt what the
 prompt made the model do; n/a where the prompt changed nothing.
 
@@ -28,8 +32,9 @@ seeded bootstrap 95% interval over rows (the rows all three arms scored). Where 
 to tell base and trained apart, a line below the table says so.
 
 Results go to DuckDB (`eval_runs`: one row per arm and task, with each rate's interval;
-`eval_answers`: every answer; `eval_gaps`: the gaps and their intervals; `eval_paired`: the
-paired tests), to a table in the terminal and to a PNG bar chart with error bars.
+`eval_answers`: every answer, with the strategy it follows; `eval_gaps`: the gaps and their
+intervals; `eval_paired`: the paired tests), to tables in the terminal and to a PNG bar chart
+with error bars.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from orcac.runtime.context import RunContext
 from orcac.runtime.evaluate import benchmarks, calls, judging
 from orcac.runtime.models import chat_format, precision
 from orcac.stats import bootstrap_gap, gap_closed, mcnemar, undecided, wilson
+from orcac.specs.forms import followed
 
 MODELS = ("base", "prompted", "trained")  # in the order they run and are shown
 METRICS = ("accuracy", "adherence")
@@ -77,6 +83,7 @@ class Scored:
     reason: str
     adheres: bool | None  # None: the task's strategy has no adherence rules
     broken: tuple[str, ...]
+    follows: str | None = None  # whose form it has: a strategy's name, "none", "several"; None: no strategy has a form
 
 
 # ---- the recipe -------------------------------------------------------------------------
@@ -148,7 +155,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
 
     run_id = uuid.uuid4().hex[:12]
     plan_sha = context.plan_sha256
-    summary = []
+    summary, strategy_rows = [], []
     outcomes: dict[str, dict[str, list[Scored]]] = {}  # arm -> task -> scored answers, for the paired figures
     for name in models:
         asked = arm_tasks(name, plan, held)
@@ -170,12 +177,14 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
         _store(db_path, run_id, plan_sha, name, where, rows, scored, seconds, asked, judged)
         summary.extend(rows)
         outcomes[name] = scored
+        strategy_rows.extend(strategies_followed(name, scored, plan))
 
     gaps = gaps_closed(summary, outcomes)
     paired = paired_tests(outcomes)
     _store_gaps(db_path, run_id, plan_sha, gaps)
     _store_paired(db_path, run_id, plan_sha, paired)
     show(summary, models, gaps, paired)
+    show_strategies(strategy_rows)
     chart = _chart_path(plan, root, db_path)
     from orcac.runtime.report import plots
 
@@ -466,7 +475,35 @@ def score(plan, held: Held, answer: Answer, judgements: list | None = None) -> S
         ok, broken = adheres(answer.text, rules)
     else:
         ok, broken = None, []
-    return Scored(held, answer, accepted, reason, ok, tuple(broken))
+    forms = strategy_forms(plan)
+    return Scored(held, answer, accepted, reason, ok, tuple(broken), followed(answer.text, forms) if forms else None)
+
+
+def strategy_forms(plan) -> dict:
+    """The plan's strategies that declare a form, by name: the candidates an answer may follow."""
+    return {name: s.adherence for name, s in sorted(plan.strategies.items()) if s.adherence}
+
+
+def strategies_followed(model: str, scored: dict[str, list[Scored]], plan) -> list[dict]:
+    """Per task, which strategy's form this arm's answers follow: one row per task with a count
+    for each of the plan's strategies that have a form, "none" and "several". Empty when no
+    strategy has a form.
+
+    Where the trained student learned each task's own strategy, its row's count sits in the
+    column of that task's strategy, as the prompted teacher's does; a student that collapsed
+    onto one strategy has every task's count in one column."""
+    columns = [*strategy_forms(plan), "none", "several"]
+    if len(columns) == 2:
+        return []
+    rows = []
+    for task, items in scored.items():
+        counts = dict.fromkeys(columns, 0)
+        for s in items:
+            if s.follows is not None:
+                counts[s.follows] += 1
+        rows.append({"model": model, "task": task, "strategy": plan.tasks[task].strategy, "examples": len(items),
+                     "counts": counts})
+    return rows
 
 
 def summarise(model: str, scored: dict[str, list[Scored]], plan, scores: dict | None = None) -> list[dict]:
@@ -653,6 +690,34 @@ def _rate(row: dict, metric: str, n: int) -> str:
     return f"{100 * row[metric]:.0f}%\n[{100 * bounds[0]:.0f}-{100 * bounds[1]:.0f}]{own}"
 
 
+def show_strategies(rows: list[dict]) -> None:
+    """Which strategy's form each arm's answers follow, per task: `strategies_followed`'s rows.
+    A task's own strategy is marked with *."""
+    if not rows:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = list(rows[0]["counts"])
+    table = Table(title="the strategy whose form each answer follows", title_justify="left",
+                  caption="* the task's own strategy; none: no strategy's form; several: more than one", caption_justify="left")
+    table.add_column("task", overflow="fold")
+    table.add_column("arm")
+    table.add_column("n", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    for task in tasks:
+        mine = [r for r in rows if r["task"] == task]
+        for i, r in enumerate(mine):
+            cells = [f"{r['counts'][c]}{'*' if c == r['strategy'] else ''}" for c in columns]
+            table.add_row(task if i == 0 else "", r["model"], str(r["examples"]), *cells, end_section=i == len(mine) - 1)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+
+
 def _gap(g: dict | None) -> str:
     if g is None or g["gap_closed"] is None:
         return "n/a"
@@ -708,11 +773,11 @@ def _store(db_path: Path, run_id, plan_sha, model, where, rows, scored, seconds,
         )
         con.executemany(
             "INSERT INTO eval_answers (run_id, model, task, row_index, prompt, gold, answer, finish_reason, "
-            "new_tokens, accepted, reason, adheres, broken, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "new_tokens, accepted, reason, adheres, broken, job_id, follows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (run_id, model, s.held.task, s.held.row_index, s.held.prompt, s.held.gold, s.answer.text,
                  s.answer.finish_reason, s.answer.new_tokens, s.accepted, s.reason, s.adheres, "; ".join(s.broken),
-                 s.answer.job_id)
+                 s.answer.job_id, s.follows)
                 for items in scored.values()
                 for s in items
             ],

@@ -38,6 +38,8 @@ from pathlib import Path
 from orcac.errors import OrcacError
 from orcac.runtime.build.given import INSTRUCTION
 from orcac.runtime.build import judges as build_judges
+from orcac.runtime.build.checks import ECHO
+from orcac.runtime.build.tables import echoed_records
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CheckRule, Plan
@@ -49,6 +51,7 @@ BUILT_IN_RULES = {
     "truncated": "the answer was cut off at max_tokens (finish_reason = length); allow_truncated = true keeps it",
     "empty": "the answer has no text",
     INSTRUCTION: "an answer from the source whose prompt or answer repeats its row's own system message, which erasure removes",
+    ECHO: "no_echo: the answer points at a prompt the student never sees (\"as instructed\", \"following the example above\")",
 }
 LOSS_POINTS = 400  # per stage: a 100,000-step run is drawn from an even subsample
 
@@ -89,7 +92,44 @@ def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
         "training": _training(store) if {"train_runs", "train_steps"} <= tables else None,
         "evaluation": evaluation(store, judged="eval_judgements" in tables) if "eval_runs" in tables else None,
         "benchmarks": benchmark_table(benchmark_results(store)) if "eval_benchmarks" in tables else None,
+        "echoes": echoed_records(store),
+        "followed": _followed(plan, store) if "eval_answers" in tables else None,
     }
+
+
+def _followed(plan: Plan, store: Store) -> dict | None:
+    """The latest eval run of each arm: per task and arm, how many answers follow each
+    strategy's form ("none", "several"); None before the first eval that stored it."""
+    columns = {r[0] for r in store.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'")}
+    if "follows" not in columns:  # a database from before eval stored it
+        return None
+    rows = store.rows(
+        """
+        WITH latest AS (
+            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
+        )
+        SELECT a.task, a.model, a.follows, count(*) FROM eval_answers a JOIN latest USING (model, run_id)
+        WHERE a.follows IS NOT NULL GROUP BY ALL ORDER BY ALL
+        """
+    )
+    if not rows:
+        return None
+    named = sorted({f for _, _, f, _ in rows} - {"none", "several"} | {n for n, s in plan.strategies.items() if s.adherence})
+    columns_shown = [*named, "none", "several"]
+    arms = [a for a in ARMS if a in {m for _, m, _, _ in rows}] + sorted({m for _, m, _, _ in rows} - set(ARMS))
+    cells: dict[tuple[str, str], dict[str, int]] = {}
+    for task, model, follows, n in rows:
+        cells.setdefault((task, model), dict.fromkeys(columns_shown, 0))[follows] = n
+    table = []
+    for task in sorted({t for t, _, _, _ in rows}):
+        own = plan.tasks[task].strategy if task in plan.tasks else None
+        for arm in arms:
+            if (task, arm) in cells:
+                counts = cells[(task, arm)]
+                table.append({"task": task, "arm": arm, "own": own, "n": sum(counts.values()),
+                              "counts": [counts[c] for c in columns_shown]})
+    return {"columns": columns_shown, "rows": table}
 
 
 def _builds(store: Store) -> list[dict]:
@@ -106,8 +146,8 @@ def rule_text(rule: CheckRule) -> str:
         return f"regex({json.dumps(rule.pattern)})"
     if rule.kind == "numeric" and rule.tolerance is not None:
         return f"numeric(gold, tolerance = {rule.tolerance:g})"
-    if rule.kind == "nonempty":
-        return "nonempty()"
+    if rule.kind in ("nonempty", "no_echo"):
+        return f"{rule.kind}()"
     if rule.kind == "judged":
         return f"judged({rule.judge.name})"
     return f"{rule.kind}(gold)"

@@ -16,7 +16,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/build/command.py) ----
@@ -86,7 +86,7 @@ TABLES: dict[str, str] = {
     "eval_answers": """
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
-        adheres BOOLEAN, broken VARCHAR, job_id VARCHAR""",
+        adheres BOOLEAN, broken VARCHAR, job_id VARCHAR, follows VARCHAR""",
     # Every teacher call eval makes (orcac/runtime/evaluate/calls.py), once, by its
     # content-addressed job id: the prompted arm's answers ("prompted") and the judges'
     # ("judged(NAME)"); and the judges' verdicts on each run's answers (evaluate/judging.py).
@@ -147,6 +147,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE eval_gaps ADD COLUMN IF NOT EXISTS gap_high DOUBLE",
         f"CREATE TABLE IF NOT EXISTS eval_paired ({TABLES['eval_paired']})",
     ),
+    # which strategy's form each eval answer follows (orcac.specs.forms.followed), version 7
+    6: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS follows VARCHAR",),
 }
 
 
