@@ -3,6 +3,8 @@ default, final/ carries a Hub model card, and final/ loads with plain transforme
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -31,10 +33,11 @@ def _two_erase_messages(plan):
 
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
-    """A one-stage run of two steps: final/ as `orcac train` leaves it."""
+    """A one-stage run of two steps: final/ as `orcac train` leaves it, the stage's weights kept."""
     root = tmp_path_factory.mktemp("ready")
     db = write_records(root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8), holdout=orca_rows("add", 2, seed=9))
     plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),))
+    plan = plan.model_copy(update={"train": plan.train.model_copy(update={"keep_stages": True})})
     assert train.run(context(plan, root, db), max_steps=2) == 0
     return root, db, plan
 
@@ -127,7 +130,10 @@ def test_final_has_a_hub_model_card_that_eval_refreshes(trained):
     text = ModelCard.load(final / "README.md").text
     assert "## Evaluation" in text and "Not evaluated yet" not in text
     assert "| task | n | accuracy base | accuracy trained | adherence base | adherence trained |" in text
-    assert "| `add` | 2 |" in text.split("## Evaluation")[1]
+    evaluation = text.split("## Evaluation")[1]
+    assert "| `add` | 2 |" in evaluation and "| p (accuracy, trained vs base) |" in evaluation
+    add = next(line for line in evaluation.splitlines() if line.startswith("| `add` |"))
+    assert re.search(r"\| \d+% \[\d+-\d+\] \|", add), add  # each rate with its 95% interval
 
 
 def test_a_card_lists_each_erase_message_with_its_tasks_and_no_default(tiny, tmp_path):

@@ -177,26 +177,34 @@ def _taken(available: int, portion) -> int:
 def _evaluation(ev: dict | None) -> list[str]:
     if not ev:
         return ["", "## Evaluation", "", "Not evaluated yet: `orcac eval` writes its results here."]
-    header = ["task", "n"] + [f"{metric} {arm}" for metric in ("accuracy", "adherence") for arm in ev["arms"]]
+    metrics = ("accuracy", "adherence")
+    header = ["task", "n"] + [f"{metric} {arm}" for metric in metrics for arm in ev["arms"]]
     if ev["gaps"]:
-        header += ["gap closed (accuracy)", "gap closed (adherence)"]
+        header += [f"gap closed ({metric})" for metric in metrics]
+    if ev.get("paired"):
+        header += [f"p ({metric}, trained vs base)" for metric in metrics]
     out = [
         "",
         "## Evaluation",
         "",
         "`orcac eval` on the held-out rows: base and trained see only the erase message, prompted is the teacher with "
-        "the strategy's instruction and demonstrations. Gap closed = (trained - base) / (prompted - base).",
+        "the strategy's instruction and demonstrations. Each rate with its 95% Wilson interval; gap closed = "
+        "(trained - base) / (prompted - base), with its bootstrap 95% interval over rows; p: exact McNemar test of "
+        "trained against base on the same rows.",
         "",
         "| " + " | ".join(header) + " |",
         "| --- |" + " ---: |" * (len(header) - 1),
     ]
     for row in ev["rows"]:
         cells = [f"`{row['task']}`", str(next((c["examples"] for c in row["arms"] if c), ""))]
-        for metric in ("accuracy", "adherence"):
-            cells += [_pct(cell[metric]) if cell else "" for cell in row["arms"]]
+        for metric in metrics:
+            cells += [_rate(cell, metric) if cell else "" for cell in row["arms"]]
         if ev["gaps"]:
-            cells += [_gap((row["gaps"] or {}).get(metric)) for metric in ("accuracy", "adherence")]
+            cells += [_gap((row["gaps"] or {}).get(metric)) for metric in metrics]
+        if ev.get("paired"):
+            cells += [_p((row["paired"] or {}).get(metric)) for metric in metrics]
         out.append("| " + " | ".join(cells) + " |")
+    out += [""] + [f"- {line}" for line in ev.get("undecided", [])] if ev.get("undecided") else []
     return out
 
 
@@ -231,9 +239,22 @@ def _quoted(text: str) -> list[str]:
     return [fence + "text", *text.splitlines(), fence]
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
+def _rate(cell: dict, metric: str) -> str:
+    """`83% [55-95]`: the rate and its 95% interval where the run stored one."""
+    value, low, high = cell[metric], cell.get(f"{metric}_low"), cell.get(f"{metric}_high")
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.0f}%" + ("" if low is None else f" [{100 * low:.0f}-{100 * high:.0f}]")
 
 
-def _gap(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _gap(gap: dict | None) -> str:
+    """The gap closed (report.command._gaps) and its interval where the run stored one."""
+    if gap is None or gap["gap"] is None:
+        return "n/a"
+    return f"{gap['gap']:.2f}" + ("" if gap["low"] is None else f" [{gap['low']:.2f}, {gap['high']:.2f}]")
+
+
+def _p(test: dict | None) -> str:
+    if test is None or test["p"] is None:
+        return "n/a"
+    return "<0.001" if test["p"] < 0.001 else f"{test['p']:.3f}"
