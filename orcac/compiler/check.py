@@ -401,13 +401,37 @@ def _check_sampling(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
 
 
 def _check_benchmarks(spec: Spec, base: Path, diags: Diagnostics) -> None:
-    """A benchmark given as an lm-eval task file must be there (a task's name is lm-eval's to know)."""
-    for name in spec.eval.benchmarks if spec.eval else ():
+    """A benchmark given as an lm-eval task file must be there (a task's name is lm-eval's to know);
+    a benchmarked teacher is a declared one whose weights run here (`local/...`)."""
+    if spec.eval is None:
+        return
+    for name in spec.eval.benchmarks:
         if name.endswith((".yaml", ".yml")) and not (base / name).is_file():
             diags.error(
                 f"benchmark task file '{name}' not found",
                 spec.eval.at("benchmarks"),
                 "write the path of an lm-eval task's YAML file relative to the spec, or an lm-eval task's name",
+            )
+    if spec.eval.benchmark_teachers and not spec.eval.benchmarks:
+        diags.error(
+            "benchmark_teachers without benchmarks: there is nothing to run them on",
+            spec.eval.at("benchmark_teachers"),
+            "add benchmarks = [...] to the eval block",
+        )
+    teachers = {t.name: t for t in spec.teachers}
+    for name in spec.eval.benchmark_teachers:
+        teacher = teachers.get(name)
+        if teacher is None:
+            diags.error(
+                f"benchmark_teachers names '{name}', which is not a declared teacher",
+                spec.eval.at("benchmark_teachers"),
+                did_you_mean(name, list(teachers)) or f"declared teachers: {', '.join(teachers) or '(none)'}",
+            )
+        elif not teacher.model.startswith("local/"):
+            diags.error(
+                f"benchmark_teachers: teacher '{name}' ({teacher.model}) is an API, not weights lm-eval can score",
+                spec.eval.at("benchmark_teachers"),
+                "name a teacher whose model is local/... (in-process), or leave it out",
             )
 
 

@@ -354,8 +354,11 @@ class EvalPlan(PlanModel):
     # Standard benchmarks (lm-evaluation-harness tasks), run beside the held-out arms with the
     # chat template and the erase message, as the student was trained (evaluate/benchmarks.py).
     benchmarks: tuple[str, ...] = setting("eval", "benchmarks")
+    # Local teachers whose own weights run the same benchmarks, with the same system instruction,
+    # when the prompted arm runs: what the student is compared with outside the spec's tasks.
+    benchmark_teachers: tuple[str, ...] = setting("eval", "benchmark_teachers")
 
-    WRITTEN_WHEN_SET = ("benchmarks",)
+    WRITTEN_WHEN_SET = ("benchmarks", "benchmark_teachers")
 
 
 # ---- the plan -----------------------------------------------------------------------------

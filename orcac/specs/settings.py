@@ -252,6 +252,10 @@ KEYS: tuple[Key, ...] = (
         "eval", "benchmarks", NAMES, (),
         doc="lm-evaluation-harness tasks run on the base and trained students (a name, or a task's .yaml file beside the spec)",
     ),
+    Key(
+        "eval", "benchmark_teachers", NAMES, (),
+        doc="local teachers (local/...) whose weights also run the benchmarks, beside the prompted arm: the reference the student is measured against",
+    ),
     # ---- keyword arguments of calls
     Key(
         "best_of()", "by", one_of("accept", "judge"), "accept",

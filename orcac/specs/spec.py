@@ -369,6 +369,7 @@ class EvalDecl(Decl):
     prompted: bool
     judges: bool
     benchmarks: tuple[str, ...]
+    benchmark_teachers: tuple[str, ...]
 
 
 @_decl

@@ -115,7 +115,8 @@ VALUE_BASE: dict[str, dict[str, str]] = {
     },
     "lora": {"r": "4", "alpha": "8", "dropout": "0.0", "targets": "[q_proj]"},  # inside train
     "stage one": {"tasks": "[a]", "epochs": "1"},  # inside train
-    "eval": {"max_new_tokens": "16", "batch_size": "2", "prompted": "false", "judges": "false", "benchmarks": "[gsm8k]"},
+    "eval": {"max_new_tokens": "16", "batch_size": "2", "prompted": "false", "judges": "false", "benchmarks": "[gsm8k]",
+             "benchmark_teachers": "[]"},
 }
 NESTED = {"params": "teacher t", "demonstration": "strategy s", "lora": "train", "stage one": "train"}
 

@@ -149,3 +149,51 @@ def test_a_lora_student_is_benchmarked_with_its_adapter_and_the_results_are_stor
     assert "LoRA (r=4, alpha=8" in card and "merged into the weights" in card
     benchmarks_part = card.split("## Standard benchmarks")[1]
     assert "| orcac_arith | perplexity | none | 4 |" in benchmarks_part and " ± " in benchmarks_part
+
+
+# ---- a local teacher's weights, benchmarked beside the students ---------------------------------
+
+
+def _with_teacher(plan, model: str):
+    teacher = plan.teachers["t"].model_copy(update={"model": model})
+    return plan.model_copy(update={
+        "teachers": {"t": teacher},
+        "eval": plan.eval.model_copy(update={"benchmarks": (BENCH,), "benchmark_teachers": ("t",)}),
+    })
+
+
+def test_a_benchmarked_teacher_runs_with_the_prompted_arm(tiny, capsys):
+    plan = _with_teacher(train_plan(str(tiny)), f"local/{tiny}")
+    assert benchmarks.wanted(plan, ["base", "prompted", "trained"]) == ["base", "trained", "teacher t"]
+    assert benchmarks.wanted(plan, ["base", "trained"]) == ["base", "trained"]  # no prompted arm: no teacher
+    benchmarks.dry_run(plan, ["base", "prompted", "trained"])
+    assert f"benchmarks (lm-evaluation-harness, on base, trained, teacher t): {BENCH}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("teacher", "extra", "message"), [
+    ('teacher t { model = "local/smollm2-135m-instruct" }', "benchmark_teachers = [tt]",
+     "s.orca:6:50: error: benchmark_teachers names 'tt', which is not a declared teacher"),
+    ('teacher t { model = "openai/gpt-4o" }', "benchmark_teachers = [t]",
+     "s.orca:6:50: error: benchmark_teachers: teacher 't' (openai/gpt-4o) is an API, not weights lm-eval can score"),
+])
+def test_check_refuses_a_benchmarked_teacher_that_is_not_local_weights(tmp_path, capsys, teacher, extra, message):
+    from orcac import cli
+
+    spec = tmp_path / "s.orca"
+    spec.write_text(f'orca 1\n\n{teacher}\n\n\neval {{ benchmarks = [gsm8k] {extra} }}\n')
+    assert cli.main(["check", str(spec)]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_local_teachers_own_weights_are_benchmarked_and_stored(tiny, tmp_path, capsys):
+    records = orca_rows("add", 4)
+    db = write_records(tmp_path / "build.duckdb", records, holdout=orca_rows("add", 2, seed=9))
+    plan = _with_teacher(train_plan(str(tiny)), f"local/{tiny}")
+    write_task(tmp_path, records)
+    scored = benchmarks.run(plan, tmp_path, db, ["prompted"], run_id="r1", plan_sha="x", load=None, limit=2)
+    assert {(r["model"], r["model_path"], r["metric"]) for r in scored} == {
+        ("teacher t", str(tiny), "acc"), ("teacher t", str(tiny), "perplexity")
+    }
+    assert rows(db, "SELECT DISTINCT model, system_instruction FROM eval_benchmarks") == [("teacher t", ERASE)]
+    assert "teacher t" in capsys.readouterr().out

@@ -23,13 +23,19 @@ from pathlib import Path
 from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
 
-ARMS = ("base", "trained")  # the arms benchmarks run on: the prompted teacher is an API, not weights
+ARMS = ("base", "trained")  # the student arms benchmarks run on
+TEACHER_ARM = "teacher {}"  # a benchmarked local teacher's arm (`eval { benchmark_teachers = [t] }`)
 LM_EVAL = '"orcac[benchmarks]"'  # what `pip install` needs (lm-eval), said where it is missing; `make setup` installs it
 
 
 def wanted(plan, models: list[str]) -> list[str]:
-    """The arms, of those this eval runs, that the plan's benchmarks run on."""
-    return [m for m in models if m in ARMS] if plan.eval.benchmarks else []
+    """The arms, of those this eval runs, that the plan's benchmarks run on: base and trained, and
+    each of `benchmark_teachers` with the prompted arm (the teacher's own weights, through the
+    same chat template and system instruction as the student: a reference, not its strategy)."""
+    if not plan.eval.benchmarks:
+        return []
+    teachers = [TEACHER_ARM.format(t) for t in plan.eval.benchmark_teachers] if "prompted" in models else []
+    return [m for m in models if m in ARMS] + teachers
 
 
 def system_instruction(plan) -> str | None:
@@ -74,9 +80,10 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
 
     system = system_instruction(plan)
     tasks = [_task(name, root) for name in plan.eval.benchmarks]
+    teachers = {TEACHER_ARM.format(t): t for t in plan.eval.benchmark_teachers}
     rows = []
     for name in arms:
-        model, tokenizer, where = load(name, plan, root)
+        model, tokenizer, where = _load_teacher(plan, teachers[name], root) if name in teachers else load(name, plan, root)
         print(f"  {name}: benchmarks {', '.join(plan.eval.benchmarks)}", file=sys.stderr, flush=True)
         results = lm_eval.simple_evaluate(
             model=_lm(model, tokenizer, plan),
@@ -92,6 +99,24 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
         del model
     show(rows)
     return rows
+
+
+def _load_teacher(plan, name: str, root: Path):
+    """(model, tokenizer, where) for a local teacher, in its own precision, with the chat template
+    the student was given (so both are asked the same way)."""
+    from orcac.runtime.models import loading, precision
+
+    teacher = plan.teachers[name]
+    weights = loading.local_teacher_weights(teacher.model)
+    dtype = precision.choose(teacher.precision).dtype()
+    model, tokenizer = loading.load_causal_lm(weights, root, dtype=dtype)
+    import torch
+
+    model.to(device="cuda" if torch.cuda.is_available() else "cpu", dtype=dtype)  # a GGUF file loads in fp32
+    added = chat_format.prepare_tokenizer(tokenizer, plan.students[plan.train.student].chat_template if plan.train else "auto")
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer, weights
 
 
 def _lm(model, tokenizer, plan):

