@@ -40,6 +40,7 @@ SHAPES = {
     "paper": (4096, 4, True),
     "quick": (1024, 4, True),
     "long": (2048, 2, True),
+    "row": (4096, 1, True),  # one row of Orca 2's length
 }
 
 
