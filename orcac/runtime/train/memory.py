@@ -22,7 +22,9 @@ What a step holds beyond what is already resident:
 
 The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
 Measured against the real peak (benchmarks/bench_memory.py, BENCHMARKS.md): the sum is within
-15% of the resident memory a step adds, on the demo's shape and on Orca 2's (4 x 4,096 tokens).
+15% of the resident memory a step adds, on the demo's shape and on Orca 2's (4 x 4,096 tokens)
+without checkpointing, and with checkpointing at the demo's rows; with checkpointing at 4,096-
+token rows it is 40% low (a length-dependent term not yet explained).
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
 memory, capped by the cgroup limit of a container, which psutil does not see.
 
