@@ -43,6 +43,7 @@ SHAPES = {
     "quick": (1024, 4, True),
     "long": (2048, 2, True),
     "row": (4096, 1, True),  # one row of Orca 2's length
+    "pair": (4096, 2, True),
 }
 
 
@@ -121,7 +122,8 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
         checkpointing = bool(trainer.args.activation_checkpointing)
         model = trainer.model
         longest = max(len(row) for row in trainer.train_dataset["input_ids"])
-        need = memory.step_memory(trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu)
+        need = memory.step_memory(trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu,
+                                  row_length=longest)
         gc.collect()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()

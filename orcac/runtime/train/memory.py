@@ -14,7 +14,8 @@ What a step holds beyond what is already resident:
                 q and k, which bf16 autocast leaves in fp32) and 4 x intermediate in the compute
                 dtype (the MLP's gate, up, activation and product); with activation
                 checkpointing only each layer's input (hidden, weights' dtype) plus one layer's
-                worth while it is recomputed
+                worth while it is recomputed, and, measured at 4,096-token rows and not yet
+                explained, row length x 4 bytes per token for every other layer
   logits        the vocabulary head: train/loss.py projects at most loss.CHUNK labelled
                 positions at a time, so tokens x vocabulary is bounded by the chunk: its
                 logits in the compute dtype and three fp32 tensors (the upcast, the
@@ -23,8 +24,8 @@ What a step holds beyond what is already resident:
 The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
 Measured against the real peak (benchmarks/bench_memory.py, BENCHMARKS.md): the sum is within
 15% of the resident memory a step adds, on the demo's shape and on Orca 2's (4 x 4,096 tokens)
-without checkpointing, and with checkpointing at the demo's rows; with checkpointing at 4,096-
-token rows it is 40% low (a length-dependent term not yet explained).
+without checkpointing, and with checkpointing at rows of 512 to 4,096 tokens (the 135M's 30
+layers at Orca 2's full batch with checkpointing is not measured yet).
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
 memory, capped by the cgroup limit of a container, which psutil does not see.
 
@@ -67,7 +68,7 @@ class StepMemory:
         return ", ".join(f"{name} {_gb(size)}" for name, size in named if size)
 
 
-def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> StepMemory:
+def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_length: int = 0) -> StepMemory:
     """The estimate for one optimizer step of `model` over `tokens` tokens (batch x row length)."""
     config = model.config.get_text_config()
     hidden = config.hidden_size
@@ -84,7 +85,9 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> Step
         gradients=sum(p.numel() * p.element_size() for p in trainable),
         optimizer=sum(2 * p.numel() * 4 for p in trainable),
         activations=tokens * layers * per_layer,
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer),
+        # + row_length x 4 bytes per token for every layer but the recomputed one: measured, not
+        # yet explained (a row length squared in fp32 per row and layer; BENCHMARKS.md)
+        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer + (layers - 1) * row_length * 4),
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
     )
 
