@@ -15,7 +15,7 @@ they started (Linux: the high-water mark reset through /proc/self/clear_refs, re
 
 Shapes (max_length x batch_size, precision): demo 512 x 8 as examples/cautious_reasoner trains
 it, paper 4096 x 4 (Orca 2's settings, benchmarks/orca2_settings/), long 2048 x 2 and row
-4096 x 1 (the same tokens in longer rows), quick 1024 x 4; grad_accum is 1 here, as
+4096 x 1 and pair 4096 x 2 (the same tokens in longer rows), quick 1024 x 4; grad_accum is 1 here, as
 accumulation adds no memory (the gradients are summed in place). The paper shape takes minutes a
 step on 2 cores (17 minutes each on a machine loaded 4-8x). Prints, per shape, the estimate by part, the measured peak, and
 `estimate / measured`; the goal is within 15% (0.85 to 1.15).
