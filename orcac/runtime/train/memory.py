@@ -15,7 +15,7 @@ What a step holds beyond what is already resident:
                 dtype (the MLP's gate, up, activation and product); with activation
                 checkpointing only each layer's input (hidden, weights' dtype) plus one layer's
                 worth while it is recomputed, and, measured at 4,096-token rows and not yet
-                explained, row length x 4 bytes per token for every other layer
+                explained, a row length squared in fp32 for every other layer (64 MiB each)
   logits        the vocabulary head: train/loss.py projects at most loss.CHUNK labelled
                 positions at a time, so tokens x vocabulary is bounded by the chunk: its
                 logits in the compute dtype and three fp32 tensors (the upcast, the
@@ -85,9 +85,9 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_len
         gradients=sum(p.numel() * p.element_size() for p in trainable),
         optimizer=sum(2 * p.numel() * 4 for p in trainable),
         activations=tokens * layers * per_layer,
-        # + row_length x 4 bytes per token for every layer but the recomputed one: measured, not
-        # yet explained (a row length squared in fp32 per row and layer; BENCHMARKS.md)
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer + (layers - 1) * row_length * 4),
+        # + a row length squared in fp32 for every layer but the recomputed one, whatever the
+        # batch: measured, not yet explained (BENCHMARKS.md)
+        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer) + (layers - 1) * row_length**2 * 4,
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
     )
 
