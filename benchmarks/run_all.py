@@ -77,6 +77,9 @@ BENCHES = (
     Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
         Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),
     )),
+    Bench("bench_memory.py", ("--quick",), (
+        Ratio("training memory estimate / measured peak (4-layer SmolLM2 shape)", r"furthest from 1: ([\d.]+)", "0.85 to 1.15"),
+    ), timeout_s=360),
     Bench("bench_loading.py", ("--rounds", "1"), (
         Ratio("load from GGUF / from the model cache (135M)", r"^GGUF / cache: ([\d.]+)x", "> 10"),
     )),

@@ -46,6 +46,7 @@ from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
 from orcac.runtime.models.loading import save_model
 from orcac.runtime.report import model_card
+from orcac.runtime.train import guard
 from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -61,7 +62,26 @@ CHECKPOINT_EVERY_S = 300.0
 
 
 def command(context: RunContext, args) -> int:
-    return run(context, resume=args.resume, retrain=args.retrain, max_steps=args.max_steps)
+    # out of memory: one line and exit 1, never the kernel's bare `Killed` (train/guard.py)
+    spec = context.plan.spec
+    return guard.supervised(
+        lambda: guard.out_of_memory_is_an_error(lambda: run(context, resume=args.resume, retrain=args.retrain, max_steps=args.max_steps), spec=spec),
+        spec=spec,
+        on_killed=lambda: _killed(context),
+    )
+
+
+def _killed(context: RunContext) -> None:
+    """The supervised child died by a signal: its run, if still 'running', failed."""
+    try:
+        run_id = json.loads((context.root / context.plan.train.output / STATE_FILE).read_text())["run_id"]
+    except (OSError, ValueError, KeyError):
+        return  # killed before it wrote a run
+    con = _connect(context.db)
+    try:
+        con.execute("UPDATE train_runs SET status = 'failed', ended_at = now() WHERE run_id = ? AND status = 'running'", [run_id])
+    finally:
+        con.close()
 
 
 def run(context: RunContext, *, resume: bool = False, retrain: bool = False, max_steps: int | None = None) -> int:
@@ -72,7 +92,8 @@ def run(context: RunContext, *, resume: bool = False, retrain: bool = False, max
     is left alone unless `retrain`.
 
     The run's row in `train_runs` says how it ended: finished, failed or interrupted (Ctrl-C
-    here; kill -9 or the OOM killer: marked by the next run, which finds it still 'running').
+    here; the OOM killer under `orcac train`: marked by the supervising parent, train/guard.py;
+    a kill -9 of the whole command: by the next run, which finds it still 'running').
     """
     live: dict[str, str] = {}  # the run id, once its row is written
     try:
@@ -269,12 +290,14 @@ def _fit_in_memory(trainer, stage, tp, bf16) -> None:
     on_gpu = _cuda_available()
     longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
     need = memory.step_memory(
-        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
+        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu, row_length=longest
     )
     free, where = memory.free_memory(on_gpu)
     if memory.fit(need, free, where, stage=stage.name, batch_size=tp.batch_size, max_length=tp.max_length):
-        trainer.args.gradient_checkpointing = True
-        trainer.args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        # transformers 5 reads activation_checkpointing in train(); its old name, gradient_checkpointing,
+        # is an alias only when the arguments are made, and set afterwards turned nothing on
+        trainer.args.activation_checkpointing = True
+        trainer.args.activation_checkpointing_kwargs = {"use_reentrant": False}
         _log(
             f"  a step needs about {memory._gb(need.total())} ({need.parts()}), {memory._gb(free)} is free {where}: "
             f"activation checkpointing on ({memory._gb(need.total(checkpointing=True))}, a third more compute)"
