@@ -84,7 +84,9 @@ def test_a_training_process_killed_by_the_kernel_is_one_line_and_exit_1(tiny, tm
                             "marked failed and the stages that finished are kept")
     assert last[1].startswith("  to fix this: lower train.max_length or train.batch_size")
     assert rows(tmp_path / "build.duckdb", "SELECT status FROM train_runs") == [("failed",)]
-    assert (tmp_path / "out/student/stages/01-first/final/stage.json").is_file()
+    # the finished stage: marked done, and its weights kept (the next stage, not yet saved, starts from them)
+    assert (tmp_path / "out/student/stages/01-first/stage.json").is_file()
+    assert (tmp_path / "out/student/stages/01-first/final/model.safetensors").is_file()
 
 
 def _children(pid: int) -> list[int]:

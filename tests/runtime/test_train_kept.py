@@ -294,7 +294,10 @@ def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp_path / "build.duckdb", records)
     args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    from orcac.runtime.train import guard
+
+    # trains in this process (as the supervised child does), where the planted kill is
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{guard.CHILD: "1"})
     killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_SAVE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
     cut = tmp_path / plan.train.output / "stages/01-only/checkpoint-2"
