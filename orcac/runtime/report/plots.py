@@ -106,4 +106,5 @@ def _gap_text(g: dict) -> str:
         return "n/a"
     if g.get("gap_low") is None:
         return f"{g['gap_closed']:.2f}"
-    return f"{g['gap_closed']:.2f} [{g['gap_low']:.2f}, {g['gap_high']:.2f}]"
+    # the interval on a line of its own: three tasks' labels side by side must not overlap
+    return f"{g['gap_closed']:.2f}\n[{g['gap_low']:.2f}, {g['gap_high']:.2f}]"
