@@ -134,6 +134,7 @@ def test_train_with_the_distill_objective_lowers_the_divergence(tiny, tokenizer,
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
 def test_on_policy_and_sft_plus_distill_train(tiny, tmp_path):
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 4))
     plan = _distill_plan(tiny, objective="sft+distill", beta=0.5, on_policy=1.0)

@@ -142,14 +142,14 @@ def distill_loss(student, teacher, inputs: dict, *, beta: float, sft: bool = Fal
             f"the distill teacher has {teacher_logits.size(-1)} tokens in its vocabulary, the student {student_logits.size(-1)}",
             hint="distill from a teacher with the student's tokenizer (the same base model, or one of its family)",
         )
-    divergence = generalized_jsd()(
-        student_logits, teacher_logits, labels=targets, beta=beta, num_items_in_batch=num_items_in_batch
-    )
+    # Only the answer tokens, as one row: a shorter answer's row starts with prompt positions,
+    # and the divergence costs a few vocabulary-sized tensors per position (the mixture's).
+    answer = targets != IGNORE
+    student_logits, teacher_logits, targets = student_logits[answer][None], teacher_logits[answer][None], targets[answer]
+    divergence = generalized_jsd()(student_logits, teacher_logits, beta=beta, num_items_in_batch=num_items_in_batch)
     loss = divergence
     if sft:
-        cross = F.cross_entropy(
-            student_logits.reshape(-1, student_logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
+        cross = F.cross_entropy(student_logits[0], targets, reduction="sum")
         loss = loss + cross / (num_items_in_batch.to(cross.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
     return loss, divergence
 
