@@ -156,6 +156,7 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
         f"{chosen}, packing {'on' if tp.packing else 'off'}"
         + (" (examples isolated)" if tp.packing and isolated else "")
         + (f", LoRA r={tp.lora.r}" if tp.lora else "")
+        + (f"; objective {tp.objective}, teacher {tp.distill.teacher} (pairs unpacked)" if teacher is not None else "")
     )
 
     # 4. Stages in order; each starts from the weights the previous one saved.

@@ -23,8 +23,9 @@ on the same `input_ids`, while here the teacher's prompt is longer and different
 teacher-only context), so only the answer tokens line up; SDFTTrainer
 (`trl.experimental.sdft`) has a teacher-only context, but builds it by formatting a string
 into the user's turn (`teacher_prompt_template`), not as a system turn with demonstrations as
-earlier turns, and it generates on every step (a GRPO-style trainer over prompts), so it
-cannot train on the teacher's kept answers. What is written here is the pairing: each example
+earlier turns, and it samples the completions on every step (from the student, or the
+teacher with `generate_from_teacher`: a GRPO-style trainer over prompts), so it cannot train
+on the build's kept answers, those that passed the task's accept rules. What is written here is the pairing: each example
 is the teacher's context and the student's, ending in the same answer tokens, left-padded so
 the answers line up at the right end of both batches, and only those positions go through the
 vocabulary head (`logits_to_keep`). The teacher must share the student's tokenizer (one
