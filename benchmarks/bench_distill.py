@@ -96,8 +96,11 @@ def run_one(plan, objective: str, records: list[dict], steps: int, db_source: Pa
         import duckdb
 
         con = duckdb.connect(str(db), read_only=True)
-        elapsed = [r[0] for r in con.execute("SELECT elapsed_s FROM train_steps ORDER BY step").fetchall()]
+        logged = con.execute("SELECT elapsed_s, loss, grad_norm FROM train_steps ORDER BY step").fetchall()
         con.close()
+    elapsed = [r[0] for r in logged]
+    print(f"  {objective}: losses {[round(r[1], 4) for r in logged]}, grad norms {[round(r[2] or 0, 3) for r in logged]}, "
+          f"step ends at {[round(e, 1) for e in elapsed]} s", file=sys.stderr, flush=True)
     step_s = statistics.mean(b - a for a, b in zip(elapsed, elapsed[1:])) if len(elapsed) > 1 else elapsed[0]
     return {"planned": planned[0], "step_s": step_s, "total_s": total, "steps": len(elapsed)}
 
