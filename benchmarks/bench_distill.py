@@ -4,7 +4,7 @@
 
 The demo's plan (examples/cautious_reasoner/cautious.plan.yaml) with its train settings (batch
 8, max_length 512, packing on), one stage over its three tasks, run by `orcac train`'s own
-`run` for `--steps` optimizer steps with each objective: `sft` (cross-entropy on the packed
+`run` for `--steps` optimizer steps with each objective, each in a process of its own: `sft` (cross-entropy on the packed
 records), `distill` (the prompted teacher, the same model, run beside the student on the
 strategy's system text and demonstrations; TRL's generalized JSD, beta 0.5) and `sft+distill`.
 A step's time is the mean over the steps after the first; an epoch is the steps the stage
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,6 +114,7 @@ def main() -> int:
     parser.add_argument("--per-task", type=int, default=48, help="rows of each demo task (the demo's limit is 48)")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     parser.add_argument("--db", type=Path, help="a build of the demo: train on its records")
+    parser.add_argument("--one", choices=OBJECTIVES, help=argparse.SUPPRESS)  # the child process of one objective
     args = parser.parse_args()
 
     plan = read_plan(DEMO / "cautious.plan.yaml")
@@ -135,13 +138,22 @@ def main() -> int:
 
     import torch
 
-    print(f"demo records: {len(records)} ({args.per_task} a task), {tokens} student tokens an epoch; "
-          f"model {args.model}; batch {plan.train.batch_size}, max_length {plan.train.max_length}; "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'objective':<12} {'steps/epoch':>11} {'s/step':>8} {'epoch s':>9} {'tokens/s':>9}")
+    if not args.one:
+        print(f"demo records: {len(records)} ({args.per_task} a task), {tokens} student tokens an epoch; "
+              f"model {args.model}; batch {plan.train.batch_size}, max_length {plan.train.max_length}; "
+              f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+        print(f"{'objective':<12} {'steps/epoch':>11} {'s/step':>8} {'epoch s':>9} {'tokens/s':>9}")
+    if args.one:  # a child process: one objective, its result as JSON on the last line
+        print(json.dumps(run_one(plan, args.one, records, args.steps, args.db)))
+        return 0
     results = {}
     for objective in args.objectives.split(","):
-        r = run_one(plan, objective, records, args.steps, args.db)
+        # Each objective in a fresh process: measured, the second run in one process took up
+        # to 6x longer a step than the same run alone (whichever objective it was).
+        child = [sys.executable, "-m", "benchmarks.bench_distill", "--one", objective, *sys.argv[1:]]
+        done = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, check=True)
+        sys.stderr.write("\n".join(line for line in done.stderr.splitlines() if line.startswith("  ")) + "\n")
+        r = json.loads(done.stdout.strip().splitlines()[-1])
         epoch_s = r["planned"] * r["step_s"]
         results[objective] = epoch_s
         print(f"{objective:<12} {r['planned']:>11} {r['step_s']:>8.2f} {epoch_s:>9.1f} {tokens / epoch_s:>9.0f}", flush=True)
