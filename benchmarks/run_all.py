@@ -74,6 +74,9 @@ BENCHES = (
         Ratio("packed / naive padded, real tokens/s", r"^speed-up: ([\d.]+)x", ">= 1.5"),
         Ratio("rows + answer head / one row + full head", r"^one pack a row, answer-only head / one row, head everywhere: ([\d.]+)x", "> 1"),
     )),
+    Bench("bench_distill.py", ("--model", "{tiny}", "--per-task", "8", "--steps", "2", "--objectives", "sft,distill"), (
+        Ratio("distill / sft, wall time per epoch (tiny model)", r"^distill / sft, wall time per epoch: ([\d.]+)x", ""),
+    )),
     Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
         Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),
     )),

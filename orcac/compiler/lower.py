@@ -34,6 +34,7 @@ from orcac.specs.plan import (
     EvalPlan,
     JudgedRule,
     JudgePlan,
+    DistillPlan,
     LoraPlan,
     Plan,
     PortionPlan,
@@ -253,7 +254,10 @@ def lower_train(t: TrainDecl, tasks: dict[str, TaskPlan], *, spec_path: str, bas
     output = t.output or f".orca/{spec_stem(spec_path)}/student"
     stages = tuple(lower_stage(s, tasks) for s in t.stages)
     lora = None if t.lora is None else LoraPlan(**_copy("lora", t.lora))
-    return TrainPlan(**_copy("train", t, output=rel(base / output, plan_dir), lora=lora, stages=stages))
+    distill = None if t.distill is None else DistillPlan(**_copy("distill", t.distill))
+    return TrainPlan(
+        **_copy("train", t, output=rel(base / output, plan_dir), lora=lora, distill=distill, stages=stages)
+    )
 
 
 def lower_stage(s: StageDecl, tasks: dict[str, TaskPlan]) -> StagePlan:

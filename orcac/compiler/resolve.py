@@ -144,6 +144,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
     task_names = {t.name for t in spec.tasks} | broken.get("task", set())  # a set: a stage may list thousands
     if spec.train is not None:
         _check_ref(spec.train.student, "student", {s.name for s in spec.students} | broken.get("student", set()), diags)
+        _check_distill(spec, broken, diags)
         seen: dict[str, object] = {}
         for stage in spec.train.stages:
             if stage.name in seen:
@@ -160,6 +161,32 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
         if not spec.train.stages:
             diags.error("train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }")
     return replace(spec, tasks=tuple(tasks))
+
+
+def _check_distill(spec: Spec, broken: dict[str, set[str]], diags: Diagnostics) -> None:
+    """`objective = distill` needs a `distill { teacher = T }` block whose teacher runs in this
+    process (local/...): its next-token distributions are read, which no API returns whole."""
+    train, distill = spec.train, spec.train.distill
+    if train.objective == "sft":
+        if distill is not None:
+            diags.error("a distill block, but the objective is sft", distill.span, "set objective = distill (or sft+distill) in the train block")
+        return
+    if distill is None:
+        diags.error(
+            f"objective = {train.objective} needs a distill block", train.at("objective"),
+            "add: distill { teacher = NAME } (a local/... teacher) to the train block",
+        )
+        return
+    teachers = {t.name: t for t in spec.teachers}
+    if not _check_ref(distill.teacher, "teacher", set(teachers) | broken.get("teacher", set()), diags):
+        return
+    teacher = teachers.get(distill.teacher.name)
+    if teacher is not None and not teacher.model.startswith("local/"):
+        diags.error(
+            f"distill teacher '{teacher.name}' is {teacher.model!r}, not a local model: its token distributions cannot be read",
+            distill.teacher.span,
+            "distill from a local/... teacher (the same base model or another with the student's tokenizer), or use objective = sft",
+        )
 
 
 # A task whose answers come from its source asks no teacher: these keys have nothing to do there.

@@ -31,6 +31,7 @@ from orcac.specs.spec import (
     CheckExpr,
     DefaultsDecl,
     DemonstrationDecl,
+    DistillDecl,
     Duration,
     EraseDecl,
     EvalDecl,
@@ -524,8 +525,9 @@ BLOCKS: dict[str, tuple[type, bool, dict[str, bool]]] = {
     "judge": (JudgeDecl, True, {}),
     "defaults": (DefaultsDecl, False, {}),
     "task": (TaskDecl, True, {}),
-    "train": (TrainDecl, False, {"lora": False, "stage": True}),
+    "train": (TrainDecl, False, {"lora": False, "distill": False, "stage": True}),
     "lora": (LoraDecl, False, {}),
+    "distill": (DistillDecl, False, {}),
     "stage": (StageDecl, True, {}),
     "eval": (EvalDecl, False, {}),
 }
@@ -669,6 +671,11 @@ def _block(block: Block, diags: Diagnostics, file: str):
             diags.error("a second lora block", extra.span)
             return None
         values["lora"] = loras[0] if loras else None
+        distills = children["distill"]
+        for extra in distills[1:]:
+            diags.error("a second distill block", extra.span)
+            return None
+        values["distill"] = distills[0] if distills else None
         values["stages"] = tuple(children["stage"])
     if named:
         values["name"] = block.name

@@ -300,6 +300,15 @@ class LoraPlan(PlanModel):
     target_modules: tuple[str, ...] = setting("lora", "targets")
 
 
+class DistillPlan(PlanModel):
+    """`objective = distill`: the local teacher whose next-token distributions the student
+    learns, and the divergence (orcac.runtime.train.distill)."""
+
+    teacher: str  # a TeacherPlan whose model is local (local/...)
+    beta: float = setting("distill", "beta")
+    on_policy: float = setting("distill", "on_policy")
+
+
 class PortionPlan(PlanModel):
     """How much of a task's records a stage takes: a share, or at most a number; drawn by
     the train seed (orcac.sampling.portion), so the same records every run."""
@@ -337,8 +346,10 @@ class TrainPlan(PlanModel):
     # A stage's weights are what a stopped run resumes from; once final/ is written they are
     # dropped unless kept (fp32: 538 MB a stage for the 135M demo student).
     keep_stages: bool = setting("train", "keep_stages")
+    objective: Literal[options("train", "objective")] = setting("train", "objective")
+    distill: DistillPlan | None = None
 
-    WRITTEN_WHEN_SET = ("keep_stages",)
+    WRITTEN_WHEN_SET = ("keep_stages", "objective", "distill")
 
 
 class EvalPlan(PlanModel):

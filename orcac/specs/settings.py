@@ -233,6 +233,18 @@ KEYS: tuple[Key, ...] = (
         "train", "keep_stages", BOOLEAN, False,
         doc="keep every stage's weights once the run is done (off: only final/, the stages' summaries and loss curve)",
     ),
+    Key(
+        "train", "objective", one_of("sft", "distill", "sft+distill"), "sft",
+        doc="sft: cross-entropy on the teacher's answers; distill: a divergence from a local teacher's next-token "
+        "distributions under the strategy's prompt (the `distill` block); sft+distill: their sum",
+    ),
+    # ---- distill: the teacher and divergence of `objective = distill` (orcac.runtime.train.distill)
+    Key("distill", "teacher", REF, required=True),
+    Key("distill", "beta", number(0.0, 1.0), 0.5, doc="generalized JSD's beta (GKD): 0 forward KL(teacher || student), 1 reverse KL"),
+    Key(
+        "distill", "on_policy", FRACTION, 0.0,
+        doc="the share of batches whose answers the student samples itself (GKD's lambda); the others are the teacher's kept answers",
+    ),
     Key("lora", "r", whole(1, 4096), 16),
     Key("lora", "alpha", whole(1, 65536), 32),
     Key("lora", "dropout", number(0.0, 1.0), 0.05),

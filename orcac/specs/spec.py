@@ -338,6 +338,13 @@ class LoraDecl(Decl):
 
 
 @_decl
+class DistillDecl(Decl):
+    teacher: Named
+    beta: float
+    on_policy: float
+
+
+@_decl
 class StageDecl(Decl):
     name: str
     tasks: tuple[Portion, ...]
@@ -359,6 +366,8 @@ class TrainDecl(Decl):
     lora: LoraDecl | None = None
     output: str | None  # None: .orca/<spec name>/student
     keep_stages: bool
+    objective: str = "sft"
+    distill: DistillDecl | None = None
     stages: tuple[StageDecl, ...] = ()
 
 

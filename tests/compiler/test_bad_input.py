@@ -529,3 +529,53 @@ def test_a_dry_run_warns_of_an_unset_api_key_and_still_succeeds(tmp_path, monkey
     monkeypatch.setenv("NO_SUCH_KEY", "sk-test")
     code, out, err = _run(tmp_path, "build", spec.name, "--dry-run")
     assert code == 0 and err.splitlines() == warnings[:1]
+
+
+# ---- objective = distill: a local teacher, in a distill block ------------------------------------
+
+
+def _distill_spec(tmp_path, train_body: str):
+    return _spec(
+        tmp_path,
+        f"""\
+        teacher lt {{ model = "local/smollm2-135m-instruct" }}
+        task a {{ from = jsonl("d.jsonl") prompt = "{{{{ q }}}}" strategy = s teacher = t }}
+        student st {{ model = "local/smollm2-135m-instruct" }}
+        train {{
+          student = st
+          {train_body}
+          stage one {{ tasks = [a] epochs = 1 }}
+        }}
+        """,
+        d__jsonl='{"q": "x"}\n',
+    )
+
+
+def test_a_distill_teacher_that_is_not_local_is_refused_in_one_line(tmp_path):
+    spec = _distill_spec(tmp_path, "objective = distill distill { teacher = t }")
+    code, _, err = _run(tmp_path, "check", spec.name)
+    assert code == 1
+    assert _first_error(err)[0] == (
+        "s.orca:11:43: error: distill teacher 't' is 'openai/gpt-4o-mini', not a local model: "
+        "its token distributions cannot be read"
+    )
+
+
+def test_the_distill_objective_needs_a_distill_block_and_the_block_needs_the_objective(tmp_path):
+    spec = _distill_spec(tmp_path, "objective = distill")
+    code, _, err = _run(tmp_path, "check", spec.name)
+    assert code == 1 and "error: objective = distill needs a distill block" in _first_error(err)[0]
+    spec = _distill_spec(tmp_path, "distill { teacher = lt }")
+    code, _, err = _run(tmp_path, "check", spec.name)
+    assert code == 1 and "error: a distill block, but the objective is sft" in _first_error(err)[0]
+
+
+def test_a_local_distill_teacher_compiles_and_is_written_into_the_plan(tmp_path):
+    spec = _distill_spec(tmp_path, 'objective = "sft+distill" distill { teacher = lt beta = 0 on_policy = 25% }')
+    code, _, err = _run(tmp_path, "plan", spec.name)
+    assert code == 0, err
+    from orcac.specs.plan_file import read_plan
+
+    train = read_plan(tmp_path / "s.plan.yaml").train
+    assert train.objective == "sft+distill"
+    assert (train.distill.teacher, train.distill.beta, train.distill.on_policy) == ("lt", 0.0, 0.25)

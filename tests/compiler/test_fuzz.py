@@ -88,6 +88,7 @@ VALUE_BASE: dict[str, dict[str, str]] = {
         "precision": "auto", "adaptive": "true", "mode": "online",
     },
     "params": {"user": '"fuzz"'},  # inside teacher t
+    "teacher lt": {"model": '"local/smollm2-135m-instruct"'},  # the distill teacher
     "student st": {"model": '"local/smollm2-135m-instruct"', "chat_template": "auto"},
     "strategy s": {"system": '"Be brief."', "expect": "[single_line]"},
     "demonstration": {"user": '"Q: 1"', "assistant": '"2"'},  # inside strategy s
@@ -112,13 +113,15 @@ VALUE_BASE: dict[str, dict[str, str]] = {
     "train": {
         "student": "st", "max_length": "128", "packing": "true", "lr": "1e-4", "schedule": "cosine", "warmup": "0.1",
         "batch_size": "2", "grad_accum": "1", "seed": "0", "precision": "auto", "output": '"out"', "keep_stages": "false",
+        "objective": "distill",
     },
+    "distill": {"teacher": "lt", "beta": "0.5", "on_policy": "10%"},  # inside train
     "lora": {"r": "4", "alpha": "8", "dropout": "0.0", "targets": "[q_proj]"},  # inside train
     "stage one": {"tasks": "[a]", "epochs": "1"},  # inside train
     "eval": {"max_new_tokens": "16", "batch_size": "2", "prompted": "false", "judges": "false", "benchmarks": "[gsm8k]",
              "benchmark_teachers": "[]"},
 }
-NESTED = {"params": "teacher t", "demonstration": "strategy s", "lora": "train", "stage one": "train"}
+NESTED = {"params": "teacher t", "demonstration": "strategy s", "lora": "train", "distill": "train", "stage one": "train"}
 
 # One or two of each kind; what each converter must survive (test_to_spec covers the rest).
 SWAPS = [

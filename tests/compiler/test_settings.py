@@ -32,6 +32,7 @@ PLAN_MODELS = {
     "task": plan.TaskPlan,
     "train": plan.TrainPlan,
     "lora": plan.LoraPlan,
+    "distill": plan.DistillPlan,
     "stage": plan.StagePlan,
     "eval": plan.EvalPlan,
     "best_of()": plan.ProbePlan,
@@ -51,8 +52,9 @@ COMPUTED = {
     plan.JudgePlan: {"name", "origin"},
     plan.TaskPlan: {"name", "system", "probe", "sampling", "counts"},
     plan.SamplingPlan: {"seeds"},
-    plan.TrainPlan: {"loss", "lora", "stages"},
+    plan.TrainPlan: {"loss", "lora", "distill", "stages"},
     plan.LoraPlan: set(),
+    plan.DistillPlan: set(),
     plan.StagePlan: {"name", "train_examples", "examples", "portions"},  # portions: from `tasks`
     plan.EvalPlan: set(),
     plan.ProbePlan: {"candidates", "key", "decision"},
@@ -108,8 +110,8 @@ def _wrapped(kind: str, body: str) -> str:
     """A block of `kind` holding `body`, inside the block it nests in."""
     if kind == "demonstration":
         return f'strategy s {{ system = "x" demonstration {{ {body} }} }}'
-    if kind == "lora":
-        return f"train {{ student = s lora {{ {body} }} }}"
+    if kind in ("lora", "distill"):
+        return f"train {{ student = s {kind} {{ {body} }} }}"
     if kind == "stage":
         return f"train {{ student = s stage one {{ {body} }} }}"
     named = TABLES[kind][1]
@@ -147,7 +149,7 @@ def test_every_call_argument_is_in_the_table_and_accepted():
 def test_a_declaration_has_a_field_for_each_key_and_no_other(kind):
     model, _, _, _, nested = TABLES[kind]
     fields = {f.name for f in dataclasses.fields(model)} - {"span", "spans", "origin", "name"}
-    nested_fields = {"params", "demonstrations", "lora", "stages"}
+    nested_fields = {"params", "demonstrations", "lora", "distill", "stages"}
     assert fields - nested_fields == {k.field for k in settings.keys(kind)}
 
 

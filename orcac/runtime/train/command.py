@@ -46,7 +46,7 @@ from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
 from orcac.runtime.models.loading import save_model
 from orcac.runtime.report import model_card
-from orcac.runtime.train import guard
+from orcac.runtime.train import distill, guard
 from orcac.specs.plan_file import dump_plan
 
 FINAL_DIR = "final"  # under TrainPlan.output: the trained model, tokenizer, plan.yaml, plan.sha256
@@ -157,6 +157,8 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
 
     set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
     model, tokenizer = _load_student(student, root)
+    # objective = distill: the local teacher whose token distributions the student learns
+    teacher = None if tp.objective == "sft" else distill.load_teacher(plan, root, tokenizer, _load_student)
     chat_format.set_default_system(tokenizer, plan)  # saved with every stage: callers get the erase message
     grew = getattr(model, "_orcac_grew", False)  # the tokenizer grew: every stage's LoRA trains the embeddings
     isolated = isolation_check(model) if tp.packing else True
@@ -174,6 +176,7 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
         f"{chosen}, packing {'on' if tp.packing else 'off'}"
         + (" (examples isolated)" if tp.packing and isolated else "")
         + (f", LoRA r={tp.lora.r}" if tp.lora else "")
+        + (f"; objective {tp.objective}, teacher {tp.distill.teacher} (pairs unpacked)" if teacher is not None else "")
     )
 
     # 4. Stages in order; each starts from the weights the previous one saved.
@@ -199,6 +202,7 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
             bf16=bf16,
             resume=resumed,
             max_steps=max_steps,
+            teacher=teacher,
         )
         if main and index > 0 and not tp.keep_stages:
             # The next stage (or a resumed run) starts from this one's weights, not the last one's.
@@ -239,13 +243,13 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
     return 0
 
 
-def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id, db_path, bf16, resume, max_steps):
+def train_stage(model, tokenizer, stage, index, rows, *, plan, stage_dir, run_id, db_path, bf16, resume, max_steps, teacher=None):
     """Train one stage with SFTTrainer; return the trained model (LoRA merged into it)."""
     tp = plan.train
     steps = Steps(run_id=run_id, stage=stage.name, stage_index=index, db_path=db_path)
     weights_in = fingerprint(model)
     trainer = stage_trainer(
-        model, tokenizer, stage, index, rows, plan=plan, stage_dir=stage_dir, bf16=bf16, callbacks=[steps]
+        model, tokenizer, stage, index, rows, plan=plan, stage_dir=stage_dir, bf16=bf16, callbacks=[steps], teacher=teacher
     )
     planned = planned_steps(len(trainer.train_dataset), tp.batch_size, tp.grad_accum, stage.epochs, _world_size())
     if max_steps and max_steps < planned:
@@ -304,7 +308,7 @@ def _fit_in_memory(trainer, stage, tp, bf16) -> None:
         )
 
 
-def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=()):
+def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=(), teacher=None):
     """The stage's SFTTrainer over its encoded, packed records (not yet trained)."""
     import datasets
     from trl import SFTConfig
@@ -353,14 +357,14 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
     # TRL adds the LoRA adapters (random weights) before the Trainer seeds itself: seed first, so
     # a stage starts the same whether the stages before it ran in this process or were skipped.
     set_seed(tp.seed)
-    trainer = make_trainer(
-        model,
-        tokenizer,
-        dataset,
-        config,
-        callbacks=[SaveEvery(CHECKPOINT_EVERY_S), *callbacks, *extra_callbacks(stage, index)],
-        peft_config=_lora_config(tp.lora, tokenizer_grew=getattr(model, "_orcac_grew", False)),
-    )
+    callbacks = [SaveEvery(CHECKPOINT_EVERY_S), *callbacks, *extra_callbacks(stage, index)]
+    peft_config = _lora_config(tp.lora, tokenizer_grew=getattr(model, "_orcac_grew", False))
+    if teacher is not None:  # objective = distill: pairs of contexts, unpacked (orcac/runtime/train/distill.py)
+        trainer = distill.make_trainer(
+            model, tokenizer, rows, plan=plan, teacher=teacher, config=config, callbacks=callbacks, peft_config=peft_config
+        )
+    else:
+        trainer = make_trainer(model, tokenizer, dataset, config, callbacks=callbacks, peft_config=peft_config)
     if config.disable_tqdm:  # not a terminal: one plain line per step (Steps) instead of raw dicts
         from transformers.trainer_callback import PrinterCallback
 
