@@ -160,11 +160,10 @@ def distill_loss(student, teacher, inputs: dict, *, beta: float, sft: bool = Fal
 
 def teacher_model_name(plan) -> str:
     """What orcac.runtime.models.loading understands for the distill teacher's model."""
-    from orcac.runtime.teachers.local_model import PROVIDER, _hf_name
+    from orcac.runtime.models.loading import local_teacher_weights
 
-    teacher = plan.teachers[plan.train.distill.teacher]
-    name = teacher.model
-    return _hf_name(name.removeprefix(f"{PROVIDER}/")) if name.startswith(f"{PROVIDER}/") else name
+    name = plan.teachers[plan.train.distill.teacher].model
+    return local_teacher_weights(name) if name.startswith("local/") else name
 
 
 def load_teacher(plan, root, tokenizer, load_student):
