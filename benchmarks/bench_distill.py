@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "cautious_reasoner"
 
 from orcac.runtime.context import RunContext  # noqa: E402
-from orcac.runtime.train import command as train  # noqa: E402
+from orcac.runtime.commands.train import command as train  # noqa: E402
 from orcac.sources.read import read, render_row  # noqa: E402
 from orcac.specs.plan import DistillPlan, StagePlan  # noqa: E402
 from orcac.specs.plan_file import read_plan  # noqa: E402
@@ -127,7 +127,6 @@ def main() -> int:
     )
     records = demo_records(plan, args.per_task)
 
-    from transformers import AutoTokenizer  # noqa: F401: the student's tokenizer, as train prepares it
 
     from orcac.runtime.models import chat_format
     from orcac.runtime.models import loading

@@ -83,8 +83,8 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
 
     from orcac.runtime.models import chat_format
     from orcac.runtime.models import loading as hf_models
-    from orcac.runtime.train import command as train
-    from orcac.runtime.train import memory
+    from orcac.runtime.commands.train import command as train
+    from orcac.runtime.training import memory
 
     max_length, batch_size, bf16 = SHAPES[shape]
     if layers:

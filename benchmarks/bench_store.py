@@ -59,7 +59,7 @@ def rerun(jobs: int) -> None:
             cpu.append(_children_cpu() - used)
             assert again.returncode == 0, again.stderr
         extra_calls = server.stats()["requests"] - calls
-    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.build.command"]
+    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.commands.build_records.command"]
     floor = []
     for _ in range(3):
         started = time.perf_counter()

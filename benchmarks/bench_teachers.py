@@ -120,7 +120,7 @@ def duckdb_sink(inflight: int):
         def __init__(self, outcomes):
             self.outcomes = outcomes
             self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
-            from orcac.runtime.build.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
+            from orcac.runtime.commands.build_records.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
 
             every = max(FLUSH_AT_LEAST, inflight)  # build.flush_every for one teacher
             self.flusher = Flusher(self.store, self.convert, every=every, seconds=FLUSH_SECONDS)

@@ -168,7 +168,7 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
     sha = sf.sha256
     if src.kind == "sql" and query != src.query:
         # The hash covers the query as the plan holds it, which is what the runtime re-hashes
-        # (orcac/runtime/build/source_rows.py): rebased for a plan written elsewhere (-o).
+        # (orcac/runtime/answers/source_rows.py): rebased for a plan written elsewhere (-o).
         sha = sha256_files(sf.files, extra=query)
     if sf.hub is not None:  # a Hub dataset: pinned by its commit, not a path
         return SourcePlan(

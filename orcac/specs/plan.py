@@ -302,7 +302,7 @@ class LoraPlan(PlanModel):
 
 class DistillPlan(PlanModel):
     """`objective = distill`: the local teacher whose next-token distributions the student
-    learns, and the divergence (orcac.runtime.train.distill)."""
+    learns, and the divergence (orcac.runtime.training.distill)."""
 
     teacher: str  # a TeacherPlan whose model is local (local/...)
     beta: float = setting("distill", "beta")

@@ -53,7 +53,7 @@ def test_paths_are_relative_to_the_plan(project, tmp_path):
     assert "'../../spec/data/products.parquet'" in plan.tasks["products"].source.query
     assert plan.train.output == "../../spec/out/student"
     # the query still runs from the plan's directory
-    from orcac.runtime.build.source_rows import read_rows
+    from orcac.runtime.answers.source_rows import read_rows
 
     rows = read_rows(plan.tasks["products"].source, elsewhere.parent, task="products")
     assert len(rows) == plan.tasks["products"].source.rows

@@ -220,7 +220,7 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
 
     from rich.console import Console
 
-    from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
+    from orcac.runtime.commands.build_records.progress import BuildProgress, Tally, summary_table
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=200)

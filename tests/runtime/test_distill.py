@@ -1,5 +1,5 @@
 """`objective = distill`: the student learns the prompted teacher's next-token distributions
-(orcac/runtime/train/distill.py), on the tiny random Llama."""
+(orcac/runtime/training/distill.py), on the tiny random Llama."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from orcac.runtime.models import chat_format
-from orcac.runtime.train import command as train
-from orcac.runtime.train import distill
+from orcac.runtime.commands.train import command as train
+from orcac.runtime.training import distill
 from orcac.specs.plan import DistillPlan
 from tests.support.db import rows
 from tests.support.plans import context, train_plan

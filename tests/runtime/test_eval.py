@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.train import command as train
-from orcac.runtime.evaluate.command import Answer, Held
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.train import command as train
+from orcac.runtime.commands.evaluate.command import Answer, Held
 from orcac.stats import bootstrap_gap, mcnemar, wilson
 from tests.support.db import rows
 from tests.support.plans import context, train_plan

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.evaluate.command import Answer, Held
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate.command import Answer, Held
 from orcac.specs.forms import FORMS
 from orcac.specs.plan import AdherenceRule, StrategyPlan
 from tests.support.db import rows

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from orcac.errors import OrcacError
-from orcac.runtime.build import probe
-from orcac.runtime.build.command import run_build
-from orcac.runtime.build.jobs import plan_work
-from orcac.runtime.build.examples import materialize
+from orcac.runtime.commands.build_records import probe
+from orcac.runtime.commands.build_records.command import run_build
+from orcac.runtime.answers.items import plan_work
+from orcac.runtime.answers.examples import materialize
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
 from tests.support.plans import make_plan

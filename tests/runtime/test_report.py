@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime.build import probe
-from orcac.runtime.report import command as report
+from orcac.runtime.commands.build_records import probe
+from orcac.runtime.commands.report import command as report
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from orcac.stats import mcnemar, wilson

@@ -141,9 +141,9 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
             Store.open(path, read_only=read_only)
 
 
-# version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
-# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py); 4 added columns to
-# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/evaluate/benchmarks.py); 6
+# version -> the tables that came after it: 2 added `judgements` (orcac/runtime/answers/judges.py),
+# 3 eval's calls and judges (orcac/runtime/commands/evaluate/calls.py, judging.py); 4 added columns to
+# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/commands/evaluate/benchmarks.py); 6
 # eval's paired tests (orcac/stats.py, with interval columns in eval_runs and eval_gaps: below).
 LATER_TABLES = {
     1: ("judgements", "eval_calls", "eval_judgements", "eval_benchmarks", "eval_paired"),
@@ -207,7 +207,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
 
 def test_a_version_3_file_keeps_its_answers_and_gains_what_reuse_needs(tmp_path):
     """Version 4 added to `responses` the job's family, the limit it was asked under and where
-    the answer came from (orcac/runtime/build/reuse.py): an older file's answers stay, with
+    the answer came from (orcac/runtime/commands/build_records/reuse.py): an older file's answers stay, with
     those NULL (never reused across a limit, but still this job's answer)."""
     import duckdb
 

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.train import command as train
 from tests.support.db import rows
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -64,7 +64,7 @@ def test_labels_mask_system_and_user_on_a_packed_batch(tiny, records, tmp_path):
     batch = next(iter(trainer.get_train_dataloader()))
 
     assert "attention_mask" not in batch  # the block mask comes from position_ids
-    assert batch["input_ids"].shape[0] > 1  # one pack a row (runtime/train/batches.py)
+    assert batch["input_ids"].shape[0] > 1  # one pack a row (runtime/training/batches.py)
     segments = []
     for ids, labels, positions in zip(batch["input_ids"], batch["labels"], batch["position_ids"]):
         real = len(ids)
@@ -359,7 +359,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
 
 def _free_memory_between(monkeypatch, pick):
     """Make the machine have `pick(estimate)` bytes free, whatever it really has."""
-    from orcac.runtime.train import memory
+    from orcac.runtime.training import memory
 
     seen = []
     real = memory.step_memory
@@ -407,7 +407,8 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
     fits only with activation checkpointing (benchmarks/bench_memory.py measures both)."""
     from transformers import LlamaConfig
 
-    from orcac.runtime.train import loss, memory
+    from orcac.runtime.training import loss
+    from orcac.runtime.training import memory
 
     config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
                          num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
@@ -422,7 +423,7 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
 
 
 def test_free_memory_respects_a_container_limit(tmp_path):
-    from orcac.runtime.train import memory
+    from orcac.runtime.training import memory
 
     (tmp_path / "memory.max").write_text("8589934592\n")
     (tmp_path / "memory.current").write_text("2147483648\n")
@@ -438,7 +439,7 @@ def test_free_memory_respects_a_container_limit(tmp_path):
 
 
 def test_a_stage_takes_its_tasks_portions_by_the_train_seed(records, tmp_path):
-    from orcac.runtime.train.command import _mixture_line, _stage_records
+    from orcac.runtime.commands.train.command import _mixture_line, _stage_records
     from orcac.specs.plan import PortionPlan
 
     db = write_records(tmp_path / "build.duckdb", records)

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from orcac.cli import main
 from orcac.compiler import compile_spec, dump_plan
 from orcac.runtime.models.loading import save_model, umask
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.train import command as train
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -270,7 +270,7 @@ KILLED_IN_A_SAVE = """
 import os, signal, sys
 from transformers import Trainer
 from orcac.cli import main
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.train import command as train
 
 train.CHECKPOINT_EVERY_S = 0.0
 saved_rng = Trainer._save_rng_state
@@ -294,7 +294,7 @@ def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp_path / "build.duckdb", records)
     args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db)]
-    from orcac.runtime.train import guard
+    from orcac.runtime.training import guard
 
     # trains in this process (as the supervised child does), where the planted kill is
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{guard.CHILD: "1"})

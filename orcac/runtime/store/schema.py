@@ -19,7 +19,7 @@ from __future__ import annotations
 SCHEMA_VERSION = 7
 
 TABLES: dict[str, str] = {
-    # ---- the build (orcac/runtime/build/command.py) ----
+    # ---- the build (orcac/runtime/commands/build_records/command.py) ----
     "runs": """
         run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, orcac_version VARCHAR, python VARCHAR,
         duckdb_version VARCHAR, started TIMESTAMP, ended TIMESTAMP, status VARCHAR,
@@ -46,7 +46,7 @@ TABLES: dict[str, str] = {
     "records": """
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
-    # A judge's verdict on an answer (orcac/runtime/build/judges.py): the score read from the
+    # A judge's verdict on an answer (orcac/runtime/answers/judges.py): the score read from the
     # judge's answer (job_id, in responses), its reasoning, and whether it kept the answer.
     "judgements": """
         item_id VARCHAR, judge VARCHAR, job_id VARCHAR, task VARCHAR, row_index BIGINT, score DOUBLE,
@@ -62,12 +62,12 @@ TABLES: dict[str, str] = {
     "batch_results": """
         input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
         PRIMARY KEY (input_file_id, job_id)""",
-    # ---- best_of probes (orcac/runtime/build/probe.py): every candidate's score, the chosen one marked ----
+    # ---- best_of probes (orcac/runtime/commands/build_records/probe.py): every candidate's score, the chosen one marked ----
     "decisions": """
         task VARCHAR, key VARCHAR, strategy VARCHAR, chosen BOOLEAN, score DOUBLE, passed BIGINT,
         total BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE,
         PRIMARY KEY (task, key, strategy)""",
-    # ---- training (orcac/runtime/train/command.py) ----
+    # ---- training (orcac/runtime/commands/train/command.py) ----
     "train_runs": """
         run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
         device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN,
@@ -76,7 +76,7 @@ TABLES: dict[str, str] = {
     "train_steps": """
         run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
         loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE""",
-    # ---- eval (orcac/runtime/evaluate/command.py) ----
+    # ---- eval (orcac/runtime/commands/evaluate/command.py) ----
     "eval_runs": """
         run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
         examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
@@ -87,7 +87,7 @@ TABLES: dict[str, str] = {
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
         adheres BOOLEAN, broken VARCHAR, job_id VARCHAR, follows VARCHAR""",
-    # Every teacher call eval makes (orcac/runtime/evaluate/calls.py), once, by its
+    # Every teacher call eval makes (orcac/runtime/commands/evaluate/calls.py), once, by its
     # content-addressed job id: the prompted arm's answers ("prompted") and the judges'
     # ("judged(NAME)"); and the judges' verdicts on each run's answers (evaluate/judging.py).
     "eval_calls": """
@@ -106,7 +106,7 @@ TABLES: dict[str, str] = {
     "eval_paired": """
         run_id VARCHAR, task VARCHAR, metric VARCHAR, pairs INTEGER, worse INTEGER, better INTEGER,
         p_value DOUBLE, plan_sha256 VARCHAR""",
-    # Standard benchmarks (orcac/runtime/evaluate/benchmarks.py): one row per model, lm-eval
+    # Standard benchmarks (orcac/runtime/commands/evaluate/benchmarks.py): one row per model, lm-eval
     # task (a group's row too: `top` marks the tasks the plan named) and metric, with its stderr.
     "eval_benchmarks": """
         run_id VARCHAR, model VARCHAR, model_path VARCHAR, benchmark VARCHAR, top BOOLEAN, metric VARCHAR,

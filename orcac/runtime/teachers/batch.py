@@ -257,7 +257,7 @@ def _lines(content: Any) -> Iterable[dict]:
                 continue  # a torn line: its job counts as missing
 
 
-def _printable(value: Any) -> str:
+def printable(value: Any) -> str:
     """A provider's id or state word as it may be shown: no control characters, bounded."""
     return "".join(c for c in str(value) if c.isprintable())[:120]
 
@@ -267,7 +267,7 @@ def _status_line(batch: Any) -> str:
     total = getattr(counts, "total", 0) or 0
     done = getattr(counts, "completed", 0) or 0
     failed = getattr(counts, "failed", 0) or 0
-    return f"{_printable(batch.status)}, {done}/{total} done" + (f", {failed} failed" if failed else "")
+    return f"{printable(batch.status)}, {done}/{total} done" + (f", {failed} failed" if failed else "")
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ class _Runner:
             if batch_id is None:
                 batch_id = await self._find_batch(file_id) or await self._create_batch(file_id)
             self.live[file_id] = batch_id
-            self.on_batch(_printable(batch_id), f"teacher {self.name}: resumed")
+            self.on_batch(printable(batch_id), f"teacher {self.name}: resumed")
 
     async def _find_batch(self, file_id: str) -> str | None:
         """The batch a killed build created for this file but did not record, if there is one."""
@@ -370,7 +370,7 @@ class _Runner:
         )
         self.store.execute("UPDATE batches SET batch_id = ?, status = ? WHERE input_file_id = ?",
                            [batch.id, batch.status, file_id])
-        self.on_batch(_printable(batch.id), f"teacher {self.name}: {_status_line(batch)}")
+        self.on_batch(printable(batch.id), f"teacher {self.name}: {_status_line(batch)}")
         return batch.id
 
     async def _call(self, function, **kwargs):
@@ -398,7 +398,7 @@ class _Runner:
                     "UPDATE batches SET status = ?, completed = ?, failed = ? WHERE input_file_id = ?",
                     [batch.status, getattr(counts, "completed", 0) or 0, getattr(counts, "failed", 0) or 0, file_id],
                 )
-                self.on_batch(_printable(batch_id), f"teacher {self.name}: {_status_line(batch)}")
+                self.on_batch(printable(batch_id), f"teacher {self.name}: {_status_line(batch)}")
                 if batch.status in ENDED:
                     del self.live[file_id]
                     await self.collect(file_id, batch)
@@ -514,23 +514,6 @@ async def run_online_and_batch(
     if batch:
         work.append(run_batch_jobs(teachers, batch, on_outcome, store, on_batch=on_batch))
     await asyncio.gather(*work)
-
-
-def cancel_command(plan, path) -> int:
-    """`orcac build --cancel`: cancel the live batches recorded in the build's database."""
-    from pathlib import Path
-
-    if not Path(path).exists():
-        print(f"no build database at {path}: nothing to cancel")
-        return 0
-    with Store.open(path) as store:
-        cancelled = asyncio.run(cancel_live_batches(plan.teachers, store))
-    for teacher, batch_id, status in cancelled:
-        print(f"teacher {teacher}: batch {_printable(batch_id)}: {_printable(status)}")
-    print(f"{len(cancelled)} live batch(es) cancelled" if cancelled else "no live batches to cancel")
-    if cancelled:
-        print("answers they finished are collected by the next `orcac build`, which submits the rest again")
-    return 0
 
 
 async def cancel_live_batches(teachers: dict[str, TeacherPlan], store: Store) -> list[tuple[str, str, str]]:

@@ -4,7 +4,7 @@ A job is content-addressed (`job_id`): the same request, wherever it comes from 
 a probe, eval's prompted arm), has the same id, so an answer stored under it is never paid
 for twice. Its `family` is the same hash without `max_tokens`: the jobs of one request under
 different limits, whose answers that stopped short of a limit are each other's
-(orcac/runtime/build/reuse.py). A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
+(orcac/runtime/commands/build_records/reuse.py). A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
 """
 
 from __future__ import annotations
