@@ -15,6 +15,7 @@ from orcac import cli
 from orcac.runtime.commands.build_records import probe
 from orcac.runtime.commands.report import command as report
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from orcac.stats import mcnemar, wilson
 from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
@@ -144,7 +145,7 @@ def test_a_database_from_before_intervals_still_makes_a_page(built, tmp_path):
     copy = tmp_path / "v3.duckdb"
     shutil.copyfile(database, copy)
     con = duckdb.connect(str(copy))
-    for column in report.INTERVAL_COLUMNS:
+    for column in INTERVAL_COLUMNS:
         con.execute(f"ALTER TABLE eval_runs DROP COLUMN {column}")
     con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_low")
     con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_high")
