@@ -22,9 +22,9 @@ task, with each rate's interval; `eval_answers`: every answer, with the strategy
 terminal (evaluate/terminal.py) and to a PNG bar chart with error bars.
 
 The recipe, `Evaluation`, read top to bottom: `setup` (the arms to run, their held-out rows,
-every arm's needs checked before the first spends minutes), then per arm `answer` / `score` /
-`store`, then `compare` (and store) the arms, `show` the tables and chart, the standard
-`benchmarks`, and `cleanup` (the model card rewritten with these results).
+every arm's needs checked before the first spends minutes), `evaluate` each arm (answer, judge,
+score, store), `compare` (and store) the arms, `show` the tables and chart, `benchmark` (the
+standard benchmarks), and `cleanup` (the model card rewritten with these results).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run(context: RunContext, *, models=None, limit: int | None = None) -> int:
         evaluation.evaluate(arm)
     evaluation.compare()
     evaluation.show()
-    evaluation.benchmarks()
+    evaluation.benchmark()
     evaluation.cleanup()
     return 0
 
@@ -88,8 +88,7 @@ class Evaluation:
 
     def __init__(self, context: RunContext):
         self.context = context
-        self.plan = context.plan
-        self.plan_sha = context.plan_sha256
+        self.plan, self.root, self.db, self.plan_sha = context.plan, context.root, context.db, context.plan_sha256
         self.run_id = uuid.uuid4().hex[:12]
         self.arms: list[str] = []
         self.held: dict[str, list[Held]] = {}
@@ -104,10 +103,10 @@ class Evaluation:
 
     def setup(self, models: list[str] | None, *, limit: int | None) -> None:
         """The arms and their held-out rows; every arm's needs checked before the first spends minutes."""
-        plan, root = self.plan, self.context.root
+        plan, root = self.plan, self.root
         self.arms = arms(plan, models)
         self.limit = limit
-        self.held = held_out(plan, root, self.context.db, limit=limit)
+        self.held = held_out(plan, root, self.db, limit=limit)
         for name in self.arms:
             check_ready(name, plan, root, self.held)
         benchmarks.check_ready(plan, root, self.arms)
@@ -126,7 +125,7 @@ class Evaluation:
 
     def evaluate(self, name: str) -> None:
         """One arm's answers, judged where the plan asks, scored, and stored as soon as they are."""
-        plan, root, db_path = self.plan, self.context.root, self.context.db
+        plan, root, db_path = self.plan, self.root, self.db
         asked = arm_tasks(name, plan, self.held)
         if not asked:
             print(f"  {name}: skipped: every task's answers come from its source, so no teacher is prompted", file=sys.stderr)
@@ -155,7 +154,7 @@ class Evaluation:
         self.gaps = gaps_closed(self.summary, self.outcomes)
         self.paired = paired_tests(self.outcomes)
         if self.gaps or self.paired:
-            with evaluations.writing(self.context.db) as store:
+            with evaluations.writing(self.db) as store:
                 evaluations.insert_gaps(store, stored.gap_rows(self.run_id, self.plan_sha, self.gaps))
                 evaluations.insert_paired(store, stored.paired_rows(self.run_id, self.plan_sha, self.paired))
 
@@ -166,13 +165,16 @@ class Evaluation:
         terminal.show(self.summary, self.arms, self.gaps, self.paired)
         terminal.show_strategies(self.followed)
         plan = self.plan
-        chart = self.context.root / plan.train.output / "eval.png" if plan.train is not None else self.context.db.with_suffix(".eval.png")
+        if plan.train is not None:
+            chart = self.root / plan.train.output / "eval.png"
+        else:
+            chart = self.db.with_suffix(".eval.png")
         charts.eval_bars(self.summary, chart, title=f"orcac eval: {plan.spec} (held-out rows)", gaps=self.gaps)
         print(f"chart: {chart}", file=sys.stderr)
 
-    def benchmarks(self) -> None:
+    def benchmark(self) -> None:
         """The plan's standard benchmarks on the students (evaluate/benchmarks.py), stored and shown."""
-        benchmarks.run(self.plan, self.context.root, self.context.db, self.arms, run_id=self.run_id,
+        benchmarks.run(self.plan, self.root, self.db, self.arms, run_id=self.run_id,
                        plan_sha=self.plan_sha, load=load_model, limit=self.limit)
 
     # ---- cleanup -----------------------------------------------------------------------------
@@ -182,9 +184,11 @@ class Evaluation:
         from orcac.runtime.results import model_card
         from orcac.runtime.training.layout import FINAL_DIR
 
-        context = self.context
-        if context.plan.train is not None and model_card.write(context, context.root / context.plan.train.output / FINAL_DIR):
-            print(f"model card: {context.root / context.plan.train.output / FINAL_DIR / model_card.CARD}", file=sys.stderr)
+        if self.plan.train is None:
+            return
+        final = self.root / self.plan.train.output / FINAL_DIR
+        if model_card.write(self.context, final):
+            print(f"model card: {final / model_card.CARD}", file=sys.stderr)
 
 
 # ---- the arms' answers -------------------------------------------------------------------
