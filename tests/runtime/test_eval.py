@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orcac.errors import OrcacError
+from orcac.runtime.commands.evaluate import arms, scoring
 from orcac.runtime.commands.evaluate import command as evaluate
 from orcac.runtime.commands.train import command as train
 from orcac.runtime.commands.evaluate.command import Answer, Held
@@ -35,13 +36,13 @@ def plan(tiny):
 
 @pytest.mark.parametrize("text, finish, expected", HAND_MADE)
 def test_hand_made_answers_are_scored(plan, text, finish, expected):
-    s = evaluate.score(plan, Held("add", 0, "What is 40 + 2?", "42"), Answer(text, finish, 5))
+    s = scoring.score(plan, Held("add", 0, "What is 40 + 2?", "42"), Answer(text, finish, 5))
     assert (s.accepted, s.reason, s.adheres) == expected
 
 
 def test_summary_counts_accuracy_adherence_and_truncation(plan):
-    items = [evaluate.score(plan, Held("add", i, "q", "42"), Answer(t, f, 5)) for i, (t, f, _) in enumerate(HAND_MADE)]
-    (row,) = evaluate.summarise("trained", {"add": items}, plan)
+    items = [scoring.score(plan, Held("add", i, "q", "42"), Answer(t, f, 5)) for i, (t, f, _) in enumerate(HAND_MADE)]
+    (row,) = scoring.summarise("trained", {"add": items}, plan)
     assert row["examples"] == 7 and row["accepted"] == 3 and row["adherent"] == 3 and row["truncated"] == 1
     assert row["accuracy"] == pytest.approx(3 / 7) and row["adherence"] == pytest.approx(3 / 7)
 
@@ -164,8 +165,8 @@ def test_generate_is_greedy_and_left_padded(tiny):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()
     prompts = [chat_format.prompt_ids(tokenizer, "sys", u) for u in ("Hi", "What is a much longer question, really?")]
-    together = evaluate.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
-    alone = [evaluate.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    together = arms.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
+    alone = [arms.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
     assert together == alone  # padding does not change a greedy answer
 
 

@@ -16,6 +16,7 @@ from orcac.runtime.commands.build_records import probe
 from orcac.runtime.commands.report import command as report
 from orcac.runtime.results.evaluation import INTERVAL_COLUMNS
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from orcac.stats import mcnemar, wilson
 from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan

@@ -6,7 +6,9 @@ The report, eval's terminal table and the model card all show these same figures
 from __future__ import annotations
 
 from orcac.runtime.charts import eval_chart
+from orcac.runtime.store import evaluations
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.stats import undecided
 
 ARMS = ("base", "prompted", "trained")  # eval arms in their usual order; others follow by name
@@ -15,18 +17,7 @@ ARMS = ("base", "prompted", "trained")  # eval arms in their usual order; others
 def evaluation(store: Store, *, judged: bool = True) -> dict | None:
     """The latest run of each arm: one row per task, one column group per arm; and, where
     judges scored the arms' answers, each judge's mean score and kept share per arm."""
-    # a file from before intervals were stored (read, not migrated, here) has no interval columns
-    columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_runs'")}
-    bounds = ", ".join(c if c in columns else f"NULL AS {c}" for c in INTERVAL_COLUMNS)
-    rows = store.rows(
-        f"""
-        WITH latest AS (
-            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
-        )
-        SELECT e.model, e.task, e.examples, e.accuracy, e.adherence, {bounds}
-        FROM eval_runs e JOIN latest USING (model, run_id) ORDER BY e.task, e.model
-        """
-    )
+    rows = evaluations.latest_runs(store)
     if not rows:
         return None
     seen = {r[0] for r in rows}
@@ -55,17 +46,7 @@ def evaluation(store: Store, *, judged: bool = True) -> dict | None:
 
 def benchmark_results(store: Store) -> list[dict]:
     """The latest benchmark run of each arm (`eval_benchmarks`), as orcac/runtime/commands/evaluate/benchmarks.py stored it."""
-    columns = ("model", "benchmark", "top", "metric", "filter", "value", "stderr", "samples", "system_instruction")
-    rows = store.rows(
-        f"""
-        WITH latest AS (
-            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_benchmarks GROUP BY model
-        )
-        SELECT {', '.join('b.' + c for c in columns)}
-        FROM eval_benchmarks b JOIN latest USING (model, run_id) ORDER BY b.created_at, b.benchmark, b.metric, b.filter
-        """
-    )
-    return [dict(zip(columns, r)) for r in rows]
+    return evaluations.latest_benchmarks(store)
 
 
 def benchmark_table(rows: list[dict]) -> dict | None:
@@ -100,19 +81,8 @@ def _score(row: dict | None) -> str:
     return f"{row['value']:.4g}" + ("" if row["stderr"] is None else f" ± {row['stderr']:.2g}")
 
 
-INTERVAL_COLUMNS = ("accuracy_n", "accuracy_low", "accuracy_high", "adherence_n", "adherence_low", "adherence_high")
-
-
 def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
-    rows = store.rows(
-        """
-        WITH latest AS (
-            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
-        )
-        SELECT g.task, g.judge, g.model, count(*), count(*) FILTER (WHERE g.accepted), avg(g.score)
-        FROM eval_judgements g JOIN latest USING (model, run_id) GROUP BY ALL ORDER BY ALL
-        """
-    )
+    rows = evaluations.latest_judgements(store)
     cells: dict[tuple[str, str], dict] = {}
     for task, judge, model, n, kept, mean in rows:
         cells.setdefault((task, judge), {})[model] = {"judged": n, "kept": kept, "mean": mean}
@@ -123,20 +93,7 @@ def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
 def _gaps(store: Store) -> dict[str, dict[str, dict]]:
     """task -> {metric: {gap, low, high}}: the gap closed and its bootstrap interval, from the
     latest eval run that had all three arms."""
-    if not store.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'eval_gaps'"):
-        return {}
-    columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_gaps'")}
-    bounds = "g.gap_low, g.gap_high" if {"gap_low", "gap_high"} <= columns else "NULL, NULL"
-    rows = store.rows(
-        f"""
-        WITH latest AS (
-            SELECT arg_max(r.run_id, r.created_at) AS run_id FROM eval_runs r
-            WHERE r.run_id IN (SELECT run_id FROM eval_gaps)
-        )
-        SELECT g.task, g.metric, g.gap_closed, {bounds} FROM eval_gaps g JOIN latest USING (run_id)
-        WHERE g.task <> 'all'
-        """
-    )
+    rows = evaluations.latest_gaps(store)
     out: dict[str, dict[str, dict]] = {}
     for task, metric, gap, low, high in rows:
         out.setdefault(task, {})[metric] = {"gap": gap, "low": low, "high": high}
@@ -146,18 +103,7 @@ def _gaps(store: Store) -> dict[str, dict[str, dict]]:
 def _paired(store: Store) -> dict[str, dict[str, dict]]:
     """task -> {metric: {pairs, worse, better, p}}: trained against base on the same rows
     (exact McNemar), from the latest eval run that had both."""
-    if not store.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'eval_paired'"):
-        return {}
-    rows = store.rows(
-        """
-        WITH latest AS (
-            SELECT arg_max(r.run_id, r.created_at) AS run_id FROM eval_runs r
-            WHERE r.run_id IN (SELECT run_id FROM eval_paired)
-        )
-        SELECT p.task, p.metric, p.pairs, p.worse, p.better, p.p_value FROM eval_paired p JOIN latest USING (run_id)
-        WHERE p.task <> 'all' ORDER BY p.task, p.metric
-        """
-    )
+    rows = evaluations.latest_paired(store)
     out: dict[str, dict[str, dict]] = {}
     for task, metric, pairs, worse, better, p in rows:
         out.setdefault(task, {})[metric] = {"pairs": pairs, "worse": worse, "better": better, "p": p}

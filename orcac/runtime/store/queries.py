@@ -15,3 +15,14 @@ def echoed_records(store: Store) -> dict[str, int]:
         if answer and echo(answer):
             counts[task] = counts.get(task, 0) + 1
     return counts
+
+
+def table_names(store: Store) -> set[str]:
+    """The file's tables: an older file lacks some, and its readers take those as empty."""
+    return {name for (name,) in store.rows("SELECT table_name FROM information_schema.tables")}
+
+
+def column_names(store: Store, table: str) -> set[str]:
+    """`table`'s columns (none where the file lacks it): an older file lacks some, read as NULL."""
+    return {name for (name,) in store.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])}

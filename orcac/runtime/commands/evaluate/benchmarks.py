@@ -178,20 +178,10 @@ def result_rows(results: dict, *, model: str, where: str, system: str | None) ->
 
 
 def _store(db_path: Path, run_id: str, plan_sha: str, rows: list[dict]) -> None:
-    from orcac.runtime.store.database import open_database
+    from orcac.runtime.store import evaluations
 
-    con = open_database(db_path)
-    try:
-        con.executemany(
-            "INSERT INTO eval_benchmarks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [
-                (run_id, r["model"], r["model_path"], r["benchmark"], r["top"], r["metric"], r["filter"], r["value"],
-                 r["stderr"], r["samples"], r["shots"], r["system_instruction"], r["lm_eval_version"], plan_sha)
-                for r in rows
-            ],
-        )
-    finally:
-        con.close()
+    with evaluations.writing(db_path) as store:
+        evaluations.insert_benchmarks(store, [{"run_id": run_id, "plan_sha256": plan_sha, **r} for r in rows])
 
 
 def show(rows: list[dict]) -> None:

@@ -33,27 +33,13 @@ def stored(db_path: Path | None, job_ids: Iterable[str]) -> dict[str, Heard]:
     job_ids = list(job_ids)
     if db_path is None or not job_ids or not Path(db_path).is_file():
         return _cached(job_ids)
-    from orcac.runtime.store.database import open_database
+    from orcac.runtime.store import evaluations
+    from orcac.runtime.store.database import Store
 
-    con = open_database(db_path, read_only=True)
-    try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'").fetchall()}
-        sources = [f"SELECT job_id, text, finish_reason, completion_tokens FROM {t}"
-                   for t in ("responses", "eval_calls") if t in tables]
-        if "job_id" in columns:  # a file from before eval_calls: the prompted answers it kept
-            sources.append("SELECT job_id, answer, finish_reason, new_tokens FROM eval_answers "
-                           "WHERE model = 'prompted' AND job_id IS NOT NULL")
-        if not sources:
-            return {}
-        rows = con.execute(
-            f"SELECT DISTINCT ON (job_id) * FROM ({' UNION ALL '.join(sources)}) "
-            "WHERE job_id IN (SELECT unnest(?::VARCHAR[]))",
-            [job_ids],
-        ).fetchall()
-    finally:
-        con.close()
+    with Store.open(db_path, read_only=True) as store:
+        rows = evaluations.stored_answers(store, job_ids)
+    if rows is None:
+        return {}
     heard = {job_id: Heard(text, finish, tokens or 0) for job_id, text, finish, tokens in rows}
     return heard | _cached([job_id for job_id in job_ids if job_id not in heard])
 
@@ -75,8 +61,8 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
     Each answer is written to `eval_calls` (with `purpose[job_id]`: "prompted" or the judge's
     `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops.
     A line `  LABEL: done/total calls, Ns` goes to stderr at most every PROGRESS_EVERY_S."""
+    from orcac.runtime.store import evaluations
     from orcac.runtime.store.answer_cache import Answer, AnswerCache
-    from orcac.runtime.store.database import open_database
     from orcac.runtime.teachers.calls import run_jobs
     from orcac.runtime.teachers.jobs import job_limit
 
@@ -85,17 +71,14 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
     keep: list = []  # answers for the cache, put in once they are in the database
     heard: dict[str, Heard] = {}
     failed: set[str] = set()
-    pending: list[tuple] = []
+    pending: list[dict] = []
     started = last = time.monotonic()
 
     def flush() -> None:
         if not pending:
             return
-        con = open_database(db_path)
-        try:
-            con.executemany("INSERT OR IGNORE INTO eval_calls VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
-        finally:
-            con.close()
+        with evaluations.writing(db_path) as store:
+            evaluations.insert_calls(store, pending)
         pending.clear()
         if cache is not None:
             cache.put(keep)
@@ -112,8 +95,9 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
             failed.add(outcome.job_id)  # not kept: the next eval asks it again
             return
         heard[outcome.job_id] = Heard(outcome.text, outcome.finish_reason, outcome.completion_tokens)
-        pending.append((outcome.job_id, purpose[outcome.job_id], outcome.text, outcome.finish_reason,
-                        outcome.prompt_tokens, outcome.completion_tokens, outcome.cost))
+        pending.append({"job_id": outcome.job_id, "purpose": purpose[outcome.job_id], "text": outcome.text,
+                        "finish_reason": outcome.finish_reason, "prompt_tokens": outcome.prompt_tokens,
+                        "completion_tokens": outcome.completion_tokens, "cost": outcome.cost})
         job = by_id[outcome.job_id]
         teacher = plan.teachers[job.teacher]
         keep.append(Answer.of(outcome, job, teacher.model, job_limit(teacher, job)))

@@ -57,7 +57,7 @@ def dry_run(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict,
 def estimate(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict, dict], prompted_held: dict,
              prompted_answers: dict, passes: Callable) -> list[Line]:
     """One line for the prompted arm per task, and one per arm, task and judge.
-    `prompted`: the prompted arm's (jobs, index), as `command.prompted_jobs` makes them, for
+    `prompted`: the prompted arm's (jobs, index), as `arms.prompted_jobs` makes them, for
     its tasks (`prompted_held`); `prompted_answers`: task -> its answers kept so far (None
     where there is none yet)."""
     lines: list[Line] = []

@@ -98,17 +98,6 @@ def _verdict(judge, job, problem: str | None, heard: dict) -> EvalJudgement:
     return EvalJudgement(judge.name, job.id, score.value, score.reasoning, verdict.accepted, verdict.reason)
 
 
-def store(con, run_id: str, arm: str, asked: dict, judgements: dict[tuple[str, int], list[EvalJudgement]]) -> None:
-    """This run's verdicts, a row per answer and judge."""
-    rows = [
-        (run_id, arm, task, asked[task][i].row_index, j.judge, j.job_id, j.score, j.reasoning, j.accepted, j.reason)
-        for (task, i), found in judgements.items()
-        for j in found
-    ]
-    if rows:
-        con.executemany("INSERT INTO eval_judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-
 def mean_scores(judgements: dict[tuple[str, int], list[EvalJudgement]]) -> dict[tuple[str, str], float | None]:
     """(task, judge) -> the mean of the scores read (None: the judge scored none)."""
     scores: dict[tuple[str, str], list[float]] = {}

@@ -39,7 +39,8 @@ from orcac.errors import OrcacError
 from orcac.runtime.answers.given import INSTRUCTION
 from orcac.runtime.answers import judges as build_judges
 from orcac.runtime.answers.checks import ECHO
-from orcac.runtime.store.queries import echoed_records
+from orcac.runtime.store import evaluations, reports
+from orcac.runtime.store.queries import echoed_records, table_names
 from orcac.runtime.charts import loss_chart
 from orcac.runtime.context import RunContext
 from orcac.runtime.results.evaluation import ARMS, benchmark_results, benchmark_table, evaluation
@@ -80,7 +81,7 @@ def command(context: RunContext, args) -> int:
 
 def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
     """Everything the page shows, as plain data (the template only lays it out)."""
-    tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
+    tables = table_names(store)
     return {
         "spec": plan.spec,
         "builds": _builds(store) if "runs" in tables else [],
@@ -100,19 +101,7 @@ def gather(plan: Plan, store: Store, *, sample: int = SAMPLE) -> dict:
 def _followed(plan: Plan, store: Store) -> dict | None:
     """The latest eval run of each arm: per task and arm, how many answers follow each
     strategy's form ("none", "several"); None before the first eval that stored it."""
-    columns = {r[0] for r in store.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'")}
-    if "follows" not in columns:  # a database from before eval stored it
-        return None
-    rows = store.rows(
-        """
-        WITH latest AS (
-            SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_runs GROUP BY model
-        )
-        SELECT a.task, a.model, a.follows, count(*) FROM eval_answers a JOIN latest USING (model, run_id)
-        WHERE a.follows IS NOT NULL GROUP BY ALL ORDER BY ALL
-        """
-    )
+    rows = evaluations.latest_follows(store)
     if not rows:
         return None
     named = sorted({f for _, _, f, _ in rows} - {"none", "several"} | {n for n, s in plan.strategies.items() if s.adherence})
@@ -133,10 +122,7 @@ def _followed(plan: Plan, store: Store) -> dict | None:
 
 
 def _builds(store: Store) -> list[dict]:
-    rows = store.rows(
-        "SELECT strftime(started, '%Y-%m-%d %H:%M:%S'), status, calls, cost, "
-        "date_diff('millisecond', started, ended) / 1000.0 FROM runs ORDER BY started, run_id"
-    )
+    rows = reports.builds(store)
     return [dict(zip(("started", "status", "calls", "cost", "seconds"), r)) for r in rows]
 
 
@@ -164,32 +150,19 @@ def _rules(plan: Plan, task: str) -> dict[str, str]:
 
 def _tasks(plan: Plan, store: Store) -> list[dict]:
     examples = defaultdict(dict)
-    for task, split, probe, n in store.rows(
-        "SELECT task, split, probe, count(*) FROM examples GROUP BY ALL ORDER BY ALL"
-    ):
+    for task, split, probe, n in reports.example_counts(store):
         examples[task][split] = examples[task].get(split, 0) + n
         if probe:  # probe rows are train rows too (sent to the teacher), counted again here
             examples[task]["probe"] = examples[task].get("probe", 0) + n
     verdicts = defaultdict(lambda: {"accepted": 0, "rejected": {}})
-    for task, accepted, reason, n in store.rows(
-        "SELECT task, accepted, reason, count(*) FROM checks GROUP BY ALL ORDER BY ALL"
-    ):
+    for task, accepted, reason, n in reports.verdict_counts(store):
         if accepted:
             verdicts[task]["accepted"] += n
         else:  # a judge's rejections by threshold, not by score (the judges table has the scores)
             reason = build_judges.grouped_reason(reason)
             verdicts[task]["rejected"][reason] = verdicts[task]["rejected"].get(reason, 0) + n
-    asked = _asked(store)
-    calls = {r[0]: r[1:] for r in store.rows(
-        f"""
-        SELECT j.task, count(r.job_id) FILTER {asked}, count(*) FILTER (WHERE j.status = 'failed'),
-               coalesce(sum(r.prompt_tokens), 0), coalesce(sum(r.completion_tokens), 0),
-               coalesce(sum(r.cost), 0), coalesce(sum(r.latency_s), 0),
-               count(r.job_id) - count(r.job_id) FILTER {asked}
-        FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.task
-        """
-    )}
-    records = dict(store.rows("SELECT task, count(*) FROM records GROUP BY task"))
+    calls = reports.task_calls(store)
+    records = reports.record_counts(store)
     names = sorted(set(plan.tasks) | set(examples) | set(verdicts) | set(calls))
     out = []
     for name in names:
@@ -229,35 +202,10 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
     return out
 
 
-def _asked(store: Store) -> str:
-    """The filter for answers this file's builds asked a teacher for: not those copied from the
-    machine's answer cache or reused from a request under another max_tokens (build/reuse.py),
-    which cost no call and no time, and would inflate the calls and deflate the mean latency.
-    A file from before schema 4 has no such columns: every answer in it was asked."""
-    columns = {r[0] for r in store.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'responses'"
-    )}
-    if "origin" not in columns:
-        return "(WHERE true)"
-    return "(WHERE coalesce(r.origin, 'teacher') = 'teacher' AND r.reused_from IS NULL)"
-
-
 def _teachers(plan: Plan, store: Store) -> list[dict]:
-    asked = _asked(store)
-    totals = {r[0]: r[1:] for r in store.rows(
-        f"""
-        SELECT j.teacher, any_value(j.model), count(r.job_id) FILTER {asked},
-               coalesce(sum(greatest(j.attempts - 1, 0)), 0),
-               count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.prompt_tokens), 0),
-               coalesce(sum(r.completion_tokens), 0), coalesce(sum(r.cost), 0), avg(r.latency_s) FILTER {asked}
-        FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.teacher
-        """
-    )}
+    totals = reports.teacher_totals(store)
     failures = defaultdict(dict)
-    for teacher, reason, n in store.rows(
-        "SELECT teacher, split_part(coalesce(error, 'failed'), ':', 1), count(*) FROM jobs "
-        "WHERE status = 'failed' GROUP BY ALL ORDER BY ALL"
-    ):
+    for teacher, reason, n in reports.teacher_failures(store):
         failures[teacher][reason] = n
     out = []
     for name in sorted(set(plan.teachers) | set(totals)):
@@ -280,26 +228,11 @@ def _judges(plan: Plan, store: Store) -> list[dict]:
     """Per task and judge (from `judgements`, one row per judged answer): how many answers it
     judged, kept and turned down, its mean score, the scores' spread over its scale, and what
     its calls cost (its jobs are the task's jobs whose strategy is `judged(NAME)`)."""
-    counts = store.rows(
-        """
-        SELECT task, judge, count(*), count(*) FILTER (WHERE accepted), count(score), avg(score),
-               min(score), max(score)
-        FROM judgements GROUP BY ALL ORDER BY ALL
-        """
-    )
+    counts = reports.judge_counts(store)
     scores = defaultdict(list)
-    for task, judge, score in store.rows(
-        "SELECT task, judge, score FROM judgements WHERE score IS NOT NULL ORDER BY ALL"
-    ):
+    for task, judge, score in reports.judge_scores(store):
         scores[(task, judge)].append(score)
-    calls = {(r[0], r[1]): r[2:] for r in store.rows(
-        """
-        SELECT j.task, regexp_extract(j.strategy, '^judged\\((.*)\\)$', 1), count(r.job_id),
-               count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.cost), 0)
-        FROM jobs j LEFT JOIN responses r USING (job_id)
-        WHERE j.strategy LIKE 'judged(%)' GROUP BY ALL
-        """
-    )}
+    calls = reports.judge_calls(store)
     declared = {(name, r.judge.name): r.judge for name, task in plan.tasks.items() for r in build_judges.rules(task)}
     out = []
     for task, name, judged, kept, scored, mean, low, high in counts:
@@ -346,54 +279,12 @@ def score_spread(scores: list[float], low: float, high: float, *, threshold: flo
     return {"width": width, "height": height, "bars": bars, "low": f"{low:g}", "high": f"{high:g}"}
 
 
-_RECORD_COLUMNS = (
-    "task", "strategy", "row_index", "accepted", "reason", "teacher", "messages", "answer", "finish_reason",
-    "prompt_tokens", "completion_tokens", "cost", "latency_s", "attempts", "erased_system", "erased_user",
-    "gold", "group_total", "judgements",
-)
-
-
 def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) -> dict:
     """A sample per (task, verdict): checked answers (accepted, rejected) and failed jobs, each
     with its judgements (none for a task without a judge)."""
-    judged = (
-        "(SELECT list({'judge': g.judge, 'score': g.score, 'reasoning': g.reasoning, 'accepted': g.accepted, "
-        "'reason': g.reason} ORDER BY g.judge) FROM judgements g WHERE g.item_id = i.id)"
-        if judgements else "NULL"
-    )
-    rows = store.rows(
-        f"""
-        WITH items AS (
-            SELECT c.item_id AS id, c.task, c.strategy, c.row_index,
-                   CASE WHEN c.accepted THEN 'accepted' ELSE 'rejected' END AS verdict, c.reason,
-                   c.job_id
-            FROM checks c
-            UNION ALL
-            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', split_part(coalesce(j.error, 'failed'), ':', 1),
-                   j.job_id
-            FROM jobs j WHERE j.status = 'failed'
-        ), ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY task, verdict ORDER BY md5(id)) AS n,
-                      count(*) OVER (PARTITION BY task, verdict) AS group_total
-            FROM items
-        )
-        SELECT i.task, i.strategy, i.row_index, i.verdict, i.reason, j.teacher, j.messages,
-               coalesce(r.text, j.error, rec.assistant), r.finish_reason, r.prompt_tokens, r.completion_tokens, r.cost,
-               r.latency_s, j.attempts, rec.system, rec."user", coalesce(rec.gold, e.gold), i.group_total,
-               {judged}
-        FROM ranked i
-        LEFT JOIN jobs j ON j.job_id = i.job_id  -- none for an answer from the source
-        LEFT JOIN responses r ON r.job_id = i.job_id
-        LEFT JOIN records rec ON rec.record_id = i.id
-        LEFT JOIN examples e ON e.task = i.task AND e.row_index = i.row_index
-        WHERE i.n <= ?
-        ORDER BY i.task, i.verdict, i.n
-        """,
-        [sample],
-    )
+    rows = reports.record_sample(store, sample, judgements=judgements)
     items = []
-    for row in rows:
-        item = dict(zip(_RECORD_COLUMNS, row))
+    for item in rows:
         item["verdict"] = item.pop("accepted")  # the query's fourth column is the verdict word
         item["messages"] = json.loads(item["messages"]) if item["messages"] else []
         item["judgements"] = [
@@ -403,12 +294,7 @@ def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) 
         if item["verdict"] == "rejected":
             item["rule"] = _rules(plan, item["task"]).get(item["reason"], item["reason"])
         items.append(item)
-    totals = {(t, v): n for t, v, n in store.rows(
-        """
-        SELECT task, CASE WHEN accepted THEN 'accepted' ELSE 'rejected' END, count(*) FROM checks GROUP BY ALL
-        UNION ALL SELECT task, 'failed', count(*) FROM jobs WHERE status = 'failed' GROUP BY ALL
-        """
-    )}
+    totals = reports.record_totals(store)
     return {
         "answers": items,
         "total": sum(totals.values()),
@@ -418,10 +304,7 @@ def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) 
 
 
 def _decisions(plan: Plan, store: Store) -> list[dict]:
-    rows = store.rows(
-        "SELECT task, key, strategy, chosen, score, passed, total, prompt_tokens, completion_tokens, cost "
-        "FROM decisions ORDER BY task, key, strategy"
-    )
+    rows = reports.decisions(store)
     out: dict[tuple[str, str], dict] = {}
     for task, key, strategy, chosen, score, passed, total, prompt_tokens, completion_tokens, cost in rows:
         current = task in plan.tasks and plan.tasks[task].probe is not None and plan.tasks[task].probe.key == key
@@ -438,18 +321,11 @@ def _decisions(plan: Plan, store: Store) -> list[dict]:
 
 
 def _training(store: Store) -> dict | None:
-    runs = store.rows(
-        "SELECT run_id, student, device, precision, status, final_loss, strftime(started_at, '%Y-%m-%d %H:%M:%S') "
-        "FROM train_runs ORDER BY started_at DESC, run_id LIMIT 1"
-    )
-    if not runs:
+    latest = reports.latest_training(store)
+    if latest is None:
         return None
-    run_id, student, device, precision, status, final_loss, started = runs[0]
-    steps = store.rows(
-        "SELECT stage_index, stage, step, loss FROM train_steps WHERE run_id = ? AND loss IS NOT NULL "
-        "ORDER BY stage_index, step",
-        [run_id],
-    )
+    run_id, student, device, precision, status, final_loss, started = latest
+    steps = reports.training_losses(store, run_id)
     stages: dict[int, dict] = {}
     for stage_index, stage, step, loss in steps:
         stages.setdefault(stage_index, {"name": stage, "points": []})["points"].append((step, loss))
