@@ -14,7 +14,6 @@ import pytest
 from orcac import cli
 from orcac.runtime.commands.build_records import probe
 from orcac.runtime.commands.report import command as report
-from orcac.runtime.results.evaluation import INTERVAL_COLUMNS
 from orcac.runtime.store.database import Store
 from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
