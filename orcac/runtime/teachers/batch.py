@@ -218,10 +218,6 @@ def _reason_for(status: int | None) -> FailReason:
     return "bad_response"
 
 
-def _failed(job_id: str, attempts: int, reason: FailReason, detail: str) -> Outcome:
-    return Outcome(job_id, "failed", None, None, 0, 0, 0.0, 0.0, None, attempts, f"{reason}: {detail}", reason)
-
-
 def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attempts: int) -> Outcome:
     """A line of a batch's output or error file as the Outcome an online call would have had."""
     response = line.get("response") or {}
@@ -233,16 +229,19 @@ def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attem
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("code") or json.dumps(detail)
         text = " ".join(str(detail or f"status {status}").split())[:300]
-        return _failed(job_id, attempts, _reason_for(status), text)
+        return Outcome.failed(job_id, _reason_for(status), text, attempts=attempts)
     try:
         text, finish, prompt, completion, model = _read_response(_ns(body))
     except ValueError as problem:
-        return _failed(job_id, attempts, "bad_response", problem)
+        return Outcome.failed(job_id, "bad_response", str(problem), attempts=attempts)
     from litellm.litellm_core_utils.core_helpers import map_finish_reason
 
     cost = prompt * price[0] + completion * price[1] if price else 0.0
     finish = map_finish_reason(finish) if finish is not None else None
-    return Outcome(job_id, "ok", text, finish, prompt, completion, cost, 0.0, model, attempts, None)
+    return Outcome.answered(
+        job_id, text, finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
+        model=model, attempts=attempts,
+    )
 
 
 def _lines(content: Any) -> Iterable[dict]:
@@ -439,11 +438,11 @@ class _Runner:
                 line, _ = found[job_id]
                 self.deliver(outcome_of(job_id, line, self.teacher.price, attempts or 1))
             elif batch.status == "completed":
-                self.deliver(_failed(job_id, attempts or 1, "missing", "not in the batch's output or error file"))
+                self.deliver(Outcome.failed(job_id, "missing", "not in the batch's output or error file", attempts=attempts or 1))
             elif batch.status != "failed" and self.submitted.get(job_id, 0) <= RESUBMIT_ROUNDS:
                 again.append(self.pending[job_id])
             else:
-                self.deliver(_failed(job_id, attempts or 1, f"batch_{batch.status}", _batch_errors(batch)))
+                self.deliver(Outcome.failed(job_id, f"batch_{batch.status}", _batch_errors(batch), attempts=attempts or 1))
         await self.submit(again)
 
     def _batch_row(self, file_id: str, **changes) -> pa.Table:

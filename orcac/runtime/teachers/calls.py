@@ -9,8 +9,8 @@ retryable failures (429, 5xx, timeouts, connection errors, malformed answers, an
 no choices, or a blank text that was not cut off by max_tokens) are retried with exponential
 backoff and full jitter, honouring Retry-After, up to `max_retries`. An answer longer than
 `max_tokens` can be (MAX_CHARS_PER_TOKEN characters a token) is not stored: that job fails
-with `bad_response`, unretried. A job that still fails becomes `Outcome(status="failed",
-error=<reason>)`, never an exception, and the other jobs go on.
+with `bad_response`, unretried. A job that still fails becomes `Outcome.failed(job id, reason,
+detail)`, never an exception, and the other jobs go on.
 
 Failures no retry can fix (a bad or missing key, an unknown model or provider) stop the run
 with a one-line `OrcacError` naming the teacher; outcomes already delivered stay delivered.
@@ -43,7 +43,7 @@ from orcac import costs
 from orcac.errors import OrcacError
 from orcac.runtime.teachers.concurrency import AdaptiveLimit, ratelimit_pause
 from orcac.runtime.teachers.endpoints import Endpoint, EndpointPool, api_bases, for_server
-from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.jobs import Job, Outcome
 from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
 
@@ -451,7 +451,7 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
                 kind.detail = _scrub(kind.detail, [key or ""])
                 raise kind from None
             if isinstance(kind, _JobFailed):
-                return _failed(job, attempts, latency, kind.reason, _scrub(kind.detail, [key or ""]))
+                return Outcome.failed(job.id, kind.reason, _scrub(kind.detail, [key or ""]), attempts=attempts, latency_s=latency)
             last_reason, last_detail = kind.reason, _scrub(kind.detail, [key or ""])
             if attempts > plan.max_retries:
                 break
@@ -466,20 +466,11 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         cost = 0.0
         if teacher.price:
             cost = prompt_tokens * teacher.price[0] + completion_tokens * teacher.price[1]
-        return Outcome(
-            job_id=job.id,
-            status="ok",
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-            latency_s=latency,
-            model=model,
-            attempts=attempts,
-            error=None,
+        return Outcome.answered(
+            job.id, text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            cost=cost, latency_s=latency, model=model, attempts=attempts,
         )
-    return _failed(job, attempts, latency, last_reason, last_detail)
+    return Outcome.failed(job.id, last_reason, last_detail, attempts=attempts, latency_s=latency)
 
 
 def _unreachable(teacher: _Teacher, outcome: Outcome) -> OrcacError:
@@ -525,23 +516,6 @@ def _signal_of(error: BaseException) -> str:
     if status in (429, 503) or type(error).__name__ == "RateLimitError":
         return "overloaded"
     return "other"
-
-
-def _failed(job: Job, attempts: int, latency: float, reason: FailReason, detail: str) -> Outcome:
-    return Outcome(
-        job_id=job.id,
-        status="failed",
-        text=None,
-        finish_reason=None,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cost=0.0,
-        latency_s=latency,
-        model=None,
-        attempts=attempts,
-        error=f"{reason}: {detail}" if detail else reason,
-        reason=reason,
-    )
 
 
 async def run_jobs(

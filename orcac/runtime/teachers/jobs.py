@@ -57,6 +57,44 @@ class Outcome:
     error: str | None  # "<reason>: <detail>", scrubbed of keys: what the user is shown and the jobs table keeps
     reason: FailReason | None = None  # a failed job's reason (None when ok): what tallies count by
 
+    # Made by name, never by position: twelve fields in a row are easy to shift by one.
+
+    @classmethod
+    def answered(
+        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
+        cost: float, model: str | None, attempts: int, latency_s: float = 0.0,
+    ) -> Outcome:
+        """A teacher's answer (a batch's answer has no latency of its own: 0)."""
+        return cls(
+            job_id=job_id, status="ok", text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=cost, latency_s=latency_s, model=model, attempts=attempts,
+            error=None,
+        )
+
+    @classmethod
+    def failed(cls, job_id: str, reason: FailReason, detail: str, *, attempts: int, latency_s: float = 0.0) -> Outcome:
+        """A final failure: `error` is "<reason>: <detail>" (just the reason without a detail).
+
+        >>> Outcome.failed("j", "timeout", "no answer in 60 s", attempts=3).error
+        'timeout: no answer in 60 s'
+        """
+        return cls(
+            job_id=job_id, status="failed", text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
+            cost=0.0, latency_s=latency_s, model=None, attempts=attempts,
+            error=f"{reason}: {detail}" if detail else reason, reason=reason,
+        )
+
+    @classmethod
+    def reused(
+        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
+        model: str | None,
+    ) -> Outcome:
+        """An answer already paid for (the answer cache, another max_tokens): no attempt, no cost."""
+        return cls.answered(
+            job_id, text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=0.0, model=model, attempts=0,
+        )
+
 
 def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
     """sha256 over what determines the answer; not keys, limits, timeouts or retries.
