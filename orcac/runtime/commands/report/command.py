@@ -44,6 +44,7 @@ from orcac.runtime.charts import loss_chart
 from orcac.runtime.context import RunContext
 from orcac.runtime.results.evaluation import ARMS, benchmark_results, benchmark_table, evaluation
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.schema import failure_reason
 from orcac.specs.plan import CheckRule, Plan
 from orcac.stats import wilson
 
@@ -242,6 +243,13 @@ def _asked(store: Store) -> str:
     return "(WHERE coalesce(r.origin, 'teacher') = 'teacher' AND r.reused_from IS NULL)"
 
 
+def _failure_reason(store: Store) -> str:
+    """A failed job's reason: its column (schema 8), or the start of its error in an older file."""
+    return failure_reason({r[0] for r in store.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs'"
+    )})
+
+
 def _teachers(plan: Plan, store: Store) -> list[dict]:
     asked = _asked(store)
     totals = {r[0]: r[1:] for r in store.rows(
@@ -255,8 +263,7 @@ def _teachers(plan: Plan, store: Store) -> list[dict]:
     )}
     failures = defaultdict(dict)
     for teacher, reason, n in store.rows(
-        "SELECT teacher, split_part(coalesce(error, 'failed'), ':', 1), count(*) FROM jobs "
-        "WHERE status = 'failed' GROUP BY ALL ORDER BY ALL"
+        f"SELECT teacher, {_failure_reason(store)}, count(*) FROM jobs WHERE status = 'failed' GROUP BY ALL ORDER BY ALL"
     ):
         failures[teacher][reason] = n
     out = []
@@ -369,8 +376,7 @@ def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) 
                    c.job_id
             FROM checks c
             UNION ALL
-            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', split_part(coalesce(j.error, 'failed'), ':', 1),
-                   j.job_id
+            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', {_failure_reason(store)}, j.job_id
             FROM jobs j WHERE j.status = 'failed'
         ), ranked AS (
             SELECT *, row_number() OVER (PARTITION BY task, verdict ORDER BY md5(id)) AS n,
