@@ -316,7 +316,7 @@ def answer_all(
     """Every held-out example answered by one arm; returns (answers per task, model path)."""
     if name == "prompted":
         return _prompted_answers(plan, root, held, db_path)
-    model, tokenizer, where = load_model(name, plan, root)
+    model, tokenizer, where, chosen = load_model(name, plan, root)
     examples = [(task, i, h) for task, rows in held.items() for i, h in enumerate(rows)]
     prompts = [
         chat_format.prompt_ids(tokenizer, plan.erase[plan.tasks[task].erase].system, h.prompt)
@@ -327,10 +327,11 @@ def answer_all(
     def progress(done: int) -> None:
         print(f"  {name}: {done}/{len(prompts)} answers, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
-    generated = generate(
-        model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size,
-        progress=progress,
-    )
+    with chosen.running(_device()):  # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
+        generated = generate(
+            model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size,
+            progress=progress,
+        )
     answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}
     for (task, i, _), answer in zip(examples, generated, strict=True):
         answers[task][i] = answer
@@ -339,13 +340,14 @@ def answer_all(
 
 
 def load_model(name: str, plan, root: Path):
-    """(model, tokenizer, where) for "base" (the plan's student) or "trained" (train's output)."""
+    """(model, tokenizer, where, precision) for "base" (the plan's student) or "trained" (train's
+    output): in train's precision, applied as train applies it (run it under `precision.running`)."""
 
     from orcac.runtime.models import loading as hf_models
 
     student = plan.students[plan.train.student]
-    chosen = precision.choose(plan.train.precision)
-    dtype = chosen.dtype()
+    chosen = precision.choose(plan.train.precision, "eval")
+    dtype = chosen.weights
     if name == "base":
         model, tokenizer = hf_models.load_causal_lm(student.model, root, dtype=dtype)
         added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
@@ -364,10 +366,10 @@ def load_model(name: str, plan, root: Path):
                 "run `orcac train` again to evaluate the current one",
                 file=sys.stderr,
             )
-    model.to(device=_device(), dtype=dtype)  # a GGUF file always loads in fp32
+    model = chosen.place(model, _device())  # a GGUF file always loads in fp32
     model.eval()
     print(f"  {name}: {chosen}", file=sys.stderr, flush=True)
-    return model, tokenizer, where
+    return model, tokenizer, where, chosen
 
 
 def generate(
