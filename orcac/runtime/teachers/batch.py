@@ -46,7 +46,7 @@ from orcac.errors import OrcacError
 from orcac.runtime.store import batches as stored
 from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.calls import _read_response
-from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.jobs import FailReason, Job, Outcome, request_params
 from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
 
@@ -136,12 +136,7 @@ class _BatchTeacher:
         if isinstance(route, transport.Route):
             self.body = dict(route.body)  # litellm's own parameter mapping, as the fast path sends
         else:
-            self.body = {"model": model, "temperature": plan.temperature, "max_tokens": plan.max_tokens}
-            if plan.top_p is not None:
-                self.body["top_p"] = plan.top_p
-            if plan.seed is not None:
-                self.body["seed"] = plan.seed
-            self.body.update(plan.params)
+            self.body = {"model": model, **request_params(plan)}
         found = batch_price(plan.model)
         self.price = found[:2] if found else None
 

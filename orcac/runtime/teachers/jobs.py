@@ -130,6 +130,25 @@ def family_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[
     return _sha256({"family": payload})
 
 
+def request_params(teacher: TeacherPlan) -> dict[str, Any]:
+    """The parameters every request of this teacher carries besides its model and messages:
+    temperature, max_tokens, top_p and seed where set, then the plan's `params` (which win).
+    The one builder for the three ways a request is sent: litellm's keyword arguments
+    (teachers/calls.py), the fast path's body, mapped by litellm once (fast_path.py), and a
+    batch file's lines (batch.py). A job's own options override them per request.
+
+    >>> request_params(TeacherPlan(name="t", model="m", max_tokens=64, seed=7, params={"stop": "##"}))
+    {'temperature': 0.0, 'max_tokens': 64, 'seed': 7, 'stop': '##'}
+    """
+    params: dict[str, Any] = {"temperature": teacher.temperature, LIMIT_KEY: teacher.max_tokens}
+    if teacher.top_p is not None:
+        params["top_p"] = teacher.top_p
+    if teacher.seed is not None:
+        params["seed"] = teacher.seed
+    params.update(teacher.params)
+    return params
+
+
 def job_limit(teacher: TeacherPlan, job: Job) -> int:
     """The max_tokens `job` is asked under: its own (eval's prompted arm sets one), else its teacher's."""
     return int(dict(job.options).get(LIMIT_KEY, teacher.max_tokens))
