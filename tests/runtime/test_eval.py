@@ -234,3 +234,16 @@ def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypa
     with pytest.raises(OrcacError, match="no trained student"):
         evaluate.run(context(plan, tmp_path, db), models=["base", "trained"])
     assert started == []
+
+
+def test_eval_runs_the_student_as_train_does_fp32_weights_under_bf16_autocast(plan, tmp_path):
+    """precision = bf16 (train's, which eval reads): the arm's weights stay fp32 and its
+    matmuls run in bf16, the arithmetic its training loss was measured in, not cast weights."""
+    import torch
+
+    bf16 = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
+    model, tokenizer, _, chosen = evaluate.load_model("base", bf16, tmp_path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    ids = torch.tensor([tokenizer("1 + 1 =")["input_ids"]])
+    with torch.no_grad(), chosen.running("cpu"):
+        assert model(ids).logits.dtype == torch.bfloat16

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from orcac.runtime.store.database import Store
 from orcac.runtime.store.queries import column_names
+from orcac.runtime.store.schema import failure_reason
 
 
 def builds(store: Store) -> list[tuple]:
@@ -72,10 +73,16 @@ def teacher_totals(store: Store) -> dict[str, tuple]:
     )}
 
 
+def _failure_reason(store: Store) -> str:
+    """A failed job's reason: its column (schema 8), or the start of its error in an older file
+    read as it is (schema.failure_reason)."""
+    return failure_reason(column_names(store, "jobs"))
+
+
 def teacher_failures(store: Store) -> list[tuple]:
-    """(teacher, reason, failed jobs): the reason is the error's text before its first colon."""
+    """(teacher, reason, failed jobs)."""
     return store.rows(
-        "SELECT teacher, split_part(coalesce(error, 'failed'), ':', 1), count(*) FROM jobs "
+        f"SELECT teacher, {_failure_reason(store)}, count(*) FROM jobs "
         "WHERE status = 'failed' GROUP BY ALL ORDER BY ALL"
     )
 
@@ -133,9 +140,8 @@ def record_sample(store: Store, sample: int, *, judgements: bool = True) -> list
                    c.job_id
             FROM checks c
             UNION ALL
-            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', split_part(coalesce(j.error, 'failed'), ':', 1),
-                   j.job_id
-            FROM jobs j WHERE j.status = 'failed'
+            SELECT j.job_id, j.task, j.strategy, j.row_index, 'failed', j.failure, j.job_id
+            FROM (SELECT *, {_failure_reason(store)} AS failure FROM jobs) j WHERE j.status = 'failed'
         ), ranked AS (
             SELECT *, row_number() OVER (PARTITION BY task, verdict ORDER BY md5(id)) AS n,
                       count(*) OVER (PARTITION BY task, verdict) AS group_total

@@ -16,7 +16,7 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 TABLES: dict[str, str] = {
     # ---- the build (orcac/runtime/commands/build_records/command.py) ----
@@ -27,9 +27,11 @@ TABLES: dict[str, str] = {
     "examples": """
         task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
         source_sha256 VARCHAR, PRIMARY KEY (task, row_index)""",
+    # error: "<reason>: <detail>", what the user is shown; reason: a failed job's FailReason
+    # (orcac/runtime/teachers/jobs.py) on its own, what the report tallies by (NULL unless failed).
     "jobs": """
         job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
-        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
+        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR, reason VARCHAR""",
     # family: the job id without max_tokens (teachers/jobs.py family_id), and max_tokens: the
     # limit the teacher was asked under, so an answer that stopped short of it answers the same
     # request under another limit (build/reuse.py). origin: "teacher" (asked by a build of this
@@ -128,6 +130,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "judgements": ("item_id", "judge"),
 }
 
+# A failed job's reason as a file from before version 8 holds it: the start of its error text
+# ("<reason>: <detail>", or just "<reason>"). What the migration fills the reason column with,
+# and what a reader of such a file, opened read-only and so not migrated, reads instead.
+REASON_IN_ERROR = "split_part(coalesce(error, 'failed'), ':', 1)"
+
 # version -> the statements that bring a file of that version to the next one. Version 0 is a
 # file from before versions were stamped: every table above except that eval answers had no
 # job id (prompted answers reused by job id came later).
@@ -149,6 +156,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # which strategy's form each eval answer follows (orcac.specs.forms.followed), version 7
     6: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS follows VARCHAR",),
+    # a failed job's reason in a column of its own, version 8: older rows get it read once out
+    # of their error text, which has always begun with it
+    7: (
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS reason VARCHAR",
+        f"UPDATE jobs SET reason = {REASON_IN_ERROR} WHERE status = 'failed' AND reason IS NULL",
+    ),
 }
 
 
@@ -162,6 +175,17 @@ CREATE TABLE IF NOT EXISTS answers (
     answer_model TEXT, stored REAL, used REAL, digest TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS answers_family ON answers (family);
 """
+
+
+def failure_reason(jobs_columns: set[str]) -> str:
+    """SQL for a failed job's reason over a jobs table with these columns: its own column, or,
+    in a file from before version 8 read as it is (opened read-only, so not migrated), the
+    start of its error text.
+
+    >>> failure_reason({"error", "reason"})
+    "coalesce(reason, 'failed')"
+    """
+    return "coalesce(reason, 'failed')" if "reason" in jobs_columns else REASON_IN_ERROR
 
 
 def create_statements() -> list[str]:

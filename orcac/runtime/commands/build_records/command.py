@@ -467,7 +467,7 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
         rows = Rows(plan)
         for outcome in batch:
             job, item, judge = missing[outcome.job_id]
-            rows.job(judges.job_item(item, job, judge), outcome.status, outcome.attempts, outcome.error)
+            rows.job(judges.job_item(item, job, judge), outcome.status, outcome.attempts, outcome.error, outcome.reason)
             if outcome.status == "ok":
                 rows.response(outcome, job)
         return rows.tables()
@@ -512,7 +512,7 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
         rows = Rows(plan)
         for outcome, verdicts in batch:
             items = by_job[outcome.job_id]
-            rows.job(items[0], outcome.status, outcome.attempts, outcome.error)
+            rows.job(items[0], outcome.status, outcome.attempts, outcome.error, outcome.reason)
             if outcome.status == "ok":
                 rows.response(outcome, items[0].job)
                 for item, verdict in zip(items, verdicts):

@@ -124,9 +124,9 @@ def adopt(plan: Plan, store: Store, found: Found, jobs: dict[str, Job], item_of:
         return
     rows = Rows(plan)
     for job_id, (answer, origin, source) in found.answers.items():
-        outcome = Outcome(job_id=job_id, status="ok", text=answer.text, finish_reason=answer.finish_reason,
-                          prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, cost=0.0,
-                          latency_s=0.0, model=answer.answer_model, attempts=0, error=None)
+        outcome = Outcome.reused(job_id, answer.text, finish_reason=answer.finish_reason,
+                                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                                 model=answer.answer_model)
         rows.job(item_of[job_id], "ok", 0, None)
         rows.response(outcome, jobs[job_id], asked_under=answer.max_tokens, origin=origin, reused_from=source)
     store.write(rows.tables())

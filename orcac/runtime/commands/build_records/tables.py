@@ -84,7 +84,8 @@ class Rows:
         self.records: dict[str, list] = defaultdict(list)
         self.judgements: dict[str, list] = defaultdict(list)
 
-    def job(self, item: Item, status: str, attempts: int, error: str | None) -> None:
+    def job(self, item: Item, status: str, attempts: int, error: str | None, reason: str | None = None) -> None:
+        """`reason`: a failed job's (Outcome.reason), kept beside its error text for the report to count by."""
         j = self.jobs
         j["job_id"].append(item.job.id)
         j["task"].append(item.task)
@@ -96,6 +97,7 @@ class Rows:
         j["status"].append(status)
         j["attempts"].append(attempts)
         j["error"].append(error)
+        j["reason"].append(reason)
 
     def response(self, o: Outcome, job: Job, *, asked_under: int | None = None, origin: str = "teacher",
                  reused_from: str | None = None) -> None:

@@ -71,7 +71,7 @@ def dry_run(plan, models: list[str]) -> None:
 
 
 def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan_sha: str, load, limit: int | None = None) -> list[dict]:
-    """Run the plan's benchmarks on each arm (`load(name, plan, root)` -> model, tokenizer, where),
+    """Run the plan's benchmarks on each arm (`load(name, plan, root)` -> model, tokenizer, where, precision),
     store and show the results; return their rows."""
     arms = wanted(plan, models)
     if not arms:
@@ -83,16 +83,18 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
     teachers = {TEACHER_ARM.format(t): t for t in plan.eval.benchmark_teachers}
     rows = []
     for name in arms:
-        model, tokenizer, where = _load_teacher(plan, teachers[name], root) if name in teachers else load(name, plan, root)
+        loaded = _load_teacher(plan, teachers[name], root) if name in teachers else load(name, plan, root)
+        model, tokenizer, where, chosen = loaded
         print(f"  {name}: benchmarks {', '.join(plan.eval.benchmarks)}", file=sys.stderr, flush=True)
-        results = lm_eval.simple_evaluate(
-            model=_lm(model, tokenizer, plan),
-            tasks=tasks,
-            apply_chat_template=True,
-            system_instruction=system,
-            limit=limit,
-            log_samples=False,
-        )
+        with chosen.running(model.device):  # as the model was loaded to run (orcac.runtime.models.precision)
+            results = lm_eval.simple_evaluate(
+                model=_lm(model, tokenizer, plan),
+                tasks=tasks,
+                apply_chat_template=True,
+                system_instruction=system,
+                limit=limit,
+                log_samples=False,
+            )
         scored = result_rows(results, model=name, where=where, system=system)
         _store(db_path, run_id, plan_sha, scored)  # each arm's as it ends: a failure in the next keeps them
         rows += scored
@@ -102,21 +104,21 @@ def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan
 
 
 def _load_teacher(plan, name: str, root: Path):
-    """(model, tokenizer, where) for a local teacher, in its own precision, with the chat template
+    """(model, tokenizer, where, precision) for a local teacher, in its own precision, with the chat template
     the student was given (so both are asked the same way)."""
     from orcac.runtime.models import loading, precision
 
     teacher = plan.teachers[name]
     weights = loading.local_teacher_weights(teacher.model)
-    dtype = precision.choose(teacher.precision).dtype()
-    model, tokenizer = loading.load_causal_lm(weights, root, dtype=dtype)
+    chosen = precision.choose(teacher.precision, f"teacher {name}")
+    model, tokenizer = loading.load_causal_lm(weights, root, dtype=chosen.weights)
     import torch
 
-    model.to(device="cuda" if torch.cuda.is_available() else "cpu", dtype=dtype)  # a GGUF file loads in fp32
+    model = chosen.place(model, "cuda" if torch.cuda.is_available() else "cpu")  # a GGUF file loads in fp32
     added = chat_format.prepare_tokenizer(tokenizer, plan.students[plan.train.student].chat_template if plan.train else "auto")
     if added:
         model.resize_token_embeddings(len(tokenizer))
-    return model, tokenizer, weights
+    return model, tokenizer, weights, chosen
 
 
 def _lm(model, tokenizer, plan):

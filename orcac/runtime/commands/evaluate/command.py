@@ -200,18 +200,21 @@ def answer_all(
     """Every held-out example answered by one arm; returns (answers per task, model path)."""
     if name == "prompted":
         return prompted_answers(plan, root, held, db_path)
-    model, tokenizer, where = load_model(name, plan, root)
-    return student_answers(name, plan, model, tokenizer, held), where
+    model, tokenizer, where, chosen = load_model(name, plan, root)
+    with chosen.running(_device()):  # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
+        answers = student_answers(name, plan, model, tokenizer, held)
+    return answers, where
 
 
 def load_model(name: str, plan, root: Path):
-    """(model, tokenizer, where) for "base" (the plan's student) or "trained" (train's output)."""
+    """(model, tokenizer, where, precision) for "base" (the plan's student) or "trained" (train's
+    output): in train's precision, applied as train applies it (run it under `precision.running`)."""
 
     from orcac.runtime.models import loading as hf_models
 
     student = plan.students[plan.train.student]
-    chosen = precision.choose(plan.train.precision)
-    dtype = chosen.dtype()
+    chosen = precision.choose(plan.train.precision, "eval")
+    dtype = chosen.weights
     if name == "base":
         model, tokenizer = hf_models.load_causal_lm(student.model, root, dtype=dtype)
         added = chat_format.prepare_tokenizer(tokenizer, student.chat_template)
@@ -230,10 +233,10 @@ def load_model(name: str, plan, root: Path):
                 "run `orcac train` again to evaluate the current one",
                 file=sys.stderr,
             )
-    model.to(device=_device(), dtype=dtype)  # a GGUF file always loads in fp32
+    model = chosen.place(model, _device())  # a GGUF file always loads in fp32
     model.eval()
     print(f"  {name}: {chosen}", file=sys.stderr, flush=True)
-    return model, tokenizer, where
+    return model, tokenizer, where, chosen
 
 
 def _device():

@@ -149,8 +149,8 @@ def _run(context: RunContext, *, resume: bool, retrain: bool, max_steps: int | N
     student = plan.students.get(tp.student)
     if student is None:
         raise OrcacError(f"train.student {tp.student!r} is not a declared student")
-    chosen = precision.choose(tp.precision)
-    bf16 = chosen.bf16
+    chosen = precision.choose(tp.precision, "train")
+    bf16 = chosen.bf16  # applied by the Trainer as chosen.running would: autocast over fp32 weights
     from transformers import set_seed
 
     set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run

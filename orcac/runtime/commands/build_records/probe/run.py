@@ -126,7 +126,7 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
     def convert(batch: list) -> dict:
         rows = Rows(plan)
         for outcome in batch:
-            rows.job(items[outcome.job_id], outcome.status, outcome.attempts, outcome.error)
+            rows.job(items[outcome.job_id], outcome.status, outcome.attempts, outcome.error, outcome.reason)
             if outcome.status == "ok":
                 rows.response(outcome, items[outcome.job_id].job)
         return rows.tables()
