@@ -106,7 +106,7 @@ def _lower(unit: Unit) -> None:
     if unit.output.is_file():
         try:
             previous = read_plan(unit.output)
-        except Exception:  # a broken or older plan has no decisions worth keeping
+        except Exception:  # noqa: BLE001 - a broken or older plan has no decisions worth keeping
             previous = None
     files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
     unit.plan = lower(

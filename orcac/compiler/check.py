@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac import sampling
-from orcac.specs.diagnostics import Diagnostics, did_you_mean
-from orcac.specs.forms import adheres
 from orcac.sources import hub
 from orcac.sources.headers import header, hub_header
 from orcac.sources.hub import HubData
 from orcac.sources.problems import SourceError
 from orcac.sources.read import hub_rows, read, sha256_files, source_files
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.forms import adheres
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 
@@ -289,7 +289,7 @@ def _check_judged(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
             continue
         try:
             reads_gold = "gold" in template_variables(judge.rubric)
-        except Exception:  # reported with the judge
+        except Exception:  # noqa: BLE001 - reported with the judge
             continue
         if reads_gold:
             diags.error(
@@ -320,8 +320,8 @@ def _check_forms(spec: Spec, diags: Diagnostics) -> None:
                 diags.error(
                     f"demonstration {number} of strategy '{strategy.name}' breaks its own form: {broken[0]}",
                     demonstration.span,
-                    f"rewrite the demonstration's answer in the form, or change the strategy's expect: "
-                    f"the teacher copies its demonstrations, and follows(strategy) rejects this form",
+                    "rewrite the demonstration's answer in the form, or change the strategy's expect: "
+                    "the teacher copies its demonstrations, and follows(strategy) rejects this form",
                 )
     used = {
         named.name

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.compiler.load import Loaded
 from orcac.compiler.to_spec import to_spec_module
 from orcac.specs import settings
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.specs.spec import BestOf, Named, Spec
 
 NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("judge", "judges"), ("task", "tasks"))

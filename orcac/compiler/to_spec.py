@@ -20,9 +20,9 @@ import re
 from collections.abc import Callable
 from typing import Any, cast
 
+from orcac.specs import settings
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.specs.forms import FORMS
-from orcac.specs import settings
 from orcac.specs.spec import (
     Assign,
     BestOf,

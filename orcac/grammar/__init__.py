@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
-from lark.lexer import Lexer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import Lexer
 
 from orcac.specs.diagnostics import CompileError, Diagnostic, did_you_mean
 from orcac.specs.spec import (
@@ -79,7 +79,9 @@ _STATE: ContextVar[_ParseState] = ContextVar("orcac_parse_state")
 
 
 def _collect_comment(token: Token) -> None:
-    _STATE.get().comments.append(token)
+    state = _STATE.get(None)
+    if state is not None:  # None: the lexer run on its own (tests compare it with Lark's)
+        state.comments.append(token)
 
 
 class _FastLexer(Lexer):
@@ -428,7 +430,7 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             span = Span(file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2)
         try:  # precise: LALR's default reductions make error.expected too wide
             expected = set(error.interactive_parser.accepts()) or set(error.expected)
-        except Exception:
+        except Exception:  # noqa: BLE001 - Lark's interactive parser can fail in its own ways: fall back to its wider set
             expected = set(error.expected)
         if tok.type == "$END" and "RBRACE" in expected:
             at = _unclosed_brace(text)

@@ -16,7 +16,7 @@ records why a field is named other than its key (`api_key` -> `api_key_env`, ...
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -199,7 +199,7 @@ class JudgedRule(PlanModel):
 
 
 # A task's checks: a rule of its own, or a judge's verdict (a second job per answer).
-AcceptRule = Annotated[Union[CheckRule, JudgedRule], Field(discriminator="kind")]
+AcceptRule = Annotated[CheckRule | JudgedRule, Field(discriminator="kind")]
 
 
 class SplitCounts(PlanModel):

@@ -21,8 +21,7 @@ of `import lark, pydantic, jinja2` (see BENCHMARKS.md). The plan pays that cost 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union, dataclass_transform
-
+from typing import Literal, dataclass_transform
 
 FormKind = Literal["regex", "max_words", "min_words"]
 SourceKind = Literal["jsonl", "csv", "parquet", "hf", "sql"]
@@ -95,7 +94,7 @@ class Ref:
 @_node
 class KwArg:
     name: str
-    value: "Value"
+    value: Value
     span: Span
 
 
@@ -113,7 +112,7 @@ class List:
     items: tuple = ()
 
 
-Value = Union[Str, Num, Percent, Duration, Ref, Call, List]
+Value = Str | Num | Percent | Duration | Ref | Call | List
 
 
 # ---- syntax: structure -------------------------------------------------------------------
