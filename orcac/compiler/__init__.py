@@ -6,8 +6,8 @@ The passes, in order (`PASSES` below; each its own module):
     resolve    syntax blocks -> typed declarations (to_spec.py), one Spec, names
                checked, defaults applied (resolve.py)
     check      sources, templates, golds, holdouts, stages (check.py)
-    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py,
-               estimate.py); emit.py writes it as YAML
+    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py);
+               orcac/specs/plan_file.py writes it as YAML
 
 `orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
 them all, reading whole sources. Every pass collects diagnostics; the first pass that
