@@ -6,8 +6,8 @@ The passes, in order (`PASSES` below; each its own module):
     resolve    syntax blocks -> typed declarations (to_spec.py), one Spec, names
                checked, defaults applied (resolve.py)
     check      sources, templates, golds, holdouts, stages (check.py)
-    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py,
-               estimate.py); emit.py writes it as YAML
+    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py);
+               orcac/specs/plan_file.py writes it as YAML
 
 `orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
 them all, reading whole sources. Every pass collects diagnostics; the first pass that
@@ -106,7 +106,7 @@ def _lower(unit: Unit) -> None:
     if unit.output.is_file():
         try:
             previous = read_plan(unit.output)
-        except Exception:  # a broken or older plan has no decisions worth keeping
+        except Exception:  # noqa: BLE001 - a broken or older plan has no decisions worth keeping
             previous = None
     files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
     unit.plan = lower(

@@ -29,12 +29,12 @@ from orcac.specs.plan import (
     AdherenceRule,
     CheckRule,
     DemonstrationPlan,
+    DistillPlan,
     ErasePlan,
     Estimate,
     EvalPlan,
     JudgedRule,
     JudgePlan,
-    DistillPlan,
     LoraPlan,
     Plan,
     PortionPlan,
@@ -371,7 +371,7 @@ def _estimate(
     for i in splits.train:
         try:
             user_chars[i] = len(render_row(task.prompt, rows[i]))
-        except Exception as error:  # a row's problem, not the plan's: reported, and left out of the estimate
+        except Exception as error:  # noqa: BLE001 - a row's problem, not the plan's: reported, and left out of the estimate
             failed.append((i, f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}"))
     _warn_rows([message for _, message in sorted(failed)], task.name, diags)
     probe_rows = [i for i in splits.probe if i in user_chars]
@@ -423,7 +423,7 @@ def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Dia
             for template in templates:
                 render_row(template, rows[i])
             rendered += 1
-        except Exception as error:  # a row's problem, not the plan's: reported, and not counted
+        except Exception as error:  # noqa: BLE001 - a row's problem, not the plan's: reported, and not counted
             failed.append(f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}")
     _warn_rows(failed, task.name, diags)
     return TaskEstimate(calls=0, probe_calls=0, from_source=rendered, prompt_tokens=0, cost=0.0)

@@ -64,7 +64,7 @@ TABLES: dict[str, str] = {
     "batch_results": """
         input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
         PRIMARY KEY (input_file_id, job_id)""",
-    # ---- best_of probes (orcac/runtime/commands/build_records/probe.py): every candidate's score, the chosen one marked ----
+    # ---- best_of probes (orcac/runtime/commands/build_records/probe/): every candidate's score, the chosen one marked ----
     "decisions": """
         task VARCHAR, key VARCHAR, strategy VARCHAR, chosen BOOLEAN, score DOUBLE, passed BIGINT,
         total BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE,

@@ -272,7 +272,7 @@ class _Teacher:
     checked: bool = False
     ended: int = 0  # jobs ended so far
     unreachable: int = 0  # of the latest ones, how many in a row failed for connection errors
-    route: Route | None = None  # set when this teacher takes the fast path (transport.py)
+    route: Route | None = None  # set when this teacher takes the fast path (fast_path.py)
     fast: FastClient | None = None  # the run's one fast client, for a teacher with a route
     limit: AdaptiveLimit | None = None  # requests in flight, within [1, concurrency] (concurrency.py)
     pool: EndpointPool | None = None  # its api bases, least-loaded first (endpoints.py)
