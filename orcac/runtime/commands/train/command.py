@@ -45,7 +45,14 @@ from orcac.runtime.commands.train.resume import (
     write_state,
 )
 from orcac.runtime.commands.train.saving import disk_line, put_back, write_beside, write_text_beside
-from orcac.runtime.commands.train.student import count_params, fingerprint, isolation_check, load, load_student, load_weights
+from orcac.runtime.commands.train.student import (
+    count_params,
+    fingerprint,
+    isolation_check,
+    load_for_training,
+    load_student,
+    load_weights,
+)
 from orcac.runtime.commands.train.trainer import fit_in_memory, planned_steps, stage_trainer
 from orcac.runtime.context import RunContext
 from orcac.runtime.models import chat_format, precision
@@ -199,7 +206,7 @@ class TrainRecipe:
         from transformers import set_seed
 
         set_seed(tp.seed)  # rows added for new tokens start random: the same ones in every run
-        self.student = load(student, root)
+        self.student = load_for_training(student, root)
         self.model = self.student.model
         # objective = distill: the local teacher whose token distributions the student learns
         self.teacher = None if tp.objective == "sft" else distill.load_teacher(plan, root, self.student.tokenizer, load_student)

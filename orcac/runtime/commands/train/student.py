@@ -29,7 +29,7 @@ class Student:
     tokenizer_grew: bool
 
 
-def load(student, root: Path) -> Student:
+def load_for_training(student, root: Path) -> Student:
     """The student and its tokenizer, with a chat template and a pad token (embeddings resized)."""
     from orcac.runtime.models import loading as hf_models
 
@@ -43,8 +43,8 @@ def load(student, root: Path) -> Student:
 
 
 def load_student(student, root: Path):
-    """(model, tokenizer), loaded as `load` does: how the distill teacher is loaded too."""
-    loaded = load(student, root)
+    """(model, tokenizer), loaded as `load_for_training` does: how the distill teacher is loaded too."""
+    loaded = load_for_training(student, root)
     return loaded.model, loaded.tokenizer
 
 
