@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
 from orcac.runtime.models import chat_format  # noqa: E402
-from orcac.runtime.commands.train import command as train
+from orcac.runtime.commands.train import trainer as stage_trainer
 from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.plans import ERASE  # noqa: E402
 from tests.support.train_data import orca_rows  # noqa: E402
@@ -113,7 +113,7 @@ def packed(
 
     dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
     clock = _Clock()
-    trainer = train.make_trainer(
+    trainer = stage_trainer.make_trainer(
         model,
         tokenizer,
         dataset,

@@ -201,7 +201,7 @@ def _answer(body: dict) -> str:
 
 
 def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, capsys, monkeypatch, fast_backoff):
-    from orcac.runtime.commands.train.command import _stage_records
+    from orcac.runtime.commands.train.mixture import stage_records as _stage_records
 
     monkeypatch.setenv("LOOPBACK_KEY", "sk-given")
     (tmp_path / "taught.jsonl").write_text("".join(
