@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +47,8 @@ from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, Rows, _wr
 from orcac.runtime.store.queries import echoed_records
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.answer_cache import AnswerCache
-from orcac.runtime.store.database import Flusher, Store, in_list
+from orcac.runtime.store import builds
+from orcac.runtime.store.database import Flusher, Store
 from orcac.runtime.teachers.jobs import Job, Outcome
 from orcac.specs.plan import Plan
 from orcac.specs.plan_file import plan_sha256
@@ -58,18 +57,151 @@ if TYPE_CHECKING:
     import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
 
 
-# ---- items: one example answered under one strategy -----------------------------------------
+# ---- the recipe ------------------------------------------------------------------------------
 
 
-# ---- rows for the store ------------------------------------------------------------------------
+def command(context: RunContext, args) -> int:
+    """`orcac build`, stage by stage (BuildRecipe)."""
+    build = BuildRecipe(context)
+    build.setup(args)
+    try:
+        build.probe()
+        build.plan_items()
+        if build.dry_run:
+            return build.estimate()
+        build.run_jobs()
+        build.summary()
+        return 0
+    finally:
+        build.cleanup()
 
 
-# ---- the build ---------------------------------------------------------------------------------
+class BuildRecipe:
+    """`orcac build`, read top to bottom (torchtune's recipe shape):
+
+        setup       the command's settings (the answer cache and the database open once, with
+                    the first stage that reads them: a build stopped before, on a bad
+                    source, leaves no file behind)
+        probe       best_of tasks get their strategy (--dry-run: its calls are counted)
+        plan_items  examples x strategy -> content-addressed jobs (orcac.runtime.answers.items)
+        estimate    --dry-run: what the build would ask and cost; nothing is called or written
+        run_jobs    stored answers reused, the rest asked; each checked and recorded (run_build)
+        summary     the table, warnings, and the erasure audit's verdict
+        cleanup     the database and the cache closed, whatever happened
+
+    One database connection and one answer cache serve the probe and the main run; the
+    probe's decision reaches the main run as the plan it returns, never through the file.
+    """
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.plan = context.plan  # the probe's decisions replace it
+        self.opened = False
+        self.cache: AnswerCache | None = None
+        self.store: Store | None = None
+        self.work: Work | None = None
+        self.result: BuildResult | None = None
+
+    def setup(self, args) -> None:
+        self.dry_run = bool(getattr(args, "dry_run", False))
+        self.reprobe = bool(getattr(args, "reprobe", False))
+        self.limit = getattr(args, "limit", None)
+        self.progress = not getattr(args, "no_progress", False)
+        self.use_cache = not getattr(args, "no_cache", False)
+
+    def _open(self) -> Store | None:
+        """The answer cache and the build's database, opened once, by the first stage that
+        needs them. A dry run writes nothing: it reads the cache and the database only where
+        they exist (the store is then None)."""
+        if not self.opened:
+            self.opened = True
+            self.cache = AnswerCache.open(enabled=self.use_cache, create=not self.dry_run)
+            db = self.context.db
+            if not self.dry_run:
+                self.store = Store.open(db, spec=self.plan.spec)
+            elif db.exists():
+                self.store = Store.open(db, read_only=True, spec=self.plan.spec)
+        return self.store
+
+    def probe(self) -> None:
+        from orcac.runtime.commands.build_records import probe
+
+        if not probe.needed(self.plan):
+            return
+        store = self._open()
+        if self.dry_run:
+            probe.dry_run_phase(self.context, store, self.cache, reprobe=self.reprobe)
+            return
+        self.context = probe.run_phase(self.context, store, self.cache, reprobe=self.reprobe)
+        self.plan = self.context.plan
+
+    def plan_items(self) -> None:
+        self.work = plan_work(self.plan, self.context.root, limit=self.limit, estimate=self.dry_run)
+        for note in self.work.skipped:
+            print(f"note: {printable(note)}", file=sys.stderr)
+        for problem in self.work.problems:
+            print(f"warning: {printable(problem)}", file=sys.stderr)
+
+    def estimate(self) -> int:
+        store = self._open()
+        return _dry_run(self.plan, store, self.work, self.cache)
+
+    def run_jobs(self) -> None:
+        store = self._open()
+        self.result = run_build(self.plan, self.context.root, store, self.work, progress=self.progress,
+                                cache=self.cache)
+
+    def summary(self) -> None:
+        from rich.console import Console
+
+        result = self.result
+        echoed = echoed_records(self.store)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
+        console.print(summary_table(result.tallies, result.elapsed))
+        if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
+            counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
+            print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
+                  "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
+        failed = sum(sum(t.failed.values()) for t in result.tallies.values())
+        if failed:
+            print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
+        raise_on_leaks(result.leaks)
+
+    def cleanup(self) -> None:
+        try:
+            if self.store is not None:
+                self.store.close()
+        finally:
+            if self.cache is not None:
+                self.cache.close()
 
 
-def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    found = store.rows(f"SELECT job_id, text, finish_reason FROM responses WHERE {in_list('job_id')}", [job_ids])
-    return {job_id: (text, finish) for job_id, text, finish in found}
+# ---- the dry run -----------------------------------------------------------------------------
+
+
+def _dry_run(plan: Plan, store: Store | None, work: Work, cache: AnswerCache | None) -> int:
+    """The dry run over what this database (None: none yet) and the answer cache hold
+    (neither is written)."""
+    jobs = {i.job.id: i.job for i in work.items}
+    passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
+
+    def cached(ids: list[str]) -> set[str]:
+        return set(cache.get(ids)) if cache is not None else set()
+
+    if store is None:
+        found = reuse.find(plan, None, jobs, (), cache)
+        answered = {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+        judged = judges.estimate(plan, work.items, answered, passes, cached)
+        return dry_run(plan, work, answered, judged, set(), found.notes())
+    answered = builds.stored_answers(store, list(jobs))
+    found = reuse.find(plan, store, jobs, answered, cache)
+    answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+    judged = judges.estimate(plan, work.items, answered, passes,
+                             lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
+    settled = set(builds.stored_checks(store, [g.record_id for g in work.given]))
+    return dry_run(plan, work, answered, judged, settled, found.notes())
 
 
 def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
@@ -140,71 +272,7 @@ def missing_keys(plan: Plan, teachers: set[str]) -> list[str]:
     ]
 
 
-def command(context: RunContext, args) -> int:
-    plan, root, path = context.plan, context.root, context.db
-    # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
-    from orcac.runtime.commands.build_records import probe
-
-    plan = probe.phase(context, args).plan
-    work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
-    for note in work.skipped:
-        print(f"note: {printable(note)}", file=sys.stderr)
-    for problem in work.problems:
-        print(f"warning: {printable(problem)}", file=sys.stderr)
-    enabled = not getattr(args, "no_cache", False)
-    if getattr(args, "dry_run", False):
-        cache = AnswerCache.open(enabled=enabled, create=False)
-        try:
-            return _dry_run(plan, path, work, cache)
-        finally:
-            if cache is not None:
-                cache.close()
-    cache = AnswerCache.open(enabled=enabled)
-    try:
-        with Store.open(path, spec=plan.spec) as store:
-            result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False), cache=cache)
-            echoed = echoed_records(store)
-    finally:
-        if cache is not None:
-            cache.close()
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
-    console.print(summary_table(result.tallies, result.elapsed))
-    if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
-        counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
-        print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
-              "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
-    failed = sum(sum(t.failed.values()) for t in result.tallies.values())
-    if failed:
-        print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
-    raise_on_leaks(result.leaks)
-    return 0
-
-
-def _dry_run(plan: Plan, path: Path, work: Work, cache: AnswerCache | None) -> int:
-    """The dry run over what this database and the answer cache hold (neither is written)."""
-    jobs = {i.job.id: i.job for i in work.items}
-    passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
-
-    def cached(ids: list[str]) -> set[str]:
-        return set(cache.get(ids)) if cache is not None else set()
-
-    if not path.exists():
-        found = reuse.find(plan, None, jobs, (), cache)
-        answered = {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
-        judged = judges.estimate(plan, work.items, answered, passes, cached)
-        return dry_run(plan, work, answered, judged, set(), found.notes())
-    with Store.open(path, read_only=True, spec=plan.spec) as store:
-        answered = _stored_answers(store, list(jobs))
-        found = reuse.find(plan, store, jobs, answered, cache)
-        answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
-        judged = judges.estimate(plan, work.items, answered, passes,
-                                 lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
-        settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
-    return dry_run(plan, work, answered, judged, settled, found.notes())
+# ---- the main run: reuse, ask, check, record --------------------------------------------------
 
 
 @dataclass
@@ -221,16 +289,8 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     With the machine's answer `cache`, jobs it answers are copied in, not asked, and every new
     answer goes into it too (orcac.runtime.commands.build_records.reuse)."""
     started = time.monotonic()
-    run_id = uuid.uuid4().hex
-    import duckdb
-
-    from orcac import __version__
-
-    store.execute(
-        "INSERT INTO runs (run_id, plan_sha256, orcac_version, python, duckdb_version, started, status) "
-        "VALUES (?, ?, ?, ?, ?, now(), 'running')",
-        [run_id, plan_sha256(plan), __version__, platform.python_version(), duckdb.__version__],
-    )
+    run_id = builds.start_run(store, plan_sha256(plan))
+    # a tally per (task, strategy): what the summary table shows
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     by_job: dict[str, list[Item]] = defaultdict(list)
     rows_of: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -241,9 +301,12 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     for key, found in rows_of.items():
         tallies[key].rows = len(found)
 
+    # answered before (this database, the answer cache, another max_tokens) or by the source:
+    # checked and recorded now, with no call
     reuse.bring_in(plan, store, {job_id: items[0] for job_id, items in by_job.items()}, cache)
     answered = _settle_cached(plan, store, work, tallies)
     _settle_given(plan, store, work, tallies)
+    # the rest: marked pending, then asked, each answer checked as it comes and stored in batches
     pending = list(unique_jobs(work.items, answered))
     if pending:
         rows = Rows(plan)
@@ -271,10 +334,8 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         status = "interrupted"
         raise
     finally:
-        store.execute(
-            "UPDATE runs SET ended = now(), status = ?, calls = ?, cost = ? WHERE run_id = ?",
-            [status, calls, sum(t.cost for t in tallies.values()), run_id],
-        )
+        builds.end_run(store, run_id, status, calls, sum(t.cost for t in tallies.values()))
+    # the erasure audit over every stored record: its leaks fail the build after the summary
     leaks = audit(plan, store) + given.audit(plan, store, work.given)
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
@@ -314,7 +375,7 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
     rows that differ are written, so a re-run of a finished build writes next to nothing.
     `on_change(item, before, after)` hears of each verdict that differs from the stored one.
     """
-    answered = _stored_answers(store, list({i.job.id for i in items}))
+    answered = builds.stored_answers(store, list({i.job.id for i in items}))
     cached = [i for i in items if i.job.id in answered]
     judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
     checks, records = _stored_verdicts(store, [i.record_id for i in cached])
@@ -343,12 +404,7 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
 
 def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
     """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
-    checks = {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
-    fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
-    records = {r[0]: tuple(r[1:]) for r in store.rows(
-        f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
-    return checks, records
+    return builds.stored_checks(store, ids), builds.stored_records(store, ids, RECORD_FIELDS)
 
 
 def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
@@ -437,7 +493,7 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     items = [i for i in work.items if i.task in names]
     if not items:
         return 0
-    answered = _stored_answers(store, list({i.job.id for i in items}))
+    answered = builds.stored_answers(store, list({i.job.id for i in items}))
     wanted = judges.wanted(plan, items, answered, lambda i, t, f: verdict_for(plan, i, t, f))
     done = judges.stored(store, list(wanted)).texts
     missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
