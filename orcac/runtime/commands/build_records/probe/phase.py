@@ -21,13 +21,10 @@ def dry_run_phase(context: RunContext, store: Store | None, cache: AnswerCache |
     """`--dry-run`: prints what the probes would call, answered from the build's database
     (`store`, read only; None when there is none yet) and the machine's answer cache."""
 
-    def cached(ids: list[str]) -> set[str]:  # in the machine's answer cache (read only)
-        return set(cache.get(ids)) if cache is not None else set()
+    def answered(ids: list[str]) -> set[str]:  # in the database or the machine's answer cache (read only)
+        stored = set(probe_answers(store, ids)) if store is not None else set()
+        return stored | (set(cache.get(ids)) if cache is not None else set())
 
-    if store is not None:
-        answered = lambda ids: set(probe_answers(store, ids)) | cached(ids)  # noqa: E731
-    else:
-        answered = cached
     print_estimate(estimate(context.plan, context.root, answered=answered, reprobe=reprobe))
 
 
