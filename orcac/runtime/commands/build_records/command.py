@@ -340,71 +340,17 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
 
-def final_verdicts(
-    plan: Plan, items: list[Item], answered: dict, judged: judges.Answers = judges.NONE
-) -> tuple[dict[str, Verdict], list[judges.Judgement]]:
-    """record_id -> verdict for every answered item: the task's checks on its own answer, its
-    judges' (from their stored answers, `judged`) for one that passes them, then, for a task
-    with several samples, rejection sampling's choice among each row's answers. With the
-    judgements made."""
-    verdicts: dict[str, Verdict] = {}
-    judgements: list[judges.Judgement] = []
-    rows: dict[tuple, list[Item]] = defaultdict(list)
-    for item in items:
-        if item.job.id not in answered:
-            continue
-        text, finish = answered[item.job.id]
-        verdict, found = judges.judged(plan, item, text, verdict_for(plan, item, text, finish), judged)
-        verdicts[item.record_id] = verdict
-        judgements += found
-        if plan.tasks[item.task].sampling.samples > 1:
-            rows[(item.task, item.strategy, item.row_index)].append(item)
-    for (task, _, _), samples in rows.items():
-        by_sample = {item.sample: item for item in samples}
-        answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
-        for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
-            verdicts[by_sample[sample].record_id] = Verdict(False, why)
-    return verdicts, judgements
-
-
-def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
-    """Verdicts and records for `items` from their stored answers; returns those answers and
-    the verdicts (by record id).
-
-    Recomputed from the stored text (a changed rule or erase message takes effect), but only
-    rows that differ are written, so a re-run of a finished build writes next to nothing.
-    `on_change(item, before, after)` hears of each verdict that differs from the stored one.
-    """
-    answered = builds.stored_answers(store, list({i.job.id for i in items}))
-    cached = [i for i in items if i.job.id in answered]
-    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
-    checks, records = _stored_verdicts(store, [i.record_id for i in cached])
-    verdicts, judgements = final_verdicts(plan, cached, answered, judged)
-    changed = Rows(plan)
-    rejudged = _changed_judgements(plan, store, cached, judgements, changed)
-    unaccepted: list[str] = []
-    for item in cached:
-        text, _ = answered[item.job.id]
-        verdict = verdicts[item.record_id]
-        record = record_fields(plan, item, text) if verdict.accepted else None
-        before = checks.get(item.record_id)
-        if before != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
-            changed.verdict(item, verdict.accepted, verdict.reason, text)
-            if record is None and item.record_id in records:
-                unaccepted.append(item.record_id)
-            if on_change is not None:
-                on_change(item, before, verdict)
-    store.write(
-        changed.tables(),
-        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
-        drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
-    )
-    return answered, verdicts
-
-
-def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
-    """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
-    return builds.stored_checks(store, ids), builds.stored_records(store, ids, RECORD_FIELDS)
+def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
+    """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
+    _write_examples(plan, store, work.examples)
+    answered, verdicts = _settle(plan, store, work, work.items)
+    for item in work.items:
+        if item.job.id in answered:
+            verdict = verdicts[item.record_id]
+            tally = tallies[(item.task, item.strategy)]
+            tally.cached += 1
+            tally.count(verdict.accepted, verdict.reason)
+    return answered
 
 
 def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
@@ -432,33 +378,62 @@ def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str,
     store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
-def _changed_judgements(plan: Plan, store: Store, items: list[Item], judgements: list, rows: Rows) -> list[str]:
-    """Adds to `rows` the judgements that differ from the stored ones; returns the item ids whose
-    stored judgements are replaced (dropped first: a judge the task no longer has goes too)."""
-    judged_names = judges.judged_tasks(plan)
-    ids = [i.record_id for i in items if i.task in judged_names]
-    before = judges.stored_judgements(store, ids) if ids else {}
-    now: dict[str, list] = defaultdict(list)
-    for j in judgements:
-        now[j.item_id].append(j)
-    redo = [i for i in sorted(set(before) | set(now)) if before.get(i, set()) != {j.stored() for j in now.get(i, ())}]
-    for item_id in redo:
-        for j in now.get(item_id, ()):
-            rows.judgement(j)
-    return redo
+def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
+                 cache: AnswerCache | None = None) -> int:
+    from orcac.runtime.teachers.batch import run_online_and_batch
 
+    def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
+        rows = Rows(plan)
+        for outcome, verdicts in batch:
+            items = by_job[outcome.job_id]
+            rows.job(items[0], outcome.status, outcome.attempts, outcome.error)
+            if outcome.status == "ok":
+                rows.response(outcome, items[0].job)
+                for item, verdict in zip(items, verdicts):
+                    rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
+        return rows.tables()
 
-def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
-    """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
-    _write_examples(plan, store, work.examples)
-    answered, verdicts = _settle(plan, store, work, work.items)
-    for item in work.items:
-        if item.job.id in answered:
-            verdict = verdicts[item.record_id]
+    # Into the machine's answer cache once in this database: a kill between the two writes
+    # leaves an answer only here, and the next build puts it in (reuse.backfill).
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
+                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
+    count = 0
+
+    def on_outcome(outcome: Outcome) -> None:
+        nonlocal count
+        count += 1
+        items = by_job[outcome.job_id]
+        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
+        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
+                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        verdicts = []
+        now = time.monotonic() - started
+        for n, item in enumerate(items):
             tally = tallies[(item.task, item.strategy)]
-            tally.cached += 1
+            tally.calls += 1
+            tally.last_s = now
+            if n == 0:  # tokens and cost once per call, not once per item sharing it
+                tally.prompt_tokens += outcome.prompt_tokens
+                tally.completion_tokens += outcome.completion_tokens
+                tally.cost += outcome.cost
+            if reason:
+                tally.failed[reason] += 1
+                continue
+            checked = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            display.verdict(checked.accepted)  # passed the checks: kept or not is decided after the calls
+            # a judged task's answer that passes waits for its judges (_run_judges): no record yet
+            verdict, _ = judges.judged(plan, item, outcome.text, checked, judges.NONE)
+            verdicts.append(verdict)
             tally.count(verdict.accepted, verdict.reason)
-    return answered
+        flusher.add((outcome, verdicts))
+
+    display.start()
+    try:
+        asyncio.run(run_online_and_batch(plan.teachers, pending, on_outcome, store, root=root, on_batch=display.batch))
+    finally:
+        display.stop()
+        flusher.close()
+    return count
 
 
 def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
@@ -468,19 +443,6 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
     if not sampled:
         return
     _settle(plan, store, work, sampled, on_change=_recount(tallies))
-
-
-def _recount(tallies: dict[tuple[str, str], Tally]):
-    """A `_settle` callback that moves a changed verdict from its old count to its new one."""
-
-    def recount(item: Item, before, after: Verdict) -> None:
-        if before is None:
-            return
-        tally = tallies[(item.task, item.strategy)]
-        tally.count(*before, times=-1)
-        tally.count(after.accepted, after.reason)
-
-    return recount
 
 
 def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[tuple[str, str], Tally],
@@ -560,59 +522,100 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
     return len(missing)
 
 
-def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
-                 cache: AnswerCache | None = None) -> int:
-    from orcac.runtime.teachers.batch import run_online_and_batch
+# ---- the stages' shared parts: verdicts and records settled from stored answers ----------------
 
-    def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
-        rows = Rows(plan)
-        for outcome, verdicts in batch:
-            items = by_job[outcome.job_id]
-            rows.job(items[0], outcome.status, outcome.attempts, outcome.error)
-            if outcome.status == "ok":
-                rows.response(outcome, items[0].job)
-                for item, verdict in zip(items, verdicts):
-                    rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
-        return rows.tables()
 
-    # Into the machine's answer cache once in this database: a kill between the two writes
-    # leaves an answer only here, and the next build puts it in (reuse.backfill).
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
-                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
-    count = 0
+def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
+    """Verdicts and records for `items` from their stored answers; returns those answers and
+    the verdicts (by record id).
 
-    def on_outcome(outcome: Outcome) -> None:
-        nonlocal count
-        count += 1
-        items = by_job[outcome.job_id]
-        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
-                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
-        verdicts = []
-        now = time.monotonic() - started
-        for n, item in enumerate(items):
-            tally = tallies[(item.task, item.strategy)]
-            tally.calls += 1
-            tally.last_s = now
-            if n == 0:  # tokens and cost once per call, not once per item sharing it
-                tally.prompt_tokens += outcome.prompt_tokens
-                tally.completion_tokens += outcome.completion_tokens
-                tally.cost += outcome.cost
-            if reason:
-                tally.failed[reason] += 1
-                continue
-            checked = verdict_for(plan, item, outcome.text, outcome.finish_reason)
-            display.verdict(checked.accepted)  # passed the checks: kept or not is decided after the calls
-            # a judged task's answer that passes waits for its judges (_run_judges): no record yet
-            verdict, _ = judges.judged(plan, item, outcome.text, checked, judges.NONE)
-            verdicts.append(verdict)
-            tally.count(verdict.accepted, verdict.reason)
-        flusher.add((outcome, verdicts))
+    Recomputed from the stored text (a changed rule or erase message takes effect), but only
+    rows that differ are written, so a re-run of a finished build writes next to nothing.
+    `on_change(item, before, after)` hears of each verdict that differs from the stored one.
+    """
+    answered = builds.stored_answers(store, list({i.job.id for i in items}))
+    cached = [i for i in items if i.job.id in answered]
+    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
+    checks, records = _stored_verdicts(store, [i.record_id for i in cached])
+    verdicts, judgements = final_verdicts(plan, cached, answered, judged)
+    changed = Rows(plan)
+    rejudged = _changed_judgements(plan, store, cached, judgements, changed)
+    unaccepted: list[str] = []
+    for item in cached:
+        text, _ = answered[item.job.id]
+        verdict = verdicts[item.record_id]
+        record = record_fields(plan, item, text) if verdict.accepted else None
+        before = checks.get(item.record_id)
+        if before != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
+            changed.verdict(item, verdict.accepted, verdict.reason, text)
+            if record is None and item.record_id in records:
+                unaccepted.append(item.record_id)
+            if on_change is not None:
+                on_change(item, before, verdict)
+    store.write(
+        changed.tables(),
+        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
+        drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
+    )
+    return answered, verdicts
 
-    display.start()
-    try:
-        asyncio.run(run_online_and_batch(plan.teachers, pending, on_outcome, store, root=root, on_batch=display.batch))
-    finally:
-        display.stop()
-        flusher.close()
-    return count
+
+def final_verdicts(
+    plan: Plan, items: list[Item], answered: dict, judged: judges.Answers = judges.NONE
+) -> tuple[dict[str, Verdict], list[judges.Judgement]]:
+    """record_id -> verdict for every answered item: the task's checks on its own answer, its
+    judges' (from their stored answers, `judged`) for one that passes them, then, for a task
+    with several samples, rejection sampling's choice among each row's answers. With the
+    judgements made."""
+    verdicts: dict[str, Verdict] = {}
+    judgements: list[judges.Judgement] = []
+    rows: dict[tuple, list[Item]] = defaultdict(list)
+    for item in items:
+        if item.job.id not in answered:
+            continue
+        text, finish = answered[item.job.id]
+        verdict, found = judges.judged(plan, item, text, verdict_for(plan, item, text, finish), judged)
+        verdicts[item.record_id] = verdict
+        judgements += found
+        if plan.tasks[item.task].sampling.samples > 1:
+            rows[(item.task, item.strategy, item.row_index)].append(item)
+    for (task, _, _), samples in rows.items():
+        by_sample = {item.sample: item for item in samples}
+        answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
+        for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
+            verdicts[by_sample[sample].record_id] = Verdict(False, why)
+    return verdicts, judgements
+
+
+def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
+    """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
+    return builds.stored_checks(store, ids), builds.stored_records(store, ids, RECORD_FIELDS)
+
+
+def _changed_judgements(plan: Plan, store: Store, items: list[Item], judgements: list, rows: Rows) -> list[str]:
+    """Adds to `rows` the judgements that differ from the stored ones; returns the item ids whose
+    stored judgements are replaced (dropped first: a judge the task no longer has goes too)."""
+    judged_names = judges.judged_tasks(plan)
+    ids = [i.record_id for i in items if i.task in judged_names]
+    before = judges.stored_judgements(store, ids) if ids else {}
+    now: dict[str, list] = defaultdict(list)
+    for j in judgements:
+        now[j.item_id].append(j)
+    redo = [i for i in sorted(set(before) | set(now)) if before.get(i, set()) != {j.stored() for j in now.get(i, ())}]
+    for item_id in redo:
+        for j in now.get(item_id, ()):
+            rows.judgement(j)
+    return redo
+
+
+def _recount(tallies: dict[tuple[str, str], Tally]):
+    """A `_settle` callback that moves a changed verdict from its old count to its new one."""
+
+    def recount(item: Item, before, after: Verdict) -> None:
+        if before is None:
+            return
+        tally = tallies[(item.task, item.strategy)]
+        tally.count(*before, times=-1)
+        tally.count(after.accepted, after.reason)
+
+    return recount
