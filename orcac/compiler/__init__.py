@@ -22,6 +22,7 @@ Entry points for the rest of orcac: `compile_spec`, `load_plan`, `read_plan`,
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from orcac.specs.diagnostics import CompileError, Diagnostic, Diagnostics
 from orcac.specs.paths import plan_path_for
 
 if TYPE_CHECKING:
-    from orcac.specs.plan import Plan
+    from orcac.specs.plan import Decision, Plan
 
 __all__ = [
     "PASSES",
@@ -79,6 +80,8 @@ class Unit:
     facts: object | None = None  # check: sources' columns, rows, hashes; split sizes
     plan: Plan | None = None  # lower: the Plan
     unsaved: dict | None = None  # absolute path -> editor text read instead of the file (load.py)
+    # task -> the previous probe decision lower carries forward; None: those of the plan at `output`
+    decisions: Mapping[str, Decision] | None = None
 
 
 def _load(unit: Unit) -> None:
@@ -102,12 +105,7 @@ def _check(unit: Unit) -> None:
 def _lower(unit: Unit) -> None:
     from orcac.compiler.lower import lower
 
-    previous = None
-    if unit.output.is_file():
-        try:
-            previous = read_plan(unit.output)
-        except Exception:  # noqa: BLE001 - a broken or older plan has no decisions worth keeping
-            previous = None
+    decisions = unit.decisions if unit.decisions is not None else decisions_in(unit.output)
     files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
     unit.plan = lower(
         unit.spec,
@@ -115,9 +113,23 @@ def _lower(unit: Unit) -> None:
         base=unit.path.resolve().parent,
         plan_path=unit.output,
         files=files,
-        previous=previous,
+        decisions=decisions,
         diags=unit.diags,
     )
+
+
+def decisions_in(plan_file: Path) -> dict[str, Decision]:
+    """task -> the probe decision recorded in the plan file, for lower to carry forward; none
+    from a missing, broken or older file (it has no decisions worth keeping)."""
+    if not plan_file.is_file():
+        return {}
+    try:
+        plan = read_plan(plan_file)
+    except Exception:
+        return {}
+    from orcac.specs.plan import recorded_decisions
+
+    return recorded_decisions(plan)
 
 
 # The passes, in order. `orcac check` stops after "check".
@@ -179,17 +191,25 @@ def check_spec(path: str | Path) -> list[Diagnostic]:
     return list(diagnose(path).items)
 
 
-def compile_spec(path: str | Path, output: str | Path | None = None, *, warnings: list[Diagnostic] | None = None) -> Plan:
+def compile_spec(
+    path: str | Path,
+    output: str | Path | None = None,
+    *,
+    warnings: list[Diagnostic] | None = None,
+    decisions: Mapping[str, Decision] | None = None,
+) -> Plan:
     """Compile a spec into its Plan. Paths in the plan are relative to `output`'s directory
-    (default: the plan file beside the spec); a probe decision in the plan already at
-    `output` is carried forward when its key still matches.
+    (default: the plan file beside the spec); a probe decision is carried forward when its
+    key still matches: from `decisions` (task -> decision) when given, as a build hands in
+    its probe's (`orcac.runtime.context.RunContext.recompile`), else from the plan already at
+    `output`.
 
     Raises CompileError (an OrcacError) carrying every diagnostic. Warnings (rows that
     cannot be rendered and are left out) are appended to `warnings` when it is given.
     """
     path = Path(path)
     out = Path(output) if output is not None else plan_path_for(path)
-    unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics()))
+    unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics(), decisions=decisions))
     if warnings is not None:
         warnings.extend(d for d in unit.diags.items if d.severity == "warning")
     return unit.plan

@@ -5,9 +5,10 @@ table (orcac/specs/settings.py), which names the plan field of every key; only w
 computed (paths, counts, a probe and its key, the resolved system text) is written here.
 
 Also where strategy decisions are carried: a task with `best_of(...)` gets a ProbePlan
-whose `key` hashes everything the choice depends on; if the plan already on disk holds
-a Decision with that key, the choice is kept (strategy and system filled in), so a
-recompile never forgets a probe's result and never keeps a stale one.
+whose `key` hashes everything the choice depends on; if the previous decisions (the plan
+already on disk's, or those a build's probe hands in: `compile_spec(decisions=...)`) hold
+one with that key, the choice is kept (strategy and system filled in), so a recompile
+never forgets a probe's result and never keeps a stale one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from orcac import costs as est
@@ -28,6 +30,7 @@ from orcac.specs.plan import (
     SEED_RULE,
     AdherenceRule,
     CheckRule,
+    Decision,
     DemonstrationPlan,
     DistillPlan,
     ErasePlan,
@@ -80,10 +83,11 @@ def lower(
     base: Path,
     plan_path: Path,
     files: dict[str, Path],
-    previous: Plan | None,
+    decisions: Mapping[str, Decision],
     diags: Diagnostics,
 ) -> Plan | None:
-    """The Plan, one `lower_*` per declaration kind; None when a task's rows gave errors."""
+    """The Plan, one `lower_*` per declaration kind; None when a task's rows gave errors.
+    `decisions`: task -> its previous probe decision, kept where its key still holds."""
     plan_dir = plan_path.resolve().parent
 
     def origin(decl) -> str:
@@ -100,7 +104,7 @@ def lower(
         sf = facts.sources.get(task.name)
         if sf is None or sf.data is None:
             continue
-        old = previous.tasks.get(task.name) if previous is not None else None
+        old = decisions.get(task.name)
         source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
         if task.answer is not None:
             tasks[task.name] = lower_task(task, source, None, strategies, old, judges=judges, teachers=teachers)
@@ -201,11 +205,11 @@ def lower_check(c, judges: dict[str, JudgePlan]) -> CheckRule | JudgedRule:
 
 
 def lower_task(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: TaskPlan | None,
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: Decision | None,
     *, judges: dict[str, JudgePlan] | None = None, teachers: dict[str, TeacherDecl] | None = None,
 ) -> TaskPlan:
-    """The task with its split counts; a `best_of` becomes a probe, its decision carried from
-    the plan on disk (`old`) while the probe's key holds. A task with `answer` has no teacher
+    """The task with its split counts; a `best_of` becomes a probe, its previous decision
+    (`old`) carried while the probe's key holds. A task with `answer` has no teacher
     and no strategy (resolve left both out)."""
     accept = tuple(lower_check(c, judges or {}) for c in task.accept)
     probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
@@ -237,16 +241,12 @@ def lower_task(
 
 
 def lower_probe(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: TaskPlan | None,
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: Decision | None,
     teachers: dict[str, TeacherDecl],
 ) -> ProbePlan:
     names = [c.name for c in task.strategy.candidates]
     key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept, teachers)
-    decision = None
-    if old is not None and old.probe is not None:
-        kept = old.probe.decision
-        if kept is not None and kept.key == key and kept.chosen in names:
-            decision = kept
+    decision = old if old is not None and old.key == key and old.chosen in names else None
     return ProbePlan(**_copy("best_of()", task.strategy, candidates=tuple(names), key=key, decision=decision))
 
 

@@ -434,3 +434,13 @@ class Plan(PlanModel):
     train: TrainPlan | None = None
     eval: EvalPlan = EvalPlan()
     estimate: Estimate
+
+
+def recorded_decisions(plan: Plan) -> dict[str, Decision]:
+    """task -> the probe decision the plan records (tasks without one left out): what a
+    recompile carries forward where the probe's key still holds."""
+    return {
+        name: task.probe.decision
+        for name, task in plan.tasks.items()
+        if task.probe is not None and task.probe.decision is not None
+    }

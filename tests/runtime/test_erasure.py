@@ -113,10 +113,11 @@ def test_one_normalisation_on_both_sides_of_the_audit():
     import duckdb
 
     from orcac.runtime.answers import erasure
+    from orcac.runtime.store.builds import sql_normalised
 
     chars = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c < 0xE000]
     texts = [f"a{c}B{c}{c}c" for c in chars]
-    sql = erasure._NORMALISED.format(column="x")
+    sql = sql_normalised("x")
     con = duckdb.connect()
     got = con.execute(f"SELECT list_transform($2::VARCHAR[], lambda x: {sql})", [erasure.WHITESPACE, texts]).fetchone()[0]
     assert [t for t, g in zip(texts, got) if erasure.normalise(t) != g.strip(" ")] == []

@@ -7,8 +7,8 @@ teacher's answer): no instruction and no demonstration. `audit` runs at the end 
 build over every stored record: each *distinctive* sentence of every strategy's system text
 and of its demonstrations is searched (case and whitespace insensitive) in the records'
 `system` and `user` fields; a hit fails the build. Both sides are normalised the same way:
-`normalise` here, and `_NORMALISED` in DuckDB, which agree on every code point (a test checks
-them against each other).
+`normalise` here, and `sql_normalised` in DuckDB (orcac.runtime.store.builds, where the audit's
+query is), which agree on every code point (a test checks them against each other).
 
 The assistant field is not audited: a teacher that writes "let's think step by step" in its
 answer teaches the student a behaviour, which is the point; what must not survive is the
@@ -32,17 +32,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # class: its own \s is ASCII only.
 WHITESPACE = "[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
 _WHITESPACE = re.compile(WHITESPACE)
-# The same normalisation in SQL (the pattern is the query's first parameter). lower(), not
-# casefold(): DuckDB has no casefold, and casefold turns ß into ss, so a sentence with ß was
-# never found. DuckDB's lower() maps one code point to one; Python's maps U+0130 (İ) to two,
-# hence the replace in `normalise`.
-_NORMALISED = "lower(regexp_replace({column}, $1, ' ', 'g'))"
-
-
-def sql_normalised(column: str) -> str:
-    """`normalise` in DuckDB, of `column`, in a query whose first parameter is WHITESPACE."""
-    return _NORMALISED.format(column=column)
-
 
 RECORD_FIELDS = ("strategy", "system", "user", "assistant", "teacher", "gold")
 """A record's content columns; with record_id, task, split, row_index and job_id it is a row of `records`."""
@@ -132,27 +121,9 @@ def audit(plan: Plan, store) -> list[Leak]:
             rows += [(f"{task.name}'s system", s) for s in distinctive_sentences(task.system, erase_texts)]
     if not rows:
         return []
-    found = store.rows(
-        f"""
-        WITH sentences AS (
-            SELECT unnest($2::VARCHAR[]) AS strategy, unnest($3::VARCHAR[]) AS sentence
-        ), norm AS (
-            SELECT record_id,
-                   {sql_normalised("system")} AS system,
-                   {sql_normalised('"user"')} AS "user"
-            FROM records
-        ), hits AS (
-            SELECT s.strategy, s.sentence, 'system' AS field, n.record_id
-            FROM norm n JOIN sentences s ON contains(n.system, s.sentence)
-            UNION ALL
-            SELECT s.strategy, s.sentence, 'user' AS field, n.record_id
-            FROM norm n JOIN sentences s ON contains(n."user", s.sentence)
-        )
-        SELECT strategy, sentence, field, list(record_id ORDER BY record_id)[1:5] AS ids, count(*) AS n
-        FROM hits GROUP BY ALL ORDER BY strategy, sentence, field
-        """,
-        [WHITESPACE, [r[0] for r in rows], [r[1] for r in rows]],
-    )
+    from orcac.runtime.store.builds import leaked_sentences
+
+    found = leaked_sentences(store, WHITESPACE, [r[0] for r in rows], [r[1] for r in rows])
     return [Leak(strategy, sentence, field, tuple(ids), n) for strategy, sentence, field, ids, n in found]
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from orcac.runtime.answers.checks import Verdict, check_answer
-from orcac.runtime.answers.erasure import WHITESPACE, Leak, distinctive_sentences, erased, normalise, record_id, sql_normalised
+from orcac.runtime.answers.erasure import WHITESPACE, Leak, distinctive_sentences, erased, normalise, record_id
 from orcac.runtime.answers.examples import Example
 from orcac.specs.plan import Plan, TaskPlan
 
@@ -112,28 +112,9 @@ def audit(plan: Plan, store, given: list[Given]) -> list[Leak]:
             which.append(sentences.setdefault(s, len(sentences)))
     if not ids:
         return []
-    fields = (("system", "system"), ("user", '"user"'), ("assistant", "assistant"))
-    hits = " UNION ALL ".join(
-        f"SELECT n.task, p.k, '{name}' AS field, n.record_id FROM norm n JOIN pairs p USING (record_id) "
-        f"WHERE contains(n.{column}, list_extract($4::VARCHAR[], p.k + 1))"
-        for name, column in fields
-    )
-    found = store.rows(
-        f"""
-        WITH pairs AS (
-            SELECT unnest($2::VARCHAR[]) AS record_id, unnest($3::INTEGER[]) AS k
-        ), norm AS (
-            SELECT record_id, task,
-                   {sql_normalised("system")} AS system,
-                   {sql_normalised('"user"')} AS "user",
-                   {sql_normalised("assistant")} AS assistant
-            FROM records WHERE record_id IN (SELECT record_id FROM pairs)
-        ), hits AS ({hits})
-        SELECT task, k, field, list(record_id ORDER BY record_id)[1:5] AS ids, count(*) AS n
-        FROM hits GROUP BY ALL ORDER BY task, k, field
-        """,
-        [WHITESPACE, ids, which, list(sentences)],
-    )
+    from orcac.runtime.store.builds import leaked_row_instructions
+
+    found = leaked_row_instructions(store, WHITESPACE, ids, which, list(sentences))
     return [
         Leak(f"task {task}'s row instruction", list(sentences)[k], field, tuple(found_ids), n,
              label=f"the instruction of a row of task {task}, its sentence")

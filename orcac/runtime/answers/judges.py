@@ -247,31 +247,21 @@ def wanted(plan: Plan, items: Iterable[Item], answered: dict, verdict: Callable)
 
 def stored(store, ids: list[str]) -> Answers:
     """The stored answers of these judge jobs, and which of the others failed for good."""
-    from orcac.runtime.store.database import in_list
+    from orcac.runtime.store import builds  # duckdb's: the dry runs that never open a database skip it
 
     if not ids:
         return NONE
-    texts = {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT job_id, text, finish_reason FROM responses WHERE {in_list('job_id')}", [ids])}
+    texts = builds.stored_answers(store, ids)
     rest = [i for i in ids if i not in texts]
-    failed = {r[0] for r in store.rows(
-        f"SELECT job_id FROM jobs WHERE status = 'failed' AND {in_list('job_id')}", [rest])} if rest else set()
+    failed = builds.failed_ids(store, rest) if rest else set()
     return Answers(texts, frozenset(failed))
 
 
 def stored_judgements(store, item_ids: list[str]) -> dict[str, set[tuple]]:
     """item id -> its stored judgements (as `Judgement.stored` tuples)."""
-    from orcac.runtime.store.database import in_list
+    from orcac.runtime.store import builds
 
-    out: dict[str, set[tuple]] = {}
-    if not item_ids:
-        return out
-    for row in store.rows(
-        "SELECT item_id, judge, job_id, score, reasoning, accepted, reason FROM judgements "
-        f"WHERE {in_list('item_id')}", [item_ids]
-    ):
-        out.setdefault(row[0], set()).add(tuple(row[1:]))
-    return out
+    return builds.stored_judgements(store, item_ids)
 
 
 # ---- the dry run -----------------------------------------------------------------------------

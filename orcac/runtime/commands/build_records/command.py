@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +47,8 @@ from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, Rows, _wr
 from orcac.runtime.store.queries import echoed_records
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.answer_cache import AnswerCache
-from orcac.runtime.store.database import Flusher, Store, in_list
+from orcac.runtime.store import builds
+from orcac.runtime.store.database import Flusher, Store
 from orcac.runtime.teachers.jobs import Job, Outcome
 from orcac.specs.plan import Plan
 from orcac.specs.plan_file import plan_sha256
@@ -58,18 +57,151 @@ if TYPE_CHECKING:
     import pyarrow as pa  # imported where tables are built: a re-run that writes nothing skips it
 
 
-# ---- items: one example answered under one strategy -----------------------------------------
+# ---- the recipe ------------------------------------------------------------------------------
 
 
-# ---- rows for the store ------------------------------------------------------------------------
+def command(context: RunContext, args) -> int:
+    """`orcac build`, stage by stage (BuildRecipe)."""
+    build = BuildRecipe(context)
+    build.setup(args)
+    try:
+        build.probe()
+        build.plan_items()
+        if build.dry_run:
+            return build.estimate()
+        build.run_jobs()
+        build.summary()
+        return 0
+    finally:
+        build.cleanup()
 
 
-# ---- the build ---------------------------------------------------------------------------------
+class BuildRecipe:
+    """`orcac build`, read top to bottom (torchtune's recipe shape):
+
+        setup       the command's settings (the answer cache and the database open once, with
+                    the first stage that reads them: a build stopped before, on a bad
+                    source, leaves no file behind)
+        probe       best_of tasks get their strategy (--dry-run: its calls are counted)
+        plan_items  examples x strategy -> content-addressed jobs (orcac.runtime.answers.items)
+        estimate    --dry-run: what the build would ask and cost; nothing is called or written
+        run_jobs    stored answers reused, the rest asked; each checked and recorded (run_build)
+        summary     the table, warnings, and the erasure audit's verdict
+        cleanup     the database and the cache closed, whatever happened
+
+    One database connection and one answer cache serve the probe and the main run; the
+    probe's decision reaches the main run as the plan it returns, never through the file.
+    """
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.plan = context.plan  # the probe's decisions replace it
+        self.opened = False
+        self.cache: AnswerCache | None = None
+        self.store: Store | None = None
+        self.work: Work | None = None
+        self.result: BuildResult | None = None
+
+    def setup(self, args) -> None:
+        self.dry_run = bool(getattr(args, "dry_run", False))
+        self.reprobe = bool(getattr(args, "reprobe", False))
+        self.limit = getattr(args, "limit", None)
+        self.progress = not getattr(args, "no_progress", False)
+        self.use_cache = not getattr(args, "no_cache", False)
+
+    def _open(self) -> Store | None:
+        """The answer cache and the build's database, opened once, by the first stage that
+        needs them. A dry run writes nothing: it reads the cache and the database only where
+        they exist (the store is then None)."""
+        if not self.opened:
+            self.opened = True
+            self.cache = AnswerCache.open(enabled=self.use_cache, create=not self.dry_run)
+            db = self.context.db
+            if not self.dry_run:
+                self.store = Store.open(db, spec=self.plan.spec)
+            elif db.exists():
+                self.store = Store.open(db, read_only=True, spec=self.plan.spec)
+        return self.store
+
+    def probe(self) -> None:
+        from orcac.runtime.commands.build_records import probe
+
+        if not probe.needed(self.plan):
+            return
+        store = self._open()
+        if self.dry_run:
+            probe.dry_run_phase(self.context, store, self.cache, reprobe=self.reprobe)
+            return
+        self.context = probe.run_phase(self.context, store, self.cache, reprobe=self.reprobe)
+        self.plan = self.context.plan
+
+    def plan_items(self) -> None:
+        self.work = plan_work(self.plan, self.context.root, limit=self.limit, estimate=self.dry_run)
+        for note in self.work.skipped:
+            print(f"note: {printable(note)}", file=sys.stderr)
+        for problem in self.work.problems:
+            print(f"warning: {printable(problem)}", file=sys.stderr)
+
+    def estimate(self) -> int:
+        store = self._open()
+        return _dry_run(self.plan, store, self.work, self.cache)
+
+    def run_jobs(self) -> None:
+        store = self._open()
+        self.result = run_build(self.plan, self.context.root, store, self.work, progress=self.progress,
+                                cache=self.cache)
+
+    def summary(self) -> None:
+        from rich.console import Console
+
+        result = self.result
+        echoed = echoed_records(self.store)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
+        console.print(summary_table(result.tallies, result.elapsed))
+        if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
+            counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
+            print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
+                  "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
+        failed = sum(sum(t.failed.values()) for t in result.tallies.values())
+        if failed:
+            print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
+        raise_on_leaks(result.leaks)
+
+    def cleanup(self) -> None:
+        try:
+            if self.store is not None:
+                self.store.close()
+        finally:
+            if self.cache is not None:
+                self.cache.close()
 
 
-def _stored_answers(store: Store, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    found = store.rows(f"SELECT job_id, text, finish_reason FROM responses WHERE {in_list('job_id')}", [job_ids])
-    return {job_id: (text, finish) for job_id, text, finish in found}
+# ---- the dry run -----------------------------------------------------------------------------
+
+
+def _dry_run(plan: Plan, store: Store | None, work: Work, cache: AnswerCache | None) -> int:
+    """The dry run over what this database (None: none yet) and the answer cache hold
+    (neither is written)."""
+    jobs = {i.job.id: i.job for i in work.items}
+    passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
+
+    def cached(ids: list[str]) -> set[str]:
+        return set(cache.get(ids)) if cache is not None else set()
+
+    if store is None:
+        found = reuse.find(plan, None, jobs, (), cache)
+        answered = {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+        judged = judges.estimate(plan, work.items, answered, passes, cached)
+        return dry_run(plan, work, answered, judged, set(), found.notes())
+    answered = builds.stored_answers(store, list(jobs))
+    found = reuse.find(plan, store, jobs, answered, cache)
+    answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
+    judged = judges.estimate(plan, work.items, answered, passes,
+                             lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
+    settled = set(builds.stored_checks(store, [g.record_id for g in work.given]))
+    return dry_run(plan, work, answered, judged, settled, found.notes())
 
 
 def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
@@ -140,71 +272,7 @@ def missing_keys(plan: Plan, teachers: set[str]) -> list[str]:
     ]
 
 
-def command(context: RunContext, args) -> int:
-    plan, root, path = context.plan, context.root, context.db
-    # best_of tasks get their strategy from the probe first (--dry-run: its calls are counted).
-    from orcac.runtime.commands.build_records import probe
-
-    plan = probe.phase(context, args).plan
-    work = plan_work(plan, root, limit=getattr(args, "limit", None), estimate=getattr(args, "dry_run", False))
-    for note in work.skipped:
-        print(f"note: {printable(note)}", file=sys.stderr)
-    for problem in work.problems:
-        print(f"warning: {printable(problem)}", file=sys.stderr)
-    enabled = not getattr(args, "no_cache", False)
-    if getattr(args, "dry_run", False):
-        cache = AnswerCache.open(enabled=enabled, create=False)
-        try:
-            return _dry_run(plan, path, work, cache)
-        finally:
-            if cache is not None:
-                cache.close()
-    cache = AnswerCache.open(enabled=enabled)
-    try:
-        with Store.open(path, spec=plan.spec) as store:
-            result = run_build(plan, root, store, work, progress=not getattr(args, "no_progress", False), cache=cache)
-            echoed = echoed_records(store)
-    finally:
-        if cache is not None:
-            cache.close()
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # a log file: room for the whole table (yield with its interval included)
-    console.print(summary_table(result.tallies, result.elapsed))
-    if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
-        counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
-        print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
-              "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
-    failed = sum(sum(t.failed.values()) for t in result.tallies.values())
-    if failed:
-        print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
-    raise_on_leaks(result.leaks)
-    return 0
-
-
-def _dry_run(plan: Plan, path: Path, work: Work, cache: AnswerCache | None) -> int:
-    """The dry run over what this database and the answer cache hold (neither is written)."""
-    jobs = {i.job.id: i.job for i in work.items}
-    passes = lambda item, text, finish: verdict_for(plan, item, text, finish)  # noqa: E731
-
-    def cached(ids: list[str]) -> set[str]:
-        return set(cache.get(ids)) if cache is not None else set()
-
-    if not path.exists():
-        found = reuse.find(plan, None, jobs, (), cache)
-        answered = {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
-        judged = judges.estimate(plan, work.items, answered, passes, cached)
-        return dry_run(plan, work, answered, judged, set(), found.notes())
-    with Store.open(path, read_only=True, spec=plan.spec) as store:
-        answered = _stored_answers(store, list(jobs))
-        found = reuse.find(plan, store, jobs, answered, cache)
-        answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
-        judged = judges.estimate(plan, work.items, answered, passes,
-                                 lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
-        settled = set(_stored_verdicts(store, [g.record_id for g in work.given])[0])
-    return dry_run(plan, work, answered, judged, settled, found.notes())
+# ---- the main run: reuse, ask, check, record --------------------------------------------------
 
 
 @dataclass
@@ -221,16 +289,8 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     With the machine's answer `cache`, jobs it answers are copied in, not asked, and every new
     answer goes into it too (orcac.runtime.commands.build_records.reuse)."""
     started = time.monotonic()
-    run_id = uuid.uuid4().hex
-    import duckdb
-
-    from orcac import __version__
-
-    store.execute(
-        "INSERT INTO runs (run_id, plan_sha256, orcac_version, python, duckdb_version, started, status) "
-        "VALUES (?, ?, ?, ?, ?, now(), 'running')",
-        [run_id, plan_sha256(plan), __version__, platform.python_version(), duckdb.__version__],
-    )
+    run_id = builds.start_run(store, plan_sha256(plan))
+    # a tally per (task, strategy): what the summary table shows
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     by_job: dict[str, list[Item]] = defaultdict(list)
     rows_of: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -241,9 +301,12 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
     for key, found in rows_of.items():
         tallies[key].rows = len(found)
 
+    # answered before (this database, the answer cache, another max_tokens) or by the source:
+    # checked and recorded now, with no call
     reuse.bring_in(plan, store, {job_id: items[0] for job_id, items in by_job.items()}, cache)
     answered = _settle_cached(plan, store, work, tallies)
     _settle_given(plan, store, work, tallies)
+    # the rest: marked pending, then asked, each answer checked as it comes and stored in batches
     pending = list(unique_jobs(work.items, answered))
     if pending:
         rows = Rows(plan)
@@ -271,84 +334,23 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
         status = "interrupted"
         raise
     finally:
-        store.execute(
-            "UPDATE runs SET ended = now(), status = ?, calls = ?, cost = ? WHERE run_id = ?",
-            [status, calls, sum(t.cost for t in tallies.values()), run_id],
-        )
+        builds.end_run(store, run_id, status, calls, sum(t.cost for t in tallies.values()))
+    # the erasure audit over every stored record: its leaks fail the build after the summary
     leaks = audit(plan, store) + given.audit(plan, store, work.given)
     return BuildResult(dict(tallies), time.monotonic() - started, calls, leaks)
 
 
-def final_verdicts(
-    plan: Plan, items: list[Item], answered: dict, judged: judges.Answers = judges.NONE
-) -> tuple[dict[str, Verdict], list[judges.Judgement]]:
-    """record_id -> verdict for every answered item: the task's checks on its own answer, its
-    judges' (from their stored answers, `judged`) for one that passes them, then, for a task
-    with several samples, rejection sampling's choice among each row's answers. With the
-    judgements made."""
-    verdicts: dict[str, Verdict] = {}
-    judgements: list[judges.Judgement] = []
-    rows: dict[tuple, list[Item]] = defaultdict(list)
-    for item in items:
-        if item.job.id not in answered:
-            continue
-        text, finish = answered[item.job.id]
-        verdict, found = judges.judged(plan, item, text, verdict_for(plan, item, text, finish), judged)
-        verdicts[item.record_id] = verdict
-        judgements += found
-        if plan.tasks[item.task].sampling.samples > 1:
-            rows[(item.task, item.strategy, item.row_index)].append(item)
-    for (task, _, _), samples in rows.items():
-        by_sample = {item.sample: item for item in samples}
-        answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
-        for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
-            verdicts[by_sample[sample].record_id] = Verdict(False, why)
-    return verdicts, judgements
-
-
-def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
-    """Verdicts and records for `items` from their stored answers; returns those answers and
-    the verdicts (by record id).
-
-    Recomputed from the stored text (a changed rule or erase message takes effect), but only
-    rows that differ are written, so a re-run of a finished build writes next to nothing.
-    `on_change(item, before, after)` hears of each verdict that differs from the stored one.
-    """
-    answered = _stored_answers(store, list({i.job.id for i in items}))
-    cached = [i for i in items if i.job.id in answered]
-    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
-    checks, records = _stored_verdicts(store, [i.record_id for i in cached])
-    verdicts, judgements = final_verdicts(plan, cached, answered, judged)
-    changed = Rows(plan)
-    rejudged = _changed_judgements(plan, store, cached, judgements, changed)
-    unaccepted: list[str] = []
-    for item in cached:
-        text, _ = answered[item.job.id]
-        verdict = verdicts[item.record_id]
-        record = record_fields(plan, item, text) if verdict.accepted else None
-        before = checks.get(item.record_id)
-        if before != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
-            changed.verdict(item, verdict.accepted, verdict.reason, text)
-            if record is None and item.record_id in records:
-                unaccepted.append(item.record_id)
-            if on_change is not None:
-                on_change(item, before, verdict)
-    store.write(
-        changed.tables(),
-        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
-        drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
-    )
-    return answered, verdicts
-
-
-def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
-    """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
-    checks = {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [ids])}
-    fields = ", ".join(f'"{f}"' for f in RECORD_FIELDS)
-    records = {r[0]: tuple(r[1:]) for r in store.rows(
-        f"SELECT record_id, {fields} FROM records WHERE {in_list('record_id')}", [ids])}
-    return checks, records
+def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
+    """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
+    _write_examples(plan, store, work.examples)
+    answered, verdicts = _settle(plan, store, work, work.items)
+    for item in work.items:
+        if item.job.id in answered:
+            verdict = verdicts[item.record_id]
+            tally = tallies[(item.task, item.strategy)]
+            tally.cached += 1
+            tally.count(verdict.accepted, verdict.reason)
+    return answered
 
 
 def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
@@ -376,33 +378,62 @@ def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str,
     store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
-def _changed_judgements(plan: Plan, store: Store, items: list[Item], judgements: list, rows: Rows) -> list[str]:
-    """Adds to `rows` the judgements that differ from the stored ones; returns the item ids whose
-    stored judgements are replaced (dropped first: a judge the task no longer has goes too)."""
-    judged_names = judges.judged_tasks(plan)
-    ids = [i.record_id for i in items if i.task in judged_names]
-    before = judges.stored_judgements(store, ids) if ids else {}
-    now: dict[str, list] = defaultdict(list)
-    for j in judgements:
-        now[j.item_id].append(j)
-    redo = [i for i in sorted(set(before) | set(now)) if before.get(i, set()) != {j.stored() for j in now.get(i, ())}]
-    for item_id in redo:
-        for j in now.get(item_id, ()):
-            rows.judgement(j)
-    return redo
+def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
+                 cache: AnswerCache | None = None) -> int:
+    from orcac.runtime.teachers.batch import run_online_and_batch
 
+    def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
+        rows = Rows(plan)
+        for outcome, verdicts in batch:
+            items = by_job[outcome.job_id]
+            rows.job(items[0], outcome.status, outcome.attempts, outcome.error, outcome.reason)
+            if outcome.status == "ok":
+                rows.response(outcome, items[0].job)
+                for item, verdict in zip(items, verdicts):
+                    rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
+        return rows.tables()
 
-def _settle_cached(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> dict:
-    """Before the calls: the examples, and verdicts for jobs answered by earlier builds, counted."""
-    _write_examples(plan, store, work.examples)
-    answered, verdicts = _settle(plan, store, work, work.items)
-    for item in work.items:
-        if item.job.id in answered:
-            verdict = verdicts[item.record_id]
+    # Into the machine's answer cache once in this database: a kill between the two writes
+    # leaves an answer only here, and the next build puts it in (reuse.backfill).
+    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
+                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
+    count = 0
+
+    def on_outcome(outcome: Outcome) -> None:
+        nonlocal count
+        count += 1
+        items = by_job[outcome.job_id]
+        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
+        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
+                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        verdicts = []
+        now = time.monotonic() - started
+        for n, item in enumerate(items):
             tally = tallies[(item.task, item.strategy)]
-            tally.cached += 1
+            tally.calls += 1
+            tally.last_s = now
+            if n == 0:  # tokens and cost once per call, not once per item sharing it
+                tally.prompt_tokens += outcome.prompt_tokens
+                tally.completion_tokens += outcome.completion_tokens
+                tally.cost += outcome.cost
+            if reason:
+                tally.failed[reason] += 1
+                continue
+            checked = verdict_for(plan, item, outcome.text, outcome.finish_reason)
+            display.verdict(checked.accepted)  # passed the checks: kept or not is decided after the calls
+            # a judged task's answer that passes waits for its judges (_run_judges): no record yet
+            verdict, _ = judges.judged(plan, item, outcome.text, checked, judges.NONE)
+            verdicts.append(verdict)
             tally.count(verdict.accepted, verdict.reason)
-    return answered
+        flusher.add((outcome, verdicts))
+
+    display.start()
+    try:
+        asyncio.run(run_online_and_batch(plan.teachers, pending, on_outcome, store, root=root, on_batch=display.batch))
+    finally:
+        display.stop()
+        flusher.close()
+    return count
 
 
 def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str, str], Tally]) -> None:
@@ -412,19 +443,6 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
     if not sampled:
         return
     _settle(plan, store, work, sampled, on_change=_recount(tallies))
-
-
-def _recount(tallies: dict[tuple[str, str], Tally]):
-    """A `_settle` callback that moves a changed verdict from its old count to its new one."""
-
-    def recount(item: Item, before, after: Verdict) -> None:
-        if before is None:
-            return
-        tally = tallies[(item.task, item.strategy)]
-        tally.count(*before, times=-1)
-        tally.count(after.accepted, after.reason)
-
-    return recount
 
 
 def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[tuple[str, str], Tally],
@@ -437,7 +455,7 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     items = [i for i in work.items if i.task in names]
     if not items:
         return 0
-    answered = _stored_answers(store, list({i.job.id for i in items}))
+    answered = builds.stored_answers(store, list({i.job.id for i in items}))
     wanted = judges.wanted(plan, items, answered, lambda i, t, f: verdict_for(plan, i, t, f))
     done = judges.stored(store, list(wanted)).texts
     missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
@@ -504,59 +522,100 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
     return len(missing)
 
 
-def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
-                 cache: AnswerCache | None = None) -> int:
-    from orcac.runtime.teachers.batch import run_online_and_batch
+# ---- the stages' shared parts: verdicts and records settled from stored answers ----------------
 
-    def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
-        rows = Rows(plan)
-        for outcome, verdicts in batch:
-            items = by_job[outcome.job_id]
-            rows.job(items[0], outcome.status, outcome.attempts, outcome.error, outcome.reason)
-            if outcome.status == "ok":
-                rows.response(outcome, items[0].job)
-                for item, verdict in zip(items, verdicts):
-                    rows.verdict(item, verdict.accepted, verdict.reason, outcome.text)
-        return rows.tables()
 
-    # Into the machine's answer cache once in this database: a kill between the two writes
-    # leaves an answer only here, and the next build puts it in (reuse.backfill).
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
-                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
-    count = 0
+def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=None) -> tuple[dict, dict]:
+    """Verdicts and records for `items` from their stored answers; returns those answers and
+    the verdicts (by record id).
 
-    def on_outcome(outcome: Outcome) -> None:
-        nonlocal count
-        count += 1
-        items = by_job[outcome.job_id]
-        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
-                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
-        verdicts = []
-        now = time.monotonic() - started
-        for n, item in enumerate(items):
-            tally = tallies[(item.task, item.strategy)]
-            tally.calls += 1
-            tally.last_s = now
-            if n == 0:  # tokens and cost once per call, not once per item sharing it
-                tally.prompt_tokens += outcome.prompt_tokens
-                tally.completion_tokens += outcome.completion_tokens
-                tally.cost += outcome.cost
-            if reason:
-                tally.failed[reason] += 1
-                continue
-            checked = verdict_for(plan, item, outcome.text, outcome.finish_reason)
-            display.verdict(checked.accepted)  # passed the checks: kept or not is decided after the calls
-            # a judged task's answer that passes waits for its judges (_run_judges): no record yet
-            verdict, _ = judges.judged(plan, item, outcome.text, checked, judges.NONE)
-            verdicts.append(verdict)
-            tally.count(verdict.accepted, verdict.reason)
-        flusher.add((outcome, verdicts))
+    Recomputed from the stored text (a changed rule or erase message takes effect), but only
+    rows that differ are written, so a re-run of a finished build writes next to nothing.
+    `on_change(item, before, after)` hears of each verdict that differs from the stored one.
+    """
+    answered = builds.stored_answers(store, list({i.job.id for i in items}))
+    cached = [i for i in items if i.job.id in answered]
+    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
+    checks, records = _stored_verdicts(store, [i.record_id for i in cached])
+    verdicts, judgements = final_verdicts(plan, cached, answered, judged)
+    changed = Rows(plan)
+    rejudged = _changed_judgements(plan, store, cached, judgements, changed)
+    unaccepted: list[str] = []
+    for item in cached:
+        text, _ = answered[item.job.id]
+        verdict = verdicts[item.record_id]
+        record = record_fields(plan, item, text) if verdict.accepted else None
+        before = checks.get(item.record_id)
+        if before != (verdict.accepted, verdict.reason) or records.get(item.record_id) != record:
+            changed.verdict(item, verdict.accepted, verdict.reason, text)
+            if record is None and item.record_id in records:
+                unaccepted.append(item.record_id)
+            if on_change is not None:
+                on_change(item, before, verdict)
+    store.write(
+        changed.tables(),
+        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
+        drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
+    )
+    return answered, verdicts
 
-    display.start()
-    try:
-        asyncio.run(run_online_and_batch(plan.teachers, pending, on_outcome, store, root=root, on_batch=display.batch))
-    finally:
-        display.stop()
-        flusher.close()
-    return count
+
+def final_verdicts(
+    plan: Plan, items: list[Item], answered: dict, judged: judges.Answers = judges.NONE
+) -> tuple[dict[str, Verdict], list[judges.Judgement]]:
+    """record_id -> verdict for every answered item: the task's checks on its own answer, its
+    judges' (from their stored answers, `judged`) for one that passes them, then, for a task
+    with several samples, rejection sampling's choice among each row's answers. With the
+    judgements made."""
+    verdicts: dict[str, Verdict] = {}
+    judgements: list[judges.Judgement] = []
+    rows: dict[tuple, list[Item]] = defaultdict(list)
+    for item in items:
+        if item.job.id not in answered:
+            continue
+        text, finish = answered[item.job.id]
+        verdict, found = judges.judged(plan, item, text, verdict_for(plan, item, text, finish), judged)
+        verdicts[item.record_id] = verdict
+        judgements += found
+        if plan.tasks[item.task].sampling.samples > 1:
+            rows[(item.task, item.strategy, item.row_index)].append(item)
+    for (task, _, _), samples in rows.items():
+        by_sample = {item.sample: item for item in samples}
+        answers = [(i.sample, answered[i.job.id][0], verdicts[i.record_id].accepted) for i in samples]
+        for sample, why in kept_samples(answers, plan.tasks[task].sampling.keep).items():
+            verdicts[by_sample[sample].record_id] = Verdict(False, why)
+    return verdicts, judgements
+
+
+def _stored_verdicts(store: Store, ids: list[str]) -> tuple[dict, dict]:
+    """The stored (accepted, reason) by item id, and the stored record's fields by record id."""
+    return builds.stored_checks(store, ids), builds.stored_records(store, ids, RECORD_FIELDS)
+
+
+def _changed_judgements(plan: Plan, store: Store, items: list[Item], judgements: list, rows: Rows) -> list[str]:
+    """Adds to `rows` the judgements that differ from the stored ones; returns the item ids whose
+    stored judgements are replaced (dropped first: a judge the task no longer has goes too)."""
+    judged_names = judges.judged_tasks(plan)
+    ids = [i.record_id for i in items if i.task in judged_names]
+    before = judges.stored_judgements(store, ids) if ids else {}
+    now: dict[str, list] = defaultdict(list)
+    for j in judgements:
+        now[j.item_id].append(j)
+    redo = [i for i in sorted(set(before) | set(now)) if before.get(i, set()) != {j.stored() for j in now.get(i, ())}]
+    for item_id in redo:
+        for j in now.get(item_id, ()):
+            rows.judgement(j)
+    return redo
+
+
+def _recount(tallies: dict[tuple[str, str], Tally]):
+    """A `_settle` callback that moves a changed verdict from its old count to its new one."""
+
+    def recount(item: Item, before, after: Verdict) -> None:
+        if before is None:
+            return
+        tally = tallies[(item.task, item.strategy)]
+        tally.count(*before, times=-1)
+        tally.count(after.accepted, after.reason)
+
+    return recount

@@ -34,7 +34,8 @@ from orcac.errors import printable
 from orcac.runtime.answers.items import Item
 from orcac.runtime.commands.build_records.tables import Rows
 from orcac.runtime.store.answer_cache import Answer, AnswerCache
-from orcac.runtime.store.database import Store, in_list
+from orcac.runtime.store import builds
+from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.calls import MAX_CHARS_PER_TOKEN
 from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
 from orcac.specs.plan import Plan
@@ -110,10 +111,7 @@ def _answers_under(answer: Answer, limit: int) -> bool:
 def _stopped_in_database(store: Store | None, families: list[str]) -> list[Answer]:
     if store is None:
         return []
-    rows = store.rows(
-        "SELECT r.job_id, r.family, j.model, r.max_tokens, r.text, r.finish_reason, r.prompt_tokens, "
-        "r.completion_tokens, r.cost, r.model FROM responses r LEFT JOIN jobs j USING (job_id) "
-        f"WHERE r.finish_reason = 'stop' AND r.text IS NOT NULL AND {in_list('r.family')}", [families])
+    rows = builds.stopped_answers(store, families)
     return [Answer(*(row[:6]), int(row[6] or 0), int(row[7] or 0), float(row[8] or 0.0), row[9]) for row in rows]
 
 
@@ -139,7 +137,7 @@ def bring_in(plan: Plan, store: Store, item_of: dict[str, Item], cache: AnswerCa
     (`backfill`), and answers it lacks come from the cache or another max_tokens (`find`),
     copied in (`adopt`), with a note on stderr saying how many and why. Returns the ids copied in."""
     jobs = {job_id: item.job for job_id, item in item_of.items()}
-    answered = {r[0] for r in store.rows(f"SELECT job_id FROM responses WHERE {in_list('job_id')}", [list(jobs)])}
+    answered = builds.answered_ids(store, list(jobs))
     backfill(plan, store, {job_id: jobs[job_id] for job_id in answered}, cache)
     found = find(plan, store, jobs, answered, cache)
     adopt(plan, store, found, jobs, item_of)
@@ -153,14 +151,11 @@ def backfill(plan: Plan, store: Store, jobs: dict[str, Job], cache: AnswerCache 
     of a build from before the cache, or of one killed between its two writes. Returns how many."""
     if cache is None or not jobs:
         return 0
-    asked = "coalesce(origin, 'teacher') = 'teacher' AND text IS NOT NULL"
-    ids = [r[0] for r in store.rows(f"SELECT job_id FROM responses WHERE {asked} AND {in_list('job_id')}", [list(jobs)])]
+    ids = builds.teacher_answered_ids(store, list(jobs))
     absent = sorted(cache.missing(ids))  # ids first: a finished build re-run reads no text
     if not absent:
         return 0
-    rows = store.rows(
-        "SELECT job_id, text, finish_reason, prompt_tokens, completion_tokens, cost, model FROM responses "
-        f"WHERE {in_list('job_id')}", [absent])
+    rows = builds.answers_with_usage(store, absent)
     answers = []
     for job_id, text, finish, prompt_tokens, completion_tokens, cost, model in rows:
         job = jobs[job_id]

@@ -17,6 +17,7 @@ from orcac.runtime.answers.erasure import RECORD_FIELDS, erased
 from orcac.runtime.answers.examples import Example
 from orcac.runtime.answers.given import Given
 from orcac.runtime.answers.items import Item
+from orcac.runtime.store import builds
 from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.jobs import Job, Outcome, job_limit
 from orcac.specs.plan import Plan
@@ -47,24 +48,17 @@ def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]
         (e.task, e.row_index, e.split, e.probe, e.prompt, e.gold, plan.tasks[e.task].source.sha256)
         for task in examples.values() for e in task
     ]
-    stored = set(store.rows(
-        "SELECT task, row_index, split, probe, prompt, gold, source_sha256 FROM examples "
-        "WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(examples)]
-    ))
+    stored = builds.stored_examples(store, list(examples))
     for task, rows in examples.items():
-        store.execute(
-            "DELETE FROM examples WHERE task = ? AND row_index NOT IN (SELECT unnest(?::BIGINT[]))",
-            [task, [e.row_index for e in rows]],
-        )
+        builds.forget_examples(store, task, [e.row_index for e in rows])
     new = [row for row in desired if row not in stored]
     if new:
         import pyarrow as pa
 
-        names = ("task", "row_index", "split", "probe", "prompt", "gold", "source_sha256")
         columns = list(zip(*new))
         store.write({"examples": pa.table({
             name: pa.array(column, pa.int64() if name == "row_index" else pa.bool_() if name == "probe" else pa.string())
-            for name, column in zip(names, columns)
+            for name, column in zip(builds.EXAMPLE_COLUMNS, columns)
         })})
 
 

@@ -3,16 +3,13 @@ strategy, and writing it back into the plan file so a reviewer sees it in the di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.specs.plan import Decision, Plan, TaskPlan
+from orcac.runtime.context import Recompile
+from orcac.specs.plan import Decision, Plan, TaskPlan, recorded_decisions
 from orcac.specs.plan_file import write_plan
-
-# (spec file, plan file) -> the plan `orcac plan` would write now: the compiler's compile_spec,
-# handed down by the CLI (orcac.runtime.context.RunContext.recompile).
-Recompile = Callable[[Path, Path], Plan]
 
 
 def is_decided(task: TaskPlan, *, reprobe: bool = False) -> bool:
@@ -58,23 +55,22 @@ def resolve_decided(plan: Plan) -> Plan:
 
 
 def record(plan: Plan, plan_path: Path, root: Path, recompile: Recompile | None = None) -> Plan:
-    """Write the decisions into the plan file; returns the plan as written.
+    """Write the decisions into the plan file (once); returns the plan as written.
 
     The file must read as `orcac plan` would write it now, or `orcac plan --check` would call
-    it stale: so after writing the decisions, the spec is recompiled (the compiler carries a
-    decision whose key matches) and that plan is written instead, unless the recompile
-    changes more than the estimate (the spec was edited since the plan: the plan the build
-    was given wins). Without `recompile` (no compiler at hand), the plan is written as it is.
+    it stale: so the spec is recompiled with the decisions handed in (the compiler carries
+    each one whose key matches; the estimate no longer counts a decided probe's calls) and
+    that plan is written, unless the recompile fails or changes more than the estimate (the
+    spec was edited since the plan: the plan the build was given wins). Without `recompile`
+    (no compiler at hand), the plan is written as it is.
     """
-    write_plan(plan, plan_path)
     spec = root / plan.spec
-    if recompile is None or not spec.is_file():
-        return plan
-    try:
-        fresh = recompile(spec, plan_path)
-    except OrcacError:
-        return plan
-    if fresh.model_copy(update={"estimate": plan.estimate}) != plan:
-        return plan
-    write_plan(fresh, plan_path)
-    return fresh
+    if recompile is not None and spec.is_file():
+        try:
+            fresh = recompile(spec, plan_path, decisions=recorded_decisions(plan))
+        except OrcacError:
+            fresh = None
+        if fresh is not None and fresh.model_copy(update={"estimate": plan.estimate}) == plan:
+            plan = fresh
+    write_plan(plan, plan_path)
+    return plan

@@ -1,54 +1,41 @@
-"""`orcac build`'s probe phase: the seam between the build and the probes."""
+"""`orcac build`'s probe phase: the seam between the build and the probes. The build opens
+its database and the answer cache once and hands them in (the main run uses the same)."""
 
 from __future__ import annotations
 
 from orcac.runtime.commands.build_records.probe.estimate import decision_table, estimate, print_estimate
-from orcac.runtime.commands.build_records.probe.run import _answered, run_probes
+from orcac.runtime.commands.build_records.probe.run import run_probes
 from orcac.runtime.context import RunContext
+from orcac.runtime.store.answer_cache import AnswerCache
+from orcac.runtime.store.database import Store
+from orcac.runtime.store.probes import probe_answers
+from orcac.specs.plan import Plan
 
 
-def phase(context: RunContext, args) -> RunContext:
-    """`orcac build`'s probe phase: the context (its plan) the main run builds with.
+def needed(plan: Plan) -> bool:
+    """Whether any task chooses its strategy by a probe (best_of)."""
+    return any(t.probe is not None for t in plan.tasks.values())
 
-    With `--dry-run`, prints what the probes would call and returns the context unchanged.
-    Otherwise probes what needs it (`--reprobe`: every best_of task), writes decisions to
-    the database and the plan file, and prints the decision table.
-    """
-    plan, root, db = context.plan, context.root, context.db
-    if not any(t.probe is not None for t in plan.tasks.values()):
-        return context
-    reprobe = bool(getattr(args, "reprobe", False))
-    from orcac.runtime.store.answer_cache import AnswerCache
-    from orcac.runtime.store.database import Store
 
-    enabled = not getattr(args, "no_cache", False)
-    if getattr(args, "dry_run", False):
-        cache = AnswerCache.open(enabled=enabled, create=False)
-        try:
-            def cached(ids: list[str]) -> set[str]:  # in the machine's answer cache (read only)
-                return set(cache.get(ids)) if cache is not None else set()
+def dry_run_phase(context: RunContext, store: Store | None, cache: AnswerCache | None, *, reprobe: bool) -> None:
+    """`--dry-run`: prints what the probes would call, answered from the build's database
+    (`store`, read only; None when there is none yet) and the machine's answer cache."""
 
-            if db.exists():
-                with Store.open(db, read_only=True, spec=plan.spec) as store:
-                    found = estimate(plan, root, answered=lambda ids: set(_answered(store, ids)) | cached(ids),
-                                     reprobe=reprobe)
-            else:
-                found = estimate(plan, root, answered=cached, reprobe=reprobe)
-        finally:
-            if cache is not None:
-                cache.close()
-        print_estimate(found)
-        return context
+    def answered(ids: list[str]) -> set[str]:  # in the database or the machine's answer cache (read only)
+        stored = set(probe_answers(store, ids)) if store is not None else set()
+        return stored | (set(cache.get(ids)) if cache is not None else set())
+
+    print_estimate(estimate(context.plan, context.root, answered=answered, reprobe=reprobe))
+
+
+def run_phase(context: RunContext, store: Store, cache: AnswerCache | None, *, reprobe: bool) -> RunContext:
+    """Probes what needs it (`reprobe`: every best_of task), writes decisions to the database
+    and the plan file, prints the decision table; returns the context (its plan) the main
+    run builds with."""
     from rich.console import Console
 
-    cache = AnswerCache.open(enabled=enabled)
-    try:
-        with Store.open(db, spec=plan.spec) as store:
-            result = run_probes(plan, root, store, plan_path=context.path, reprobe=reprobe,
-                                recompile=context.recompile, cache=cache)
-    finally:
-        if cache is not None:
-            cache.close()
+    result = run_probes(context.plan, context.root, store, plan_path=context.path, reprobe=reprobe,
+                        recompile=context.recompile, cache=cache)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file: room for the whole table

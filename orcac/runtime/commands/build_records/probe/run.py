@@ -37,8 +37,10 @@ from orcac.runtime.answers import judges
 from orcac.runtime.commands.build_records import reuse
 from orcac.runtime.answers.checks import check_answer
 from orcac.runtime.commands.build_records.probe.choice import Answer, decide, noise, tie_message
-from orcac.runtime.commands.build_records.probe.decisions import Recompile, apply_decision, pending, record, resolve_decided
+from orcac.runtime.commands.build_records.probe.decisions import apply_decision, pending, record, resolve_decided
+from orcac.runtime.context import Recompile
 from orcac.runtime.store.answer_cache import AnswerCache
+from orcac.runtime.store.probes import decision_recorded, probe_answers, write_decision
 from orcac.specs.plan import Decision, Plan
 
 # ---- the jobs ----------------------------------------------------------------------------
@@ -68,47 +70,6 @@ class ProbeResult:
     probed: list[str] = field(default_factory=list)  # tasks probed in this build
     calls: int = 0  # teacher calls made by the probe in this build
     cached: int = 0  # probe jobs answered by an earlier build
-
-
-def write_decision(store, task: str, decision: Decision) -> None:
-    """Upsert one row per candidate; rows for the task's earlier keys stay, as history."""
-    import pyarrow as pa
-
-    rows = [
-        {
-            "task": task,
-            "key": decision.key,
-            "strategy": s.strategy,
-            "chosen": s.strategy == decision.chosen,
-            "score": s.score,
-            "passed": s.passed,
-            "total": s.total,
-            "prompt_tokens": s.prompt_tokens,
-            "completion_tokens": s.completion_tokens,
-            "cost": s.cost,
-        }
-        for s in decision.scores
-    ]
-    store.write({"decisions": pa.Table.from_pylist(rows)})
-
-
-_ANSWER_COLUMNS = ("job_id", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost")
-
-
-def _recorded(store, task: str, key: str) -> bool:
-    return bool(store.rows("SELECT 1 FROM decisions WHERE task = ? AND key = ? LIMIT 1", [task, key]))
-
-
-def _answered(store, ids: list[str]) -> dict[str, dict]:
-    """Stored answers by job id, with the token counts and cost a probe score needs."""
-    from orcac.runtime.store.database import in_list
-
-    if not ids:
-        return {}
-    found = store.rows(
-        f"SELECT {', '.join(_ANSWER_COLUMNS)} FROM responses WHERE {in_list('job_id')}", [sorted(set(ids))]
-    )
-    return {row[0]: dict(zip(_ANSWER_COLUMNS, row)) for row in found}
 
 
 def _log(message: str) -> None:
@@ -186,7 +147,7 @@ def run_probes(
         task = result.plan.tasks[name]
         if task.probe is not None and name not in todo:
             result.decisions[name] = task.probe.decision
-            if not _recorded(store, name, task.probe.decision.key):  # a fresh --db gets it too
+            if not decision_recorded(store, name, task.probe.decision.key):  # a fresh --db gets it too
                 write_decision(store, name, task.probe.decision)
     if not todo:
         return result
@@ -212,7 +173,7 @@ def run_probes(
             items.setdefault(item.job.id, item)
 
     reuse.bring_in(plan, store, items, cache)
-    done = _answered(store, list(items))
+    done = probe_answers(store, list(items))
     result.cached = len(done)
     missing = [item.job for job_id, item in items.items() if job_id not in done]
     failures: dict[str, list[str]] = {}
