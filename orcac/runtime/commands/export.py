@@ -17,37 +17,8 @@ import pyarrow as pa
 
 from orcac.errors import OrcacError
 from orcac.runtime.context import RunContext
+from orcac.runtime.store import exports
 from orcac.runtime.store.database import Store
-from orcac.specs.plan import Plan
-
-_TRAIN = """
-    SELECT [{'role': 'system', 'content': system},
-            {'role': 'user', 'content': "user"},
-            {'role': 'assistant', 'content': assistant}] AS messages,
-           task, strategy, split, row_index, record_id, teacher, gold
-    FROM records
-    WHERE task IN (SELECT task FROM tasks)
-    ORDER BY task, row_index
-"""
-
-_HOLDOUT = """
-    SELECT [{'role': 'system', 'content': tasks.system},
-            {'role': 'user', 'content': prompt}] AS messages,
-           task, tasks.strategy, split, row_index, gold
-    FROM examples JOIN tasks USING (task)
-    WHERE split = 'holdout'
-    ORDER BY task, row_index
-"""
-
-
-def records(store: Store, plan: Plan, split: str = "train") -> pa.Table:
-    """The rows an export writes, for the plan's tasks, in (task, row) order."""
-    tasks = pa.table({
-        "task": list(plan.tasks),
-        "strategy": [t.strategy for t in plan.tasks.values()],
-        "system": [plan.erase[t.erase].system for t in plan.tasks.values()],
-    })
-    return store.query(_TRAIN if split == "train" else _HOLDOUT, tasks=tasks)
 
 
 def write(table: pa.Table, output: Path, fmt: str) -> None:
@@ -83,7 +54,7 @@ def _quote(path: Path) -> str:
 def command(context: RunContext, args) -> int:
     plan, path = context.plan, context.db
     with Store.open(path, read_only=True, spec=plan.spec) as store:
-        table = records(store, plan, args.split)
+        table = exports.records(store, plan, args.split)
     if table.num_rows == 0:
         raise OrcacError(
             f"no {args.split} records in {path}",

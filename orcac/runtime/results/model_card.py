@@ -16,6 +16,8 @@ from pathlib import Path
 from orcac.runtime.models import chat_format
 from orcac.runtime.results.evaluation import benchmark_results, benchmark_table, evaluation
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.queries import table_names
+from orcac.runtime.store.training import last_finished_run, train_records_per_task
 from orcac.sampling import portion_size
 
 CARD = "README.md"  # in final/: the Hub reads a model's card from there
@@ -78,17 +80,13 @@ def _facts(db_path: Path) -> dict:
     if not db_path.is_file():
         return {}
     with Store.open(db_path, read_only=True) as store:
-        tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
-        records = dict(store.rows(
-            "SELECT task, count(*) FROM records WHERE split = 'train' GROUP BY task"
-        )) if "records" in tables else {}
-        trained = store.rows(
-            "SELECT precision, device FROM train_runs WHERE status = 'finished' ORDER BY ended_at DESC LIMIT 1"
-        ) if "train_runs" in tables else []
+        tables = table_names(store)
+        records = train_records_per_task(store) if "records" in tables else {}
+        trained = last_finished_run(store) if "train_runs" in tables else None
         return {
             "records": records,
-            "precision": trained[0][0] if trained else None,
-            "device": trained[0][1] if trained else None,
+            "precision": trained[0] if trained else None,
+            "device": trained[1] if trained else None,
             "evaluation": evaluation(store, judged=False) if "eval_runs" in tables else None,
             "benchmarks": benchmark_table(benchmark_results(store)) if "eval_benchmarks" in tables else None,
         }

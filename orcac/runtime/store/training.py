@@ -126,3 +126,16 @@ def step_losses(store: Store, run_id: str) -> list[tuple]:
     return store.rows(
         "SELECT stage_index, stage, step, loss FROM train_steps WHERE run_id = ? ORDER BY stage_index, step", [run_id]
     )
+
+
+def train_records_per_task(store: Store) -> dict[str, int]:
+    """task -> its records in the train split (the model card's data section)."""
+    return dict(store.rows("SELECT task, count(*) FROM records WHERE split = 'train' GROUP BY task"))
+
+
+def last_finished_run(store: Store) -> tuple[str, str] | None:
+    """(precision, device) of the newest finished training run, or None."""
+    rows = store.rows(
+        "SELECT precision, device FROM train_runs WHERE status = 'finished' ORDER BY ended_at DESC LIMIT 1"
+    )
+    return rows[0] if rows else None
