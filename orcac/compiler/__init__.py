@@ -32,7 +32,10 @@ from orcac.specs.diagnostics import CompileError, Diagnostic, Diagnostics
 from orcac.specs.paths import plan_path_for
 
 if TYPE_CHECKING:
+    from orcac.compiler.check import Facts
+    from orcac.compiler.load import Loaded
     from orcac.specs.plan import Decision, Plan
+    from orcac.specs.spec import Spec
 
 __all__ = [
     "PASSES",
@@ -75,9 +78,9 @@ class Unit:
     output: Path  # where the plan goes (paths in it are relative to its directory)
     whole: bool  # read sources whole (plan) or only their headers (check)
     diags: Diagnostics
-    loaded: list | None = None  # load: every module, imports first
-    spec: object | None = None  # resolve: the Spec (orcac.specs.spec)
-    facts: object | None = None  # check: sources' columns, rows, hashes; split sizes
+    loaded: list[Loaded] | None = None  # load: every module, imports first
+    spec: Spec | None = None  # resolve: the Spec (orcac.specs.spec)
+    facts: Facts | None = None  # check: sources' columns, rows, hashes; split sizes
     plan: Plan | None = None  # lower: the Plan
     unsaved: dict | None = None  # absolute path -> editor text read instead of the file (load.py)
     # task -> the previous probe decision lower carries forward; None: those of the plan at `output`
@@ -93,18 +96,21 @@ def _load(unit: Unit) -> None:
 def _resolve(unit: Unit) -> None:
     from orcac.compiler.resolve import resolve
 
+    assert unit.loaded is not None  # each pass runs only after the one before it succeeded
     unit.spec = resolve(unit.loaded, unit.path, str(unit.path), unit.diags)  # runs to_spec per module
 
 
 def _check(unit: Unit) -> None:
     from orcac.compiler.check import check
 
+    assert unit.spec is not None
     unit.facts = check(unit.spec, unit.path.resolve().parent, unit.diags, whole=unit.whole)
 
 
 def _lower(unit: Unit) -> None:
     from orcac.compiler.lower import lower
 
+    assert unit.loaded is not None and unit.spec is not None and unit.facts is not None
     decisions = unit.decisions if unit.decisions is not None else decisions_in(unit.output)
     files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
     unit.plan = lower(
@@ -212,6 +218,7 @@ def compile_spec(
     unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics(), decisions=decisions))
     if warnings is not None:
         warnings.extend(d for d in unit.diags.items if d.severity == "warning")
+    assert unit.plan is not None  # run() raised CompileError otherwise
     return unit.plan
 
 

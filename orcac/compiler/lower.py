@@ -105,11 +105,13 @@ def lower(
         if sf is None or sf.data is None:
             continue
         old = decisions.get(task.name)
+        assert task.source is not None  # facts exist only for a task with a source
         source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
         if task.answer is not None:
             tasks[task.name] = lower_task(task, source, None, strategies, old, judges=judges, teachers=teachers)
             estimates[task.name] = _estimate_given(task, tasks[task.name], sf.data, diags)
             continue
+        assert task.teacher is not None  # resolve gave every task without `answer` one
         teacher = teachers[task.teacher.name]
         tasks[task.name] = lower_task(task, source, teacher, strategies, old, judges=judges, teachers=teachers)
         estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags, teachers)
@@ -173,7 +175,7 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
     if src.kind == "sql" and query != src.query:
         # The hash covers the query as the plan holds it, which is what the runtime re-hashes
         # (orcac/runtime/answers/source_rows.py): rebased for a plan written elsewhere (-o).
-        sha = sha256_files(sf.files, extra=query)
+        sha = sha256_files(sf.files, extra=query or "")
     if sf.hub is not None:  # a Hub dataset: pinned by its commit, not a path
         return SourcePlan(
             kind="hf", repo=sf.hub.repo, config=src.config, split=src.split, revision=src.revision, commit=sf.hub.commit,
@@ -211,6 +213,8 @@ def lower_task(
     """The task with its split counts; a `best_of` becomes a probe, its previous decision
     (`old`) carried while the probe's key holds. A task with `answer` has no teacher
     and no strategy (resolve left both out)."""
+    # resolve applied the defaults: these are set on every task that reaches lower
+    assert task.accept is not None and task.holdout is not None and task.samples is not None
     accept = tuple(lower_check(c, judges or {}) for c in task.accept)
     probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
     sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
@@ -218,6 +222,7 @@ def lower_task(
     )
     probe = None
     if isinstance(task.strategy, BestOf):
+        assert teacher is not None  # a best_of task is answered by a teacher
         probe = lower_probe(task, source, teacher, strategies, accept, old, teachers or {})
         chosen = probe.decision.chosen if probe.decision else None
     else:
@@ -244,6 +249,7 @@ def lower_probe(
     task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: Decision | None,
     teachers: dict[str, TeacherDecl],
 ) -> ProbePlan:
+    assert isinstance(task.strategy, BestOf)
     names = [c.name for c in task.strategy.candidates]
     key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept, teachers)
     decision = old if old is not None and old.key == key and old.chosen in names else None
@@ -298,7 +304,7 @@ def _total(estimates: dict[str, TaskEstimate]) -> Estimate:
         from_source=sum(e.from_source for e in estimates.values()),
         judge_calls=sum(e.judge_calls for e in estimates.values()),
         prompt_tokens=sum(e.prompt_tokens for e in estimates.values()),
-        cost=None if any(c is None for c in costs) else round(sum(costs), 6),
+        cost=None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 6),
         tasks=estimates,
     )
 
@@ -335,6 +341,7 @@ def _check_key(rule) -> dict:
 
 def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept, teachers=None) -> str:
     """sha256 over everything a probe's choice depends on (and nothing else)."""
+    assert isinstance(task.strategy, BestOf)
     what = {
         "task": task.name,
         "prompt": task.prompt,
@@ -363,6 +370,7 @@ def _shown_chars(strategy) -> int:
 def _estimate(
     task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics, teachers: dict
 ) -> TaskEstimate:
+    assert task.seed is not None and task.holdout is not None and task.prompt is not None  # resolved
     splits = sampling.split_rows(
         len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=plan.counts.probe
     )
@@ -415,6 +423,7 @@ def _estimate(
 def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Diagnostics) -> TaskEstimate:
     """A task whose answers come from its source: no call, no token, no cost; its train rows
     that render are counted apart (`from_source`)."""
+    assert task.seed is not None and task.holdout is not None  # resolved
     splits = sampling.split_rows(len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=0)
     templates = [t for t in (task.prompt, task.answer, task.instruction) if t is not None]
     rendered, failed = 0, []
