@@ -30,11 +30,11 @@ os.environ.setdefault("ORCAC_ANSWER_CACHE", "off")  # each build pays its calls:
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
 from orcac.runtime.commands.build_records import command as build  # noqa: E402
-from orcac.runtime.store import database as store
-from orcac.runtime.teachers import batch as batch_api
+from orcac.runtime.store import database as store  # noqa: E402
+from orcac.runtime.teachers import batch as batch_api  # noqa: E402
 from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.support.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
+from tests.support.plans import make_plan  # noqa: E402
 
 
 class _Timed:

@@ -75,7 +75,8 @@ def main() -> None:
 
     import torch
 
-    from orcac.runtime.models import loading as hf_models, precision
+    from orcac.runtime.models import loading as hf_models
+    from orcac.runtime.models import precision
     from orcac.runtime.models.generation import stop_ids
 
     print(f"precision auto here: {precision.choose('auto')}; torch threads {torch.get_num_threads()}")

@@ -46,8 +46,8 @@ sys.exit(main(sys.argv[3:]))
 def one(jobs: int, inflight: int, kills: int, every: int, seconds: float, seed: int) -> tuple[int, int, float]:
     """(kills made, calls paid beyond `jobs`, seconds) for one concurrency."""
     from orcac.specs.plan import TeacherPlan
-    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
+    from tests.support.plans import arith_answer, make_plan, write_plan
 
     rng = random.Random(seed)
     env = dict(os.environ, LOOPBACK_KEY="sk-bench-kill")

@@ -81,9 +81,9 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
     from datasets import Dataset
     from trl import SFTConfig
 
+    from orcac.runtime.commands.train import trainer as stage_trainer
     from orcac.runtime.models import chat_format
     from orcac.runtime.models import loading as hf_models
-    from orcac.runtime.commands.train import trainer as stage_trainer
     from orcac.runtime.training import memory
 
     max_length, batch_size, bf16 = SHAPES[shape]

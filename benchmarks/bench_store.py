@@ -34,8 +34,8 @@ def _children_cpu() -> float:
 
 def rerun(jobs: int) -> None:
     from orcac.specs.plan import TeacherPlan
-    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
+    from tests.support.plans import arith_answer, make_plan, write_plan
 
     env = dict(os.environ, LOOPBACK_KEY="sk-bench")
     work = Path(tempfile.mkdtemp(prefix="orcac-bench-store-"))

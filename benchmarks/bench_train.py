@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
+from orcac.runtime.commands.train import trainer as stage_trainer  # noqa: E402
 from orcac.runtime.models import chat_format  # noqa: E402
-from orcac.runtime.commands.train import trainer as stage_trainer
-from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.plans import ERASE  # noqa: E402
+from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.train_data import orca_rows  # noqa: E402
 
 

@@ -131,7 +131,7 @@ def decisions_in(plan_file: Path) -> dict[str, Decision]:
         return {}
     try:
         plan = read_plan(plan_file)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken or older plan has no decisions worth keeping
         return {}
     from orcac.specs.plan import recorded_decisions
 

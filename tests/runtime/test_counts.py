@@ -5,6 +5,7 @@ how many answers were stored and how many it asks."""
 from __future__ import annotations
 
 import io
+
 import pytest
 
 from orcac import cli

@@ -7,12 +7,12 @@ import pytest
 
 from orcac import cli
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.answers.erasure import audit, distinctive_sentences, raise_on_leaks
 from orcac.runtime.store.database import Store
+from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
+from tests.support.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
 
 
 def _record(record_id: str, system: str, user: str, assistant: str = "Answer: 1") -> dict:

@@ -7,8 +7,8 @@ import pytest
 from orcac.errors import OrcacError
 from orcac.runtime.commands.evaluate import arms, scoring
 from orcac.runtime.commands.evaluate import command as evaluate
-from orcac.runtime.commands.train import command as train
 from orcac.runtime.commands.evaluate.command import Answer, Held
+from orcac.runtime.commands.train import command as train
 from orcac.stats import bootstrap_gap, mcnemar, wilson
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
@@ -184,7 +184,8 @@ def test_unknown_model_name(plan, tmp_path):
 
 @pytest.mark.slow
 def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
-    from orcac.runtime.teachers import calls as teachers, jobs as teacher_jobs
+    from orcac.runtime.teachers import calls as teachers
+    from orcac.runtime.teachers import jobs as teacher_jobs
     from orcac.specs.plan import TeacherPlan
 
     teacher = TeacherPlan(name="t", model=f"local/{tiny}", max_tokens=6, batch_size=4, threads=2)

@@ -9,12 +9,12 @@ import re
 import pytest
 
 from orcac import cli
+from orcac.errors import OrcacError
 from orcac.runtime.answers import given
 from orcac.runtime.answers.erasure import raise_on_leaks
 from orcac.specs.plan_file import read_plan
-from orcac.errors import OrcacError
-from tests.support.loopback import Loopback
 from tests.support.db import rows as db_rows
+from tests.support.loopback import Loopback
 from tests.support.stored import assert_nowhere
 
 SYSTEMS = [

@@ -19,8 +19,8 @@ from orcac import cli
 from orcac.runtime.answers.judges import read_score
 from orcac.specs.plan import JudgePlan
 from tests.support.db import rows
-from tests.support.plans import write_jsonl
 from tests.support.loopback import Loopback, key_of
+from tests.support.plans import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -277,7 +277,7 @@ def test_a_judge_read_as_json(tmp_path):
         if body.get("model") != "judge":
             return respond(body)
         score = 8 if "Because" in key_of(body) else 2
-        return 'My verdict:\n```json\n{"score": %d, "reasoning": "checked the sum"}\n```' % score
+        return 'My verdict:\n```json\n{"score": ' + str(score) + ', "reasoning": "checked the sum"}\n```'
 
     with Loopback(json_judge) as server:
         spec = write_spec(tmp_path, server, n=6, judge_fields="read = json")

@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from orcac.errors import OrcacError
+from orcac.runtime.answers.examples import materialize
+from orcac.runtime.answers.items import plan_work
 from orcac.runtime.commands.build_records import probe
 from orcac.runtime.commands.build_records.command import run_build
-from orcac.runtime.answers.items import plan_work
-from orcac.runtime.answers.examples import materialize
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
-from tests.support.plans import make_plan
 from tests.support.loopback import Loopback, key_of
+from tests.support.plans import make_plan
 
 pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 

@@ -18,9 +18,9 @@ from orcac.runtime.store.database import Store
 from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from orcac.stats import mcnemar, wilson
-from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser, retries
 from tests.support.loopback import Loopback
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 
 pytestmark = pytest.mark.xdist_group("loopback")
 

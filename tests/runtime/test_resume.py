@@ -14,9 +14,9 @@ import pytest
 
 from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
+from tests.support.plans import arith_answer, make_plan, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 N_ROWS = 300

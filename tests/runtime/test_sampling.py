@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from orcac import cli
-from orcac.runtime.answers.items import items_for_task, plan_work
 from orcac.runtime.answers.checks import kept_samples
+from orcac.runtime.answers.items import items_for_task, plan_work
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
-from tests.support.plans import make_plan, seeded_answer, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
+from tests.support.plans import make_plan, seeded_answer, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 
 from orcac.cli import main
 from orcac.compiler import compile_spec, dump_plan
-from orcac.runtime.models.loading import save_model, umask
 from orcac.runtime.commands.train import command as train
 from orcac.runtime.commands.train import resume, saving
+from orcac.runtime.models.loading import save_model, umask
 from orcac.runtime.training.layout import STATE_FILE
 from tests.support.db import rows
 from tests.support.plans import context, train_plan

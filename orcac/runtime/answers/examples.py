@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from orcac.sources.read import render_row
 from orcac.errors import OrcacError
 from orcac.runtime.answers.source_rows import read_rows
 from orcac.sampling import split_rows
+from orcac.sources.read import render_row
 from orcac.specs.plan import Plan
 from orcac.templates import failure_reason
 
@@ -87,7 +87,7 @@ def materialize(
                 gold = render_row(task.gold, row) if task.gold is not None else None
                 answer = render_row(task.answer, row) if task.answer is not None else None
                 instruction = render_row(task.instruction, row) if task.instruction is not None else None
-            except Exception as error:  # a bad row or a template error is this row's problem, not the build's
+            except Exception as error:  # noqa: BLE001 - a bad row or a template error is this row's problem, not the build's
                 report(RenderProblem(task.name, index, failure_reason(error)))
                 continue
             examples.append(Example(task.name, index, split, index in probe, prompt, gold, answer, instruction))

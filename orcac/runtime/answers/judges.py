@@ -199,7 +199,7 @@ def jobs_for(plan: Plan, item: Item, answer: str) -> list[tuple[JudgePlan, Job |
     for rule in rules(plan.tasks[item.task]):
         try:
             out.append((rule.judge, job(plan, rule.judge, item, answer), None))
-        except Exception as error:  # a rubric that fails on this answer: its verdict says why
+        except Exception as error:  # noqa: BLE001 - a rubric that fails on this answer: its verdict says why
             out.append((rule.judge, None, failure_reason(error)))
     return out
 
@@ -328,7 +328,7 @@ def unanswered_messages(judge: JudgePlan, item) -> tuple[dict, ...]:
     `item`: anything with the task's `prompt` and `gold`."""
     try:
         return messages(judge, item.prompt, "", item.gold)
-    except Exception:  # counted by the rubric's own length
+    except Exception:  # noqa: BLE001 - counted by the rubric's own length
         return ({"role": "user", "content": judge.rubric},)
 
 

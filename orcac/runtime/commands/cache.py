@@ -7,8 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from orcac.runtime.store.answer_cache import ENV, AnswerCache, location, network_filesystem, parse_age
 from orcac.errors import OrcacError, printable
+from orcac.runtime.store.answer_cache import ENV, AnswerCache, location, network_filesystem, parse_age
 
 
 def _size(path: Path) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orcac.runtime.context import RunContext
 from orcac.runtime.store.database import Store
-from orcac.runtime.teachers.batch import printable, cancel_live_batches
+from orcac.runtime.teachers.batch import cancel_live_batches, printable
 
 
 def command(context: RunContext, args) -> int:

@@ -70,7 +70,7 @@ def _license(card: Path) -> str | None:
 
     try:
         return ModelCard.load(card).data.license
-    except Exception:  # a README without front matter, or one the Hub's parser rejects: no license known
+    except Exception:  # noqa: BLE001 - a README without front matter, or one the Hub's parser rejects: no license known
         return None
 
 

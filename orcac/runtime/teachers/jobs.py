@@ -18,7 +18,6 @@ from typing import Any, Literal
 from orcac.specs import settings
 from orcac.specs.plan import TeacherPlan
 
-
 FailReason = Literal[
     "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request",
     # a batch teacher's (orcac/runtime/teachers/batch.py): a job its output files do not hold,

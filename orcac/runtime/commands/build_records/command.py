@@ -36,19 +36,25 @@ from typing import TYPE_CHECKING
 
 from orcac import costs
 from orcac.errors import printable
-from orcac.runtime.answers import given
-from orcac.runtime.answers import judges
-from orcac.runtime.commands.build_records import reuse
+from orcac.runtime.answers import given, judges
 from orcac.runtime.answers.checks import Verdict, kept_samples
 from orcac.runtime.answers.erasure import RECORD_FIELDS, audit, raise_on_leaks
 from orcac.runtime.answers.items import Item, Work, plan_work
+from orcac.runtime.commands.build_records import reuse
 from orcac.runtime.commands.build_records.progress import BuildProgress, Tally, summary_table
-from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, Rows, _write_examples, flush_every, record_fields, verdict_for
-from orcac.runtime.store.queries import echoed_records
+from orcac.runtime.commands.build_records.tables import (
+    FLUSH_SECONDS,
+    Rows,
+    _write_examples,
+    flush_every,
+    record_fields,
+    verdict_for,
+)
 from orcac.runtime.context import RunContext
-from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.runtime.store import builds
+from orcac.runtime.store.answer_cache import AnswerCache
 from orcac.runtime.store.database import Flusher, Store
+from orcac.runtime.store.queries import echoed_records
 from orcac.runtime.teachers.jobs import Job, Outcome
 from orcac.specs.plan import Plan
 from orcac.specs.plan_file import plan_sha256

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from orcac.errors import printable
 from orcac.runtime.answers.items import Item
 from orcac.runtime.commands.build_records.tables import Rows
-from orcac.runtime.store.answer_cache import Answer, AnswerCache
 from orcac.runtime.store import builds
+from orcac.runtime.store.answer_cache import Answer, AnswerCache
 from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.calls import MAX_CHARS_PER_TOKEN
 from orcac.runtime.teachers.jobs import Job, Outcome, job_limit

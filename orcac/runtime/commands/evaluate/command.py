@@ -36,8 +36,16 @@ from pathlib import Path
 
 from orcac.runtime.commands.evaluate import benchmarks, calls, estimate, judging, stored, terminal
 from orcac.runtime.commands.evaluate.arms import (
-    Answer, arm_tasks, arms, check_ready, placed, prompted_answers, prompted_jobs, require_strategies,
-    student_answers, trained_on,
+    Answer,
+    arm_tasks,
+    arms,
+    check_ready,
+    placed,
+    prompted_answers,
+    prompted_jobs,
+    require_strategies,
+    student_answers,
+    trained_on,
 )
 from orcac.runtime.commands.evaluate.comparison import gaps_closed, paired_tests
 from orcac.runtime.commands.evaluate.held_out import Held, held_out

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from orcac import costs
 from orcac.runtime.answers import judges
-from orcac.runtime.commands.evaluate import calls
-from orcac.runtime.commands.evaluate import judging
+from orcac.runtime.commands.evaluate import calls, judging
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def judge_jobs(plan, asked: dict, answers: dict, passes: Callable) -> tuple[dict
             for rule in judges.rules(plan.tasks[task]):
                 try:
                     messages = judges.messages(rule.judge, held.prompt, answer.text, held.gold)
-                except Exception as error:  # a rubric that fails on this answer: its verdict says why
+                except Exception as error:  # noqa: BLE001 - a rubric that fails on this answer: its verdict says why
                     wanted[(task, i)].append((rule.judge, None, failure_reason(error)))
                     continue
                 job = make_job(plan.teachers[rule.judge.teacher], messages)

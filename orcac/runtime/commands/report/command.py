@@ -36,15 +36,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from orcac.errors import OrcacError
-from orcac.runtime.answers.given import INSTRUCTION
 from orcac.runtime.answers import judges as build_judges
 from orcac.runtime.answers.checks import ECHO
-from orcac.runtime.store import evaluations, reports
-from orcac.runtime.store.queries import echoed_records, table_names
+from orcac.runtime.answers.given import INSTRUCTION
 from orcac.runtime.charts import loss_chart
 from orcac.runtime.context import RunContext
 from orcac.runtime.results.evaluation import ARMS, benchmark_results, benchmark_table, evaluation
+from orcac.runtime.store import evaluations, reports
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.queries import echoed_records, table_names
 from orcac.specs.plan import CheckRule, Plan
 from orcac.stats import wilson
 

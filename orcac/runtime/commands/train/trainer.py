@@ -10,8 +10,7 @@ import sys
 
 from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
-from orcac.runtime.training import distill
-from orcac.runtime.training import memory
+from orcac.runtime.training import distill, memory
 from orcac.runtime.training.processes import cuda_available, log
 
 

@@ -9,8 +9,22 @@
 The names below are the package's interface; the modules above are where they live.
 """
 
-from orcac.runtime.commands.build_records.probe.choice import Answer, choose, decide, noise, score, tie_break, tie_message
-from orcac.runtime.commands.build_records.probe.decisions import apply_decision, is_decided, pending, record, resolve_decided
+from orcac.runtime.commands.build_records.probe.choice import (
+    Answer,
+    choose,
+    decide,
+    noise,
+    score,
+    tie_break,
+    tie_message,
+)
+from orcac.runtime.commands.build_records.probe.decisions import (
+    apply_decision,
+    is_decided,
+    pending,
+    record,
+    resolve_decided,
+)
 from orcac.runtime.commands.build_records.probe.estimate import ProbeEstimate, decision_table, estimate, print_estimate
 from orcac.runtime.commands.build_records.probe.phase import dry_run_phase, needed, run_phase
 from orcac.runtime.commands.build_records.probe.run import ProbeResult, probe_items, run_probes

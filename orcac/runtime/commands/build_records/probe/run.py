@@ -34,8 +34,8 @@ from pathlib import Path
 
 from orcac.errors import OrcacError, printable
 from orcac.runtime.answers import judges
-from orcac.runtime.commands.build_records import reuse
 from orcac.runtime.answers.checks import check_answer
+from orcac.runtime.commands.build_records import reuse
 from orcac.runtime.commands.build_records.probe.choice import Answer, decide, noise, tie_message
 from orcac.runtime.commands.build_records.probe.decisions import apply_decision, pending, record, resolve_decided
 from orcac.runtime.context import Recompile
