@@ -24,10 +24,10 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime.teachers.calls import run_jobs  # noqa: E402
+from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import make_job
-from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.support.loopback import Loopback  # noqa: E402
+from orcac.specs.plan import TeacherPlan
+from tests.support.loopback import Loopback
 
 
 def one(mode: str, args) -> dict:

@@ -29,12 +29,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ORCAC_ANSWER_CACHE", "off")  # each build pays its calls: what is measured
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime.build import command as build  # noqa: E402
-from orcac.runtime.store import database as store
-from orcac.runtime.teachers import batch as batch_api
+from orcac.runtime.commands.build_records import command as build  # noqa: E402
+from orcac.runtime.store import database as store  # noqa: E402
+from orcac.runtime.teachers import batch as batch_api  # noqa: E402
 from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.support.plans import make_plan  # noqa: E402
 from tests.support.loopback import Loopback  # noqa: E402
+from tests.support.plans import make_plan  # noqa: E402
 
 
 class _Timed:

@@ -35,8 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "cautious_reasoner"
 
+from orcac.runtime.commands.train import command as train  # noqa: E402
+from orcac.runtime.commands.train.trainer import encode_records  # noqa: E402
 from orcac.runtime.context import RunContext  # noqa: E402
-from orcac.runtime.train import command as train  # noqa: E402
 from orcac.sources.read import read, render_row  # noqa: E402
 from orcac.specs.plan import DistillPlan, StagePlan  # noqa: E402
 from orcac.specs.plan_file import read_plan  # noqa: E402
@@ -127,14 +128,12 @@ def main() -> int:
     )
     records = demo_records(plan, args.per_task)
 
-    from transformers import AutoTokenizer  # noqa: F401: the student's tokenizer, as train prepares it
 
-    from orcac.runtime.models import chat_format
-    from orcac.runtime.models import loading
+    from orcac.runtime.models import chat_format, loading
 
     tokenizer = loading.load_tokenizer(student_model, ROOT)
     chat_format.prepare_tokenizer(tokenizer, plan.students["smol"].chat_template)
-    tokens = sum(len(e.input_ids) for e in train.encode_records(tokenizer, plan, records, plan.train.max_length))
+    tokens = sum(len(e.input_ids) for e in encode_records(tokenizer, plan, records, plan.train.max_length))
 
     import torch
 

@@ -31,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def prompts(tokenizer, n: int) -> list[list[int]]:
     from orcac.compiler import compile_spec
-    from orcac.runtime.build.erasure import teacher_messages
+    from orcac.runtime.answers.erasure import teacher_messages
 
     plan = compile_spec(ROOT / "examples/cautious_reasoner/cautious.orca", "/tmp/never-written/cautious.plan.yaml")
     rows = [json.loads(line) for line in (ROOT / "examples/cautious_reasoner/data/arithmetic.jsonl").open()][:n]
@@ -75,7 +75,8 @@ def main() -> None:
 
     import torch
 
-    from orcac.runtime.models import loading as hf_models, precision
+    from orcac.runtime.models import loading as hf_models
+    from orcac.runtime.models import precision
     from orcac.runtime.models.generation import stop_ids
 
     print(f"precision auto here: {precision.choose('auto')}; torch threads {torch.get_num_threads()}")

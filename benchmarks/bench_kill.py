@@ -9,7 +9,7 @@ number of new requests), then run to the end. Every job is answered once in a cl
 the calls counted at the server beyond `--jobs` are the calls paid again: divided by the kills,
 what one kill costs. In flight at any moment: the teacher's concurrency; a kill cannot cost
 less than what was in flight, since those answers had not arrived. `--flush-every` and
-`--flush-seconds` replace the build's bounds (orcac.runtime.build.tables.flush_every, FLUSH_SECONDS),
+`--flush-seconds` replace the build's bounds (orcac.runtime.commands.build_records.tables.flush_every, FLUSH_SECONDS),
 to measure other settings against the same load.
 """
 
@@ -31,7 +31,7 @@ os.environ.setdefault("ORCAC_ANSWER_CACHE", "off")  # each build pays its calls:
 
 LAUNCH = """
 import sys
-from orcac.runtime.build import command as build
+from orcac.runtime.commands.build_records import command as build
 every, seconds = int(sys.argv[1]), float(sys.argv[2])
 if every:
     build.FLUSH_EVERY = every
@@ -46,8 +46,8 @@ sys.exit(main(sys.argv[3:]))
 def one(jobs: int, inflight: int, kills: int, every: int, seconds: float, seed: int) -> tuple[int, int, float]:
     """(kills made, calls paid beyond `jobs`, seconds) for one concurrency."""
     from orcac.specs.plan import TeacherPlan
-    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
+    from tests.support.plans import arith_answer, make_plan, write_plan
 
     rng = random.Random(seed)
     env = dict(os.environ, LOOPBACK_KEY="sk-bench-kill")

@@ -19,9 +19,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from orcac.runtime.teachers import calls as teachers, local_model as local_provider  # noqa: E402
+from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.teachers import jobs as teacher_jobs
-from orcac.specs.plan import TeacherPlan  # noqa: E402
+from orcac.runtime.teachers import local_model as local_provider
+from orcac.specs.plan import TeacherPlan
 
 QUESTIONS = [
     "What is 17 + 25?", "Name a primary colour.", "Is a tomato a fruit?", "What is the capital of France?",

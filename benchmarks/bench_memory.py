@@ -2,7 +2,7 @@
 
 For each shape, a fresh process loads the student as `orcac train` does, makes a stage's
 trainer over rows labelled almost everywhere (Orca 2's long explanations, packed full), lets
-`_fit_in_memory` decide on activation checkpointing as `orcac train` would, and trains a few
+`fit_in_memory` decide on activation checkpointing as `orcac train` would, and trains a few
 optimizer steps. Measured: the peak resident memory of the steps above what was resident when
 they started (Linux: the high-water mark reset through /proc/self/clear_refs, read from
 /proc/self/status VmHWM; on a GPU `torch.cuda.max_memory_allocated`). That is what
@@ -81,10 +81,10 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
     from datasets import Dataset
     from trl import SFTConfig
 
+    from orcac.runtime.commands.train import trainer as stage_trainer
     from orcac.runtime.models import chat_format
     from orcac.runtime.models import loading as hf_models
-    from orcac.runtime.train import command as train
-    from orcac.runtime.train import memory
+    from orcac.runtime.training import memory
 
     max_length, batch_size, bf16 = SHAPES[shape]
     if layers:
@@ -112,10 +112,10 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_pin_memory=on_gpu, completion_only_loss=False,
         )
-        trainer = train.make_trainer(model, tokenizer, dataset, config)
+        trainer = stage_trainer.make_trainer(model, tokenizer, dataset, config)
         stage = SimpleNamespace(name=shape)
         tp = SimpleNamespace(batch_size=batch_size, max_length=max_length)
-        train._fit_in_memory(trainer, stage, tp, bf16)
+        stage_trainer.fit_in_memory(trainer, stage, tp, bf16)
         if checkpointing != "auto":
             trainer.args.activation_checkpointing = checkpointing == "on"
             trainer.args.activation_checkpointing_kwargs = {"use_reentrant": False}
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--layers", type=int, default=0, help="a random SmolLM2-135M-shaped model with this many layers")
     parser.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto",
-                        help="auto: as orcac train decides (train._fit_in_memory)")
+                        help="auto: as orcac train decides (trainer.fit_in_memory)")
     parser.add_argument("--quick", action="store_true", help="a 4-layer SmolLM2-shaped model at 1024 x 4, two steps")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ORCAC_ANSWER_CACHE", "off")  # each build pays its calls: what is measured
 
-from tests.support.plans import ERASE, make_plan, write_plan  # noqa: E402
 from tests.support import browser  # noqa: E402
+from tests.support.plans import ERASE, make_plan, write_plan  # noqa: E402
 
 STRATEGY = "You are a careful tutor. Think through the problem step by step, number each step. " * 4
 

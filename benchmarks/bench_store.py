@@ -34,8 +34,8 @@ def _children_cpu() -> float:
 
 def rerun(jobs: int) -> None:
     from orcac.specs.plan import TeacherPlan
-    from tests.support.plans import arith_answer, make_plan, write_plan
     from tests.support.loopback import Loopback
+    from tests.support.plans import arith_answer, make_plan, write_plan
 
     env = dict(os.environ, LOOPBACK_KEY="sk-bench")
     work = Path(tempfile.mkdtemp(prefix="orcac-bench-store-"))
@@ -59,7 +59,7 @@ def rerun(jobs: int) -> None:
             cpu.append(_children_cpu() - used)
             assert again.returncode == 0, again.stderr
         extra_calls = server.stats()["requests"] - calls
-    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.build.command"]
+    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.commands.build_records.command"]
     floor = []
     for _ in range(3):
         started = time.perf_counter()

@@ -33,11 +33,11 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench-not-a-real-key")
 
-from orcac.runtime.teachers import calls as teachers  # noqa: E402
+from orcac.runtime.teachers import calls as teachers
 from orcac.runtime.teachers import jobs as teacher_jobs
 from orcac.runtime.teachers import litellm_setup
-from orcac.specs.plan import TeacherPlan  # noqa: E402
-from tests.support.loopback import Loopback  # noqa: E402
+from orcac.specs.plan import TeacherPlan
+from tests.support.loopback import Loopback
 
 
 def messages(i: int) -> list[dict]:
@@ -120,7 +120,7 @@ def duckdb_sink(inflight: int):
         def __init__(self, outcomes):
             self.outcomes = outcomes
             self.store = Store.open(Path(tempfile.mkdtemp(prefix="orcac-bench-")) / "bench.duckdb")
-            from orcac.runtime.build.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
+            from orcac.runtime.commands.build_records.tables import FLUSH_AT_LEAST, FLUSH_SECONDS
 
             every = max(FLUSH_AT_LEAST, inflight)  # build.flush_every for one teacher
             self.flusher = Flusher(self.store, self.convert, every=every, seconds=FLUSH_SECONDS)

@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
+from orcac.runtime.commands.train import trainer as stage_trainer  # noqa: E402
 from orcac.runtime.models import chat_format  # noqa: E402
-from orcac.runtime.train import command as train
-from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.plans import ERASE  # noqa: E402
+from tests.support.tiny_model import tiny_model_dir  # noqa: E402
 from tests.support.train_data import orca_rows  # noqa: E402
 
 
@@ -106,14 +106,14 @@ def packed(
     `bf16`, autocast as `orcac train` runs it (bf16 matmuls, fp32 weights and optimizer); with
     `before`, as orcac trained until this comparison: TRL's padding-free layout (a batch's packs
     end to end in one row) and the model's own loss (the vocabulary head over every token),
-    instead of one pack a row (runtime/train/batches.py) and the head over the labelled
-    positions only (runtime/train/loss.py)."""
+    instead of one pack a row (runtime/training/batches.py) and the head over the labelled
+    positions only (runtime/training/loss.py)."""
     from datasets import Dataset
     from trl import SFTConfig
 
     dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
     clock = _Clock()
-    trainer = train.make_trainer(
+    trainer = stage_trainer.make_trainer(
         model,
         tokenizer,
         dataset,

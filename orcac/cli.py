@@ -24,14 +24,15 @@ COMMANDS = {
     "fmt": "orcac.compiler.commands:fmt",
     "plan": "orcac.compiler.commands:plan",
     "schema": "orcac.compiler.commands:schema",
-    "build": "orcac.runtime.build.command:command",
-    "export": "orcac.runtime.store.export:command",
-    "train": "orcac.runtime.train.command:command",
-    "eval": "orcac.runtime.evaluate.command:command",
-    "report": "orcac.runtime.report.command:command",
+    "build": "orcac.runtime.commands.build_records.command:command",
+    "export": "orcac.runtime.commands.export:command",
+    "train": "orcac.runtime.commands.train.command:command",
+    "eval": "orcac.runtime.commands.evaluate.command:command",
+    "report": "orcac.runtime.commands.report.command:command",
     "lsp": "orcac.lsp.server:command",
-    "cache": "orcac.runtime.store.answer_cache:command",
+    "cache": "orcac.runtime.commands.cache:command",
 }
+CANCEL = "orcac.runtime.commands.cancel_batches:command"  # `orcac build --cancel`
 # Commands that run a plan: handed a RunContext built here, so the runtime never compiles.
 RUNTIME = {"build", "export", "train", "eval", "report"}
 
@@ -202,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    module_name, function_name = COMMANDS[args.command].split(":")
+    # `build --cancel` is its own command (it asks the provider, it builds nothing)
+    entry = CANCEL if args.command == "build" and getattr(args, "cancel", False) else COMMANDS[args.command]
+    module_name, function_name = entry.split(":")
     try:
         command = getattr(importlib.import_module(module_name), function_name)
         if args.command in RUNTIME:

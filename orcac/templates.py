@@ -189,7 +189,7 @@ def _bounded_filter(name: str, f):
     return run
 
 
-def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
+def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # shadows min and max: Jinja's own names for lipsum's arguments
     if n > 100 or max > 1000:
         raise TemplateLimit("lipsum() of more than 100 paragraphs or 1,000 words")
     from jinja2.utils import generate_lorem_ipsum
@@ -226,7 +226,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters[_STEPS] = _counted
         self.filters[_TEXT] = _sized
 
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
+    def call(__self, __context, __obj, *args, **kwargs):  # Jinja's own signature (__self, not self)
         _spend()
         name = getattr(__obj, "__name__", "")
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level

@@ -55,3 +55,18 @@ def test_the_layers_hold():
     done = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout and "kept" in done.stdout
+
+
+SQL = re.compile(r"\b(SELECT\s|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE|ALTER TABLE)")
+
+
+def test_every_query_of_the_database_is_in_the_store():
+    """The runtime's SQL lives in orcac/runtime/store/, one module per command that owns it:
+    a command or library calls the store's functions (orcac/sources/sql.py runs the user's own
+    query over source files, not the database)."""
+    outside = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "orcac" / "runtime").rglob("*.py")
+        if "store" not in p.relative_to(ROOT / "orcac" / "runtime").parts and SQL.search(p.read_text(encoding="utf-8"))
+    )
+    assert not outside, f"SQL outside orcac/runtime/store/: {outside}"

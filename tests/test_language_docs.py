@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from orcac.compiler import compile_spec, diagnose
-from orcac.specs.diagnostics import render
 from orcac.compiler.fmt import format_text
+from orcac.specs.diagnostics import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "language.md"

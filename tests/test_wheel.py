@@ -28,7 +28,7 @@ from tests.test_readme import tutorial_steps
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILES = (
     "orcac/stdlib/strategies.orca", "orcac/stdlib/erase.orca", "orcac/grammar/orca.lark",
-    "orcac/specs/plan.schema.json", "orcac/runtime/report/templates/report.html.j2",
+    "orcac/specs/plan.schema.json", "orcac/runtime/commands/report/templates/report.html.j2",
 )
 
 

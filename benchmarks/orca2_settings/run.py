@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 def _step_totals(log: str) -> tuple[int, float]:
     """Tokens and seconds of the step lines (`  stage step i/n: ..., T tokens, Ss`, S since the stage began)."""
     tokens, seconds, last = 0, 0.0, {}
-    for stage, n, t, s in re.findall(r"^  (\S+) step (\d+)/\d+: .*?, (\d+) tokens, (\d+)s$", log, re.M):
+    for stage, _step, t, s in re.findall(r"^  (\S+) step (\d+)/\d+: .*?, (\d+) tokens, (\d+)s$", log, re.M):
         tokens += int(t)
         seconds += int(s) - last.get(stage, 0)
         last[stage] = int(s)

@@ -108,7 +108,7 @@ def _prime(rng: random.Random):
     n = rng.choice([p for p in range(31, 200) if all(p % d for d in range(2, p))] + [a * b for a in (3, 7, 11) for b in (11, 13, 17)])
     divisor = next((d for d in range(2, n) if n % d == 0), None)
     gold = "no" if divisor else "yes"
-    steps = [f"A prime number has no divisors other than 1 and itself.",
+    steps = ["A prime number has no divisors other than 1 and itself.",
              f"{n} = {divisor} x {n // divisor}, so it has another divisor." if divisor else f"No number from 2 to {int(n ** 0.5)} divides {n}."]
     return "flan", f"Is {n} a prime number? Answer yes or no.", gold, "yes" if divisor else "no", steps
 

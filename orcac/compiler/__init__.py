@@ -6,8 +6,8 @@ The passes, in order (`PASSES` below; each its own module):
     resolve    syntax blocks -> typed declarations (to_spec.py), one Spec, names
                checked, defaults applied (resolve.py)
     check      sources, templates, golds, holdouts, stages (check.py)
-    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py,
-               estimate.py); emit.py writes it as YAML
+    lower      Spec -> Plan, with the estimate and carried probe decisions (lower.py);
+               orcac/specs/plan_file.py writes it as YAML
 
 `orcac check` runs them up to `check` reading only source headers; `orcac plan` runs
 them all, reading whole sources. Every pass collects diagnostics; the first pass that
@@ -22,6 +22,7 @@ Entry points for the rest of orcac: `compile_spec`, `load_plan`, `read_plan`,
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,10 @@ from orcac.specs.diagnostics import CompileError, Diagnostic, Diagnostics
 from orcac.specs.paths import plan_path_for
 
 if TYPE_CHECKING:
-    from orcac.specs.plan import Plan
+    from orcac.compiler.check import Facts
+    from orcac.compiler.load import Loaded
+    from orcac.specs.plan import Decision, Plan
+    from orcac.specs.spec import Spec
 
 __all__ = [
     "PASSES",
@@ -74,11 +78,13 @@ class Unit:
     output: Path  # where the plan goes (paths in it are relative to its directory)
     whole: bool  # read sources whole (plan) or only their headers (check)
     diags: Diagnostics
-    loaded: list | None = None  # load: every module, imports first
-    spec: object | None = None  # resolve: the Spec (orcac.specs.spec)
-    facts: object | None = None  # check: sources' columns, rows, hashes; split sizes
+    loaded: list[Loaded] | None = None  # load: every module, imports first
+    spec: Spec | None = None  # resolve: the Spec (orcac.specs.spec)
+    facts: Facts | None = None  # check: sources' columns, rows, hashes; split sizes
     plan: Plan | None = None  # lower: the Plan
     unsaved: dict | None = None  # absolute path -> editor text read instead of the file (load.py)
+    # task -> the previous probe decision lower carries forward; None: those of the plan at `output`
+    decisions: Mapping[str, Decision] | None = None
 
 
 def _load(unit: Unit) -> None:
@@ -90,24 +96,22 @@ def _load(unit: Unit) -> None:
 def _resolve(unit: Unit) -> None:
     from orcac.compiler.resolve import resolve
 
+    assert unit.loaded is not None  # each pass runs only after the one before it succeeded
     unit.spec = resolve(unit.loaded, unit.path, str(unit.path), unit.diags)  # runs to_spec per module
 
 
 def _check(unit: Unit) -> None:
     from orcac.compiler.check import check
 
+    assert unit.spec is not None
     unit.facts = check(unit.spec, unit.path.resolve().parent, unit.diags, whole=unit.whole)
 
 
 def _lower(unit: Unit) -> None:
     from orcac.compiler.lower import lower
 
-    previous = None
-    if unit.output.is_file():
-        try:
-            previous = read_plan(unit.output)
-        except Exception:  # a broken or older plan has no decisions worth keeping
-            previous = None
+    assert unit.loaded is not None and unit.spec is not None and unit.facts is not None
+    decisions = unit.decisions if unit.decisions is not None else decisions_in(unit.output)
     files = {item.module.file: item.path for item in unit.loaded if not item.stdlib}
     unit.plan = lower(
         unit.spec,
@@ -115,9 +119,23 @@ def _lower(unit: Unit) -> None:
         base=unit.path.resolve().parent,
         plan_path=unit.output,
         files=files,
-        previous=previous,
+        decisions=decisions,
         diags=unit.diags,
     )
+
+
+def decisions_in(plan_file: Path) -> dict[str, Decision]:
+    """task -> the probe decision recorded in the plan file, for lower to carry forward; none
+    from a missing, broken or older file (it has no decisions worth keeping)."""
+    if not plan_file.is_file():
+        return {}
+    try:
+        plan = read_plan(plan_file)
+    except Exception:  # noqa: BLE001 - a broken or older plan has no decisions worth keeping
+        return {}
+    from orcac.specs.plan import recorded_decisions
+
+    return recorded_decisions(plan)
 
 
 # The passes, in order. `orcac check` stops after "check".
@@ -179,19 +197,28 @@ def check_spec(path: str | Path) -> list[Diagnostic]:
     return list(diagnose(path).items)
 
 
-def compile_spec(path: str | Path, output: str | Path | None = None, *, warnings: list[Diagnostic] | None = None) -> Plan:
+def compile_spec(
+    path: str | Path,
+    output: str | Path | None = None,
+    *,
+    warnings: list[Diagnostic] | None = None,
+    decisions: Mapping[str, Decision] | None = None,
+) -> Plan:
     """Compile a spec into its Plan. Paths in the plan are relative to `output`'s directory
-    (default: the plan file beside the spec); a probe decision in the plan already at
-    `output` is carried forward when its key still matches.
+    (default: the plan file beside the spec); a probe decision is carried forward when its
+    key still matches: from `decisions` (task -> decision) when given, as a build hands in
+    its probe's (`orcac.runtime.context.RunContext.recompile`), else from the plan already at
+    `output`.
 
     Raises CompileError (an OrcacError) carrying every diagnostic. Warnings (rows that
     cannot be rendered and are left out) are appended to `warnings` when it is given.
     """
     path = Path(path)
     out = Path(output) if output is not None else plan_path_for(path)
-    unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics()))
+    unit = run(Unit(path=path, output=out, whole=True, diags=Diagnostics(), decisions=decisions))
     if warnings is not None:
         warnings.extend(d for d in unit.diags.items if d.severity == "warning")
+    assert unit.plan is not None  # run() raised CompileError otherwise
     return unit.plan
 
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac import sampling
-from orcac.specs.diagnostics import Diagnostics, did_you_mean
-from orcac.specs.forms import adheres
 from orcac.sources import hub
 from orcac.sources.headers import header, hub_header
 from orcac.sources.hub import HubData
 from orcac.sources.problems import SourceError
 from orcac.sources.read import hub_rows, read, sha256_files, source_files
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.forms import adheres
 from orcac.specs.spec import BestOf, SourceExpr, Span, Spec, TaskDecl
 
 
@@ -37,7 +37,7 @@ class Facts:
     """What the check pass learned, for `lower`: per task its source, and its split sizes."""
 
     sources: dict[str, SourceFacts] = field(default_factory=dict)  # task name -> facts
-    counts: dict[str, sampling.Splits | tuple[int, int, int, int] | None] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int, int, int] | None] = field(default_factory=dict)  # split_sizes()
 
 
 def _key(s: SourceExpr) -> tuple:
@@ -60,6 +60,7 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
         sf = cache[k]
         if sf is None:
             continue
+        assert task.holdout is not None  # resolve applied the defaults
         facts.sources[task.name] = sf
         if sf.columns is not None:
             _check_templates(task, sf.columns, diags)
@@ -98,12 +99,12 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
-        if src.kind == "hf" and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
+        if src.kind == "hf" and src.path is not None and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
             return _read_hub(src, whole, diags)
         if whole:
             files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
             columns, rows = read(src.kind, src.path, src.split, src.query, base, network=src.network)
-            sha = sha256_files(files, extra=src.query if src.kind == "sql" else "")
+            sha = sha256_files(files, extra=src.query or "" if src.kind == "sql" else "")
             return SourceFacts(columns=columns, rows=len(rows), files=files, sha256=sha, data=rows)
         h = header(src.kind, src.path, src.split, src.query, base, network=src.network)
         return SourceFacts(columns=h.columns, rows=h.rows, files=h.files)
@@ -119,11 +120,12 @@ def _read_hub(src: SourceExpr, whole: bool, diags: Diagnostics) -> SourceFacts:
     """A Hub dataset: `plan` resolves the revision on the Hub (the cache when offline) and reads
     every row; `check` reads the cached files' headers only, never the network (it runs on every
     keystroke in an editor): a dataset not cached yet is a warning, its columns unchecked."""
+    assert src.path is not None  # hf("org/name") always has one
     ask = (src.path, src.config, src.split, src.revision)
     if whole:
-        data = hub.fetch(*ask)
-        columns, rows = hub_rows(data)
-        return SourceFacts(columns=columns, rows=len(rows), files=data.files, sha256=sha256_files(data.files), data=rows, hub=data)
+        fetched = hub.fetch(*ask)
+        columns, rows = hub_rows(fetched)
+        return SourceFacts(columns=columns, rows=len(rows), files=fetched.files, sha256=sha256_files(fetched.files), data=rows, hub=fetched)
     data = hub.cached(*ask)
     if data is None:
         shown = f"{src.path}@{src.revision}" if src.revision else src.path
@@ -284,12 +286,13 @@ def _check_judged(task: TaskDecl, spec: Spec, diags: Diagnostics) -> None:
     judges = {j.name: j for j in spec.judges}
     judged = [rule for rule in task.accept or () if rule.kind == "judged"]
     for rule in judged:
+        assert rule.judge is not None  # judged(NAME) always names one
         judge = judges.get(rule.judge.name)
         if judge is None or task.gold is not None:
             continue
         try:
             reads_gold = "gold" in template_variables(judge.rubric)
-        except Exception:  # reported with the judge
+        except Exception:  # noqa: BLE001 - reported with the judge
             continue
         if reads_gold:
             diags.error(
@@ -320,8 +323,8 @@ def _check_forms(spec: Spec, diags: Diagnostics) -> None:
                 diags.error(
                     f"demonstration {number} of strategy '{strategy.name}' breaks its own form: {broken[0]}",
                     demonstration.span,
-                    f"rewrite the demonstration's answer in the form, or change the strategy's expect: "
-                    f"the teacher copies its demonstrations, and follows(strategy) rejects this form",
+                    "rewrite the demonstration's answer in the form, or change the strategy's expect: "
+                    "the teacher copies its demonstrations, and follows(strategy) rejects this form",
                 )
     used = {
         named.name

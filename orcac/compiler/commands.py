@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from orcac.compiler import compile_spec, diagnose, dump_plan, plan_path_for
-from orcac.specs.diagnostics import CompileError, render
 from orcac.errors import OrcacError
+from orcac.specs.diagnostics import CompileError, render
 
 
 def check(args) -> int:

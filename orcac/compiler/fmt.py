@@ -18,6 +18,8 @@ task t {
 
 from __future__ import annotations
 
+from typing import Any
+
 from orcac.specs.spec import Assign, Block, Call, Comment, Duration, List, Module, Num, Percent, Ref, Str, Value
 
 INDENT = "  "
@@ -89,8 +91,8 @@ class _Formatter:
 
     def run(self) -> str:
         m = self.m
-        items: list[tuple[str, object, int, int]] = []
-        if m.version is not None:
+        items: list[tuple[str, Any, int, int]] = []  # (kind, the version, an Import or a Block, lines)
+        if m.version is not None and m.version_span is not None:
             items.append(("version", m.version, m.version_span.line, m.version_span.end_line))
         items += [("import", i, i.span.line, i.span.end_line) for i in m.imports]
         items += [("block", b, b.span.line, b.span.end_line) for b in m.blocks]

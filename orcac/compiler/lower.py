@@ -5,9 +5,10 @@ table (orcac/specs/settings.py), which names the plan field of every key; only w
 computed (paths, counts, a probe and its key, the resolved system text) is written here.
 
 Also where strategy decisions are carried: a task with `best_of(...)` gets a ProbePlan
-whose `key` hashes everything the choice depends on; if the plan already on disk holds
-a Decision with that key, the choice is kept (strategy and system filled in), so a
-recompile never forgets a probe's result and never keeps a stale one.
+whose `key` hashes everything the choice depends on; if the previous decisions (the plan
+already on disk's, or those a build's probe hands in: `compile_spec(decisions=...)`) hold
+one with that key, the choice is kept (strategy and system filled in), so a recompile
+never forgets a probe's result and never keeps a stale one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from orcac import costs as est
@@ -28,13 +30,14 @@ from orcac.specs.plan import (
     SEED_RULE,
     AdherenceRule,
     CheckRule,
+    Decision,
     DemonstrationPlan,
+    DistillPlan,
     ErasePlan,
     Estimate,
     EvalPlan,
     JudgedRule,
     JudgePlan,
-    DistillPlan,
     LoraPlan,
     Plan,
     PortionPlan,
@@ -80,10 +83,11 @@ def lower(
     base: Path,
     plan_path: Path,
     files: dict[str, Path],
-    previous: Plan | None,
+    decisions: Mapping[str, Decision],
     diags: Diagnostics,
 ) -> Plan | None:
-    """The Plan, one `lower_*` per declaration kind; None when a task's rows gave errors."""
+    """The Plan, one `lower_*` per declaration kind; None when a task's rows gave errors.
+    `decisions`: task -> its previous probe decision, kept where its key still holds."""
     plan_dir = plan_path.resolve().parent
 
     def origin(decl) -> str:
@@ -100,12 +104,14 @@ def lower(
         sf = facts.sources.get(task.name)
         if sf is None or sf.data is None:
             continue
-        old = previous.tasks.get(task.name) if previous is not None else None
+        old = decisions.get(task.name)
+        assert task.source is not None  # facts exist only for a task with a source
         source = lower_source(task.source, sf, base=base, plan_dir=plan_dir)
         if task.answer is not None:
             tasks[task.name] = lower_task(task, source, None, strategies, old, judges=judges, teachers=teachers)
             estimates[task.name] = _estimate_given(task, tasks[task.name], sf.data, diags)
             continue
+        assert task.teacher is not None  # resolve gave every task without `answer` one
         teacher = teachers[task.teacher.name]
         tasks[task.name] = lower_task(task, source, teacher, strategies, old, judges=judges, teachers=teachers)
         estimates[task.name] = _estimate(task, tasks[task.name], sf.data, strategies, teacher, diags, teachers)
@@ -168,8 +174,8 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
     sha = sf.sha256
     if src.kind == "sql" and query != src.query:
         # The hash covers the query as the plan holds it, which is what the runtime re-hashes
-        # (orcac/runtime/build/source_rows.py): rebased for a plan written elsewhere (-o).
-        sha = sha256_files(sf.files, extra=query)
+        # (orcac/runtime/answers/source_rows.py): rebased for a plan written elsewhere (-o).
+        sha = sha256_files(sf.files, extra=query or "")
     if sf.hub is not None:  # a Hub dataset: pinned by its commit, not a path
         return SourcePlan(
             kind="hf", repo=sf.hub.repo, config=src.config, split=src.split, revision=src.revision, commit=sf.hub.commit,
@@ -201,12 +207,14 @@ def lower_check(c, judges: dict[str, JudgePlan]) -> CheckRule | JudgedRule:
 
 
 def lower_task(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: TaskPlan | None,
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: Decision | None,
     *, judges: dict[str, JudgePlan] | None = None, teachers: dict[str, TeacherDecl] | None = None,
 ) -> TaskPlan:
-    """The task with its split counts; a `best_of` becomes a probe, its decision carried from
-    the plan on disk (`old`) while the probe's key holds. A task with `answer` has no teacher
+    """The task with its split counts; a `best_of` becomes a probe, its previous decision
+    (`old`) carried while the probe's key holds. A task with `answer` has no teacher
     and no strategy (resolve left both out)."""
+    # resolve applied the defaults: these are set on every task that reaches lower
+    assert task.accept is not None and task.holdout is not None and task.samples is not None
     accept = tuple(lower_check(c, judges or {}) for c in task.accept)
     probe_size = task.strategy.probe if isinstance(task.strategy, BestOf) else 0
     sampled, n_holdout, n_probe, n_train = sampling.split_sizes(
@@ -214,6 +222,7 @@ def lower_task(
     )
     probe = None
     if isinstance(task.strategy, BestOf):
+        assert teacher is not None  # a best_of task is answered by a teacher
         probe = lower_probe(task, source, teacher, strategies, accept, old, teachers or {})
         chosen = probe.decision.chosen if probe.decision else None
     else:
@@ -237,16 +246,13 @@ def lower_task(
 
 
 def lower_probe(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: TaskPlan | None,
+    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: Decision | None,
     teachers: dict[str, TeacherDecl],
 ) -> ProbePlan:
+    assert isinstance(task.strategy, BestOf)
     names = [c.name for c in task.strategy.candidates]
     key = probe_key(task, source.sha256, [(n, *_shown(strategies[n])) for n in names], teacher, accept, teachers)
-    decision = None
-    if old is not None and old.probe is not None:
-        kept = old.probe.decision
-        if kept is not None and kept.key == key and kept.chosen in names:
-            decision = kept
+    decision = old if old is not None and old.key == key and old.chosen in names else None
     return ProbePlan(**_copy("best_of()", task.strategy, candidates=tuple(names), key=key, decision=decision))
 
 
@@ -298,7 +304,7 @@ def _total(estimates: dict[str, TaskEstimate]) -> Estimate:
         from_source=sum(e.from_source for e in estimates.values()),
         judge_calls=sum(e.judge_calls for e in estimates.values()),
         prompt_tokens=sum(e.prompt_tokens for e in estimates.values()),
-        cost=None if any(c is None for c in costs) else round(sum(costs), 6),
+        cost=None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 6),
         tasks=estimates,
     )
 
@@ -335,6 +341,7 @@ def _check_key(rule) -> dict:
 
 def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept, teachers=None) -> str:
     """sha256 over everything a probe's choice depends on (and nothing else)."""
+    assert isinstance(task.strategy, BestOf)
     what = {
         "task": task.name,
         "prompt": task.prompt,
@@ -363,6 +370,7 @@ def _shown_chars(strategy) -> int:
 def _estimate(
     task: TaskDecl, plan: TaskPlan, rows: list[dict], strategies, teacher, diags: Diagnostics, teachers: dict
 ) -> TaskEstimate:
+    assert task.seed is not None and task.holdout is not None and task.prompt is not None  # resolved
     splits = sampling.split_rows(
         len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=plan.counts.probe
     )
@@ -371,7 +379,7 @@ def _estimate(
     for i in splits.train:
         try:
             user_chars[i] = len(render_row(task.prompt, rows[i]))
-        except Exception as error:  # a row's problem, not the plan's: reported, and left out of the estimate
+        except Exception as error:  # noqa: BLE001 - a row's problem, not the plan's: reported, and left out of the estimate
             failed.append((i, f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}"))
     _warn_rows([message for _, message in sorted(failed)], task.name, diags)
     probe_rows = [i for i in splits.probe if i in user_chars]
@@ -415,6 +423,7 @@ def _estimate(
 def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Diagnostics) -> TaskEstimate:
     """A task whose answers come from its source: no call, no token, no cost; its train rows
     that render are counted apart (`from_source`)."""
+    assert task.seed is not None and task.holdout is not None  # resolved
     splits = sampling.split_rows(len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=0)
     templates = [t for t in (task.prompt, task.answer, task.instruction) if t is not None]
     rendered, failed = 0, []
@@ -423,7 +432,7 @@ def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Dia
             for template in templates:
                 render_row(template, rows[i])
             rendered += 1
-        except Exception as error:  # a row's problem, not the plan's: reported, and not counted
+        except Exception as error:  # noqa: BLE001 - a row's problem, not the plan's: reported, and not counted
             failed.append(f"task {task.name}: row {i + 1} skipped: {failure_reason(error)}")
     _warn_rows(failed, task.name, diags)
     return TaskEstimate(calls=0, probe_calls=0, from_source=rendered, prompt_tokens=0, cost=0.0)

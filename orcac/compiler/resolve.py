@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.compiler.load import Loaded
 from orcac.compiler.to_spec import to_spec_module
 from orcac.specs import settings
-from orcac.specs.spec import BestOf, Named, Spec
+from orcac.specs.diagnostics import Diagnostics, did_you_mean
+from orcac.specs.spec import BestOf, Named, Spec, StageDecl
 
 NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("judge", "judges"), ("task", "tasks"))
 SINGLETONS = ("defaults", "train", "eval")
@@ -45,7 +46,7 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
 
     fields: dict = {}
     for kind, plural in NAMESPACES:
-        seen: dict[str, object] = {}
+        seen: dict[str, Any] = {}
         unique = []
         for d in decls.get(kind, []):
             if d.name in seen:
@@ -134,22 +135,22 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
                 task.span,
                 "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
             )
-        for key in settings.keys("defaults"):
-            if key.name in CHOSEN or key.field in update or getattr(task, key.field) is not None:
+        for setting in settings.keys("defaults"):
+            if setting.name in CHOSEN or setting.field in update or getattr(task, setting.field) is not None:
                 continue
-            value = getattr(d, key.field) if d is not None else None
-            update[key.field] = key.default if value is None else value
+            value = getattr(d, setting.field) if d is not None else None
+            update[setting.field] = setting.default if value is None else value
         tasks.append(replace(task, **update))
 
     task_names = {t.name for t in spec.tasks} | broken.get("task", set())  # a set: a stage may list thousands
     if spec.train is not None:
         _check_ref(spec.train.student, "student", {s.name for s in spec.students} | broken.get("student", set()), diags)
         _check_distill(spec, broken, diags)
-        seen: dict[str, object] = {}
+        stages: dict[str, StageDecl] = {}
         for stage in spec.train.stages:
-            if stage.name in seen:
-                diags.error(f"stage '{stage.name}' is declared twice", stage.span, f"first declared at {seen[stage.name].span}")
-            seen[stage.name] = stage
+            if stage.name in stages:
+                diags.error(f"stage '{stage.name}' is declared twice", stage.span, f"first declared at {stages[stage.name].span}")
+            stages[stage.name] = stage
             if not stage.tasks:
                 diags.error(f"stage '{stage.name}' has no tasks", stage.at("tasks"), "list at least one task: tasks = [NAME]")
             listed = set()
@@ -166,7 +167,9 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
 def _check_distill(spec: Spec, broken: dict[str, set[str]], diags: Diagnostics) -> None:
     """`objective = distill` needs a `distill { teacher = T }` block whose teacher runs in this
     process (local/...): its next-token distributions are read, which no API returns whole."""
-    train, distill = spec.train, spec.train.distill
+    train = spec.train
+    assert train is not None  # called only for a spec with a train block
+    distill = train.distill
     if train.objective == "sft":
         if distill is not None:
             diags.error("a distill block, but the objective is sft", distill.span, "set objective = distill (or sft+distill) in the train block")

@@ -18,23 +18,25 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from orcac.specs import settings
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.specs.forms import FORMS
-from orcac.specs import settings
 from orcac.specs.spec import (
     Assign,
     BestOf,
     Block,
     Call,
     CheckExpr,
+    CheckKind,
     DefaultsDecl,
     DemonstrationDecl,
     DistillDecl,
     Duration,
     EraseDecl,
     EvalDecl,
+    FormKind,
     FormRule,
     JudgeDecl,
     List,
@@ -46,6 +48,8 @@ from orcac.specs.spec import (
     Portion,
     Ref,
     SourceExpr,
+    SourceKind,
+    Span,
     StageDecl,
     Str,
     StrategyDecl,
@@ -131,7 +135,7 @@ def urls(v: Value, key: str) -> str | tuple[str, ...]:
     return bases[0] if len(bases) == 1 else bases
 
 
-def integer(lo: int | None = None, hi: int | None = None) -> Converter:
+def integer(lo: float | None = None, hi: float | None = None) -> Converter:
     def convert(v: Value, key: str) -> int:
         if not isinstance(v, Num) or not isinstance(v.value, int):
             raise Bad(f"'{key}' must be a whole number, got {describe(v)}", v.span)
@@ -154,7 +158,7 @@ def number(lo: float | None = None, hi: float | None = None, *, above: float | N
     return convert
 
 
-def _range(v: Value, key: str, value: float, lo, hi) -> None:
+def _range(v: Num, key: str, value: float, lo: float | None, hi: float | None) -> None:
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
             f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
@@ -340,7 +344,7 @@ def source(v: Value, key: str) -> SourceExpr:
     (arg,), kw = _args(v, 1, ARGS.get(call, {}), call)
     if v.name == "sql":
         return SourceExpr(kind="sql", query=text(arg, call), span=v.span, **_filled(call, kw))
-    return SourceExpr(kind=v.name, path=path(arg, call), span=v.span, **_filled(call, kw))
+    return SourceExpr(kind=cast(SourceKind, v.name), path=path(arg, call), span=v.span, **_filled(call, kw))
 
 
 CHECK_KINDS = ("contains", "exact", "numeric", "regex", "nonempty", "follows", "judged", "no_echo")
@@ -381,7 +385,7 @@ def _regex(v: Value, what: str) -> str:
 
 def check(v: Value, key: str) -> CheckExpr:
     if isinstance(v, Ref) and v.name in ("nonempty", "no_echo"):
-        return CheckExpr(kind=v.name, span=v.span)
+        return CheckExpr(kind=cast(CheckKind, v.name), span=v.span)
     if not isinstance(v, Call) or v.name not in CHECK_KINDS:
         name = v.name if isinstance(v, (Ref, Call)) else None
         raise Bad(
@@ -392,7 +396,7 @@ def check(v: Value, key: str) -> CheckExpr:
         )
     if v.name in ("nonempty", "no_echo"):
         _args(v, 0, {}, f"{v.name}()")
-        return CheckExpr(kind=v.name, span=v.span)
+        return CheckExpr(kind=cast(CheckKind, v.name), span=v.span)
     if v.name == "regex":
         (arg,), _ = _args(v, 1, {}, "regex()")
         return CheckExpr(kind="regex", pattern=_regex(arg, "regex()"), span=v.span)
@@ -406,7 +410,7 @@ def check(v: Value, key: str) -> CheckExpr:
         _, kw = _args(v, 1, ARGS["numeric()"], "numeric()")
         return CheckExpr(kind="numeric", uses_gold=True, span=v.span, **_filled("numeric()", kw))
     _gold_arg(v)
-    return CheckExpr(kind=v.name, uses_gold=True, span=v.span)
+    return CheckExpr(kind=cast(CheckKind, v.name), uses_gold=True, span=v.span)
 
 
 def checks(v: Value, key: str) -> tuple[CheckExpr, ...]:
@@ -452,7 +456,7 @@ def form(v: Value, key: str) -> FormRule:
         (arg,), _ = _args(v, 1, {}, f"{v.name}()")
         n = integer(1)(arg, f"{v.name}()")
         word = "at most" if v.name == "max_words" else "at least"
-        return FormRule(kind=v.name, value=n, description=f"{word} {n} words")
+        return FormRule(kind=cast(FormKind, v.name), value=n, description=f"{word} {n} words")
     name = v.name if isinstance(v, Call) else None
     raise Bad(
         f"'{key}' must list answer forms, got {describe(v)}",
@@ -595,7 +599,7 @@ def _block(block: Block, diags: Diagnostics, file: str):
         diags.error(f"{block.kind} takes no name", block.name_span, f"write: {block.kind} {{ ... }}")
         return None
     values: dict[str, Any] = {}
-    spans = {}
+    spans: dict[str, Span] = {}
     children: dict[str, list] = {k: [] for k in nested}
     params: dict[str, Any] = {}
     ok = True
@@ -659,8 +663,8 @@ def _block(block: Block, diags: Diagnostics, file: str):
     if not ok and block.kind != "defaults":
         return None
     if block.kind not in RESOLVED_LATER:
-        for key in settings.keys(block.kind):
-            values.setdefault(key.field, key.default)
+        for setting in settings.keys(block.kind):
+            values.setdefault(setting.field, setting.default)
     if params:
         values["params"] = params
     if block.kind == "strategy":
@@ -686,7 +690,7 @@ def _params(block: Block, diags: Diagnostics) -> dict | None:
     if block.name is not None:
         diags.error("params takes no name", block.name_span)
         return None
-    out = {}
+    out: dict[str, str | int | float | bool] = {}
     ok = True
     for member in block.members:
         if isinstance(member, Block):

@@ -12,14 +12,15 @@ import gc
 import re
 import textwrap
 import unicodedata
-from dataclasses import replace
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
-from lark.lexer import Lexer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import Lexer
 
 from orcac.specs.diagnostics import CompileError, Diagnostic, did_you_mean
 from orcac.specs.spec import (
@@ -63,14 +64,24 @@ WORDS = {
 }
 
 
-class _Comments:
-    """Where the lexer drops comments during one parse (they are %ignored by the grammar)."""
+@dataclass
+class _ParseState:
+    """What one call of parse() collects: its file's name for every span, and the comments the
+    lexer drops (they are %ignored by the grammar). The LALR parser and its transformer are built
+    once and shared, so this lives in a context variable that parse() sets for its own call: two
+    threads of the language server parsing at once each see only their own."""
 
-    sink: list[Token] = []
+    file: str
+    comments: list[Token] = field(default_factory=list)
 
-    @classmethod
-    def collect(cls, token: Token) -> None:
-        cls.sink.append(token)
+
+_STATE: ContextVar[_ParseState] = ContextVar("orcac_parse_state")
+
+
+def _collect_comment(token: Token) -> None:
+    state = _STATE.get(None)
+    if state is not None:  # None: the lexer run on its own (tests compare it with Lark's)
+        state.comments.append(token)
 
 
 class _FastLexer(Lexer):
@@ -129,14 +140,14 @@ def parser() -> Lark:
         maybe_placeholders=True,
         cache=True,
         transformer=_ToNodes(),
-        lexer_callbacks={"COMMENT": _Comments.collect},
+        lexer_callbacks={"COMMENT": _collect_comment},
     )
 
 
 def parse(text: str, file: str) -> Module:
     """Parse one file. Raises CompileError with the first syntax error."""
-    _Comments.sink = []
-    _ToNodes.file = file
+    state = _ParseState(file)
+    token = _STATE.set(state)
     gc_was = gc.isenabled()
     gc.disable()  # many small objects, no cycles: the cyclic GC only costs time here
     try:
@@ -150,10 +161,10 @@ def parse(text: str, file: str) -> Module:
             raise CompileError([error.orig_exc.diagnostic], {file: text}) from None
         raise error.orig_exc from None
     finally:
+        _STATE.reset(token)
         if gc_was:
             gc.enable()
-    comments = tuple(Comment(text=t.value.rstrip(), line=t.line, col=t.column) for t in _Comments.sink)
-    _Comments.sink = []
+    comments = tuple(Comment(text=t.value.rstrip(), line=t.line, col=t.column) for t in state.comments)
     return replace(module, file=file, comments=comments)
 
 
@@ -248,7 +259,10 @@ def _between(file: str, first: Token | Span, last: Token | Span) -> Span:
 class _ToNodes(Transformer):
     """Parse-tree rules -> syntax nodes (orcac.specs.spec), one method per grammar rule."""
 
-    file = "<spec>"  # set by parse() before each parse
+    @property
+    def file(self) -> str:
+        """The file of the parse() call this transformer is running for."""
+        return _STATE.get().file
 
     def start(self, items):
         version = version_span = None
@@ -416,7 +430,7 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             span = Span(file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2)
         try:  # precise: LALR's default reductions make error.expected too wide
             expected = set(error.interactive_parser.accepts()) or set(error.expected)
-        except Exception:
+        except Exception:  # noqa: BLE001 - Lark's interactive parser can fail in its own ways: fall back to its wider set
             expected = set(error.expected)
         if tok.type == "$END" and "RBRACE" in expected:
             at = _unclosed_brace(text)

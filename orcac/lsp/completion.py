@@ -14,7 +14,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from orcac.compiler.to_spec import CHECK_KINDS, FORMS, SOURCE_KINDS, TABLES, TOP_LEVEL, boolean, checks, forms, source, strategy
+from orcac.compiler.to_spec import (
+    CHECK_KINDS,
+    FORMS,
+    SOURCE_KINDS,
+    TABLES,
+    TOP_LEVEL,
+    boolean,
+    checks,
+    forms,
+    source,
+    strategy,
+)
 from orcac.lsp.analysis import Analysis, referenced_kinds
 
 _TOKEN = re.compile(

@@ -17,11 +17,10 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from orcac import __version__
-from orcac.specs.diagnostics import CompileError
 from orcac.compiler.fmt import format_text
 from orcac.lsp import analysis, completion, definition, diagnostics, hover, locate
 from orcac.lsp.positions import from_position, to_range
-
+from orcac.specs.diagnostics import CompileError
 
 PAUSE_S = 0.15
 
@@ -65,7 +64,7 @@ class OrcaServer(LanguageServer):
         for uri in order:
             try:
                 result = analysis.run(specs[uri], buffers)
-            except Exception as error:  # a bug in orcac: say so, keep serving the other features
+            except Exception as error:  # noqa: BLE001 - a bug in orcac: say so, keep serving the other features
                 message = f"orcac: internal error checking {specs[uri].name}: {type(error).__name__}: {error}; this is a bug in orcac"
                 self.window_log_message(types.LogMessageParams(type=types.MessageType.Error, message=message))
                 continue

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orcac.sources.parquet_footer import parquet_header
-from orcac.sources.read import csv_columns, jsonl_header, Utf8Lines, source_files
+from orcac.sources.read import Utf8Lines, csv_columns, jsonl_header, source_files
 from orcac.sources.sql import sql_columns
 
 

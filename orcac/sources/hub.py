@@ -244,7 +244,11 @@ def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
     """None when the Hub cannot be reached (the caller falls back to the cache)."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     token = _token()

@@ -105,7 +105,7 @@ def parquet_header(p: Path) -> tuple[tuple[str, ...], int]:
 
             pf = pq.ParquetFile(p)
             return tuple(pf.schema_arrow.names), pf.metadata.num_rows
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
             raise SourceError(f"{p.name} is not a readable parquet file ({error})") from None
 
 

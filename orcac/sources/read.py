@@ -1,7 +1,7 @@
 """Reading task sources whole: the files a source reads, its rows in order, their sha256.
 
 `read()` is the one way to turn a source into rows: the compiler counts, splits and renders
-with it and the runtime reads with it (orcac/runtime/build/source_rows.py), so both see the
+with it and the runtime reads with it (orcac/runtime/answers/source_rows.py), so both see the
 same rows in the same order. A csv or jsonl line that is not a row stays in its place as a
 `BadRow`. Check-time headers are in headers.py, sql sources in sql.py.
 """

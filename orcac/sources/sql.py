@@ -11,7 +11,6 @@ from pathlib import Path
 
 from orcac.sources.problems import SourceError, nearby_file
 
-
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
@@ -104,7 +103,7 @@ def run_sql(query: str, base: Path, network: bool, run):
     con = _duckdb(query, files, network)
     try:
         return run(con.sql(_absolute_query(query, base)))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - DuckDB raises many error types; each becomes one line below
         # DuckDB's message can run over several lines with the cause on the last (a failed
         # extension download ends "(ERROR Could not establish connection)"): all of it, on one line.
         said = " ".join(line.strip() for line in str(error).splitlines() if line.strip())

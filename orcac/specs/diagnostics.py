@@ -1,6 +1,6 @@
 """Diagnostics: one error shape, collected across passes, rendered with the source line.
 
-    examples/x.orca:12:14: error: unknown strategy 'step_by_stpe'
+    spec.orca:12:14: error: unknown strategy 'step_by_stpe'
        12 |   strategy = step_by_stpe
           |              ^^^^^^^^^^^^
       did you mean 'step_by_step'?

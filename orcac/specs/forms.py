@@ -55,11 +55,15 @@ FORMS = {
 }
 
 
-class Rule(Protocol):
-    kind: str
-    pattern: str | None
-    value: int | None
-    description: str
+class Rule(Protocol):  # read-only: the Spec's rules are frozen dataclasses
+    @property
+    def kind(self) -> str: ...
+    @property
+    def pattern(self) -> str | None: ...
+    @property
+    def value(self) -> int | None: ...
+    @property
+    def description(self) -> str: ...
 
 
 def echo(text: str) -> str | None:

@@ -16,7 +16,7 @@ records why a field is named other than its key (`api_key` -> `api_key_env`, ...
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -75,12 +75,12 @@ class TeacherPlan(PlanModel):
     # Only read by the in-process `local/...` provider.
     batch_size: int = setting("teacher", "batch_size")
     threads: int | None = setting("teacher", "threads")
-    precision: Literal[options("teacher", "precision")] = setting("teacher", "precision")
+    precision: Literal[options("teacher", "precision")] = setting("teacher", "precision")  # type: ignore[valid-type]  # values from settings.py
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra provider parameters passed through to litellm"
     )
-    transport: Literal[options("teacher", "transport")] = setting("teacher", "transport")
-    mode: Literal[options("teacher", "mode")] = setting("teacher", "mode")
+    transport: Literal[options("teacher", "transport")] = setting("teacher", "transport")  # type: ignore[valid-type]  # values from settings.py
+    mode: Literal[options("teacher", "mode")] = setting("teacher", "mode")  # type: ignore[valid-type]  # values from settings.py
 
 
 class StudentPlan(PlanModel):
@@ -88,7 +88,7 @@ class StudentPlan(PlanModel):
 
     name: str
     model: str
-    chat_template: Literal[options("student", "chat_template")] = setting("student", "chat_template")
+    chat_template: Literal[options("student", "chat_template")] = setting("student", "chat_template")  # type: ignore[valid-type]  # values from settings.py
 
 
 # ---- instructions -----------------------------------------------------------------
@@ -186,7 +186,7 @@ class JudgePlan(PlanModel):
     min: float = setting("judge", "min")
     max: float = setting("judge", "max")
     threshold: float
-    read: Literal[options("judge", "read")] = setting("judge", "read")
+    read: Literal[options("judge", "read")] = setting("judge", "read")  # type: ignore[valid-type]  # values from settings.py
     origin: str = Field(description="where it was declared, e.g. 'spec.orca:12'")
 
 
@@ -199,7 +199,7 @@ class JudgedRule(PlanModel):
 
 
 # A task's checks: a rule of its own, or a judge's verdict (a second job per answer).
-AcceptRule = Annotated[Union[CheckRule, JudgedRule], Field(discriminator="kind")]
+AcceptRule = Annotated[CheckRule | JudgedRule, Field(discriminator="kind")]
 
 
 class SplitCounts(PlanModel):
@@ -239,7 +239,7 @@ class ProbePlan(PlanModel):
 
     candidates: tuple[str, ...]
     # accept: pass rate of the task's own checks; judge: mean score of the task's judge
-    metric: Literal[options("best_of()", "by")] = setting("best_of()", "by")
+    metric: Literal[options("best_of()", "by")] = setting("best_of()", "by")  # type: ignore[valid-type]  # values from settings.py
     size: int
     key: str = Field(description="sha256 over task, data, candidates and teacher: what a decision depends on")
     decision: Decision | None = None
@@ -302,7 +302,7 @@ class LoraPlan(PlanModel):
 
 class DistillPlan(PlanModel):
     """`objective = distill`: the local teacher whose next-token distributions the student
-    learns, and the divergence (orcac.runtime.train.distill)."""
+    learns, and the divergence (orcac.runtime.training.distill)."""
 
     teacher: str  # a TeacherPlan whose model is local (local/...)
     beta: float = setting("distill", "beta")
@@ -334,19 +334,20 @@ class TrainPlan(PlanModel):
     packing: bool = setting("train", "packing")
     loss: Literal["teacher_tokens"] = "teacher_tokens"
     lr: float = setting("train", "lr")
-    schedule: Literal[options("train", "schedule")] = setting("train", "schedule")
+    schedule: Literal[options("train", "schedule")] = setting("train", "schedule")  # type: ignore[valid-type]  # values from settings.py
     warmup_ratio: float = setting("train", "warmup")
     batch_size: int = setting("train", "batch_size")
     grad_accum: int = setting("train", "grad_accum")
     seed: int = setting("train", "seed")
-    precision: Literal[options("train", "precision")] = setting("train", "precision")  # auto: bf16 where the device supports it
+    # auto: bf16 where the device supports it
+    precision: Literal[options("train", "precision")] = setting("train", "precision")  # type: ignore[valid-type]  # values from settings.py
     lora: LoraPlan | None = None
     output: str  # checkpoint directory, relative to the plan
     stages: tuple[StagePlan, ...]
     # A stage's weights are what a stopped run resumes from; once final/ is written they are
     # dropped unless kept (fp32: 538 MB a stage for the 135M demo student).
     keep_stages: bool = setting("train", "keep_stages")
-    objective: Literal[options("train", "objective")] = setting("train", "objective")
+    objective: Literal[options("train", "objective")] = setting("train", "objective")  # type: ignore[valid-type]  # values from settings.py
     distill: DistillPlan | None = None
 
     WRITTEN_WHEN_SET = ("keep_stages", "objective", "distill")
@@ -433,3 +434,13 @@ class Plan(PlanModel):
     train: TrainPlan | None = None
     eval: EvalPlan = EvalPlan()
     estimate: Estimate
+
+
+def recorded_decisions(plan: Plan) -> dict[str, Decision]:
+    """task -> the probe decision the plan records (tasks without one left out): what a
+    recompile carries forward where the probe's key still holds."""
+    return {
+        name: task.probe.decision
+        for name, task in plan.tasks.items()
+        if task.probe is not None and task.probe.decision is not None
+    }

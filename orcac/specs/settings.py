@@ -238,7 +238,7 @@ KEYS: tuple[Key, ...] = (
         doc="sft: cross-entropy on the teacher's answers; distill: a divergence from a local teacher's next-token "
         "distributions under the strategy's prompt (the `distill` block); sft+distill: their sum",
     ),
-    # ---- distill: the teacher and divergence of `objective = distill` (orcac.runtime.train.distill)
+    # ---- distill: the teacher and divergence of `objective = distill` (orcac.runtime.training.distill)
     Key("distill", "teacher", REF, required=True),
     Key("distill", "beta", number(0.0, 1.0), 0.5, doc="generalized JSD's beta (GKD): 0 forward KL(teacher || student), 1 reverse KL"),
     Key(

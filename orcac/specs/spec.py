@@ -21,10 +21,22 @@ of `import lark, pydantic, jinja2` (see BENCHMARKS.md). The plan pays that cost 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal, dataclass_transform
 
-_node = dataclass(frozen=True, slots=True)
-_decl = dataclass(frozen=True, kw_only=True)
+FormKind = Literal["regex", "max_words", "min_words"]
+SourceKind = Literal["jsonl", "csv", "parquet", "hf", "sql"]
+CheckKind = Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged", "no_echo"]
+
+
+# Two dataclass shapes, named once; dataclass_transform tells type checkers what they make.
+@dataclass_transform(frozen_default=True)
+def _node(cls):
+    return dataclass(frozen=True, slots=True)(cls)
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def _decl(cls):
+    return dataclass(frozen=True, kw_only=True)(cls)
 
 
 @_node
@@ -82,7 +94,7 @@ class Ref:
 @_node
 class KwArg:
     name: str
-    value: "Value"
+    value: Value
     span: Span
 
 
@@ -100,7 +112,7 @@ class List:
     items: tuple = ()
 
 
-Value = Union[Str, Num, Percent, Duration, Ref, Call, List]
+Value = Str | Num | Percent | Duration | Ref | Call | List
 
 
 # ---- syntax: structure -------------------------------------------------------------------
@@ -220,7 +232,7 @@ class StudentDecl(Decl):
 class FormRule:
     """One adherence rule of a strategy: a built-in form, regex(...), max_words(N), min_words(N)."""
 
-    kind: Literal["regex", "max_words", "min_words"]
+    kind: FormKind
     pattern: str | None = None
     value: int | None = None
     description: str
@@ -264,7 +276,7 @@ class JudgeDecl(Decl):
 
 @_decl
 class SourceExpr:
-    kind: Literal["jsonl", "csv", "parquet", "hf", "sql"]
+    kind: SourceKind
     path: str | None = None
     split: str | None = None  # hf(..., split = "...")
     config: str | None = None  # hf("org/name", config = "...")
@@ -276,7 +288,7 @@ class SourceExpr:
 
 @_decl
 class CheckExpr:
-    kind: Literal["contains", "exact", "numeric", "regex", "nonempty", "follows", "judged", "no_echo"]
+    kind: CheckKind
     uses_gold: bool = False
     pattern: str | None = None
     tolerance: float | None = None  # numeric(gold, tol = ...)

@@ -149,7 +149,7 @@ def test_ordinary_answers_pass_the_echo_check(text):
 
 
 def test_no_echo_rejects_an_answer_in_build_with_its_own_reason():
-    from orcac.runtime.build.checks import check_answer
+    from orcac.runtime.answers.checks import check_answer
     from orcac.specs.plan import CheckRule
 
     assert check_answer("As instructed: Answer: 4", "stop", "4", [CheckRule(kind="no_echo")]).reason == "echo"

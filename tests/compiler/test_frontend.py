@@ -41,9 +41,9 @@ def test_shipped_specs_are_formatted(spec):
 
 
 def test_fmt_keeps_the_meaning(tmp_path):
-    from orcac.compiler import compile_spec, dump_plan
-
     import shutil
+
+    from orcac.compiler import compile_spec, dump_plan
 
     shutil.copytree(GOLDEN / "orca", tmp_path / "s")
     spec = tmp_path / "s" / "full.orca"

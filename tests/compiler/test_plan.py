@@ -53,7 +53,7 @@ def test_paths_are_relative_to_the_plan(project, tmp_path):
     assert "'../../spec/data/products.parquet'" in plan.tasks["products"].source.query
     assert plan.train.output == "../../spec/out/student"
     # the query still runs from the plan's directory
-    from orcac.runtime.build.source_rows import read_rows
+    from orcac.runtime.answers.source_rows import read_rows
 
     rows = read_rows(plan.tasks["products"].source, elsewhere.parent, task="products")
     assert len(rows) == plan.tasks["products"].source.rows
@@ -137,6 +137,33 @@ def test_decision_is_carried_while_its_key_holds(project):
     changed = compile_spec(spec)
     assert changed.tasks["arithmetic"].strategy is None and changed.tasks["arithmetic"].probe.decision is None
     assert changed.tasks["arithmetic"].probe.key != task.probe.key
+
+
+def test_decisions_handed_in_are_carried_and_the_plan_file_is_not_read(project):
+    """A build's probe hands its decisions to the compiler in memory (RunContext.recompile):
+    they are carried as the plan file's would be, and the file on disk is not consulted."""
+    spec = project / "full.orca"
+    out = plan_path_for(spec)
+    task = compile_spec(spec).tasks["arithmetic"]
+    decision = Decision(
+        chosen="step_by_step",
+        key=task.probe.key,
+        scores=(CandidateScore(strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0),),
+    )
+    out.write_text("not a plan")  # read, it would carry nothing
+    decided = compile_spec(spec, out, decisions={"arithmetic": decision})
+    assert decided.tasks["arithmetic"].strategy == "step_by_step"
+    assert decided.tasks["arithmetic"].probe.decision == decision
+    assert decided.estimate.tasks["arithmetic"].probe_calls == 0
+    assert out.read_text() == "not a plan"
+    # the same plan as one compiled from a plan file that records the decision
+    write_plan(decided, out)
+    assert dump_plan(compile_spec(spec, out)) == dump_plan(decided)
+    # no decisions handed in: none carried, whatever the file holds
+    assert compile_spec(spec, out, decisions={}).tasks["arithmetic"].probe.decision is None
+    # a decision under another key is dropped, as one read from the file is
+    stale = decision.model_copy(update={"key": "another"})
+    assert compile_spec(spec, out, decisions={"arithmetic": stale}).tasks["arithmetic"].strategy is None
 
 
 def test_probe_key_ignores_what_the_choice_does_not_depend_on(project):

@@ -10,11 +10,11 @@ import typing
 import pytest
 
 from orcac.compiler import analyze
-from orcac.specs.diagnostics import Diagnostics
 from orcac.compiler.to_spec import ARGS, TABLES, to_spec_module
 from orcac.grammar import parse
 from orcac.specs import plan, settings
 from orcac.specs import spec as spec_models
+from orcac.specs.diagnostics import Diagnostics
 
 from .helpers import ROOT
 

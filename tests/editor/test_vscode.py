@@ -157,7 +157,7 @@ def _receive(server: subprocess.Popen) -> dict:
 def test_manifest_names_files_that_exist():
     manifest = json.loads((EXTENSION / "package.json").read_text())
     contributes = manifest["contributes"]
-    paths = [manifest["main"], *(g["path"] for g in contributes["grammars"]), *(l["configuration"] for l in contributes["languages"])]
+    paths = [manifest["main"], *(g["path"] for g in contributes["grammars"]), *(lang["configuration"] for lang in contributes["languages"])]
     assert all((EXTENSION / p).is_file() for p in paths), paths
     assert contributes["languages"][0]["extensions"] == [".orca"]
     config = json.loads((EXTENSION / "language-configuration.json").read_text())

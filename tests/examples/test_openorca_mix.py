@@ -19,8 +19,8 @@ from orcac.compiler import compile_spec
 from orcac.specs.plan import TeacherPlan
 from orcac.specs.plan_file import read_plan, write_plan
 from tests.support.db import rows as db_rows
-from tests.support.stored import assert_nowhere
 from tests.support.loopback import Loopback
+from tests.support.stored import assert_nowhere
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "openorca_mix"
 

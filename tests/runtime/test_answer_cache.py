@@ -1,5 +1,5 @@
 """The machine's answer cache (orcac/runtime/store/answer_cache.py) and answers reused across a
-changed max_tokens (orcac/runtime/build/reuse.py), end to end against the loopback teacher."""
+changed max_tokens (orcac/runtime/commands/build_records/reuse.py), end to end against the loopback teacher."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_a_second_spec_over_the_same_tasks_and_teacher_makes_no_calls(tmp_path, 
     assert rows(_db(first, "distill"), "SELECT DISTINCT origin FROM responses") == [("teacher",)]
 
     # the report counts what each build paid for: the second asked nothing, its answers reused
-    from orcac.runtime.report.command import gather
+    from orcac.runtime.commands.report.command import gather
     from orcac.runtime.store.database import Store
     from orcac.specs.plan_file import read_plan
 
@@ -323,9 +323,9 @@ def test_judges_and_probes_of_a_second_spec_make_no_calls(tmp_path, answer_cache
 
 
 def test_eval_reads_and_fills_the_same_cache(tmp_path, answer_cache):
-    """eval's prompted arm and judges ask through orcac/runtime/evaluate/calls.py: what one
+    """eval's prompted arm and judges ask through orcac/runtime/commands/evaluate/calls.py: what one
     database's eval asked, another's finds (and a build's answers, an eval's)."""
-    from orcac.runtime.evaluate import calls
+    from orcac.runtime.commands.evaluate import calls
     from orcac.runtime.teachers.jobs import make_job
 
     with Loopback(arith_answer) as server:

@@ -8,8 +8,8 @@ import textwrap
 
 from orcac import cli
 from orcac.runtime.teachers import calls as teachers
-from tests.support.plans import make_plan, write_plan
 from tests.support.loopback import Loopback, key_of
+from tests.support.plans import make_plan, write_plan
 
 
 def _spec(tmp_path, url: str, source: str, prompt: str) -> str:

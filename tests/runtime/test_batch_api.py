@@ -18,9 +18,9 @@ import pytest
 from orcac import cli
 from orcac.runtime.teachers import batch as batch_api
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support.batch_server import BatchServer
 from tests.support.db import rows
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 
 pytestmark = pytest.mark.xdist_group("loopback")
 ROOT = Path(__file__).resolve().parents[2]

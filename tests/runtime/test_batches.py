@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orcac.runtime.train.batches import pack_rows_collator, real_tokens, uses_varlen_attention
-from orcac.runtime.train.loss import IGNORE, answer_loss
+from orcac.runtime.training.batches import pack_rows_collator, real_tokens, uses_varlen_attention
+from orcac.runtime.training.loss import IGNORE, answer_loss
 
 
 def _pack(*lengths, start=5):

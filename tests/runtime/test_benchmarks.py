@@ -8,10 +8,10 @@ import json
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.evaluate import benchmarks
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.report.command import benchmark_table
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.evaluate import benchmarks
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.report.command import benchmark_table
+from orcac.runtime.commands.train import command as train
 from tests.support.db import rows
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records

@@ -12,8 +12,8 @@ from orcac import cli
 from orcac.specs.plan import TeacherPlan
 from orcac.specs.plan_file import plan_sha256, read_plan
 from tests.support.db import rows
-from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
+from tests.support.plans import arith_answer, make_plan, write_plan
 
 SECRET = "sk-orcac-test-SECRET-9f3a71"
 
@@ -220,7 +220,7 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
 
     from rich.console import Console
 
-    from orcac.runtime.build.progress import BuildProgress, Tally, summary_table
+    from orcac.runtime.commands.build_records.progress import BuildProgress, Tally, summary_table
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=200)
@@ -344,10 +344,9 @@ def _hold_lock(db) -> subprocess.Popen:
 
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_a_database_locked_by_another_process_is_one_line(tmp_path, capsys, command):
+    from orcac.compiler import dump_plan
     from tests.support.plans import train_plan
     from tests.support.train_data import orca_rows, write_records
-
-    from orcac.compiler import dump_plan
 
     (tmp_path / "test.plan.yaml").write_text(dump_plan(train_plan("unused-model")))
     db = write_records(tmp_path / "build.duckdb", orca_rows("add", 2), holdout=orca_rows("add", 2, seed=1))

@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from orcac.runtime.teachers import calls as teachers, concurrency
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.teachers import concurrency
 from orcac.runtime.teachers import jobs as teacher_jobs
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import make_job

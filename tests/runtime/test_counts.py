@@ -5,6 +5,7 @@ how many answers were stored and how many it asks."""
 from __future__ import annotations
 
 import io
+
 import pytest
 
 from orcac import cli
@@ -108,7 +109,7 @@ def test_a_judged_answer_that_passes_the_checks_is_passed_not_rejected_while_its
 def test_the_live_line_counts_calls_and_stored_answers_apart():
     from rich.console import Console
 
-    from orcac.runtime.build.progress import BuildProgress
+    from orcac.runtime.commands.build_records.progress import BuildProgress
 
     buffer = io.StringIO()
     display = BuildProgress(2, live=True, console=Console(file=buffer, force_terminal=True, width=200),
@@ -122,7 +123,7 @@ def test_the_live_line_counts_calls_and_stored_answers_apart():
 def test_a_judges_rejection_and_keep_are_not_kept_and_the_checks_rejection_is_rejected():
     from collections import Counter
 
-    from orcac.runtime.build.progress import Tally
+    from orcac.runtime.commands.build_records.progress import Tally
 
     tally = Tally()
     for accepted, reason in [(True, "accepted"), (False, "numeric"), (False, "duplicate"),

@@ -1,5 +1,5 @@
 """`objective = distill`: the student learns the prompted teacher's next-token distributions
-(orcac/runtime/train/distill.py), on the tiny random Llama."""
+(orcac/runtime/training/distill.py), on the tiny random Llama."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from orcac.runtime.commands.train import command as train
 from orcac.runtime.models import chat_format
-from orcac.runtime.train import command as train
-from orcac.runtime.train import distill
+from orcac.runtime.training import distill
 from orcac.specs.plan import DistillPlan
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
@@ -56,7 +56,9 @@ def _hand_divergence(student, teacher, pairs, beta):
         s = student(input_ids=torch.tensor([pair.input_ids])).logits[0, -n - 1 : -1].double()
         t = teacher(input_ids=torch.tensor([pair.teacher_input_ids])).logits[0, -n - 1 : -1].double()
         p_s, p_t = s.softmax(-1), t.softmax(-1)
-        kl = lambda p, q: (p * (p.log() - q.log())).sum(-1)  # noqa: E731: KL(p || q) per position
+        def kl(p, q):  # KL(p || q) per position
+            return (p * (p.log() - q.log())).sum(-1)
+
         if beta == 0:
             per_token = kl(p_t, p_s)
         else:

@@ -7,12 +7,12 @@ import pytest
 
 from orcac import cli
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import calls as teachers
-from orcac.runtime.build.erasure import audit, distinctive_sentences, raise_on_leaks
+from orcac.runtime.answers.erasure import audit, distinctive_sentences, raise_on_leaks
 from orcac.runtime.store.database import Store
+from orcac.runtime.teachers import calls as teachers
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
 from tests.support.loopback import Loopback
+from tests.support.plans import ERASE, STEP_BY_STEP, arith_answer, make_plan, write_plan
 
 
 def _record(record_id: str, system: str, user: str, assistant: str = "Answer: 1") -> dict:
@@ -93,7 +93,7 @@ def test_a_demonstration_that_repeats_the_prompt_template_is_no_leak(tmp_path):
 
 
 def test_the_teacher_sees_instruction_then_demonstrations_then_the_prompt(tmp_path):
-    from orcac.runtime.build.erasure import erased, teacher_messages
+    from orcac.runtime.answers.erasure import erased, teacher_messages
     from orcac.specs.plan import DemonstrationPlan
 
     plan = make_plan(tmp_path, n=4)
@@ -112,11 +112,12 @@ def test_one_normalisation_on_both_sides_of_the_audit():
     """Python's `normalise` (the sentences) and the SQL one (the records) agree on every code point."""
     import duckdb
 
-    from orcac.runtime.build import erasure
+    from orcac.runtime.answers import erasure
+    from orcac.runtime.store.builds import sql_normalised
 
     chars = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c < 0xE000]
     texts = [f"a{c}B{c}{c}c" for c in chars]
-    sql = erasure._NORMALISED.format(column="x")
+    sql = sql_normalised("x")
     con = duckdb.connect()
     got = con.execute(f"SELECT list_transform($2::VARCHAR[], lambda x: {sql})", [erasure.WHITESPACE, texts]).fetchone()[0]
     assert [t for t, g in zip(texts, got) if erasure.normalise(t) != g.strip(" ")] == []

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.train import command as train
-from orcac.runtime.evaluate.command import Answer, Held
+from orcac.runtime.commands.evaluate import arms, scoring
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate.command import Answer, Held
+from orcac.runtime.commands.train import command as train
 from orcac.stats import bootstrap_gap, mcnemar, wilson
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
@@ -35,13 +36,13 @@ def plan(tiny):
 
 @pytest.mark.parametrize("text, finish, expected", HAND_MADE)
 def test_hand_made_answers_are_scored(plan, text, finish, expected):
-    s = evaluate.score(plan, Held("add", 0, "What is 40 + 2?", "42"), Answer(text, finish, 5))
+    s = scoring.score(plan, Held("add", 0, "What is 40 + 2?", "42"), Answer(text, finish, 5))
     assert (s.accepted, s.reason, s.adheres) == expected
 
 
 def test_summary_counts_accuracy_adherence_and_truncation(plan):
-    items = [evaluate.score(plan, Held("add", i, "q", "42"), Answer(t, f, 5)) for i, (t, f, _) in enumerate(HAND_MADE)]
-    (row,) = evaluate.summarise("trained", {"add": items}, plan)
+    items = [scoring.score(plan, Held("add", i, "q", "42"), Answer(t, f, 5)) for i, (t, f, _) in enumerate(HAND_MADE)]
+    (row,) = scoring.summarise("trained", {"add": items}, plan)
     assert row["examples"] == 7 and row["accepted"] == 3 and row["adherent"] == 3 and row["truncated"] == 1
     assert row["accuracy"] == pytest.approx(3 / 7) and row["adherence"] == pytest.approx(3 / 7)
 
@@ -164,8 +165,8 @@ def test_generate_is_greedy_and_left_padded(tiny):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()
     prompts = [chat_format.prompt_ids(tokenizer, "sys", u) for u in ("Hi", "What is a much longer question, really?")]
-    together = evaluate.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
-    alone = [evaluate.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    together = arms.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
+    alone = [arms.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
     assert together == alone  # padding does not change a greedy answer
 
 
@@ -183,7 +184,8 @@ def test_unknown_model_name(plan, tmp_path):
 
 @pytest.mark.slow
 def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
-    from orcac.runtime.teachers import calls as teachers, jobs as teacher_jobs
+    from orcac.runtime.teachers import calls as teachers
+    from orcac.runtime.teachers import jobs as teacher_jobs
     from orcac.specs.plan import TeacherPlan
 
     teacher = TeacherPlan(name="t", model=f"local/{tiny}", max_tokens=6, batch_size=4, threads=2)
@@ -233,3 +235,16 @@ def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypa
     with pytest.raises(OrcacError, match="no trained student"):
         evaluate.run(context(plan, tmp_path, db), models=["base", "trained"])
     assert started == []
+
+
+def test_eval_runs_the_student_as_train_does_fp32_weights_under_bf16_autocast(plan, tmp_path):
+    """precision = bf16 (train's, which eval reads): the arm's weights stay fp32 and its
+    matmuls run in bf16, the arithmetic its training loss was measured in, not cast weights."""
+    import torch
+
+    bf16 = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
+    model, tokenizer, _, chosen = evaluate.load_model("base", bf16, tmp_path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    ids = torch.tensor([tokenizer("1 + 1 =")["input_ids"]])
+    with torch.no_grad(), chosen.running("cpu"):
+        assert model(ids).logits.dtype == torch.bfloat16

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate import command as evaluate
 from orcac.specs.plan import TeacherPlan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
@@ -22,7 +22,7 @@ N = 12
 
 
 def test_an_eval_stopped_half_way_keeps_the_prompted_answers_it_got(tmp_path, monkeypatch, capsys):
-    from orcac.runtime.evaluate import calls
+    from orcac.runtime.commands.evaluate import calls
 
     monkeypatch.setenv("LOOPBACK_KEY", "sk-eval")
     monkeypatch.setattr(calls, "PROGRESS_EVERY_S", 0.0)  # a progress line per answer

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.evaluate.command import Answer
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate.command import Answer
 from orcac.specs.plan import CheckRule, EvalPlan, JudgedRule, JudgePlan, TeacherPlan
 from tests.support.db import rows
 from tests.support.loopback import Loopback, key_of
@@ -117,7 +117,7 @@ def test_a_judged_tasks_accuracy_is_the_share_its_judges_keep(tmp_path, database
         assert "trained: judges: 6 judgements reused, 0 asked" in capsys.readouterr().err
 
     # The report's eval section: each judge's mean score and kept share per arm (the latest runs).
-    from orcac.runtime.report import command as report
+    from orcac.runtime.commands.report import command as report
     from orcac.runtime.store.database import Store
 
     with Store.open(database, read_only=True) as store:
@@ -172,7 +172,7 @@ def test_a_judge_call_that_fails_rejects_the_answer_and_the_next_eval_asks_it_ag
 
 def _judge_message(plan, row: int) -> str:
     """The judge's message about base's answer to add's row `row`, as the rubric renders it."""
-    from orcac.runtime.build import judges
+    from orcac.runtime.answers import judges
 
     return judges.messages(plan.tasks["add"].accept[0].judge, f"What is 40 + 2? (add {row})", UNSURE, "42")[0]["content"]
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from orcac.runtime.evaluate import command as evaluate
-from orcac.runtime.evaluate.command import Answer, Held
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate import scoring
+from orcac.runtime.commands.evaluate.command import Answer, Held
 from orcac.specs.forms import FORMS
 from orcac.specs.plan import AdherenceRule, StrategyPlan
 from tests.support.db import rows
@@ -42,7 +43,7 @@ def plan():
 
 
 def _scored(plan, task: str, texts: list[str]):
-    return [evaluate.score(plan, Held(task, i, "What is 40 + 2?", "42"), Answer(t, "stop", 5)) for i, t in enumerate(texts)]
+    return [scoring.score(plan, Held(task, i, "What is 40 + 2?", "42"), Answer(t, "stop", 5)) for i, t in enumerate(texts)]
 
 
 def test_each_answer_is_scored_with_the_strategy_whose_form_it_follows(plan):
@@ -58,7 +59,7 @@ def test_an_answer_two_forms_accept_counts_as_several(plan):
 
 def test_the_confusion_table_on_known_answers(plan):
     scored = {"add": _scored(plan, "add", [STEPS, STEPS, DIRECT, NEITHER]), "mul": _scored(plan, "mul", [DIRECT, DIRECT, STEPS])}
-    table = evaluate.strategies_followed("trained", scored, plan)
+    table = scoring.strategies_followed("trained", scored, plan)
     assert table == [
         {"model": "trained", "task": "add", "strategy": "steps", "examples": 4,
          "counts": {"direct": 1, "steps": 2, "none": 1, "several": 0}},
@@ -72,7 +73,7 @@ def test_a_plan_whose_strategies_have_no_form_has_no_table(plan):
     plan = plan.model_copy(update={"strategies": bare})
     scored = {"add": _scored(plan, "add", [STEPS])}
     assert scored["add"][0].follows is None
-    assert evaluate.strategies_followed("base", scored, plan) == []
+    assert scoring.strategies_followed("base", scored, plan) == []
 
 
 def test_a_run_stores_each_answers_strategy_and_shows_the_table(plan, tmp_path, monkeypatch, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orcac.runtime.build.examples import materialize
+from orcac.runtime.answers.examples import materialize
 from orcac.sampling import split_rows
 from tests.support.plans import arithmetic_rows, make_plan
 

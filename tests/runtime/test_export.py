@@ -8,9 +8,9 @@ import pytest
 
 from orcac import cli
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import ERASE, arith_answer, make_plan, write_plan
 from tests.support import retries
 from tests.support.loopback import Loopback
+from tests.support.plans import ERASE, arith_answer, make_plan, write_plan
 
 SECRET = "sk-export-SECRET-42c9"
 

@@ -9,12 +9,12 @@ import re
 import pytest
 
 from orcac import cli
-from orcac.runtime.build import given
-from orcac.runtime.build.erasure import raise_on_leaks
-from orcac.specs.plan_file import read_plan
 from orcac.errors import OrcacError
-from tests.support.loopback import Loopback
+from orcac.runtime.answers import given
+from orcac.runtime.answers.erasure import raise_on_leaks
+from orcac.specs.plan_file import read_plan
 from tests.support.db import rows as db_rows
+from tests.support.loopback import Loopback
 from tests.support.stored import assert_nowhere
 
 SYSTEMS = [
@@ -138,7 +138,7 @@ def test_a_row_whose_answer_cannot_render_is_reported_and_the_others_are_built(t
 def test_the_audit_finds_a_rows_instruction_in_a_stored_record(tmp_path):
     import pyarrow as pa
 
-    from orcac.runtime.build.examples import materialize
+    from orcac.runtime.answers.examples import materialize
     from orcac.runtime.store.database import Store
 
     path = _spec(tmp_path)
@@ -201,7 +201,7 @@ def _answer(body: dict) -> str:
 
 
 def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, capsys, monkeypatch, fast_backoff):
-    from orcac.runtime.train.command import _stage_records
+    from orcac.runtime.commands.train.mixture import stage_records as _stage_records
 
     monkeypatch.setenv("LOOPBACK_KEY", "sk-given")
     (tmp_path / "taught.jsonl").write_text("".join(
@@ -241,7 +241,7 @@ def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, c
 
 
 def test_the_prompted_arm_leaves_out_answers_from_sources(tmp_path):
-    from orcac.runtime.evaluate.command import arm_tasks, gaps_closed
+    from orcac.runtime.commands.evaluate.command import arm_tasks, gaps_closed
 
     path = _spec(tmp_path, teacher='teacher t { model = "local/m" }\nstrategy s { system = "x" }',
                  more='task taught {\n  from = jsonl("data.jsonl")\n  prompt = "{{ question }}"\n  strategy = s\n}\n')

@@ -16,11 +16,11 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime.build.judges import read_score
+from orcac.runtime.answers.judges import read_score
 from orcac.specs.plan import JudgePlan
 from tests.support.db import rows
-from tests.support.plans import write_jsonl
 from tests.support.loopback import Loopback, key_of
+from tests.support.plans import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -241,7 +241,7 @@ def test_with_several_samples_the_lowest_sample_the_judge_keeps_is_kept(tmp_path
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
         from orcac.compiler import compile_spec
-        from orcac.runtime.build.jobs import sample_options
+        from orcac.runtime.answers.items import sample_options
 
         task = compile_spec(spec).tasks["sums"]
         odd = {r for r in range(6) if any(sample_options(task, r, i)["seed"] % 4 == 1 for i in range(3))}
@@ -277,7 +277,7 @@ def test_a_judge_read_as_json(tmp_path):
         if body.get("model") != "judge":
             return respond(body)
         score = 8 if "Because" in key_of(body) else 2
-        return 'My verdict:\n```json\n{"score": %d, "reasoning": "checked the sum"}\n```' % score
+        return 'My verdict:\n```json\n{"score": ' + str(score) + ', "reasoning": "checked the sum"}\n```'
 
     with Loopback(json_judge) as server:
         spec = write_spec(tmp_path, server, n=6, judge_fields="read = json")
@@ -388,7 +388,7 @@ PAYLOAD = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwne
 
 @pytest.mark.slow
 def test_the_report_shows_each_judges_scores_and_reasoning(tmp_path):
-    from orcac.runtime.report import command as report
+    from orcac.runtime.commands.report import command as report
     from orcac.runtime.store.database import Store
     from tests.support import browser
 

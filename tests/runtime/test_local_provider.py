@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import calls as teachers, litellm_setup, local_model as local_provider
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.teachers import litellm_setup
+from orcac.runtime.teachers import local_model as local_provider
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import Outcome, make_job
 from orcac.specs.plan import TeacherPlan

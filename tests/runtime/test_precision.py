@@ -54,3 +54,62 @@ def test_this_machine_reads_its_own_flags():
 
     if not torch.cuda.is_available():
         assert precision.choose("auto").name == expected
+
+
+@pytest.fixture
+def old_gpu(monkeypatch):
+    """A GPU without bf16 (the probe faked, as above)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Old GPU")
+
+
+@pytest.mark.parametrize(
+    "asker, where",
+    [
+        ("teacher smol", "in teacher smol"),
+        ("train", "in the plan's train block"),
+        ("eval", "in the plan's train block (eval runs the student in train's precision)"),
+    ],
+)
+def test_the_refusal_names_the_block_that_asked(old_gpu, asker, where):
+    with pytest.raises(OrcacError) as refused:
+        precision.choose("bf16", asker)
+    assert str(refused.value).startswith(f"{asker}: precision = bf16, but Old GPU does not support bf16")
+    assert refused.value.hint == f"set precision = auto (or fp32) {where}"
+
+
+def test_a_local_teacher_refused_bf16_is_named_in_the_hint_not_the_train_block(old_gpu):
+    """The local teacher chooses before it loads anything: the refusal names it."""
+    from orcac.runtime.teachers import local_model
+
+    settings = local_model.LocalSettings(model="never-loaded", precision="bf16", asker="teacher smol")
+    with pytest.raises(OrcacError) as refused:
+        local_model.load(settings)
+    assert "teacher smol" in refused.value.hint and "train" not in refused.value.hint
+
+
+def test_a_student_runs_bf16_over_fp32_weights_and_a_teacher_in_cast_weights(cpu):
+    """One choice, applied one way per kind of model: train and eval autocast over fp32 weights
+    (the same arithmetic in both), a local teacher holds its weights in bf16."""
+    import torch
+
+    cpu("avx512_bf16")
+    for asker in ("train", "eval"):
+        student = precision.choose("auto", asker, cuda=False)
+        assert (student.name, student.weights, student.dtype()) == ("bf16", torch.float32, torch.bfloat16)
+    teacher = precision.choose("auto", "teacher smol", cuda=False)
+    assert (teacher.weights, teacher.dtype()) == (torch.bfloat16, torch.bfloat16)
+
+    layer = student.place(torch.nn.Linear(4, 4))
+    assert layer.weight.dtype == torch.float32
+    with student.running("cpu"):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16  # the matmul in bf16, the weights kept
+    assert teacher.place(torch.nn.Linear(4, 4)).weight.dtype == torch.bfloat16
+    with teacher.running("cpu"):
+        assert teacher.place(torch.nn.Linear(4, 4))(torch.ones(1, 4, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    fp32 = precision.choose("fp32", "eval", cuda=False)
+    with fp32.running("cpu"):
+        assert fp32.place(torch.nn.Linear(4, 4))(torch.ones(1, 4)).dtype == torch.float32

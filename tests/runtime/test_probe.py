@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from orcac.errors import OrcacError
-from orcac.runtime.build import probe
-from orcac.runtime.build.command import run_build
-from orcac.runtime.build.jobs import plan_work
-from orcac.runtime.build.examples import materialize
+from orcac.runtime.answers.examples import materialize
+from orcac.runtime.answers.items import plan_work
+from orcac.runtime.commands.build_records import probe
+from orcac.runtime.commands.build_records.command import run_build
 from orcac.runtime.store.database import Store
 from orcac.specs.plan import CandidateScore, Decision, Plan, ProbePlan, StrategyPlan, TeacherPlan
-from tests.support.plans import make_plan
 from tests.support.loopback import Loopback, key_of
+from tests.support.plans import make_plan
 
 pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
@@ -445,3 +445,52 @@ def test_a_probe_killed_with_sigkill_resumes_without_asking_again(tmp_path):
         assert requests(server) - asked == 2 * size - stored
         assert result.decisions["arith"].chosen == "step"
         assert [(s.passed, s.total) for s in result.decisions["arith"].scores] == [(0, size), (size, size)]
+
+
+class _Counted:
+    """How often a build compiles the spec, serializes the plan, writes the plan file and opens
+    its database: counted by wrapping the real functions (they still do their work)."""
+
+    def __init__(self, monkeypatch):
+        import orcac.compiler
+        import orcac.runtime.store.database
+        import orcac.specs.plan_file
+
+        self.counts = {"compiles": 0, "serializations": 0, "plan writes": 0, "opens": 0}
+        self._wrap(monkeypatch, orcac.compiler, "compile_spec", "compiles")
+        self._wrap(monkeypatch, orcac.specs.plan_file, "dump_plan", "serializations")
+        self._wrap(monkeypatch, orcac.runtime.store.database, "open_database", "opens")
+        replace = Path.replace
+
+        def counted_replace(self_path, target):  # write_plan's atomic rename, the file's one write
+            if str(target).endswith(".plan.yaml"):
+                self.counts["plan writes"] += 1
+            return replace(self_path, target)
+
+        monkeypatch.setattr(Path, "replace", counted_replace)
+
+    def _wrap(self, monkeypatch, module, name: str, counter: str) -> None:
+        real = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            self.counts[counter] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+
+def test_a_build_whose_probe_decides_compiles_once_more_writes_the_plan_once_and_opens_the_database_once(
+    tmp_path, server, monkeypatch, capsys
+):
+    spec = write_spec(tmp_path, server, "direct, step")
+    assert orcac("plan", str(spec)) == 0  # written and reviewed before the build, as one does
+    counted = _Counted(monkeypatch)
+    assert orcac("build", str(spec), "--no-progress") == 0
+    assert "strategy decisions" in capsys.readouterr().out
+    # The CLI compiles the spec (its plan file is up to date: not rewritten); the probe's
+    # decision is compiled in once more, handed to the compiler in memory, and the plan file
+    # written once, after. The third serialization is the build's plan hash for `runs`.
+    # (Before: the decided plan written, read back by the recompile, written again: 4
+    # serializations, 2 writes; the probe and the main run opened the database once each.)
+    assert counted.counts == {"compiles": 2, "serializations": 3, "plan writes": 1, "opens": 1}
+    assert orcac("plan", str(spec), "--check") == 0

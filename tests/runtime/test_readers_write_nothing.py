@@ -99,7 +99,7 @@ def test_export_of_a_spec_never_built_writes_no_plan(tmp_path, monkeypatch, caps
 
 def test_an_up_to_date_plan_gets_no_note_and_build_still_writes_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LOOPBACK_KEY", "k")
-    spec, plan_file = tmp_path / "sums.orca", tmp_path / "sums.plan.yaml"
+    spec = tmp_path / "sums.orca"
     with Loopback(arith_answer) as server:
         _write_spec(tmp_path, server.url, "Think step by step.")
         assert cli.main(["plan", str(spec)]) == 0

@@ -12,14 +12,15 @@ import duckdb
 import pytest
 
 from orcac import cli
-from orcac.runtime.build import probe
-from orcac.runtime.report import command as report
+from orcac.runtime.commands.build_records import probe
+from orcac.runtime.commands.report import command as report
 from orcac.runtime.store.database import Store
+from orcac.runtime.store.evaluations import INTERVAL_COLUMNS
 from orcac.specs.plan import CandidateScore, Decision, TeacherPlan
 from orcac.stats import mcnemar, wilson
-from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 from tests.support import browser, retries
 from tests.support.loopback import Loopback
+from tests.support.plans import arith_answer, arithmetic_rows, make_plan, write_plan
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -144,7 +145,7 @@ def test_a_database_from_before_intervals_still_makes_a_page(built, tmp_path):
     copy = tmp_path / "v3.duckdb"
     shutil.copyfile(database, copy)
     con = duckdb.connect(str(copy))
-    for column in report.INTERVAL_COLUMNS:
+    for column in INTERVAL_COLUMNS:
         con.execute(f"ALTER TABLE eval_runs DROP COLUMN {column}")
     con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_low")
     con.execute("ALTER TABLE eval_gaps DROP COLUMN gap_high")
@@ -155,6 +156,35 @@ def test_a_database_from_before_intervals_still_makes_a_page(built, tmp_path):
     assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0
     table = re.search(r'<table id="eval-table">(.*?)</table>', out.read_text(), re.S).group(1)
     assert "75.0%" in table and "[47-91]" not in table and "p, trained vs base" not in table
+
+
+def test_a_version_7_file_reports_the_same_failure_reasons_before_and_after_its_migration(built, tmp_path):
+    """Version 8 keeps a failed job's reason in a column (the build writes it); a version 7 file
+    had it only at the start of the error text: read as it is, and once migrated (the column
+    filled from that text), the report counts the same reasons."""
+    path, database = built
+    plan = cli.run_context(str(path)).plan
+
+    def reasons(db) -> tuple:
+        with Store.open(db, read_only=True) as store:
+            data = report.gather(plan, store)
+        failed = sorted(i["reason"] for i in data["records"]["answers"] if i["verdict"] == "failed")
+        return data["teachers"][0]["failures"], failed
+
+    with Store.open(database, read_only=True) as store:
+        assert store.rows("SELECT reason, error FROM jobs WHERE status = 'failed'")[0][0] == "bad_response"
+    now = reasons(database)
+    assert now == ([("bad_response", 1)], ["bad_response"])
+    copy = tmp_path / "v7.duckdb"
+    shutil.copyfile(database, copy)
+    con = duckdb.connect(str(copy))
+    con.execute("ALTER TABLE jobs DROP COLUMN reason")
+    con.execute("UPDATE schema_version SET version = 7")
+    con.close()
+    assert reasons(copy) == now  # read as it is
+    with Store.open(copy) as store:  # migrated on its next write
+        assert store.rows("SELECT reason FROM jobs WHERE status = 'failed'") == [("bad_response",)]
+    assert reasons(copy) == now
 
 
 def test_sample_keeps_every_count_and_fewer_records(built):

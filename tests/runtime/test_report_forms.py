@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from orcac.runtime.report import command as report
+from orcac.runtime.commands.report import command as report
 from orcac.runtime.store.database import Store
 from orcac.specs.forms import FORMS
 from orcac.specs.plan import AdherenceRule

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from orcac.runtime.build.tables import FLUSH_SECONDS, flush_every
+from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, flush_every
 from orcac.specs.plan import TeacherPlan
-from tests.support.plans import arith_answer, make_plan, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
+from tests.support.plans import arith_answer, make_plan, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 N_ROWS = 300
@@ -99,7 +99,7 @@ def test_answers_wait_for_the_database_about_as_long_as_one_round_in_flight(tmp_
     been written yet: at any moment of a build, that stays near flush_every (32 here), where a
     second's worth of answers (160 here) used to wait."""
     from orcac import cli
-    from orcac.runtime.build import command as build
+    from orcac.runtime.commands.build_records import command as build
     from orcac.runtime.store.database import Flusher
 
     waiting: list[int] = []

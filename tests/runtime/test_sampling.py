@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from orcac import cli
-from orcac.runtime.build.jobs import items_for_task, plan_work
-from orcac.runtime.build.checks import kept_samples
+from orcac.runtime.answers.checks import kept_samples
+from orcac.runtime.answers.items import items_for_task, plan_work
 from orcac.specs.plan import CheckRule, SamplingPlan, TeacherPlan
-from tests.support.plans import make_plan, seeded_answer, write_plan
 from tests.support.db import rows
 from tests.support.loopback import Loopback
+from tests.support.plans import make_plan, seeded_answer, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def _records(db: Path) -> list[tuple]:
 
 def _expected(n: int, samples: int, keep: int, plan) -> list[tuple]:
     """What the records must be, worked out from the responder and the seeds alone."""
-    from orcac.runtime.build.jobs import sample_options
+    from orcac.runtime.answers.items import sample_options
 
     task = plan.tasks["arith"]
     out = []

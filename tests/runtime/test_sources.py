@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from orcac.sources.problems import BadRow
 from orcac.errors import OrcacError
-from orcac.runtime.build.source_rows import read_rows, source_sha256
+from orcac.runtime.answers.source_rows import read_rows, source_sha256
+from orcac.sources.problems import BadRow
 from orcac.specs.plan import SourcePlan
 
 ROWS = [{"q": f"question {i}", "a": str(i)} for i in range(7)]

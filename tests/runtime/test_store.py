@@ -141,9 +141,9 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
             Store.open(path, read_only=read_only)
 
 
-# version -> the tables that came after it: 2 added `judgements` (orcac/runtime/build/judges.py),
-# 3 eval's calls and judges (orcac/runtime/evaluate/calls.py, judging.py); 4 added columns to
-# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/evaluate/benchmarks.py); 6
+# version -> the tables that came after it: 2 added `judgements` (orcac/runtime/answers/judges.py),
+# 3 eval's calls and judges (orcac/runtime/commands/evaluate/calls.py, judging.py); 4 added columns to
+# `responses` (below); 5 eval's standard benchmarks (orcac/runtime/commands/evaluate/benchmarks.py); 6
 # eval's paired tests (orcac/stats.py, with interval columns in eval_runs and eval_gaps: below).
 LATER_TABLES = {
     1: ("judgements", "eval_calls", "eval_judgements", "eval_benchmarks", "eval_paired"),
@@ -183,7 +183,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
     from orcac.runtime.store.database import schema_version
     from orcac.runtime.store.schema import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 7  # a new version that adds tables adds its row to LATER_TABLES
+    assert SCHEMA_VERSION == 8  # a new version that adds tables adds its row to LATER_TABLES
     path = tmp_path / f"v{version}.duckdb"
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
@@ -207,7 +207,7 @@ def test_an_older_versions_file_gets_the_later_tables_and_keeps_its_rows(tmp_pat
 
 def test_a_version_3_file_keeps_its_answers_and_gains_what_reuse_needs(tmp_path):
     """Version 4 added to `responses` the job's family, the limit it was asked under and where
-    the answer came from (orcac/runtime/build/reuse.py): an older file's answers stay, with
+    the answer came from (orcac/runtime/commands/build_records/reuse.py): an older file's answers stay, with
     those NULL (never reused across a limit, but still this job's answer)."""
     import duckdb
 
@@ -261,3 +261,36 @@ def test_a_version_3_file_gains_the_interval_columns_and_keeps_its_eval_rows(tmp
         assert store.rows("SELECT gap_closed, gap_low, gap_high FROM eval_gaps") == [(0.66, None, None)]
         store.con.execute("INSERT INTO eval_paired VALUES ('e2', 'add', 'accuracy', 12, 0, 6, 0.03125, 'x')")
         assert store.rows("SELECT better, p_value FROM eval_paired") == [(6, 0.03125)]
+
+
+def test_a_version_7_file_gains_the_jobs_reason_column_filled_from_the_error_text(tmp_path):
+    """Version 8 added jobs.reason: a version 7 file's failed jobs get it once, read out of
+    their error text ("<reason>: <detail>"); answered and pending jobs keep NULL; nothing else moves."""
+    import duckdb
+
+    from orcac.runtime.store.database import schema_version
+    from orcac.runtime.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "v7.duckdb"
+    con = duckdb.connect(str(path))
+    for name, body in SCHEMA.items():
+        con.execute(f"CREATE TABLE {name} ({body.replace(', reason VARCHAR', '') if name == 'jobs' else body})")
+    con.execute("INSERT INTO schema_version VALUES (7)")
+    rows = [
+        ("j1", "failed", "timeout: no answer in 60.0 s: the server: slow"),
+        ("j2", "failed", "batch_expired"),
+        ("j3", "failed", None),
+        ("j4", "ok", None),
+        ("j5", "pending", None),
+    ]
+    con.executemany("INSERT INTO jobs (job_id, status, error) VALUES (?, ?, ?)", rows)
+    con.close()
+    with Store.open(path) as store:
+        assert schema_version(store.con) == SCHEMA_VERSION
+        assert store.rows("SELECT job_id, status, error, reason FROM jobs ORDER BY job_id") == [
+            ("j1", "failed", "timeout: no answer in 60.0 s: the server: slow", "timeout"),
+            ("j2", "failed", "batch_expired", "batch_expired"),
+            ("j3", "failed", None, "failed"),
+            ("j4", "ok", None, None),
+            ("j5", "pending", None, None),
+        ]

@@ -8,10 +8,10 @@ import re
 import pytest
 from transformers import AutoTokenizer
 
-from orcac.runtime.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate import command as evaluate
+from orcac.runtime.commands.train import command as train
 from orcac.runtime.models import chat_format
-from orcac.runtime.report import model_card
-from orcac.runtime.train import command as train
+from orcac.runtime.results import model_card
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records
 

@@ -242,6 +242,27 @@ def test_unknown_teacher_and_callback_bugs_surface():
             asyncio.run(run_jobs({"gpt": plan}, jobs_for(plan, ["x"]), broken))
 
 
+def test_ctrl_c_in_the_callback_stops_the_run_as_itself_and_abandons_the_rest():
+    """A KeyboardInterrupt raised where an outcome is delivered ends the run as a
+    KeyboardInterrupt (not inside the event loop, not wrapped), with the jobs still in flight
+    cancelled undelivered and no task left behind."""
+    delivered: list[Outcome] = []
+
+    def interrupted(outcome: Outcome) -> None:
+        delivered.append(outcome)
+        raise KeyboardInterrupt
+
+    async def main() -> set:
+        with pytest.raises(KeyboardInterrupt):
+            await run_jobs({"gpt": plan}, jobs_for(plan, [f"q{i}" for i in range(40)]), interrupted)
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    with Loopback(latency=0.05) as server:
+        plan = teacher(server, concurrency=4)
+        assert asyncio.run(main()) == set()
+    assert 1 <= len(delivered) < 40
+
+
 def test_job_id_covers_the_answer_not_the_plumbing():
     plan = TeacherPlan(name="t", model="openai/m")
     messages = ({"role": "user", "content": "hi"},)

@@ -13,7 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from orcac.errors import OrcacError
 from orcac.runtime.models import chat_format
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.train import command as train
+from orcac.runtime.commands.train import resume
+from orcac.runtime.commands.train.student import load_student
+from orcac.runtime.commands.train.trainer import encode_records
 from tests.support.db import rows
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -64,7 +67,7 @@ def test_labels_mask_system_and_user_on_a_packed_batch(tiny, records, tmp_path):
     batch = next(iter(trainer.get_train_dataloader()))
 
     assert "attention_mask" not in batch  # the block mask comes from position_ids
-    assert batch["input_ids"].shape[0] > 1  # one pack a row (runtime/train/batches.py)
+    assert batch["input_ids"].shape[0] > 1  # one pack a row (runtime/training/batches.py)
     segments = []
     for ids, labels, positions in zip(batch["input_ids"], batch["labels"], batch["position_ids"]):
         real = len(ids)
@@ -202,7 +205,7 @@ def test_resume_mid_stage_gives_the_same_final_loss(full_run, tiny, records, tmp
     with pytest.raises(KeyboardInterrupt):
         train.run(context(plan, tmp_path, db))
     checkpoints = list((tmp_path / plan.train.output).glob("stages/02-reason/checkpoint-*"))
-    assert checkpoints and train._checkpoint_step(checkpoints[0]) < second_stage_steps
+    assert checkpoints and resume.checkpoint_step(checkpoints[0]) < second_stage_steps
     assert _runs(db) == [("interrupted",)]
     con = duckdb.connect(str(db))  # and one that a kill -9 left 'running'
     con.execute("INSERT INTO train_runs (run_id, output, status) VALUES ('dead', ?, 'running')", [plan.train.output])
@@ -221,6 +224,20 @@ def test_max_steps_caps_each_stage(tiny, records, tmp_path):
     plan = train_plan(str(tiny))
     train.run(context(plan, tmp_path, db), max_steps=2)
     assert [(s[0], s[2]) for s in _steps(db)] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+def test_a_run_writes_through_one_database_connection(tiny, records, tmp_path, monkeypatch):
+    """The run's rows, every step's flush (a checkpoint every step here) and the losses read
+    back for the curve go through the run's one connection, not a new one each time."""
+    from orcac.runtime.store import database
+
+    db = write_records(tmp_path / "build.duckdb", records)
+    opened = []
+    real = database.connect
+    monkeypatch.setattr(database, "connect", lambda path, *, read_only=False: opened.append(read_only) or real(path, read_only=read_only))
+    assert train.run(context(train_plan(str(tiny)), tmp_path, db), max_steps=2) == 0
+    assert opened.count(False) == 1, opened
+    assert len(_steps(db)) == 4 and _runs(db) == [("finished",)]
 
 
 @pytest.mark.slow
@@ -293,7 +310,7 @@ def test_the_gguf_student_loads_trainable_and_saveable(tmp_path):
 
     from orcac.specs.plan import StudentPlan
 
-    model, tokenizer = train._load_student(StudentPlan(name="s", model="local/smollm2-135m-instruct"), tmp_path)
+    model, tokenizer = load_student(StudentPlan(name="s", model="local/smollm2-135m-instruct"), tmp_path)
     validate_quantization_for_training(model)  # raises for a "purely quantized" model
     model.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "model.safetensors").is_file()
@@ -359,7 +376,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
 
 def _free_memory_between(monkeypatch, pick):
     """Make the machine have `pick(estimate)` bytes free, whatever it really has."""
-    from orcac.runtime.train import memory
+    from orcac.runtime.training import memory
 
     seen = []
     real = memory.step_memory
@@ -407,7 +424,8 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
     fits only with activation checkpointing (benchmarks/bench_memory.py measures both)."""
     from transformers import LlamaConfig
 
-    from orcac.runtime.train import loss, memory
+    from orcac.runtime.training import loss
+    from orcac.runtime.training import memory
 
     config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
                          num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
@@ -422,7 +440,7 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
 
 
 def test_free_memory_respects_a_container_limit(tmp_path):
-    from orcac.runtime.train import memory
+    from orcac.runtime.training import memory
 
     (tmp_path / "memory.max").write_text("8589934592\n")
     (tmp_path / "memory.current").write_text("2147483648\n")
@@ -438,7 +456,7 @@ def test_free_memory_respects_a_container_limit(tmp_path):
 
 
 def test_a_stage_takes_its_tasks_portions_by_the_train_seed(records, tmp_path):
-    from orcac.runtime.train.command import _mixture_line, _stage_records
+    from orcac.runtime.commands.train.mixture import mixture_line as _mixture_line, stage_records as _stage_records
     from orcac.specs.plan import PortionPlan
 
     db = write_records(tmp_path / "build.duckdb", records)
@@ -467,6 +485,6 @@ def test_step_tokens_count_the_examples_and_not_the_padding(full_run, tiny, reco
     chat_format.prepare_tokenizer(tokenizer)
     for index, stage in enumerate(plan.train.stages):
         stage_rows = [r for r in records if r["task"] in stage.tasks]
-        encoded = train.encode_records(tokenizer, plan, stage_rows, plan.train.max_length)
+        encoded = encode_records(tokenizer, plan, stage_rows, plan.train.max_length)
         (seen,), = rows(db, "SELECT sum(tokens) FROM train_steps WHERE stage_index = ?", [index])
         assert seen == sum(len(e.input_ids) for e in encoded) * stage.epochs, stage.name

@@ -1,5 +1,5 @@
 """Out of memory while training ends in one line and exit 1, the run marked failed, the finished
-stages kept: never a traceback, never the kernel's bare `Killed` (runtime/train/guard.py)."""
+stages kept: never a traceback, never the kernel's bare `Killed` (runtime/training/guard.py)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _orcac_train(tmp_path: Path, *extra: str, **popen) -> subprocess.Popen:
 
 def _address_space_after_imports() -> int:
     """What a process that has imported the training stack maps before it trains (bytes)."""
-    probe = "import orcac.runtime.train.command, trl, datasets, duckdb; print(open('/proc/self/status').read())"
+    probe = "import orcac.runtime.commands.train.command, trl, datasets, duckdb; print(open('/proc/self/status').read())"
     status = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmSize:"))

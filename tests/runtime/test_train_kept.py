@@ -14,8 +14,10 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 
 from orcac.cli import main
 from orcac.compiler import compile_spec, dump_plan
+from orcac.runtime.commands.train import command as train
+from orcac.runtime.commands.train import resume, saving
 from orcac.runtime.models.loading import save_model, umask
-from orcac.runtime.train import command as train
+from orcac.runtime.training.layout import STATE_FILE
 from tests.support.db import rows
 from tests.support.plans import context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -167,10 +169,10 @@ def test_a_kill_between_the_two_renames_puts_the_old_final_back(tmp_path):
     final = tmp_path / "final"
     final.mkdir()
     (final / "plan.sha256").write_text("old")
-    old = train._old_copy(final)
+    old = saving.old_copy(final)
     final.rename(old)  # killed here: the new copy not yet renamed into place
     (tmp_path / ".final.partial-1234").mkdir()
-    train._put_back(final)
+    saving.put_back(final)
     assert (final / "plan.sha256").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
 
@@ -270,7 +272,7 @@ KILLED_IN_A_SAVE = """
 import os, signal, sys
 from transformers import Trainer
 from orcac.cli import main
-from orcac.runtime.train import command as train
+from orcac.runtime.commands.train import command as train
 
 train.CHECKPOINT_EVERY_S = 0.0
 saved_rng = Trainer._save_rng_state
@@ -294,7 +296,7 @@ def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
     db = write_records(tmp_path / "build.duckdb", records)
     args = ["train", str(tmp_path / "test.plan.yaml"), "--db", str(db)]
-    from orcac.runtime.train import guard
+    from orcac.runtime.training import guard
 
     # trains in this process (as the supervised child does), where the planted kill is
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{guard.CHILD: "1"})
@@ -314,9 +316,9 @@ def test_resume_refuses_a_run_of_another_plan_and_says_final_stays(tmp_path):
     from orcac.errors import OrcacError
 
     run = {"plan_sha256": "b" * 64, "records": "r", "max_steps": None}
-    (tmp_path / train.STATE_FILE).write_text('{"run_id": "old", "plan_sha256": "' + "a" * 64 + '", "finished": false}')
+    (tmp_path / STATE_FILE).write_text('{"run_id": "old", "plan_sha256": "' + "a" * 64 + '", "finished": false}')
     with pytest.raises(OrcacError) as error:
-        train._load_state(tmp_path, run, resume=True, retrain=False)
+        resume.load_state(tmp_path, run, resume=True, retrain=False)
     assert "started with another plan" in error.value.message and "final/ stays" in error.value.hint
-    state, resumed = train._load_state(tmp_path, run, resume=False, retrain=False)  # the plain command: a new run
+    state, resumed = resume.load_state(tmp_path, run, resume=False, retrain=False)  # the plain command: a new run
     assert not resumed and state["run_id"] != "old" and state["plan_sha256"] == "b" * 64

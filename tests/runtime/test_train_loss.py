@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orcac.runtime.train.loss import IGNORE, answer_loss
+from orcac.runtime.training.loss import IGNORE, answer_loss
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def _long_answers(rows=3, length=40):
 def test_the_head_runs_a_chunk_at_a_time_and_gives_the_same_loss_and_gradients(model, monkeypatch, items):
     """The head's output is bounded by loss.CHUNK positions (recomputed in backward), whatever
     the batch, and the loss and gradients are the model's own."""
-    from orcac.runtime.train import loss
+    from orcac.runtime.training import loss
 
     batch = _long_answers()
     own = model(**batch, num_items_in_batch=items).loss
@@ -112,7 +112,7 @@ def test_the_head_runs_a_chunk_at_a_time_and_gives_the_same_loss_and_gradients(m
 
 
 def test_the_chunked_head_under_bf16_autocast_matches_the_whole_head(model):
-    from orcac.runtime.train import loss
+    from orcac.runtime.training import loss
 
     torch.manual_seed(0)
     hidden = torch.randn(50, model.config.hidden_size, requires_grad=True)

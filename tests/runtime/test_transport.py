@@ -13,7 +13,8 @@ import socket
 import pytest
 
 from orcac.errors import OrcacError
-from orcac.runtime.teachers import calls as teachers, fast_path as transport
+from orcac.runtime.teachers import calls as teachers
+from orcac.runtime.teachers import fast_path as transport
 from orcac.runtime.teachers import litellm_setup
 from orcac.runtime.teachers.calls import run_jobs
 from orcac.runtime.teachers.jobs import Outcome, make_job

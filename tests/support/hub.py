@@ -60,7 +60,7 @@ class LoopbackHub:
 
     # ---- server --------------------------------------------------------------------------------
 
-    def __enter__(self) -> "LoopbackHub":
+    def __enter__(self) -> LoopbackHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from orcac.runtime.build.source_rows import source_sha256
+from orcac.runtime.answers.source_rows import source_sha256
 from orcac.runtime.context import RunContext
 from orcac.sampling import split_sizes
 from orcac.specs.plan import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from orcac.runtime.build.erasure import distinctive_sentences
+from orcac.runtime.answers.erasure import distinctive_sentences
 
 
 def assert_nowhere(db: Path, texts: list[str], erase: str) -> None:

@@ -3,7 +3,7 @@
     results = decode(model, prompts, max_new_tokens=[128, 64], eos={2}, pad=2)
 
 Why our own loop rather than `model.generate`:
-- Each row may carry its own seed (a sample's job seed, orcac.runtime.build.jobs.sample_options),
+- Each row may carry its own seed (a sample's job seed, orcac.runtime.answers.items.sample_options),
   drawn from its own `torch.Generator`, so a sampled answer depends on its job alone and not on
   which other requests happened to share its batch. `generate` draws the whole batch from one
   global generator.

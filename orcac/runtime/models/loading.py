@@ -108,7 +108,7 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
     if where != original:
         try:
             return _load(model, where, dtype)
-        except Exception as error:  # our own copy, damaged (a full disk, a file cut short): make it again
+        except Exception as error:  # noqa: BLE001 - our own copy, damaged (a full disk, a file cut short): make it again
             print(f"note: the cached copy of {model} in {where.name_or_path} did not load "
                   f"({_first_line(error)}); dequantising the GGUF file again", file=sys.stderr)
             shutil.rmtree(where.name_or_path, ignore_errors=True)

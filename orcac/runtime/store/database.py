@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     import pyarrow as pa  # callers build the tables; a re-run that writes nothing never imports it
 
 from orcac.errors import OrcacError
-
 from orcac.runtime.store.schema import KEYS, MIGRATIONS, SCHEMA_VERSION, create_statements
+
 
 def arrow_table(con, sql: str, params: list | None = None) -> pa.Table:
     """A query's result as a pyarrow Table (`to_arrow_table` in DuckDB 2, `arrow` before)."""
@@ -435,7 +435,7 @@ class Flusher:
                     self.flushed += len(batch)
                     if self.on_flush:
                         self.on_flush(batch)
-                except BaseException as error:  # surfaced to the caller by add() / close()
+                except BaseException as error:  # noqa: BLE001 - surfaced to the caller by add() / close()
                     self._error = error
                     return
             if closing:

@@ -16,10 +16,10 @@ transaction); a file from a newer orcac is refused in one line, never half-under
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 TABLES: dict[str, str] = {
-    # ---- the build (orcac/runtime/build/command.py) ----
+    # ---- the build (orcac/runtime/commands/build_records/command.py) ----
     "runs": """
         run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, orcac_version VARCHAR, python VARCHAR,
         duckdb_version VARCHAR, started TIMESTAMP, ended TIMESTAMP, status VARCHAR,
@@ -27,9 +27,11 @@ TABLES: dict[str, str] = {
     "examples": """
         task VARCHAR, row_index BIGINT, split VARCHAR, probe BOOLEAN, prompt VARCHAR, gold VARCHAR,
         source_sha256 VARCHAR, PRIMARY KEY (task, row_index)""",
+    # error: "<reason>: <detail>", what the user is shown; reason: a failed job's FailReason
+    # (orcac/runtime/teachers/jobs.py) on its own, what the report tallies by (NULL unless failed).
     "jobs": """
         job_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, row_index BIGINT, teacher VARCHAR,
-        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR""",
+        model VARCHAR, messages VARCHAR, status VARCHAR, attempts INTEGER, error VARCHAR, reason VARCHAR""",
     # family: the job id without max_tokens (teachers/jobs.py family_id), and max_tokens: the
     # limit the teacher was asked under, so an answer that stopped short of it answers the same
     # request under another limit (build/reuse.py). origin: "teacher" (asked by a build of this
@@ -46,7 +48,7 @@ TABLES: dict[str, str] = {
     "records": """
         record_id VARCHAR PRIMARY KEY, task VARCHAR, strategy VARCHAR, split VARCHAR, row_index BIGINT,
         system VARCHAR, "user" VARCHAR, assistant VARCHAR, teacher VARCHAR, gold VARCHAR, job_id VARCHAR""",
-    # A judge's verdict on an answer (orcac/runtime/build/judges.py): the score read from the
+    # A judge's verdict on an answer (orcac/runtime/answers/judges.py): the score read from the
     # judge's answer (job_id, in responses), its reasoning, and whether it kept the answer.
     "judgements": """
         item_id VARCHAR, judge VARCHAR, job_id VARCHAR, task VARCHAR, row_index BIGINT, score DOUBLE,
@@ -62,12 +64,12 @@ TABLES: dict[str, str] = {
     "batch_results": """
         input_file_id VARCHAR, job_id VARCHAR, line VARCHAR, ok BOOLEAN, n INTEGER,
         PRIMARY KEY (input_file_id, job_id)""",
-    # ---- best_of probes (orcac/runtime/build/probe.py): every candidate's score, the chosen one marked ----
+    # ---- best_of probes (orcac/runtime/commands/build_records/probe/): every candidate's score, the chosen one marked ----
     "decisions": """
         task VARCHAR, key VARCHAR, strategy VARCHAR, chosen BOOLEAN, score DOUBLE, passed BIGINT,
         total BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE,
         PRIMARY KEY (task, key, strategy)""",
-    # ---- training (orcac/runtime/train/command.py) ----
+    # ---- training (orcac/runtime/commands/train/command.py) ----
     "train_runs": """
         run_id VARCHAR PRIMARY KEY, plan_sha256 VARCHAR, student VARCHAR, output VARCHAR,
         device VARCHAR, precision VARCHAR, packing BOOLEAN, isolated BOOLEAN,
@@ -76,7 +78,7 @@ TABLES: dict[str, str] = {
     "train_steps": """
         run_id VARCHAR, stage VARCHAR, stage_index INTEGER, step INTEGER, epoch DOUBLE,
         loss DOUBLE, lr DOUBLE, grad_norm DOUBLE, tokens BIGINT, elapsed_s DOUBLE""",
-    # ---- eval (orcac/runtime/evaluate/command.py) ----
+    # ---- eval (orcac/runtime/commands/evaluate/command.py) ----
     "eval_runs": """
         run_id VARCHAR, model VARCHAR, model_path VARCHAR, task VARCHAR, strategy VARCHAR,
         examples INTEGER, accepted INTEGER, adherent INTEGER, truncated INTEGER,
@@ -87,7 +89,7 @@ TABLES: dict[str, str] = {
         run_id VARCHAR, model VARCHAR, task VARCHAR, row_index BIGINT, prompt VARCHAR, gold VARCHAR,
         answer VARCHAR, finish_reason VARCHAR, new_tokens INTEGER, accepted BOOLEAN, reason VARCHAR,
         adheres BOOLEAN, broken VARCHAR, job_id VARCHAR, follows VARCHAR""",
-    # Every teacher call eval makes (orcac/runtime/evaluate/calls.py), once, by its
+    # Every teacher call eval makes (orcac/runtime/commands/evaluate/calls.py), once, by its
     # content-addressed job id: the prompted arm's answers ("prompted") and the judges'
     # ("judged(NAME)"); and the judges' verdicts on each run's answers (evaluate/judging.py).
     "eval_calls": """
@@ -106,7 +108,7 @@ TABLES: dict[str, str] = {
     "eval_paired": """
         run_id VARCHAR, task VARCHAR, metric VARCHAR, pairs INTEGER, worse INTEGER, better INTEGER,
         p_value DOUBLE, plan_sha256 VARCHAR""",
-    # Standard benchmarks (orcac/runtime/evaluate/benchmarks.py): one row per model, lm-eval
+    # Standard benchmarks (orcac/runtime/commands/evaluate/benchmarks.py): one row per model, lm-eval
     # task (a group's row too: `top` marks the tasks the plan named) and metric, with its stderr.
     "eval_benchmarks": """
         run_id VARCHAR, model VARCHAR, model_path VARCHAR, benchmark VARCHAR, top BOOLEAN, metric VARCHAR,
@@ -127,6 +129,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "records": ("record_id",),
     "judgements": ("item_id", "judge"),
 }
+
+# A failed job's reason as a file from before version 8 holds it: the start of its error text
+# ("<reason>: <detail>", or just "<reason>"). What the migration fills the reason column with,
+# and what a reader of such a file, opened read-only and so not migrated, reads instead.
+REASON_IN_ERROR = "split_part(coalesce(error, 'failed'), ':', 1)"
 
 # version -> the statements that bring a file of that version to the next one. Version 0 is a
 # file from before versions were stamped: every table above except that eval answers had no
@@ -149,6 +156,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # which strategy's form each eval answer follows (orcac.specs.forms.followed), version 7
     6: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS follows VARCHAR",),
+    # a failed job's reason in a column of its own, version 8: older rows get it read once out
+    # of their error text, which has always begun with it
+    7: (
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS reason VARCHAR",
+        f"UPDATE jobs SET reason = {REASON_IN_ERROR} WHERE status = 'failed' AND reason IS NULL",
+    ),
 }
 
 
@@ -162,6 +175,17 @@ CREATE TABLE IF NOT EXISTS answers (
     answer_model TEXT, stored REAL, used REAL, digest TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS answers_family ON answers (family);
 """
+
+
+def failure_reason(jobs_columns: set[str]) -> str:
+    """SQL for a failed job's reason over a jobs table with these columns: its own column, or,
+    in a file from before version 8 read as it is (opened read-only, so not migrated), the
+    start of its error text.
+
+    >>> failure_reason({"error", "reason"})
+    "coalesce(reason, 'failed')"
+    """
+    return "coalesce(reason, 'failed')" if "reason" in jobs_columns else REASON_IN_ERROR
 
 
 def create_statements() -> list[str]:

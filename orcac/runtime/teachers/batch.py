@@ -19,7 +19,7 @@ at about half the online price. The flow, per teacher:
    the batch is created: before anything waits.
 4. Every POLL_SECONDS each live batch is retrieved; its state and counts go to DuckDB and to
    the live display. A batch that ends has its output and error files downloaded and stored
-   (`batch_results`, one transaction with the batch marked collected), then each of its jobs
+   (`batch_results`, one transaction with the batch marked collected: orcac/runtime/store/batches.py), then each of its jobs
    becomes an `Outcome`, the same as an online call's, through the same `on_outcome`: an
    answer (the same checks and records follow), or a failure with its reason (a per-line
    error, or `missing` for a line in neither file).
@@ -39,18 +39,16 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orcac.costs import batch_price, tokens
 from orcac.errors import OrcacError
-from orcac.runtime.store.database import Store, in_list
+from orcac.runtime.store import batches as stored
+from orcac.runtime.store.database import Store
 from orcac.runtime.teachers.calls import _read_response
-from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.jobs import FailReason, Job, Outcome, request_params
 from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 MAX_LINES = 50_000  # OpenAI: requests per batch file
 MAX_BYTES = 200 * 1000 * 1000  # OpenAI: 200 MB per file (read as 10**6 bytes: the smaller reading)
@@ -61,7 +59,6 @@ RESUBMIT_ROUNDS = 1  # how often one build submits a job again after its batch e
 ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
 
-LIVE = ("validating", "in_progress", "finalizing", "cancelling")
 ENDED = ("completed", "failed", "expired", "cancelled")
 PROVIDERS = ("openai", "azure", "hosted_vllm", "litellm_proxy")  # OpenAI's JSONL, line for line
 
@@ -139,12 +136,7 @@ class _BatchTeacher:
         if isinstance(route, transport.Route):
             self.body = dict(route.body)  # litellm's own parameter mapping, as the fast path sends
         else:
-            self.body = {"model": model, "temperature": plan.temperature, "max_tokens": plan.max_tokens}
-            if plan.top_p is not None:
-                self.body["top_p"] = plan.top_p
-            if plan.seed is not None:
-                self.body["seed"] = plan.seed
-            self.body.update(plan.params)
+            self.body = {"model": model, **request_params(plan)}
         found = batch_price(plan.model)
         self.price = found[:2] if found else None
 
@@ -218,10 +210,6 @@ def _reason_for(status: int | None) -> FailReason:
     return "bad_response"
 
 
-def _failed(job_id: str, attempts: int, reason: FailReason, detail: str) -> Outcome:
-    return Outcome(job_id, "failed", None, None, 0, 0, 0.0, 0.0, None, attempts, f"{reason}: {detail}", reason)
-
-
 def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attempts: int) -> Outcome:
     """A line of a batch's output or error file as the Outcome an online call would have had."""
     response = line.get("response") or {}
@@ -233,16 +221,19 @@ def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attem
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("code") or json.dumps(detail)
         text = " ".join(str(detail or f"status {status}").split())[:300]
-        return _failed(job_id, attempts, _reason_for(status), text)
+        return Outcome.failed(job_id, _reason_for(status), text, attempts=attempts)
     try:
         text, finish, prompt, completion, model = _read_response(_ns(body))
     except ValueError as problem:
-        return _failed(job_id, attempts, "bad_response", problem)
+        return Outcome.failed(job_id, "bad_response", str(problem), attempts=attempts)
     from litellm.litellm_core_utils.core_helpers import map_finish_reason
 
     cost = prompt * price[0] + completion * price[1] if price else 0.0
     finish = map_finish_reason(finish) if finish is not None else None
-    return Outcome(job_id, "ok", text, finish, prompt, completion, cost, 0.0, model, attempts, None)
+    return Outcome.answered(
+        job_id, text, finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
+        model=model, attempts=attempts,
+    )
 
 
 def _lines(content: Any) -> Iterable[dict]:
@@ -257,7 +248,7 @@ def _lines(content: Any) -> Iterable[dict]:
                 continue  # a torn line: its job counts as missing
 
 
-def _printable(value: Any) -> str:
+def printable(value: Any) -> str:
     """A provider's id or state word as it may be shown: no control characters, bounded."""
     return "".join(c for c in str(value) if c.isprintable())[:120]
 
@@ -267,7 +258,7 @@ def _status_line(batch: Any) -> str:
     total = getattr(counts, "total", 0) or 0
     done = getattr(counts, "completed", 0) or 0
     failed = getattr(counts, "failed", 0) or 0
-    return f"{_printable(batch.status)}, {done}/{total} done" + (f", {failed} failed" if failed else "")
+    return f"{printable(batch.status)}, {done}/{total} done" + (f", {failed} failed" if failed else "")
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -295,24 +286,16 @@ class _Runner:
     def deliver_stored(self) -> None:
         if not self.pending:
             return
-        rows = self.store.rows(
-            f"SELECT job_id, line, n FROM batch_results WHERE ok AND {in_list('job_id')}", [list(self.pending)]
-        )
-        for job_id, line, attempts in rows:
+        for job_id, line, attempts in stored.stored_answers(self.store, self.pending):
             self.deliver(outcome_of(job_id, json.loads(line), self.teacher.price, attempts or 1))
 
     # 2. live batches hold their jobs
     async def adopt_live(self) -> None:
-        rows = self.store.rows(
-            "SELECT input_file_id, batch_id FROM batches WHERE teacher = ? AND NOT collected "
-            "AND (status IS NULL OR status IN (SELECT unnest(?::VARCHAR[])))",
-            [self.name, list(LIVE)],
-        )
-        for file_id, batch_id in rows:
+        for file_id, batch_id in stored.live_files(self.store, self.name):
             if batch_id is None:
                 batch_id = await self._find_batch(file_id) or await self._create_batch(file_id)
             self.live[file_id] = batch_id
-            self.on_batch(_printable(batch_id), f"teacher {self.name}: resumed")
+            self.on_batch(printable(batch_id), f"teacher {self.name}: resumed")
 
     async def _find_batch(self, file_id: str) -> str | None:
         """The batch a killed build created for this file but did not record, if there is one."""
@@ -322,16 +305,12 @@ class _Runner:
             return None
         for batch in getattr(page, "data", None) or []:
             if getattr(batch, "input_file_id", None) == file_id:
-                self.store.execute("UPDATE batches SET batch_id = ?, status = ? WHERE input_file_id = ?",
-                                   [batch.id, batch.status, file_id])
+                stored.record_batch(self.store, file_id, batch.id, batch.status)
                 return batch.id
         return None
 
     def held(self) -> set[str]:
-        if not self.live:
-            return set()
-        return {r[0] for r in self.store.rows(
-            f"SELECT job_id FROM batch_jobs WHERE {in_list('input_file_id')}", [list(self.live)])}
+        return stored.held_jobs(self.store, self.live)
 
     # 3. the rest, in files within the limits
     async def submit(self, jobs: list[Job]) -> None:
@@ -344,23 +323,11 @@ class _Runner:
             file = await self._call(
                 self.litellm.acreate_file, file=(f"orcac-{self.name}.jsonl", data, "application/jsonl"), purpose="batch"
             )
-            import pyarrow as pa
-
             for job in batch_jobs:
                 self.submitted[job.id] = self.submitted.get(job.id, 0) + 1
-            self.store.write({
-                "batches": pa.table({
-                    "input_file_id": [file.id], "teacher": [self.name], "api_base": [self.teacher.api_base],
-                    "batch_id": pa.array([None], pa.string()), "status": pa.array([None], pa.string()),
-                    "lines": [len(batch_jobs)], "completed": [0], "failed": [0],
-                    "output_file_id": pa.array([None], pa.string()), "error_file_id": pa.array([None], pa.string()),
-                    "collected": [False],
-                }),
-                "batch_jobs": pa.table({
-                    "input_file_id": [file.id] * len(batch_jobs), "job_id": [j.id for j in batch_jobs],
-                    "n": [self.submitted[j.id] for j in batch_jobs],
-                }),
-            })
+            stored.record_upload(
+                self.store, file.id, self.name, self.teacher.api_base, {j.id: self.submitted[j.id] for j in batch_jobs}
+            )
             self.live[file.id] = await self._create_batch(file.id)
 
     async def _create_batch(self, file_id: str) -> str:
@@ -368,9 +335,8 @@ class _Runner:
             self.litellm.acreate_batch, completion_window=WINDOW, endpoint=ENDPOINT, input_file_id=file_id,
             metadata={"orcac_teacher": self.name},
         )
-        self.store.execute("UPDATE batches SET batch_id = ?, status = ? WHERE input_file_id = ?",
-                           [batch.id, batch.status, file_id])
-        self.on_batch(_printable(batch.id), f"teacher {self.name}: {_status_line(batch)}")
+        stored.record_batch(self.store, file_id, batch.id, batch.status)
+        self.on_batch(printable(batch.id), f"teacher {self.name}: {_status_line(batch)}")
         return batch.id
 
     async def _call(self, function, **kwargs):
@@ -394,11 +360,10 @@ class _Runner:
             for file_id, batch_id in list(self.live.items()):
                 batch = await self._call(self.litellm.aretrieve_batch, batch_id=batch_id)
                 counts = getattr(batch, "request_counts", None)
-                self.store.execute(
-                    "UPDATE batches SET status = ?, completed = ?, failed = ? WHERE input_file_id = ?",
-                    [batch.status, getattr(counts, "completed", 0) or 0, getattr(counts, "failed", 0) or 0, file_id],
+                stored.record_progress(
+                    self.store, file_id, batch.status, getattr(counts, "completed", 0) or 0, getattr(counts, "failed", 0) or 0
                 )
-                self.on_batch(_printable(batch_id), f"teacher {self.name}: {_status_line(batch)}")
+                self.on_batch(printable(batch_id), f"teacher {self.name}: {_status_line(batch)}")
                 if batch.status in ENDED:
                     del self.live[file_id]
                     await self.collect(file_id, batch)
@@ -416,21 +381,13 @@ class _Runner:
                     if isinstance(line, dict) and line.get("custom_id"):
                         good = ok and not line.get("error") and (line.get("response") or {}).get("status_code") == 200
                         found[str(line["custom_id"])] = (line, good)
-        members = dict(self.store.rows("SELECT job_id, n FROM batch_jobs WHERE input_file_id = ?", [file_id]))
+        members = stored.members(self.store, file_id)
         found = {k: v for k, v in found.items() if k in members}  # a line for a job not sent here is ignored
-        import pyarrow as pa
-
-        tables = {"batches": self._batch_row(
-            file_id, status=batch.status, collected=True,
-            output_file_id=getattr(batch, "output_file_id", None), error_file_id=getattr(batch, "error_file_id", None),
-        )}
-        if found:
-            tables["batch_results"] = pa.table({
-                "input_file_id": [file_id] * len(found), "job_id": list(found),
-                "line": [json.dumps(line, ensure_ascii=False) for line, _ in found.values()],
-                "ok": [good for _, good in found.values()], "n": [members[k] for k in found],
-            })
-        self.store.write(tables)  # one transaction: a kill leaves the batch uncollected, or all of it stored
+        stored.record_collected(  # one transaction: a kill leaves the batch uncollected, or all of it stored
+            self.store, file_id, status=batch.status, output_file_id=getattr(batch, "output_file_id", None),
+            error_file_id=getattr(batch, "error_file_id", None),
+            results={k: (line, good, members[k]) for k, (line, good) in found.items()},
+        )
         again: list[Job] = []
         for job_id, attempts in members.items():
             if job_id not in self.pending:
@@ -439,22 +396,12 @@ class _Runner:
                 line, _ = found[job_id]
                 self.deliver(outcome_of(job_id, line, self.teacher.price, attempts or 1))
             elif batch.status == "completed":
-                self.deliver(_failed(job_id, attempts or 1, "missing", "not in the batch's output or error file"))
+                self.deliver(Outcome.failed(job_id, "missing", "not in the batch's output or error file", attempts=attempts or 1))
             elif batch.status != "failed" and self.submitted.get(job_id, 0) <= RESUBMIT_ROUNDS:
                 again.append(self.pending[job_id])
             else:
-                self.deliver(_failed(job_id, attempts or 1, f"batch_{batch.status}", _batch_errors(batch)))
+                self.deliver(Outcome.failed(job_id, f"batch_{batch.status}", _batch_errors(batch), attempts=attempts or 1))
         await self.submit(again)
-
-    def _batch_row(self, file_id: str, **changes) -> pa.Table:
-        import pyarrow as pa
-
-        names = [c[0] for c in self.store.rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'batches' ORDER BY ordinal_position")]
-        (row,) = self.store.rows("SELECT * FROM batches WHERE input_file_id = ?", [file_id])
-        values = dict(zip(names, row), **changes)
-        kinds = {"collected": pa.bool_(), "lines": pa.int64(), "completed": pa.int64(), "failed": pa.int64()}
-        return pa.table({k: pa.array([v], kinds.get(k, pa.string())) for k, v in values.items()})
 
     async def run(self) -> None:
         self.deliver_stored()
@@ -516,38 +463,16 @@ async def run_online_and_batch(
     await asyncio.gather(*work)
 
 
-def cancel_command(plan, path) -> int:
-    """`orcac build --cancel`: cancel the live batches recorded in the build's database."""
-    from pathlib import Path
-
-    if not Path(path).exists():
-        print(f"no build database at {path}: nothing to cancel")
-        return 0
-    with Store.open(path) as store:
-        cancelled = asyncio.run(cancel_live_batches(plan.teachers, store))
-    for teacher, batch_id, status in cancelled:
-        print(f"teacher {teacher}: batch {_printable(batch_id)}: {_printable(status)}")
-    print(f"{len(cancelled)} live batch(es) cancelled" if cancelled else "no live batches to cancel")
-    if cancelled:
-        print("answers they finished are collected by the next `orcac build`, which submits the rest again")
-    return 0
-
-
 async def cancel_live_batches(teachers: dict[str, TeacherPlan], store: Store) -> list[tuple[str, str, str]]:
     """Ask the provider to cancel every live batch of the plan's teachers: [(teacher, batch, state)]."""
-    rows = store.rows(
-        "SELECT teacher, input_file_id, batch_id FROM batches WHERE NOT collected AND batch_id IS NOT NULL "
-        "AND status IN (SELECT unnest(?::VARCHAR[])) ORDER BY teacher, batch_id",
-        [["validating", "in_progress", "finalizing"]],
-    )
     done = []
-    for name, file_id, batch_id in rows:
+    for name, file_id, batch_id in stored.cancellable(store):
         if name not in teachers:
             continue
         teacher = _BatchTeacher(teachers[name])
         teacher.prepare()
         runner = _Runner(teacher, {}, store, lambda _o: None, None)
         batch = await runner._call(runner.litellm.acancel_batch, batch_id=batch_id)
-        store.execute("UPDATE batches SET status = ? WHERE input_file_id = ?", [batch.status, file_id])
+        stored.record_status(store, file_id, batch.status)
         done.append((name, batch_id, batch.status))
     return done

@@ -9,8 +9,8 @@ retryable failures (429, 5xx, timeouts, connection errors, malformed answers, an
 no choices, or a blank text that was not cut off by max_tokens) are retried with exponential
 backoff and full jitter, honouring Retry-After, up to `max_retries`. An answer longer than
 `max_tokens` can be (MAX_CHARS_PER_TOKEN characters a token) is not stored: that job fails
-with `bad_response`, unretried. A job that still fails becomes `Outcome(status="failed",
-error=<reason>)`, never an exception, and the other jobs go on.
+with `bad_response`, unretried. A job that still fails becomes `Outcome.failed(job id, reason,
+detail)`, never an exception, and the other jobs go on.
 
 Failures no retry can fix (a bad or missing key, an unknown model or provider) stop the run
 with a one-line `OrcacError` naming the teacher; outcomes already delivered stay delivered.
@@ -34,7 +34,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from orcac import costs
 from orcac.errors import OrcacError
 from orcac.runtime.teachers.concurrency import AdaptiveLimit, ratelimit_pause
 from orcac.runtime.teachers.endpoints import Endpoint, EndpointPool, api_bases, for_server
-from orcac.runtime.teachers.jobs import FailReason, Job, Outcome
+from orcac.runtime.teachers.jobs import Job, Outcome, request_params
 from orcac.runtime.teachers.litellm_setup import get_litellm
 from orcac.specs.plan import TeacherPlan
 
@@ -272,7 +272,7 @@ class _Teacher:
     checked: bool = False
     ended: int = 0  # jobs ended so far
     unreachable: int = 0  # of the latest ones, how many in a row failed for connection errors
-    route: Route | None = None  # set when this teacher takes the fast path (transport.py)
+    route: Route | None = None  # set when this teacher takes the fast path (fast_path.py)
     fast: FastClient | None = None  # the run's one fast client, for a teacher with a route
     limit: AdaptiveLimit | None = None  # requests in flight, within [1, concurrency] (concurrency.py)
     pool: EndpointPool | None = None  # its api bases, least-loaded first (endpoints.py)
@@ -314,8 +314,6 @@ class _Teacher:
         litellm = get_litellm()
         kwargs: dict[str, Any] = {
             "model": plan.model,
-            "temperature": plan.temperature,
-            "max_tokens": plan.max_tokens,
             "timeout": plan.timeout_s,
             # orcac retries itself (with Retry-After and one attempt count); litellm and the
             # OpenAI SDK beneath it must not retry as well.
@@ -327,10 +325,6 @@ class _Teacher:
         first = api_bases(plan)[0]
         if first:
             kwargs["api_base"] = first
-        if plan.top_p is not None:
-            kwargs["top_p"] = plan.top_p
-        if plan.seed is not None:
-            kwargs["seed"] = plan.seed
         if self.local:
             from orcac.runtime.teachers import local_model as local_provider
 
@@ -345,7 +339,7 @@ class _Teacher:
                     hint="prefix the model with its litellm provider, e.g. openai/gpt-4o-mini "
                     "(https://docs.litellm.ai/docs/providers)",
                 ) from None
-        kwargs.update(plan.params)
+        kwargs.update(request_params(plan))
         self.kwargs = kwargs
         self.price = costs.price(plan.model)
         from orcac.runtime.teachers import fast_path as transport
@@ -451,7 +445,7 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
                 kind.detail = _scrub(kind.detail, [key or ""])
                 raise kind from None
             if isinstance(kind, _JobFailed):
-                return _failed(job, attempts, latency, kind.reason, _scrub(kind.detail, [key or ""]))
+                return Outcome.failed(job.id, kind.reason, _scrub(kind.detail, [key or ""]), attempts=attempts, latency_s=latency)
             last_reason, last_detail = kind.reason, _scrub(kind.detail, [key or ""])
             if attempts > plan.max_retries:
                 break
@@ -466,20 +460,11 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         cost = 0.0
         if teacher.price:
             cost = prompt_tokens * teacher.price[0] + completion_tokens * teacher.price[1]
-        return Outcome(
-            job_id=job.id,
-            status="ok",
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-            latency_s=latency,
-            model=model,
-            attempts=attempts,
-            error=None,
+        return Outcome.answered(
+            job.id, text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            cost=cost, latency_s=latency, model=model, attempts=attempts,
         )
-    return _failed(job, attempts, latency, last_reason, last_detail)
+    return Outcome.failed(job.id, last_reason, last_detail, attempts=attempts, latency_s=latency)
 
 
 def _unreachable(teacher: _Teacher, outcome: Outcome) -> OrcacError:
@@ -527,23 +512,6 @@ def _signal_of(error: BaseException) -> str:
     return "other"
 
 
-def _failed(job: Job, attempts: int, latency: float, reason: FailReason, detail: str) -> Outcome:
-    return Outcome(
-        job_id=job.id,
-        status="failed",
-        text=None,
-        finish_reason=None,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cost=0.0,
-        latency_s=latency,
-        model=None,
-        attempts=attempts,
-        error=f"{reason}: {detail}" if detail else reason,
-        reason=reason,
-    )
-
-
 async def run_jobs(
     teachers: dict[str, TeacherPlan],
     jobs: Iterable[Job] | AsyncIterable[Job],
@@ -558,96 +526,111 @@ async def run_jobs(
     (a resumed build runs them again). `root` is where relative local-model paths resolve.
     """
     get_litellm()
-    state = {name: _Teacher(plan, root) for name, plan in teachers.items()}
-    clients: list[FastClient] = []  # at most one, made on first need and closed at the end
+    await _Run(teachers, on_outcome, root).run(jobs)
 
-    def fast_client() -> FastClient:
-        if not clients:
-            from orcac.runtime.teachers.fast_path import FastClient
 
-            clients.append(FastClient(sum(max(1, t.plan.concurrency) for t in state.values())))
-        return clients[0]
+class _Run:
+    """One `run_jobs`: per teacher a bounded queue that `concurrency` workers drain, filled by
+    one feeder, all of them tasks of one TaskGroup. The first error (a fatal failure, an
+    unreachable teacher, a bug in `on_outcome`, Ctrl-C) cancels every other task, and is raised
+    as itself once they have stopped and the fast path's client is closed."""
 
-    queues: dict[str, asyncio.Queue] = {}
-    workers: list[asyncio.Task] = []
-    fatal: list[BaseException] = []
-    done = asyncio.Event()  # set when a worker hits a fatal error
-    last: dict[str, Outcome] = {}  # per teacher, the latest outcome
+    def __init__(self, teachers: dict[str, TeacherPlan], on_outcome: Callable[[Outcome], None], root: Path | None):
+        self.teachers = {name: _Teacher(plan, root) for name, plan in teachers.items()}
+        self.on_outcome = on_outcome
+        self.queues: dict[str, asyncio.Queue] = {}  # per teacher, made on its first job
+        self.last: dict[str, Outcome] = {}  # per teacher, the latest outcome
+        self.client: FastClient | None = None  # the one fast client, made on first need
+        self.group: asyncio.TaskGroup | None = None
 
-    def stop(error: BaseException) -> None:
-        fatal.append(error)
-        done.set()
-
-    async def worker(teacher: _Teacher, queue: asyncio.Queue) -> None:
+    async def run(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> None:
         try:
-            while True:
-                job = await queue.get()
-                if job is None:
-                    return
-                outcome = await _call(teacher, job)
-                on_outcome(outcome)
-                teacher.ended += 1
-                lost = outcome.status == "failed" and (outcome.error or "").startswith("connection_error")
-                teacher.unreachable = teacher.unreachable + 1 if lost else 0
-                if teacher.unreachable >= UNREACHABLE_AFTER:
-                    raise _unreachable(teacher, outcome)
-                last[teacher.plan.name] = outcome
-        except asyncio.CancelledError:
-            raise
-        except _Fatal as error:
-            stop(OrcacError(f"{teacher.label()}: {error.what}: {error.detail}", hint=error.hint))
-        except BaseException as error:  # an OrcacError, or a bug (in on_outcome, say): re-raised as itself
-            stop(error)
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                self.start(self.feed(jobs))
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]  # the one that stopped the run; the rest followed from it
+            raise (first.error if isinstance(first, _Interrupted) else first) from None
+        finally:
+            if self.client is not None:
+                await self.client.close()
+        for name, teacher in self.teachers.items():  # fewer jobs than UNREACHABLE_AFTER, and every one lost
+            if teacher.ended and teacher.unreachable == teacher.ended:
+                raise _unreachable(teacher, self.last[name])
 
-    async def queue_for(name: str) -> asyncio.Queue:
-        queue = queues.get(name)
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        self.group.create_task(_interruptible(work))
+
+    async def feed(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> None:
+        """Every job into its teacher's queue, then an end marker for each of its workers."""
+        if isinstance(jobs, AsyncIterable):
+            async for job in jobs:
+                await (await self.queue_for(job.teacher)).put(job)
+        else:
+            for job in jobs:
+                await (await self.queue_for(job.teacher)).put(job)
+        for name, queue in self.queues.items():
+            for _ in range(_slots(self.teachers[name].plan)):
+                await queue.put(None)
+
+    async def queue_for(self, name: str) -> asyncio.Queue:
+        """The teacher's queue; on its first job the teacher is prepared and its workers started."""
+        queue = self.queues.get(name)
         if queue is None:
-            teacher = state.get(name)
+            teacher = self.teachers.get(name)
             if teacher is None:
-                known = ", ".join(sorted(state)) or "none"
+                known = ", ".join(sorted(self.teachers)) or "none"
                 raise OrcacError(f"a job names teacher {name!r}, which the plan does not declare (known: {known})")
-            await teacher.prepare(fast_client)
-            size = max(1, teacher.plan.concurrency)
-            # Bounded: the producer stays a few requests per slot ahead of those in flight.
-            queue = queues[name] = asyncio.Queue(maxsize=4 * size)
-            workers.extend(asyncio.create_task(worker(teacher, queue)) for _ in range(size))
+            await teacher.prepare(self.fast_client)
+            # Bounded: the feeder stays a few requests per slot ahead of those in flight.
+            queue = self.queues[name] = asyncio.Queue(maxsize=4 * _slots(teacher.plan))
+            for _ in range(_slots(teacher.plan)):
+                self.start(self.work(teacher, queue))
         return queue
 
-    async def feed() -> None:
-        try:
-            if isinstance(jobs, AsyncIterable):
-                async for job in jobs:
-                    await (await queue_for(job.teacher)).put(job)
-            else:
-                for job in jobs:
-                    await (await queue_for(job.teacher)).put(job)
-            for name, queue in queues.items():
-                for _ in range(max(1, state[name].plan.concurrency)):
-                    await queue.put(None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            stop(error)
+    async def work(self, teacher: _Teacher, queue: asyncio.Queue) -> None:
+        """One of the teacher's slots: its jobs, one at a time, until the end marker."""
+        while (job := await queue.get()) is not None:
+            try:
+                outcome = await _call(teacher, job)
+            except _Fatal as error:
+                raise OrcacError(f"{teacher.label()}: {error.what}: {error.detail}", hint=error.hint) from None
+            self.on_outcome(outcome)
+            self.count(teacher, outcome)
 
-    feeder = asyncio.create_task(feed())
-    stopper = asyncio.create_task(done.wait())
-    everyone: asyncio.Future | None = None
+    def count(self, teacher: _Teacher, outcome: Outcome) -> None:
+        """Track connection failures in a row: UNREACHABLE_AFTER of them stop the run."""
+        teacher.ended += 1
+        lost = outcome.reason == "connection_error"
+        teacher.unreachable = teacher.unreachable + 1 if lost else 0
+        if teacher.unreachable >= UNREACHABLE_AFTER:
+            raise _unreachable(teacher, outcome)
+        self.last[teacher.plan.name] = outcome
+
+    def fast_client(self) -> FastClient:
+        if self.client is None:
+            from orcac.runtime.teachers.fast_path import FastClient
+
+            self.client = FastClient(sum(_slots(t.plan) for t in self.teachers.values()))
+        return self.client
+
+
+def _slots(plan: TeacherPlan) -> int:
+    """Workers for a teacher: its concurrency, at least one."""
+    return max(1, plan.concurrency)
+
+
+class _Interrupted(Exception):
+    """A KeyboardInterrupt or SystemExit raised in a task, carried out as an ordinary error: as
+    itself it would escape the event loop past the TaskGroup that cancels the other tasks."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(repr(error))
+        self.error = error
+
+
+async def _interruptible(work: Coroutine[Any, Any, None]) -> None:
     try:
-        await asyncio.wait({feeder, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.is_set():
-            everyone = asyncio.gather(*workers)
-            await asyncio.wait({everyone, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        tasks = [feeder, stopper, *workers]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for client in clients:
-            await client.close()
-        if everyone is not None and everyone.done() and not everyone.cancelled():
-            everyone.exception()  # consumed: workers report through `fatal`
-    if fatal:
-        raise fatal[0]
-    for name, teacher in state.items():  # fewer jobs than UNREACHABLE_AFTER, and every one lost
-        if teacher.ended and teacher.unreachable == teacher.ended:
-            raise _unreachable(teacher, last[name])
+        await work
+    except (KeyboardInterrupt, SystemExit) as error:
+        raise _Interrupted(error) from None

@@ -35,6 +35,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from orcac.runtime.teachers.jobs import request_params
 from orcac.specs.plan import TeacherPlan
 
 try:  # about 3x faster than json on these small bodies; optional
@@ -128,14 +129,9 @@ def resolve(plan: TeacherPlan, litellm) -> Route | str:
     fallback_key = dynamic_key or (os.environ.get("OPENAI_API_KEY") if provider == "openai" else None)
     if not plan.api_key_env and not fallback_key:
         return "no key to send"
-    optional: dict[str, Any] = {"temperature": plan.temperature, "max_tokens": plan.max_tokens}
-    if plan.top_p is not None:
-        optional["top_p"] = plan.top_p
-    if plan.seed is not None:
-        optional["seed"] = plan.seed
     try:
         params = get_optional_params(
-            model=model, custom_llm_provider=provider, drop_params=True, **optional, **dict(plan.params)
+            model=model, custom_llm_provider=provider, drop_params=True, **request_params(plan)
         )
     except Exception:  # noqa: BLE001 - e.g. a parameter litellm rejects: let its path say so per job
         return "parameters not mapped"

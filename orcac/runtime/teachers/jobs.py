@@ -4,7 +4,7 @@ A job is content-addressed (`job_id`): the same request, wherever it comes from 
 a probe, eval's prompted arm), has the same id, so an answer stored under it is never paid
 for twice. Its `family` is the same hash without `max_tokens`: the jobs of one request under
 different limits, whose answers that stopped short of a limit are each other's
-(orcac/runtime/build/reuse.py). A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
+(orcac/runtime/commands/build_records/reuse.py). A failure carries its `FailReason` (`Outcome.reason`) beside the one-line `error` it begins.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from orcac.specs import settings
 from orcac.specs.plan import TeacherPlan
-
 
 FailReason = Literal[
     "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request",
@@ -57,6 +56,44 @@ class Outcome:
     error: str | None  # "<reason>: <detail>", scrubbed of keys: what the user is shown and the jobs table keeps
     reason: FailReason | None = None  # a failed job's reason (None when ok): what tallies count by
 
+    # Made by name, never by position: twelve fields in a row are easy to shift by one.
+
+    @classmethod
+    def answered(
+        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
+        cost: float, model: str | None, attempts: int, latency_s: float = 0.0,
+    ) -> Outcome:
+        """A teacher's answer (a batch's answer has no latency of its own: 0)."""
+        return cls(
+            job_id=job_id, status="ok", text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=cost, latency_s=latency_s, model=model, attempts=attempts,
+            error=None,
+        )
+
+    @classmethod
+    def failed(cls, job_id: str, reason: FailReason, detail: str, *, attempts: int, latency_s: float = 0.0) -> Outcome:
+        """A final failure: `error` is "<reason>: <detail>" (just the reason without a detail).
+
+        >>> Outcome.failed("j", "timeout", "no answer in 60 s", attempts=3).error
+        'timeout: no answer in 60 s'
+        """
+        return cls(
+            job_id=job_id, status="failed", text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
+            cost=0.0, latency_s=latency_s, model=None, attempts=attempts,
+            error=f"{reason}: {detail}" if detail else reason, reason=reason,
+        )
+
+    @classmethod
+    def reused(
+        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
+        model: str | None,
+    ) -> Outcome:
+        """An answer already paid for (the answer cache, another max_tokens): no attempt, no cost."""
+        return cls.answered(
+            job_id, text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=0.0, model=model, attempts=0,
+        )
+
 
 def job_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[tuple[str, Any]] = ()) -> str:
     """sha256 over what determines the answer; not keys, limits, timeouts or retries.
@@ -90,6 +127,25 @@ def family_id(teacher: TeacherPlan, messages: Iterable[dict], options: Iterable[
     del payload[LIMIT_KEY]
     payload.get("options", {}).pop(LIMIT_KEY, None)  # eval's prompted arm sets its own
     return _sha256({"family": payload})
+
+
+def request_params(teacher: TeacherPlan) -> dict[str, Any]:
+    """The parameters every request of this teacher carries besides its model and messages:
+    temperature, max_tokens, top_p and seed where set, then the plan's `params` (which win).
+    The one builder for the three ways a request is sent: litellm's keyword arguments
+    (teachers/calls.py), the fast path's body, mapped by litellm once (fast_path.py), and a
+    batch file's lines (batch.py). A job's own options override them per request.
+
+    >>> request_params(TeacherPlan(name="t", model="m", max_tokens=64, seed=7, params={"stop": "##"}))
+    {'temperature': 0.0, 'max_tokens': 64, 'seed': 7, 'stop': '##'}
+    """
+    params: dict[str, Any] = {"temperature": teacher.temperature, LIMIT_KEY: teacher.max_tokens}
+    if teacher.top_p is not None:
+        params["top_p"] = teacher.top_p
+    if teacher.seed is not None:
+        params["seed"] = teacher.seed
+    params.update(teacher.params)
+    return params
 
 
 def job_limit(teacher: TeacherPlan, job: Job) -> int:

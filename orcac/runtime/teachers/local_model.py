@@ -48,6 +48,7 @@ class LocalSettings:
     batch_size: int = 16
     threads: int | None = None
     precision: str = "auto"
+    asker: str = "teacher"  # "teacher NAME": the block whose precision this is, for its error's hint
 
 
 _settings: dict[str, LocalSettings] = {}  # litellm model name (after "local/") -> settings
@@ -63,7 +64,7 @@ def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:
     name = teacher.model.removeprefix(f"{PROVIDER}/")
     settings = LocalSettings(
         model=hf_models.local_teacher_weights(teacher.model), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads,
-        precision=teacher.precision,
+        precision=teacher.precision, asker=f"teacher {teacher.name}",
     )
     hf_models.resolve(settings.model, root)  # raises OrcacError naming what is missing
     _settings[name] = settings
@@ -80,9 +81,9 @@ def load(settings: LocalSettings):
             hf_logging.disable_progress_bar()  # a teacher run has its own progress display
             from orcac.runtime.models import precision
 
-            chosen = precision.choose(settings.precision)
+            chosen = precision.choose(settings.precision, settings.asker)
             lm, tokenizer = hf_models.load_causal_lm(settings.model, settings.root)
-            lm.to(chosen.dtype())  # after loading: a GGUF file dequantises fastest to fp32
+            lm = chosen.place(lm)  # after loading: a GGUF file dequantises fastest to fp32
             print(f"local teacher {settings.model}: {chosen}", file=sys.stderr, flush=True)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
