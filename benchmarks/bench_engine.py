@@ -1,0 +1,119 @@
+"""The decoding engine against today's static loop and against the step's floor, side by side.
+
+    .venv/bin/python -m benchmarks.bench_engine [--batches 16,64,128] [--stream 600] [--stream-batch 64]
+                                                [--max-tokens 128] [--precisions bf16,fp32]
+
+Prompts: the demo's (the step_by_step strategy with its two demonstrations, then an arithmetic
+question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In each precision:
+
+  floor    the model's forward for B new tokens with no context (one step's weights' arithmetic,
+           which every decode step must do at batch B): B / its time, the most tokens/s a loop
+           could reach at that batch.
+  static   generation.decode(engine="transformers"): the model's forward with a DynamicCache,
+           the shared prefix prefilled once and copied into every row, finished rows dropped.
+  engine   generation.decode through orcac.runtime.models.engine: shared-prefix attention over
+           one prefix copy, a preallocated cache.
+
+For each B: B prompts as one batch through each loop, tokens/s and its share of the floor.
+Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
+another against the engine's stream (finished rows replaced by waiting prompts).
+`same` counts answers with identical tokens in both loops. The load average is printed beside
+the numbers: the machine may be shared, so the ratios measured in one run are what count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def floor(model, batch: int, repeats: int = 5) -> float:
+    """Tokens/s of the model's forward for `batch` new tokens with no context (best of `repeats`)."""
+    import torch
+
+    ids = torch.randint(100, 1000, (batch, 1))
+    best = float("inf")
+    with torch.inference_mode():
+        model(input_ids=ids, use_cache=False, logits_to_keep=1)  # warm up
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model(input_ids=ids, use_cache=False, logits_to_keep=1)
+            best = min(best, time.perf_counter() - started)
+    return batch / best
+
+
+def timed(run) -> tuple[list, float]:
+    started = time.perf_counter()
+    results = run()
+    return results, time.perf_counter() - started
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="local/smollm2-135m-instruct")
+    parser.add_argument("--batches", default="16,64,128")
+    parser.add_argument("--stream", type=int, default=600)
+    parser.add_argument("--stream-batch", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    args = parser.parse_args()
+
+    import torch
+
+    from benchmarks.bench_generation import prompts
+    from orcac.runtime.models import loading as hf_models
+    from orcac.runtime.models.generation import decode, shared_prefix, stop_ids
+
+    model, tokenizer = hf_models.load_causal_lm(args.model)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos = stop_ids(model, tokenizer)
+    batches = [int(b) for b in args.batches.split(",") if b]
+    ids = prompts(tokenizer, max(batches + [args.stream]))
+    print(f"{args.model}; prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, {shared_prefix(ids)} shared; "
+          f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
+          f"load average {load_average()}", flush=True)
+
+    def run(engine: str, chunk: list, batch: int | None):
+        return decode(model, chunk, max_new_tokens=args.max_tokens, eos=eos, pad=tokenizer.pad_token_id,
+                      engine=engine, batch_size=batch)
+
+    for precision in args.precisions.split(","):
+        model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+        run("auto", ids[:2], None), run("transformers", ids[:2], None)  # warm up
+        print(f"\n{precision}:  batch | floor tok/s | static tok/s (share) | engine tok/s (share) | engine/static | same")
+        for batch in batches:
+            top = floor(model, batch)
+            chunk = ids[:batch]
+            static, static_s = timed(lambda: run("transformers", chunk, None))
+            ours, ours_s = timed(lambda: run("auto", chunk, None))
+            tokens = sum(len(r.tokens) for r in ours)
+            static_rate = sum(len(r.tokens) for r in static) / static_s
+            rate = tokens / ours_s
+            same = sum(a == b for a, b in zip(static, ours))
+            print(f"{precision:>5}  {batch:5} | {top:11.0f} | {static_rate:8.1f} ({static_rate / top:.2f}) "
+                  f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
+                  f"[load {load_average()}]", flush=True)
+        if args.stream:
+            chunk, width = ids[: args.stream], args.stream_batch
+            static, static_s = timed(lambda: run("transformers", chunk, width))
+            ours, ours_s = timed(lambda: run("auto", chunk, width))
+            static_rate = sum(len(r.tokens) for r in static) / static_s
+            rate = sum(len(r.tokens) for r in ours) / ours_s
+            same = sum(a == b for a, b in zip(static, ours))
+            print(f"{precision:>5} stream of {args.stream} through {width}: static batches {static_rate:.1f} tok/s "
+                  f"({static_s:.0f}s), engine stream {rate:.1f} tok/s ({ours_s:.0f}s): {rate / static_rate:.2f}x; "
+                  f"same {same}/{len(chunk)}  [load {load_average()}]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
