@@ -94,8 +94,8 @@ def main() -> None:
         for batch in batches:
             top = floor(model, batch)
             chunk = ids[:batch]
-            static, static_s = timed(lambda: run("transformers", chunk, None))
-            ours, ours_s = timed(lambda: run("auto", chunk, None))
+            static, static_s = timed(lambda chunk=chunk: run("transformers", chunk, None))
+            ours, ours_s = timed(lambda chunk=chunk: run("auto", chunk, None))
             tokens = sum(len(r.tokens) for r in ours)
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = tokens / ours_s
@@ -105,8 +105,8 @@ def main() -> None:
                   f"[load {load_average()}]", flush=True)
         if args.stream:
             chunk, width = ids[: args.stream], args.stream_batch
-            static, static_s = timed(lambda: run("transformers", chunk, width))
-            ours, ours_s = timed(lambda: run("auto", chunk, width))
+            static, static_s = timed(lambda chunk=chunk, width=width: run("transformers", chunk, width))
+            ours, ours_s = timed(lambda chunk=chunk, width=width: run("auto", chunk, width))
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = sum(len(r.tokens) for r in ours) / ours_s
             same = sum(a == b for a, b in zip(static, ours))

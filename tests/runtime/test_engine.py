@@ -47,7 +47,7 @@ def test_a_stream_through_a_small_batch_gives_each_prompt_its_own_answer(model):
 
 def test_a_sampled_answer_does_not_depend_on_neighbours_or_arrival_order(model):
     seeds = list(range(100, 107))
-    kwargs = dict(max_new_tokens=9, eos=set(), pad=0, temperature=1.0, top_p=0.9)
+    kwargs = {"max_new_tokens": 9, "eos": set(), "pad": 0, "temperature": 1.0, "top_p": 0.9}
     wide = decode(model, PROMPTS, seeds=seeds, **kwargs)
     narrow = decode(model, PROMPTS[::-1], seeds=seeds[::-1], batch_size=3, **kwargs)[::-1]
     assert wide == narrow

@@ -66,7 +66,7 @@ class _Llama:
 
         self.rotary = apply_rotary_pos_emb
 
-    def forward(self, ids, positions, attend: Callable) -> "torch.Tensor":  # noqa: F821
+    def forward(self, ids, positions, attend: Callable) -> torch.Tensor:  # noqa: F821
         """Hidden states after the final norm for `ids` [n, T] at `positions` [n, T].
 
         `attend(layer, q, k, v)` gets the rotated queries [n, H, T, d] and this call's keys and
@@ -87,7 +87,7 @@ class _Llama:
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.body.norm(x)
 
-    def logits(self, hidden) -> "torch.Tensor":  # noqa: F821
+    def logits(self, hidden) -> torch.Tensor:  # noqa: F821
         return self.model.lm_head(hidden).float()
 
 

@@ -225,7 +225,13 @@ class _Batcher:
         import torch
 
         from orcac.runtime.models.engine import Stream
-        from orcac.runtime.models.generation import _generators, _sample, prefix_groups, shared_prefix, stop_ids
+        from orcac.runtime.models.generation import (
+            _generators,
+            _sample,
+            prefix_groups,
+            shared_prefix,
+            stop_ids,
+        )
 
         lm, tokenizer = load(self.settings)
         if self.settings.threads:
