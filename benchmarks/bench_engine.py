@@ -18,7 +18,8 @@ For each B: B prompts as one batch through each loop, tokens/s and its share of 
 Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
 another against the engine's stream (finished rows replaced by waiting prompts).
 `same` counts answers with identical tokens in both loops. The load average is printed beside
-the numbers: the machine may be shared, so the ratios measured in one run are what count.
+the numbers: the machine may be shared, so the ratios measured in one run are what count
+(on a crowded machine, `--threads 1 --cpu-time` counts the process's own CPU seconds).
 """
 
 from __future__ import annotations
@@ -40,16 +41,20 @@ def floor(model, batch: int, repeats: int = 5) -> float:
     with torch.inference_mode():
         model(input_ids=ids, use_cache=False, logits_to_keep=1)  # warm up
         for _ in range(repeats):
-            started = time.perf_counter()
-            model(input_ids=ids, use_cache=False, logits_to_keep=1)
-            best = min(best, time.perf_counter() - started)
+            _, seconds = timed(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1))
+            best = min(best, seconds)
     return batch / best
 
 
 def timed(run) -> tuple[list, float]:
-    started = time.perf_counter()
+    """(results, seconds): wall seconds, or this process's CPU seconds under --cpu-time."""
+    clock = time.process_time if CPU_TIME else time.perf_counter
+    started = clock()
     results = run()
-    return results, time.perf_counter() - started
+    return results, clock() - started
+
+
+CPU_TIME = False  # --cpu-time: a shared machine's wall clock measures the neighbours too
 
 
 def load_average() -> str:
@@ -64,9 +69,17 @@ def main() -> None:
     parser.add_argument("--stream-batch", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by this process's CPU seconds (with --threads 1 on a shared machine)")
     args = parser.parse_args()
 
     import torch
+
+    global CPU_TIME
+    CPU_TIME = args.cpu_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from benchmarks.bench_generation import prompts
     from orcac.runtime.models import loading as hf_models
@@ -81,6 +94,7 @@ def main() -> None:
     ids = prompts(tokenizer, max(batches + [args.stream]))
     print(f"{args.model}; prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, {shared_prefix(ids)} shared; "
           f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
+          f"{'CPU' if CPU_TIME else 'wall'} seconds; "
           f"load average {load_average()}", flush=True)
 
     def run(engine: str, chunk: list, batch: int | None):
