@@ -14,7 +14,9 @@ question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In 
   engine   generation.decode through orcac.runtime.models.engine: shared-prefix attention over
            one prefix copy, a preallocated cache.
 
-For each B: B prompts as one batch through each loop, tokens/s and its share of the floor.
+For each B: the engine's step with all B rows busy (its share of the floor: what the loop's
+arithmetic and attention cost beyond the weights'), then B prompts as one batch through each
+loop (prefill and rows finishing included), tokens/s and its share of the floor.
 Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
 another against the engine's stream (finished rows replaced by waiting prompts).
 `same` counts answers with identical tokens in both loops. The load average is printed beside
@@ -44,6 +46,21 @@ def floor(model, batch: int, repeats: int = 5) -> float:
             _, seconds = timed(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1))
             best = min(best, seconds)
     return batch / best
+
+
+def steady_step(model, ids: list, batch: int, steps: int = 10) -> float:
+    """Tokens/s of the engine's decode step with all `batch` rows busy (no prefill, no row done)."""
+    from orcac.runtime.models.engine import Stream
+    from orcac.runtime.models.generation import shared_prefix
+
+    chunk = ids[:batch]
+    stream = Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
+    for i, prompt in enumerate(chunk):
+        stream.add(i, prompt, 10_000)
+    for _ in range(3):  # the admission (prefill) and two warm steps
+        stream.step()
+    _, seconds = timed(lambda: [stream.step() for _ in range(steps)])
+    return batch * steps / seconds
 
 
 def timed(run) -> tuple[list, float]:
@@ -104,9 +121,11 @@ def main() -> None:
     for precision in args.precisions.split(","):
         model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         run("auto", ids[:2], None), run("transformers", ids[:2], None)  # warm up
-        print(f"\n{precision}:  batch | floor tok/s | static tok/s (share) | engine tok/s (share) | engine/static | same")
+        print(f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) "
+              f"| static tok/s (share) | engine tok/s (share) | engine/static | same")
         for batch in batches:
             top = floor(model, batch)
+            step = steady_step(model, ids, batch)
             chunk = ids[:batch]
             static, static_s = timed(lambda chunk=chunk: run("transformers", chunk, None))
             ours, ours_s = timed(lambda chunk=chunk: run("auto", chunk, None))
@@ -114,7 +133,8 @@ def main() -> None:
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = tokens / ours_s
             same = sum(a == b for a, b in zip(static, ours))
-            print(f"{precision:>5}  {batch:5} | {top:11.0f} | {static_rate:8.1f} ({static_rate / top:.2f}) "
+            print(f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) "
+                  f"| {static_rate:8.1f} ({static_rate / top:.2f}) "
                   f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
                   f"[load {load_average()}]", flush=True)
         if args.stream:
