@@ -64,15 +64,95 @@ def decode(
     temperature: float = 0.0,
     top_p: float | None = None,
     seeds: Sequence[int | None] | None = None,
+    batch_size: int | None = None,
+    engine: str = "auto",
 ) -> list[Generated]:
-    """New tokens for every prompt (token ids), decoded together as one shrinking batch."""
-    import torch
-    from transformers import DynamicCache
+    """New tokens for every prompt (token ids).
 
+    engine "auto": orcac.runtime.models.engine where it supports the model (shared-prefix
+    attention, a preallocated cache, and at most `batch_size` rows at once, refilled from the
+    waiting prompts as rows finish), else "transformers": the model's own forward with a
+    DynamicCache, in static batches of `batch_size` that shrink as rows finish.
+    """
     n = len(prompts)
     if n == 0:
         return []
     budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    from orcac.runtime.models import engine as stream_engine
+
+    if engine == "auto" and stream_engine.supports(model):
+        return _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size)
+    width = batch_size or n
+    results: list[Generated] = []
+    for start in range(0, n, width):
+        chunk = slice(start, start + width)
+        results += _decode_static(
+            model, prompts[chunk], budgets[chunk], eos, pad, temperature, top_p, None if seeds is None else seeds[chunk]
+        )
+    return results
+
+
+def _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size) -> list[Generated]:
+    """The engine's stream, one group of prompts sharing a prefix at a time."""
+    from orcac.runtime.models import engine as stream_engine
+
+    pick = None
+    if temperature is not None and temperature > 0:
+        generators = _generators(next(model.parameters()).device, len(prompts), seeds)
+
+        def pick(logits, requests):
+            return _sample(logits, temperature, top_p, [generators[r] for r in requests])
+
+    results: list[Generated | None] = [None] * len(prompts)
+    for group in prefix_groups(prompts):
+        members = [prompts[i] for i in group]
+        shared = shared_prefix(members) if len(members) > 1 else 0
+
+        def pick_in_group(logits, requests, group=group):
+            return pick(logits, [group[r] for r in requests])
+
+        decoded = stream_engine.stream(
+            model, members, [budgets[i] for i in group], eos=eos, pad=pad, shared=shared, batch_size=batch_size,
+            pick=pick_in_group if pick is not None else None,
+        )
+        for i, (tokens, reason) in zip(group, decoded):
+            results[i] = Generated(tokens, reason)
+    return results
+
+
+def prefix_groups(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The prompts' indices grouped by their first MIN_SHARED tokens (so a group's shared prefix,
+    the system message and demonstrations, is at least that long), in order of first appearance.
+
+    >>> prefix_groups([[1] * 20 + [2], [3] * 20, [1] * 20 + [4], [5]])
+    [[0, 2], [1], [3]]
+    """
+    groups: dict = {}
+    for i, prompt in enumerate(prompts):
+        key = tuple(prompt[:MIN_SHARED]) if len(prompt) > MIN_SHARED else ("alone", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _generators(device, n: int, seeds) -> list:
+    """One generator per row, seeded from its request (else from fresh entropy)."""
+    import torch
+
+    generators = []
+    for row in range(n):
+        g = torch.Generator(device=device)
+        seed = seeds[row] if seeds is not None else None
+        g.manual_seed(seed if seed is not None else torch.seed())
+        generators.append(g)
+    return generators
+
+
+def _decode_static(model, prompts, budgets, eos, pad, temperature, top_p, seeds) -> list[Generated]:
+    """One static batch through the model's own forward and a DynamicCache, shrinking as rows finish."""
+    import torch
+    from transformers import DynamicCache
+
+    n = len(prompts)
     device = next(model.parameters()).device
     shared = shared_prefix(prompts) if n > 1 else 0
     tails = [list(p)[shared:] for p in prompts]
@@ -86,14 +166,7 @@ def decode(
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     sampled = temperature is not None and temperature > 0
-    generators = None
-    if sampled:
-        generators = []
-        for row in range(n):
-            g = torch.Generator(device=device)
-            seed = seeds[row] if seeds is not None else None
-            g.manual_seed(seed if seed is not None else torch.seed())
-            generators.append(g)
+    generators = _generators(device, n, seeds) if sampled else None
     eos_ids = torch.tensor(sorted(eos), device=device) if eos else None
 
     out: list[list[int]] = [[] for _ in range(n)]

@@ -7,11 +7,13 @@
 model shipped in a wheel (`hf_models.LOCAL_MODELS`, e.g. smollm2-135m-instruct), a local
 directory or `.gguf` file (relative to the plan's directory), or a hub id already in the cache.
 
-Batching: every request goes into one asyncio queue per model; one worker takes what is
-waiting (up to the teacher's `batch_size`, all with the same temperature and top_p), decodes
-the lot together in a worker thread (orcac.runtime.models.generation: finished rows leave the batch,
-each row samples from its own request's seed), so the event loop keeps accepting requests
-meanwhile, and answers each. Many concurrent jobs thus become few forward passes.
+Batching: every request joins one list of waiting requests per model; one worker thread
+decodes them (orcac.runtime.models.engine for Llama-shaped models: a stream of up to the
+teacher's `batch_size` rows with the same temperature and top_p and one shared prefix, where
+requests that arrive while it runs take the places of rows that finished; other models in
+static batches through generation.decode), each row sampling from its own request's seed, so
+the event loop keeps accepting requests meanwhile, and answers each as it finishes. Many
+concurrent jobs thus become few forward passes.
 Greedy when temperature == 0; `max_tokens` is `max_new_tokens`; finish_reason is "length"
 when the budget ran out before an end-of-sequence token, else "stop".
 
@@ -142,58 +144,172 @@ def generate_batch(
 
 
 class _Batcher:
-    """One queue and one worker per (model, event loop); generate runs in a single thread."""
+    """One list of waiting requests and one worker per (model, event loop); decoding runs in a
+    single thread.
+
+    For the models orcac's engine supports, the thread runs a stream (orcac.runtime.models.engine):
+    the waiting requests with one sampling and one shared prefix start it, and at every step
+    the requests that arrived meanwhile and fit it take the slots of rows that finished, so the
+    batch stays full while callers keep submitting. Other models decode in static batches
+    (generate_batch).
+    """
 
     def __init__(self, name: str, settings: LocalSettings):
         self.name = name
         self.settings = settings
-        self.queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self.lock = threading.Lock()  # guards `waiting`: the event loop adds, the thread takes
         self.waiting: list[_Request] = []
+        self.arrived = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orcac-local-{name}")
         self.task = asyncio.get_running_loop().create_task(self.run())
 
     async def submit(self, messages: list, max_new_tokens: int, sampling: tuple, seed: int | None = None):
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(_Request(messages, max_new_tokens, sampling, seed, future))
+        with self.lock:
+            self.waiting.append(_Request(messages, max_new_tokens, sampling, seed, future))
+        self.arrived.set()
         return await future
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self.waiting:
-                self.waiting.append(await self.queue.get())
-                # Requests issued together reach here a few event-loop turns apart (litellm's
-                # wrapper awaits in between): wait a moment for the batch to fill. Cheap
-                # against a generate call, and only when the worker was idle.
-                deadline = loop.time() + COLLECT_S
-                while len(self.waiting) + self.queue.qsize() < self.settings.batch_size and loop.time() < deadline:
-                    await asyncio.sleep(0.001)
-            while not self.queue.empty():
-                self.waiting.append(self.queue.get_nowait())
-            self.waiting = [r for r in self.waiting if not r.future.done()]  # cancelled callers
-            if not self.waiting:
-                continue
-            sampling = self.waiting[0].sampling
-            batch = [r for r in self.waiting if r.sampling == sampling][: self.settings.batch_size]
-            taken = {id(r) for r in batch}
-            self.waiting = [r for r in self.waiting if id(r) not in taken]
-            try:
-                results = await loop.run_in_executor(
-                    self.executor,
-                    generate_batch,
-                    self.settings,
-                    [(r.messages, r.max_new_tokens) for r in batch],
-                    sampling,
-                    [r.seed for r in batch],
-                )
-            except Exception as error:  # noqa: BLE001 - handed to every caller in the batch
-                for r in batch:
-                    if not r.future.done():
-                        r.future.set_exception(error)
-                continue
-            for r, result in zip(batch, results):
-                if not r.future.done():
-                    r.future.set_result(result)
+            await self.arrived.wait()
+            self.arrived.clear()
+            # Requests issued together reach here a few event-loop turns apart (litellm's
+            # wrapper awaits in between): wait a moment for the batch to fill. Cheap
+            # against a generate call, and only when the worker was idle.
+            deadline = loop.time() + COLLECT_S
+            while len(self.waiting) < self.settings.batch_size and loop.time() < deadline:
+                await asyncio.sleep(0.001)
+            while self.waiting:
+                await loop.run_in_executor(self.executor, self.serve, loop)
+
+    def take(self, fits) -> list[_Request]:
+        """The waiting requests that `fits` accepts (cancelled callers dropped), in arrival order."""
+        with self.lock:
+            self.waiting = [r for r in self.waiting if not r.future.done()]
+            taken = [r for r in self.waiting if fits(r)]
+            kept = {id(r) for r in taken}
+            self.waiting = [r for r in self.waiting if id(r) not in kept]
+        return taken
+
+    def serve(self, loop) -> None:
+        """Decode what is waiting (in the worker thread), answering each request as it finishes."""
+        from orcac.runtime.models import engine
+
+        try:
+            lm, _ = load(self.settings)
+        except Exception as error:  # noqa: BLE001 - a model that does not load fails every caller
+            for request in self.take(lambda r: True):
+                loop.call_soon_threadsafe(_fail, request.future, error)
+            return
+        with self.lock:
+            first = next((r for r in self.waiting if not r.future.done()), None)
+        if first is None:
+            self.take(lambda r: False)
+            return
+        sampling = first.sampling
+        if not engine.supports(lm):
+            batch = self.take(lambda r: r.sampling == sampling)
+            with self.lock:  # the rest wait for the next call
+                self.waiting[:0] = batch[self.settings.batch_size:]
+            batch = batch[: self.settings.batch_size]
+            self._answer(loop, batch, lambda: generate_batch(
+                self.settings, [(r.messages, r.max_new_tokens) for r in batch], sampling, [r.seed for r in batch]))
+            return
+        try:
+            self._stream(loop, sampling)
+        except Exception as error:  # noqa: BLE001 - handed to every caller the stream held
+            self._fail_all(loop, error)
+
+    def _stream(self, loop, sampling: tuple) -> None:
+        import torch
+
+        from orcac.runtime.models.engine import Stream
+        from orcac.runtime.models.generation import (
+            _generators,
+            _sample,
+            prefix_groups,
+            shared_prefix,
+            stop_ids,
+        )
+
+        lm, tokenizer = load(self.settings)
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        ids: dict[int, list[int]] = {}  # id(request) -> its prompt's tokens
+
+        def tokens_of(request: _Request) -> list[int]:
+            if id(request) not in ids:
+                text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+                ids[id(request)] = tokenizer(text, add_special_tokens=False)["input_ids"]
+            return ids[id(request)]
+
+        candidates = self.take(lambda r: r.sampling == sampling)
+        self.held = {id(r): r for r in candidates}
+        prompts = [tokens_of(r) for r in candidates]
+        group = prefix_groups(prompts)[0]
+        starters = [candidates[i] for i in group]
+        with self.lock:  # the other prefixes wait for the next stream, ahead of later arrivals
+            self.waiting[:0] = [r for i, r in enumerate(candidates) if i not in set(group)]
+        shared = shared_prefix([prompts[i] for i in group]) if len(group) > 1 else 0
+        temperature, top_p = sampling
+        held: dict[int, _Request] = {id(r): r for r in starters}  # taken and not yet answered
+        self.held = held
+        generators: dict[int, Any] = {}
+
+        def pick(logits, requests):
+            return _sample(logits, temperature, top_p, [generators[r] for r in requests])
+
+        stream = Stream(lm, prompts[group[0]][:shared], width=self.settings.batch_size, eos=stop_ids(lm, tokenizer),
+                        pad=tokenizer.pad_token_id, pick=pick if temperature else None)
+
+        def add(request: _Request) -> None:
+            held[id(request)] = request
+            if temperature:
+                [generators[id(request)]] = _generators(next(lm.parameters()).device, 1, [request.seed])
+            stream.add(id(request), tokens_of(request), request.max_new_tokens)
+
+        for request in starters:
+            add(request)
+        stats["generate_calls"] += 1
+        while not stream.idle:
+            if len(stream.waiting) < self.settings.batch_size:
+                for request in self.take(lambda r: r.sampling == sampling and stream.admits(tokens_of(r))):
+                    add(request)
+            for key, new_tokens, reason in stream.step():
+                request = held.pop(key)
+                generators.pop(key, None)
+                prompt_tokens = len(ids.pop(key))
+                text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+                completion_tokens = len(new_tokens) + (1 if reason == "stop" else 0)
+                stats["sequences"] += 1
+                loop.call_soon_threadsafe(_resolve, request.future, (text, reason, prompt_tokens, completion_tokens))
+
+    def _answer(self, loop, batch: list[_Request], work) -> None:
+        try:
+            results = work()
+        except Exception as error:  # noqa: BLE001 - handed to every caller in the batch
+            for r in batch:
+                loop.call_soon_threadsafe(_fail, r.future, error)
+            return
+        for r, result in zip(batch, results):
+            loop.call_soon_threadsafe(_resolve, r.future, result)
+
+    def _fail_all(self, loop, error: Exception) -> None:
+        for request in getattr(self, "held", {}).values():
+            loop.call_soon_threadsafe(_fail, request.future, error)
+        self.held = {}
+
+
+def _resolve(future: asyncio.Future, result) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future, error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _batcher(name: str) -> _Batcher:

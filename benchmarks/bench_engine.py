@@ -1,0 +1,159 @@
+"""The decoding engine against today's static loop and against the step's floor, side by side.
+
+    .venv/bin/python -m benchmarks.bench_engine [--batches 16,64,128] [--stream 600] [--stream-batch 64]
+                                                [--max-tokens 128] [--precisions bf16,fp32]
+
+Prompts: the demo's (the step_by_step strategy with its two demonstrations, then an arithmetic
+question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In each precision:
+
+  floor    the model's forward for B new tokens with no context (one step's weights' arithmetic,
+           which every decode step must do at batch B): B / its time, the most tokens/s a loop
+           could reach at that batch.
+  static   generation.decode(engine="transformers"): the model's forward with a DynamicCache,
+           the shared prefix prefilled once and copied into every row, finished rows dropped.
+  engine   generation.decode through orcac.runtime.models.engine: shared-prefix attention over
+           one prefix copy, a preallocated cache.
+
+For each B: the engine's step with all B rows busy (its share of the floor: what the loop's
+arithmetic and attention cost beyond the weights'), then B prompts as one batch through each
+loop (prefill and rows finishing included), tokens/s and its share of the floor.
+Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
+another against the engine's stream (finished rows replaced by waiting prompts).
+`same` counts answers with identical tokens in both loops. The load average is printed beside
+the numbers: the machine may be shared, so the ratios measured in one run are what count
+(on a crowded machine, `--threads 1 --cpu-time` counts the process's own CPU seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def floor(model, batch: int, repeats: int = 5) -> float:
+    """Tokens/s of the model's forward for `batch` new tokens with no context (best of `repeats`)."""
+    import torch
+
+    ids = torch.randint(100, 1000, (batch, 1))
+    best = float("inf")
+    with torch.inference_mode():
+        model(input_ids=ids, use_cache=False, logits_to_keep=1)  # warm up
+        for _ in range(repeats):
+            _, seconds = timed(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1))
+            best = min(best, seconds)
+    return batch / best
+
+
+def steady_step(model, ids: list, batch: int, steps: int = 10) -> float:
+    """Tokens/s of the engine's decode step with all `batch` rows busy (no prefill, no row done)."""
+    from orcac.runtime.models.engine import Stream
+    from orcac.runtime.models.generation import shared_prefix
+
+    chunk = ids[:batch]
+    stream = Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
+    for i, prompt in enumerate(chunk):
+        stream.add(i, prompt, 10_000)
+    for _ in range(3):  # the admission (prefill) and two warm steps
+        stream.step()
+    _, seconds = timed(lambda: [stream.step() for _ in range(steps)])
+    return batch * steps / seconds
+
+
+def timed(run) -> tuple[list, float]:
+    """(results, seconds): wall seconds, or this process's CPU seconds under --cpu-time."""
+    clock = time.process_time if CPU_TIME else time.perf_counter
+    started = clock()
+    results = run()
+    return results, clock() - started
+
+
+CPU_TIME = False  # --cpu-time: a shared machine's wall clock measures the neighbours too
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="local/smollm2-135m-instruct")
+    parser.add_argument("--batches", default="16,64,128")
+    parser.add_argument("--stream", type=int, default=600)
+    parser.add_argument("--stream-batch", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by this process's CPU seconds (with --threads 1 on a shared machine)")
+    args = parser.parse_args()
+
+    import torch
+
+    global CPU_TIME
+    CPU_TIME = args.cpu_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from benchmarks.bench_generation import prompts
+    from orcac.runtime.models import loading as hf_models
+    from orcac.runtime.models.generation import decode, shared_prefix, stop_ids
+
+    model, tokenizer = hf_models.load_causal_lm(args.model)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos = stop_ids(model, tokenizer)
+    batches = [int(b) for b in args.batches.split(",") if b]
+    ids = prompts(tokenizer, max(batches + [args.stream]))
+    print(f"{args.model}; prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, {shared_prefix(ids)} shared; "
+          f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
+          f"{'CPU' if CPU_TIME else 'wall'} seconds; "
+          f"load average {load_average()}", flush=True)
+
+    def run(engine: str, chunk: list, batch: int | None):
+        return decode(model, chunk, max_new_tokens=args.max_tokens, eos=eos, pad=tokenizer.pad_token_id,
+                      engine=engine, batch_size=batch)
+
+    for precision in args.precisions.split(","):
+        model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+        run("auto", ids[:2], None), run("transformers", ids[:2], None)  # warm up
+        print(f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) "
+              f"| static tok/s (share) | engine tok/s (share) | engine/static | same")
+        for batch in batches:
+            top = floor(model, batch)
+            step = steady_step(model, ids, batch)
+            chunk = ids[:batch]
+            static, static_s = timed(lambda chunk=chunk: run("transformers", chunk, None))
+            ours, ours_s = timed(lambda chunk=chunk: run("auto", chunk, None))
+            tokens = sum(len(r.tokens) for r in ours)
+            static_rate = sum(len(r.tokens) for r in static) / static_s
+            rate = tokens / ours_s
+            same = sum(a == b for a, b in zip(static, ours))
+            print(f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) "
+                  f"| {static_rate:8.1f} ({static_rate / top:.2f}) "
+                  f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
+                  f"[load {load_average()}]", flush=True)
+        if args.stream:
+            chunk, width = ids[: args.stream], args.stream_batch
+            static, static_s = timed(lambda chunk=chunk, width=width: run("transformers", chunk, width))
+            ours, ours_s = timed(lambda chunk=chunk, width=width: run("auto", chunk, width))
+            # The engine in static batches too: what refilling the batch adds on its own.
+            _, batches_s = timed(lambda chunk=chunk, width=width: [
+                r for i in range(0, len(chunk), width) for r in run("auto", chunk[i:i + width], None)])
+            tokens = sum(len(r.tokens) for r in ours)
+            static_rate = sum(len(r.tokens) for r in static) / static_s
+            rate = tokens / ours_s
+            same = sum(a == b for a, b in zip(static, ours))
+            print(f"{precision:>5} stream of {args.stream} through {width}: static batches {static_rate:.1f} tok/s "
+                  f"({static_s:.0f}s), engine in static batches {tokens / batches_s:.1f} tok/s ({batches_s:.0f}s), "
+                  f"engine stream {rate:.1f} tok/s ({ours_s:.0f}s): {rate / static_rate:.2f}x static, "
+                  f"{batches_s / ours_s:.2f}x the engine's static batches; same {same}/{len(chunk)}  "
+                  f"[load {load_average()}]", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,433 @@
+"""The decoding engine for Llama-shaped models: shared-prefix attention, a preallocated cache,
+and a stream of requests that refills the batch (continuous batching).
+
+    if engine.supports(model):
+        results = engine.stream(model, prompts, budgets, eos=..., pad=..., batch_size=64)
+
+generation.decode calls this for the models it supports and keeps its own loop (transformers'
+forward with a DynamicCache) for every other architecture. Why each part:
+
+- Shared-prefix attention (cascade attention, as in FlashInfer / flash-decoding). The prompts of
+  a teacher batch share a long prefix (system message and demonstrations: 227 of ~260 tokens
+  for the demo). Its keys and values are computed once and kept once; at every step the whole
+  batch's queries attend to that one copy in a single matrix product (one read of the prefix
+  for all rows, instead of one per row), each row attends to its own suffix cache, and the two
+  softmax parts are combined exactly through their log-sum-exps:
+      out = (out_p * e^(lse_p - lse) + out_s * e^(lse_s - lse)),  lse = logaddexp(lse_p, lse_s).
+- A preallocated suffix cache: each slot's keys and values are written in place at the slot's
+  length (no `torch.cat` of the whole cache per step, as DynamicCache does); it grows by
+  doubling when an answer outlives it.
+- Continuous batching: slots whose rows finished take the next waiting requests (their tails
+  prefilled into the slots, an eighth of the batch at a time), so a stream of prompts keeps the
+  batch full instead of decoding each static batch's tail at a fraction of its width.
+- Every row samples from its own generator (its request's seed), so an answer depends on its
+  request alone, not on its neighbours or on when it was admitted.
+
+The model's own modules do everything except the attention core: embeddings, norms, the q/k/v/o
+projections, rotary embeddings (the model's `rotary_emb`, whatever its rope type), the MLP and
+the head; so the weights read are the model's, in its dtype.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama 2/3, TinyLlama: what the layer loop below mirrors
+FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
+FEW_QUERIES = 8  # up to this many queries per head, attention in plain products (see `attention`)
+
+
+def supports(model) -> bool:
+    """Whether the engine mirrors this model's forward (else generation.decode keeps its own loop)."""
+    config = getattr(model, "config", None)
+    return (
+        type(model).__name__ in SUPPORTED
+        and not getattr(model, "training", False)
+        and not getattr(config, "sliding_window", None)
+        and hasattr(getattr(model, "model", None), "rotary_emb")
+    )
+
+
+class _Llama:
+    """The model's parts, and one forward over them with a pluggable attention core."""
+
+    def __init__(self, model):
+        config = model.config
+        self.model = model
+        self.body = model.model
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.group = self.heads // self.kv_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.scale = self.head_dim**-0.5
+        self.dtype = next(model.parameters()).dtype
+        self.device = next(model.parameters()).device
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        self.rotary = apply_rotary_pos_emb
+
+    def forward(self, ids, positions, attend: Callable) -> torch.Tensor:  # noqa: F821
+        """Hidden states after the final norm for `ids` [n, T] at `positions` [n, T].
+
+        `attend(layer, q, k, v)` gets the rotated queries [n, H, T, d] and this call's keys and
+        values [n, KV, T, d], stores what it keeps, and returns the attention output [n, H, T, d].
+        """
+        x = self.body.embed_tokens(ids)
+        cos, sin = self.body.rotary_emb(x, positions)
+        n, t = ids.shape
+        for index, layer in enumerate(self.body.layers):
+            attention = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attention.q_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
+            k = attention.k_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
+            v = attention.v_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
+            q, k = self.rotary(q, k, cos, sin)
+            out = attend(index, q, k, v)
+            x = x + attention.o_proj(out.transpose(1, 2).reshape(n, t, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.body.norm(x)
+
+    def logits(self, hidden) -> torch.Tensor:  # noqa: F821
+        return self.model.lm_head(hidden).float()
+
+
+def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
+    """(output, log-sum-exp per query) of softmax(q k^T * scale + mask) v; q [n, h, T, d], k/v [n, h, S, d].
+
+    On CPU, PyTorch's fused flash-attention kernel, which returns the log-sum-exp that merging
+    needs (public `scaled_dot_product_attention` does not), for many queries per head (the
+    prefix part: 2.7x faster than plain products for 64 rows); for a few (a decode step's own
+    suffix: the group's heads of one row) plain products, about twice as fast as the kernel's
+    per-problem overhead (SmolLM2, bf16, one thread).
+    """
+    import torch
+
+    if q.device.type == "cpu" and q.shape[-2] > FEW_QUERIES:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, causal, attn_mask=mask, scale=scale
+        )
+        return out, lse
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    if causal:
+        t, s = q.shape[-2], k.shape[-2]
+        scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1), float("-inf"))
+    if mask is not None:
+        scores = scores + mask
+    lse = torch.logsumexp(scores, dim=-1)
+    out = torch.matmul(torch.exp(scores - lse[..., None]).to(v.dtype), v)
+    return out, lse
+
+
+def merge(out_a, lse_a, out_b, lse_b):
+    """Two softmax parts over disjoint keys combined exactly: the attention over all the keys."""
+    import torch
+
+    lse = torch.logaddexp(lse_a, lse_b)
+    weight_a = torch.exp(lse_a - lse)[..., None]
+    weight_b = torch.exp(lse_b - lse)[..., None]
+    return (out_a.float() * weight_a + out_b.float() * weight_b).to(out_a.dtype)
+
+
+class _Slots:
+    """The suffix cache: keys and values per layer for `width` rows, written in place."""
+
+    def __init__(self, net: _Llama, width: int, capacity: int):
+        import torch
+
+        shape = (width, net.kv_heads, capacity, net.head_dim)
+        layers = len(net.body.layers)
+        self.keys = [torch.zeros(shape, dtype=net.dtype, device=net.device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=net.dtype, device=net.device) for _ in range(layers)]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def ensure(self, length: int) -> None:
+        """Room for `length` tokens in every slot: double (one copy) when it is short."""
+        if length <= self.capacity:
+            return
+        capacity = max(length, 2 * self.capacity)
+        for cache in (self.keys, self.values):
+            for i, old in enumerate(cache):
+                grown = old.new_zeros((old.shape[0], old.shape[1], capacity, old.shape[3]))
+                grown[:, :, : old.shape[2]] = old
+                cache[i] = grown
+
+    def widen(self, width: int) -> None:
+        """`width` slots (new ones empty): after slots were dropped and requests arrived again."""
+        for cache in (self.keys, self.values):
+            for i, old in enumerate(cache):
+                wider = old.new_zeros((width, *old.shape[1:]))
+                wider[: old.shape[0]] = old
+                cache[i] = wider
+
+    def keep(self, index) -> None:
+        """Only the slots in `index` (a copy: done when enough rows have left)."""
+        for cache in (self.keys, self.values):
+            for i, old in enumerate(cache):
+                cache[i] = old.index_select(0, index)
+
+
+def stream(
+    model,
+    prompts: Sequence[Sequence[int]],
+    budgets: Sequence[int],
+    *,
+    eos: set[int],
+    pad: int,
+    shared: int,
+    batch_size: int | None = None,
+    pick: Callable | None = None,
+) -> list[tuple[list[int], str]]:
+    """(new tokens, finish reason) per prompt; all prompts share their first `shared` tokens.
+
+    At most `batch_size` rows decode at once (all of them when None); rows that finish are
+    replaced by the next waiting prompts. `pick(logits, requests)` chooses the
+    next token of each row from its logits [n, vocab] (`requests` are the prompts' indices, for
+    their generators); greedy when None.
+    """
+    decoding = Stream(model, prompts[0][:shared], width=min(len(prompts), batch_size or len(prompts)),
+                      eos=eos, pad=pad, pick=pick)
+    for i, (prompt, budget) in enumerate(zip(prompts, budgets)):
+        decoding.add(i, prompt, budget)
+    results: dict = {}
+    while not decoding.idle:
+        for request, tokens, reason in decoding.step():
+            results[request] = (tokens, reason)
+    return [results[i] for i in range(len(prompts))]
+
+
+class Stream:
+    """Requests that share one prefix, decoded at most `width` at a time; add more at any step.
+
+        decoding = Stream(model, prefix, width=64, eos=eos, pad=pad)
+        decoding.add("a", prompt, 128)       # any time, if decoding.admits(prompt)
+        while not decoding.idle:
+            for request, tokens, reason in decoding.step(): ...
+
+    Slots whose rows finished take the next waiting requests, an eighth of the width at a time.
+    """
+
+    def __init__(self, model, prefix: Sequence[int], *, width: int, eos: set[int], pad: int,
+                 pick: Callable | None = None):
+        import torch
+
+        self.net = _Llama(model)
+        self.prefix = list(prefix)
+        self.width, self.pad, self.pick = width, pad, pick
+        device = self.net.device
+        self.eos_ids = torch.tensor(sorted(eos), device=device) if eos else None
+        self.waiting: deque = deque()  # (request, tail, budget)
+        self.owner: list = []  # per slot: the request it decodes, None when free
+        self.tokens: dict = {}  # request -> its new tokens so far
+        self.budgets: dict = {}
+        self.slots: _Slots | None = None
+        self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # suffix tokens cached per slot
+        self.last = torch.zeros(0, dtype=torch.long, device=device)  # the token each slot feeds next
+        with torch.inference_mode():
+            self.prefix_kv = _prefix(self.net, self.prefix) if self.prefix else None
+
+    def admits(self, prompt: Sequence[int]) -> bool:
+        """Whether `prompt` starts with this stream's prefix and has a token of its own after it."""
+        return len(prompt) > len(self.prefix) and list(prompt[: len(self.prefix)]) == self.prefix
+
+    def add(self, request, prompt: Sequence[int], budget: int) -> None:
+        assert self.admits(prompt), "the prompt does not start with the stream's prefix"
+        self.waiting.append((request, list(prompt)[len(self.prefix):], budget))
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and all(o is None for o in self.owner)
+
+    def step(self) -> list[tuple[object, list[int], str]]:
+        """Admit waiting requests into free slots, then decode one token for every busy slot.
+
+        Returns the requests that finished: (request, new tokens, "stop" or "length").
+        """
+        import torch
+
+        with torch.inference_mode():
+            done: list = []
+            # Admitting costs a forward of its own (the new tails' prefill), so slots are
+            # refilled a few at a time: the batch stays at least 7/8 full, for an eighth of
+            # the prefill passes.
+            refill = max(1, self.width // 8)
+            while self.waiting and self._free() >= min(len(self.waiting), refill):
+                done += self._admit()  # again if a row ended at once
+            busy = [s for s, o in enumerate(self.owner) if o is not None]
+            if not busy:
+                return done
+            device = self.net.device
+            free = len(self.owner) - len(busy)
+            if not self.waiting and free >= max(1, len(self.owner) // 4):
+                # Nobody is waiting for the free slots: drop them (one copy of the cache).
+                index = torch.tensor(busy, device=device)
+                self.slots.keep(index)
+                self.owner = [self.owner[s] for s in busy]
+                self.lengths = self.lengths.index_select(0, index)
+                self.last = self.last.index_select(0, index)
+                busy = list(range(len(self.owner)))
+            self.slots.ensure(int(self.lengths.max()) + 1)
+            logits = _step(self.net, self.slots, self.prefix_kv, len(self.prefix), self.last, self.lengths)
+            index = torch.tensor(busy, device=device)
+            if len(busy) < len(self.owner):  # free slots were computed too (cheaper than a copy): ignored
+                logits = logits.index_select(0, index)
+            self.lengths[index] += 1  # free slots keep theirs: nothing reads them
+            return done + self._settle(busy, logits, index)
+
+    def _free(self) -> int:
+        return self.width - len(self.owner) + self.owner.count(None)
+
+    def _admit(self) -> list:
+        import torch
+
+        device = self.net.device
+        free = [s for s, o in enumerate(self.owner) if o is None]
+        grow = min(self.width - len(self.owner), len(self.waiting) - len(free))
+        if grow > 0:  # new slots (the stream's first requests, or after slots were dropped)
+            free += list(range(len(self.owner), len(self.owner) + grow))
+            self.owner += [None] * grow
+            self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(grow)])
+            self.last = torch.cat([self.last, self.last.new_full((grow,), self.pad)])
+            if self.slots is None:
+                self.slots = _Slots(self.net, len(self.owner), FIRST_CAPACITY)
+            else:
+                self.slots.widen(len(self.owner))
+        admitted = free[: len(self.waiting)]
+        tails = []
+        for s in admitted:
+            request, tail, budget = self.waiting.popleft()
+            self.owner[s] = request
+            self.tokens[request], self.budgets[request] = [], budget
+            tails.append(tail)
+        logits = _admit(self.net, self.slots, self.prefix_kv, len(self.prefix), tails, admitted, self.pad)
+        index = torch.tensor(admitted, device=device)
+        self.lengths[index] = torch.tensor([len(t) for t in tails], device=device)
+        return self._settle(admitted, logits, index)
+
+    def _settle(self, rows: list[int], logits, index) -> list:
+        """Each row's next token chosen and recorded; the finished requests, their slots freed."""
+        import torch
+
+        requests = [self.owner[s] for s in rows]
+        chosen = self.pick(logits, requests) if self.pick is not None else logits.argmax(dim=-1)
+        if self.eos_ids is not None:
+            ended = torch.isin(chosen, self.eos_ids).tolist()
+        else:
+            ended = [False] * len(rows)
+        self.last[index] = chosen
+        done = []
+        for slot, request, token, stop in zip(rows, requests, chosen.tolist(), ended):
+            reason = None
+            if stop:
+                reason = "stop"
+            else:
+                self.tokens[request].append(token)
+                if len(self.tokens[request]) >= self.budgets[request]:
+                    reason = "length"
+            if reason is not None:
+                done.append((request, self.tokens.pop(request), reason))
+                del self.budgets[request]
+                self.owner[slot] = None
+        return done
+
+
+def _prefix(net: _Llama, tokens: Sequence[int]):
+    """Keys and values of the shared prefix, one copy per layer: [1, KV, P, d] each."""
+    import torch
+
+    ids = torch.tensor([list(tokens)], dtype=torch.long, device=net.device)
+    positions = torch.arange(len(tokens), device=net.device)[None, :]
+    kept: list = []
+
+    def attend(layer, q, k, v):
+        kept.append((k, v))
+        out, _ = attention(q, _expand(k, net.group), _expand(v, net.group), scale=net.scale, causal=True)
+        return out
+
+    net.forward(ids, positions, attend)
+    return kept
+
+
+def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[int]], rows: list[int], pad: int):
+    """Prefill new rows' tails into their slots; the logits of each tail's last token [n, vocab].
+
+    Tails are right-padded: a row's suffix starts at slot position 0, and under the causal mask
+    no real token sees the padding after it (which later steps overwrite or mask).
+    """
+    import torch
+
+    n, t = len(tails), max(map(len, tails))
+    ids = torch.full((n, t), pad, dtype=torch.long)
+    for i, tail in enumerate(tails):
+        ids[i, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+    ids = ids.to(net.device)
+    positions = (shared + torch.arange(t, device=net.device))[None, :].expand(n, t)
+    index = torch.tensor(rows, device=net.device)
+    slots.ensure(t + 1)
+
+    def attend(layer, q, k, v):
+        slots.keys[layer][index, :, :t] = k
+        slots.values[layer][index, :, :t] = v
+        own, own_lse = attention(q, _expand(k, net.group), _expand(v, net.group), scale=net.scale, causal=True)
+        if prefix_kv is None:
+            return own
+        return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+
+    hidden = net.forward(ids, positions, attend)
+    ends = torch.tensor([len(tail) - 1 for tail in tails], device=net.device)
+    return net.logits(hidden[torch.arange(n, device=net.device), ends])
+
+
+def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, last, lengths):
+    """One token for every slot: `last` [B] at suffix position `lengths` [B]; logits [B, vocab]."""
+    import torch
+
+    b = last.shape[0]
+    rows = torch.arange(b, device=net.device)
+    span = int(lengths.max()) + 1
+    # Each slot sees its own suffix up to and including the token written now.
+    mask = torch.zeros((b, 1, 1, span), dtype=net.dtype, device=net.device)
+    mask.masked_fill_((torch.arange(span, device=net.device)[None, :] > lengths[:, None])[:, None, None], float("-inf"))
+
+    def attend(layer, q, k, v):
+        keys, values = slots.keys[layer], slots.values[layer]
+        keys[rows, :, lengths] = k[:, :, 0]
+        values[rows, :, lengths] = v[:, :, 0]
+        # The group's query heads of one key/value head read it together: [B, KV, group, d].
+        grouped = q.reshape(b, net.kv_heads, net.group, net.head_dim)
+        own, own_lse = attention(grouped, keys[:, :, :span], values[:, :, :span], scale=net.scale, mask=mask)
+        if prefix_kv is not None:
+            own = merge(*_prefix_part(net, grouped, prefix_kv[layer]), own, own_lse)
+        return own.reshape(b, net.heads, 1, net.head_dim)
+
+    hidden = net.forward(last[:, None], (shared + lengths)[:, None], attend)
+    return net.logits(hidden[:, -1])
+
+
+def _prefix_part(net: _Llama, q, kv):
+    """Every row's queries against the one prefix copy, in one product per key/value head.
+
+    q [n, KV * group or KV, ..., d] is laid out as [1, KV, n * rest, d] so the prefix [1, KV, P, d]
+    is read once for the whole batch; returns (output, lse) in q's shape.
+    """
+    keys, values = kv
+    shape = q.shape
+    n = shape[0]
+    grouped = q.reshape(n, net.kv_heads, -1, net.head_dim)
+    rest = grouped.shape[2]
+    flat = grouped.transpose(0, 1).reshape(1, net.kv_heads, n * rest, net.head_dim)
+    out, lse = attention(flat, keys, values, scale=net.scale)
+    out = out.reshape(net.kv_heads, n, rest, net.head_dim).transpose(0, 1).reshape(shape)
+    lse = lse.reshape(net.kv_heads, n, rest).transpose(0, 1).reshape(shape[:-1])
+    return out, lse
+
+
+def _expand(kv, group: int):
+    """Key/value heads repeated for their query heads (grouped-query attention): [n, H, S, d]."""
+    if group == 1:
+        return kv
+    n, heads, length, dim = kv.shape
+    return kv[:, :, None].expand(n, heads, group, length, dim).reshape(n, heads * group, length, dim)

@@ -1,0 +1,68 @@
+"""The decoding engine (orcac.runtime.models.engine): shared-prefix attention, a preallocated cache
+and a stream that refills the batch give the answers of the model's own forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from orcac.runtime.models import engine
+from orcac.runtime.models.generation import decode
+
+PREFIX = list(range(5, 45))  # 40 shared tokens: the system message and demonstrations
+PROMPTS = [PREFIX + [50 + i] * (1 + i % 4) + [90 + i] for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return AutoModelForCausalLM.from_pretrained(tiny).eval()
+
+
+def test_merging_two_softmax_parts_is_attention_over_all_keys():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 10, 8), torch.randn(2, 3, 10, 8)
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    first = engine.attention(q, k[:, :, :6], v[:, :, :6], scale=0.3)
+    second = engine.attention(q, k[:, :, 6:], v[:, :, 6:], scale=0.3)
+    assert torch.allclose(engine.merge(*first, *second), whole, atol=1e-5)
+
+
+def test_the_engine_runs_for_llama_and_gives_the_transformers_loops_tokens(model):
+    assert engine.supports(model)
+    ours = decode(model, PROMPTS, max_new_tokens=12, eos=set(), pad=0)
+    theirs = decode(model, PROMPTS, max_new_tokens=12, eos=set(), pad=0, engine="transformers")
+    assert ours == theirs
+
+
+def test_a_stream_through_a_small_batch_gives_each_prompt_its_own_answer(model):
+    [free] = decode(model, [PROMPTS[0]], max_new_tokens=10, eos=set(), pad=0)
+    stop = free.tokens[2]
+    budgets = [10, 3, 10, 1, 7, 10, 4]
+    streamed = decode(model, PROMPTS, max_new_tokens=budgets, eos={stop}, pad=0, batch_size=2)
+    static = decode(model, PROMPTS, max_new_tokens=budgets, eos={stop}, pad=0, engine="transformers")
+    assert streamed == static
+    assert streamed[0].finish_reason == "stop" and streamed[3].tokens and len(streamed[3].tokens) <= 1
+
+
+def test_a_sampled_answer_does_not_depend_on_neighbours_or_arrival_order(model):
+    seeds = list(range(100, 107))
+    kwargs = {"max_new_tokens": 9, "eos": set(), "pad": 0, "temperature": 1.0, "top_p": 0.9}
+    wide = decode(model, PROMPTS, seeds=seeds, **kwargs)
+    narrow = decode(model, PROMPTS[::-1], seeds=seeds[::-1], batch_size=3, **kwargs)[::-1]
+    assert wide == narrow
+
+
+def test_groups_with_different_prefixes_and_prompts_without_one_decode_side_by_side(model):
+    other = [list(range(200, 230)) + [7], list(range(200, 230)) + [8, 9]]
+    mixed = [PROMPTS[0], other[0], [3, 4, 5], PROMPTS[1], other[1]]
+    together = decode(model, mixed, max_new_tokens=6, eos=set(), pad=0, batch_size=2)
+    alone = [decode(model, [p], max_new_tokens=6, eos=set(), pad=0, engine="transformers")[0] for p in mixed]
+    assert together == alone
+
+
+def test_the_suffix_cache_grows_past_its_first_capacity(model, monkeypatch):
+    monkeypatch.setattr(engine, "FIRST_CAPACITY", 4)
+    ours = decode(model, PROMPTS[:3], max_new_tokens=20, eos=set(), pad=0)
+    theirs = decode(model, PROMPTS[:3], max_new_tokens=20, eos=set(), pad=0, engine="transformers")
+    assert ours == theirs
