@@ -84,3 +84,24 @@ def test_the_forgetting_probe_table_gives_each_change_from_base_with_an_interval
     assert table[2] == "| base | 2.500 |  |"
     assert table[3] == "| sft | 3.000 | +0.500 [+0.500, +0.500] |"
     assert table[4] == "| distill | 2.500 | +0.000 [+0.000, +0.000] |"
+
+
+@pytest.mark.slow  # imports torch and transformers
+def test_the_probe_loss_of_a_row_is_the_models_own_loss_on_its_answer_tokens():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from orcac.runtime.models import chat_format
+    from tests.support.tiny_model import tiny_model_dir
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
+    chat_format.prepare_tokenizer(tokenizer, "chatml")
+    rows = compare.probe_rows(2)
+    assert rows[0]["user"] == "How many grams are in 9 kilograms?"  # openorca_mix's first row
+    losses = compare.row_losses(model, tokenizer, rows, max_length=512)
+    for row, loss in zip(rows, losses, strict=True):
+        e = chat_format.encode(tokenizer, row["system"], row["user"], row["assistant"], max_length=512)
+        with torch.no_grad():  # transformers' own shifted cross-entropy over the labelled tokens
+            expected = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
+        assert loss == pytest.approx(expected, rel=1e-5)
