@@ -307,7 +307,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default="sft,distill", help=f"comma-separated, of: {', '.join(ARMS)}")
     parser.add_argument("--workdir", type=Path, help="the demo's copy (default: a new temporary folder); reused if it holds a build")
-    parser.add_argument("--probe-rows", type=int, default=64, help="forgetting-probe rows from openorca_mix")
+    parser.add_argument("--probe-rows", type=int, default=64, help="forgetting-probe rows from openorca_mix (0: no probe)")
     parser.add_argument("--max-steps", type=int, help="cap each training stage (smoke runs)")
     parser.add_argument("--collect", type=Path, nargs="+", metavar="WORKDIR",
                         help="run nothing: the tables of the arms already trained and evaluated in these workdirs "
@@ -360,14 +360,15 @@ def print_tables(where: dict[str, Path], probe_count: int) -> None:
     missing = [arm for arm, (found, _, _) in results.items() if found is None]
     if missing:
         raise SystemExit(f"no eval run found for {', '.join(missing)}; see compare.log in its workdir")
-    losses = probe(where, probe_count)
     print(comparison_table({arm: found for arm, (found, _, _) in results.items()}))
-    print(f"\nforgetting probe: {probe_count} rows of {PROBE_ROWS.relative_to(ROOT)} (never trained on), "
-          "mean cross-entropy per answer token\n")
-    print(forgetting_table(losses))
     print("\n| arm | train steps | train s (train_steps) | eval run |\n|---|---|---|---|")
     for arm, (found, steps, seconds) in results.items():
-        print(f"| {arm} | {steps} | {seconds:.0f} | {found.run_id} |")
+        print(f"| {arm} | {steps} | {seconds:.0f} | {found.run_id} |", flush=True)
+    if probe_count:
+        losses = probe(where, probe_count)
+        print(f"\nforgetting probe: {probe_count} rows of {PROBE_ROWS.relative_to(ROOT)} (never trained on), "
+              "mean cross-entropy per answer token\n")
+        print(forgetting_table(losses))
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
