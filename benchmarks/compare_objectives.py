@@ -1,6 +1,7 @@
 """SFT against distillation on the demo, end to end: gap closed with intervals, and what each forgets.
 
     .venv/bin/python -m benchmarks.compare_objectives [--arms sft,distill] [--workdir DIR] [--probe-rows 64]
+    .venv/bin/python -m benchmarks.compare_objectives --collect DIR [DIR ...]   # tables of arms already run
 
 A copy of the demo (examples/cautious_reasoner: its spec, plan and data, whatever they hold
 now) in a folder outside git (`--workdir`, else a fresh temporary one) is built once with its
@@ -28,7 +29,9 @@ gets a paired bootstrap interval over rows.
 
 A workdir that already holds a build is reused (`orcac build` finds every answer stored); an
 arm whose student is already trained on its plan is not trained again (`orcac train` says so),
-nor evaluated again when its eval run is stored.
+nor evaluated again when its eval run is stored; each probe loss is kept beside the student it
+measures. Arms can run at the same time, each in a workdir of its own (a copy of one build);
+`--collect` then prints their tables side by side without running anything.
 """
 
 from __future__ import annotations
@@ -254,9 +257,15 @@ def probe(where: dict[str, Path], count: int) -> dict[str, list[float]]:
     first = next(iter(where))
     out = {}
     for name, arm in [("base", first), *((arm, arm) for arm in where)]:
+        # kept beside the student it measures (a --collect after a slow run computes each once)
+        kept = where[arm] / (f"probe-base-{count}.json" if name == "base" else f"{arm_output(arm)}/probe-{count}.json")
+        if kept.is_file() and kept.stat().st_mtime_ns > (trained_at(where[arm], arm) or 0):
+            out[name] = json.loads(kept.read_text())
+            continue
         plan = read_plan(final_dir(where[arm], arm) / "plan.yaml")
         model, tokenizer, _ = load_model("base" if name == "base" else "trained", plan, where[arm])
         out[name] = row_losses(model, tokenizer, rows, plan.train.max_length)
+        kept.write_text(json.dumps(out[name]))
         del model
     return out
 
