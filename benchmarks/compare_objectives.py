@@ -250,7 +250,7 @@ def forgetting_table(losses: dict[str, list[float]]) -> str:
 def probe(where: dict[str, Path], count: int) -> dict[str, list[float]]:
     """Per-row probe losses of the base student and of each arm's (`where`: arm -> its workdir),
     each loaded as eval loads it, under the plan it was trained on."""
-    from orcac.runtime.evaluate.command import load_model
+    from orcac.runtime.commands.evaluate.command import _device, load_model
     from orcac.specs.plan_file import read_plan
 
     rows = probe_rows(count)
@@ -263,8 +263,9 @@ def probe(where: dict[str, Path], count: int) -> dict[str, list[float]]:
             out[name] = json.loads(kept.read_text())
             continue
         plan = read_plan(final_dir(where[arm], arm) / "plan.yaml")
-        model, tokenizer, _ = load_model("base" if name == "base" else "trained", plan, where[arm])
-        out[name] = row_losses(model, tokenizer, rows, plan.train.max_length)
+        model, tokenizer, _, chosen = load_model("base" if name == "base" else "trained", plan, where[arm])
+        with chosen.running(_device()):  # as eval runs the student
+            out[name] = row_losses(model, tokenizer, rows, plan.train.max_length)
         kept.write_text(json.dumps(out[name]))
         del model
     return out
@@ -274,7 +275,7 @@ def probe(where: dict[str, Path], count: int) -> dict[str, list[float]]:
 
 
 def final_dir(workdir: Path, arm: str) -> Path:
-    from orcac.runtime.train.command import FINAL_DIR
+    from orcac.runtime.training.layout import FINAL_DIR
 
     return workdir / arm_output(arm) / FINAL_DIR
 

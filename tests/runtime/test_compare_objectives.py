@@ -9,7 +9,8 @@ import pytest
 
 from benchmarks import compare_objectives as compare
 from orcac import compiler
-from orcac.runtime.evaluate import command as evaluate
+from orcac.runtime.commands.evaluate import stored
+from orcac.runtime.store import evaluations
 from orcac.runtime.store.database import open_database
 
 DEMO = compare.DEMO
@@ -50,10 +51,12 @@ def _eval_run(db, run_id, trained_path, trained_rate, gap):
         con.close()
     gaps = [{"task": t, "metric": m, "base": 0.25, "prompted": 0.92, "trained": 0.5, "gap_closed": gap,
              "gap_low": gap - 0.25, "gap_high": gap + 0.25} for t in ("sentiment", "all") for m in compare.METRICS]
-    evaluate._store_gaps(db, run_id, "sha", gaps)
+    with evaluations.writing(db) as store:
+        evaluations.insert_gaps(store, stored.gap_rows(run_id, "sha", gaps))
     paired = [{"task": t, "metric": m, "pairs": 12, "worse": 0, "better": 4, "p": 0.125}
               for t in ("sentiment", "all") for m in compare.METRICS]
-    evaluate._store_paired(db, run_id, "sha", paired)
+    with evaluations.writing(db) as store:
+        evaluations.insert_paired(store, stored.paired_rows(run_id, "sha", paired))
 
 
 def test_the_table_reads_each_arms_eval_run_by_its_students_path(tmp_path):
