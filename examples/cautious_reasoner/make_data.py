@@ -56,95 +56,56 @@ def _lose_phrase(rng: random.Random, thing: str, friend: str) -> tuple[str, str]
 
 def _arith_problem(rng: random.Random) -> tuple[str, str, int]:
     """One word problem: (question, expression, answer). The expression keeps the numbers in the
-    order the question states them, so a test can recompute the answer independently."""
+    order the question states them, so a test can recompute the answer independently.
+
+    Small numbers, and mostly one step: the 135M teacher gets such a problem right only now and
+    then (one sampled answer in ten or so), which is what the demo's rejection sampling needs:
+    with several samples per problem, some right answer turns up for many problems, and only
+    right answers become records. Harder problems it practically never solves."""
     (name, pron), (friend, _) = rng.sample(PEOPLE, 2)
     Pron = pron.capitalize()
-    poss = "her" if pron == "she" else "his"
     thing = rng.choice(THINGS)
-    kind = rng.choice([
-        "add", "sub", "mul", "div", "add_sub", "sub_add", "mul_add", "mul_sub", "div_add",
-        "sum_mul", "bus", "sub_sub",
-    ])
+    kind = rng.choice(["add", "add", "sub", "sub", "mul", "div", "add_sub", "sub_add"])
     if kind == "add":
-        a, b = rng.randint(2, 20), rng.randint(2, 15)
+        a, b = rng.randint(1, 8), rng.randint(1, 5)
         verb = rng.choice(GAIN)
         more = "more" if verb != "is given" else "more by " + friend
         q = f"{name} has {a} {thing} and {verb} {b} {more}. How many {thing} does {name} have now?"
         return q, f"{a} + {b}", a + b
     if kind == "sub":
-        a = rng.randint(8, 30)
+        a = rng.randint(3, 10)
         b = rng.randint(1, a - 1)
         verb, tail = _lose_phrase(rng, thing, friend)
         tail = f" {tail}" if tail else ""
         q = f"{name} had {a} {thing}. {Pron} {verb} {b}{tail}. How many {thing} does {name} have left?"
         return q, f"{a} - {b}", a - b
     if kind == "mul":
-        a, b = rng.randint(2, 9), rng.randint(2, 10)
+        a, b = rng.randint(2, 4), rng.randint(2, 5)
         holder = rng.choice(sorted(HOLDERS))
         q = (f"{name} has {a} {holder} of {thing}. Each of the {holder} holds {b} {thing}. "
              f"How many {thing} does {name} have in total?")
         return q, f"{a} * {b}", a * b
     if kind == "div":
-        b, k = rng.randint(2, 8), rng.randint(2, 9)
+        b, k = rng.randint(2, 4), rng.randint(2, 5)
         a = b * k
         q = (f"{name} shares {a} {thing} equally among {b} friends. "
              f"How many {thing} does each friend get?")
         return q, f"{a} / {b}", k
     if kind == "add_sub":
-        a, b = rng.randint(3, 20), rng.randint(2, 12)
+        a, b = rng.randint(2, 8), rng.randint(1, 5)
         c = rng.randint(1, a + b - 1)
         verb, tail = _lose_phrase(rng, thing, friend)
         tail = f" {tail}" if tail else ""
         q = (f"{name} has {a} {thing}. {Pron} {rng.choice(GAIN)} {b} more, then {verb} {c}{tail}. "
              f"How many {thing} does {name} have now?")
         return q, f"{a} + {b} - {c}", a + b - c
-    if kind == "sub_add":
-        a = rng.randint(6, 25)
-        b = rng.randint(1, a - 1)
-        c = rng.randint(2, 12)
-        q = (f"There are {a} {thing} on the table. {name} takes away {b} of them, and later "
-             f"{friend} puts {c} more on the table. How many {thing} are on the table now?")
-        return q, f"{a} - {b} + {c}", a - b + c
-    if kind == "mul_add":
-        a, b, c = rng.randint(2, 6), rng.randint(2, 10), rng.randint(1, 9)
-        holder = rng.choice(sorted(HOLDERS))
-        q = (f"{name} already has {c} {thing}. {Pron} buys {a} {holder} with {b} {thing} in each. "
-             f"How many {thing} does {name} have altogether?")
-        return q, f"{c} + {a} * {b}", c + a * b
-    if kind == "mul_sub":
-        a, b = rng.randint(2, 6), rng.randint(3, 10)
-        c = rng.randint(1, a * b - 1)
-        holder = rng.choice(sorted(HOLDERS))
-        q = (f"{name} fills {a} {holder} with {b} {thing} each, then gives {c} {thing} to {friend}. "
-             f"How many {thing} does {name} still have?")
-        return q, f"{a} * {b} - {c}", a * b - c
-    if kind == "div_add":
-        b, k = rng.randint(2, 6), rng.randint(2, 8)
-        a = b * k
-        c = rng.randint(1, 9)
-        holder = rng.choice(sorted(HOLDERS))
-        q = (f"{name} puts {a} {thing} equally into {b} {holder}. Then {pron} adds {c} more {thing} "
-             f"to one of the {holder}. How many {thing} are in that {HOLDERS[holder]} now?")
-        return q, f"{a} / {b} + {c}", k + c
-    if kind == "sum_mul":
-        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(2, 7)
-        q = (f"Every day {name} reads {a} pages in the morning and {b} pages at night. "
-             f"How many pages does {pron} read in {c} days?")
-        return q, f"({a} + {b}) * {c}", (a + b) * c
-    if kind == "bus":
-        a = rng.randint(8, 40)
-        b = rng.randint(1, a - 1)
-        c = rng.randint(1, 15)
-        q = (f"A bus has {a} passengers. At the next stop {b} people get off and {c} people get on. "
-             f"How many passengers are on the bus now?")
-        return q, f"{a} - {b} + {c}", a - b + c
-    # sub_sub
-    a = rng.randint(12, 40)
-    b = rng.randint(1, a // 2)
-    c = rng.randint(1, a - b - 1)
-    q = (f"{name} has {a} dollars. {Pron} spends {b} dollars on lunch and {c} dollars on a book. "
-         f"How many dollars does {name} have left?")
-    return q, f"{a} - {b} - {c}", a - b - c
+    # sub_add
+    a = rng.randint(3, 10)
+    b = rng.randint(1, a - 1)
+    c = rng.randint(1, 5)
+    q = (f"There are {a} {thing} on the table. {name} takes away {b} of them, and later "
+         f"{friend} puts {c} more on the table. How many {thing} are on the table now?")
+    return q, f"{a} - {b} + {c}", a - b + c
 
 
 def arithmetic_problems(rng: random.Random) -> list[dict]:

@@ -219,7 +219,7 @@ def test_cautious_example_is_the_orca2_recipe():
     assert all(len(s.demonstrations) >= 2 and s.adherence for s in plan.strategies.values())
     assert all(any(c.kind == "follows" for c in t.accept) for t in plan.tasks.values())
     assert any(t.sampling.samples > 1 and t.sampling.temperature for t in plan.tasks.values())
-    assert all(t.counts.holdout >= 12 for t in plan.tasks.values())
+    assert all(t.counts.holdout >= 60 for t in plan.tasks.values())  # 60 a task: enough rows for the intervals to tell 90% from 100%
     assert [s.name for s in plan.train.stages] == ["warmup", "reason"]
     assert "cautious assistant" in plan.erase["cautious"].system
 
