@@ -32,8 +32,15 @@ from tests.support.loopback import Loopback
 
 def one(mode: str, args) -> dict:
     with Loopback(latency=args.latency, capacity=args.capacity, process=True) as server:
-        plan = TeacherPlan(name="t", model="openai/bench", api_base=server.url, api_key_env="BENCH_KEY",
-                           concurrency=args.concurrency, adaptive=mode == "adaptive", timeout_s=30.0)
+        plan = TeacherPlan(
+            name="t",
+            model="openai/bench",
+            api_base=server.url,
+            api_key_env="BENCH_KEY",
+            concurrency=args.concurrency,
+            adaptive=mode == "adaptive",
+            timeout_s=30.0,
+        )
         jobs = [make_job(plan, [{"role": "user", "content": f"question {i}"}]) for i in range(args.jobs)]
         outcomes = []
         started = time.perf_counter()
@@ -41,8 +48,14 @@ def one(mode: str, args) -> dict:
         wall = time.perf_counter() - started
         stats = server.stats()
     ok = sum(o.status == "ok" for o in outcomes)
-    return {"wall": wall, "goodput": ok / wall, "sent": stats["requests"], "wasted": stats["rejected"],
-            "failed": len(outcomes) - ok, "peak": stats["peak"]}
+    return {
+        "wall": wall,
+        "goodput": ok / wall,
+        "sent": stats["requests"],
+        "wasted": stats["rejected"],
+        "failed": len(outcomes) - ok,
+        "peak": stats["peak"],
+    }
 
 
 def main() -> None:
@@ -58,13 +71,17 @@ def main() -> None:
         for mode in results:
             results[mode].append(one(mode, args))
     ideal = args.capacity / args.latency
-    print(f"{args.jobs} jobs, hidden capacity {args.capacity} in flight, {args.latency * 1000:.0f} ms per answer "
-          f"(at most {ideal:,.0f} answers/s), concurrency = {args.concurrency}; medians of {args.repeat}")
+    print(
+        f"{args.jobs} jobs, hidden capacity {args.capacity} in flight, {args.latency * 1000:.0f} ms per answer "
+        f"(at most {ideal:,.0f} answers/s), concurrency = {args.concurrency}; medians of {args.repeat}"
+    )
     print(f"{'mode':<9} {'wall s':>7} {'goodput/s':>10} {'sent':>7} {'wasted (429)':>13} {'failed':>7} {'peak':>5}")
     for mode, runs in results.items():
         m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{mode:<9} {m['wall']:>7.2f} {m['goodput']:>10,.0f} {m['sent']:>7,.0f} {m['wasted']:>13,.0f} "
-              f"{m['failed']:>7,.0f} {m['peak']:>5.0f}")
+        print(
+            f"{mode:<9} {m['wall']:>7.2f} {m['goodput']:>10,.0f} {m['sent']:>7,.0f} {m['wasted']:>13,.0f} "
+            f"{m['failed']:>7,.0f} {m['peak']:>5.0f}"
+        )
 
 
 if __name__ == "__main__":

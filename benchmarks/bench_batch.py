@@ -66,8 +66,9 @@ class _Timed:
 def run(n: int, url: str, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        teacher = TeacherPlan(name="t", model="openai/bench", api_base=url, api_key_env="BENCH_KEY", mode=mode,
-                              concurrency=256)
+        teacher = TeacherPlan(
+            name="t", model="openai/bench", api_base=url, api_key_env="BENCH_KEY", mode=mode, concurrency=256
+        )
         plan = make_plan(root, n=n, holdout=0.0, teacher=teacher)
         work = build.plan_work(plan, root)
         timed = _Timed()
@@ -93,9 +94,13 @@ def main() -> None:
     get_litellm()  # imported once before anything is timed: both paths need it, neither should pay it
     import litellm.litellm_core_utils.core_helpers  # noqa: F401
     import pyarrow  # noqa: F401
+
     server = subprocess.Popen(  # `-c` from the repository root: tests.support imports as it does here
         [sys.executable, "-c", "from tests.support.batch_server import serve_until_stdin_closes as s; s()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
     port = int(server.stdout.readline())
     results: dict[str, list[dict]] = {"batch": [], "online": []}
@@ -112,8 +117,10 @@ def main() -> None:
     print(f"{'path':<7} {'wall s':>14} {'client CPU s':>16} {'DuckDB writes s':>17}")
     for path, runs in results.items():
         m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{path:<7} {m['wall']:>6.2f} ({m['wall'] * scale:>5.2f}) {m['cpu']:>8.2f} ({m['cpu'] * scale:>5.2f}) "
-              f"{m['db']:>9.2f} ({m['db'] * scale:>5.2f})")
+        print(
+            f"{path:<7} {m['wall']:>6.2f} ({m['wall'] * scale:>5.2f}) {m['cpu']:>8.2f} ({m['cpu'] * scale:>5.2f}) "
+            f"{m['db']:>9.2f} ({m['db'] * scale:>5.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,10 @@ def throughput(size_mb: float) -> None:
         # wall and CPU time, best of 3: CPU time is what the code costs on a busy machine
         runs = {"parse only": [], "parse + check (whole front end, headers read)": []}
         for _ in range(3):
-            for label, work in (("parse only", lambda: parse(text, "big.orca")), ("parse + check (whole front end, headers read)", lambda: diagnose(spec))):
+            for label, work in (
+                ("parse only", lambda: parse(text, "big.orca")),
+                ("parse + check (whole front end, headers read)", lambda: diagnose(spec)),
+            ):
                 w, c = time.perf_counter(), time.process_time()
                 result = work()
                 runs[label].append((time.perf_counter() - w, time.process_time() - c))
@@ -113,7 +116,9 @@ def throughput(size_mb: float) -> None:
         for label, times in runs.items():
             w = min(t[0] for t in times)
             c = min(t[1] for t in times)
-            print(f"{label}: wall {w * 1000:.0f} ms = {mb / w:.2f} MB/s; CPU {c * 1000:.0f} ms = {mb / c:.2f} MB/s (goal >= 1 MB/s)")
+            print(
+                f"{label}: wall {w * 1000:.0f} ms = {mb / w:.2f} MB/s; CPU {c * 1000:.0f} ms = {mb / c:.2f} MB/s (goal >= 1 MB/s)"
+            )
 
 
 def main() -> None:
@@ -122,7 +127,9 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=1.0)
     args = ap.parse_args()
     load = os.getloadavg()[0]
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} (wall times inflate under load)")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} (wall times inflate under load)"
+    )
     startup(args.runs)
     throughput(args.size_mb)
 

@@ -102,15 +102,21 @@ def run_one(plan, objective: str, records: list[dict], steps: int, db_source: Pa
         logged = con.execute("SELECT elapsed_s, loss, grad_norm FROM train_steps ORDER BY step").fetchall()
         con.close()
     elapsed = [r[0] for r in logged]
-    print(f"  {objective}: losses {[round(r[1], 4) for r in logged]}, grad norms {[round(r[2] or 0, 3) for r in logged]}, "
-          f"step ends at {[round(e, 1) for e in elapsed]} s", file=sys.stderr, flush=True)
+    print(
+        f"  {objective}: losses {[round(r[1], 4) for r in logged]}, grad norms {[round(r[2] or 0, 3) for r in logged]}, "
+        f"step ends at {[round(e, 1) for e in elapsed]} s",
+        file=sys.stderr,
+        flush=True,
+    )
     step_s = statistics.mean(b - a for a, b in zip(elapsed, elapsed[1:])) if len(elapsed) > 1 else elapsed[0]
     return {"planned": planned[0], "step_s": step_s, "total_s": total, "steps": len(elapsed)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="local/smollm2-135m-instruct", help="student and teacher (a local/... model)")
+    parser.add_argument(
+        "--model", default="local/smollm2-135m-instruct", help="student and teacher (a local/... model)"
+    )
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per objective (the first is not timed)")
     parser.add_argument("--per-task", type=int, default=48, help="rows of each demo task (the demo's limit is 48)")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
@@ -119,7 +125,9 @@ def main() -> int:
     args = parser.parse_args()
 
     plan = read_plan(DEMO / "cautious.plan.yaml")
-    student_model = args.model.removeprefix("local/") if Path(args.model.removeprefix("local/")).is_dir() else args.model
+    student_model = (
+        args.model.removeprefix("local/") if Path(args.model.removeprefix("local/")).is_dir() else args.model
+    )
     teachers = {n: t.model_copy(update={"model": args.model}) for n, t in plan.teachers.items()}
     students = {n: s.model_copy(update={"model": student_model}) for n, s in plan.students.items()}
     stage = StagePlan(name="all", tasks=tuple(plan.tasks), epochs=1.0, train_examples=args.per_task * len(plan.tasks))
@@ -127,7 +135,6 @@ def main() -> int:
         update={"teachers": teachers, "students": students, "train": plan.train.model_copy(update={"stages": (stage,)})}
     )
     records = demo_records(plan, args.per_task)
-
 
     from orcac.runtime.models import chat_format, loading
 
@@ -138,9 +145,11 @@ def main() -> int:
     import torch
 
     if not args.one:
-        print(f"demo records: {len(records)} ({args.per_task} a task), {tokens} student tokens an epoch; "
-              f"model {args.model}; batch {plan.train.batch_size}, max_length {plan.train.max_length}; "
-              f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"demo records: {len(records)} ({args.per_task} a task), {tokens} student tokens an epoch; "
+            f"model {args.model}; batch {plan.train.batch_size}, max_length {plan.train.max_length}; "
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
+        )
         print(f"{'objective':<12} {'steps/epoch':>11} {'s/step':>8} {'epoch s':>9} {'tokens/s':>9}")
     if args.one:  # a child process: one objective, its result as JSON on the last line
         print(json.dumps(run_one(plan, args.one, records, args.steps, args.db)))
@@ -155,7 +164,10 @@ def main() -> int:
         r = json.loads(done.stdout.strip().splitlines()[-1])
         epoch_s = r["planned"] * r["step_s"]
         results[objective] = epoch_s
-        print(f"{objective:<12} {r['planned']:>11} {r['step_s']:>8.2f} {epoch_s:>9.1f} {tokens / epoch_s:>9.0f}", flush=True)
+        print(
+            f"{objective:<12} {r['planned']:>11} {r['step_s']:>8.2f} {epoch_s:>9.1f} {tokens / epoch_s:>9.0f}",
+            flush=True,
+        )
     if "sft" in results and "distill" in results:
         print(f"distill / sft, wall time per epoch: {results['distill'] / results['sft']:.2f}x")
     return 0

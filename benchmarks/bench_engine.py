@@ -87,8 +87,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time by this process's CPU seconds (with --threads 1 on a shared machine)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by this process's CPU seconds (with --threads 1 on a shared machine)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -109,20 +112,32 @@ def main() -> None:
     eos = stop_ids(model, tokenizer)
     batches = [int(b) for b in args.batches.split(",") if b]
     ids = prompts(tokenizer, max(batches + [args.stream]))
-    print(f"{args.model}; prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, {shared_prefix(ids)} shared; "
-          f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
-          f"{'CPU' if CPU_TIME else 'wall'} seconds; "
-          f"load average {load_average()}", flush=True)
+    print(
+        f"{args.model}; prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, {shared_prefix(ids)} shared; "
+        f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
+        f"{'CPU' if CPU_TIME else 'wall'} seconds; "
+        f"load average {load_average()}",
+        flush=True,
+    )
 
     def run(engine: str, chunk: list, batch: int | None):
-        return decode(model, chunk, max_new_tokens=args.max_tokens, eos=eos, pad=tokenizer.pad_token_id,
-                      engine=engine, batch_size=batch)
+        return decode(
+            model,
+            chunk,
+            max_new_tokens=args.max_tokens,
+            eos=eos,
+            pad=tokenizer.pad_token_id,
+            engine=engine,
+            batch_size=batch,
+        )
 
     for precision in args.precisions.split(","):
         model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         run("auto", ids[:2], None), run("transformers", ids[:2], None)  # warm up
-        print(f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) "
-              f"| static tok/s (share) | engine tok/s (share) | engine/static | same")
+        print(
+            f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) "
+            f"| static tok/s (share) | engine tok/s (share) | engine/static | same"
+        )
         for batch in batches:
             top = floor(model, batch)
             step = steady_step(model, ids, batch)
@@ -133,26 +148,35 @@ def main() -> None:
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = tokens / ours_s
             same = sum(a == b for a, b in zip(static, ours))
-            print(f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) "
-                  f"| {static_rate:8.1f} ({static_rate / top:.2f}) "
-                  f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
-                  f"[load {load_average()}]", flush=True)
+            print(
+                f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) "
+                f"| {static_rate:8.1f} ({static_rate / top:.2f}) "
+                f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
+                f"[load {load_average()}]",
+                flush=True,
+            )
         if args.stream:
             chunk, width = ids[: args.stream], args.stream_batch
             static, static_s = timed(lambda chunk=chunk, width=width: run("transformers", chunk, width))
             ours, ours_s = timed(lambda chunk=chunk, width=width: run("auto", chunk, width))
             # The engine in static batches too: what refilling the batch adds on its own.
-            _, batches_s = timed(lambda chunk=chunk, width=width: [
-                r for i in range(0, len(chunk), width) for r in run("auto", chunk[i:i + width], None)])
+            _, batches_s = timed(
+                lambda chunk=chunk, width=width: [
+                    r for i in range(0, len(chunk), width) for r in run("auto", chunk[i : i + width], None)
+                ]
+            )
             tokens = sum(len(r.tokens) for r in ours)
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = tokens / ours_s
             same = sum(a == b for a, b in zip(static, ours))
-            print(f"{precision:>5} stream of {args.stream} through {width}: static batches {static_rate:.1f} tok/s "
-                  f"({static_s:.0f}s), engine in static batches {tokens / batches_s:.1f} tok/s ({batches_s:.0f}s), "
-                  f"engine stream {rate:.1f} tok/s ({ours_s:.0f}s): {rate / static_rate:.2f}x static, "
-                  f"{batches_s / ours_s:.2f}x the engine's static batches; same {same}/{len(chunk)}  "
-                  f"[load {load_average()}]", flush=True)
+            print(
+                f"{precision:>5} stream of {args.stream} through {width}: static batches {static_rate:.1f} tok/s "
+                f"({static_s:.0f}s), engine in static batches {tokens / batches_s:.1f} tok/s ({batches_s:.0f}s), "
+                f"engine stream {rate:.1f} tok/s ({ours_s:.0f}s): {rate / static_rate:.2f}x static, "
+                f"{batches_s / ours_s:.2f}x the engine's static batches; same {same}/{len(chunk)}  "
+                f"[load {load_average()}]",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

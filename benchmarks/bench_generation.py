@@ -36,8 +36,9 @@ def prompts(tokenizer, n: int) -> list[list[int]]:
     plan = compile_spec(ROOT / "examples/cautious_reasoner/cautious.orca", "/tmp/never-written/cautious.plan.yaml")
     rows = [json.loads(line) for line in (ROOT / "examples/cautious_reasoner/data/arithmetic.jsonl").open()][:n]
     texts = [
-        tokenizer.apply_chat_template(list(teacher_messages(plan, "step_by_step", r["question"])),
-                                      add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(
+            list(teacher_messages(plan, "step_by_step", r["question"])), add_generation_prompt=True, tokenize=False
+        )
         for r in rows
     ]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -48,8 +49,16 @@ def with_generate(model, tokenizer, batch: list[list[int]], max_new: int, eos: s
 
     encoded = tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt")
     with torch.inference_mode():
-        out = model.generate(**encoded, max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None,
-                             top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos))
+        out = model.generate(
+            **encoded,
+            max_new_tokens=max_new,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(eos),
+        )
     width = encoded["input_ids"].shape[1]
     tokens = 0
     for row in out[:, width:].tolist():
@@ -85,19 +94,26 @@ def main() -> None:
         tokenizer.pad_token = tokenizer.eos_token
     eos = stop_ids(model, tokenizer)
     ids = prompts(tokenizer, args.requests)
-    print(f"{args.requests} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, batch {args.batch}, "
-          f"up to {args.max_tokens} new tokens, greedy")
+    print(
+        f"{args.requests} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens, batch {args.batch}, "
+        f"up to {args.max_tokens} new tokens, greedy"
+    )
     results = {}
     for name in args.precisions.split(","):
         model.to(torch.bfloat16 if name == "bf16" else torch.float32)
         for engine, run in (("generate", with_generate), ("orcac", with_orcac)):
             run(model, tokenizer, ids[:2], 4, eos)  # warm up
             started = time.perf_counter()
-            tokens = sum(run(model, tokenizer, ids[i:i + args.batch], args.max_tokens, eos)
-                         for i in range(0, len(ids), args.batch))
+            tokens = sum(
+                run(model, tokenizer, ids[i : i + args.batch], args.max_tokens, eos)
+                for i in range(0, len(ids), args.batch)
+            )
             seconds = time.perf_counter() - started
             results[(engine, name)] = tokens / seconds
-            print(f"  {engine:<9} {name}: {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} tokens/s", flush=True)
+            print(
+                f"  {engine:<9} {name}: {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} tokens/s",
+                flush=True,
+            )
     base = results[("generate", "fp32")] if ("generate", "fp32") in results else next(iter(results.values()))
     print("ratio vs generate fp32: " + ", ".join(f"{e} {p} {v / base:.2f}x" for (e, p), v in results.items()))
 

@@ -89,8 +89,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    settings = "the build's" if not (args.flush_every or args.flush_seconds) else (
-        f"every {args.flush_every or 'default'} answers / {args.flush_seconds or 'default'} s")
+    settings = (
+        "the build's"
+        if not (args.flush_every or args.flush_seconds)
+        else (f"every {args.flush_every or 'default'} answers / {args.flush_seconds or 'default'} s")
+    )
     print(f"flush bounds: {settings}")
     for inflight in args.inflight or [8, 64]:
         made, extra, seconds = one(args.jobs, inflight, args.kills, args.flush_every, args.flush_seconds, args.seed)

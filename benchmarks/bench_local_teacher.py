@@ -25,11 +25,22 @@ from orcac.runtime.teachers import local_model as local_provider
 from orcac.specs.plan import TeacherPlan
 
 QUESTIONS = [
-    "What is 17 + 25?", "Name a primary colour.", "Is a tomato a fruit?", "What is the capital of France?",
-    "How many legs does a spider have?", "What is 9 times 7?", "Spell 'cat' backwards.",
-    "What season comes after winter?", "Is ice cold or hot?", "What do bees make?",
-    "How many days are in a week?", "What is 100 minus 37?", "Which is bigger, 3 or 8?",
-    "What colour is the sky on a clear day?", "What is water made of?", "Name an animal that flies.",
+    "What is 17 + 25?",
+    "Name a primary colour.",
+    "Is a tomato a fruit?",
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What is 9 times 7?",
+    "Spell 'cat' backwards.",
+    "What season comes after winter?",
+    "Is ice cold or hot?",
+    "What do bees make?",
+    "How many days are in a week?",
+    "What is 100 minus 37?",
+    "Which is bigger, 3 or 8?",
+    "What colour is the sky on a clear day?",
+    "What is water made of?",
+    "Name an animal that flies.",
 ]
 
 
@@ -38,10 +49,13 @@ def run(model: str, n: int, max_tokens: int, batch: int, threads: int | None) ->
         name="local", model=model, max_tokens=max_tokens, batch_size=batch, concurrency=batch, threads=threads
     )
     jobs = [
-        teacher_jobs.make_job(plan, [
-            {"role": "system", "content": "You are a helpful assistant. Explain your reasoning."},
-            {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)] + f" (case {i})"},
-        ])
+        teacher_jobs.make_job(
+            plan,
+            [
+                {"role": "system", "content": "You are a helpful assistant. Explain your reasoning."},
+                {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)] + f" (case {i})"},
+            ],
+        )
         for i in range(n)
     ]
     outcomes: list = []
@@ -65,9 +79,15 @@ def main() -> None:
     # Load once and warm up outside the timings.
     run(args.model, 2, 4, 2, args.threads)
     batched, batched_tokens, batched_calls = run(args.model, args.requests, args.max_tokens, 16, args.threads)
-    print(f"batched (16 in flight): {batched:7.1f} tokens/s  ({batched_tokens} tokens, {batched_calls} generate calls)", flush=True)
+    print(
+        f"batched (16 in flight): {batched:7.1f} tokens/s  ({batched_tokens} tokens, {batched_calls} generate calls)",
+        flush=True,
+    )
     single, single_tokens, single_calls = run(args.model, args.requests, args.max_tokens, 1, args.threads)
-    print(f"one at a time:          {single:7.1f} tokens/s  ({single_tokens} tokens, {single_calls} generate calls)", flush=True)
+    print(
+        f"one at a time:          {single:7.1f} tokens/s  ({single_tokens} tokens, {single_calls} generate calls)",
+        flush=True,
+    )
     print(f"\n{args.model}, {args.requests} requests, max_tokens {args.max_tokens}, {args.threads} threads")
     print(f"batched / one at a time: {batched / single:.2f}x  (goal >= 5x)")
 

@@ -67,9 +67,17 @@ def smollm2_shaped(tokenizer, layers: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536, num_hidden_layers=layers,
-                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=layers,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -106,11 +114,25 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
     on_gpu = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(
-            output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
-            learning_rate=1e-4, lr_scheduler_type="constant", max_length=max_length, packing=True,
-            packing_strategy="bfd", activation_checkpointing=False, bf16=bf16, fp16=False, use_cpu=not on_gpu,
-            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-            dataloader_pin_memory=on_gpu, completion_only_loss=False,
+            output_dir=out,
+            max_steps=steps,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=1,
+            learning_rate=1e-4,
+            lr_scheduler_type="constant",
+            max_length=max_length,
+            packing=True,
+            packing_strategy="bfd",
+            activation_checkpointing=False,
+            bf16=bf16,
+            fp16=False,
+            use_cpu=not on_gpu,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=on_gpu,
+            completion_only_loss=False,
         )
         trainer = stage_trainer.make_trainer(model, tokenizer, dataset, config)
         stage = SimpleNamespace(name=shape)
@@ -122,8 +144,13 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
         checkpointing = bool(trainer.args.activation_checkpointing)
         model = trainer.model
         longest = max(len(row) for row in trainer.train_dataset["input_ids"])
-        need = memory.step_memory(trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu,
-                                  row_length=longest)
+        need = memory.step_memory(
+            trainer.model,
+            tokens=longest * batch_size,
+            compute_bytes=2 if bf16 else 4,
+            on_gpu=on_gpu,
+            row_length=longest,
+        )
         gc.collect()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -137,10 +164,21 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
         peak = torch.cuda.max_memory_allocated() if on_gpu else resident("VmHWM")
     estimate = need.total(checkpointing=checkpointing, margin=False)
     return {
-        "shape": shape, "model": model_name, "max_length": max_length, "batch_size": batch_size, "bf16": bf16,
-        "steps": steps, "checkpointing": checkpointing, "layers": model.config.num_hidden_layers, "estimate": estimate,
-        "parts": need.parts(checkpointing=checkpointing), "measured": peak - before, "resident_before": before,
-        "peak_resident": peak, "seconds": seconds, "tokens_per_s": longest * batch_size * steps / seconds,
+        "shape": shape,
+        "model": model_name,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "bf16": bf16,
+        "steps": steps,
+        "checkpointing": checkpointing,
+        "layers": model.config.num_hidden_layers,
+        "estimate": estimate,
+        "parts": need.parts(checkpointing=checkpointing),
+        "measured": peak - before,
+        "resident_before": before,
+        "peak_resident": peak,
+        "seconds": seconds,
+        "tokens_per_s": longest * batch_size * steps / seconds,
     }
 
 
@@ -149,14 +187,23 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default="demo,paper", help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--model", default=DEMO_MODEL)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=0, help="a random SmolLM2-135M-shaped model with this many layers")
-    parser.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto",
-                        help="auto: as orcac train decides (trainer.fit_in_memory)")
+    parser.add_argument(
+        "--layers", type=int, default=0, help="a random SmolLM2-135M-shaped model with this many layers"
+    )
+    parser.add_argument(
+        "--checkpointing",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="auto: as orcac train decides (trainer.fit_in_memory)",
+    )
     parser.add_argument("--quick", action="store_true", help="a 4-layer SmolLM2-shaped model at 1024 x 4, two steps")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(measure(args.child, args.model, args.steps, args.layers, args.checkpointing)), flush=True)
+        print(
+            "RESULT " + json.dumps(measure(args.child, args.model, args.steps, args.layers, args.checkpointing)),
+            flush=True,
+        )
         return 0
     shapes, model, steps, layers = args.shapes.split(","), args.model, args.steps, args.layers
     if args.quick:
@@ -164,26 +211,46 @@ def main(argv=None) -> int:
 
         shapes, model, layers = ["quick"], str(tiny_model_dir()), 4
     worst = 1.0
-    print(f"{'shape':<6} {'layers':>6} {'length x batch':>14} {'ckpt':>4} {'estimate':>9} {'measured':>9} {'ratio':>6} "
-          f"{'tokens/s':>8}  parts")
+    print(
+        f"{'shape':<6} {'layers':>6} {'length x batch':>14} {'ckpt':>4} {'estimate':>9} {'measured':>9} {'ratio':>6} "
+        f"{'tokens/s':>8}  parts"
+    )
     for shape in shapes:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_memory", "--child", shape, "--model", model, "--steps", str(steps),
-             "--layers", str(layers), "--checkpointing", args.checkpointing],
-            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_memory",
+                "--child",
+                shape,
+                "--model",
+                model,
+                "--steps",
+                str(steps),
+                "--layers",
+                str(layers),
+                "--checkpointing",
+                args.checkpointing,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
         found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode or not found:
             print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
             print(f"{shape}: failed (exit {done.returncode})")
             return 1
-        r = json.loads(found[-1][len("RESULT "):])
+        r = json.loads(found[-1][len("RESULT ") :])
         ratio = r["estimate"] / r["measured"]
         worst = ratio if abs(ratio - 1) > abs(worst - 1) else worst
-        print(f"{shape:<6} {r['layers']:>6} {r['max_length']:>6} x {r['batch_size']:<5} {'on' if r['checkpointing'] else 'off':>4} "
-              f"{r['estimate'] / 2**30:>6.2f} GB {r['measured'] / 2**30:>6.2f} GB {ratio:>6.2f} "
-              f"{r['tokens_per_s']:>8.0f}  {r['parts']}; peak resident {r['peak_resident'] / 2**30:.2f} GB, "
-              f"{r['seconds']:.0f} s for {r['steps']} step(s)")
+        print(
+            f"{shape:<6} {r['layers']:>6} {r['max_length']:>6} x {r['batch_size']:<5} {'on' if r['checkpointing'] else 'off':>4} "
+            f"{r['estimate'] / 2**30:>6.2f} GB {r['measured'] / 2**30:>6.2f} GB {ratio:>6.2f} "
+            f"{r['tokens_per_s']:>8.0f}  {r['parts']}; peak resident {r['peak_resident'] / 2**30:.2f} GB, "
+            f"{r['seconds']:.0f} s for {r['steps']} step(s)"
+        )
     print(f"estimate / measured, furthest from 1: {worst:.2f} (goal 0.85 to 1.15)")
     return 0
 

@@ -45,7 +45,9 @@ def synthesize(root: Path, records: int, tasks: int) -> Path:
     from orcac.runtime.store.database import Store
 
     per_task = records // tasks
-    rows = [{"q": f"Question {i}: " + "what follows from the premises above? " * 5, "a": str(i)} for i in range(per_task)]
+    rows = [
+        {"q": f"Question {i}: " + "what follows from the premises above? " * 5, "a": str(i)} for i in range(per_task)
+    ]
     names = tuple(f"task{t}" for t in range(tasks))
     plan = make_plan(root, rows, tasks=names, holdout=0.0, strategy_text=STRATEGY)
     path = write_plan(root, plan)
@@ -66,23 +68,69 @@ def synthesize(root: Path, records: int, tasks: int) -> Path:
             prompt = rows[i % per_task]["q"]
             answer = f"Step 1. Read it.\nStep 2. Think. {'More reasoning. ' * 20}\nAnswer: {i}"
             if i < per_task:
-                add("examples", task=task, row_index=row_index, split="train", probe=False, prompt=prompt,
-                    gold=str(i), source_sha256="0" * 64)
+                add(
+                    "examples",
+                    task=task,
+                    row_index=row_index,
+                    split="train",
+                    probe=False,
+                    prompt=prompt,
+                    gold=str(i),
+                    source_sha256="0" * 64,
+                )
             failed = i % 997 == 0
-            add("jobs", job_id=job_id, task=task, strategy="step", row_index=row_index, teacher="t",
-                model="openai/loopback", messages=json.dumps([{"role": "system", "content": STRATEGY},
-                                                              {"role": "user", "content": prompt}]),
-                status="failed" if failed else "ok", attempts=3 if failed else 1,
-                error="timeout: no answer in 30 s" if failed else None)
+            add(
+                "jobs",
+                job_id=job_id,
+                task=task,
+                strategy="step",
+                row_index=row_index,
+                teacher="t",
+                model="openai/loopback",
+                messages=json.dumps([{"role": "system", "content": STRATEGY}, {"role": "user", "content": prompt}]),
+                status="failed" if failed else "ok",
+                attempts=3 if failed else 1,
+                error="timeout: no answer in 30 s" if failed else None,
+            )
             if failed:
                 continue
-            add("responses", job_id=job_id, text=answer, finish_reason="stop", prompt_tokens=130,
-                completion_tokens=110, cost=0.0001, latency_s=0.8, model="loopback", attempts=1)
-            add("checks", item_id=job_id, job_id=job_id, task=task, strategy="step", row_index=row_index,
-                accepted=accepted, reason="accepted" if accepted else "contains")
+            add(
+                "responses",
+                job_id=job_id,
+                text=answer,
+                finish_reason="stop",
+                prompt_tokens=130,
+                completion_tokens=110,
+                cost=0.0001,
+                latency_s=0.8,
+                model="loopback",
+                attempts=1,
+            )
+            add(
+                "checks",
+                item_id=job_id,
+                job_id=job_id,
+                task=task,
+                strategy="step",
+                row_index=row_index,
+                accepted=accepted,
+                reason="accepted" if accepted else "contains",
+            )
             if accepted:
-                add("records", record_id=job_id, task=task, strategy="step", split="train", row_index=row_index,
-                    system=ERASE, user=prompt, assistant=answer, teacher="t", gold=str(i), job_id=job_id)
+                add(
+                    "records",
+                    record_id=job_id,
+                    task=task,
+                    strategy="step",
+                    split="train",
+                    row_index=row_index,
+                    system=ERASE,
+                    user=prompt,
+                    assistant=answer,
+                    teacher="t",
+                    gold=str(i),
+                    job_id=job_id,
+                )
                 n += 1
     with Store.open(database) as store:
         store.write({name: pa.table(values) for name, values in columns.items()})
@@ -103,12 +151,18 @@ def main() -> None:
         writes = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "orcac.cli", "report", str(plan)], check=True, cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "orcac.cli", "report", str(plan)],
+                check=True,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
             writes.append(time.perf_counter() - started)
         page = root / ".orca" / "spec.report.html"
-        print(f"report  : {statistics.median(writes):.2f} s to write (median of {args.runs}), "
-              f"{page.stat().st_size / 1e6:.2f} MB page")
+        print(
+            f"report  : {statistics.median(writes):.2f} s to write (median of {args.runs}), "
+            f"{page.stat().st_size / 1e6:.2f} MB page"
+        )
         if browser.executable() is None:
             print("open    : skipped: no chromium on PATH (apt-get install chromium)")
             return
@@ -122,8 +176,10 @@ def main() -> None:
             opens.append(loaded.seconds)
             rendered.append(int(loaded.dom.split('data-ready="', 1)[1].split('"', 1)[0]))
         o, e = statistics.median(opens), statistics.median(empties)
-        print(f"open    : {o:.2f} s in headless Chromium to the rendered page (script done at "
-              f"{statistics.median(rendered)} ms after navigation); an empty page {e:.2f} s")
+        print(
+            f"open    : {o:.2f} s in headless Chromium to the rendered page (script done at "
+            f"{statistics.median(rendered)} ms after navigation); an empty page {e:.2f} s"
+        )
         print(f"ratio: {o / e:.2f}x an empty page (goal: a few seconds for 100,000 records)")
 
 

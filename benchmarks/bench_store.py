@@ -59,7 +59,11 @@ def rerun(jobs: int) -> None:
             cpu.append(_children_cpu() - used)
             assert again.returncode == 0, again.stderr
         extra_calls = server.stats()["requests"] - calls
-    floor_cmd = [sys.executable, "-c", "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.commands.build_records.command"]
+    floor_cmd = [
+        sys.executable,
+        "-c",
+        "import duckdb, pyarrow, jinja2, pydantic, rich, yaml, orcac.runtime.commands.build_records.command",
+    ]
     floor = []
     for _ in range(3):
         started = time.perf_counter()
@@ -80,19 +84,27 @@ def records(n: int) -> None:
     from orcac.runtime.store.database import Store
 
     erase = "You are a cautious assistant. You carefully follow instructions. You are helpful and harmless."
-    table = pa.table({
-        "record_id": [f"{i:032x}" for i in range(n)],
-        "task": ["arith"] * n,
-        "strategy": ["step-by-step"] * n,
-        "split": ["train"] * n,
-        "row_index": pa.array(range(n), pa.int64()),
-        "system": [erase] * n,
-        "user": [f"A shop sells {i} apples in the morning and {i + 7} in the afternoon. How many in all?" for i in range(n)],
-        "assistant": [f"Morning: {i}. Afternoon: {i + 7}. Together {i} + {i + 7} = {2 * i + 7}.\nAnswer: {2 * i + 7}" for i in range(n)],
-        "teacher": ["gpt"] * n,
-        "gold": [str(2 * i + 7) for i in range(n)],
-        "job_id": [f"{i:064x}" for i in range(n)],
-    })
+    table = pa.table(
+        {
+            "record_id": [f"{i:032x}" for i in range(n)],
+            "task": ["arith"] * n,
+            "strategy": ["step-by-step"] * n,
+            "split": ["train"] * n,
+            "row_index": pa.array(range(n), pa.int64()),
+            "system": [erase] * n,
+            "user": [
+                f"A shop sells {i} apples in the morning and {i + 7} in the afternoon. How many in all?"
+                for i in range(n)
+            ],
+            "assistant": [
+                f"Morning: {i}. Afternoon: {i + 7}. Together {i} + {i + 7} = {2 * i + 7}.\nAnswer: {2 * i + 7}"
+                for i in range(n)
+            ],
+            "teacher": ["gpt"] * n,
+            "gold": [str(2 * i + 7) for i in range(n)],
+            "job_id": [f"{i:064x}" for i in range(n)],
+        }
+    )
     work = Path(tempfile.mkdtemp(prefix="orcac-bench-records-"))
     with Store.open(work / "store.duckdb") as store:
         started = time.perf_counter()

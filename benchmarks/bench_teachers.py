@@ -76,8 +76,12 @@ async def bench_plain(url: str, n: int, inflight: int) -> tuple[float, float]:
     async def one(i: int):
         async with semaphore:
             response = await litellm.acompletion(
-                model="openai/bench", api_base=url, api_key=os.environ["BENCH_KEY"],
-                messages=messages(i), max_tokens=16, temperature=0,
+                model="openai/bench",
+                api_base=url,
+                api_key=os.environ["BENCH_KEY"],
+                messages=messages(i),
+                max_tokens=16,
+                temperature=0,
             )
             return response.choices[0].message.content
 
@@ -90,8 +94,13 @@ async def bench_plain(url: str, n: int, inflight: int) -> tuple[float, float]:
 
 async def bench_orcac(url: str, n: int, inflight: int, sink=None, transport: str = "auto") -> tuple[float, float]:
     plan = TeacherPlan(
-        name="bench", model="openai/bench", api_base=url, api_key_env="BENCH_KEY",
-        max_tokens=16, concurrency=inflight, transport=transport,
+        name="bench",
+        model="openai/bench",
+        api_base=url,
+        api_key_env="BENCH_KEY",
+        max_tokens=16,
+        concurrency=inflight,
+        transport=transport,
     )
     jobs = [teacher_jobs.make_job(plan, messages(i)) for i in range(n)]
     outcomes: list = []
@@ -127,8 +136,17 @@ def duckdb_sink(inflight: int):
 
         @staticmethod
         def convert(batch):
-            columns = ("job_id", "text", "finish_reason", "prompt_tokens", "completion_tokens",
-                       "cost", "latency_s", "model", "attempts")
+            columns = (
+                "job_id",
+                "text",
+                "finish_reason",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost",
+                "latency_s",
+                "model",
+                "attempts",
+            )
             return {"responses": pa.table({c: [getattr(o, c) for o in batch] for c in columns})}
 
         def __call__(self, outcome):
@@ -191,10 +209,14 @@ def main() -> None:
                 results.setdefault(label, []).append((rate, cpu))
                 print(f"{label:>22}: {rate:8.0f} req/s {cpu:6.0f} us CPU/req", flush=True)
 
-    median = {label: (statistics.median(r for r, _ in runs_), statistics.median(c for _, c in runs_))
-              for label, runs_ in results.items()}
-    print(f"\n{n} jobs, {inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores"
-          + (f", median of {args.repeat} runs" if args.repeat > 1 else ""))
+    median = {
+        label: (statistics.median(r for r, _ in runs_), statistics.median(c for _, c in runs_))
+        for label, runs_ in results.items()
+    }
+    print(
+        f"\n{n} jobs, {inflight} in flight, {args.latency * 1000:.0f} ms server latency, {os.cpu_count()} cores"
+        + (f", median of {args.repeat} runs" if args.repeat > 1 else "")
+    )
     raw, plain = median.get("raw aiohttp", (0, 0))[0], median.get("plain litellm", (0, 0))[0]
     print(f"{'':>22}  {'req/s':>8}  {'/ raw':>6}  {'/ plain':>7}  {'us CPU/req':>10}")
     for label, (rate, cpu) in median.items():

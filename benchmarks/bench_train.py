@@ -99,8 +99,17 @@ class _Clock(TrainerCallback):
 
 
 def packed(
-    model, tokenizer, encoded, *, max_length: int, batch_size: int, lr: float, epochs: int, out: Path,
-    bf16: bool = False, before: bool = False,
+    model,
+    tokenizer,
+    encoded,
+    *,
+    max_length: int,
+    batch_size: int,
+    lr: float,
+    epochs: int,
+    out: Path,
+    bf16: bool = False,
+    before: bool = False,
 ) -> dict:
     """orcac's path: SFTTrainer, packing (best-fit decreasing, padding-free), our labels; with
     `bf16`, autocast as `orcac train` runs it (bf16 matmuls, fp32 weights and optimizer); with
@@ -152,9 +161,10 @@ def packed(
     # padding-free (`before`): the packs end to end, so the only slots are real tokens. Either
     # way, the padded layout's slots are counted for the record.
     rows = [len(x) for x in packs["input_ids"]]
-    padded_layout = sum(
-        max(rows[i : i + batch_size]) * len(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)
-    ) * epochs
+    padded_layout = (
+        sum(max(rows[i : i + batch_size]) * len(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size))
+        * epochs
+    )
     result = trainer.train()
     return {
         "tokens": real,
@@ -180,7 +190,9 @@ def main() -> int:
     parser.add_argument("--model", help="a model string (e.g. local/smollm2-135m-instruct) instead of the random Llama")
     parser.add_argument("--short-answers", type=float, default=0.0, metavar="F", help="share of one-line answers")
     parser.add_argument("--no-naive", action="store_true", help="leave out the naive loop (slow at 135M)")
-    parser.add_argument("--demo-erase", action="store_true", help="the demo's erase message (Orca 2's cautious one) as system turn")
+    parser.add_argument(
+        "--demo-erase", action="store_true", help="the demo's erase message (Orca 2's cautious one) as system turn"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -205,7 +217,9 @@ def main() -> int:
 
         plan = compile_spec(ROOT / "examples/cautious_reasoner/cautious.orca", "/tmp/never-written/cautious.plan.yaml")
         system = plan.erase["cautious"].system
-    encoded = [chat_format.encode(tokenizer, system, r["user"], r["assistant"], max_length=args.max_length) for r in rows]
+    encoded = [
+        chat_format.encode(tokenizer, system, r["user"], r["assistant"], max_length=args.max_length) for r in rows
+    ]
     lengths = sorted(len(e.input_ids) for e in encoded)
     mean = sum(lengths) / len(lengths)
     # Packs hold about max_length tokens; pick packs per step so both paths see similar tokens per step.
@@ -228,23 +242,51 @@ def main() -> int:
     for _ in range(args.rounds):
         if not args.no_naive:
             base.load_state_dict(state)
-            r = naive(base, encoded, batch_size=args.batch_size, lr=lr, epochs=args.epochs, pad_id=tokenizer.pad_token_id)
+            r = naive(
+                base, encoded, batch_size=args.batch_size, lr=lr, epochs=args.epochs, pad_id=tokenizer.pad_token_id
+            )
             naive_result = r if naive_result is None or r["seconds"] < naive_result["seconds"] else naive_result
         base.load_state_dict(state)
         with tempfile.TemporaryDirectory() as out:
-            r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
-                       epochs=args.epochs, out=Path(out))
+            r = packed(
+                base,
+                tokenizer,
+                encoded,
+                max_length=args.max_length,
+                batch_size=pack_batch,
+                lr=lr,
+                epochs=args.epochs,
+                out=Path(out),
+            )
         packed_result = r if packed_result is None or r["seconds"] < packed_result["seconds"] else packed_result
         base.load_state_dict(state)
         with tempfile.TemporaryDirectory() as out:
-            r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
-                       epochs=args.epochs, out=Path(out), before=True)
+            r = packed(
+                base,
+                tokenizer,
+                encoded,
+                max_length=args.max_length,
+                batch_size=pack_batch,
+                lr=lr,
+                epochs=args.epochs,
+                out=Path(out),
+                before=True,
+            )
         before_result = r if before_result is None or r["seconds"] < before_result["seconds"] else before_result
         if args.bf16:
             base.load_state_dict(state)
             with tempfile.TemporaryDirectory() as out:
-                r = packed(base, tokenizer, encoded, max_length=args.max_length, batch_size=pack_batch, lr=lr,
-                           epochs=args.epochs, out=Path(out), bf16=True)
+                r = packed(
+                    base,
+                    tokenizer,
+                    encoded,
+                    max_length=args.max_length,
+                    batch_size=pack_batch,
+                    lr=lr,
+                    epochs=args.epochs,
+                    out=Path(out),
+                    bf16=True,
+                )
             bf16_result = r if bf16_result is None or r["seconds"] < bf16_result["seconds"] else bf16_result
 
     def line(name, r, extra=""):
@@ -257,16 +299,26 @@ def main() -> int:
     print(f"{'path':<28} {'tokens/s':>9}         {'padding':>8}")
     if naive_result is not None:
         line(f"naive padded (bs {args.batch_size})", naive_result)
-    line(f"orcac packed (bs {pack_batch} x {args.max_length})", packed_result, f"   ({packed_result['packs']} packs, one a row)")
+    line(
+        f"orcac packed (bs {pack_batch} x {args.max_length})",
+        packed_result,
+        f"   ({packed_result['packs']} packs, one a row)",
+    )
     line(
         "packed, one row, every token",
         before_result,
         f"   (padding-free, head on every token; final loss {before_result['loss']:.3f} vs {packed_result['loss']:.3f})",
     )
     if bf16_result is not None:
-        line("orcac packed, bf16 autocast", bf16_result, f"   (final loss {bf16_result['loss']:.3f} vs fp32 {packed_result['loss']:.3f})")
+        line(
+            "orcac packed, bf16 autocast",
+            bf16_result,
+            f"   (final loss {bf16_result['loss']:.3f} vs fp32 {packed_result['loss']:.3f})",
+        )
     if naive_result is not None:
-        speedup = (packed_result["tokens"] / packed_result["seconds"]) / (naive_result["tokens"] / naive_result["seconds"])
+        speedup = (packed_result["tokens"] / packed_result["seconds"]) / (
+            naive_result["tokens"] / naive_result["seconds"]
+        )
         print(f"speed-up: {speedup:.2f}x real tokens/s (goal >= 1.5x); padding goal <= 5%")
     head = (packed_result["tokens"] / packed_result["seconds"]) / (before_result["tokens"] / before_result["seconds"])
     print(f"one pack a row, answer-only head / one row, head everywhere: {head:.2f}x real tokens/s")

@@ -91,8 +91,13 @@ def orcac(workdir: Path, *args: str, log) -> float:
     log.write(f"\n$ orcac {' '.join(args)}\n")
     log.flush()
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "orcac.cli", *args], cwd=workdir, stdout=log, stderr=log,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "orcac.cli", *args],
+        cwd=workdir,
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"orcac {' '.join(args)} failed (exit {done.returncode}); see {log.name}")
@@ -173,12 +178,19 @@ def comparison_table(evals: dict[str, ArmEval]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in tasks:
         for metric in METRICS:
-            cells = [task, metric, _rate(first.rates.get(("base", task)), metric),
-                     _rate(first.rates.get(("prompted", task)), metric)]
+            cells = [
+                task,
+                metric,
+                _rate(first.rates.get(("base", task)), metric),
+                _rate(first.rates.get(("prompted", task)), metric),
+            ]
             for arm in arms:
                 e = evals[arm]
-                cells += [_rate(e.rates.get(("trained", task)), metric), _gap(e.gaps.get((task, metric))),
-                          _p(e.paired.get((task, metric)))]
+                cells += [
+                    _rate(e.rates.get(("trained", task)), metric),
+                    _gap(e.gaps.get((task, metric))),
+                    _p(e.paired.get((task, metric))),
+                ]
             lines.append("| " + " | ".join(cells) + " |")
     for metric in METRICS:
         if any((("all", metric) in e.gaps) for e in evals.values()):
@@ -188,8 +200,12 @@ def comparison_table(evals: dict[str, ArmEval]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     for arm in arms[1:]:
         for model in ("base", "prompted"):
-            differ = [t for t in tasks for m in METRICS
-                      if _rate(evals[arm].rates.get((model, t)), m) != _rate(first.rates.get((model, t)), m)]
+            differ = [
+                t
+                for t in tasks
+                for m in METRICS
+                if _rate(evals[arm].rates.get((model, t)), m) != _rate(first.rates.get((model, t)), m)
+            ]
             if differ:
                 lines.append(f"\nnote: {arm}'s eval run saw other {model} figures on {', '.join(sorted(set(differ)))}")
     return "\n".join(lines)
@@ -223,9 +239,11 @@ def row_losses(model, tokenizer, rows: list[dict], max_length: int) -> list[floa
             ids = torch.tensor([e.input_ids], device=model.device)
             labels = torch.tensor([e.labels], device=model.device)
             logits = model(input_ids=ids).logits[:, :-1].float()
-            losses.append(torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=chat_format.IGNORE
-            ).item())
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=chat_format.IGNORE
+                ).item()
+            )
     return losses
 
 
@@ -316,12 +334,21 @@ def arm_results(workdir: Path, arm: str) -> tuple[ArmEval | None, int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default="sft,distill", help=f"comma-separated, of: {', '.join(ARMS)}")
-    parser.add_argument("--workdir", type=Path, help="the demo's copy (default: a new temporary folder); reused if it holds a build")
-    parser.add_argument("--probe-rows", type=int, default=64, help="forgetting-probe rows from openorca_mix (0: no probe)")
+    parser.add_argument(
+        "--workdir", type=Path, help="the demo's copy (default: a new temporary folder); reused if it holds a build"
+    )
+    parser.add_argument(
+        "--probe-rows", type=int, default=64, help="forgetting-probe rows from openorca_mix (0: no probe)"
+    )
     parser.add_argument("--max-steps", type=int, help="cap each training stage (smoke runs)")
-    parser.add_argument("--collect", type=Path, nargs="+", metavar="WORKDIR",
-                        help="run nothing: the tables of the arms already trained and evaluated in these workdirs "
-                             "(arms run at the same time, each in a workdir of its own)")
+    parser.add_argument(
+        "--collect",
+        type=Path,
+        nargs="+",
+        metavar="WORKDIR",
+        help="run nothing: the tables of the arms already trained and evaluated in these workdirs "
+        "(arms run at the same time, each in a workdir of its own)",
+    )
     args = parser.parse_args()
     arms = args.arms.split(",")
     unknown = [a for a in arms if a not in ARMS]
@@ -359,8 +386,11 @@ def run_arms(workdir: Path, arms: list[str], max_steps: int | None) -> None:
             eval_s = 0.0  # the same student as before, already evaluated: its run is read below
         else:
             eval_s = orcac(workdir, "eval", SPEC, log=log)
-        print(f"{arm}: train {train_s:.0f} s, eval {eval_s:.0f} s, load average {os.getloadavg()[0]:.1f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{arm}: train {train_s:.0f} s, eval {eval_s:.0f} s, load average {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
     (workdir / SPEC).write_text(demo_text)
 
 
@@ -376,8 +406,10 @@ def print_tables(where: dict[str, Path], probe_count: int) -> None:
         print(f"| {arm} | {steps} | {seconds:.0f} | {found.run_id} |", flush=True)
     if probe_count:
         losses = probe(where, probe_count)
-        print(f"\nforgetting probe: {probe_count} rows of {PROBE_ROWS.relative_to(ROOT)} (never trained on), "
-              "mean cross-entropy per answer token\n")
+        print(
+            f"\nforgetting probe: {probe_count} rows of {PROBE_ROWS.relative_to(ROOT)} (never trained on), "
+            "mean cross-entropy per answer token\n"
+        )
         print(forgetting_table(losses))
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 

@@ -53,53 +53,123 @@ def tiny_teacher() -> str:
 
 
 BENCHES = (
-    Bench("bench_check.py", ("--runs", "3", "--size-mb", "0.2"), (
-        Ratio("orcac check / import lark, pydantic, jinja2", r"^ratio: ([\d.]+)x", "<= 2"),
-        Ratio("parse + check, MB/s of CPU", r"^parse \+ check.*CPU \d+ ms = ([\d.]+) MB/s", ">= 1"),
-    )),
-    Bench("bench_store.py", ("--jobs", "1000", "--records", "100000"), (
-        Ratio("build re-run, seconds (0 calls)", r"^re-run\s+: ([\d.]+) s", "< 2"),
-        Ratio("Store.write / bare insert", r"Store\.write / bare = ([\d.]+)", ""),
-    )),
-    Bench("bench_teachers.py", ("--jobs", "800", "--inflight", "64", "--latency", "0.02"), (
-        Ratio("orcac fast path / raw aiohttp", r"^\s*orcac, fast\s+\d+\s+([\d.]+)", ""),
-        Ratio("orcac fast + duckdb / raw aiohttp", r"^\s*orcac, fast \+ duckdb\s+\d+\s+([\d.]+)", ">= 0.5"),
-        Ratio("orcac fast + duckdb / plain litellm", r"^\s*orcac, fast \+ duckdb\s+\d+\s+[\d.]+\s+([\d.]+)", ""),
-    )),
-    Bench("bench_local_teacher.py", ("--model", "{tiny}", "--requests", "8", "--max-tokens", "16"), (
-        Ratio("local teacher batched / one at a time (tiny model)", r"batched / one at a time: ([\d.]+)x", ">= 5 (135M)"),
-    )),
-    Bench("bench_train.py", ("--examples", "32", "--max-length", "256", "--hidden", "64", "--layers", "2",
-                             "--rounds", "1"), (
-        Ratio("packed / naive padded, real tokens/s", r"^speed-up: ([\d.]+)x", ">= 1.5"),
-        Ratio("rows + answer head / one row + full head", r"^one pack a row, answer-only head / one row, head everywhere: ([\d.]+)x", "> 1"),
-    )),
-    Bench("bench_distill.py", ("--model", "{tiny}", "--per-task", "8", "--steps", "2", "--objectives", "sft,distill"), (
-        Ratio("distill / sft, wall time per epoch (tiny model)", r"^distill / sft, wall time per epoch: ([\d.]+)x", ""),
-    )),
-    Bench("bench_generation.py", ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"), (
-        Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),
-    )),
-    Bench("bench_memory.py", ("--quick",), (
-        Ratio("training memory estimate / measured peak (4-layer SmolLM2 shape)", r"furthest from 1: ([\d.]+)", "0.85 to 1.15"),
-    ), timeout_s=360),
-    Bench("bench_loading.py", ("--rounds", "1"), (
-        Ratio("load from GGUF / from the model cache (135M)", r"^GGUF / cache: ([\d.]+)x", "> 10"),
-    )),
-    Bench("bench_adaptive.py", ("--jobs", "600", "--repeat", "1"), (
-        Ratio("adaptive goodput, requests/s", r"^adaptive\s+[\d.]+\s+([\d,]+)", "> fixed"),
-        Ratio("fixed goodput, requests/s", r"^fixed\s+[\d.]+\s+([\d,]+)", ""),
-    )),
-    Bench("bench_batch.py", ("--jobs", "2000", "--repeat", "1"), (
-        Ratio("batch path, client CPU s per 10,000 jobs", r"^batch\s+[\d.]+ \(\s*[\d.]+\)\s+[\d.]+ \(\s*([\d.]+)\)", ""),
-    )),
-    Bench("bench_kill.py", ("--jobs", "400", "--kills", "2", "--inflight", "8"), (
-        Ratio("answers paid again per kill -9, 8 in flight", r"in flight\s+8: .* again: ([\d.]+) per kill", "about what was in flight"),
-    )),
-    Bench("bench_report.py", ("--records", "5000", "--runs", "1"), (
-        Ratio("orcac report, seconds to write", r"^report\s+: ([\d.]+) s", ""),
-        Ratio("report page / empty page, open in Chromium", r"^ratio: ([\d.]+)x", "a few s at 100k"),
-    )),
+    Bench(
+        "bench_check.py",
+        ("--runs", "3", "--size-mb", "0.2"),
+        (
+            Ratio("orcac check / import lark, pydantic, jinja2", r"^ratio: ([\d.]+)x", "<= 2"),
+            Ratio("parse + check, MB/s of CPU", r"^parse \+ check.*CPU \d+ ms = ([\d.]+) MB/s", ">= 1"),
+        ),
+    ),
+    Bench(
+        "bench_store.py",
+        ("--jobs", "1000", "--records", "100000"),
+        (
+            Ratio("build re-run, seconds (0 calls)", r"^re-run\s+: ([\d.]+) s", "< 2"),
+            Ratio("Store.write / bare insert", r"Store\.write / bare = ([\d.]+)", ""),
+        ),
+    ),
+    Bench(
+        "bench_teachers.py",
+        ("--jobs", "800", "--inflight", "64", "--latency", "0.02"),
+        (
+            Ratio("orcac fast path / raw aiohttp", r"^\s*orcac, fast\s+\d+\s+([\d.]+)", ""),
+            Ratio("orcac fast + duckdb / raw aiohttp", r"^\s*orcac, fast \+ duckdb\s+\d+\s+([\d.]+)", ">= 0.5"),
+            Ratio("orcac fast + duckdb / plain litellm", r"^\s*orcac, fast \+ duckdb\s+\d+\s+[\d.]+\s+([\d.]+)", ""),
+        ),
+    ),
+    Bench(
+        "bench_local_teacher.py",
+        ("--model", "{tiny}", "--requests", "8", "--max-tokens", "16"),
+        (
+            Ratio(
+                "local teacher batched / one at a time (tiny model)",
+                r"batched / one at a time: ([\d.]+)x",
+                ">= 5 (135M)",
+            ),
+        ),
+    ),
+    Bench(
+        "bench_train.py",
+        ("--examples", "32", "--max-length", "256", "--hidden", "64", "--layers", "2", "--rounds", "1"),
+        (
+            Ratio("packed / naive padded, real tokens/s", r"^speed-up: ([\d.]+)x", ">= 1.5"),
+            Ratio(
+                "rows + answer head / one row + full head",
+                r"^one pack a row, answer-only head / one row, head everywhere: ([\d.]+)x",
+                "> 1",
+            ),
+        ),
+    ),
+    Bench(
+        "bench_distill.py",
+        ("--model", "{tiny}", "--per-task", "8", "--steps", "2", "--objectives", "sft,distill"),
+        (
+            Ratio(
+                "distill / sft, wall time per epoch (tiny model)", r"^distill / sft, wall time per epoch: ([\d.]+)x", ""
+            ),
+        ),
+    ),
+    Bench(
+        "bench_generation.py",
+        ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"),
+        (Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),),
+    ),
+    Bench(
+        "bench_memory.py",
+        ("--quick",),
+        (
+            Ratio(
+                "training memory estimate / measured peak (4-layer SmolLM2 shape)",
+                r"furthest from 1: ([\d.]+)",
+                "0.85 to 1.15",
+            ),
+        ),
+        timeout_s=360,
+    ),
+    Bench(
+        "bench_loading.py",
+        ("--rounds", "1"),
+        (Ratio("load from GGUF / from the model cache (135M)", r"^GGUF / cache: ([\d.]+)x", "> 10"),),
+    ),
+    Bench(
+        "bench_adaptive.py",
+        ("--jobs", "600", "--repeat", "1"),
+        (
+            Ratio("adaptive goodput, requests/s", r"^adaptive\s+[\d.]+\s+([\d,]+)", "> fixed"),
+            Ratio("fixed goodput, requests/s", r"^fixed\s+[\d.]+\s+([\d,]+)", ""),
+        ),
+    ),
+    Bench(
+        "bench_batch.py",
+        ("--jobs", "2000", "--repeat", "1"),
+        (
+            Ratio(
+                "batch path, client CPU s per 10,000 jobs",
+                r"^batch\s+[\d.]+ \(\s*[\d.]+\)\s+[\d.]+ \(\s*([\d.]+)\)",
+                "",
+            ),
+        ),
+    ),
+    Bench(
+        "bench_kill.py",
+        ("--jobs", "400", "--kills", "2", "--inflight", "8"),
+        (
+            Ratio(
+                "answers paid again per kill -9, 8 in flight",
+                r"in flight\s+8: .* again: ([\d.]+) per kill",
+                "about what was in flight",
+            ),
+        ),
+    ),
+    Bench(
+        "bench_report.py",
+        ("--records", "5000", "--runs", "1"),
+        (
+            Ratio("orcac report, seconds to write", r"^report\s+: ([\d.]+) s", ""),
+            Ratio("report page / empty page, open in Chromium", r"^ratio: ([\d.]+)x", "a few s at 100k"),
+        ),
+    ),
 )
 
 
@@ -110,8 +180,9 @@ def run(bench: Bench, full: bool) -> tuple[str, float, list[tuple[Ratio, str]]]:
     print(f"running {bench.script} {' '.join(args)}", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                              timeout=None if full else bench.timeout_s)
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=None if full else bench.timeout_s
+        )
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - started, [(r, "") for r in bench.ratios]
     seconds = time.monotonic() - started
@@ -131,7 +202,11 @@ def main() -> int:
     parser.add_argument("--only", action="append", metavar="SCRIPT", help="run only this one (e.g. bench_train)")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    chosen = [b for b in BENCHES if not args.only or b.script.removesuffix(".py") in {o.removesuffix(".py") for o in args.only}]
+    chosen = [
+        b
+        for b in BENCHES
+        if not args.only or b.script.removesuffix(".py") in {o.removesuffix(".py") for o in args.only}
+    ]
     if not chosen:
         print(f"no benchmark named {args.only}: choose from {[b.script for b in BENCHES]}", file=sys.stderr)
         return 1
@@ -145,8 +220,10 @@ def main() -> int:
             tail = f"{status:<8} {seconds:5.0f}s" if i == 0 else ""
             print(f"{name:<24} {ratio.label:<{width}} {value or '-':>8}  {ratio.goal:<16} {tail}")
     mode = "full" if args.full else "quick"
-    print(f"{mode} mode, {time.monotonic() - started:.0f} s, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; quick numbers are rough, BENCHMARKS.md has the full runs")
+    print(
+        f"{mode} mode, {time.monotonic() - started:.0f} s, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}; quick numbers are rough, BENCHMARKS.md has the full runs"
+    )
     return 0 if all(status == "ok" for _, status, _, _ in results) else 1
 
 

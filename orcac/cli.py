@@ -70,19 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile .orca specs into reviewed plans, build prompt-erased data, train and evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"orcac {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do (`orcac COMMAND --help` for its options)")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (`orcac COMMAND --help` for its options)"
+    )
 
     p = sub.add_parser("check", help="report every problem in a spec")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs to check")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text: each problem with its line, for people; json: for editors and scripts (default: %(default)s)")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text: each problem with its line, for people; json: for editors and scripts (default: %(default)s)",
+    )
 
     p = sub.add_parser("fmt", help="rewrite specs in canonical layout (comments kept)")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs, rewritten in place")
     p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; write nothing")
 
     p = sub.add_parser("plan", help="compile a spec into its plan file")
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="one or more .orca specs; each gets SPEC.plan.yaml beside it")
+    p.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="one or more .orca specs; each gets SPEC.plan.yaml beside it"
+    )
     p.add_argument("-o", "--output", help="where to write the plan (default: next to the spec; - for stdout)")
     p.add_argument("--check", action="store_true", help="exit 1 if the plan on disk is stale; write nothing")
 
@@ -92,31 +100,56 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="run the teacher jobs and write prompt-erased records")
     _add_run_args(p)
     p.add_argument("--dry-run", action="store_true", help="print calls, prompt tokens and cost; call nothing")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N examples per task, for a quick look (default: all)")
+    p.add_argument(
+        "--limit", type=positive_int, metavar="N", help="at most N examples per task, for a quick look (default: all)"
+    )
     p.add_argument("--reprobe", action="store_true", help="run strategy probes again even if decided")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live display")
-    p.add_argument("--cancel", action="store_true", help="cancel the build's live provider batches (mode = batch) and exit")
-    p.add_argument("--no-cache", action="store_true",
-                   help="neither read nor write the machine's answer cache (`orcac cache`); the spec's database is still used")
+    p.add_argument(
+        "--cancel", action="store_true", help="cancel the build's live provider batches (mode = batch) and exit"
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the machine's answer cache (`orcac cache`); the spec's database is still used",
+    )
 
     p = sub.add_parser("export", help="write the training records as JSONL, Parquet or a HF dataset")
     _add_run_args(p)
-    p.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
-                   help="jsonl: one chat record a line; parquet: one file; hf: a datasets.save_to_disk directory "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "parquet", "hf"],
+        default="jsonl",
+        help="jsonl: one chat record a line; parquet: one file; hf: a datasets.save_to_disk directory "
+        "(default: %(default)s)",
+    )
     p.add_argument("-o", "--output", required=True, help="file (jsonl, parquet) or directory (hf); required")
-    p.add_argument("--split", choices=["train", "holdout"], default="train",
-                   help="train: the records to fine-tune on; holdout: the examples kept back for eval (default: %(default)s)")
+    p.add_argument(
+        "--split",
+        choices=["train", "holdout"],
+        default="train",
+        help="train: the records to fine-tune on; holdout: the examples kept back for eval (default: %(default)s)",
+    )
 
     p = sub.add_parser("train", help="fine-tune the student, stage by stage")
     _add_run_args(p)
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="resume the stopped run (the default); with this flag a changed plan is an error instead of a new run")
-    again.add_argument("--retrain", action="store_true",
-                       help="train again a student already trained on this plan (its final/ stays until the new one is complete)")
-    p.add_argument("--max-steps", type=positive_int, metavar="N",
-                   help="stop each stage after N steps, for smoke runs (default: the stage's epochs)")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume the stopped run (the default); with this flag a changed plan is an error instead of a new run",
+    )
+    again.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train again a student already trained on this plan (its final/ stays until the new one is complete)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        metavar="N",
+        help="stop each stage after N steps, for smoke runs (default: the stage's epochs)",
+    )
 
     p = sub.add_parser("eval", help="score base, prompted and trained models on held-out examples")
     _add_run_args(p)
@@ -125,23 +158,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated: base, prompted, trained (default: all three; prompted unless eval { prompted = false })",
     )
-    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N held-out examples per task (default: all)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the teacher and judge calls eval would make and their cost; run nothing")
+    p.add_argument(
+        "--limit", type=positive_int, metavar="N", help="at most N held-out examples per task (default: all)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the teacher and judge calls eval would make and their cost; run nothing",
+    )
 
     p = sub.add_parser("report", help="write one self-contained HTML page about the build")
     _add_run_args(p)
     p.add_argument("-o", "--output", help="the HTML file (default: <spec>.report.html next to the database)")
-    p.add_argument("--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default: 100)")
+    p.add_argument(
+        "--sample", type=positive_int, metavar="N", help="answers carried per task and verdict (default: 100)"
+    )
 
     p = sub.add_parser("cache", help="inspect or prune the machine's teacher answer cache")
-    p.add_argument("action", choices=["info", "prune", "clear"], help="info: where, how many, how big; "
-                   "prune: drop answers unused for --older-than and/or asked of --model; clear: drop them all")
+    p.add_argument(
+        "action",
+        choices=["info", "prune", "clear"],
+        help="info: where, how many, how big; "
+        "prune: drop answers unused for --older-than and/or asked of --model; clear: drop them all",
+    )
     p.add_argument("--older-than", metavar="AGE", help="prune answers no build has used for AGE (30d, 12h, 2w)")
-    p.add_argument("--model", metavar="MODEL", help="prune answers asked of this teacher model (e.g. openai/gpt-4o-mini)")
+    p.add_argument(
+        "--model", metavar="MODEL", help="prune answers asked of this teacher model (e.g. openai/gpt-4o-mini)"
+    )
 
     p = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio)")
-    p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport")
+    p.add_argument(
+        "--stdio", action="store_true", help="accepted for editors that pass it; stdio is the only transport"
+    )
     return parser
 
 
@@ -191,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices online
     # Not when embedded in a program that handles SIGTERM itself, nor off the main thread
     # (where Python allows no signal handlers).
-    handle = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    handle = (
+        threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    )
     if handle:
         signal.signal(signal.SIGTERM, _terminate)
     try:

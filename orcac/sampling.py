@@ -71,7 +71,9 @@ def portion_size(available: int, share: float | None, at_most: int | None) -> in
     return available
 
 
-def portion(record_ids: list[str], *, seed: int, stage: str, task: str, share: float | None, at_most: int | None) -> list[str]:
+def portion(
+    record_ids: list[str], *, seed: int, stage: str, task: str, share: float | None, at_most: int | None
+) -> list[str]:
     """The records a stage takes of a task, ranked by sha256(seed, stage, task, record id), so
     the choice depends on nothing but those (not on the build's order); returned in the
     order given.
@@ -84,5 +86,7 @@ def portion(record_ids: list[str], *, seed: int, stage: str, task: str, share: f
     n = portion_size(len(record_ids), share, at_most)
     if n == len(record_ids):
         return list(record_ids)
-    chosen = set(sorted(record_ids, key=lambda r: hashlib.sha256(f"{seed}\x1f{stage}\x1f{task}\x1f{r}".encode()).digest())[:n])
+    chosen = set(
+        sorted(record_ids, key=lambda r: hashlib.sha256(f"{seed}\x1f{stage}\x1f{task}\x1f{r}".encode()).digest())[:n]
+    )
     return [r for r in record_ids if r in chosen]

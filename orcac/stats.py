@@ -124,9 +124,11 @@ def undecided(n: int, worse: int, better: int, alpha: float = ALPHA) -> str | No
         return f"n={n}: no difference can be told from chance (even all {n} rows better gives p={mcnemar(0, n):.3g})"
     if abs(better - worse) < floor:
         return f"n={n}: a difference under ~{100 * floor / n:.0f} points cannot be told from chance"
-    return (f"n={n}: {100 * abs(better - worse) / n:.0f} points ({max(better, worse)} rows "
-            f"{'better' if better > worse else 'worse'}, {min(better, worse)} {'worse' if better > worse else 'better'}) "
-            f"could be chance (p={p:.2g})")
+    return (
+        f"n={n}: {100 * abs(better - worse) / n:.0f} points ({max(better, worse)} rows "
+        f"{'better' if better > worse else 'worse'}, {min(better, worse)} {'worse' if better > worse else 'better'}) "
+        f"could be chance (p={p:.2g})"
+    )
 
 
 def gap_closed(base: float | None, prompted: float | None, trained: float | None) -> float | None:
@@ -144,8 +146,13 @@ def gap_closed(base: float | None, prompted: float | None, trained: float | None
     return (trained - base) / (prompted - base)
 
 
-def bootstrap_gap(rows: Sequence[tuple[bool, bool, bool]], *, samples: int = BOOTSTRAP_SAMPLES,
-                  seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[float, float] | None:
+def bootstrap_gap(
+    rows: Sequence[tuple[bool, bool, bool]],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
     """A percentile bootstrap interval for the gap closed over rows of (base, prompted,
     trained) outcomes on the same example: resample the rows with replacement, `samples`
     times, from a seeded generator (the same rows give the same interval every run).

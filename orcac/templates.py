@@ -97,7 +97,9 @@ def _check_growth(name: str, text, args, kwargs=None) -> None:
     """Refuse, before it allocates, a filter or str method whose result can be many times
     the size of its input: replace(), indent(), expandtabs(), join()."""
     kwargs = kwargs or {}
-    for i, key in enumerate({"replace": ("old", "new"), "indent": ("width",), "expandtabs": ("tabsize",)}.get(name, ())):
+    for i, key in enumerate(
+        {"replace": ("old", "new"), "indent": ("width",), "expandtabs": ("tabsize",)}.get(name, ())
+    ):
         if key in kwargs and len(args) <= i:
             args = (*args, kwargs[key])
     if name == "replace" and len(args) >= 2 and isinstance(text, str) and all(isinstance(a, str) for a in args[:2]):
@@ -105,7 +107,9 @@ def _check_growth(name: str, text, args, kwargs=None) -> None:
         size = len(text) + (len(text) + 1 if old == "" else text.count(old)) * (len(new) - len(old))
     elif name == "indent" and isinstance(text, str):
         width = args[0] if args else 4
-        size = len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else width if isinstance(width, int) else 0)
+        size = len(text) + (text.count("\n") + 1) * (
+            len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        )
     elif name == "expandtabs" and isinstance(text, str):
         size = len(text) + text.count("\t") * (args[0] if args and isinstance(args[0], int) else 8)
     elif name == "join" and isinstance(text, str) and args and isinstance(args[0], (list, tuple, str)):
@@ -189,7 +193,9 @@ def _bounded_filter(name: str, f):
     return run
 
 
-def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # shadows min and max: Jinja's own names for lipsum's arguments
+def _bounded_lipsum(
+    n: int = 5, html: bool = True, min: int = 20, max: int = 100
+) -> str:  # shadows min and max: Jinja's own names for lipsum's arguments
     if n > 100 or max > 1000:
         raise TemplateLimit("lipsum() of more than 100 paragraphs or 1,000 words")
     from jinja2.utils import generate_lorem_ipsum

@@ -32,8 +32,11 @@ def _described(parser: argparse.ArgumentParser):
 @pytest.mark.parametrize("name", sorted(PARSERS))
 def test_every_argument_and_option_has_help(name):
     parser = PARSERS[name]
-    missing = [action.option_strings[0] if action.option_strings else action.metavar or action.dest
-               for action in _described(parser) if not action.help or action.help == argparse.SUPPRESS]
+    missing = [
+        action.option_strings[0] if action.option_strings else action.metavar or action.dest
+        for action in _described(parser)
+        if not action.help or action.help == argparse.SUPPRESS
+    ]
     assert not missing, f"{name}: no help for {', '.join(missing)}"
 
 

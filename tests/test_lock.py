@@ -27,7 +27,9 @@ def locked() -> dict[str, str]:
     """name -> version, checking on the way that every pin carries at least one sha256."""
     pins: dict[str, str] = {}
     text = LOCK.read_text()
-    for match in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})*)", text, re.M):
+    for match in re.finditer(
+        r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})*)", text, re.M
+    ):
         name, version, hashes = match.groups()
         assert hashes, f"{name}=={version} has no --hash in requirements.lock"
         pins[canonical(name)] = version
@@ -59,7 +61,11 @@ def test_setup_takes_torch_from_a_wheel_folder_or_else_the_pytorch_cpu_index(tmp
     if has_torch_wheel:
         (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
     shown = subprocess.run(
-        ["make", "-n", "-B", "setup", f"WHEELS={tmp_path}"], cwd=ROOT, capture_output=True, text=True, check=True,
+        ["make", "-n", "-B", "setup", f"WHEELS={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     install = next(line for line in shown.splitlines() if "--require-hashes" in line)
     if has_torch_wheel:
@@ -89,7 +95,9 @@ def test_the_venv_has_exactly_the_locked_versions():
     )
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     installed = {}
     for line in frozen.splitlines():

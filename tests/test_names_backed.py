@@ -6,7 +6,12 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md", *(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
+DOCS = [
+    "README.md",
+    "ARCHITECTURE.md",
+    "BENCHMARKS.md",
+    *(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
+]
 SLASHED = re.compile(r"(?<![\w./-])((?:orcac|tests|benchmarks|examples)/[\w/.-]*\w)")
 DOTTED = re.compile(r"(?<![\w./-])(orcac(?:\.\w+)+)")
 BARE = re.compile(r"(?<![\w/.-])(\w+\.py)\b")
@@ -34,7 +39,9 @@ def _dotted_exists(name: str) -> bool:
                 return True
             inside = parts[end]
             text = source.read_text(encoding="utf-8")
-            return bool(re.search(rf"^\s*(?:class |def |async def )?{inside}\b", text, re.M)) or (base / inside).exists()
+            return (
+                bool(re.search(rf"^\s*(?:class |def |async def )?{inside}\b", text, re.M)) or (base / inside).exists()
+            )
     return False
 
 

@@ -16,7 +16,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
 # What pre-commit hands a hook: tracked files (a demo's .orca/ build folder is neither).
-EXAMPLES = subprocess.run(["git", "ls-files", "examples"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+EXAMPLES = subprocess.run(
+    ["git", "ls-files", "examples"], cwd=ROOT, capture_output=True, text=True, check=True
+).stdout.split()
 
 
 def run_hook(hook_id: str, files: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -57,7 +59,10 @@ def test_the_hooks_fail_on_an_unformatted_spec_and_a_stale_plan(tmp_path):
 def test_plan_with_o_takes_one_spec(tmp_path, capsys):
     from orcac.cli import main
 
-    specs = [str(ROOT / "examples" / "cautious_reasoner" / "cautious.orca"), str(ROOT / "examples" / "product_qa" / "product_qa.orca")]
+    specs = [
+        str(ROOT / "examples" / "cautious_reasoner" / "cautious.orca"),
+        str(ROOT / "examples" / "product_qa" / "product_qa.orca"),
+    ]
     assert main(["plan", *specs, "-o", str(tmp_path / "x.plan.yaml")]) == 1
     assert "-o names one plan file" in capsys.readouterr().err
     assert not (tmp_path / "x.plan.yaml").exists()

@@ -27,8 +27,11 @@ from tests.test_readme import tutorial_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILES = (
-    "orcac/stdlib/strategies.orca", "orcac/stdlib/erase.orca", "orcac/grammar/orca.lark",
-    "orcac/specs/plan.schema.json", "orcac/runtime/commands/report/templates/report.html.j2",
+    "orcac/stdlib/strategies.orca",
+    "orcac/stdlib/erase.orca",
+    "orcac/grammar/orca.lark",
+    "orcac/specs/plan.schema.json",
+    "orcac/runtime/commands/report/templates/report.html.j2",
 )
 
 
@@ -42,7 +45,18 @@ def build_wheel(tmp_path: Path) -> Path:
     if importlib.util.find_spec("build") is not None:
         command = ["-m", "build", "--wheel", "--no-isolation", "-o", str(dist), str(source)]
     else:
-        command = ["-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), str(source)]
+        command = [
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(dist),
+            str(source),
+        ]
     subprocess.run([sys.executable, *command], check=True, capture_output=True, text=True)
     (wheel,) = dist.glob("orcac-*.whl")
     return wheel
@@ -59,8 +73,12 @@ def test_the_wheel_installs_and_compiles_the_readme_tutorial(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "orcac-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     work = tmp_path / "work"
@@ -72,7 +90,9 @@ def test_the_wheel_installs_and_compiles_the_readme_tutorial(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
     def run(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / argv[0]), *argv[1:]], cwd=work, env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [str(venv / "bin" / argv[0]), *argv[1:]], cwd=work, env=env, capture_output=True, text=True
+        )
 
     where = run("python", "-c", "import orcac; print(orcac.__file__)")
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the wheel's orcac, not the clone's

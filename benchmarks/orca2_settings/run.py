@@ -37,8 +37,10 @@ STEPS_PER_ANSWER = 60
 def long_explanation(body: dict) -> str:
     """Numbered steps and an answer line, whatever the question."""
     steps = int(os.environ.get("ORCA2_STEPS_PER_ANSWER", STEPS_PER_ANSWER))
-    lines = [f"{i}. We look again at the numbers in the question and carry the running total one step further."
-             for i in range(1, steps + 1)]
+    lines = [
+        f"{i}. We look again at the numbers in the question and carry the running total one step further."
+        for i in range(1, steps + 1)
+    ]
     return "\n".join(lines + ["Answer: 15"])
 
 
@@ -57,14 +59,24 @@ def main(argv=None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="orca2-settings-"))
     (work / "data").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "examples/cautious_reasoner/data/arithmetic.jsonl", work / "data")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
-           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENAI_API_KEY": "sk-loopback"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TOKENIZERS_PARALLELISM": "false",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OPENAI_API_KEY": "sk-loopback",
+    }
     with Loopback(long_explanation) as server:  # a thread here; the build is another process
         spec = (HERE / "orca2.orca").read_text().replace("LOOPBACK", server.url)
         spec = re.sub(r"limit   = \d+", f"limit   = {args.limit}", spec)
         (work / "orca2.orca").write_text(spec)
-        built = subprocess.run([sys.executable, "-m", "orcac.cli", "build", "orca2.orca", "--no-progress"],
-                               cwd=work, env=env, capture_output=True, text=True)
+        built = subprocess.run(
+            [sys.executable, "-m", "orcac.cli", "build", "orca2.orca", "--no-progress"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if built.returncode:
             print(built.stderr[-3000:], file=sys.stderr)
             return 1
@@ -72,15 +84,22 @@ def main(argv=None) -> int:
         print(built.stderr[-1500:])
         return 0
     started = time.perf_counter()
-    trained = subprocess.run([sys.executable, "-m", "orcac.cli", "train", "orca2.orca", "--max-steps", str(args.max_steps)],
-                             cwd=work, env=env, stderr=subprocess.PIPE, text=True)
+    trained = subprocess.run(
+        [sys.executable, "-m", "orcac.cli", "train", "orca2.orca", "--max-steps", str(args.max_steps)],
+        cwd=work,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     err = trained.stderr
     print(err)
     tokens, step_seconds = _step_totals(err)
-    print(f"exit {trained.returncode}; {seconds:.0f} s in all; peak resident {peak / 2**30:.1f} GB; "
-          f"{tokens} tokens in {step_seconds:.0f} s of steps = {tokens / max(step_seconds, 1e-9):.0f} tokens/s")
+    print(
+        f"exit {trained.returncode}; {seconds:.0f} s in all; peak resident {peak / 2**30:.1f} GB; "
+        f"{tokens} tokens in {step_seconds:.0f} s of steps = {tokens / max(step_seconds, 1e-9):.0f} tokens/s"
+    )
     print(f"work directory: {work}")
     return trained.returncode
 

@@ -29,31 +29,83 @@ EMPTY = 2
 # Sixteen system messages modeled on Orca 1's (Mukherjee et al. 2023, table 2), each with the style of
 # response it asks for. Orca 1's own wording, odd grammar included, is kept where it is famous.
 SYSTEM_MESSAGES = [
-    ("You are an AI assistant. Provide a detailed answer so user don't need to search outside to understand the answer.", "detailed"),
+    (
+        "You are an AI assistant. Provide a detailed answer so user don't need to search outside to understand the answer.",
+        "detailed",
+    ),
     ("You are an AI assistant. You will be given a task. You must generate a detailed and long answer.", "detailed"),
-    ("You are a helpful assistant, who always provide explanation. Think like you are answering to a five year old.", "child"),
+    (
+        "You are a helpful assistant, who always provide explanation. Think like you are answering to a five year old.",
+        "child",
+    ),
     ("You are an AI assistant that follows instruction extremely well. Help as much as you can.", "brief"),
-    ("You are an AI assistant that helps people find information. Provide a detailed answer so user don't need to search outside to understand the answer.", "detailed"),
-    ("You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can. While performing the task think step-by-step and justify your steps.", "steps"),
-    ("You should describe the task and explain your answer. While answering a multiple choice question, first output the correct answer(s). Then explain why other answers are wrong. Think like you are answering to a five year old.", "child"),
+    (
+        "You are an AI assistant that helps people find information. Provide a detailed answer so user don't need to search outside to understand the answer.",
+        "detailed",
+    ),
+    (
+        "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can. While performing the task think step-by-step and justify your steps.",
+        "steps",
+    ),
+    (
+        "You should describe the task and explain your answer. While answering a multiple choice question, first output the correct answer(s). Then explain why other answers are wrong. Think like you are answering to a five year old.",
+        "child",
+    ),
     ("Explain how you used the definition to come up with the answer.", "teacher"),
-    ("You are an AI assistant. You should describe the task and explain your answer. While answering a multiple choice question, first output the correct answer(s). Then explain why other answers are wrong. You might need to use additional knowledge to answer the question.", "detailed"),
-    ("You are an AI assistant that helps people find information. User will you give you a question. Your task is to answer as faithfully as you can. While answering think step-by-step and justify your answer.", "steps"),
-    ("User will you give you a task with some instruction. Your job is follow the instructions as faithfully as you can. While answering think step-by-step and justify your answer.", "steps"),
-    ("You are a teacher. Given a task, you explain in simple steps what the task is asking, any guidelines it provides and how to use those guidelines to find an answer.", "teacher"),
-    ("You are an AI assistant, who knows every language and how to translate one language to another. Given a task, you explain in simple steps what the task is asking, any guidelines that it provides. You solve the task and show how you used the guidelines to solve the task.", "teacher"),
-    ("Given a definition of a task and a sample input, break the definition into small parts. Each of those parts will have some instruction. Explain their meaning by showing an example that meets the criteria in the instruction.", "parts"),
+    (
+        "You are an AI assistant. You should describe the task and explain your answer. While answering a multiple choice question, first output the correct answer(s). Then explain why other answers are wrong. You might need to use additional knowledge to answer the question.",
+        "detailed",
+    ),
+    (
+        "You are an AI assistant that helps people find information. User will you give you a question. Your task is to answer as faithfully as you can. While answering think step-by-step and justify your answer.",
+        "steps",
+    ),
+    (
+        "User will you give you a task with some instruction. Your job is follow the instructions as faithfully as you can. While answering think step-by-step and justify your answer.",
+        "steps",
+    ),
+    (
+        "You are a teacher. Given a task, you explain in simple steps what the task is asking, any guidelines it provides and how to use those guidelines to find an answer.",
+        "teacher",
+    ),
+    (
+        "You are an AI assistant, who knows every language and how to translate one language to another. Given a task, you explain in simple steps what the task is asking, any guidelines that it provides. You solve the task and show how you used the guidelines to solve the task.",
+        "teacher",
+    ),
+    (
+        "Given a definition of a task and a sample input, break the definition into small parts. Each of those parts will have some instruction. Explain their meaning by showing an example that meets the criteria in the instruction.",
+        "parts",
+    ),
     ("You are an AI assistant that helps people find information. Answer the question as briefly as you can.", "brief"),
-    ("You are a careful assistant. Check the question twice before you answer, and state the final answer on its own line.", "brief"),
+    (
+        "You are a careful assistant. Check the question twice before you answer, and state the final answer on its own line.",
+        "brief",
+    ),
 ]
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jana", "Kofi", "Lena", "Mo", "Nia"]
 THINGS = ["apples", "marbles", "stickers", "pencils", "shells", "stamps", "cards", "beads", "coins", "books"]
 CAPITALS = [
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima"), ("Kenya", "Nairobi"), ("Norway", "Oslo"),
-    ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Chile", "Santiago"), ("Italy", "Rome"), ("Greece", "Athens"),
-    ("Spain", "Madrid"), ("Poland", "Warsaw"), ("Ghana", "Accra"), ("Cuba", "Havana"), ("Nepal", "Kathmandu"),
-    ("Ireland", "Dublin"), ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Thailand", "Bangkok"), ("Mexico", "Mexico City"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Norway", "Oslo"),
+    ("Egypt", "Cairo"),
+    ("Canada", "Ottawa"),
+    ("Chile", "Santiago"),
+    ("Italy", "Rome"),
+    ("Greece", "Athens"),
+    ("Spain", "Madrid"),
+    ("Poland", "Warsaw"),
+    ("Ghana", "Accra"),
+    ("Cuba", "Havana"),
+    ("Nepal", "Kathmandu"),
+    ("Ireland", "Dublin"),
+    ("Portugal", "Lisbon"),
+    ("Austria", "Vienna"),
+    ("Thailand", "Bangkok"),
+    ("Mexico", "Mexico City"),
 ]
 ANIMALS = {
     "mammal": ["dolphin", "bat", "whale", "horse", "otter"],
@@ -61,10 +113,20 @@ ANIMALS = {
     "fish": ["shark", "trout", "tuna", "salmon", "eel"],
     "reptile": ["lizard", "tortoise", "cobra", "gecko", "crocodile"],
 }
-POSITIVE = ["works perfectly", "arrived early and looks great", "is the best purchase I made this year",
-            "is comfortable and well made", "exceeded what I expected"]
-NEGATIVE = ["broke after two days", "arrived scratched and late", "is a waste of money",
-            "stopped working within a week", "feels cheap and flimsy"]
+POSITIVE = [
+    "works perfectly",
+    "arrived early and looks great",
+    "is the best purchase I made this year",
+    "is comfortable and well made",
+    "exceeded what I expected",
+]
+NEGATIVE = [
+    "broke after two days",
+    "arrived scratched and late",
+    "is a waste of money",
+    "stopped working within a week",
+    "feels cheap and flimsy",
+]
 PRODUCTS = ["lamp", "kettle", "backpack", "chair", "blender", "jacket", "speaker", "umbrella"]
 UNITS = [  # (question template, factor, unit from, unit to)
     ("How many minutes are in {n} hours?", 60, "hour", "minutes"),
@@ -80,8 +142,13 @@ UNITS = [  # (question template, factor, unit from, unit to)
 
 def _sum(rng: random.Random):
     a, b = rng.randint(11, 89), rng.randint(11, 89)
-    return "cot", f"What is {a} + {b}?", str(a + b), str(a + b + rng.choice([-10, -1, 1, 10])), [
-        f"The question asks for the sum of {a} and {b}.", f"Adding the tens and the ones gives {a} + {b} = {a + b}."]
+    return (
+        "cot",
+        f"What is {a} + {b}?",
+        str(a + b),
+        str(a + b + rng.choice([-10, -1, 1, 10])),
+        [f"The question asks for the sum of {a} and {b}.", f"Adding the tens and the ones gives {a} + {b} = {a + b}."],
+    )
 
 
 def _word(rng: random.Random):
@@ -100,16 +167,28 @@ def _word(rng: random.Random):
 def _capital(rng: random.Random):
     country, capital = rng.choice(CAPITALS)
     other = rng.choice([c for _, c in CAPITALS if c != capital])
-    return "flan", f"What is the capital of {country}?", capital, other, [
-        f"The question asks for the capital city of {country}.", f"The seat of {country}'s government is {capital}."]
+    return (
+        "flan",
+        f"What is the capital of {country}?",
+        capital,
+        other,
+        [f"The question asks for the capital city of {country}.", f"The seat of {country}'s government is {capital}."],
+    )
 
 
 def _prime(rng: random.Random):
-    n = rng.choice([p for p in range(31, 200) if all(p % d for d in range(2, p))] + [a * b for a in (3, 7, 11) for b in (11, 13, 17)])
+    n = rng.choice(
+        [p for p in range(31, 200) if all(p % d for d in range(2, p))]
+        + [a * b for a in (3, 7, 11) for b in (11, 13, 17)]
+    )
     divisor = next((d for d in range(2, n) if n % d == 0), None)
     gold = "no" if divisor else "yes"
-    steps = ["A prime number has no divisors other than 1 and itself.",
-             f"{n} = {divisor} x {n // divisor}, so it has another divisor." if divisor else f"No number from 2 to {int(n ** 0.5)} divides {n}."]
+    steps = [
+        "A prime number has no divisors other than 1 and itself.",
+        f"{n} = {divisor} x {n // divisor}, so it has another divisor."
+        if divisor
+        else f"No number from 2 to {int(n**0.5)} divides {n}.",
+    ]
     return "flan", f"Is {n} a prime number? Answer yes or no.", gold, "yes" if divisor else "no", steps
 
 
@@ -118,9 +197,16 @@ def _sentiment(rng: random.Random):
     product = rng.choice(PRODUCTS)
     text = f"This {product} {rng.choice(POSITIVE if positive else NEGATIVE)}."
     gold = "positive" if positive else "negative"
-    return "t0", f'Review: "{text}"\nIs the sentiment of this review positive or negative?', gold, \
-        "negative" if positive else "positive", [f"The review says the {product} {text.split(product, 1)[1].strip(' .')}.",
-                                                 f"That is a {gold} thing to say about a product."]
+    return (
+        "t0",
+        f'Review: "{text}"\nIs the sentiment of this review positive or negative?',
+        gold,
+        "negative" if positive else "positive",
+        [
+            f"The review says the {product} {text.split(product, 1)[1].strip(' .')}.",
+            f"That is a {gold} thing to say about a product.",
+        ],
+    )
 
 
 def _choice(rng: random.Random):
@@ -132,15 +218,28 @@ def _choice(rng: random.Random):
     letters = "ABCD"
     gold = letters[options.index(right)]
     wrong = rng.choice([x for x in letters if x != gold])
-    q = f"Which of these animals is a {kind}?\nOptions:\n" + "\n".join(f"{letters[i]}) {o}" for i, o in enumerate(options))
-    return "niv", q, gold, wrong, [f"The question asks which option is a {kind}.", f"A {right} is a {kind}; the other options are not."]
+    q = f"Which of these animals is a {kind}?\nOptions:\n" + "\n".join(
+        f"{letters[i]}) {o}" for i, o in enumerate(options)
+    )
+    return (
+        "niv",
+        q,
+        gold,
+        wrong,
+        [f"The question asks which option is a {kind}.", f"A {right} is a {kind}; the other options are not."],
+    )
 
 
 def _units(rng: random.Random):
     template, factor, unit, to = rng.choice(UNITS)
     n = rng.randint(2, 9)
-    return "cot", template.format(n=n), str(n * factor), str(n * factor + factor), [
-        f"One {unit} has {factor} {to}.", f"So {n} of them have {n} x {factor} = {n * factor} {to}."]
+    return (
+        "cot",
+        template.format(n=n),
+        str(n * factor),
+        str(n * factor + factor),
+        [f"One {unit} has {factor} {to}.", f"So {n} of them have {n} x {factor} = {n * factor} {to}."],
+    )
 
 
 def _larger(rng: random.Random):
@@ -148,8 +247,13 @@ def _larger(rng: random.Random):
     b = round(a + rng.choice([-1, 1]) * rng.randint(1, 9) / 100, 2)
     shown = [f"{a:g}", f"{b:g}"]
     gold = shown[0] if a > b else shown[1]
-    return "niv", f"Which is larger, {shown[0]} or {shown[1]}?", gold, shown[1] if gold == shown[0] else shown[0], [
-        "Compare the two numbers digit by digit after the decimal point.", f"{gold} is the larger one."]
+    return (
+        "niv",
+        f"Which is larger, {shown[0]} or {shown[1]}?",
+        gold,
+        shown[1] if gold == shown[0] else shown[0],
+        ["Compare the two numbers digit by digit after the decimal point.", f"{gold} is the larger one."],
+    )
 
 
 FAMILIES = [_sum, _word, _capital, _prime, _sentiment, _choice, _units, _larger]
@@ -168,12 +272,18 @@ def _response(style: str, question: str, answer: str, steps: list[str]) -> str:
     if style == "child":
         return f"Let's think about it like a story. {steps[0]} {steps[1]} So the answer is {answer}.\nAnswer: {answer}"
     if style == "teacher":
-        return (f"The task asks: {task} The guideline is to give one answer.\n"
-                f"How I used it: {' '.join(steps)}\nAnswer: {answer}")
+        return (
+            f"The task asks: {task} The guideline is to give one answer.\n"
+            f"How I used it: {' '.join(steps)}\nAnswer: {answer}"
+        )
     if style == "parts":
-        return (f"Part #1: Read the question.\nUsage: {task} This names what we must find.\n"
-                f"Part #2: Solve it.\nUsage: {' '.join(steps)}\nAnswer: {answer}")
-    return f"{steps[0]} {steps[1]} This gives the final result directly, with nothing else to look up.\nAnswer: {answer}"
+        return (
+            f"Part #1: Read the question.\nUsage: {task} This names what we must find.\n"
+            f"Part #2: Solve it.\nUsage: {' '.join(steps)}\nAnswer: {answer}"
+        )
+    return (
+        f"{steps[0]} {steps[1]} This gives the final result directly, with nothing else to look up.\nAnswer: {answer}"
+    )
 
 
 def openorca_rows(rng: random.Random) -> list[dict]:
@@ -200,8 +310,15 @@ def openorca_rows(rng: random.Random) -> list[dict]:
         if i in empty:
             response = ""
         counters[prefix] = counters.get(prefix, 0) + 1
-        rows.append({"id": f"{prefix}.{1000 + 37 * counters[prefix] + i}", "system_prompt": system,
-                     "question": question, "response": response, "gold": gold})
+        rows.append(
+            {
+                "id": f"{prefix}.{1000 + 37 * counters[prefix] + i}",
+                "system_prompt": system,
+                "question": question,
+                "response": response,
+                "gold": gold,
+            }
+        )
     return rows
 
 
@@ -211,7 +328,9 @@ def review_rows(rng: random.Random, n: int = 32) -> list[dict]:
         positive = i % 2 == 0
         product = PRODUCTS[i % len(PRODUCTS)]
         phrase = (POSITIVE if positive else NEGATIVE)[(i // 2) % 5]
-        rows.append({"id": i + 1, "review": f"The {product} {phrase}.", "label": "positive" if positive else "negative"})
+        rows.append(
+            {"id": i + 1, "review": f"The {product} {phrase}.", "label": "positive" if positive else "negative"}
+        )
     rng.shuffle(rows)
     return rows
 

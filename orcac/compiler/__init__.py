@@ -56,6 +56,7 @@ __all__ = [
     "write_plan",
 ]
 
+
 def dump_plan(plan: Plan) -> str:
     """The plan file's text: deterministic YAML (see orcac/specs/plan_file.py)."""
     from orcac.specs.plan_file import dump_plan as dump

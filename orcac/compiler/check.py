@@ -82,8 +82,12 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
             sampled_max = best_rows if task.limit is None else min(best_rows, task.limit)
             sizes = sampling.split_sizes(sampled_max, limit=None, holdout=task.holdout, probe=probe)
             if sizes[3] == 0 and task.name in trained:
-                why = "the source has no rows" if sampled_max == 0 else (
-                    f"holdout = {task.holdout:.0%} of {sampled_max} row{'s' if sampled_max != 1 else ''} leaves none to train on"
+                why = (
+                    "the source has no rows"
+                    if sampled_max == 0
+                    else (
+                        f"holdout = {task.holdout:.0%} of {sampled_max} row{'s' if sampled_max != 1 else ''} leaves none to train on"
+                    )
                 )
                 diags.error(
                     f"task '{task.name}' has no training rows: {why}",
@@ -99,7 +103,11 @@ def check(spec: Spec, base: Path, diags: Diagnostics, *, whole: bool) -> Facts:
 
 def _read_source(src: SourceExpr, base: Path, diags: Diagnostics, whole: bool) -> SourceFacts | None:
     try:
-        if src.kind == "hf" and src.path is not None and hub.is_hub(src.path, base, config=src.config, revision=src.revision):
+        if (
+            src.kind == "hf"
+            and src.path is not None
+            and hub.is_hub(src.path, base, config=src.config, revision=src.revision)
+        ):
             return _read_hub(src, whole, diags)
         if whole:
             files = source_files(src.kind, src.path, src.split, src.query, base, network=src.network)
@@ -125,7 +133,14 @@ def _read_hub(src: SourceExpr, whole: bool, diags: Diagnostics) -> SourceFacts:
     if whole:
         fetched = hub.fetch(*ask)
         columns, rows = hub_rows(fetched)
-        return SourceFacts(columns=columns, rows=len(rows), files=fetched.files, sha256=sha256_files(fetched.files), data=rows, hub=fetched)
+        return SourceFacts(
+            columns=columns,
+            rows=len(rows),
+            files=fetched.files,
+            sha256=sha256_files(fetched.files),
+            data=rows,
+            hub=fetched,
+        )
     data = hub.cached(*ask)
     if data is None:
         shown = f"{src.path}@{src.revision}" if src.revision else src.path
@@ -173,7 +188,12 @@ def _check_templates(task: TaskDecl, columns: tuple[str, ...], diags: Diagnostic
 
     variables = template_variables
     known = set(columns)
-    for key, source in (("prompt", task.prompt), ("gold", task.gold), ("answer", task.answer), ("instruction", task.instruction)):
+    for key, source in (
+        ("prompt", task.prompt),
+        ("gold", task.gold),
+        ("answer", task.answer),
+        ("instruction", task.instruction),
+    ):
         if source is None:
             continue
         span = task.at(key)
@@ -271,7 +291,8 @@ def _check_judges(spec: Spec, diags: Diagnostics) -> None:
             diags.error(
                 f"the rubric of judge '{judge.name}' uses '{name}', which a judge is not shown",
                 _sub_span(span, raw, name) if raw else span,
-                did_you_mean(name, RUBRIC_NAMES) or "a rubric sees {{ prompt }} (the task's), {{ answer }} and {{ gold }}",
+                did_you_mean(name, RUBRIC_NAMES)
+                or "a rubric sees {{ prompt }} (the task's), {{ answer }} and {{ gold }}",
             )
         if "answer" not in used:
             diags.error(
@@ -338,7 +359,10 @@ def _check_forms(spec: Spec, diags: Diagnostics) -> None:
             if other is strategy:
                 continue
             for number, demonstration in enumerate(other.demonstrations, 1):
-                if adheres(demonstration.assistant, other.expect)[0] and adheres(demonstration.assistant, strategy.expect)[0]:
+                if (
+                    adheres(demonstration.assistant, other.expect)[0]
+                    and adheres(demonstration.assistant, strategy.expect)[0]
+                ):
                     diags.warning(
                         f"the forms of {strategy.name} and {other.name} do not tell them apart: "
                         f"{strategy.name}'s rules accept {other.name}'s demonstration {number}",

@@ -28,7 +28,8 @@ def check(args) -> int:
         out = {
             "ok": not failed,
             "files": [
-                {"file": spec, "ok": not diags, "diagnostics": [d.as_dict() for d in diags]} for spec, diags in results.items()
+                {"file": spec, "ok": not diags, "diagnostics": [d.as_dict() for d in diags]}
+                for spec, diags in results.items()
             ],
         }
         print(json.dumps(out, indent=2))
@@ -75,7 +76,9 @@ def _plan_one(spec: Path, args) -> int:
         if old is None:
             print(f"{out}: missing; write it with: orcac plan {spec}", file=sys.stderr)
             return 1
-        diff = difflib.unified_diff(old.splitlines(True), text.splitlines(True), f"{out} (on disk)", f"{out} (from {spec})", n=1)
+        diff = difflib.unified_diff(
+            old.splitlines(True), text.splitlines(True), f"{out} (on disk)", f"{out} (from {spec})", n=1
+        )
         lines = list(diff)
         sys.stdout.writelines(lines[:80])
         if len(lines) > 80:

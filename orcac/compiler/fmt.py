@@ -133,8 +133,11 @@ class _Formatter:
     def one_line(self, b: Block, depth: int) -> str | None:
         if depth == 0 or not all(isinstance(x, Assign) for x in b.members):
             return None
-        if any(b.span.line <= c.line <= b.span.end_line and i not in self.used for i, c in enumerate(self.comments)
-               if not (c.line == b.span.end_line and c.col > b.span.end_col - 1)):
+        if any(
+            b.span.line <= c.line <= b.span.end_line and i not in self.used
+            for i, c in enumerate(self.comments)
+            if not (c.line == b.span.end_line and c.col > b.span.end_col - 1)
+        ):
             return None
         parts = []
         for a in b.members:
@@ -152,7 +155,9 @@ class _Formatter:
             self.emit(indent + one, self.trailing(b.span.end_line, b.span.end_col - 1))
             return
         # a comment on the header line stays there
-        head_trailing = self.trailing(b.span.line, b.kind_span.col) if not b.members or b.members[0].span.line > b.span.line else ""
+        head_trailing = (
+            self.trailing(b.span.line, b.kind_span.col) if not b.members or b.members[0].span.line > b.span.line else ""
+        )
         self.emit(indent + self.header(b), head_trailing)
         inner = indent + INDENT
         widths = self.widths(b)
@@ -227,7 +232,9 @@ class _Formatter:
         if isinstance(v, Ref):
             return v.name
         if isinstance(v, Call):
-            args = [self.value(a, indent) for a in v.args] + [f"{k.name} = {self.value(k.value, indent)}" for k in v.kwargs]
+            args = [self.value(a, indent) for a in v.args] + [
+                f"{k.name} = {self.value(k.value, indent)}" for k in v.kwargs
+            ]
             return f"{v.name}({', '.join(args)})"
         assert isinstance(v, List)
         items = [self.value(i, indent + INDENT) for i in v.items]

@@ -65,8 +65,9 @@ def load(path: Path, shown: str, diags: Diagnostics, unsaved: Mapping[Path, str]
                 diags.error(
                     f"cannot import '{imp.path}': only .orca files can be imported",
                     imp.span,
-                    f"did you mean {imp.path}.orca?" if spelt else
-                    'a task reads data with from = jsonl("..."), csv("..."), parquet("..."), hf("...") or sql("...")',
+                    f"did you mean {imp.path}.orca?"
+                    if spelt
+                    else 'a task reads data with from = jsonl("..."), csv("..."), parquet("..."), hf("...") or sql("...")',
                 )
                 continue
             target, target_name, is_std = import_target(imp.path, p, name, stdlib)
@@ -113,7 +114,10 @@ def import_target(target: str, importer: Path, importer_name: str, importer_std:
     if target.startswith("std/"):
         return STDLIB / target[4:], target, True
     if importer_std:
-        return importer.parent / target, posixpath.normpath(posixpath.join(posixpath.dirname(importer_name), target)), True
+        return (
+            importer.parent / target,
+            posixpath.normpath(posixpath.join(posixpath.dirname(importer_name), target)),
+            True,
+        )
     shown = posixpath.normpath(posixpath.join(posixpath.dirname(importer_name), target))
     return importer.parent / target, shown, False
-

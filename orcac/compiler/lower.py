@@ -120,7 +120,12 @@ def lower(
         return None
 
     used_strategies = sorted(
-        {name for t in tasks.values() for name in (t.probe.candidates if t.probe else (t.strategy,)) if name is not None}
+        {
+            name
+            for t in tasks.values()
+            for name in (t.probe.candidates if t.probe else (t.strategy,))
+            if name is not None
+        }
     )
     erases = {e.name: e for e in spec.erases}
     return Plan(
@@ -129,9 +134,13 @@ def lower(
         teachers={t.name: lower_teacher(t) for t in spec.teachers},
         students={s.name: lower_student(s) for s in spec.students},
         strategies={name: lower_strategy(strategies[name], origin(strategies[name])) for name in used_strategies},
-        erase={name: lower_erase(erases[name], origin(erases[name])) for name in sorted({t.erase for t in tasks.values()})},
+        erase={
+            name: lower_erase(erases[name], origin(erases[name])) for name in sorted({t.erase for t in tasks.values()})
+        },
         tasks=tasks,
-        train=None if spec.train is None else lower_train(spec.train, tasks, spec_path=spec.path, base=base, plan_dir=plan_dir),
+        train=None
+        if spec.train is None
+        else lower_train(spec.train, tasks, spec_path=spec.path, base=base, plan_dir=plan_dir),
         eval=EvalPlan() if spec.eval is None else lower_eval(spec.eval),
         estimate=_total(estimates),
     )
@@ -159,9 +168,13 @@ def lower_student(s: StudentDecl) -> StudentPlan:
 
 
 def lower_strategy(s: StrategyDecl, origin: str) -> StrategyPlan:
-    adherence = tuple(AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description) for r in s.expect)
+    adherence = tuple(
+        AdherenceRule(kind=r.kind, pattern=r.pattern, value=r.value, description=r.description) for r in s.expect
+    )
     demonstrations = tuple(DemonstrationPlan(**_copy("demonstration", d)) for d in s.demonstrations)
-    return StrategyPlan(**_copy("strategy", s, name=s.name, adherence=adherence, demonstrations=demonstrations, origin=origin))
+    return StrategyPlan(
+        **_copy("strategy", s, name=s.name, adherence=adherence, demonstrations=demonstrations, origin=origin)
+    )
 
 
 def lower_erase(e: EraseDecl, origin: str) -> ErasePlan:
@@ -178,8 +191,16 @@ def lower_source(src: SourceExpr, sf, *, base: Path, plan_dir: Path) -> SourcePl
         sha = sha256_files(sf.files, extra=query or "")
     if sf.hub is not None:  # a Hub dataset: pinned by its commit, not a path
         return SourcePlan(
-            kind="hf", repo=sf.hub.repo, config=src.config, split=src.split, revision=src.revision, commit=sf.hub.commit,
-            files=sf.hub.names, sha256=sha, columns=sf.columns, rows=sf.rows,
+            kind="hf",
+            repo=sf.hub.repo,
+            config=src.config,
+            split=src.split,
+            revision=src.revision,
+            commit=sf.hub.commit,
+            files=sf.hub.names,
+            sha256=sha,
+            columns=sf.columns,
+            rows=sf.rows,
         )
     return SourcePlan(
         kind=src.kind,
@@ -207,8 +228,14 @@ def lower_check(c, judges: dict[str, JudgePlan]) -> CheckRule | JudgedRule:
 
 
 def lower_task(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl | None, strategies: dict, old: Decision | None,
-    *, judges: dict[str, JudgePlan] | None = None, teachers: dict[str, TeacherDecl] | None = None,
+    task: TaskDecl,
+    source: SourcePlan,
+    teacher: TeacherDecl | None,
+    strategies: dict,
+    old: Decision | None,
+    *,
+    judges: dict[str, JudgePlan] | None = None,
+    teachers: dict[str, TeacherDecl] | None = None,
 ) -> TaskPlan:
     """The task with its split counts; a `best_of` becomes a probe, its previous decision
     (`old`) carried while the probe's key holds. A task with `answer` has no teacher
@@ -246,7 +273,12 @@ def lower_task(
 
 
 def lower_probe(
-    task: TaskDecl, source: SourcePlan, teacher: TeacherDecl, strategies: dict, accept, old: Decision | None,
+    task: TaskDecl,
+    source: SourcePlan,
+    teacher: TeacherDecl,
+    strategies: dict,
+    accept,
+    old: Decision | None,
     teachers: dict[str, TeacherDecl],
 ) -> ProbePlan:
     assert isinstance(task.strategy, BestOf)
@@ -339,7 +371,9 @@ def _check_key(rule) -> dict:
     return rule.model_dump(mode="json", exclude={"judge": {"origin"}} if rule.kind == "judged" else None)
 
 
-def probe_key(task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept, teachers=None) -> str:
+def probe_key(
+    task: TaskDecl, source_sha: str, candidates: list[tuple[str, str]], teacher, accept, teachers=None
+) -> str:
     """sha256 over everything a probe's choice depends on (and nothing else)."""
     assert isinstance(task.strategy, BestOf)
     what = {
@@ -424,7 +458,9 @@ def _estimate_given(task: TaskDecl, plan: TaskPlan, rows: list[dict], diags: Dia
     """A task whose answers come from its source: no call, no token, no cost; its train rows
     that render are counted apart (`from_source`)."""
     assert task.seed is not None and task.holdout is not None  # resolved
-    splits = sampling.split_rows(len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=0)
+    splits = sampling.split_rows(
+        len(rows), task=task.name, seed=task.seed, limit=task.limit, holdout=task.holdout, probe=0
+    )
     templates = [t for t in (task.prompt, task.answer, task.instruction) if t is not None]
     rendered, failed = 0, []
     for i in splits.train:
@@ -445,4 +481,6 @@ def _warn_rows(failed: list[str], task: str, diags: Diagnostics) -> None:
     for message in failed[:SHOWN_ROW_WARNINGS]:
         diags.warning(message)
     if len(failed) > SHOWN_ROW_WARNINGS:
-        diags.warning(f"task {task}: {len(failed) - SHOWN_ROW_WARNINGS:,} more rows skipped (every one is listed by `orcac build`)")
+        diags.warning(
+            f"task {task}: {len(failed) - SHOWN_ROW_WARNINGS:,} more rows skipped (every one is listed by `orcac build`)"
+        )

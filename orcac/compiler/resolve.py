@@ -21,7 +21,14 @@ from orcac.specs import settings
 from orcac.specs.diagnostics import Diagnostics, did_you_mean
 from orcac.specs.spec import BestOf, Named, Spec, StageDecl
 
-NAMESPACES = (("teacher", "teachers"), ("student", "students"), ("strategy", "strategies"), ("erase", "erases"), ("judge", "judges"), ("task", "tasks"))
+NAMESPACES = (
+    ("teacher", "teachers"),
+    ("student", "students"),
+    ("strategy", "strategies"),
+    ("erase", "erases"),
+    ("judge", "judges"),
+    ("task", "tasks"),
+)
 SINGLETONS = ("defaults", "train", "eval")
 PLURAL = {"strategy": "strategies", "erase message": "erase messages"}
 CHOSEN = ("teacher", "erase", "strategy")  # a task's keys chosen below, each name checked; the others fall back
@@ -51,7 +58,11 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
         for d in decls.get(kind, []):
             if d.name in seen:
                 first = seen[d.name]
-                diags.error(f"{kind} '{d.name}' is declared twice", d.span, f"first declared at {first.span}; rename one of them")
+                diags.error(
+                    f"{kind} '{d.name}' is declared twice",
+                    d.span,
+                    f"first declared at {first.span}; rename one of them",
+                )
                 continue
             seen[d.name] = d
             unique.append(d)
@@ -62,7 +73,9 @@ def resolve(loaded: list[Loaded], main: Path, shown: str, diags: Diagnostics) ->
             diags.error(f"a second {kind} block", extra.span, f"first at {items[0].span}; merge them into one")
         fields[kind] = items[0] if items else None
 
-    spec = Spec(file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields)
+    spec = Spec(
+        file=shown, path=str(main.resolve()), version=version, modules=tuple(i.module.file for i in loaded), **fields
+    )
     return _apply_defaults(spec, diags, broken)
 
 
@@ -72,7 +85,11 @@ def _check_ref(ref: Named | None, kind: str, names, diags: Diagnostics) -> bool:
     if ref.name not in names:
         hint = did_you_mean(ref.name, names)
         if hint is None:
-            hint = f"declared {PLURAL.get(kind, kind + 's')}: {', '.join(sorted(names))}" if names else f"no {kind} is declared"
+            hint = (
+                f"declared {PLURAL.get(kind, kind + 's')}: {', '.join(sorted(names))}"
+                if names
+                else f"no {kind} is declared"
+            )
         diags.error(f"unknown {kind} '{ref.name}'", ref.span, hint)
         return False
     return True
@@ -133,7 +150,7 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
             diags.error(
                 f"task '{task.name}' has no strategy",
                 task.span,
-                "set strategy = NAME (or best_of(a, b, ...)); import \"std/strategies.orca\" for Orca 2's named strategies",
+                'set strategy = NAME (or best_of(a, b, ...)); import "std/strategies.orca" for Orca 2\'s named strategies',
             )
         for setting in settings.keys("defaults"):
             if setting.name in CHOSEN or setting.field in update or getattr(task, setting.field) is not None:
@@ -149,10 +166,16 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
         stages: dict[str, StageDecl] = {}
         for stage in spec.train.stages:
             if stage.name in stages:
-                diags.error(f"stage '{stage.name}' is declared twice", stage.span, f"first declared at {stages[stage.name].span}")
+                diags.error(
+                    f"stage '{stage.name}' is declared twice",
+                    stage.span,
+                    f"first declared at {stages[stage.name].span}",
+                )
             stages[stage.name] = stage
             if not stage.tasks:
-                diags.error(f"stage '{stage.name}' has no tasks", stage.at("tasks"), "list at least one task: tasks = [NAME]")
+                diags.error(
+                    f"stage '{stage.name}' has no tasks", stage.at("tasks"), "list at least one task: tasks = [NAME]"
+                )
             listed = set()
             for ref in stage.tasks:
                 _check_ref(ref, "task", task_names, diags)
@@ -160,7 +183,9 @@ def _apply_defaults(spec: Spec, diags: Diagnostics, broken: dict[str, set[str]])
                     diags.error(f"task '{ref.name}' is listed twice in stage '{stage.name}'", ref.span)
                 listed.add(ref.name)
         if not spec.train.stages:
-            diags.error("train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }")
+            diags.error(
+                "train has no stages", spec.train.span, "add at least one: stage NAME { tasks = [...] epochs = 1 }"
+            )
     return replace(spec, tasks=tuple(tasks))
 
 
@@ -172,11 +197,16 @@ def _check_distill(spec: Spec, broken: dict[str, set[str]], diags: Diagnostics) 
     distill = train.distill
     if train.objective == "sft":
         if distill is not None:
-            diags.error("a distill block, but the objective is sft", distill.span, "set objective = distill (or sft+distill) in the train block")
+            diags.error(
+                "a distill block, but the objective is sft",
+                distill.span,
+                "set objective = distill (or sft+distill) in the train block",
+            )
         return
     if distill is None:
         diags.error(
-            f"objective = {train.objective} needs a distill block", train.at("objective"),
+            f"objective = {train.objective} needs a distill block",
+            train.at("objective"),
             "add: distill { teacher = NAME } (a local/... teacher) to the train block",
         )
         return
@@ -222,7 +252,7 @@ def _given(task, d, diags: Diagnostics) -> dict:
             diags.error(
                 f"{why[0]} in task '{task.name}' {why[1]}",
                 rule.span if own else task.span,
-                "check the answers with contains(gold), exact(gold), numeric(gold), regex(\"..\") or nonempty"
+                'check the answers with contains(gold), exact(gold), numeric(gold), regex("..") or nonempty'
                 + ("" if own else "; the rule comes from defaults: set accept in the task"),
             )
     update: dict = {"teacher": None, "strategy": None}

@@ -160,8 +160,10 @@ def number(lo: float | None = None, hi: float | None = None, *, above: float | N
 
 def _range(v: Num, key: str, value: float, lo: float | None, hi: float | None) -> None:
     if lo is not None and value < lo or hi is not None and value > hi:
-        bounds = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
-            f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+        bounds = (
+            f"between {lo:g} and {hi:g}"
+            if lo is not None and hi is not None
+            else (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
         )
         raise Bad(f"'{key}' must be {bounds}, got {v.raw}", v.span)
 
@@ -305,9 +307,15 @@ def env(v: Value, key: str) -> str:
         )
     if isinstance(v, Call) and v.name == "env" and len(v.args) == 1 and isinstance(v.args[0], Ref):
         name = v.args[0].name
-        raise Bad(f"env() takes the variable's name as a string, got the name {name}", v.args[0].span, f'write it in quotes: env("{name}")')
+        raise Bad(
+            f"env() takes the variable's name as a string, got the name {name}",
+            v.args[0].span,
+            f'write it in quotes: env("{name}")',
+        )
     if not isinstance(v, Call) or v.name != "env" or len(v.args) != 1 or v.kwargs or not isinstance(v.args[0], Str):
-        raise Bad(f"'{key}' must be env(\"NAME\"), got {describe(v)}", v.span, 'for example: api_key = env("OPENAI_API_KEY")')
+        raise Bad(
+            f"'{key}' must be env(\"NAME\"), got {describe(v)}", v.span, 'for example: api_key = env("OPENAI_API_KEY")'
+        )
     name = v.args[0].value
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise Bad(f"'{name}' is not an environment variable name", v.args[0].span)
@@ -336,7 +344,7 @@ def source(v: Value, key: str) -> SourceExpr:
     if not isinstance(v, Call) or v.name not in SOURCE_KINDS:
         hint = did_you_mean(v.name, SOURCE_KINDS) if isinstance(v, (Call, Ref)) else None
         raise Bad(
-            f"'{key}' must be a source: jsonl(\"..\"), csv(\"..\"), parquet(\"..\"), hf(\"..\"), or sql(\"..\"); got {describe(v)}",
+            f'\'{key}\' must be a source: jsonl(".."), csv(".."), parquet(".."), hf(".."), or sql(".."); got {describe(v)}',
             v.span,
             hint,
         )
@@ -364,8 +372,11 @@ def _judge_arg(call: Call) -> Named:
         hint = None
         if len(call.args) == 1 and isinstance(call.args[0], Str):
             hint = f"a name is written without quotes: judged({call.args[0].value})"
-        raise Bad("judged() names the judge that scores the answer: write judged(NAME)", call.span,
-                  hint or "declare one with: judge NAME { teacher = ... rubric = \"...\" threshold = ... }")
+        raise Bad(
+            "judged() names the judge that scores the answer: write judged(NAME)",
+            call.span,
+            hint or 'declare one with: judge NAME { teacher = ... rubric = "..." threshold = ... }',
+        )
     return ref(call.args[0], "judged()")
 
 
@@ -434,7 +445,11 @@ def strategy(v: Value, key: str) -> Named | BestOf:
         _, kw = _args(v, len(v.args), ARGS["best_of()"], "best_of()")
         return BestOf(candidates=tuple(cands), span=v.span, **_filled("best_of()", kw))
     if isinstance(v, Call):
-        raise Bad(f"'{key}' must name a strategy or be best_of(...), got {describe(v)}", v.span, did_you_mean(v.name, ["best_of"]))
+        raise Bad(
+            f"'{key}' must name a strategy or be best_of(...), got {describe(v)}",
+            v.span,
+            did_you_mean(v.name, ["best_of"]),
+        )
     return ref(v, key)
 
 
@@ -444,7 +459,8 @@ def form(v: Value, key: str) -> FormRule:
             raise Bad(
                 f"unknown answer form '{v.name}'",
                 v.span,
-                did_you_mean(v.name, FORMS) or f"built-in forms: {', '.join(FORMS)}; or regex(\"..\"), max_words(N), min_words(N)",
+                did_you_mean(v.name, FORMS)
+                or f'built-in forms: {", ".join(FORMS)}; or regex(".."), max_words(N), min_words(N)',
             )
         pattern, description = FORMS[v.name]
         return FormRule(kind="regex", pattern=pattern, description=description)
@@ -643,7 +659,11 @@ def _block(block: Block, diags: Diagnostics, file: str):
             continue
         field, convert = keys[member.key]
         if field in values or member.key in spans:
-            diags.error(f"'{member.key}' is set twice in {where}", member.key_span, f"first set at line {spans[member.key].line}")
+            diags.error(
+                f"'{member.key}' is set twice in {where}",
+                member.key_span,
+                f"first set at line {spans[member.key].line}",
+            )
             ok = False
             continue
         spans[member.key] = member.value.span

@@ -92,7 +92,9 @@ class _FastLexer(Lexer):
     __future_interface__ = 2  # lex(lexer_state, parser_state), as Lark's own lexers
 
     def __init__(self, conf):
-        terminals = sorted(conf.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+        terminals = sorted(
+            conf.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name)
+        )
         self.keywords = {}
         parts = []
         for t in terminals:
@@ -276,7 +278,9 @@ class _ToNodes(Transformer):
                 version, version_span = item
             else:
                 raise _NodeError(Diagnostic("a second version line", item[1], "keep one 'orca 1' line, at the top"))
-        return Module(file=self.file, version=version, version_span=version_span, imports=tuple(imports), blocks=tuple(blocks))
+        return Module(
+            file=self.file, version=version, version_span=version_span, imports=tuple(imports), blocks=tuple(blocks)
+        )
 
     def version(self, children):
         kw, tok = children
@@ -382,7 +386,7 @@ def _describe(token: Token) -> str:
     if token.type == "NAME":
         return f"name '{token.value}'"
     if token.type in ("STRING", "TRIPLE_STRING"):
-        text = token.value if len(token.value) <= 32 else token.value[:28] + "...\""
+        text = token.value if len(token.value) <= 32 else token.value[:28] + '..."'
         return "string " + text.encode("unicode_escape").decode("ascii").replace("\\\\", "\\")
     if token.type in ("NUMBER", "PERCENT", "DURATION"):
         return f"{token.type.lower()} {token.value}"
@@ -427,7 +431,9 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             span = _tok_span(file, tok)
         else:
             lines = text.splitlines() or [""]
-            span = Span(file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2)
+            span = Span(
+                file=file, line=len(lines), col=len(lines[-1]) + 1, end_line=len(lines), end_col=len(lines[-1]) + 2
+            )
         try:  # precise: LALR's default reductions make error.expected too wide
             expected = set(error.interactive_parser.accepts()) or set(error.expected)
         except Exception:  # noqa: BLE001 - Lark's interactive parser can fail in its own ways: fall back to its wider set
@@ -439,11 +445,17 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             return Diagnostic("this '{' is never closed", span, "add the matching '}'")
         if tok.type == "EQUAL" and "LBRACE" in expected:
             return Diagnostic(
-                "unexpected '=': 'key = value' belongs inside a block", span, "put it inside a declaration, e.g. task NAME { ... }"
+                "unexpected '=': 'key = value' belongs inside a block",
+                span,
+                "put it inside a declaration, e.g. task NAME { ... }",
             )
         message = f"unexpected {_describe(tok)}; expected {_expected(expected)}"
         hint = None
-        before = re.search(r"(?:^|[\s}])([A-Za-z_][A-Za-z0-9_]*)\s*$", text[: tok.start_pos or 0]) if tok.type != "$END" else None
+        before = (
+            re.search(r"(?:^|[\s}])([A-Za-z_][A-Za-z0-9_]*)\s*$", text[: tok.start_pos or 0])
+            if tok.type != "$END"
+            else None
+        )
         if before and tok.type == "NUMBER" and "LBRACE" in expected:
             word = before.group(1)
             near = did_you_mean(word, ["orca"])
@@ -451,7 +463,9 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
                 at = text.count("\n", 0, before.start(1)) + 1
                 col = before.start(1) - (text.rfind("\n", 0, before.start(1)) + 1) + 1
                 span = Span(file=file, line=at, col=col, end_line=at, end_col=col + len(word))
-                return Diagnostic(f"unknown word '{word}' before the version number", span, f"{near} A spec starts with: orca 1")
+                return Diagnostic(
+                    f"unknown word '{word}' before the version number", span, f"{near} A spec starts with: orca 1"
+                )
         if tok.type == "COMMA" and "RBRACE" in expected:  # `{ a = 1, b = 2 }`, as in JSON or HCL
             hint = "settings in a block are separated by whitespace or newlines, not ',': take the ',' out"
         elif expected == {"LBRACE"}:
@@ -460,7 +474,11 @@ def _syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             hint = "a setting is written key = value: the '=' is missing"
         elif _VALUE_START <= expected:
             hint = "write a value after '=': a string, a number, a name, a list or a call"
-        elif tok.type in ("NAME", "STRING", "NUMBER") and expected & {"COMMA", "RPAR", "RSQB"} and "EQUAL" not in expected:
+        elif (
+            tok.type in ("NAME", "STRING", "NUMBER")
+            and expected & {"COMMA", "RPAR", "RSQB"}
+            and "EQUAL" not in expected
+        ):
             hint = "separate items with ','"
         return Diagnostic(message, span, hint)
     return Diagnostic(str(error).splitlines()[0], span)
@@ -474,7 +492,11 @@ _LEXEME = re.compile(r"[+-]?[0-9.][0-9A-Za-z_.%+-]*")
 def _unexpected_character(text: str, pos: int, span: Span) -> Diagnostic:
     char = text[pos] if pos < len(text) else ""
     if char == '"':
-        return Diagnostic("this string is never closed", span, 'end it with " on the same line, or use """ for text over several lines')
+        return Diagnostic(
+            "this string is never closed",
+            span,
+            'end it with " on the same line, or use """ for text over several lines',
+        )
     if char in _TYPOGRAPHIC_QUOTES:
         return Diagnostic(
             f"unexpected character '{char}' (a typographic quote)",
@@ -497,4 +519,6 @@ def _unexpected_character(text: str, pos: int, span: Span) -> Diagnostic:
             end,
             "a duration is a number and a unit: 500ms, 30s, 1.5m, 2h; a percentage is written 20%",
         )
-    return Diagnostic(f"unexpected character '{char}'" if char.isprintable() else f"unexpected character U+{ord(char):04X}", span)
+    return Diagnostic(
+        f"unexpected character '{char}'" if char.isprintable() else f"unexpected character U+{ord(char):04X}", span
+    )

@@ -188,8 +188,11 @@ def _show(value) -> str:
     if dataclasses.is_dataclass(value):
         if hasattr(value, "description"):
             return _show(value.description)
-        parts = [f"{f.name} = {_show(getattr(value, f.name))}" for f in dataclasses.fields(value)
-                 if f.name not in _INTERNAL and getattr(value, f.name) is not None]
+        parts = [
+            f"{f.name} = {_show(getattr(value, f.name))}"
+            for f in dataclasses.fields(value)
+            if f.name not in _INTERNAL and getattr(value, f.name) is not None
+        ]
         head = " ".join(filter(None, [type(value).__name__.removesuffix("Decl").lower(), getattr(value, "name", None)]))
         return f"{head} {{ {' '.join(parts)} }}"
     return str(value)

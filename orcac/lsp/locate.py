@@ -79,4 +79,3 @@ def _in_value(value, line: int, col: int, hit: Hit) -> Hit | None:
                 return found
     hit.node = value
     return hit
-

@@ -60,7 +60,9 @@ class OrcaServer(LanguageServer):
             return
         buffers = self.unsaved()
         changed_path = specs[changed].resolve()
-        order = [changed] + [u for u, a in self.latest.items() if u != changed and u in specs and changed_path in a.files]
+        order = [changed] + [
+            u for u, a in self.latest.items() if u != changed and u in specs and changed_path in a.files
+        ]
         for uri in order:
             try:
                 result = analysis.run(specs[uri], buffers)

@@ -1,8 +1,8 @@
 """The two charts, loss per step and scores per task and arm, in the two forms they are drawn:
 
-  PNG   beside `orcac train`'s and `orcac eval`'s output (matplotlib with the Agg backend: no
-        display needed, the same bytes on every machine)
-  SVG   geometry for the report's inline charts (the page's template draws it: no script, no network)
+PNG   beside `orcac train`'s and `orcac eval`'s output (matplotlib with the Agg backend: no
+      display needed, the same bytes on every machine)
+SVG   geometry for the report's inline charts (the page's template draws it: no script, no network)
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def loss_curve(steps: list[tuple], path: Path, *, title: str = "training loss") 
     for i, (start, end, name) in enumerate(bounds):
         if i % 2:
             ax.axvspan(start + 0.5, end + 0.5, color="0.93", zorder=0)
-        ax.text((start + end) / 2 + 0.5, 1.0, name, transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom", fontsize=9)
+        ax.text(
+            (start + end) / 2 + 0.5, 1.0, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9
+        )
     ax.set_xlabel("optimizer step (all stages)")
     ax.set_ylabel("loss (teacher tokens)")
     ax.set_title(title, pad=18)
@@ -73,13 +74,26 @@ def eval_bars(scores: list[dict], path: Path, *, title: str = "held-out evaluati
             raw = [by[(task, model)].get(metric) if (task, model) in by else None for task in tasks]
             values = [0 if v is None else 100 * v for v in raw]
             bounds = [_bounds(by.get((task, model)), metric) for task in tasks]
-            errors = [[0 if b is None else max(0.0, v - 100 * b[0]) for v, b in zip(values, bounds)],
-                      [0 if b is None else max(0.0, 100 * b[1] - v) for v, b in zip(values, bounds)]]
-            bars = ax.bar(xs, values, width, label=model, color=colors.get(model, f"C{m + 3}"),
-                          yerr=errors, ecolor="0.25", capsize=3, error_kw={"linewidth": 0.9})
+            errors = [
+                [0 if b is None else max(0.0, v - 100 * b[0]) for v, b in zip(values, bounds)],
+                [0 if b is None else max(0.0, 100 * b[1] - v) for v, b in zip(values, bounds)],
+            ]
+            bars = ax.bar(
+                xs,
+                values,
+                width,
+                label=model,
+                color=colors.get(model, f"C{m + 3}"),
+                yerr=errors,
+                ecolor="0.25",
+                capsize=3,
+                error_kw={"linewidth": 0.9},
+            )
             ax.bar_label(bars, labels=["n/a" if v is None else f"{100 * v:.0f}" for v in raw], fontsize=8, padding=2)
-        labels = [task if (task, metric) not in gap else f"{task}\ngap closed {_gap_text(gap[(task, metric)])}"
-                  for task in tasks]
+        labels = [
+            task if (task, metric) not in gap else f"{task}\ngap closed {_gap_text(gap[(task, metric)])}"
+            for task in tasks
+        ]
         ax.set_xticks(range(len(tasks)), labels, rotation=20 if len(tasks) > 3 else 0)
         ax.set_ylim(0, 115)  # room for a bar label above a 100% bar's error bar
         ax.set_title(f"{metric} (%)")
@@ -98,8 +112,11 @@ def _bounds(row: dict | None, metric: str) -> tuple[float, float] | None:
     """A row's 95% Wilson interval for `metric`, from the counts behind it (None: n/a)."""
     if row is None or row.get(metric) is None:
         return None
-    hits, n = (row.get("accepted"), row.get("checked")) if metric == "accuracy" else (
-        row.get("adherent"), row.get("adherence_n", row.get("examples")))
+    hits, n = (
+        (row.get("accepted"), row.get("checked"))
+        if metric == "accuracy"
+        else (row.get("adherent"), row.get("adherence_n", row.get("examples")))
+    )
     return None if hits is None or not n else wilson(hits, n)
 
 
@@ -141,15 +158,28 @@ def loss_chart(stages: list[dict], *, width: int = 760, height: int = 260) -> di
             y = top + (height - top - bottom) * (1 - (points[k][1] - low) / (high - low))
             coords.append(f"{x:.1f},{y:.1f}")
         x0 = left + (width - left - right) * (offset / max(1, total - 1))
-        lines.append({"name": stage["name"], "color": COLORS[i % len(COLORS)], "points": " ".join(coords),
-                      "label_x": round(x0 + 4, 1)})
+        lines.append(
+            {
+                "name": stage["name"],
+                "color": COLORS[i % len(COLORS)],
+                "points": " ".join(coords),
+                "label_x": round(x0 + 4, 1),
+            }
+        )
         offset += len(points)
     ticks = [
         {"y": round(top + (height - top - bottom) * (1 - f), 1), "label": f"{low + f * (high - low):.3g}"}
         for f in (0.0, 0.5, 1.0)
     ]
-    return {"width": width, "height": height, "left": left, "right": width - right, "bottom": height - bottom,
-            "lines": lines, "ticks": ticks}
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "bottom": height - bottom,
+        "lines": lines,
+        "ticks": ticks,
+    }
 
 
 def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 240) -> dict:
@@ -164,18 +194,38 @@ def eval_chart(arms: list[str], tasks: list[str], cells: dict, *, height: int = 
                 value = (cells.get((arm, task)) or {}).get(metric)
                 h = 0 if value is None else (height - top - bottom) * value
                 low, high = ((cells.get((arm, task)) or {}).get(f"{metric}_{end}") for end in ("low", "high"))
-                whisker = None if value is None or low is None else {
-                    "x": x + i * bar + 7, "top": round(height - bottom - (height - top - bottom) * high, 1),
-                    "bottom": round(height - bottom - (height - top - bottom) * low, 1)}
-                bars.append({"x": x + i * bar, "y": round(height - bottom - h, 1), "h": round(h, 1),
-                             "color": COLORS[i % len(COLORS)], "label": "n/a" if value is None else f"{100 * value:.0f}",
-                             "arm": arm, "whisker": whisker,
-                             "label_y": round((height - bottom - h if whisker is None else whisker["top"]) - 3, 1),
-                             "interval": "" if whisker is None else f" [{100 * low:.0f}-{100 * high:.0f}]"})
+                whisker = (
+                    None
+                    if value is None or low is None
+                    else {
+                        "x": x + i * bar + 7,
+                        "top": round(height - bottom - (height - top - bottom) * high, 1),
+                        "bottom": round(height - bottom - (height - top - bottom) * low, 1),
+                    }
+                )
+                bars.append(
+                    {
+                        "x": x + i * bar,
+                        "y": round(height - bottom - h, 1),
+                        "h": round(h, 1),
+                        "color": COLORS[i % len(COLORS)],
+                        "label": "n/a" if value is None else f"{100 * value:.0f}",
+                        "arm": arm,
+                        "whisker": whisker,
+                        "label_y": round((height - bottom - h if whisker is None else whisker["top"]) - 3, 1),
+                        "interval": "" if whisker is None else f" [{100 * low:.0f}-{100 * high:.0f}]",
+                    }
+                )
             groups.append({"task": task, "metric": metric, "bars": bars, "x": x + len(arms) * bar / 2})
             x += len(arms) * bar + gap
-    return {"width": max(x + 8, 40 + 90 * len(arms)), "height": height, "groups": groups, "base": height - bottom, "top": top,
-            "legend": [{"arm": arm, "color": COLORS[i % len(COLORS)]} for i, arm in enumerate(arms)]}
+    return {
+        "width": max(x + 8, 40 + 90 * len(arms)),
+        "height": height,
+        "groups": groups,
+        "base": height - bottom,
+        "top": top,
+        "legend": [{"arm": arm, "color": COLORS[i % len(COLORS)]} for i, arm in enumerate(arms)],
+    }
 
 
 # ---- rendering --------------------------------------------------------------------------

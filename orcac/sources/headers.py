@@ -21,7 +21,9 @@ class Header:
     files: tuple[Path, ...] = field(default_factory=tuple)  # absolute: every file the source reads
 
 
-def header(kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False) -> Header:
+def header(
+    kind: str, path: str | None, split: str | None, query: str | None, base: Path, *, network: bool = False
+) -> Header:
     files = source_files(kind, path, split, query, base, network=network)
     if kind == "jsonl":
         return Header(columns=jsonl_header(files[0], path), files=files)

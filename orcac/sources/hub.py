@@ -34,9 +34,16 @@ TOKEN_ENV = "HF_TOKEN"
 
 # A file's split from its name, as the Hub's data-files convention reads it; anything else is train.
 SPLIT_WORDS = {
-    "train": "train", "training": "train",
-    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
-    "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+    "evaluation": "test",
 }
 
 
@@ -128,7 +135,9 @@ def _layout(names: tuple[str, ...], card: dict) -> dict[str, dict[str, list[str]
                 continue
             files = c.get("data_files")
             splits: dict[str, list[str]] = {}
-            if isinstance(files, (str, list)) and not (isinstance(files, list) and files and isinstance(files[0], dict)):
+            if isinstance(files, (str, list)) and not (
+                isinstance(files, list) and files and isinstance(files[0], dict)
+            ):
                 splits["train"] = [files] if isinstance(files, str) else list(files)
             elif isinstance(files, dict):  # {split: pattern(s)}
                 splits = {str(k): [v] if isinstance(v, str) else list(v) for k, v in files.items()}
@@ -161,7 +170,13 @@ def _default_config(card: dict, layout: dict) -> str | None:
 
 
 def pick(
-    repo: str, names: tuple[str, ...], card: dict, config: str | None, split: str | None, *, none_ok: bool = False,
+    repo: str,
+    names: tuple[str, ...],
+    card: dict,
+    config: str | None,
+    split: str | None,
+    *,
+    none_ok: bool = False,
 ) -> tuple[str, ...]:
     """The repo's file names that hold `config`'s `split`, sorted. SourceError (with "did you
     mean") for a config or split the dataset does not have; `none_ok`: () where no file matches."""
@@ -170,20 +185,26 @@ def pick(
         raise SourceError(f"hf dataset {repo} holds no data files orcac reads (parquet, jsonl, json or csv)")
     chosen = config if config is not None else _default_config(card, layout)
     if chosen is None:
-        raise SourceError(f"{repo} has configs {', '.join(sorted(layout))}: choose one", 'write hf("..", config = "...")')
+        raise SourceError(
+            f"{repo} has configs {', '.join(sorted(layout))}: choose one", 'write hf("..", config = "...")'
+        )
     if chosen not in layout:
         hint = did_you_mean(chosen, layout) or f"it has: {', '.join(sorted(layout))}"
         raise SourceError(f"{repo} has no config '{chosen}'", hint)
     splits = layout[chosen]
     if split is None:
         if len(splits) != 1:
-            raise SourceError(f"{repo} ({chosen}) has splits {', '.join(sorted(splits))}: choose one", 'write hf("..", split = "...")')
+            raise SourceError(
+                f"{repo} ({chosen}) has splits {', '.join(sorted(splits))}: choose one", 'write hf("..", split = "...")'
+            )
         split = next(iter(splits))
     if split not in splits:
         hint = did_you_mean(split, splits) or f"it has: {', '.join(sorted(splits))}"
         raise SourceError(f"{repo} ({chosen}) has no split '{split}'", hint)
     patterns = splits[split]
-    picked = tuple(sorted(n for n in names if n.endswith(DATA_SUFFIXES) and any(fnmatch.fnmatchcase(n, p) for p in patterns)))
+    picked = tuple(
+        sorted(n for n in names if n.endswith(DATA_SUFFIXES) and any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    )
     if not picked and not none_ok:
         raise SourceError(f"{repo} ({chosen}, {split}): no file matches {', '.join(patterns)}")
     return picked
@@ -192,7 +213,9 @@ def pick(
 # ---- the cache, read by its layout ----------------------------------------------------------------
 
 
-def cached(repo: str, config: str | None, split: str | None, revision: str | None, *, commit: str | None = None) -> HubData | None:
+def cached(
+    repo: str, config: str | None, split: str | None, revision: str | None, *, commit: str | None = None
+) -> HubData | None:
     """The dataset as the local cache holds it (at `commit`, or where `revision` pointed when it
     was last fetched), or None when the cache does not have it."""
     folder = cache_dir() / ("datasets--" + repo.replace("/", "--"))
@@ -223,7 +246,9 @@ def cached(repo: str, config: str | None, split: str | None, revision: str | Non
 # ---- the Hub --------------------------------------------------------------------------------------
 
 
-def fetch(repo: str, config: str | None, split: str | None, revision: str | None, *, commit: str | None = None) -> HubData:
+def fetch(
+    repo: str, config: str | None, split: str | None, revision: str | None, *, commit: str | None = None
+) -> HubData:
     """Resolve `revision` on the Hub and download the config's split into the cache; offline,
     read the cache. With `commit` (a plan's pin), refuse when the revision now points elsewhere."""
     if not offline():
@@ -258,7 +283,7 @@ def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
         if pinned is not None and commit != pinned:
             raise SourceError(
                 f"hf dataset {repo}: revision {revision or 'main'} moved from {pinned[:12]} to {commit[:12]} since the plan was made",
-                "run `orcac plan` to read the new data (or pin revision = \"<commit>\" in the spec)",
+                'run `orcac plan` to read the new data (or pin revision = "<commit>" in the spec)',
             )
         names = tuple(sorted(s.rfilename for s in info.siblings or ()))
 
@@ -282,13 +307,17 @@ def _fetch_online(repo, config, split, revision, pinned) -> HubData | None:
             f"check the name; for a private dataset set {TOKEN_ENV} (a folder saved with save_to_disk at {repo} would be read instead)",
         ) from None
     except RevisionNotFoundError:
-        raise SourceError(f"hf dataset {repo} has no revision '{revision}'", "name a branch, a tag or a commit of the dataset") from None
+        raise SourceError(
+            f"hf dataset {repo} has no revision '{revision}'", "name a branch, a tag or a commit of the dataset"
+        ) from None
     except EntryNotFoundError as error:
         raise SourceError(f"hf dataset {_shown(repo, revision)}: a file is missing: {error}") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         if status in (401, 403):
-            raise SourceError(f"hf dataset {repo}: access refused (HTTP {status})", f"set {TOKEN_ENV} to a token with access") from None
+            raise SourceError(
+                f"hf dataset {repo}: access refused (HTTP {status})", f"set {TOKEN_ENV} to a token with access"
+            ) from None
         raise SourceError(f"hf dataset {repo}: the Hub answered HTTP {status}") from None
     except Exception as error:
         if _unreachable(error):

@@ -57,13 +57,15 @@ def hf_split_dir(root: Path, split: str | None, shown: str) -> Path:
             if len(splits) == 1:
                 split = splits[0]
             else:
-                raise SourceError(f"{shown} has splits {', '.join(splits)}: choose one with split = \"...\"")
+                raise SourceError(f'{shown} has splits {", ".join(splits)}: choose one with split = "..."')
         if split not in splits:
             raise SourceError(f"{shown} has no split '{split}' (it has {', '.join(splits)})")
         return root / split
     if (root / "dataset_info.json").is_file():
         return root
-    raise SourceError(f"{shown} is not a dataset saved with datasets.save_to_disk (no dataset_dict.json or dataset_info.json)")
+    raise SourceError(
+        f"{shown} is not a dataset saved with datasets.save_to_disk (no dataset_dict.json or dataset_info.json)"
+    )
 
 
 def hf_files(root: Path, split: str | None, shown: str) -> tuple[Path, ...]:
@@ -126,7 +128,11 @@ def _csv_rows(p: Path, shown: str) -> tuple[tuple[str, ...], list]:
                 continue  # a blank line, as csv.DictReader skips it
             if len(record) != len(columns):
                 n = len(record)
-                rows.append(BadRow(f"{shown}:{reader.line_num}: {n} field{'s' if n != 1 else ''}, the header has {len(columns)}"))
+                rows.append(
+                    BadRow(
+                        f"{shown}:{reader.line_num}: {n} field{'s' if n != 1 else ''}, the header has {len(columns)}"
+                    )
+                )
             else:
                 rows.append(dict(zip(columns, record)))
     return columns, rows
@@ -158,7 +164,10 @@ def jsonl_header(p: Path, shown: str) -> tuple[str, ...]:
             return tuple(row)
         first_bad = first_bad or row
     if first_bad is not None:
-        raise SourceError(f"{shown} has no JSON object line: the first problem is {first_bad.reason}", "a jsonl source holds one JSON object per line")
+        raise SourceError(
+            f"{shown} has no JSON object line: the first problem is {first_bad.reason}",
+            "a jsonl source holds one JSON object per line",
+        )
     raise SourceError(f"{shown} is empty")
 
 
@@ -203,7 +212,10 @@ def hub_rows(data) -> tuple[tuple[str, ...], list]:
         elif name.endswith(".csv"):
             cols, part = _csv_rows(p, shown)
         elif name.endswith(".json") and p.read_bytes().lstrip()[:1] == b"[":  # one JSON array, not lines
-            part = [r if isinstance(r, dict) else BadRow(f"{shown}: an element is not a JSON object") for r in json.loads(p.read_bytes())]
+            part = [
+                r if isinstance(r, dict) else BadRow(f"{shown}: an element is not a JSON object")
+                for r in json.loads(p.read_bytes())
+            ]
             cols = next((tuple(r) for r in part if not isinstance(r, BadRow)), None)
         else:
             part = list(_jsonl_rows(p, shown))
@@ -241,10 +253,10 @@ def read(
                     tables.append(pa.ipc.open_file(source).read_all())
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         return tuple(table.column_names), table.to_pylist()
+
     def arrow(rel):
         table = rel.arrow()
         return table.read_all() if hasattr(table, "read_all") else table  # newer DuckDB: a RecordBatchReader
 
     table = run_sql(query, base, network, arrow)
     return tuple(table.column_names), table.to_pylist()
-

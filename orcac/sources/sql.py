@@ -19,7 +19,9 @@ _PATHLIKE = re.compile(r"[^\s]+\.(?:parquet|csv|tsv|jsonl|ndjson|json)(?:\.gz|\.
 
 def sql_literals(query: str) -> list[str]:
     """The single-quoted literals of a query that name data files ('data/x.parquet')."""
-    return [m.group(1).replace("''", "'") for m in _QUOTED.finditer(query) if _PATHLIKE.match(m.group(1).replace("''", "'"))]
+    return [
+        m.group(1).replace("''", "'") for m in _QUOTED.finditer(query) if _PATHLIKE.match(m.group(1).replace("''", "'"))
+    ]
 
 
 def sql_files(query: str, base: Path, *, network: bool = False) -> tuple[Path, ...]:
@@ -86,7 +88,7 @@ def _duckdb(query: str, files: tuple[Path, ...], network: bool):
 
 _SQL_HINT = (
     "a sql source reads only the files it names in quotes ('data/x.parquet', .csv, .tsv, .jsonl, .ndjson, .json); "
-    "to read from the network, write sql(\"...\", network = true)"
+    'to read from the network, write sql("...", network = true)'
 )
 
 

@@ -1,9 +1,9 @@
 """Diagnostics: one error shape, collected across passes, rendered with the source line.
 
-    spec.orca:12:14: error: unknown strategy 'step_by_stpe'
-       12 |   strategy = step_by_stpe
-          |              ^^^^^^^^^^^^
-      did you mean 'step_by_step'?
+spec.orca:12:14: error: unknown strategy 'step_by_stpe'
+   12 |   strategy = step_by_stpe
+      |              ^^^^^^^^^^^^
+  did you mean 'step_by_step'?
 """
 
 from __future__ import annotations

@@ -9,4 +9,3 @@ def plan_path_for(spec_path: str | Path) -> Path:
     """Where `orcac plan` writes a spec's plan: x.orca -> x.plan.yaml beside it."""
     p = Path(spec_path)
     return p.with_name(p.name.removesuffix(".orca") + ".plan.yaml")
-

@@ -146,7 +146,8 @@ class SourcePlan(PlanModel):
     split: str | None = setting("hf()", "split")  # hf: which split of a DatasetDict
     revision: str | None = setting("hf()", "revision")
     commit: str | None = Field(
-        None, description="hf, a Hub dataset: the 40-hex commit `orcac plan` resolved the revision to, which build reads",
+        None,
+        description="hf, a Hub dataset: the 40-hex commit `orcac plan` resolved the revision to, which build reads",
     )
     query: str | None = None  # sql: run by DuckDB with the plan's directory as cwd
     files: tuple[str, ...] = ()  # sql: the files the query reads; hf on the Hub: the repo's files read (hashed)

@@ -117,23 +117,35 @@ KEYS: tuple[Key, ...] = (
     # ---- teacher: a model that answers teacher jobs
     Key("teacher", "model", TEXT, required=True, determines_answer=True),
     Key(
-        "teacher", "api_key", ENV,
+        "teacher",
+        "api_key",
+        ENV,
         plan_name="api_key_env",
         why_renamed="the plan holds the name of an environment variable, never a key: the field says so to whoever reads the plan",
         doc="name of the env var holding the key",
     ),
-    Key("teacher", "api_base", URLS, doc="the server's URL; a list: replicas of one model, each request to the least-loaded",
-        determines_answer=True),
+    Key(
+        "teacher",
+        "api_base",
+        URLS,
+        doc="the server's URL; a list: replicas of one model, each request to the least-loaded",
+        determines_answer=True,
+    ),
     Key("teacher", "temperature", number(0.0, 2.0), 0.0, determines_answer=True),
     Key("teacher", "top_p", number(0.0, 1.0), determines_answer=True),
     Key("teacher", "max_tokens", whole(1), 512, determines_answer=True),
     Key("teacher", "seed", whole(0), determines_answer=True),
     Key("teacher", "concurrency", whole(1, 100000), 16),
-    Key("teacher", "adaptive", BOOLEAN, True, doc="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"),
+    Key(
+        "teacher", "adaptive", BOOLEAN, True, doc="adjust the requests in flight within [1, concurrency] on 429s (AIMD)"
+    ),
     Key("teacher", "rpm", whole(1), doc="requests per minute the provider allows"),
     Key("teacher", "tpm", whole(1), doc="tokens per minute the provider allows"),
     Key(
-        "teacher", "timeout", DURATION, 60.0,
+        "teacher",
+        "timeout",
+        DURATION,
+        60.0,
         plan_name="timeout_s",
         why_renamed="the language writes a duration with its unit (30s, 2m); the plan holds a bare number, so its name carries the unit: seconds",
     ),
@@ -141,20 +153,38 @@ KEYS: tuple[Key, ...] = (
     # only read by the in-process `local/...` provider
     Key("teacher", "batch_size", whole(1, 4096), 16),
     Key("teacher", "threads", whole(1, 1024)),
-    Key("teacher", "precision", one_of(*PRECISIONS), "auto", doc="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)"),
     Key(
-        "teacher", "transport", one_of("auto", "litellm"), "auto",
+        "teacher",
+        "precision",
+        one_of(*PRECISIONS),
+        "auto",
+        doc="auto: bf16 where the CPU or GPU computes it natively (orcac.runtime.models.precision)",
+    ),
+    Key(
+        "teacher",
+        "transport",
+        one_of("auto", "litellm"),
+        "auto",
         doc="auto: OpenAI-compatible endpoints are called directly over HTTP, after litellm has resolved the request once; "
         "litellm: every request through litellm.acompletion",
     ),
-    Key("teacher", "mode", one_of("online", "batch"), "online", doc="batch: jobs go through the provider's batch API (files and batches), not online calls"),
+    Key(
+        "teacher",
+        "mode",
+        one_of("online", "batch"),
+        "online",
+        doc="batch: jobs go through the provider's batch API (files and batches), not online calls",
+    ),
     # ---- student: the model being fine-tuned
     Key("student", "model", TEXT, required=True),
     Key("student", "chat_template", one_of("auto", "chatml"), "auto"),
     # ---- strategy: the teacher's instruction, and the answer form it asks for
     Key("strategy", "system", TEXT, required=True),
     Key(
-        "strategy", "expect", FORMS, (),
+        "strategy",
+        "expect",
+        FORMS,
+        (),
         plan_name="adherence",
         why_renamed="the plan names the rules after what build and eval measure with them, an answer's adherence to its strategy's form "
         "(the report's column); " + HISTORICAL,
@@ -165,7 +195,11 @@ KEYS: tuple[Key, ...] = (
     Key("erase", "system", TEXT, required=True),
     # ---- task
     Key(
-        "task", "from", SOURCE, required=True, field="source",
+        "task",
+        "from",
+        SOURCE,
+        required=True,
+        field="source",
         plan_name="source",
         why_renamed="`from` is a Python keyword, so neither the declaration nor the plan model can have a field of that name",
     ),
@@ -174,7 +208,12 @@ KEYS: tuple[Key, ...] = (
     # Answers the source already has (Orca 1's ChatGPT and GPT-4 responses, OpenOrca, SlimOrca):
     # no teacher is asked; the row's own system message (`instruction`) is erased like a strategy.
     Key("task", "answer", TEXT, doc="template of the answer the source already has: no teacher is asked"),
-    Key("task", "instruction", TEXT, doc="template of the row's own system message: erased, audited per row, never stored"),
+    Key(
+        "task",
+        "instruction",
+        TEXT,
+        doc="template of the row's own system message: erased, audited per row, never stored",
+    ),
     Key("task", "category", TEXT),
     Key("task", "teacher", REF),
     Key("task", "erase", REF),
@@ -188,7 +227,10 @@ KEYS: tuple[Key, ...] = (
     # up to `keep` accepted, distinct answers become records.
     *(
         Key(
-            "task", name, type, default,
+            "task",
+            name,
+            type,
+            default,
             plan_name=f"sampling.{name}",
             why_renamed="the plan keeps the three settings of rejection sampling together in one `sampling` record, "
             "beside the rule the compiler adds for what fixes each sample's answer (`seeds`)",
@@ -207,7 +249,10 @@ KEYS: tuple[Key, ...] = (
     Key("judge", "max", number(), 10.0, doc="the highest score of the judge's scale"),
     Key("judge", "threshold", number(), required=True),
     Key(
-        "judge", "read", one_of(*SCORE_READERS), "score_line",
+        "judge",
+        "read",
+        one_of(*SCORE_READERS),
+        "score_line",
         doc="how the score is read from the judge's answer: score_line, its last 'Score: N' line; "
         "json, a JSON object's 'score' (and 'reasoning')",
     ),
@@ -218,7 +263,10 @@ KEYS: tuple[Key, ...] = (
     Key("train", "lr", number(hi=1.0, above=0.0), 2e-5),
     Key("train", "schedule", one_of("cosine", "linear", "constant"), "cosine"),
     Key(
-        "train", "warmup", FRACTION, 0.0,
+        "train",
+        "warmup",
+        FRACTION,
+        0.0,
         plan_name="warmup_ratio",
         why_renamed="the plan names what the number is, a share of each stage's steps (the language writes it as a percentage); "
         "the name is transformers' TrainingArguments.warmup_ratio, though the runtime now hands the share over as warmup_steps "
@@ -230,26 +278,44 @@ KEYS: tuple[Key, ...] = (
     Key("train", "precision", one_of(*PRECISIONS), "auto"),
     Key("train", "output", PATH),  # None: .orca/<spec name>/student (lower, by spec_stem)
     Key(
-        "train", "keep_stages", BOOLEAN, False,
+        "train",
+        "keep_stages",
+        BOOLEAN,
+        False,
         doc="keep every stage's weights once the run is done (off: only final/, the stages' summaries and loss curve)",
     ),
     Key(
-        "train", "objective", one_of("sft", "distill", "sft+distill"), "sft",
+        "train",
+        "objective",
+        one_of("sft", "distill", "sft+distill"),
+        "sft",
         doc="sft: cross-entropy on the teacher's answers; distill: a divergence from a local teacher's next-token "
         "distributions under the strategy's prompt (the `distill` block); sft+distill: their sum",
     ),
     # ---- distill: the teacher and divergence of `objective = distill` (orcac.runtime.training.distill)
     Key("distill", "teacher", REF, required=True),
-    Key("distill", "beta", number(0.0, 1.0), 0.5, doc="generalized JSD's beta (GKD): 0 forward KL(teacher || student), 1 reverse KL"),
     Key(
-        "distill", "on_policy", FRACTION, 0.0,
+        "distill",
+        "beta",
+        number(0.0, 1.0),
+        0.5,
+        doc="generalized JSD's beta (GKD): 0 forward KL(teacher || student), 1 reverse KL",
+    ),
+    Key(
+        "distill",
+        "on_policy",
+        FRACTION,
+        0.0,
         doc="the share of batches whose answers the student samples itself (GKD's lambda); the others are the teacher's kept answers",
     ),
     Key("lora", "r", whole(1, 4096), 16),
     Key("lora", "alpha", whole(1, 65536), 32),
     Key("lora", "dropout", number(0.0, 1.0), 0.05),
     Key(
-        "lora", "targets", NAMES, ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "lora",
+        "targets",
+        NAMES,
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
         plan_name="target_modules",
         why_renamed="PEFT's own name (LoraConfig.target_modules), which the runtime hands over unchanged",
     ),
@@ -261,36 +327,66 @@ KEYS: tuple[Key, ...] = (
     Key("eval", "prompted", BOOLEAN, True),
     Key("eval", "judges", BOOLEAN, True),
     Key(
-        "eval", "benchmarks", NAMES, (),
+        "eval",
+        "benchmarks",
+        NAMES,
+        (),
         doc="lm-evaluation-harness tasks run on the base and trained students (a name, or a task's .yaml file beside the spec)",
     ),
     Key(
-        "eval", "benchmark_teachers", NAMES, (),
+        "eval",
+        "benchmark_teachers",
+        NAMES,
+        (),
         doc="local teachers (local/...) whose weights also run the benchmarks, beside the prompted arm: the reference the student is measured against",
     ),
     # ---- keyword arguments of calls
     Key(
-        "best_of()", "by", one_of("accept", "judge"), "accept",
+        "best_of()",
+        "by",
+        one_of("accept", "judge"),
+        "accept",
         plan_name="metric",
         why_renamed="the plan's probe record names what it scores candidates by, its metric; the plan's contract was written "
         "before the language; " + HISTORICAL,
     ),
     Key(
-        "best_of()", "probe", whole(1), 16,
+        "best_of()",
+        "probe",
+        whole(1),
+        16,
         plan_name="size",
         why_renamed="the plan holds it inside the task's `probe` record, where `probe.probe` would say nothing: it is the probe's size in rows",
     ),
     Key(
-        "numeric()", "tol", number(0.0), 1e-6, field="tolerance",
+        "numeric()",
+        "tol",
+        number(0.0),
+        1e-6,
+        field="tolerance",
         plan_name="tolerance",
         why_renamed="the language abbreviates what the plan (and the report) spell out; " + HISTORICAL,
     ),
     Key("hf()", "split", STRING),
     Key("hf()", "config", STRING, doc="hf, a Hub dataset: which of its configs (subsets)"),
-    Key("hf()", "revision", STRING, doc="hf, a Hub dataset: the branch, tag or commit the spec asked for (none: the default branch)"),
-    Key("sql()", "network", BOOLEAN, False, doc="sql: the spec allows the query to reach the network (not pinned by sha256)"),
+    Key(
+        "hf()",
+        "revision",
+        STRING,
+        doc="hf, a Hub dataset: the branch, tag or commit the spec asked for (none: the default branch)",
+    ),
+    Key(
+        "sql()",
+        "network",
+        BOOLEAN,
+        False,
+        doc="sql: the spec allows the query to reach the network (not pinned by sha256)",
+    ),
     Key(  # in `expect` (a check's regex() takes none); not written: "matches /PATTERN/"
-        "regex()", "why", STRING, field="description",
+        "regex()",
+        "why",
+        STRING,
+        field="description",
         plan_name="description",
         why_renamed="the plan holds every rule's description, whatever wrote it: a built-in form's, max_words' `at most N words`, "
         "or `why`",
@@ -298,7 +394,19 @@ KEYS: tuple[Key, ...] = (
 )
 
 # The task keys a `defaults` block may set, in the order they are listed (hover, completion).
-DEFAULTS = ("teacher", "erase", "strategy", "seed", "holdout", "accept", "allow_truncated", "limit", "samples", "keep", "temperature")
+DEFAULTS = (
+    "teacher",
+    "erase",
+    "strategy",
+    "seed",
+    "holdout",
+    "accept",
+    "allow_truncated",
+    "limit",
+    "samples",
+    "keep",
+    "temperature",
+)
 
 CALLS = tuple(dict.fromkeys(k.block for k in KEYS if k.block.endswith("()")))
 

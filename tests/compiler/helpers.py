@@ -63,17 +63,20 @@ def stage_goldens(spec: Path, output: Path) -> dict[str, str]:
 
     unit = run(Unit(path=spec, output=output, whole=True, diags=Diagnostics()), until="check")
     loaded = [
-        {"path": _relative(str(item.path)), "stdlib": True} if item.stdlib
+        {"path": _relative(str(item.path)), "stdlib": True}
+        if item.stdlib
         else {"path": _relative(str(item.path)), "stdlib": False, "module": _data(item.module)}
         for item in unit.loaded
     ]
     outputs = {"load": loaded, "resolve": _data(unit.spec), "check": _data(unit.facts)}
-    return {name: yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100) for name, value in outputs.items()}
+    return {
+        name: yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100) for name, value in outputs.items()
+    }
 
 
 def _relative(text: str) -> str:
     root = str(ROOT) + os.sep
-    return Path(text[len(root):]).as_posix() if text.startswith(root) else text
+    return Path(text[len(root) :]).as_posix() if text.startswith(root) else text
 
 
 def _data(value):

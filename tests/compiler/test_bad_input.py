@@ -68,7 +68,10 @@ def test_sql_copy_cannot_overwrite_the_specs_data(tmp_path, command):
         ("INSTALL httpfs", "this one is a LOAD statement"),
         ("SELECT * FROM read_text('/etc/hostname')", "file system operations are disabled by configuration"),
         ("SELECT * FROM read_csv('http://127.0.0.1:9/x')", "file system operations are disabled by configuration"),
-        ("SELECT * FROM 'https://example.invalid/x.csv'", "reads https://example.invalid/x.csv from the network, which a spec must allow"),
+        (
+            "SELECT * FROM 'https://example.invalid/x.csv'",
+            "reads https://example.invalid/x.csv from the network, which a spec must allow",
+        ),
         ("SET enable_external_access = true", "this one is a SET statement"),
     ],
 )
@@ -76,7 +79,11 @@ def test_sql_sources_only_read_the_files_they_name(tmp_path, query, says):
     spec = _spec(tmp_path, f'task a {{ from = sql("{query}") prompt = "{{{{ q }}}}" strategy = s }}')
     code, _, err = _run(tmp_path, "check", spec.name)
     assert code == 1 and says in err, err
-    assert not (tmp_path / "other.duckdb").exists() and not (tmp_path / "dump").exists() and not (tmp_path / "x.csv").exists()
+    assert (
+        not (tmp_path / "other.duckdb").exists()
+        and not (tmp_path / "dump").exists()
+        and not (tmp_path / "x.csv").exists()
+    )
 
 
 def test_sql_reads_the_files_it_names_and_network_is_an_explicit_opt_in(tmp_path):
@@ -226,7 +233,9 @@ def test_malformed_jsonl_lines_are_reported_per_row_like_ragged_csv(tmp_path):
 
 
 def test_a_jsonl_file_without_one_object_is_an_error(tmp_path):
-    spec = _spec(tmp_path, """task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }""", d__jsonl="q,a\n1,2\n")
+    spec = _spec(
+        tmp_path, """task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }""", d__jsonl="q,a\n1,2\n"
+    )
     code, _, err = _run(tmp_path, "check", spec.name)
     assert code == 1 and "d.jsonl has no JSON object line: the first problem is d.jsonl:1: not valid JSON" in err
 
@@ -249,7 +258,9 @@ def test_a_csv_with_a_byte_order_mark_has_its_first_column(tmp_path):
 
 
 def test_a_data_file_that_is_not_utf8_is_one_line(tmp_path):
-    spec = _spec(tmp_path, """task a { from = csv("d.csv") prompt = "{{ q }}" strategy = s }""", d__csv=b"q\n\xff\xfe\n")
+    spec = _spec(
+        tmp_path, """task a { from = csv("d.csv") prompt = "{{ q }}" strategy = s }""", d__csv=b"q\n\xff\xfe\n"
+    )
     code, _, err = _run(tmp_path, "plan", spec.name)
     assert code == 1 and "d.csv is not UTF-8 text (byte 0xff at offset 2)" in err
 
@@ -273,13 +284,21 @@ def test_a_lone_surrogate_is_rejected_with_its_position(tmp_path, command):
 
 
 def test_a_surrogate_pair_is_the_character_it_encodes(tmp_path):
-    spec = _spec(tmp_path, r'task a { from = jsonl("d.jsonl") prompt = "{{ q }} \ud83d\ude00" strategy = s }', d__jsonl='{"q": "x"}\n')
+    spec = _spec(
+        tmp_path,
+        r'task a { from = jsonl("d.jsonl") prompt = "{{ q }} \ud83d\ude00" strategy = s }',
+        d__jsonl='{"q": "x"}\n',
+    )
     assert _run(tmp_path, "plan", spec.name)[0] == 0
     assert "prompt: '{{ q }} \U0001f600'" in (tmp_path / "s.plan.yaml").read_text(encoding="utf-8")
 
 
 def test_a_lone_surrogate_in_the_data_skips_that_row(tmp_path):
-    spec = _spec(tmp_path, 'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }', d__jsonl='{"q": "\\ud800"}\n{"q": "ok"}\n')
+    spec = _spec(
+        tmp_path,
+        'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }',
+        d__jsonl='{"q": "\\ud800"}\n{"q": "ok"}\n',
+    )
     code, out, err = _run(tmp_path, "plan", spec.name)
     assert code == 0 and "row 1 skipped: the rendered text holds a lone surrogate (U+D800)" in err
 
@@ -288,7 +307,9 @@ def test_a_lone_surrogate_in_the_data_skips_that_row(tmp_path):
 
 
 def _planned(tmp_path):
-    spec = _spec(tmp_path, 'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }', d__jsonl='{"q": "x"}\n')
+    spec = _spec(
+        tmp_path, 'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" strategy = s }', d__jsonl='{"q": "x"}\n'
+    )
     assert _run(tmp_path, "plan", spec.name)[0] == 0
     return tmp_path / "s.plan.yaml"
 
@@ -317,7 +338,10 @@ def test_a_plan_of_another_format_is_refused_naming_the_supported_one(tmp_path):
 # ---- item 12: counts on the command line ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [("build", "--limit", "-1"), ("build", "--limit", "0"), ("eval", "--limit", "x"), ("train", "--max-steps", "0")])
+@pytest.mark.parametrize(
+    "argv",
+    [("build", "--limit", "-1"), ("build", "--limit", "0"), ("eval", "--limit", "x"), ("train", "--max-steps", "0")],
+)
 def test_a_count_flag_must_be_a_positive_whole_number(tmp_path, argv):
     plan = _planned(tmp_path)
     code, out, err = _run(tmp_path, argv[0], plan.name, *argv[1:])
@@ -382,7 +406,11 @@ def test_a_comma_between_settings_is_explained(tmp_path):
 
 
 def test_an_unknown_template_filter_is_named_with_a_did_you_mean(tmp_path):
-    spec = _spec(tmp_path, 'task a { from = jsonl("d.jsonl") prompt = "Q: {{ q | uppr }}" strategy = s }\n', d__jsonl='{"q": "x"}\n')
+    spec = _spec(
+        tmp_path,
+        'task a { from = jsonl("d.jsonl") prompt = "Q: {{ q | uppr }}" strategy = s }\n',
+        d__jsonl='{"q": "x"}\n',
+    )
     code, _, err = _run(tmp_path, "check", spec.name)
     assert code == 1
     assert _first_error(err) == [
@@ -443,8 +471,13 @@ def test_a_share_over_100_percent_and_an_unknown_task_in_one_stage_are_both_repo
     ]
 
 
-@pytest.mark.parametrize(("specs", "hint"), [((), "data holds no .orca file; give the path of a spec (a .orca file)"),
-                                             (("b.orca", "a.orca"), "give one of the specs in it: data/a.orca, data/b.orca")])
+@pytest.mark.parametrize(
+    ("specs", "hint"),
+    [
+        ((), "data holds no .orca file; give the path of a spec (a .orca file)"),
+        (("b.orca", "a.orca"), "give one of the specs in it: data/a.orca, data/b.orca"),
+    ],
+)
 def test_a_directory_given_as_a_spec_is_called_a_directory(tmp_path, specs, hint):
     (tmp_path / "data").mkdir()
     for name in specs:
@@ -481,7 +514,10 @@ def test_a_misspelt_teacher_block_is_one_error(tmp_path):
 
 
 def test_a_sql_source_that_cannot_reach_the_network_says_why_on_one_line(tmp_path):
-    spec = _spec(tmp_path, """task a { from = sql("SELECT * FROM 'http://127.0.0.1:9/x.csv'", network = true) prompt = "{{ q }}" strategy = s }\n""")
+    spec = _spec(
+        tmp_path,
+        """task a { from = sql("SELECT * FROM 'http://127.0.0.1:9/x.csv'", network = true) prompt = "{{ q }}" strategy = s }\n""",
+    )
     code, _, err = _run(tmp_path, "check", spec.name)
     assert code == 1
     head, line = err.splitlines()[:2]
@@ -490,12 +526,18 @@ def test_a_sql_source_that_cannot_reach_the_network_says_why_on_one_line(tmp_pat
     # installed), the read itself is refused by the closed port: either way the cause is shown.
     assert "Could not establish connection" in head or "connect" in head.lower(), head
     if "extension" in head:
-        assert head.startswith("s.orca:6:17: error: the sql query needs DuckDB's 'httpfs' extension, and downloading it from http")
+        assert head.startswith(
+            "s.orca:6:17: error: the sql query needs DuckDB's 'httpfs' extension, and downloading it from http"
+        )
         assert err.splitlines()[3].startswith("  DuckDB downloads the extension a network read needs on its first use")
 
 
 def test_a_sql_error_of_several_lines_is_shown_whole(tmp_path):
-    spec = _spec(tmp_path, """task a { from = sql("SELECT qq FROM 'd.csv'") prompt = "{{ q }}" strategy = s }\n""", d__csv="q\nx\n")
+    spec = _spec(
+        tmp_path,
+        """task a { from = sql("SELECT qq FROM 'd.csv'") prompt = "{{ q }}" strategy = s }\n""",
+        d__csv="q\nx\n",
+    )
     code, _, err = _run(tmp_path, "check", spec.name)
     assert code == 1
     assert err.splitlines()[0] == (

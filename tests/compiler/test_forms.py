@@ -63,8 +63,10 @@ def test_a_demonstration_that_breaks_its_own_form_is_an_error_at_check(tmp_path)
     code, err = _check(tmp_path, DIRECT.replace("EXPECT", "[answer_line, min_words(3)]") + STEPS + TASKS)
     assert code == 1
     assert "s.orca:7:3: error: demonstration 1 of strategy 'direct' breaks its own form: at least 3 words\n" in err
-    assert "  rewrite the demonstration's answer in the form, or change the strategy's expect: " \
-           "the teacher copies its demonstrations, and follows(strategy) rejects this form" in err
+    assert (
+        "  rewrite the demonstration's answer in the form, or change the strategy's expect: "
+        "the teacher copies its demonstrations, and follows(strategy) rejects this form" in err
+    )
 
 
 def test_forms_that_accept_each_others_demonstrations_give_the_warning(tmp_path):

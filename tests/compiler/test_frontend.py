@@ -53,6 +53,7 @@ def test_fmt_keeps_the_meaning(tmp_path):
     assert run_cli("fmt", "--check", str(spec))[0] == 1
     assert run_cli("fmt", str(spec))[0] == 0
     assert run_cli("fmt", "--check", str(spec))[0] == 0
+
     def strip(plan: str) -> str:  # declaration line numbers may move; nothing else may
         return re.sub(r"(?m)^(\s*origin: .*):\d+$", r"\1", plan)
 
@@ -65,11 +66,15 @@ def test_fmt_reports_syntax_errors():
 
 
 def test_committed_schema_is_current():
-    assert (ROOT / "orcac" / "specs" / "plan.schema.json").read_text() == schema_text(), "run: orcac schema -o orcac/specs/plan.schema.json"
+    assert (ROOT / "orcac" / "specs" / "plan.schema.json").read_text() == schema_text(), (
+        "run: orcac schema -o orcac/specs/plan.schema.json"
+    )
 
 
 def test_check_json_format():
-    code, out, err = run_cli("check", "--format", "json", "tests/golden/invalid/gold.orca", "tests/golden/orca/minimal.orca")
+    code, out, err = run_cli(
+        "check", "--format", "json", "tests/golden/invalid/gold.orca", "tests/golden/orca/minimal.orca"
+    )
     assert code == 1
     data = json.loads(out)
     bad, good = data["files"]
@@ -114,7 +119,10 @@ def test_check_imports_nothing_heavy(spec):
 
 def test_user_errors_never_print_a_traceback():
     result = subprocess.run(
-        [sys.executable, "-m", "orcac.cli", "check", "tests/golden/invalid/values.orca"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "orcac.cli", "check", "tests/golden/invalid/values.orca"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
 

@@ -21,7 +21,9 @@ from orcac.cli import main
 from .helpers import EXAMPLES, GOLDEN
 
 SEEDS = [p for p in [*EXAMPLES, *sorted((GOLDEN / "orca").glob("*.orca"))] if p.name != "common.orca"]
-TOKEN = re.compile(r'"""(?:[^"]|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.eE+-]*[%a-z]*|\s+|.', re.S)
+TOKEN = re.compile(
+    r'"""(?:[^"]|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.eE+-]*[%a-z]*|\s+|.', re.S
+)
 TOKENS = {p: TOKEN.findall(p.read_text()) for p in SEEDS}
 VOCAB = sorted({t for ts in TOKENS.values() for t in ts if not t.isspace()})
 
@@ -82,10 +84,24 @@ def test_mutated_specs_exit_0_or_1(case, workdirs):
 
 VALUE_BASE: dict[str, dict[str, str]] = {
     "teacher t": {
-        "model": '"openai/gpt-4o-mini"', "api_key": 'env("ORCAC_FUZZ_KEY")', "api_base": '"http://127.0.0.1:9/v1"',
-        "temperature": "0.5", "top_p": "0.9", "max_tokens": "64", "seed": "1", "concurrency": "4", "rpm": "60",
-        "tpm": "6000", "timeout": "30s", "max_retries": "1", "batch_size": "2", "threads": "1", "transport": "auto",
-        "precision": "auto", "adaptive": "true", "mode": "online",
+        "model": '"openai/gpt-4o-mini"',
+        "api_key": 'env("ORCAC_FUZZ_KEY")',
+        "api_base": '"http://127.0.0.1:9/v1"',
+        "temperature": "0.5",
+        "top_p": "0.9",
+        "max_tokens": "64",
+        "seed": "1",
+        "concurrency": "4",
+        "rpm": "60",
+        "tpm": "6000",
+        "timeout": "30s",
+        "max_retries": "1",
+        "batch_size": "2",
+        "threads": "1",
+        "transport": "auto",
+        "precision": "auto",
+        "adaptive": "true",
+        "mode": "online",
     },
     "params": {"user": '"fuzz"'},  # inside teacher t
     "teacher lt": {"model": '"local/smollm2-135m-instruct"'},  # the distill teacher
@@ -95,47 +111,120 @@ VALUE_BASE: dict[str, dict[str, str]] = {
     "strategy other": {"system": '"Think first."'},
     "erase e": {"system": '"You are helpful."'},
     "judge j": {
-        "teacher": "t", "rubric": '"Q: {{ prompt }} A: {{ answer }} Score: 1-10"', "min": "1", "max": "10", "threshold": "5",
+        "teacher": "t",
+        "rubric": '"Q: {{ prompt }} A: {{ answer }} Score: 1-10"',
+        "min": "1",
+        "max": "10",
+        "threshold": "5",
         "read": "score_line",
     },
     "defaults": {
-        "teacher": "t", "erase": "e", "strategy": "s", "seed": "1", "holdout": "25%", "accept": "nonempty",
-        "allow_truncated": "false", "limit": "8", "samples": "1", "keep": "1", "temperature": "0.5",
+        "teacher": "t",
+        "erase": "e",
+        "strategy": "s",
+        "seed": "1",
+        "holdout": "25%",
+        "accept": "nonempty",
+        "allow_truncated": "false",
+        "limit": "8",
+        "samples": "1",
+        "keep": "1",
+        "temperature": "0.5",
     },
     "task a": {
-        "from": 'jsonl("d.jsonl")', "prompt": '"Q: {{ q }}"', "gold": '"{{ a }}"', "category": '"c"', "teacher": "t",
-        "erase": "e", "strategy": "best_of(s, other, probe = 2)", "accept": "[contains(gold), judged(j)]", "allow_truncated": "true",
-        "limit": "6", "seed": "2", "holdout": "20%", "samples": "2", "keep": "1", "temperature": "0.7",
+        "from": 'jsonl("d.jsonl")',
+        "prompt": '"Q: {{ q }}"',
+        "gold": '"{{ a }}"',
+        "category": '"c"',
+        "teacher": "t",
+        "erase": "e",
+        "strategy": "best_of(s, other, probe = 2)",
+        "accept": "[contains(gold), judged(j)]",
+        "allow_truncated": "true",
+        "limit": "6",
+        "seed": "2",
+        "holdout": "20%",
+        "samples": "2",
+        "keep": "1",
+        "temperature": "0.7",
     },
     "task g": {  # answers from the source: no teacher, no strategy
-        "from": 'jsonl("d.jsonl")', "prompt": '"Q: {{ q }}"', "answer": '"{{ a }}"', "instruction": '"Reply to {{ q }}."',
+        "from": 'jsonl("d.jsonl")',
+        "prompt": '"Q: {{ q }}"',
+        "answer": '"{{ a }}"',
+        "instruction": '"Reply to {{ q }}."',
     },
     "train": {
-        "student": "st", "max_length": "128", "packing": "true", "lr": "1e-4", "schedule": "cosine", "warmup": "0.1",
-        "batch_size": "2", "grad_accum": "1", "seed": "0", "precision": "auto", "output": '"out"', "keep_stages": "false",
+        "student": "st",
+        "max_length": "128",
+        "packing": "true",
+        "lr": "1e-4",
+        "schedule": "cosine",
+        "warmup": "0.1",
+        "batch_size": "2",
+        "grad_accum": "1",
+        "seed": "0",
+        "precision": "auto",
+        "output": '"out"',
+        "keep_stages": "false",
         "objective": "distill",
     },
     "distill": {"teacher": "lt", "beta": "0.5", "on_policy": "10%"},  # inside train
     "lora": {"r": "4", "alpha": "8", "dropout": "0.0", "targets": "[q_proj]"},  # inside train
     "stage one": {"tasks": "[a]", "epochs": "1"},  # inside train
-    "eval": {"max_new_tokens": "16", "batch_size": "2", "prompted": "false", "judges": "false", "benchmarks": "[gsm8k]",
-             "benchmark_teachers": "[]"},
+    "eval": {
+        "max_new_tokens": "16",
+        "batch_size": "2",
+        "prompted": "false",
+        "judges": "false",
+        "benchmarks": "[gsm8k]",
+        "benchmark_teachers": "[]",
+    },
 }
-NESTED = {"params": "teacher t", "demonstration": "strategy s", "lora": "train", "distill": "train", "stage one": "train"}
+NESTED = {
+    "params": "teacher t",
+    "demonstration": "strategy s",
+    "lora": "train",
+    "distill": "train",
+    "stage one": "train",
+}
 
 # One or two of each kind; what each converter must survive (test_to_spec covers the rest).
 SWAPS = [
     # strings: empty, blank, control characters, NUL and ESC escapes, a lone surrogate, a template
     # that fails on every row, a long one
-    '""', '"   "', '"\x1b[2J\x07"', '"\\u0000\\u001b"', '"\\ud800"', '"{{ q // 0 }}"', '"' + "y" * 3000 + '"',
+    '""',
+    '"   "',
+    '"\x1b[2J\x07"',
+    '"\\u0000\\u001b"',
+    '"\\ud800"',
+    '"{{ q // 0 }}"',
+    '"' + "y" * 3000 + '"',
     # numbers: zero, negative, fractional, beyond int64, beyond float
-    "0", "-1", "1.5", "99999999999999999999999999999", "1e400", "-1e400",
+    "0",
+    "-1",
+    "1.5",
+    "99999999999999999999999999999",
+    "1e400",
+    "-1e400",
     # percentages and durations
-    "100%", "-5%", "0s", "99999999999999999h",
+    "100%",
+    "-5%",
+    "0s",
+    "99999999999999999h",
     # names, lists
-    "true", "nope", "s", "[]", '[1, "a"]', "[[]]",
+    "true",
+    "nope",
+    "s",
+    "[]",
+    '[1, "a"]',
+    "[[]]",
     # calls
-    'env("")', "f()", 'sql("")', "sql(\"COPY (SELECT 1) TO 'd.jsonl'\")", "best_of(s, other, probe = 99999999999999999999)",
+    'env("")',
+    "f()",
+    'sql("")',
+    "sql(\"COPY (SELECT 1) TO 'd.jsonl'\")",
+    "best_of(s, other, probe = 99999999999999999999)",
 ]
 
 
@@ -188,7 +277,9 @@ def test_every_key_given_every_kind_of_value_never_breaks_orcac(block, tmp_path,
             for argv in (("check", "fuzz.orca"), ("plan", "fuzz.orca"), ("build", "fuzz.orca", "--dry-run")):
                 code, err = _quiet(*argv)
                 assert code in (0, 1), f"{block}.{key} = {value!r}: {argv[0]} exited {code}\n{err}"
-                assert "Traceback" not in err and "internal error" not in err, f"{block}.{key} = {value!r}: {argv[0]}\n{err}"
+                assert "Traceback" not in err and "internal error" not in err, (
+                    f"{block}.{key} = {value!r}: {argv[0]}\n{err}"
+                )
                 if code and argv[0] == "check":
                     break  # plan and build stop at the same pass (tests/compiler/test_golden.py)
             (tmp_path / "d.jsonl").write_text("".join(f'{{"q": "question {i}", "a": "{i}"}}\n' for i in range(12)))

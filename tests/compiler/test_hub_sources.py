@@ -44,11 +44,18 @@ configs:
 
 
 def rows(n: int, start: int = 0) -> bytes:
-    return "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(start, start + n)).encode()
+    return "".join(
+        json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(start, start + n)
+    ).encode()
 
 
 def quiz_files(n: int, start: int = 0) -> dict[str, bytes]:
-    return {"README.md": README, "main/train-00000.jsonl": rows(n, start), "main/test-00000.jsonl": rows(4), "socratic/train-00000.jsonl": rows(3)}
+    return {
+        "README.md": README,
+        "main/train-00000.jsonl": rows(n, start),
+        "main/test-00000.jsonl": rows(4),
+        "socratic/train-00000.jsonl": rows(3),
+    }
 
 
 def spec_text(source: str) -> str:
@@ -85,7 +92,11 @@ class Orcac:
         full.pop("HF_TOKEN", None) if "HF_TOKEN" not in env else None
         done = subprocess.run(
             [sys.executable, "-c", "import sys; from orcac.cli import main; sys.exit(main(sys.argv[1:]))", *argv],
-            cwd=self.folder, env=full, capture_output=True, text=True, timeout=120,
+            cwd=self.folder,
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         out = done.stdout + done.stderr
         assert "Traceback" not in out and "internal error" not in out, out
@@ -110,9 +121,18 @@ def test_plan_pins_the_resolved_commit_and_the_files_it_read(hub, orcac):
     assert code == 0, out
     source = orcac.plan()
     assert source == {
-        "kind": "hf", "path": None, "repo": "acme/quiz", "config": "main", "split": "train", "commit": hub.first,
-        "query": None, "files": ["main/train-00000.jsonl"], "network": False,
-        "sha256": hashlib.sha256(rows(20)).hexdigest(), "columns": ["question", "answer"], "rows": 20,
+        "kind": "hf",
+        "path": None,
+        "repo": "acme/quiz",
+        "config": "main",
+        "split": "train",
+        "commit": hub.first,
+        "query": None,
+        "files": ["main/train-00000.jsonl"],
+        "network": False,
+        "sha256": hashlib.sha256(rows(20)).hexdigest(),
+        "columns": ["question", "answer"],
+        "rows": 20,
     }
     assert "revision" not in source  # none in the spec: the commit is the lock
 
@@ -126,7 +146,10 @@ def test_build_refuses_a_moved_revision_until_replanned(hub, orcac):
     second = hub.commit("acme/quiz", quiz_files(12, start=100))  # main moves
     code, out = orcac("build", "s.plan.yaml", "--dry-run")  # the plan as committed: its commit, or nothing
     assert code == 1
-    assert f"hf dataset acme/quiz: revision main moved from {hub.first[:12]} to {second[:12]} since the plan was made" in out
+    assert (
+        f"hf dataset acme/quiz: revision main moved from {hub.first[:12]} to {second[:12]} since the plan was made"
+        in out
+    )
     assert "run `orcac plan`" in out
     assert orcac("plan", spec)[0] == 0
     assert orcac.plan()["commit"] == second and orcac.plan()["rows"] == 12
@@ -203,15 +226,23 @@ def test_gated_dataset_takes_its_token_from_hf_token_only(hub, orcac):
     code, out = orcac("plan", spec, HF_TOKEN="hf_loopbacksecret")
     assert code == 0, out
     assert orcac.plan()["rows"] == 6
-    written = "".join(p.read_text(errors="replace") for p in orcac.folder.rglob("*") if p.is_file() and p.suffix in (".yaml", ".orca"))
+    written = "".join(
+        p.read_text(errors="replace") for p in orcac.folder.rglob("*") if p.is_file() and p.suffix in (".yaml", ".orca")
+    )
     assert "hf_loopbacksecret" not in written
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ('hf("acme/quiz", config = "mian", split = "train")', ["acme/quiz has no config 'mian'", "did you mean 'main'?"]),
-        ('hf("acme/quiz", config = "main", split = "tset")', ["acme/quiz (main) has no split 'tset'", "did you mean 'test'?"]),
+        (
+            'hf("acme/quiz", config = "mian", split = "train")',
+            ["acme/quiz has no config 'mian'", "did you mean 'main'?"],
+        ),
+        (
+            'hf("acme/quiz", config = "main", split = "tset")',
+            ["acme/quiz (main) has no split 'tset'", "did you mean 'test'?"],
+        ),
         ('hf("acme/quiz", config = "main")', ["acme/quiz (main) has splits test, train: choose one"]),
         ('hf("acme/quiz", split = "train", revision = "v9")', ["hf dataset acme/quiz has no revision 'v9'"]),
         ('hf("acme/nosuch", split = "train")', ["no dataset acme/nosuch on the Hub"]),
@@ -234,8 +265,14 @@ def test_files_found_by_the_hubs_naming_conventions(hub, orcac):
         pq.write_table(pa.table({"question": [f"q{i}" for i in range(n)], "answer": [str(i) for i in range(n)]}), sink)
         return sink.getvalue()
 
-    hub.commit("acme/plain", {"data/train-00000-of-00002.parquet": parquet(5), "data/train-00001-of-00002.parquet": parquet(3),
-                              "data/test-00000-of-00001.parquet": parquet(2)})
+    hub.commit(
+        "acme/plain",
+        {
+            "data/train-00000-of-00002.parquet": parquet(5),
+            "data/train-00001-of-00002.parquet": parquet(3),
+            "data/test-00000-of-00001.parquet": parquet(2),
+        },
+    )
     spec = orcac.spec('hf("acme/plain", split = "train")')
     assert orcac("plan", spec)[0] == 0
     code, out = orcac("check", spec, "--format", "json")  # from the cache: a parquet footer each
@@ -259,11 +296,16 @@ def test_the_readmes_data_files_in_each_form_the_hub_accepts():
     from orcac.sources.hub import pick
 
     names = ("README.md", "a/train.csv", "a/test.csv", "b/x.jsonl", "c/1.parquet", "c/2.parquet")
-    card = {"configs": [
-        {"config_name": "a", "data_files": [{"split": "train", "path": "a/train.csv"}, {"split": "test", "path": ["a/test.csv"]}]},
-        {"config_name": "b", "data_files": "b/*.jsonl"},
-        {"config_name": "c", "data_files": {"validation": ["c/*.parquet"]}},
-    ]}
+    card = {
+        "configs": [
+            {
+                "config_name": "a",
+                "data_files": [{"split": "train", "path": "a/train.csv"}, {"split": "test", "path": ["a/test.csv"]}],
+            },
+            {"config_name": "b", "data_files": "b/*.jsonl"},
+            {"config_name": "c", "data_files": {"validation": ["c/*.parquet"]}},
+        ]
+    }
     assert pick("o/d", names, card, "a", "test") == ("a/test.csv",)
     assert pick("o/d", names, card, "b", None) == ("b/x.jsonl",)
     assert pick("o/d", names, card, "c", None) == ("c/1.parquet", "c/2.parquet")

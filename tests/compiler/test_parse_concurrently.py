@@ -35,7 +35,9 @@ def _parse_many(n: int) -> list[str]:
         comments = {c.text for c in module.comments}
         expected = {f"# file {n}"} | {f"# comment {n}.{i}" for i in range(40)}
         if comments != expected:
-            problems.append(f"spec{n}.orca has {len(comments - expected)} foreign comments, lacks {len(expected - comments)}")
+            problems.append(
+                f"spec{n}.orca has {len(comments - expected)} foreign comments, lacks {len(expected - comments)}"
+            )
     return problems
 
 

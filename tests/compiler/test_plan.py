@@ -104,7 +104,11 @@ def test_one_changed_sentence_is_one_changed_line_per_place(project):
     # same length, so the token estimate stays put and only the text lines (and key) change
     spec.write_text(spec.read_text().replace("Think it through", "Think it THROUGH"))
     after = dump_plan(compile_spec(project / "full.orca")).splitlines()
-    changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    changed = [
+        line
+        for line in difflib.unified_diff(before, after, lineterm="", n=0)
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
     # the strategy text appears once under strategies and once in the task using it;
     # arithmetic's probe key changes too, because `careful` is one of its candidates
     assert len([c for c in changed if "Think it" in c]) == 4
@@ -121,10 +125,19 @@ def test_decision_is_carried_while_its_key_holds(project):
     decision = Decision(
         chosen="step_by_step",
         key=task.probe.key,
-        scores=(CandidateScore(strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0),),
+        scores=(
+            CandidateScore(
+                strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0
+            ),
+        ),
     )
     decided = plan.model_copy(
-        update={"tasks": {**plan.tasks, "arithmetic": task.model_copy(update={"probe": task.probe.model_copy(update={"decision": decision})})}}
+        update={
+            "tasks": {
+                **plan.tasks,
+                "arithmetic": task.model_copy(update={"probe": task.probe.model_copy(update={"decision": decision})}),
+            }
+        }
     )
     write_plan(decided, out)
     again = compile_spec(spec)
@@ -148,7 +161,11 @@ def test_decisions_handed_in_are_carried_and_the_plan_file_is_not_read(project):
     decision = Decision(
         chosen="step_by_step",
         key=task.probe.key,
-        scores=(CandidateScore(strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0),),
+        scores=(
+            CandidateScore(
+                strategy="step_by_step", score=1.0, passed=3, total=3, prompt_tokens=10, completion_tokens=5, cost=0.0
+            ),
+        ),
     )
     out.write_text("not a plan")  # read, it would carry nothing
     decided = compile_spec(spec, out, decisions={"arithmetic": decision})
@@ -169,7 +186,7 @@ def test_decisions_handed_in_are_carried_and_the_plan_file_is_not_read(project):
 def test_probe_key_ignores_what_the_choice_does_not_depend_on(project):
     spec = project / "full.orca"
     key = compile_spec(spec).tasks["arithmetic"].probe.key
-    spec.write_text(spec.read_text().replace('erase   = polite', 'erase   = polite\n  limit = 100'))
+    spec.write_text(spec.read_text().replace("erase   = polite", "erase   = polite\n  limit = 100"))
     assert compile_spec(spec).tasks["arithmetic"].probe.key == key  # arithmetic sets its own limit
     spec.write_text(spec.read_text().replace("max_tokens  = 300", "max_tokens  = 301"))
     assert compile_spec(spec).tasks["arithmetic"].probe.key == key  # arithmetic uses the offline teacher
@@ -219,10 +236,11 @@ def test_cautious_example_is_the_orca2_recipe():
     assert all(len(s.demonstrations) >= 2 and s.adherence for s in plan.strategies.values())
     assert all(any(c.kind == "follows" for c in t.accept) for t in plan.tasks.values())
     assert any(t.sampling.samples > 1 and t.sampling.temperature for t in plan.tasks.values())
-    assert all(t.counts.holdout >= 60 for t in plan.tasks.values())  # 60 a task: enough rows for the intervals to tell 90% from 100%
+    assert all(
+        t.counts.holdout >= 60 for t in plan.tasks.values()
+    )  # 60 a task: enough rows for the intervals to tell 90% from 100%
     assert [s.name for s in plan.train.stages] == ["warmup", "reason"]
     assert "cautious assistant" in plan.erase["cautious"].system
-
 
 
 def test_a_stage_mixture_shows_each_tasks_examples_in_the_plan(tmp_path):
@@ -269,11 +287,15 @@ def test_a_bad_portion_is_one_diagnostic(tmp_path, written, message):
 
 
 def test_judge_calls_are_in_the_plans_estimate_at_most_one_per_answer():
-    plan = compile_spec(ROOT / "tests" / "golden" / "orca" / "judged.orca", ROOT / "tests" / "golden" / "plan" / "judged.plan.yaml")
+    plan = compile_spec(
+        ROOT / "tests" / "golden" / "orca" / "judged.orca", ROOT / "tests" / "golden" / "plan" / "judged.plan.yaml"
+    )
     for name, task in plan.tasks.items():
         e = plan.estimate.tasks[name]
         judges = sum(r.kind == "judged" for r in task.accept)
         assert e.judge_calls == judges * e.calls and (judges == 0) == (e.judge_calls == 0), name
     assert plan.estimate.judge_calls == sum(e.judge_calls for e in plan.estimate.tasks.values()) > 0
-    without = compile_spec(ROOT / "tests" / "golden" / "orca" / "full.orca", ROOT / "tests" / "golden" / "plan" / "full.plan.yaml")
+    without = compile_spec(
+        ROOT / "tests" / "golden" / "orca" / "full.orca", ROOT / "tests" / "golden" / "plan" / "full.plan.yaml"
+    )
     assert "judge_calls" not in dump_plan(without)  # written only when there are some

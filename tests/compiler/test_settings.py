@@ -79,8 +79,14 @@ CALL_MODELS = {
 
 # A written value for every keyword argument of a call, in a spec that uses it.
 CALL_SAMPLES = {
-    ("best_of()", "by"): 'task a { from = jsonl("d.jsonl") prompt = "p" gold = "g" strategy = best_of(x, y, by = accept) }',
-    ("best_of()", "probe"): 'task a { from = jsonl("d.jsonl") prompt = "p" gold = "g" strategy = best_of(x, y, probe = 3) }',
+    (
+        "best_of()",
+        "by",
+    ): 'task a { from = jsonl("d.jsonl") prompt = "p" gold = "g" strategy = best_of(x, y, by = accept) }',
+    (
+        "best_of()",
+        "probe",
+    ): 'task a { from = jsonl("d.jsonl") prompt = "p" gold = "g" strategy = best_of(x, y, probe = 3) }',
     ("numeric()", "tol"): 'task a { from = jsonl("d.jsonl") prompt = "p" accept = numeric(gold, tol = 0.5) }',
     ("hf()", "split"): 'task a { from = hf("data/ds", split = "test") prompt = "p" }',
     ("hf()", "config"): 'task a { from = hf("org/ds", config = "main") prompt = "p" }',
@@ -205,7 +211,9 @@ def test_a_default_is_a_value_the_key_takes(key):
     t, value = key.type, key.default
     if t.kind in ("integer", "number"):
         assert isinstance(value, int if t.kind == "integer" else float)
-        assert (t.lo is None or value >= t.lo) and (t.hi is None or value <= t.hi) and (t.above is None or value > t.above)
+        assert (
+            (t.lo is None or value >= t.lo) and (t.hi is None or value <= t.hi) and (t.above is None or value > t.above)
+        )
     elif t.kind == "choice":
         assert value in t.options
     elif t.kind == "fraction":
@@ -244,8 +252,10 @@ def test_to_spec_fills_in_every_default_but_a_tasks():
 def test_resolve_falls_back_to_the_tables_defaults(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"q": "hi"}\n')
     spec = tmp_path / "s.orca"
-    spec.write_text('orca 1\nteacher t { model = "local/m" }\nstrategy s { system = "x" }\nerase e { system = "y" }\n'
-                    'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" }\n')
+    spec.write_text(
+        'orca 1\nteacher t { model = "local/m" }\nstrategy s { system = "x" }\nerase e { system = "y" }\n'
+        'task a { from = jsonl("d.jsonl") prompt = "{{ q }}" }\n'
+    )
     task = analyze(spec).spec.tasks[0]
     for key in settings.keys("defaults"):
         if key.name not in ("teacher", "erase", "strategy"):

@@ -40,12 +40,15 @@ def test_a_one_element_list_is_that_url(tmp_path):
     assert plan.teachers["t"].api_base == "http://a:8000/v1"
 
 
-@pytest.mark.parametrize(("keys", "message"), [
-    ('api_base = []', "lists no servers"),
-    ('api_base = ["http://a/v1", "http://a/v1"]', "is listed twice"),
-    ('mode = offline', "must be one of online, batch"),
-    ('adaptive = 3', "must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("api_base = []", "lists no servers"),
+        ('api_base = ["http://a/v1", "http://a/v1"]', "is listed twice"),
+        ("mode = offline", "must be one of online, batch"),
+        ("adaptive = 3", "must be true or false"),
+    ],
+)
 def test_bad_values_are_one_error_each(tmp_path, keys, message):
     with pytest.raises(OrcacError, match=message):
         _plan(tmp_path, keys)

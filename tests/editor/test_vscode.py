@@ -33,7 +33,9 @@ def npm_tools() -> Path:
     """editors/vscode/node_modules installed exactly from package-lock.json (once per lock)."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
-        pytest.skip("node and npm are not installed; the editor extension's tests need them (apt-get install nodejs npm)")
+        pytest.skip(
+            "node and npm are not installed; the editor extension's tests need them (apt-get install nodejs npm)"
+        )
     lock = hashlib.sha256((EXTENSION / "package-lock.json").read_bytes()).hexdigest()
     stamp = EXTENSION / "node_modules" / ".orcac-lock-sha256"
     # One installer at a time, whatever the xdist distribution: `npm ci` first deletes
@@ -44,7 +46,11 @@ def npm_tools() -> Path:
         if not (stamp.is_file() and stamp.read_text() == lock):
             # --ignore-scripts: no install script of any dependency runs on this machine
             done = subprocess.run(
-                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=EXTENSION, capture_output=True, text=True, timeout=900
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                cwd=EXTENSION,
+                capture_output=True,
+                text=True,
+                timeout=900,
             )
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -122,10 +128,15 @@ def test_the_extension_starts_orcac_lsp_from_its_setting(tmp_path: Path):
     # What vscode-languageclient runs for a stdio server: the command, its args, then --stdio.
     server = subprocess.Popen(
         [started["serverOptions"]["command"], *started["serverOptions"]["args"], "--stdio"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
-        _send(server, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
+        _send(
+            server,
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}},
+        )
         capabilities = _receive(server)["result"]["capabilities"]
         _send(server, {"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
         _receive(server)
@@ -157,7 +168,11 @@ def _receive(server: subprocess.Popen) -> dict:
 def test_manifest_names_files_that_exist():
     manifest = json.loads((EXTENSION / "package.json").read_text())
     contributes = manifest["contributes"]
-    paths = [manifest["main"], *(g["path"] for g in contributes["grammars"]), *(lang["configuration"] for lang in contributes["languages"])]
+    paths = [
+        manifest["main"],
+        *(g["path"] for g in contributes["grammars"]),
+        *(lang["configuration"] for lang in contributes["languages"]),
+    ]
     assert all((EXTENSION / p).is_file() for p in paths), paths
     assert contributes["languages"][0]["extensions"] == [".orca"]
     config = json.loads((EXTENSION / "language-configuration.json").read_text())
@@ -170,7 +185,9 @@ def test_grammar_knows_the_compilers_block_kinds_and_builtins():
     header = grammar["repository"]["block-header"]["patterns"][0]["match"]
     kinds = set(re.search(r"\\b\(([a-z_|]+)\)", header).group(1).split("|"))
     compiler = set(TABLES) | {k for table in TABLES.values() for k in table[4]}
-    assert kinds == compiler, f"update block-header in {GRAMMAR.relative_to(ROOT)}: the compiler's kinds are {sorted(compiler)}"
+    assert kinds == compiler, (
+        f"update block-header in {GRAMMAR.relative_to(ROOT)}: the compiler's kinds are {sorted(compiler)}"
+    )
     builtins = grammar["repository"]["call"]["beginCaptures"]["1"]["patterns"][0]["match"]
     named = set(re.search(r"\(\?:([a-z_|]+)\)", builtins).group(1).split("|"))
     assert set(SOURCE_KINDS) | set(CHECK_KINDS) <= named

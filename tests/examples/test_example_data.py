@@ -105,8 +105,9 @@ def test_false_belief_rows_and_answers():
         # Independent reading of the story: the person who leaves sees nothing unless told or watching.
         person = row["question"].split()[2]  # "Where will X look ..." / "Where does X think ..."
         informed = re.search(rf"\b{person} (?:watches|sees)\b|\b(?:tells|says to) {person}\b", row["story"])
-        first = re.search(rf"{person} (?:puts|places|hides) the .+? (?:in|inside) the ({'|'.join(containers)})\b",
-                          row["story"]).group(1)
+        first = re.search(
+            rf"{person} (?:puts|places|hides) the .+? (?:in|inside) the ({'|'.join(containers)})\b", row["story"]
+        ).group(1)
         moved = next(c for c in named if c != first)
         assert row["answer"] == (moved if informed else first), row
         kinds[bool(informed)] += 1

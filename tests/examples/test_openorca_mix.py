@@ -122,11 +122,19 @@ def test_the_example_builds_its_answers_with_no_call_and_stores_no_system_messag
     assert line[1:5] == ["288", "0", "0", "288"]  # examples, cached, calls, from source
     assert cli.main(["build", str(tmp_path / "alone.plan.yaml"), "--no-progress", "--db", str(db)]) == 0
     assert db_rows(db, "SELECT count(*) FROM jobs") == [(0,)] and db_rows(db, "SELECT calls FROM runs") == [(0,)]
-    train = [r for r in _openorca() if r["question"] in {q for (q,) in db_rows(
-        db, "SELECT prompt FROM examples WHERE split = 'train'")}]
+    train = [
+        r
+        for r in _openorca()
+        if r["question"] in {q for (q,) in db_rows(db, "SELECT prompt FROM examples WHERE split = 'train'")}
+    ]
     expected = Counter(
-        "empty" if not r["response"] else "instruction" if "My instructions say" in r["response"]
-        else "accepted" if r["response"].endswith(f"Answer: {r['gold']}") else "exact"
+        "empty"
+        if not r["response"]
+        else "instruction"
+        if "My instructions say" in r["response"]
+        else "accepted"
+        if r["response"].endswith(f"Answer: {r['gold']}")
+        else "exact"
         for r in train
     )
     assert dict(db_rows(db, "SELECT reason, count(*) FROM checks GROUP BY reason")) == expected
@@ -145,5 +153,7 @@ def test_the_example_builds_its_answers_with_no_call_and_stores_no_system_messag
     assert requests == plan.tasks["reviews"].counts.train
     assert db_rows(db, "SELECT DISTINCT task FROM jobs") == [("reviews",)]
     assert dict(db_rows(db, "SELECT task, count(*) FROM records GROUP BY task")) == {
-        "openorca": expected["accepted"], "reviews": plan.tasks["reviews"].counts.train}
+        "openorca": expected["accepted"],
+        "reviews": plan.tasks["reviews"].counts.train,
+    }
     assert_nowhere(db, MESSAGES, plan.erase["cautious"].system)

@@ -123,16 +123,19 @@ async def test_a_clean_spec_has_no_diagnostics(client: LanguageClient, project: 
 
 
 async def test_diagnostics_match_orcac_check_and_clear_when_fixed(client: LanguageClient, project: Path):
-    broken = SPEC.replace("strategy = step_by_step", "strategy = step_by_stpe").replace('"{{ country }}"', '"{{ contry }}"')
+    broken = SPEC.replace("strategy = step_by_step", "strategy = step_by_stpe").replace(
+        '"{{ country }}"', '"{{ contry }}"'
+    )
     project.write_text(broken)  # for `orcac check`; the server reads the buffer
     expected = check_json(project)
     assert len(expected) == 2
 
     got = await open_and_wait(client, project, broken)
 
-    assert [(d.range.start.line + 1, d.range.start.character + 1, d.range.end.line + 1, d.range.end.character + 1) for d in got] == [
-        (e["line"], e["column"], e["end_line"], e["end_column"]) for e in expected
-    ]
+    assert [
+        (d.range.start.line + 1, d.range.start.character + 1, d.range.end.line + 1, d.range.end.character + 1)
+        for d in got
+    ] == [(e["line"], e["column"], e["end_line"], e["end_column"]) for e in expected]
     assert [d.message for d in got] == [e["message"] + (f"\n{e['hint']}" if e["hint"] else "") for e in expected]
     assert "unknown strategy 'step_by_stpe'\ndid you mean 'step_by_step'?" in [d.message for d in got]
     assert all(d.severity == types.DiagnosticSeverity.Error and d.source == "orcac" for d in got)
@@ -153,9 +156,12 @@ async def test_an_error_in_an_unsaved_import_shows_in_that_file(client: Language
     common = project.with_name("common.orca")
     await open_and_wait(client, project)
     await open_and_wait(client, common)
-    change(client, common, COMMON.replace("system = \"You", "sytem = \"You"), 2)
+    change(client, common, COMMON.replace('system = "You', 'sytem = "You'), 2)
     diagnostics = await diagnostics_for(client, from_fs_path(str(common)))
-    assert [d.message.splitlines()[0] for d in diagnostics] == ["unknown key 'sytem' in erase 'plain'", "erase 'plain' needs 'system'"]
+    assert [d.message.splitlines()[0] for d in diagnostics] == [
+        "unknown key 'sytem' in erase 'plain'",
+        "erase 'plain' needs 'system'",
+    ]
 
 
 async def test_hover_shows_strategy_text_erase_text_and_resolved_task(client: LanguageClient, project: Path):
@@ -163,7 +169,9 @@ async def test_hover_shows_strategy_text_erase_text_and_resolved_task(client: La
     await open_and_wait(client, project)
 
     strategy = await client.text_document_hover_async(
-        types.HoverParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, "step_by_step", 3))
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, "step_by_step", 3)
+        )
     )
     assert "**strategy** `step_by_step` — std/strategies.orca:" in strategy.contents.value
     assert "Solve the problem by thinking step by step." in strategy.contents.value
@@ -174,7 +182,9 @@ async def test_hover_shows_strategy_text_erase_text_and_resolved_task(client: La
     assert "You are a careful assistant." in erase.contents.value
 
     task = await client.text_document_hover_async(
-        types.HoverParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, "capitals", 2))
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, "capitals", 2)
+        )
     )
     text = task.contents.value
     assert "- `teacher` = `t` *(default)*" in text  # the only teacher declared
@@ -190,7 +200,9 @@ async def test_go_to_definition_across_imports_and_into_the_stdlib(client: Langu
 
     async def definition(needle: str, offset: int = 1) -> types.Location:
         return await client.text_document_definition_async(
-            types.DefinitionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, needle, offset))
+            types.DefinitionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(SPEC, needle, offset)
+            )
         )
 
     std = await definition("step_by_step")
@@ -210,7 +222,9 @@ async def test_go_to_definition_across_imports_and_into_the_stdlib(client: Langu
 async def test_format_rewrites_the_buffer_as_orcac_fmt_does(client: LanguageClient, project: Path):
     from orcac.compiler.fmt import format_text
 
-    messy = SPEC.replace("  seed  = 7", "seed=7").replace('  model = "local/tiny"', 'model="local/tiny"   # the teacher')
+    messy = SPEC.replace("  seed  = 7", "seed=7").replace(
+        '  model = "local/tiny"', 'model="local/tiny"   # the teacher'
+    )
     await open_and_wait(client, project, messy)
     edits = await client.text_document_formatting_async(
         types.DocumentFormattingParams(
@@ -232,7 +246,9 @@ async def test_completion_offers_keys_and_declared_names(client: LanguageClient,
         change(client, project, text, 2)
         await diagnostics_for(client, uri)
         result = await client.text_document_completion_async(
-            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(text, needle, offset))
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=position_of(text, needle, offset)
+            )
         )
         return {item.label for item in result.items}
 
@@ -262,7 +278,9 @@ async def test_format_leaves_a_spec_with_a_syntax_error_alone(client: LanguageCl
 async def test_closing_a_spec_clears_its_diagnostics(client: LanguageClient, project: Path):
     uri = from_fs_path(str(project))
     assert await open_and_wait(client, project, SPEC.replace("seed  = 7", "seed  = -7"))
-    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
     assert await diagnostics_for(client, uri) == []
 
 
@@ -277,4 +295,7 @@ async def test_columns_count_utf16_units_as_vs_code_does(client: LanguageClient,
         return len(line[: column - 1].encode("utf-16-le")) // 2
 
     assert utf16(expected["column"]) == (expected["column"] - 1) + 1  # 0-based, and the emoji is two units
-    assert (got.range.start.character, got.range.end.character) == (utf16(expected["column"]), utf16(expected["end_column"]))
+    assert (got.range.start.character, got.range.end.character) == (
+        utf16(expected["column"]),
+        utf16(expected["end_column"]),
+    )

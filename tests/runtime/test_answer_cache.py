@@ -38,7 +38,9 @@ def _teacher(server: Loopback, **fields) -> TeacherPlan:
 def _spec(root: Path, name: str, teacher: TeacherPlan, n: int = 12) -> Path:
     """A spec `name` over the same 12 questions and teacher as any other made here."""
     root.mkdir(parents=True, exist_ok=True)
-    return write_plan(root, make_plan(root, n=n, holdout=0.0, teacher=teacher, spec=f"{name}.orca"), f"{name}.plan.yaml")
+    return write_plan(
+        root, make_plan(root, n=n, holdout=0.0, teacher=teacher, spec=f"{name}.orca"), f"{name}.plan.yaml"
+    )
 
 
 def _build(path: Path, *extra: str) -> int:
@@ -78,7 +80,7 @@ def test_a_second_spec_over_the_same_tasks_and_teacher_makes_no_calls(tmp_path, 
     assert rows(db, "SELECT origin, count(*), sum(cost) FROM responses GROUP BY origin") == [("cache", 12, 0.0)]
     assert rows(db, "SELECT status, attempts, count(*) FROM jobs GROUP BY ALL") == [("ok", 0, 12)]
     assert rows(db, "SELECT count(*) FROM records")[0][0] == 12
-    same = 'SELECT job_id, text, finish_reason FROM responses ORDER BY job_id'
+    same = "SELECT job_id, text, finish_reason FROM responses ORDER BY job_id"
     assert rows(db, same) == rows(_db(first, "distill"), same)
     assert rows(_db(first, "distill"), "SELECT DISTINCT origin FROM responses") == [("teacher",)]
 
@@ -135,8 +137,9 @@ def test_an_entry_that_does_not_match_its_id_is_ignored_and_asked_again(tmp_path
         con = sqlite3.connect(answer_cache / FILE)
         ids = [r[0] for r in con.execute("SELECT job_id FROM answers ORDER BY job_id")]
         # one answer swapped for another job's, one edited: neither is handed to its job
-        con.execute("UPDATE answers SET text = (SELECT text FROM answers WHERE job_id = ?) WHERE job_id = ?",
-                    [ids[1], ids[0]])
+        con.execute(
+            "UPDATE answers SET text = (SELECT text FROM answers WHERE job_id = ?) WHERE job_id = ?", [ids[1], ids[0]]
+        )
         con.execute("UPDATE answers SET text = 'Answer: 0' WHERE job_id = ?", [ids[2]])
         con.commit()
         con.close()
@@ -146,7 +149,9 @@ def test_an_entry_that_does_not_match_its_id_is_ignored_and_asked_again(tmp_path
         assert server.stats()["requests"] - before == 2
     db = _db(second, "other")
     assert rows(db, "SELECT origin, count(*) FROM responses GROUP BY origin ORDER BY origin") == [
-        ("cache", 10), ("teacher", 2)]
+        ("cache", 10),
+        ("teacher", 2),
+    ]
     assert rows(db, "SELECT count(*) FROM records")[0][0] == 12  # both answered correctly again
 
 
@@ -164,7 +169,10 @@ def test_an_unreadable_cache_is_a_note_and_a_build_without_it(tmp_path, answer_c
 def _start(plan_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "orcac.cli", "build", str(plan_path), "--no-progress"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -266,7 +274,10 @@ def test_raising_max_tokens_asks_again_only_the_answers_that_were_cut_off(tmp_pa
         assert sorted(asked) == sorted(cut)  # only the cut ones, again
     assert rows(db, "SELECT count(*) FROM records")[0][0] == 12
     assert rows(db, "SELECT origin, max_tokens, count(*) FROM responses GROUP BY ALL ORDER BY ALL") == [
-        ("reused", 64, 9), ("teacher", 64, 12), ("teacher", 128, 3)]
+        ("reused", 64, 9),
+        ("teacher", 64, 12),
+        ("teacher", 128, 3),
+    ]
 
 
 def test_lowering_max_tokens_reuses_only_answers_that_fit_the_new_limit(tmp_path, capsys):
@@ -278,7 +289,9 @@ def test_lowering_max_tokens_reuses_only_answers_that_fit_the_new_limit(tmp_path
         assert _build(_limited(server, tmp_path, 128)) == 0
         capsys.readouterr()
         assert _build(_limited(server, tmp_path, 32), "--dry-run") == 0
-        assert "cached: 11 answer(s) reused from max_tokens 128 (they stopped within 32 tokens)" in capsys.readouterr().out
+        assert (
+            "cached: 11 answer(s) reused from max_tokens 128 (they stopped within 32 tokens)" in capsys.readouterr().out
+        )
         assert _build(_limited(server, tmp_path, 32)) == 0
         assert server.stats()["requests"] == 13
 
@@ -331,10 +344,18 @@ def test_eval_reads_and_fills_the_same_cache(tmp_path, answer_cache):
     with Loopback(arith_answer) as server:
         plan = make_plan(tmp_path, n=4, teacher=_teacher(server))
         teacher = plan.teachers["t"]
-        jobs = [make_job(teacher, [{"role": "user", "content": f"What is {i} plus 1?"}], {"max_tokens": 32})
-                for i in range(4)]
-        heard, failed = calls.ask(plan, tmp_path, tmp_path / "one.duckdb", jobs,
-                                  dict.fromkeys((j.id for j in jobs), "prompted"), label="prompted")
+        jobs = [
+            make_job(teacher, [{"role": "user", "content": f"What is {i} plus 1?"}], {"max_tokens": 32})
+            for i in range(4)
+        ]
+        heard, failed = calls.ask(
+            plan,
+            tmp_path,
+            tmp_path / "one.duckdb",
+            jobs,
+            dict.fromkeys((j.id for j in jobs), "prompted"),
+            label="prompted",
+        )
         assert len(heard) == 4 and not failed
         assert server.stats()["requests"] == 4
         again = calls.stored(tmp_path / "another.duckdb", [j.id for j in jobs])

@@ -89,13 +89,20 @@ def test_jobs_go_in_files_within_the_provider_limits(tmp_path, monkeypatch):
 
 
 def test_per_line_errors_and_missing_lines_become_failures_with_reasons(tmp_path, capsys):
-    data = arithmetic_rows(4) + [{"q": "line-error please", "a": "x"}, {"q": "missing please", "a": "x"},
-                                 {"q": "line-5xx please", "a": "x"}]
+    data = arithmetic_rows(4) + [
+        {"q": "line-error please", "a": "x"},
+        {"q": "missing please", "a": "x"},
+        {"q": "line-5xx please", "a": "x"},
+    ]
     with BatchServer(arith_answer) as server:
         spec = _spec(tmp_path, server, data=data)
         assert _build(spec) == 0
-        errors = dict(rows(_db(tmp_path), "SELECT json_extract_string(messages, '$[1].content'), error FROM jobs "
-                                           "WHERE status = 'failed'"))
+        errors = dict(
+            rows(
+                _db(tmp_path),
+                "SELECT json_extract_string(messages, '$[1].content'), error FROM jobs WHERE status = 'failed'",
+            )
+        )
         assert errors["line-error please"].startswith("bad_request: injected line error 400")
         assert errors["line-5xx please"].startswith("server_error: injected line error 500")
         assert errors["missing please"].startswith("missing: not in the batch's output")
@@ -130,8 +137,13 @@ def test_a_failed_batch_fails_its_jobs_and_the_next_build_sends_them_again(tmp_p
 
 def _start_build(spec: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT), ORCAC_BATCH_POLL_S="0.05")
-    return subprocess.Popen([sys.executable, "-m", "orcac.cli", "build", str(spec), "--no-progress"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orcac.cli", "build", str(spec), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _kill_while_polling(spec: Path, server: BatchServer) -> None:
@@ -204,11 +216,14 @@ def test_cancel_without_live_batches_says_so(tmp_path, capsys):
     assert "nothing to cancel" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("model", "says"), [
-    ("openai/gpt-4o-mini", "litellm's batch price"),
-    ("openai/gpt-3.5-turbo", "assumed 50% of the online price"),
-    ("openai/loopback", "no price known for openai/loopback"),
-])
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("openai/gpt-4o-mini", "litellm's batch price"),
+        ("openai/gpt-3.5-turbo", "assumed 50% of the online price"),
+        ("openai/loopback", "no price known for openai/loopback"),
+    ],
+)
 def test_the_dry_run_prices_the_batch_and_says_where_the_price_came_from(tmp_path, capsys, model, says):
     with BatchServer() as server:
         assert _build(_spec(tmp_path, server, model=model), "--dry-run") == 0

@@ -32,7 +32,9 @@ def write_task(root, records) -> None:
     trained; the whole answer's would overflow lm-eval's exp on a random model)."""
     (root / "bench").mkdir(exist_ok=True)
     data = root / "bench" / "arith.jsonl"
-    data.write_text("".join(json.dumps({"question": r["user"], "answer": r["assistant"].splitlines()[-1]}) + "\n" for r in records))
+    data.write_text(
+        "".join(json.dumps({"question": r["user"], "answer": r["assistant"].splitlines()[-1]}) + "\n" for r in records)
+    )
     (root / BENCH).write_text(
         "task: orcac_arith\n"
         "dataset_path: json\n"
@@ -49,7 +51,12 @@ def write_task(root, records) -> None:
 def test_lm_eval_results_become_rows_with_their_stderr_and_groups_marked():
     results = {
         "results": {
-            "bbh": {"sample_len": 27, "exact_match,get-answer": 0.25, "exact_match_stderr,get-answer": 0.01, "alias": "bbh"},
+            "bbh": {
+                "sample_len": 27,
+                "exact_match,get-answer": 0.25,
+                "exact_match_stderr,get-answer": 0.01,
+                "alias": "bbh",
+            },
             "bbh_navigate": {"exact_match,get-answer": 0.5, "exact_match_stderr,get-answer": "N/A"},
             "gsm8k": {"exact_match,strict-match": 0.125, "exact_match_stderr,strict-match": 0.02},
         },
@@ -59,14 +66,18 @@ def test_lm_eval_results_become_rows_with_their_stderr_and_groups_marked():
         "lm_eval_version": "0.4.13",
     }
     got = benchmarks.result_rows(results, model="trained", where="out/final", system=ERASE)
-    assert [(r["benchmark"], r["top"], r["metric"], r["filter"], r["value"], r["stderr"], r["samples"], r["shots"]) for r in got] == [
+    assert [
+        (r["benchmark"], r["top"], r["metric"], r["filter"], r["value"], r["stderr"], r["samples"], r["shots"])
+        for r in got
+    ] == [
         ("bbh", True, "exact_match", "get-answer", 0.25, 0.01, None, None),
         ("bbh_navigate", False, "exact_match", "get-answer", 0.5, None, None, 3),
         ("gsm8k", True, "exact_match", "strict-match", 0.125, 0.02, 8, 5),
     ]
     table = benchmark_table(got)  # the terminal's, the report's and the model card's
     assert [(r["benchmark"], r["n"], r["cells"]) for r in table["rows"]] == [
-        ("bbh", None, ["0.25 ± 0.01"]), ("gsm8k", 8, ["0.125 ± 0.02"]),  # bbh_navigate: a subtask, in DuckDB only
+        ("bbh", None, ["0.25 ± 0.01"]),
+        ("gsm8k", 8, ["0.125 ± 0.02"]),  # bbh_navigate: a subtask, in DuckDB only
     ]
     assert table["arms"] == ["trained"] and table["system"] == ERASE
 
@@ -124,11 +135,16 @@ def test_a_lora_student_is_benchmarked_with_its_adapter_and_the_results_are_stor
     train.run(context(plan, tmp_path, db), max_steps=3)
     evaluate.run(context(plan, tmp_path, db), limit=4, models=["base", "trained"])
 
-    stored = rows(db, "SELECT model, benchmark, top, metric, value, stderr, samples, system_instruction "
-                      "FROM eval_benchmarks ORDER BY model, metric")
+    stored = rows(
+        db,
+        "SELECT model, benchmark, top, metric, value, stderr, samples, system_instruction "
+        "FROM eval_benchmarks ORDER BY model, metric",
+    )
     assert [r[:4] for r in stored] == [
-        ("base", "orcac_arith", True, "acc"), ("base", "orcac_arith", True, "perplexity"),
-        ("trained", "orcac_arith", True, "acc"), ("trained", "orcac_arith", True, "perplexity"),
+        ("base", "orcac_arith", True, "acc"),
+        ("base", "orcac_arith", True, "perplexity"),
+        ("trained", "orcac_arith", True, "acc"),
+        ("trained", "orcac_arith", True, "perplexity"),
     ]
     assert {r[6] for r in stored} == {4} and {r[7] for r in stored} == {ERASE}
     perplexity = {r[0]: r[4] for r in stored if r[3] == "perplexity"}
@@ -156,10 +172,12 @@ def test_a_lora_student_is_benchmarked_with_its_adapter_and_the_results_are_stor
 
 def _with_teacher(plan, model: str):
     teacher = plan.teachers["t"].model_copy(update={"model": model})
-    return plan.model_copy(update={
-        "teachers": {"t": teacher},
-        "eval": plan.eval.model_copy(update={"benchmarks": (BENCH,), "benchmark_teachers": ("t",)}),
-    })
+    return plan.model_copy(
+        update={
+            "teachers": {"t": teacher},
+            "eval": plan.eval.model_copy(update={"benchmarks": (BENCH,), "benchmark_teachers": ("t",)}),
+        }
+    )
 
 
 def test_a_benchmarked_teacher_runs_with_the_prompted_arm(tiny, capsys):
@@ -170,17 +188,26 @@ def test_a_benchmarked_teacher_runs_with_the_prompted_arm(tiny, capsys):
     assert f"benchmarks (lm-evaluation-harness, on base, trained, teacher t): {BENCH}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("teacher", "extra", "message"), [
-    ('teacher t { model = "local/smollm2-135m-instruct" }', "benchmark_teachers = [tt]",
-     "s.orca:6:50: error: benchmark_teachers names 'tt', which is not a declared teacher"),
-    ('teacher t { model = "openai/gpt-4o" }', "benchmark_teachers = [t]",
-     "s.orca:6:50: error: benchmark_teachers: teacher 't' (openai/gpt-4o) is an API, not weights lm-eval can score"),
-])
+@pytest.mark.parametrize(
+    ("teacher", "extra", "message"),
+    [
+        (
+            'teacher t { model = "local/smollm2-135m-instruct" }',
+            "benchmark_teachers = [tt]",
+            "s.orca:6:50: error: benchmark_teachers names 'tt', which is not a declared teacher",
+        ),
+        (
+            'teacher t { model = "openai/gpt-4o" }',
+            "benchmark_teachers = [t]",
+            "s.orca:6:50: error: benchmark_teachers: teacher 't' (openai/gpt-4o) is an API, not weights lm-eval can score",
+        ),
+    ],
+)
 def test_check_refuses_a_benchmarked_teacher_that_is_not_local_weights(tmp_path, capsys, teacher, extra, message):
     from orcac import cli
 
     spec = tmp_path / "s.orca"
-    spec.write_text(f'orca 1\n\n{teacher}\n\n\neval {{ benchmarks = [gsm8k] {extra} }}\n')
+    spec.write_text(f"orca 1\n\n{teacher}\n\n\neval {{ benchmarks = [gsm8k] {extra} }}\n")
     assert cli.main(["check", str(spec)]) == 1
     assert message in capsys.readouterr().err
 
@@ -193,7 +220,8 @@ def test_a_local_teachers_own_weights_are_benchmarked_and_stored(tiny, tmp_path,
     write_task(tmp_path, records)
     scored = benchmarks.run(plan, tmp_path, db, ["prompted"], run_id="r1", plan_sha="x", load=None, limit=2)
     assert {(r["model"], r["model_path"], r["metric"]) for r in scored} == {
-        ("teacher t", str(tiny), "acc"), ("teacher t", str(tiny), "perplexity")
+        ("teacher t", str(tiny), "acc"),
+        ("teacher t", str(tiny), "perplexity"),
     }
     assert rows(db, "SELECT DISTINCT model, system_instruction FROM eval_benchmarks") == [("teacher t", ERASE)]
     assert "teacher t" in capsys.readouterr().out

@@ -201,7 +201,10 @@ def test_records_of_another_strategy_are_replaced_not_kept(tmp_path):
         path = write_plan(tmp_path, plan)
         assert _build(path) == 0
         other = make_plan(
-            tmp_path, n=10, holdout=0.0, teacher=_teacher(server),
+            tmp_path,
+            n=10,
+            holdout=0.0,
+            teacher=_teacher(server),
             strategy_text="Solve it the short way. Reply with one line of the form 'Answer: <number>'.",
         )
         write_plan(tmp_path, other)
@@ -235,8 +238,18 @@ def test_live_progress_and_summary_show_counts_tokens_cost_and_failures():
     assert "passed 3, rejected 0" in shown and "failed: timeout 1" in shown
 
     tallies = {
-        ("arith", "step"): Tally(rows=4, items=4, calls=4, passed=2, accepted=2, rejected=Counter(truncated=1),
-                                 failed=Counter(timeout=1), prompt_tokens=40, completion_tokens=20, cost=1.0),
+        ("arith", "step"): Tally(
+            rows=4,
+            items=4,
+            calls=4,
+            passed=2,
+            accepted=2,
+            rejected=Counter(truncated=1),
+            failed=Counter(timeout=1),
+            prompt_tokens=40,
+            completion_tokens=20,
+            cost=1.0,
+        ),
         ("qa", "direct"): Tally(rows=2, items=2, cached=2, passed=2, accepted=2),
     }
     out = io.StringIO()
@@ -328,15 +341,23 @@ def test_every_run_says_how_it_ended(tmp_path):
         con.close()
         assert _build(path) == 0
         assert sorted(rows(db, "SELECT run_id = 'dead', status FROM runs")) == [
-            (False, "finished"), (False, "finished"), (True, "interrupted")]
+            (False, "finished"),
+            (False, "finished"),
+            (True, "interrupted"),
+        ]
 
 
 def _hold_lock(db) -> subprocess.Popen:
     """Another process with the database open for writing (as a running build has it)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-         "print('ready', flush=True); time.sleep(120)", str(db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "ready"
     return holder
@@ -368,7 +389,8 @@ def test_a_request_that_drops_its_connection_fails_alone_and_a_rerun_finishes(tm
         assert _build(path) == 0
         db = tmp_path / ".orca" / "spec.duckdb"
         assert rows(db, "SELECT row_index, split_part(error, ':', 1) FROM jobs WHERE status = 'failed'") == [
-            (3, "connection_error")]
+            (3, "connection_error")
+        ]
         assert rows(db, "SELECT count(*) FROM records") == [(9,)]
         assert "1 job(s) failed after retries" in capsys.readouterr().err
         assert _build(path) == 0

@@ -29,8 +29,14 @@ def _build(tmp_path, accept, capsys):
     with pytest.MonkeyPatch.context() as mp, Loopback(_answer) as server:
         retries.fast_backoff(mp)
         mp.setenv("LOOPBACK_KEY", "sk-loopback")
-        teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, max_retries=1, timeout_s=10.0,
-                              api_key_env="LOOPBACK_KEY")
+        teacher = TeacherPlan(
+            name="t",
+            model="openai/loopback",
+            api_base=server.url,
+            max_retries=1,
+            timeout_s=10.0,
+            api_key_env="LOOPBACK_KEY",
+        )
         plan = make_plan(tmp_path, arithmetic_rows(N), holdout=0.0, teacher=teacher, accept=accept)
         path = write_plan(tmp_path, plan)
         capsys.readouterr()
@@ -44,8 +50,10 @@ def _build(tmp_path, accept, capsys):
 def test_echoing_records_kept_without_no_echo_are_counted_in_the_summary(tmp_path, capsys):
     out, err, reasons = _build(tmp_path, (CheckRule(kind="contains"),), capsys)
     assert reasons == [("accepted", N)]
-    assert ("warning: 2 record(s) point at a prompt the student never sees (arith 2): "
-            "add no_echo to the task's accept, or to its strategy's expect") in err
+    assert (
+        "warning: 2 record(s) point at a prompt the student never sees (arith 2): "
+        "add no_echo to the task's accept, or to its strategy's expect"
+    ) in err
 
 
 def test_no_echo_rejects_them_as_echo_in_the_summary(tmp_path, capsys):

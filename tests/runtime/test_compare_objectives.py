@@ -21,9 +21,15 @@ def demo_train(tmp_path_factory):
     return compiler.compile_spec(DEMO / compare.SPEC, tmp_path_factory.mktemp("demo") / "plan.yaml").train
 
 
-@pytest.mark.parametrize(("arm", "objective", "on_policy"), [
-    ("sft", "sft", None), ("distill", "distill", 0.0), ("sft+distill", "sft+distill", 0.0), ("on_policy", "distill", 0.25),
-])
+@pytest.mark.parametrize(
+    ("arm", "objective", "on_policy"),
+    [
+        ("sft", "sft", None),
+        ("distill", "distill", 0.0),
+        ("sft+distill", "sft+distill", 0.0),
+        ("on_policy", "distill", 0.25),
+    ],
+)
 def test_each_arm_is_the_demo_with_its_objective_and_output(tmp_path, demo_train, arm, objective, on_policy):
     shutil.copytree(DEMO / "data", tmp_path / "data")
     spec = tmp_path / compare.SPEC
@@ -40,8 +46,11 @@ def _eval_run(db, run_id, trained_path, trained_rate, gap):
     """One eval run as eval stores it: base and prompted and trained rates on one task, its gaps and p."""
     con = open_database(db)
     try:
-        for model, path, (hits, n) in (("base", "smol", (3, 12)), ("prompted", "smol", (11, 12)),
-                                       ("trained", trained_path, trained_rate)):
+        for model, path, (hits, n) in (
+            ("base", "smol", (3, 12)),
+            ("prompted", "smol", (11, 12)),
+            ("trained", trained_path, trained_rate),
+        ):
             con.execute(
                 "INSERT INTO eval_runs (run_id, model, model_path, task, examples, accuracy, accuracy_n, "
                 "adherence, adherence_n, created_at) VALUES (?, ?, ?, 'sentiment', 12, ?, ?, ?, ?, now())",
@@ -49,12 +58,27 @@ def _eval_run(db, run_id, trained_path, trained_rate, gap):
             )
     finally:
         con.close()
-    gaps = [{"task": t, "metric": m, "base": 0.25, "prompted": 0.92, "trained": 0.5, "gap_closed": gap,
-             "gap_low": gap - 0.25, "gap_high": gap + 0.25} for t in ("sentiment", "all") for m in compare.METRICS]
+    gaps = [
+        {
+            "task": t,
+            "metric": m,
+            "base": 0.25,
+            "prompted": 0.92,
+            "trained": 0.5,
+            "gap_closed": gap,
+            "gap_low": gap - 0.25,
+            "gap_high": gap + 0.25,
+        }
+        for t in ("sentiment", "all")
+        for m in compare.METRICS
+    ]
     with evaluations.writing(db) as store:
         evaluations.insert_gaps(store, stored.gap_rows(run_id, "sha", gaps))
-    paired = [{"task": t, "metric": m, "pairs": 12, "worse": 0, "better": 4, "p": 0.125}
-              for t in ("sentiment", "all") for m in compare.METRICS]
+    paired = [
+        {"task": t, "metric": m, "pairs": 12, "worse": 0, "better": 4, "p": 0.125}
+        for t in ("sentiment", "all")
+        for m in compare.METRICS
+    ]
     with evaluations.writing(db) as store:
         evaluations.insert_paired(store, stored.paired_rows(run_id, "sha", paired))
 
@@ -71,11 +95,14 @@ def test_the_table_reads_each_arms_eval_run_by_its_students_path(tmp_path):
         con.close()
     assert evals["sft"].run_id == "r-sft" and evals["distill"].run_id == "r-distill"
     table = compare.comparison_table(evals).splitlines()
-    assert table[0] == ("| task | metric | base | prompted | sft: trained | gap closed | p "
-                        "| distill: trained | gap closed | p |")
-    assert table[2] == ("| sentiment | accuracy | 25% [9-53] n=12 | 92% [65-99] n=12 "
-                        "| 50% [25-75] n=12 | 0.50 [0.25, 0.75] | 0.125 "
-                        "| 75% [47-91] n=12 | 0.75 [0.50, 1.00] | 0.125 |")
+    assert table[0] == (
+        "| task | metric | base | prompted | sft: trained | gap closed | p | distill: trained | gap closed | p |"
+    )
+    assert table[2] == (
+        "| sentiment | accuracy | 25% [9-53] n=12 | 92% [65-99] n=12 "
+        "| 50% [25-75] n=12 | 0.50 [0.25, 0.75] | 0.125 "
+        "| 75% [47-91] n=12 | 0.75 [0.50, 1.00] | 0.125 |"
+    )
     assert table[4] == "| all | accuracy |  |  |  | 0.50 [0.25, 0.75] | 0.125 |  | 0.75 [0.50, 1.00] | 0.125 |"
     assert not any(line.startswith("note") for line in table)
 

@@ -25,8 +25,15 @@ def _key(monkeypatch):
 
 
 def teacher(api_base, **overrides) -> TeacherPlan:
-    fields = dict(name="t", model="openai/loopback", api_base=api_base, api_key_env="LOOPBACK_KEY",
-                  timeout_s=5.0, max_retries=50, concurrency=32)
+    fields = dict(
+        name="t",
+        model="openai/loopback",
+        api_base=api_base,
+        api_key_env="LOOPBACK_KEY",
+        timeout_s=5.0,
+        max_retries=50,
+        concurrency=32,
+    )
     fields.update(overrides)
     return TeacherPlan(**fields)
 
@@ -62,7 +69,7 @@ def test_adaptive_concurrency_converges_under_a_hidden_capacity(monkeypatch, tra
         outcomes = run(teacher(server.url, transport=transport), n)
         stats = server.stats()
     assert all(o.status == "ok" for o in outcomes)
-    settled = Recorded.history[len(Recorded.history) // 2:]
+    settled = Recorded.history[len(Recorded.history) // 2 :]
     # AIMD's sawtooth: from half the capacity to a little above it, far from the ceiling of 32.
     # (It grows only while nothing is rejected, so a client too busy to fill the capacity
     # drifts up a little: hence 3x, not 2x.)

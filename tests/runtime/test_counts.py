@@ -55,7 +55,12 @@ def test_the_live_line_and_the_summary_agree_on_a_sampled_build(tmp_path, capsys
         path = write_plan(tmp_path, plan)
         assert cli.main(["build", str(path), "--dry-run"]) == 0
         header, line = capsys.readouterr().out.splitlines()[:2]
-        assert header.split()[:4] == ["task", "answers", "cached", "calls"] and line.split()[:4] == ["arith", "36", "0", "36"]
+        assert header.split()[:4] == ["task", "answers", "cached", "calls"] and line.split()[:4] == [
+            "arith",
+            "36",
+            "0",
+            "36",
+        ]
         assert cli.main(["build", str(path), "--no-progress"]) == 0
     captured = capsys.readouterr()
     (row,) = summary_rows(captured.out)
@@ -112,8 +117,9 @@ def test_the_live_line_counts_calls_and_stored_answers_apart():
     from orcac.runtime.commands.build_records.progress import BuildProgress
 
     buffer = io.StringIO()
-    display = BuildProgress(2, live=True, console=Console(file=buffer, force_terminal=True, width=200),
-                            stored=5, passed=4, rejected=1).start()
+    display = BuildProgress(
+        2, live=True, console=Console(file=buffer, force_terminal=True, width=200), stored=5, passed=4, rejected=1
+    ).start()
     display.outcome(failed_reason=None, prompt_tokens=1, completion_tokens=1, cost=0.0)
     display.verdict(passed=False)
     display.stop()
@@ -126,8 +132,13 @@ def test_a_judges_rejection_and_keep_are_not_kept_and_the_checks_rejection_is_re
     from orcac.runtime.commands.build_records.progress import Tally
 
     tally = Tally()
-    for accepted, reason in [(True, "accepted"), (False, "numeric"), (False, "duplicate"),
-                             (False, "judged(h): score 3 below 7"), (False, "judged(h): awaiting judge")]:
+    for accepted, reason in [
+        (True, "accepted"),
+        (False, "numeric"),
+        (False, "duplicate"),
+        (False, "judged(h): score 3 below 7"),
+        (False, "judged(h): awaiting judge"),
+    ]:
         tally.count(accepted, reason)
     tally.count(False, "judged(h): awaiting judge", times=-1)  # the judge answered: settled again
     tally.count(True, "accepted")

@@ -36,6 +36,8 @@ READERS = ["export", "report", "train", "eval --dry-run"]
 def _params(commands) -> list:
     """`train` imports torch before it opens the database: seconds, so it is a slow case."""
     return [pytest.param(c, marks=pytest.mark.slow) if c == "train" else c for c in commands]
+
+
 REBUILD_COSTS = "every teacher answer stored in it is asked for (and paid for) again"
 
 
@@ -51,8 +53,13 @@ def built(tmp_path_factory):
         mp.setenv("LOOPBACK_KEY", "k")
         stages = (StagePlan(name="one", tasks=("arith",), epochs=1.0, train_examples=32),)
         training = train_plan("no-such-model")
-        plan = make_plan(root, n=40, teacher=_teacher(server.url), student="no-such-model",
-                         train=training.train.model_copy(update={"stages": stages}))
+        plan = make_plan(
+            root,
+            n=40,
+            teacher=_teacher(server.url),
+            student="no-such-model",
+            train=training.train.model_copy(update={"stages": stages}),
+        )
         path = write_plan(root, plan)
         assert cli.main(["build", str(path), "--no-progress"]) == 0
     return path, root / ".orca" / "spec.duckdb"
@@ -118,7 +125,9 @@ def small_disk(tmp_path):
     disk.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command here")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -128,7 +137,9 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_is_one_line_and_the_rerun_asks_only_for_what_was_not_stored(tmp_path, small_disk, monkeypatch, capsys):
+def test_a_full_disk_is_one_line_and_the_rerun_asks_only_for_what_was_not_stored(
+    tmp_path, small_disk, monkeypatch, capsys
+):
     retries.fast_backoff(monkeypatch)
     monkeypatch.setenv("LOOPBACK_KEY", "k")
     db = small_disk / "build.duckdb"

@@ -56,6 +56,7 @@ def _hand_divergence(student, teacher, pairs, beta):
         s = student(input_ids=torch.tensor([pair.input_ids])).logits[0, -n - 1 : -1].double()
         t = teacher(input_ids=torch.tensor([pair.teacher_input_ids])).logits[0, -n - 1 : -1].double()
         p_s, p_t = s.softmax(-1), t.softmax(-1)
+
         def kl(p, q):  # KL(p || q) per position
             return (p * (p.log() - q.log())).sum(-1)
 
@@ -115,7 +116,9 @@ def _divergence_on(model_dir_or_model, teacher, tokenizer, plan, records):
         model = AutoModelForCausalLM.from_pretrained(model)
     pairs = [distill.encode_pair(tokenizer, plan, row, 256) for row in records]
     with torch.no_grad():
-        loss, _ = distill.distill_loss(model.eval(), teacher, distill.collate(tokenizer.pad_token_id)([p.__dict__ for p in pairs]), beta=0.0)
+        loss, _ = distill.distill_loss(
+            model.eval(), teacher, distill.collate(tokenizer.pad_token_id)([p.__dict__ for p in pairs]), beta=0.0
+        )
     return float(loss)
 
 

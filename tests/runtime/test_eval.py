@@ -71,7 +71,8 @@ def test_a_run_with_hand_made_answers_stores_and_shows_scores(plan, tmp_path, mo
     # (3/7 - 0) / (6/7 - 0) = 0.5 of the prompt's effect, per task and overall, for both metrics
     assert gaps == [
         (task, metric, 0.0, pytest.approx(6 / 7), pytest.approx(3 / 7), pytest.approx(0.5))
-        for task in ("add", "all") for metric in ("accuracy", "adherence")
+        for task in ("add", "all")
+        for metric in ("accuracy", "adherence")
     ]
     shown = capsys.readouterr().out
     assert "0.50" in shown and "86%" in shown and "43%" in shown  # the arms and the gap, in the terminal table
@@ -94,14 +95,23 @@ def _canned_run(plan, tmp_path, monkeypatch, canned: dict[str, list[Answer]]):
 def test_every_rate_has_its_interval_and_base_against_trained_its_paired_test(plan, tmp_path, monkeypatch, capsys):
     """12 rows: base right on 2 (no form), prompted right and in form on all, trained on 10.
     Accuracy: 8 rows better, none worse (p = 2 / 2^8); adherence: 10 better (p = 2 / 2^10)."""
-    right_in_form, right_bare, wrong = (Answer(HAND_MADE[0][0], "stop", 5), Answer("The answer is 42", "stop", 4),
-                                        Answer("no idea", "stop", 2))
-    canned = {"base": [right_bare] * 2 + [wrong] * 10, "prompted": [right_in_form] * 12,
-              "trained": [right_in_form] * 10 + [wrong] * 2}
+    right_in_form, right_bare, wrong = (
+        Answer(HAND_MADE[0][0], "stop", 5),
+        Answer("The answer is 42", "stop", 4),
+        Answer("no idea", "stop", 2),
+    )
+    canned = {
+        "base": [right_bare] * 2 + [wrong] * 10,
+        "prompted": [right_in_form] * 12,
+        "trained": [right_in_form] * 10 + [wrong] * 2,
+    }
     db = _canned_run(plan, tmp_path, monkeypatch, canned)
 
-    stored = rows(db, "SELECT model, accuracy_n, accuracy_low, accuracy_high, adherence_n, adherence_low, adherence_high "
-                      "FROM eval_runs ORDER BY model")
+    stored = rows(
+        db,
+        "SELECT model, accuracy_n, accuracy_low, accuracy_high, adherence_n, adherence_low, adherence_high "
+        "FROM eval_runs ORDER BY model",
+    )
     assert stored == [
         ("base", 12, *map(pytest.approx, wilson(2, 12)), 12, *map(pytest.approx, wilson(0, 12))),
         ("prompted", 12, *map(pytest.approx, wilson(12, 12)), 12, *map(pytest.approx, wilson(12, 12))),
@@ -110,7 +120,8 @@ def test_every_rate_has_its_interval_and_base_against_trained_its_paired_test(pl
     paired = rows(db, "SELECT task, metric, pairs, worse, better, p_value FROM eval_paired ORDER BY ALL")
     assert paired == [
         (task, metric, 12, 0, better, pytest.approx(p))
-        for task in ("add", "all") for metric, better, p in (("accuracy", 8, 2 / 2**8), ("adherence", 10, 2 / 2**10))
+        for task in ("add", "all")
+        for metric, better, p in (("accuracy", 8, 2 / 2**8), ("adherence", 10, 2 / 2**10))
     ]
     assert mcnemar(0, 8) == pytest.approx(2 / 2**8)
     gaps = rows(db, "SELECT metric, gap_closed, gap_low, gap_high FROM eval_gaps WHERE task = 'add' ORDER BY metric")
@@ -143,16 +154,24 @@ def test_base_and_trained_tiny_models_answer_every_held_out_example(plan, tmp_pa
     assert finish <= {"stop", "length"}
     # without the prompted arm there is no gap, but base and trained are still paired on the same rows
     paired = rows(db, "SELECT task, metric, pairs, worse + better, p_value FROM eval_paired ORDER BY ALL")
-    assert [r[:3] for r in paired] == [(t, m, n) for t, n in (("add", 4), ("all", 7), ("mul", 3))
-                                       for m in ("accuracy", "adherence")]
-    differing = {(task, metric): n for task, metric, n in rows(
-        db, "SELECT b.task, m.metric, count(*) FILTER (WHERE CASE m.metric WHEN 'accuracy' THEN b.accepted <> t.accepted "
+    assert [r[:3] for r in paired] == [
+        (t, m, n) for t, n in (("add", 4), ("all", 7), ("mul", 3)) for m in ("accuracy", "adherence")
+    ]
+    differing = {
+        (task, metric): n
+        for task, metric, n in rows(
+            db,
+            "SELECT b.task, m.metric, count(*) FILTER (WHERE CASE m.metric WHEN 'accuracy' THEN b.accepted <> t.accepted "
             "ELSE b.adheres <> t.adheres END) FROM eval_answers b JOIN eval_answers t USING (task, row_index) "
             "CROSS JOIN (SELECT unnest(['accuracy', 'adherence']) AS metric) m "
-            "WHERE b.model = 'base' AND t.model = 'trained' GROUP BY ALL")}
+            "WHERE b.model = 'base' AND t.model = 'trained' GROUP BY ALL",
+        )
+    }
     assert all(differing[(task, metric)] == d for task, metric, _, d, _ in paired if task != "all")  # the same rows
     assert all(0 < p <= 1 for *_, p in paired)
-    bounds = rows(db, "SELECT accuracy_n, accuracy_low <= accuracy AND accuracy <= accuracy_high, adherence_n FROM eval_runs")
+    bounds = rows(
+        db, "SELECT accuracy_n, accuracy_low <= accuracy AND accuracy <= accuracy_high, adherence_n FROM eval_runs"
+    )
     assert sorted(bounds) == [(3, True, 3), (3, True, 3), (4, True, 4), (4, True, 4)]
     assert rows(db, "SELECT count(*) FROM eval_gaps") == [(0,)]
 
@@ -183,7 +202,9 @@ def test_unknown_model_name(plan, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(plan, tiny, tmp_path, monkeypatch):
+def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_teacher_runtime(
+    plan, tiny, tmp_path, monkeypatch
+):
     from orcac.runtime.teachers import calls as teachers
     from orcac.runtime.teachers import jobs as teacher_jobs
     from orcac.specs.plan import TeacherPlan
@@ -193,10 +214,16 @@ def test_the_prompted_arm_is_the_teacher_with_its_strategy_prompt_through_the_te
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 3) + orca_rows("mul", 2))
     sent = []
     real_make_job = teacher_jobs.make_job
-    monkeypatch.setattr(teacher_jobs, "make_job", lambda t, messages, options=None: sent.append(messages) or real_make_job(t, messages, options))
+    monkeypatch.setattr(
+        teacher_jobs,
+        "make_job",
+        lambda t, messages, options=None: sent.append(messages) or real_make_job(t, messages, options),
+    )
     before = teachers.run_jobs
     asked = []
-    monkeypatch.setattr(teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k))
+    monkeypatch.setattr(
+        teachers, "run_jobs", lambda p, jobs, *a, **k: asked.append(len(jobs)) or before(p, jobs, *a, **k)
+    )
     evaluate.run(context(with_teacher, tmp_path, db), models=["prompted"])
     assert {m[0]["content"] for m in sent} == {with_teacher.tasks["add"].system}  # the full strategy prompt
     runs = rows(db, "SELECT model, model_path, task, examples FROM eval_runs ORDER BY task")
@@ -225,7 +252,9 @@ def test_every_phase_is_checked_before_the_first_starts(plan, tmp_path, monkeypa
 
     monkeypatch.delenv("ORCAC_TEST_UNSET_KEY", raising=False)
     teacher = TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="ORCAC_TEST_UNSET_KEY")
-    with_teacher = plan.model_copy(update={"teachers": {"t": teacher}, "eval": plan.eval.model_copy(update={"prompted": True})})
+    with_teacher = plan.model_copy(
+        update={"teachers": {"t": teacher}, "eval": plan.eval.model_copy(update={"prompted": True})}
+    )
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
     started = []
     monkeypatch.setattr(evaluate, "answer_all", lambda name, *a, **k: started.append(name))

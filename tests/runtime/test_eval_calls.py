@@ -31,8 +31,15 @@ def test_an_eval_stopped_half_way_keeps_the_prompted_answers_it_got(tmp_path, mo
     stop_at = f"What is 40 + {N - 1}?"
     # concurrency 1: the jobs go in order, so the 401 on the last stops the run after the others
     with Loopback(script={stop_at: ["401"]}) as server:
-        teacher = TeacherPlan(name="t", model="openai/teacher", api_base=server.url, api_key_env="LOOPBACK_KEY",
-                              max_retries=1, timeout_s=10.0, concurrency=1)
+        teacher = TeacherPlan(
+            name="t",
+            model="openai/teacher",
+            api_base=server.url,
+            api_key_env="LOOPBACK_KEY",
+            max_retries=1,
+            timeout_s=10.0,
+            concurrency=1,
+        )
         plan = train_plan("unused", tasks=("add",), stages=(("only", ("add",), 1.0),))
         plan = plan.model_copy(update={"teachers": {"t": teacher}})
         with pytest.raises(OrcacError, match="401|auth"):

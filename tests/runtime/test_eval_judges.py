@@ -19,7 +19,7 @@ from tests.support.train_data import write_records
 
 pytestmark = [pytest.mark.xdist_group("loopback"), pytest.mark.usefixtures("fast_backoff")]
 
-RUBRIC = "Question: {{ prompt }}\nAnswer: {{ answer }}\nEnd with a line \"Score: N\", N from 1 to 10."
+RUBRIC = 'Question: {{ prompt }}\nAnswer: {{ answer }}\nEnd with a line "Score: N", N from 1 to 10.'
 N = 4  # held-out rows per task; every gold is 42
 EXPLAINED, BARE, UNSURE = "Because 40 + 2 = 42.\nAnswer: 42", "Answer: 42", "no idea"
 
@@ -42,23 +42,33 @@ def judge(body: dict) -> str:
 
 def judged_plan(url: str, **eval_settings):
     plan = train_plan("unused")  # answers are canned: the student is never loaded
-    referee = TeacherPlan(name="referee", model="openai/judge", api_base=url, api_key_env="LOOPBACK_KEY",
-                          max_retries=1, timeout_s=10.0)
-    helpful = JudgedRule(kind="judged", judge=JudgePlan(name="helpful", teacher="referee", rubric=RUBRIC, threshold=7,
-                                                        origin="test.orca:1"))
+    referee = TeacherPlan(
+        name="referee", model="openai/judge", api_base=url, api_key_env="LOOPBACK_KEY", max_retries=1, timeout_s=10.0
+    )
+    helpful = JudgedRule(
+        kind="judged",
+        judge=JudgePlan(name="helpful", teacher="referee", rubric=RUBRIC, threshold=7, origin="test.orca:1"),
+    )
     tasks = {
         "add": plan.tasks["add"].model_copy(update={"accept": (helpful,)}),
         "mul": plan.tasks["mul"].model_copy(update={"accept": (CheckRule(kind="numeric"), helpful)}),
     }
-    return plan.model_copy(update={
-        "teachers": {**plan.teachers, "referee": referee}, "tasks": tasks,
-        "eval": EvalPlan(max_new_tokens=24, batch_size=8, **eval_settings),
-    })
+    return plan.model_copy(
+        update={
+            "teachers": {**plan.teachers, "referee": referee},
+            "tasks": tasks,
+            "eval": EvalPlan(max_new_tokens=24, batch_size=8, **eval_settings),
+        }
+    )
 
 
 @pytest.fixture
 def database(tmp_path):
-    holdout = [{"task": t, "id": i, "user": f"What is 40 + 2? ({t} {i})", "gold": "42"} for t in ("add", "mul") for i in range(N)]
+    holdout = [
+        {"task": t, "id": i, "user": f"What is 40 + 2? ({t} {i})", "gold": "42"}
+        for t in ("add", "mul")
+        for i in range(N)
+    ]
     return write_records(tmp_path / "build.duckdb", [], holdout=holdout)
 
 
@@ -87,19 +97,34 @@ def test_a_judged_tasks_accuracy_is_the_share_its_judges_keep(tmp_path, database
 
         scores = rows(database, "SELECT model, task, accuracy FROM eval_runs ORDER BY model, task")
         assert scores == [
-            ("base", "add", 0.0), ("base", "mul", 0.0),
-            ("prompted", "add", 1.0), ("prompted", "mul", 1.0),
-            ("trained", "add", 0.5), ("trained", "mul", 0.25),  # add: 2 explained; mul: 1 right and explained
+            ("base", "add", 0.0),
+            ("base", "mul", 0.0),
+            ("prompted", "add", 1.0),
+            ("prompted", "mul", 1.0),
+            ("trained", "add", 0.5),
+            ("trained", "mul", 0.25),  # add: 2 explained; mul: 1 right and explained
         ]
-        reasons = dict(rows(database, "SELECT row_index, reason FROM eval_answers WHERE model = 'trained' AND task = 'add'"))
-        assert reasons == {0: "accepted", 1: "accepted", 2: "judged(helpful): score 3 below 7",
-                           3: "judged(helpful): no score: the judge's answer has no 'Score: N' line"}
-        verdicts = rows(database, "SELECT task, row_index, score, reasoning, accepted FROM eval_judgements "
-                                  "WHERE model = 'trained' ORDER BY task, row_index")
+        reasons = dict(
+            rows(database, "SELECT row_index, reason FROM eval_answers WHERE model = 'trained' AND task = 'add'")
+        )
+        assert reasons == {
+            0: "accepted",
+            1: "accepted",
+            2: "judged(helpful): score 3 below 7",
+            3: "judged(helpful): no score: the judge's answer has no 'Score: N' line",
+        }
+        verdicts = rows(
+            database,
+            "SELECT task, row_index, score, reasoning, accepted FROM eval_judgements "
+            "WHERE model = 'trained' ORDER BY task, row_index",
+        )
         assert verdicts == [
-            ("add", 0, 9.0, "It shows its working.", True), ("add", 1, 9.0, "It shows its working.", True),
-            ("add", 2, 3.0, "It gives no reason.", False), ("add", 3, None, "I have no opinion.", False),
-            ("mul", 0, 9.0, "It shows its working.", True), ("mul", 1, 3.0, "It gives no reason.", False),
+            ("add", 0, 9.0, "It shows its working.", True),
+            ("add", 1, 9.0, "It shows its working.", True),
+            ("add", 2, 3.0, "It gives no reason.", False),
+            ("add", 3, None, "I have no opinion.", False),
+            ("mul", 0, 9.0, "It shows its working.", True),
+            ("mul", 1, 3.0, "It gives no reason.", False),
         ]
         gaps = dict(rows(database, "SELECT task || ' ' || metric, gap_closed FROM eval_gaps WHERE metric = 'accuracy'"))
         assert gaps == {"add accuracy": 0.5, "mul accuracy": 0.25, "all accuracy": pytest.approx(3 / 8)}
@@ -123,12 +148,24 @@ def test_a_judged_tasks_accuracy_is_the_share_its_judges_keep(tmp_path, database
     with Store.open(database, read_only=True) as store:
         page = report.gather(judged_plan(server.url), store)
     assert page["evaluation"]["judges"] == [
-        {"task": "add", "judge": "helpful", "arms": [{"judged": 4, "kept": 0, "mean": 3.0},
-                                                    {"judged": 4, "kept": 4, "mean": 9.0},
-                                                    {"judged": 4, "kept": 2, "mean": 7.0}]},
-        {"task": "mul", "judge": "helpful", "arms": [None,  # no answer of base's was right: none judged
-                                                    {"judged": 4, "kept": 4, "mean": 9.0},
-                                                    {"judged": 2, "kept": 1, "mean": 6.0}]},
+        {
+            "task": "add",
+            "judge": "helpful",
+            "arms": [
+                {"judged": 4, "kept": 0, "mean": 3.0},
+                {"judged": 4, "kept": 4, "mean": 9.0},
+                {"judged": 4, "kept": 2, "mean": 7.0},
+            ],
+        },
+        {
+            "task": "mul",
+            "judge": "helpful",
+            "arms": [
+                None,  # no answer of base's was right: none judged
+                {"judged": 4, "kept": 4, "mean": 9.0},
+                {"judged": 2, "kept": 1, "mean": 6.0},
+            ],
+        },
     ]
     html = report.render({**page, "database": database.name})
     row = re.search(r'<tr data-task="add" data-judge="helpful"><td>(.*?)</tr>', html, re.S).group(1)
@@ -140,8 +177,16 @@ def test_judges_off_asks_none_and_a_judged_only_task_has_no_accuracy(tmp_path, d
         evaluate.run(context(judged_plan(server.url, judges=False), tmp_path, database))
         assert server.stats()["requests"] == 0
     scores = rows(database, "SELECT model, task, accuracy FROM eval_runs ORDER BY model, task")
-    assert [s for s in scores if s[1] == "add"] == [("base", "add", None), ("prompted", "add", None), ("trained", "add", None)]
-    assert [s for s in scores if s[1] == "mul"] == [("base", "mul", 0.0), ("prompted", "mul", 1.0), ("trained", "mul", 0.5)]
+    assert [s for s in scores if s[1] == "add"] == [
+        ("base", "add", None),
+        ("prompted", "add", None),
+        ("trained", "add", None),
+    ]
+    assert [s for s in scores if s[1] == "mul"] == [
+        ("base", "mul", 0.0),
+        ("prompted", "mul", 1.0),
+        ("trained", "mul", 0.5),
+    ]
     assert rows(database, "SELECT count(*) FROM eval_judgements") == [(0,)]
 
 
@@ -165,8 +210,11 @@ def test_a_judge_call_that_fails_rejects_the_answer_and_the_next_eval_asks_it_ag
         evaluate.run(context(judged_plan(server.url), tmp_path, database), models=["base"])
         assert server.stats()["requests"] == before + 1  # only the failed one, which now answers
         assert "base: judges: 3 judgements reused, 1 asked" in capsys.readouterr().err
-        latest = rows(database, "SELECT reason FROM eval_answers WHERE task = 'add' AND row_index = 1 "
-                                "AND run_id = (SELECT arg_max(run_id, created_at) FROM eval_runs)")
+        latest = rows(
+            database,
+            "SELECT reason FROM eval_answers WHERE task = 'add' AND row_index = 1 "
+            "AND run_id = (SELECT arg_max(run_id, created_at) FROM eval_runs)",
+        )
         assert latest == [("judged(helpful): score 3 below 7",)]
 
 
@@ -174,7 +222,9 @@ def _judge_message(plan, row: int) -> str:
     """The judge's message about base's answer to add's row `row`, as the rubric renders it."""
     from orcac.runtime.answers import judges
 
-    return judges.messages(plan.tasks["add"].accept[0].judge, f"What is 40 + 2? (add {row})", UNSURE, "42")[0]["content"]
+    return judges.messages(plan.tasks["add"].accept[0].judge, f"What is 40 + 2? (add {row})", UNSURE, "42")[0][
+        "content"
+    ]
 
 
 def test_the_dry_run_counts_the_prompted_and_judge_calls_and_what_is_kept(tmp_path, database, monkeypatch, capsys):
@@ -203,7 +253,9 @@ def test_the_dry_run_counts_the_prompted_and_judge_calls_and_what_is_kept(tmp_pa
         assert server.stats()["requests"] == 0
         assert re.search(r"^prompted +add +t +4 +0 +4 ", out, re.M), out
         for arm in ("base", "prompted", "trained"):
-            assert re.search(rf"^{arm} +mul +judged\(helpful\) +4 +0 +4 ", out, re.M), out  # not in yet: as if all passed
+            assert re.search(rf"^{arm} +mul +judged\(helpful\) +4 +0 +4 ", out, re.M), (
+                out
+            )  # not in yet: as if all passed
         assert re.search(r"^total +32 +0 +32 ", out, re.M) and "dry run: nothing was called" in out
 
         evaluate.run(context(plan, tmp_path, database), models=["prompted"])

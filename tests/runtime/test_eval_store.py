@@ -15,8 +15,11 @@ from tests.support.db import rows
 ROOT = Path(__file__).resolve().parents[2]
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|information_schema)\b|\.execute(many)?\(")
 WITHOUT_SQL = sorted(
-    [*(ROOT / "orcac/runtime/commands/evaluate").glob("*.py"), *(ROOT / "orcac/runtime/commands/report").glob("*.py"),
-     ROOT / "orcac/runtime/results/evaluation.py"]
+    [
+        *(ROOT / "orcac/runtime/commands/evaluate").glob("*.py"),
+        *(ROOT / "orcac/runtime/commands/report").glob("*.py"),
+        ROOT / "orcac/runtime/results/evaluation.py",
+    ]
 )
 
 

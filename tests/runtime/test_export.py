@@ -97,8 +97,15 @@ def test_trl_sft_trainer_takes_the_export(built, tiny, tmp_path, fmt):
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         train_dataset=_load(fmt, output),
         args=SFTConfig(
-            output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, max_length=128,
-            report_to=[], save_strategy="no", use_cpu=True, logging_steps=1, dataloader_num_workers=0,
+            output_dir=str(tmp_path / "out"),
+            max_steps=1,
+            per_device_train_batch_size=2,
+            max_length=128,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+            logging_steps=1,
+            dataloader_num_workers=0,
         ),
     )
     result = trainer.train()

@@ -28,8 +28,14 @@ ERASE = "You are a cautious assistant. You carefully follow instructions."
 def _rows() -> list[dict]:
     rows = []
     for i in range(8):
-        rows.append({"system_prompt": SYSTEMS[i % 3], "question": f"What is {i} plus {i + 1}?",
-                     "response": f"{i} and {i + 1} make {2 * i + 1}.\nAnswer: {2 * i + 1}", "gold": str(2 * i + 1)})
+        rows.append(
+            {
+                "system_prompt": SYSTEMS[i % 3],
+                "question": f"What is {i} plus {i + 1}?",
+                "response": f"{i} and {i + 1} make {2 * i + 1}.\nAnswer: {2 * i + 1}",
+                "gold": str(2 * i + 1),
+            }
+        )
     rows[2]["response"] = "Answer: 6"  # wrong: rejected by exact(gold)
     rows[4]["response"] = f'As I was told: "{SYSTEMS[1].split(". ")[1]}" Answer: 9'  # repeats its instruction
     rows[5]["response"] = ""
@@ -86,18 +92,34 @@ def test_answers_from_the_source_become_erased_records_with_no_call(tmp_path, ca
     ]
     assert all(job is None and strategy is None for *_, job, strategy in checks)
     rows = _rows()
-    records = db_rows(db, 'SELECT row_index, system, "user", assistant, strategy, teacher, job_id, gold FROM records ORDER BY row_index')
+    records = db_rows(
+        db,
+        'SELECT row_index, system, "user", assistant, strategy, teacher, job_id, gold FROM records ORDER BY row_index',
+    )
     assert [r[0] for r in records] == [0, 1, 3, 6, 7]
     for row_index, system, user, assistant, strategy, teacher, job_id, gold in records:
-        assert (system, user, assistant, gold) == (ERASE, rows[row_index]["question"], rows[row_index]["response"], rows[row_index]["gold"])
+        assert (system, user, assistant, gold) == (
+            ERASE,
+            rows[row_index]["question"],
+            rows[row_index]["response"],
+            rows[row_index]["gold"],
+        )
         assert strategy is teacher is job_id is None
     assert_nowhere(db, SYSTEMS, ERASE)
 
     # A re-run checks again and writes nothing: the same rows, under the same ids.
-    before = db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")
+    before = (
+        db_rows(db, "SELECT * FROM records ORDER BY record_id"),
+        db_rows(db, "SELECT * FROM checks ORDER BY item_id"),
+    )
     assert _build(path) == 0
-    assert re.search(r"openorca\s*│\s*\(from source\)\s*│\s*8\s*│\s*8\s*│\s*0\s*│\s*8\s*│", capsys.readouterr().out)  # 8 rows, 8 answers, 8 cached
-    assert (db_rows(db, "SELECT * FROM records ORDER BY record_id"), db_rows(db, "SELECT * FROM checks ORDER BY item_id")) == before
+    assert re.search(
+        r"openorca\s*│\s*\(from source\)\s*│\s*8\s*│\s*8\s*│\s*0\s*│\s*8\s*│", capsys.readouterr().out
+    )  # 8 rows, 8 answers, 8 cached
+    assert (
+        db_rows(db, "SELECT * FROM records ORDER BY record_id"),
+        db_rows(db, "SELECT * FROM checks ORDER BY item_id"),
+    ) == before
     assert _dry_run_line(capsys, path)[1:5] == ["8", "8", "0", "8"]
 
 
@@ -120,7 +142,7 @@ def test_a_limited_build_resumes_and_a_changed_or_removed_row_changes_its_record
     assert sorted(after) == [0, 1, 6, 7]
     assert after[1] == ids[1] and after[6] == ids[6]
     assert after[0] != ids[0] and after[7] != ids[7]
-    assert db_rows(db, 'SELECT assistant FROM records WHERE row_index = 0') == [(rows[0]["response"],)]
+    assert db_rows(db, "SELECT assistant FROM records WHERE row_index = 0") == [(rows[0]["response"],)]
     assert db_rows(db, "SELECT count(*), count(DISTINCT row_index) FROM checks") == [(8, 8)]  # stale checks gone too
     assert db_rows(db, "SELECT reason FROM checks WHERE row_index = 3") == [("exact",)]
 
@@ -154,11 +176,28 @@ def test_the_audit_finds_a_rows_instruction_in_a_stored_record(tmp_path):
         (other, f"{other.answer}\n{SYSTEMS[1]}"),  # another row's instruction: not this row's leak
     ]
     with Store.open(tmp_path / "db.duckdb") as store:
-        store.write({"records": pa.Table.from_pylist([
-            {"record_id": g.record_id, "task": g.task, "strategy": None, "split": "train", "row_index": g.row_index,
-             "system": ERASE, "user": g.prompt, "assistant": text, "teacher": None, "gold": g.gold, "job_id": None}
-            for g, text in planted
-        ])})
+        store.write(
+            {
+                "records": pa.Table.from_pylist(
+                    [
+                        {
+                            "record_id": g.record_id,
+                            "task": g.task,
+                            "strategy": None,
+                            "split": "train",
+                            "row_index": g.row_index,
+                            "system": ERASE,
+                            "user": g.prompt,
+                            "assistant": text,
+                            "teacher": None,
+                            "gold": g.gold,
+                            "job_id": None,
+                        }
+                        for g, text in planted
+                    ]
+                )
+            }
+        )
         leaks = given.audit(plan, store, items)
     assert leaks and {(leak.field, leak.record_ids) for leak in leaks} == {("assistant", (leaked.record_id,))}
     with pytest.raises(OrcacError, match=r"erasure audit failed: .*the instruction of a row of task openorca") as error:
@@ -204,8 +243,9 @@ def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, c
     from orcac.runtime.commands.train.mixture import stage_records as _stage_records
 
     monkeypatch.setenv("LOOPBACK_KEY", "sk-given")
-    (tmp_path / "taught.jsonl").write_text("".join(
-        json.dumps({"q": f"Add {i} and {i + 2}.", "a": str(2 * i + 2)}) + "\n" for i in range(6)))
+    (tmp_path / "taught.jsonl").write_text(
+        "".join(json.dumps({"q": f"Add {i} and {i + 2}.", "a": str(2 * i + 2)}) + "\n" for i in range(6))
+    )
     with Loopback(_answer) as server:
         path = _spec(tmp_path, teacher=TEACHER.format(url=server.url), more=TAUGHT)
         line = _dry_run_line(capsys, path)
@@ -243,8 +283,11 @@ def test_a_mixed_stage_trains_on_both_and_only_the_teacher_is_called(tmp_path, c
 def test_the_prompted_arm_leaves_out_answers_from_sources(tmp_path):
     from orcac.runtime.commands.evaluate.command import arm_tasks, gaps_closed
 
-    path = _spec(tmp_path, teacher='teacher t { model = "local/m" }\nstrategy s { system = "x" }',
-                 more='task taught {\n  from = jsonl("data.jsonl")\n  prompt = "{{ question }}"\n  strategy = s\n}\n')
+    path = _spec(
+        tmp_path,
+        teacher='teacher t { model = "local/m" }\nstrategy s { system = "x" }',
+        more='task taught {\n  from = jsonl("data.jsonl")\n  prompt = "{{ question }}"\n  strategy = s\n}\n',
+    )
     assert cli.main(["plan", str(path)]) == 0
     plan = read_plan(tmp_path / "spec.plan.yaml")
     held = {"openorca": ["row"], "taught": ["row"]}
@@ -252,11 +295,22 @@ def test_the_prompted_arm_leaves_out_answers_from_sources(tmp_path):
     assert arm_tasks("base", plan, held) == held
 
     def row(task, model, accuracy):
-        return {"task": task, "model": model, "examples": 10, "accepted": int(10 * accuracy), "checked": 10,
-                "adherent": 0, "accuracy": accuracy, "adherence": None}
+        return {
+            "task": task,
+            "model": model,
+            "examples": 10,
+            "accepted": int(10 * accuracy),
+            "checked": 10,
+            "adherent": 0,
+            "accuracy": accuracy,
+            "adherence": None,
+        }
 
-    summary = [row("openorca", "base", 0.0), row("openorca", "trained", 1.0),
-               *(row("taught", m, a) for m, a in (("base", 0.2), ("prompted", 0.6), ("trained", 0.4)))]
+    summary = [
+        row("openorca", "base", 0.0),
+        row("openorca", "trained", 1.0),
+        *(row("taught", m, a) for m, a in (("base", 0.2), ("prompted", 0.6), ("trained", 0.4))),
+    ]
     overall = {g["metric"]: g for g in gaps_closed(summary) if g["task"] == "all"}
     assert overall["accuracy"]["gap_closed"] == pytest.approx(0.5)  # taught alone: the tasks every arm answered
     assert not any(g["task"] == "openorca" for g in gaps_closed(summary))

@@ -72,8 +72,16 @@ def respond(body: dict) -> str:
     return teacher_answer(user, system)
 
 
-def write_spec(root: Path, server: Loopback, *, n: int = 12, strategy: str = "explain", judge_fields: str = "",
-               task_fields: str = "", accept: str = '[regex("Answer:"), judged(helpful)]') -> Path:
+def write_spec(
+    root: Path,
+    server: Loopback,
+    *,
+    n: int = 12,
+    strategy: str = "explain",
+    judge_fields: str = "",
+    task_fields: str = "",
+    accept: str = '[regex("Answer:"), judged(helpful)]',
+) -> Path:
     write_jsonl(root / "data.jsonl", [{"q": f"What is {i} plus {i + 1}?"} for i in range(n)])
     spec = root / "judged.orca"
     spec.write_text(f"""orca 1
@@ -137,14 +145,19 @@ def test_answers_below_the_threshold_are_rejected_with_their_score(tmp_path, cap
         db = tmp_path / ".orca" / "judged.duckdb"
         checks = dict(rows(db, "SELECT row_index, reason FROM checks"))
         assert checks == {
-            i: "judged(helpful): score 4 below 7" if i % 3 == 0 else
-            "judged(helpful): no score: the judge's answer has no 'Score: N' line" if i == 7 else "accepted"
+            i: "judged(helpful): score 4 below 7"
+            if i % 3 == 0
+            else "judged(helpful): no score: the judge's answer has no 'Score: N' line"
+            if i == 7
+            else "accepted"
             for i in range(12)
         }
         records = [r[0] for r in rows(db, "SELECT row_index FROM records ORDER BY row_index")]
         assert records == [i for i in range(12) if i % 3 and i != 7]
-        judgements = {r[0]: r[1:] for r in rows(
-            db, "SELECT row_index, judge, score, reasoning, accepted FROM judgements ORDER BY row_index")}
+        judgements = {
+            r[0]: r[1:]
+            for r in rows(db, "SELECT row_index, judge, score, reasoning, accepted FROM judgements ORDER BY row_index")
+        }
         assert judgements[1] == ("helpful", 9.0, "It shows its working.", True)
         assert judgements[3] == ("helpful", 4.0, "It gives no reason.", False)
         assert judgements[7] == ("helpful", None, "I cannot say.", False)  # a clear rejection, not a crash
@@ -182,7 +195,9 @@ def test_a_judge_only_sees_answers_that_pass_the_other_checks(tmp_path):
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
         assert dict(rows(db, "SELECT row_index, reason FROM checks WHERE row_index IN (1, 2)")) == {
-            1: "regex", 2: "accepted"}
+            1: "regex",
+            2: "accepted",
+        }
         assert len(_judge_requests(server)) == 11  # row 1 never reached its judge
         assert rows(db, "SELECT count(*) FROM judgements WHERE row_index = 1") == [(0,)]
 
@@ -201,7 +216,9 @@ def test_the_dry_run_counts_judge_calls_and_their_cost_apart(tmp_path, capsys):
         assert _orcac("build", str(spec), "--no-progress") == 0
         capsys.readouterr()
         con = duckdb.connect(str(tmp_path / ".orca" / "judged.duckdb"))
-        con.execute("DELETE FROM responses WHERE job_id IN (SELECT job_id FROM jobs WHERE teacher = 'referee' AND row_index < 4)")
+        con.execute(
+            "DELETE FROM responses WHERE job_id IN (SELECT job_id FROM jobs WHERE teacher = 'referee' AND row_index < 4)"
+        )
         con.close()
         assert _orcac("build", str(spec), "--dry-run") == 0
         out = capsys.readouterr().out
@@ -218,8 +235,9 @@ def test_a_judge_that_fails_is_retried_then_failed_and_the_next_build_asks_only_
         db = tmp_path / ".orca" / "judged.duckdb"
         reasons = dict(rows(db, "SELECT row_index, reason FROM checks"))
         assert reasons[2] == "judged(helpful): judge call failed" and reasons[4] == "accepted"
-        assert rows(db, "SELECT status, split_part(error, ':', 1) FROM jobs WHERE teacher = 'referee' AND row_index = 2") == [
-            ("failed", "server_error")]
+        assert rows(
+            db, "SELECT status, split_part(error, ':', 1) FROM jobs WHERE teacher = 'referee' AND row_index = 2"
+        ) == [("failed", "server_error")]
         err = capsys.readouterr().err
         assert "1 job(s) failed after retries" in err
         before = dict(server.stats()["hits"])
@@ -251,12 +269,20 @@ def test_with_several_samples_the_lowest_sample_the_judge_keeps_is_kept(tmp_path
         reasons = rows(db, "SELECT c.row_index, c.reason, count(*) FROM checks c GROUP BY ALL ORDER BY ALL")
         # every record is an explained answer: the judge's choice, made before rejection sampling's
         assert kept and all(a.startswith("Because") for _, a in kept) and len({r for r, _ in kept}) == len(kept)
-        assert {reason for _, reason, _ in reasons} <= {"accepted", "beyond keep", "duplicate", "judged(helpful): score 4 below 7",
-                                                        "judged(helpful): no score: the judge's answer has no 'Score: N' line"}
+        assert {reason for _, reason, _ in reasons} <= {
+            "accepted",
+            "beyond keep",
+            "duplicate",
+            "judged(helpful): score 4 below 7",
+            "judged(helpful): no score: the judge's answer has no 'Score: N' line",
+        }
         before = rows(db, "SELECT record_id, assistant FROM records ORDER BY 1")
         requests = server.stats()["requests"]
         assert _orcac("build", str(spec), "--no-progress") == 0
-        assert server.stats()["requests"] == requests and rows(db, "SELECT record_id, assistant FROM records ORDER BY 1") == before
+        assert (
+            server.stats()["requests"] == requests
+            and rows(db, "SELECT record_id, assistant FROM records ORDER BY 1") == before
+        )
 
 
 def test_a_changed_threshold_takes_effect_without_calls(tmp_path):
@@ -284,7 +310,9 @@ def test_a_judge_read_as_json(tmp_path):
         assert _orcac("build", str(spec), "--no-progress") == 0
         db = tmp_path / ".orca" / "judged.duckdb"
         assert rows(db, "SELECT row_index, score, reasoning FROM judgements WHERE row_index < 2 ORDER BY 1") == [
-            (0, 2.0, "checked the sum"), (1, 8.0, "checked the sum")]
+            (0, 2.0, "checked the sum"),
+            (1, 8.0, "checked the sum"),
+        ]
 
 
 def test_best_of_by_judge_picks_the_higher_mean_score(tmp_path, capsys):
@@ -327,8 +355,12 @@ def test_a_build_killed_while_judging_resumes_without_asking_a_judge_twice(tmp_p
         assert proc.poll() is None, "the build finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-        stored = {json.loads(m)[0]["content"] for (m,) in rows(
-            db, "SELECT j.messages FROM jobs j JOIN responses r USING (job_id) WHERE j.teacher = 'referee'")}
+        stored = {
+            json.loads(m)[0]["content"]
+            for (m,) in rows(
+                db, "SELECT j.messages FROM jobs j JOIN responses r USING (job_id) WHERE j.teacher = 'referee'"
+            )
+        }
         assert 0 < len(stored) < 120
         before = _judge_requests(server)
 
@@ -338,8 +370,13 @@ def test_a_build_killed_while_judging_resumes_without_asking_a_judge_twice(tmp_p
         assert all(after[key] == before[key] == 1 for key in stored)  # stored judge answers are reused
         assert len(after) == 120 and all(n <= 2 for n in after.values())  # at most the ones in flight again
 
-        clean = subprocess.run([*argv[:-3], "--db", str(tmp_path / "clean.duckdb"), "--no-progress"],
-                               cwd=ROOT, env=env, capture_output=True, timeout=300)
+        clean = subprocess.run(
+            [*argv[:-3], "--db", str(tmp_path / "clean.duckdb"), "--no-progress"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
         assert clean.returncode == 0, clean.stderr.decode()
     query = "SELECT record_id, row_index, assistant FROM records ORDER BY record_id"
     assert rows(db, query) == rows(tmp_path / "clean.duckdb", query)
@@ -352,23 +389,29 @@ def test_a_build_killed_while_judging_resumes_without_asking_a_judge_twice(tmp_p
 JUDGE = JudgePlan(name="h", teacher="t", rubric="{{ answer }}", threshold=7, origin="x:1")
 
 
-@pytest.mark.parametrize("text, score", [
-    ("Good.\nScore: 8", 8.0),
-    ("**Score:** 7/10", 7.0),
-    ("Final score = 9.5", 9.5),
-    ("Score: 3\nOn reflection, better.\nScore: 6", 6.0),  # the last line counts
-    ("score: 10.", 10.0),
-])
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        ("Good.\nScore: 8", 8.0),
+        ("**Score:** 7/10", 7.0),
+        ("Final score = 9.5", 9.5),
+        ("Score: 3\nOn reflection, better.\nScore: 6", 6.0),  # the last line counts
+        ("score: 10.", 10.0),
+    ],
+)
 def test_a_score_line_is_read(text, score):
     assert read_score(JUDGE, text).value == score
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("I like it.", "no score: the judge's answer has no 'Score: N' line"),
-    ("Score: eight", "no score: the judge's answer has no 'Score: N' line"),
-    ("Score: 0", "score 0 is outside 1..10"),
-    ("", "no score: the judge's answer has no 'Score: N' line"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("I like it.", "no score: the judge's answer has no 'Score: N' line"),
+        ("Score: eight", "no score: the judge's answer has no 'Score: N' line"),
+        ("Score: 0", "score 0 is outside 1..10"),
+        ("", "no score: the judge's answer has no 'Score: N' line"),
+    ],
+)
 def test_an_unreadable_score_says_why(text, problem):
     assert read_score(JUDGE, text).problem == problem
 
@@ -376,8 +419,12 @@ def test_an_unreadable_score_says_why(text, problem):
 def test_a_json_score_is_read_from_the_last_object_with_one():
     judge = JUDGE.model_copy(update={"read": "json"})
     assert read_score(judge, '{"note": 1} then {"score": "6", "explanation": "ok"}') == read_score(
-        judge, '{"score": 6, "reasoning": "ok"}')
-    assert read_score(judge, '{"score": true}').problem == "no score: the judge's answer has no JSON object with a numeric 'score'"
+        judge, '{"score": 6, "reasoning": "ok"}'
+    )
+    assert (
+        read_score(judge, '{"score": true}').problem
+        == "no score: the judge's answer has no JSON object with a numeric 'score'"
+    )
     assert read_score(judge, "Score: 8").value is None
     assert "cut off" in read_score(judge, '{"score": ', "length").problem
 
@@ -404,7 +451,9 @@ def test_the_report_shows_each_judges_scores_and_reasoning(tmp_path):
         data = report.gather(cli.run_context(str(spec)).plan, store)
     (task,) = data["tasks"]
     assert {r["reason"]: r["count"] for r in task["rejected"]} == {  # by threshold, not one line per score
-        "judged(helpful): below 7": 4, "judged(helpful): no score: the judge's answer has no 'Score: N' line": 1}
+        "judged(helpful): below 7": 4,
+        "judged(helpful): no score: the judge's answer has no 'Score: N' line": 1,
+    }
     (judge,) = data["judges"]
     # rows 0, 3, 6, 9 terse (4), row 7 no score, the other seven explained (9)
     assert (judge["task"], judge["judge"], judge["teacher"], judge["threshold"]) == ("sums", "helpful", "referee", 7)
@@ -414,8 +463,15 @@ def test_the_report_shows_each_judges_scores_and_reasoning(tmp_path):
     assert [b["kept"] for b in judge["spread"]["bars"]] == [False] * 6 + [True] * 4
     assert (judge["calls"], judge["failed"]) == (12, 0)
     cards = {a["row_index"]: a["judgements"] for a in data["records"]["answers"]}
-    assert cards[3] == [{"judge": "helpful", "score": 4.0, "reasoning": "It gives no reason.", "accepted": False,
-                         "reason": "score 4 below 7"}]
+    assert cards[3] == [
+        {
+            "judge": "helpful",
+            "score": 4.0,
+            "reasoning": "It gives no reason.",
+            "accepted": False,
+            "reason": "score 4 below 7",
+        }
+    ]
     assert cards[7][0]["score"] is None and cards[5][0]["reasoning"] == PAYLOAD
 
     assert _orcac("report", str(spec)) == 0
@@ -440,11 +496,15 @@ def test_orcac_eval_asks_the_judges_about_each_arms_answers(tmp_path, capsys):
     """The whole command: a build, then `orcac eval` with the real demo model as the base arm
     and the loopback teacher as the prompted one, the loopback judge scoring both."""
     with Loopback(respond) as server:
-        spec = write_spec(tmp_path, server, task_fields="holdout = 25%", accept="[judged(helpful)]")  # the judge sees every answer
+        spec = write_spec(
+            tmp_path, server, task_fields="holdout = 25%", accept="[judged(helpful)]"
+        )  # the judge sees every answer
         with spec.open("a") as f:
-            f.write('student s { model = "local/smollm2-135m-instruct" }\n'
-                    "train { student = s\n  stage only { tasks = [sums] epochs = 1 } }\n"
-                    "eval { max_new_tokens = 24 batch_size = 4 }\n")
+            f.write(
+                'student s { model = "local/smollm2-135m-instruct" }\n'
+                "train { student = s\n  stage only { tasks = [sums] epochs = 1 } }\n"
+                "eval { max_new_tokens = 24 batch_size = 4 }\n"
+            )
         assert _orcac("build", str(spec), "--no-progress") == 0
         before = server.stats()["requests"]
         capsys.readouterr()

@@ -44,7 +44,10 @@ def test_the_demo_model_is_dequantised_once_then_read_back_the_same(cache):
     assert tokenizer.apply_chat_template(messages, add_generation_prompt=True) == cached_tokenizer.apply_chat_template(
         messages, add_generation_prompt=True
     )
-    assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (cached_tokenizer.eos_token_id, cached_tokenizer.pad_token_id)
+    assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (
+        cached_tokenizer.eos_token_id,
+        cached_tokenizer.pad_token_id,
+    )
 
 
 @pytest.mark.slow

@@ -87,8 +87,10 @@ def test_finish_reason_and_usage(tiny):
     from orcac.runtime.models.generation import decode
 
     lm, tokenizer = local_provider.load(local_provider.LocalSettings(model=str(tiny)))
-    prompt = tokenizer(tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),
-                       add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(
+        tokenizer.apply_chat_template(messages("x"), add_generation_prompt=True, tokenize=False),
+        add_special_tokens=False,
+    )["input_ids"]
     [free] = decode(lm, [prompt], max_new_tokens=6, eos=set(), pad=0)
     assert (free.finish_reason, free.completion_tokens, len(free.tokens)) == ("length", 6, 6)
     third = free.tokens[2]
@@ -104,9 +106,12 @@ def test_through_litellm_directly(tiny):
     litellm = litellm_setup.get_litellm()
 
     async def go():
-        return await asyncio.gather(*(
-            litellm.acompletion(model=plan.model, messages=messages(p), max_tokens=5, temperature=0) for p in PROMPTS[:4]
-        ))
+        return await asyncio.gather(
+            *(
+                litellm.acompletion(model=plan.model, messages=messages(p), max_tokens=5, temperature=0)
+                for p in PROMPTS[:4]
+            )
+        )
 
     responses = asyncio.run(go())
     for response in responses:
@@ -129,7 +134,9 @@ def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tiny):
     crowd = [(messages(p), 12) for p in PROMPTS[:5]]
     together = local_provider.generate_batch(settings, crowd, sampling, [11, 1, 2, 3, 4])[0]
     assert together == alone
-    others = {local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [s])[0][0] for s in range(5)}
+    others = {
+        local_provider.generate_batch(settings, [(messages(PROMPTS[0]), 12)], sampling, [s])[0][0] for s in range(5)
+    }
     assert len(others) > 1
 
 

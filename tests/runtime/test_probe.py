@@ -55,11 +55,24 @@ def server():
 
 
 def probe_plan(
-    root: Path, server: Loopback, candidates=("direct", "step"), key: str = "key-1", *, n: int = 20,
-    size: int = SIZE, concurrency: int = 16,
+    root: Path,
+    server: Loopback,
+    candidates=("direct", "step"),
+    key: str = "key-1",
+    *,
+    n: int = 20,
+    size: int = SIZE,
+    concurrency: int = 16,
 ) -> Plan:
-    teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY",
-                          timeout_s=5, max_retries=2, concurrency=concurrency)
+    teacher = TeacherPlan(
+        name="t",
+        model="openai/loopback",
+        api_base=server.url,
+        api_key_env="LOOPBACK_KEY",
+        timeout_s=5,
+        max_retries=2,
+        concurrency=concurrency,
+    )
     plan = make_plan(root, n=n, holdout=0.2, teacher=teacher, decided=False, probe_size=size)
     strategies = {c: StrategyPlan(name=c, system=TEXTS[c], origin="test:1") for c in sorted(set(candidates))}
     task = plan.tasks["arith"]
@@ -84,8 +97,15 @@ def run(plan: Plan, root: Path, db: Path, **kw) -> probe.ProbeResult:
 
 
 def cs(name: str, passed: int, total: int, tokens: int) -> CandidateScore:
-    return CandidateScore(strategy=name, score=passed / total, passed=passed, total=total,
-                          prompt_tokens=tokens, completion_tokens=0, cost=0.0)
+    return CandidateScore(
+        strategy=name,
+        score=passed / total,
+        passed=passed,
+        total=total,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        cost=0.0,
+    )
 
 
 def test_choose_prefers_score_then_tokens_then_name():
@@ -97,10 +117,14 @@ def test_choose_prefers_score_then_tokens_then_name():
 
 
 def test_score_counts_only_its_candidate():
-    answers = [probe.Answer("s", 0, True, 10, 2, 0.5), probe.Answer("s", 1, False, 10, 3, 0.25),
-               probe.Answer("d", 0, True, 1, 1, 0.0)]
+    answers = [
+        probe.Answer("s", 0, True, 10, 2, 0.5),
+        probe.Answer("s", 1, False, 10, 3, 0.25),
+        probe.Answer("d", 0, True, 1, 1, 0.0),
+    ]
     assert probe.score("s", answers) == CandidateScore(
-        strategy="s", score=0.5, passed=1, total=2, prompt_tokens=20, completion_tokens=5, cost=0.75)
+        strategy="s", score=0.5, passed=1, total=2, prompt_tokens=20, completion_tokens=5, cost=0.75
+    )
 
 
 def test_a_decision_is_valid_only_for_its_key(tmp_path, server):
@@ -136,7 +160,9 @@ def test_probe_picks_the_strategy_that_passes_and_records_it(tmp_path, server):
     with Store.open(tmp_path / "b.duckdb", read_only=True) as store:
         rows = decisions(store)
     assert [(r["strategy"], r["chosen"], r["passed"], r["total"]) for r in rows] == [
-        ("direct", False, 0, SIZE), ("step", True, SIZE, SIZE)]
+        ("direct", False, 0, SIZE),
+        ("step", True, SIZE, SIZE),
+    ]
     written = yaml.safe_load(plan_file.read_text())["tasks"]["arith"]
     assert written["strategy"] == "step"
     assert written["probe"]["decision"]["chosen"] == "step"
@@ -159,9 +185,19 @@ def test_changed_candidates_invalidate_the_decision(tmp_path, server):
     # What the compiler does on recompile: a new key, the old decision dropped as stale.
     changed = probe_plan(tmp_path, server, candidates=("direct", "step", "terse"), key="key-2")
     task = changed.tasks["arith"]
-    changed = changed.model_copy(update={"tasks": {"arith": task.model_copy(
-        update={"probe": task.probe.model_copy(update={"decision": first.decisions["arith"].model_copy(
-            update={"key": "key-1"})})})}})
+    changed = changed.model_copy(
+        update={
+            "tasks": {
+                "arith": task.model_copy(
+                    update={
+                        "probe": task.probe.model_copy(
+                            update={"decision": first.decisions["arith"].model_copy(update={"key": "key-1"})}
+                        )
+                    }
+                )
+            }
+        }
+    )
     before = requests(server)
     again = run(changed, tmp_path, tmp_path / "b.duckdb")
     # Only the new candidate's answers are asked for: the others are stored jobs.
@@ -170,7 +206,9 @@ def test_changed_candidates_invalidate_the_decision(tmp_path, server):
     assert again.decisions["arith"].chosen == "terse"  # as right as step, fewer tokens
     with Store.open(tmp_path / "b.duckdb", read_only=True) as store:
         assert {(r["key"], r["strategy"]) for r in decisions(store) if r["chosen"]} == {
-            ("key-1", "step"), ("key-2", "terse")}
+            ("key-1", "step"),
+            ("key-2", "terse"),
+        }
 
 
 def test_reprobe_decides_again(tmp_path, server):
@@ -194,28 +232,35 @@ def test_a_tie_goes_to_the_cheaper_candidate(tmp_path, server):
 def test_a_tie_names_the_rule_that_broke_it(tmp_path, server):
     said: list[str] = []
     with Store.open(tmp_path / "b.duckdb") as store:
-        result = probe.run_probes(probe_plan(tmp_path, server, candidates=("verbose", "terse")), tmp_path, store,
-                                  log=said.append)
+        result = probe.run_probes(
+            probe_plan(tmp_path, server, candidates=("verbose", "terse")), tmp_path, store, log=said.append
+        )
     decision = result.decisions["arith"]
     assert decision.tie_break == "fewer tokens"
     tokens = {s.strategy: s.prompt_tokens + s.completion_tokens for s in decision.scores}
-    assert f"probe: task arith: terse and verbose tie at 4/4; fewer tokens chose terse (tokens: terse {tokens['terse']}, " \
+    assert (
+        f"probe: task arith: terse and verbose tie at 4/4; fewer tokens chose terse (tokens: terse {tokens['terse']}, "
         f"verbose {tokens['verbose']})" in said
+    )
     # equal tokens too: name order
-    tied = probe.decide(ProbePlan(candidates=("b", "a"), size=2, key="k"),
-                        [probe.Answer(name, row, True, 5, 5) for name in ("b", "a") for row in (0, 1)])
+    tied = probe.decide(
+        ProbePlan(candidates=("b", "a"), size=2, key="k"),
+        [probe.Answer(name, row, True, 5, 5) for name in ("b", "a") for row in (0, 1)],
+    )
     assert (tied.chosen, tied.tie_break) == ("a", "name order")
     assert probe.tie_message("t", tied) == "task t: a and b tie at 2/2; name order chose a (tokens: a 20, b 20)"
     # no tie: nothing said, nothing recorded (a plan's decision keeps its bytes)
-    clear = probe.decide(ProbePlan(candidates=("b", "a"), size=1, key="k"),
-                         [probe.Answer("a", 0, True), probe.Answer("b", 0, False)])
+    clear = probe.decide(
+        ProbePlan(candidates=("b", "a"), size=1, key="k"), [probe.Answer("a", 0, True), probe.Answer("b", 0, False)]
+    )
     assert clear.tie_break is None and probe.tie_message("t", clear) is None
     assert "tie_break" not in clear.model_dump()
 
 
 def test_a_probe_too_small_to_tell_the_candidates_apart_says_so():
-    answers = [probe.Answer("direct_answer", row, row < 3) for row in range(4)] + \
-        [probe.Answer("step_by_step", row, row < 2) for row in range(4)]
+    answers = [probe.Answer("direct_answer", row, row < 3) for row in range(4)] + [
+        probe.Answer("step_by_step", row, row < 2) for row in range(4)
+    ]
     decision = probe.decide(ProbePlan(candidates=("direct_answer", "step_by_step"), size=4, key="k"), answers)
     assert probe.noise(decision) == [
         "direct_answer 3/4 vs step_by_step 2/4: within the noise of 4 probe answers each "
@@ -224,7 +269,9 @@ def test_a_probe_too_small_to_tell_the_candidates_apart_says_so():
     # 4/4 vs 0/4 is outside the noise of 4; 60/80 vs 40/80 too (past ~57); judge means are no binomial rate
     apart = [probe.Answer("a", row, True) for row in range(4)] + [probe.Answer("b", row, False) for row in range(4)]
     assert probe.noise(probe.decide(ProbePlan(candidates=("a", "b"), size=4, key="k"), apart)) == []
-    many = [probe.Answer("a", row, row < 60) for row in range(80)] + [probe.Answer("b", row, row < 40) for row in range(80)]
+    many = [probe.Answer("a", row, row < 60) for row in range(80)] + [
+        probe.Answer("b", row, row < 40) for row in range(80)
+    ]
     assert probe.noise(probe.decide(ProbePlan(candidates=("a", "b"), size=80, key="k"), many)) == []
     assert probe.noise(decision, "judge") == []
 
@@ -240,8 +287,13 @@ def test_the_build_warns_when_the_probe_cannot_separate_the_winner(tmp_path):
         result = probe.run_probes(probe_plan(tmp_path, server), tmp_path, store, log=said.append)
     scores = {s.strategy: s.passed for s in result.decisions["arith"].scores}
     assert scores["step"] == SIZE and 0 < scores["direct"] < SIZE  # the probe rows hold odd and even ones
-    assert any(line.startswith(f"warning: task arith: step {SIZE}/{SIZE} vs direct {scores['direct']}/{SIZE}: "
-                               f"within the noise of {SIZE} probe answers each") for line in said), said
+    assert any(
+        line.startswith(
+            f"warning: task arith: step {SIZE}/{SIZE} vs direct {scores['direct']}/{SIZE}: "
+            f"within the noise of {SIZE} probe answers each"
+        )
+        for line in said
+    ), said
 
 
 def test_only_the_winners_probe_answers_become_records(tmp_path, server):
@@ -254,8 +306,7 @@ def test_only_the_winners_probe_answers_become_records(tmp_path, server):
         built = run_build(result.plan, tmp_path, store, work, progress=False)
         records = store.query("SELECT strategy, row_index, job_id FROM records").to_pylist()
         probe_rows = {r["row_index"] for r in store.query("SELECT row_index FROM examples WHERE probe").to_pylist()}
-        loser_jobs = {r["job_id"] for r in store.query(
-            "SELECT job_id FROM jobs WHERE strategy = 'direct'").to_pylist()}
+        loser_jobs = {r["job_id"] for r in store.query("SELECT job_id FROM jobs WHERE strategy = 'direct'").to_pylist()}
     train = result.plan.tasks["arith"].counts.train
     # The main run answered only the rows the probe did not: the probe rows' jobs were done.
     assert built.calls == train - SIZE and requests(server) - after_probe == train - SIZE
@@ -425,7 +476,10 @@ def test_a_probe_killed_with_sigkill_resumes_without_asking_again(tmp_path):
         env = dict(os.environ, LOOPBACK_KEY="sk-loopback-test-key", LITELLM_LOCAL_MODEL_COST_MAP="True")
         proc = subprocess.Popen(
             [sys.executable, "-m", "orcac.cli", "build", str(path), "--db", str(db), "--no-progress"],
-            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 120
         # 2.5 s into the calls: past the first flush (1 s), well before the 2 x 24 calls are done.

@@ -52,27 +52,61 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     with pytest.MonkeyPatch.context() as mp, Loopback(_answer, script=script) as server:
         retries.fast_backoff(mp)
         mp.setenv("LOOPBACK_KEY", "sk-loopback")
-        teacher = TeacherPlan(name="t", model="openai/loopback", api_base=server.url, max_retries=1, timeout_s=10.0,
-                              api_key_env="LOOPBACK_KEY")
+        teacher = TeacherPlan(
+            name="t",
+            model="openai/loopback",
+            api_base=server.url,
+            max_retries=1,
+            timeout_s=10.0,
+            api_key_env="LOOPBACK_KEY",
+        )
         plan = make_plan(root, rows, holdout=0.0, teacher=teacher)
         path = write_plan(root, plan)
         assert cli.main(["build", str(path), "--no-progress"]) == 0
     database = root / ".orca" / "spec.duckdb"
     with Store.open(database) as store:
-        probe.write_decision(store, "arith", Decision(chosen="step", key="k" * 64, scores=(
-            CandidateScore(strategy="step", score=0.75, passed=3, total=4, prompt_tokens=120, completion_tokens=40, cost=0.002),
-            CandidateScore(strategy="terse", score=0.5, passed=2, total=4, prompt_tokens=80, completion_tokens=10, cost=0.001),
-        )))
+        probe.write_decision(
+            store,
+            "arith",
+            Decision(
+                chosen="step",
+                key="k" * 64,
+                scores=(
+                    CandidateScore(
+                        strategy="step",
+                        score=0.75,
+                        passed=3,
+                        total=4,
+                        prompt_tokens=120,
+                        completion_tokens=40,
+                        cost=0.002,
+                    ),
+                    CandidateScore(
+                        strategy="terse",
+                        score=0.5,
+                        passed=2,
+                        total=4,
+                        prompt_tokens=80,
+                        completion_tokens=10,
+                        cost=0.001,
+                    ),
+                ),
+            ),
+        )
     con = duckdb.connect(str(database))
     try:
         # Rows `orcac train` and `orcac eval` would write (their tables exist: the build made them all).
-        con.execute("INSERT INTO train_runs VALUES ('r1', 'x', 'tiny', 'out', 'cpu', 'fp32', true, false, "
-                    "TIMESTAMP '2026-01-01 10:00:00', NULL, 'ok', 0.9, '{}')")
+        con.execute(
+            "INSERT INTO train_runs VALUES ('r1', 'x', 'tiny', 'out', 'cpu', 'fp32', true, false, "
+            "TIMESTAMP '2026-01-01 10:00:00', NULL, 'ok', 0.9, '{}')"
+        )
         for stage_index, stage in enumerate(("warmup", "main")):
             for step in range(1, 31):
                 loss = 3.0 - stage_index - step / 30
-                con.execute("INSERT INTO train_steps VALUES ('r1', ?, ?, ?, 0, ?, 1e-5, 1, 100, 1)",
-                            [stage, stage_index, step, loss])
+                con.execute(
+                    "INSERT INTO train_steps VALUES ('r1', ?, ?, ?, 0, ?, 1e-5, 1, 100, 1)",
+                    [stage, stage_index, step, loss],
+                )
         # 12 held-out rows; accuracy and adherence right of 12 per arm, each with its Wilson interval
         for model, right, formed in (("base", 3, 1), ("trained", 9, 11), ("prompted", 10, 12)):
             con.execute(
@@ -80,13 +114,18 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
                 "truncated, accuracy, adherence, seconds, plan_sha256, created_at, accuracy_n, accuracy_low, "
                 "accuracy_high, adherence_n, adherence_low, adherence_high) "
                 "VALUES ('e1', ?, '', 'arith', 'step', 12, ?, ?, 0, ?, ?, 1.0, 'x', now(), 12, ?, ?, 12, ?, ?)",
-                [model, right, formed, right / 12, formed / 12, *wilson(right, 12), *wilson(formed, 12)])
+                [model, right, formed, right / 12, formed / 12, *wilson(right, 12), *wilson(formed, 12)],
+            )
         for metric, gap, low, high in (("accuracy", 6 / 7, 0.5, 1.2), ("adherence", 10 / 11, 0.7, 1.0)):
-            con.execute("INSERT INTO eval_gaps VALUES ('e1', 'arith', ?, 0, 0, 0, ?, 'x', ?, ?)", [metric, gap, low, high])
+            con.execute(
+                "INSERT INTO eval_gaps VALUES ('e1', 'arith', ?, 0, 0, 0, ?, 'x', ?, ?)", [metric, gap, low, high]
+            )
         # accuracy: 7 rows better, 1 worse (p 0.07, too few to tell); adherence: 10 better, 0 worse
         for metric, worse, better in (("accuracy", 1, 7), ("adherence", 0, 10)):
-            con.execute("INSERT INTO eval_paired VALUES ('e1', 'arith', ?, 12, ?, ?, ?, 'x')",
-                        [metric, worse, better, mcnemar(worse, better)])
+            con.execute(
+                "INSERT INTO eval_paired VALUES ('e1', 'arith', ?, 12, ?, ?, ?, 'x')",
+                [metric, worse, better, mcnemar(worse, better)],
+            )
     finally:
         con.close()
     return path, database
@@ -136,7 +175,9 @@ def test_eval_rates_carry_their_intervals_and_the_paired_test(built):
     assert row["gaps"]["accuracy"] == {"gap": pytest.approx(6 / 7), "low": 0.5, "high": 1.2}
     assert row["paired"]["adherence"] == {"pairs": 12, "worse": 0, "better": 10, "p": pytest.approx(2 / 2**10)}
     # 7 rows better and 1 worse is p = 0.07: the page says so in a line instead of a bare p
-    assert ev["undecided"] == ["arith accuracy, trained against base: n=12: 50 points (7 rows better, 1 worse) could be chance (p=0.07)"]
+    assert ev["undecided"] == [
+        "arith accuracy, trained against base: n=12: 50 points (7 rows better, 1 worse) could be chance (p=0.07)"
+    ]
 
 
 def test_a_database_from_before_intervals_still_makes_a_page(built, tmp_path):
@@ -262,8 +303,8 @@ def test_the_page_in_chromium(page, tmp_path):
     assert "[52-95]" in row  # the yield, 9 of 11, with its 95% interval
     # each arm's rates with their intervals, the gap closed's, the paired p, and the line for n too small
     table = re.search(r'<table id="eval-table">(.*?)</table>', dom, re.S).group(1)
-    assert "75.0% <span class=\"ci\">[47-91]</span>" in table and "[9-53]" in table and "[76-100]" in table
-    assert "0.86 <span class=\"ci\">[0.50, 1.20]</span>" in table
+    assert '75.0% <span class="ci">[47-91]</span>' in table and "[9-53]" in table and "[76-100]" in table
+    assert '0.86 <span class="ci">[0.50, 1.20]</span>' in table
     assert "0.070" in table and "0.002" in table
     assert "n=12: 50 points (7 rows better, 1 worse) could be chance (p=0.07)" in dom
     assert dom.count('class="whisker"') == 6  # an error bar on every bar of the chart
@@ -289,10 +330,14 @@ def test_the_latest_benchmark_run_of_each_arm_is_shown_below_the_eval(built, tmp
     shutil.copyfile(database, copy)
     con = duckdb.connect(str(copy))
     row = "INSERT INTO eval_benchmarks VALUES (?, ?, '', ?, ?, 'exact_match', 'strict-match', ?, ?, 8, 5, 'Be careful.', '0.4.13', 'x', ?)"
-    con.execute(row, ["old", "trained", "gsm8k", True, 0.1, 0.01, "2026-01-01 10:00:00"])  # replaced by the run after it
+    con.execute(
+        row, ["old", "trained", "gsm8k", True, 0.1, 0.01, "2026-01-01 10:00:00"]
+    )  # replaced by the run after it
     con.execute(row, ["b1", "base", "gsm8k", True, 0.25, 0.05, "2026-01-02 10:00:00"])
     con.execute(row, ["b1", "trained", "gsm8k", True, 0.375, 0.06, "2026-01-02 10:00:00"])
-    con.execute(row, ["b1", "trained", "bbh_navigate", False, 0.5, None, "2026-01-02 10:00:00"])  # a subtask: database only
+    con.execute(
+        row, ["b1", "trained", "bbh_navigate", False, 0.5, None, "2026-01-02 10:00:00"]
+    )  # a subtask: database only
     con.close()
     out = tmp_path / "bench.html"
     assert cli.main(["report", str(path), "--db", str(copy), "-o", str(out)]) == 0

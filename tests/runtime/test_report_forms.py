@@ -24,14 +24,19 @@ def filled(tmp_path):
     database = tmp_path / "spec.duckdb"
     with Store.open(database) as store:
         con = store.con
-        for i, answer in enumerate(["1. 2 + 2 = 4\n2. So 4.\nAnswer: 4", "As instructed, Answer: 4",
-                                    "Following the example above:\nAnswer: 4"]):
+        for i, answer in enumerate(
+            ["1. 2 + 2 = 4\n2. So 4.\nAnswer: 4", "As instructed, Answer: 4", "Following the example above:\nAnswer: 4"]
+        ):
             con.execute("INSERT INTO records (record_id, task, assistant) VALUES (?, 'arith', ?)", [f"r{i}", answer])
         for model, follows in (("base", ["none", "none", "step"]), ("trained", ["step", "step", "none"])):
-            con.execute("INSERT INTO eval_runs (run_id, model, task, created_at) VALUES ('e1', ?, 'arith', now())", [model])
+            con.execute(
+                "INSERT INTO eval_runs (run_id, model, task, created_at) VALUES ('e1', ?, 'arith', now())", [model]
+            )
             for i, f in enumerate(follows):
-                con.execute("INSERT INTO eval_answers (run_id, model, task, row_index, follows) VALUES ('e1', ?, 'arith', ?, ?)",
-                            [model, i, f])
+                con.execute(
+                    "INSERT INTO eval_answers (run_id, model, task, row_index, follows) VALUES ('e1', ?, 'arith', ?, ?)",
+                    [model, i, f],
+                )
     return plan, database
 
 

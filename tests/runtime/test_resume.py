@@ -27,7 +27,10 @@ def _start(plan_path: Path, db: Path) -> subprocess.Popen:
     env = dict(os.environ, LOOPBACK_KEY="sk-resume-test", LITELLM_LOCAL_MODEL_COST_MAP="True")
     return subprocess.Popen(
         [sys.executable, "-m", "orcac.cli", "build", str(plan_path), "--db", str(db), "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -91,7 +94,6 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
     assert len(reference) == train
     assert killed == reference
     assert len({(r[1], r[4]) for r in killed}) == len(killed)  # no record twice
-
 
 
 def test_answers_wait_for_the_database_about_as_long_as_one_round_in_flight(tmp_path, monkeypatch):

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sampled_plan(tmp_path, teacher, *, samples=4, keep=2, n=10):
     plan = make_plan(tmp_path, n=n, holdout=0.0, teacher=teacher, accept=(CheckRule(kind="numeric"),))
-    task = plan.tasks["arith"].model_copy(update={"sampling": SamplingPlan(samples=samples, keep=keep, temperature=0.9)})
+    task = plan.tasks["arith"].model_copy(
+        update={"sampling": SamplingPlan(samples=samples, keep=keep, temperature=0.9)}
+    )
     return plan.model_copy(update={"tasks": {"arith": task}})
 
 
@@ -91,8 +93,15 @@ def test_a_sampled_build_keeps_up_to_k_accepted_distinct_answers(tmp_path, monke
         assert max(sum(1 for r, _ in records if r == row) for row in range(10)) == 2
         assert f"{100 * len(records) / 40:.0f}%" in summary  # the yield, kept / asked
         # fewer kept: the same answers, no new calls, fewer records
-        fewer = plan.model_copy(update={"tasks": {"arith": plan.tasks["arith"].model_copy(
-            update={"sampling": SamplingPlan(samples=4, keep=1, temperature=0.9)})}})
+        fewer = plan.model_copy(
+            update={
+                "tasks": {
+                    "arith": plan.tasks["arith"].model_copy(
+                        update={"sampling": SamplingPlan(samples=4, keep=1, temperature=0.9)}
+                    )
+                }
+            }
+        )
         path = write_plan(tmp_path, fewer)
         assert cli.main(["build", str(path), "--no-progress"]) == 0
         assert server.stats()["requests"] == 40

@@ -57,7 +57,9 @@ def test_sql_paths_resolve_against_the_plan_directory_not_the_cwd(tmp_path, monk
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    source = _plan_for(tmp_path, kind="sql", query="SELECT * FROM read_json_auto('d.jsonl') WHERE a::INT > 4", files=("d.jsonl",))
+    source = _plan_for(
+        tmp_path, kind="sql", query="SELECT * FROM read_json_auto('d.jsonl') WHERE a::INT > 4", files=("d.jsonl",)
+    )
     assert [r["q"] for r in read_rows(source, tmp_path, task="t")] == ["question 5", "question 6"]
 
 
@@ -74,7 +76,9 @@ def test_changed_data_asks_for_a_new_plan(tmp_path):
     source = _plan_for(tmp_path, kind="jsonl", path="d.jsonl")
     with open(tmp_path / "d.jsonl", "a") as handle:
         handle.write(json.dumps({"q": "new", "a": "9"}) + "\n")
-    with pytest.raises(OrcacError, match=r"task t: d.jsonl: the data changed since the plan was made: run `orcac plan`"):
+    with pytest.raises(
+        OrcacError, match=r"task t: d.jsonl: the data changed since the plan was made: run `orcac plan`"
+    ):
         read_rows(source, tmp_path, task="t")
 
 
@@ -87,7 +91,10 @@ def test_missing_file_names_task_and_file(tmp_path):
 def test_a_malformed_jsonl_line_is_a_bad_row_naming_file_and_line(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"q": "a", "a": "1"}\n{"q": oops}\n')
     source = _plan_for(tmp_path, kind="jsonl", path="d.jsonl")
-    assert read_rows(source, tmp_path, task="t") == [{"q": "a", "a": "1"}, BadRow("d.jsonl:2: not valid JSON (Expecting value)")]
+    assert read_rows(source, tmp_path, task="t") == [
+        {"q": "a", "a": "1"},
+        BadRow("d.jsonl:2: not valid JSON (Expecting value)"),
+    ]
 
 
 def test_missing_column_is_named(tmp_path):

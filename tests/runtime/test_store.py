@@ -38,7 +38,9 @@ def test_upsert_replaces_by_primary_key(tmp_path):
 def test_a_failing_batch_writes_nothing(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as store:
         bad = pa.table({"job_id": ["j9"], "no_such_column": [1]})
-        with pytest.raises(duckdb.BinderException, match='Table "jobs" does not have a column with name "no_such_column"'):
+        with pytest.raises(
+            duckdb.BinderException, match='Table "jobs" does not have a column with name "no_such_column"'
+        ):
             store.write({"responses": _responses(["j1"]), "jobs": bad})
         assert store.con.execute("SELECT count(*) FROM responses").fetchone() == (0,)
 
@@ -118,7 +120,10 @@ def test_a_file_from_before_versions_is_migrated_on_its_next_write(tmp_path):
         assert schema_version(store.con) == 0
     with Store.open(path) as store:
         assert schema_version(store.con) == SCHEMA_VERSION
-        columns = {r[0] for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'")}
+        columns = {
+            r[0]
+            for r in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_answers'")
+        }
         assert "job_id" in columns
         assert store.rows("SELECT text FROM responses") == [("kept",)]  # nothing lost
         tables = {r[0] for r in store.rows("SELECT table_name FROM information_schema.tables")}
@@ -137,7 +142,10 @@ def test_a_file_from_a_newer_orcac_is_refused_in_one_line(tmp_path):
     con.execute("UPDATE schema_version SET version = ?", [SCHEMA_VERSION + 1])
     con.close()
     for read_only in (True, False):
-        with pytest.raises(OrcacError, match=rf"written by a newer orcac \(database schema {SCHEMA_VERSION + 1}; this orcac knows up to {SCHEMA_VERSION}\)"):
+        with pytest.raises(
+            OrcacError,
+            match=rf"written by a newer orcac \(database schema {SCHEMA_VERSION + 1}; this orcac knows up to {SCHEMA_VERSION}\)",
+        ):
             Store.open(path, read_only=read_only)
 
 
@@ -218,16 +226,22 @@ def test_a_version_3_file_keeps_its_answers_and_gains_what_reuse_needs(tmp_path)
     con = duckdb.connect(str(path))
     for name, body in SCHEMA.items():
         if name == "responses":  # as version 3 made it
-            body = ("job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT, "
-                    "completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER")
+            body = (
+                "job_id VARCHAR PRIMARY KEY, text VARCHAR, finish_reason VARCHAR, prompt_tokens BIGINT, "
+                "completion_tokens BIGINT, cost DOUBLE, latency_s DOUBLE, model VARCHAR, attempts INTEGER"
+            )
         con.execute(f"CREATE TABLE {name} ({body})")
     con.execute("INSERT INTO schema_version VALUES (3)")
-    con.execute("INSERT INTO responses (job_id, text, finish_reason, completion_tokens) VALUES ('j1', 'kept', 'stop', 4)")
+    con.execute(
+        "INSERT INTO responses (job_id, text, finish_reason, completion_tokens) VALUES ('j1', 'kept', 'stop', 4)"
+    )
     con.close()
     with Store.open(path) as store:
         assert schema_version(store.con) == SCHEMA_VERSION
-        assert store.rows("SELECT job_id, text, finish_reason, completion_tokens, family, max_tokens, origin, "
-                          "reused_from FROM responses") == [("j1", "kept", "stop", 4, None, None, None, None)]
+        assert store.rows(
+            "SELECT job_id, text, finish_reason, completion_tokens, family, max_tokens, origin, "
+            "reused_from FROM responses"
+        ) == [("j1", "kept", "stop", 4, None, None, None, None)]
 
 
 def test_a_version_3_file_gains_the_interval_columns_and_keeps_its_eval_rows(tmp_path):
@@ -252,12 +266,16 @@ def test_a_version_3_file_gains_the_interval_columns_and_keeps_its_eval_rows(tmp
         if name != "eval_paired":
             con.execute(f"CREATE TABLE {name} ({old_columns.get(name, body)})")
     con.execute("INSERT INTO schema_version VALUES (3)")
-    con.execute("INSERT INTO eval_runs VALUES ('e1', 'base', '', 'add', 's', 12, 10, 12, 0, 0.83, 1.0, 1.0, 'x', now())")
+    con.execute(
+        "INSERT INTO eval_runs VALUES ('e1', 'base', '', 'add', 's', 12, 10, 12, 0, 0.83, 1.0, 1.0, 'x', now())"
+    )
     con.execute("INSERT INTO eval_gaps VALUES ('e1', 'add', 'accuracy', 0.5, 1.0, 0.83, 0.66, 'x')")
     con.close()
     with Store.open(path) as store:
         assert schema_version(store.con) == SCHEMA_VERSION
-        assert store.rows("SELECT model, accuracy, accuracy_n, accuracy_low FROM eval_runs") == [("base", 0.83, None, None)]
+        assert store.rows("SELECT model, accuracy, accuracy_n, accuracy_low FROM eval_runs") == [
+            ("base", 0.83, None, None)
+        ]
         assert store.rows("SELECT gap_closed, gap_low, gap_high FROM eval_gaps") == [(0.66, None, None)]
         store.con.execute("INSERT INTO eval_paired VALUES ('e2', 'add', 'accuracy', 12, 0, 6, 0.03125, 'x')")
         assert store.rows("SELECT better, p_value FROM eval_paired") == [(6, 0.03125)]

@@ -21,7 +21,9 @@ USER = [{"role": "user", "content": "What is 2 + 3?"}]
 
 
 def _ids(tokenizer, messages):
-    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
 
 
 def _two_erase_messages(plan):
@@ -35,7 +37,9 @@ def _two_erase_messages(plan):
 def trained(tiny, tmp_path_factory):
     """A one-stage run of two steps: final/ as `orcac train` leaves it, the stage's weights kept."""
     root = tmp_path_factory.mktemp("ready")
-    db = write_records(root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8), holdout=orca_rows("add", 2, seed=9))
+    db = write_records(
+        root / "build.duckdb", orca_rows("add", 8) + orca_rows("mul", 8), holdout=orca_rows("add", 2, seed=9)
+    )
     plan = train_plan(str(tiny), stages=(("only", ("add", "mul"), 1.0),))
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"keep_stages": True})})
     assert train.run(context(plan, root, db), max_steps=2) == 0
@@ -91,7 +95,9 @@ def test_the_trained_student_in_final_and_each_stage_renders_the_erase_message_b
         assert ERASE in (folder / "chat_template.jinja").read_text()
     generate = pipeline("text-generation", model=str(out / train.FINAL_DIR))
     alone = generate(USER, max_new_tokens=4, do_sample=False)[0]["generated_text"]
-    explicit = generate([{"role": "system", "content": ERASE}, *USER], max_new_tokens=4, do_sample=False)[0]["generated_text"]
+    explicit = generate([{"role": "system", "content": ERASE}, *USER], max_new_tokens=4, do_sample=False)[0][
+        "generated_text"
+    ]
     assert alone[-1] == explicit[-1]  # the same answer: the same tokens went in
 
 
@@ -99,7 +105,10 @@ def test_the_trained_student_in_final_and_each_stage_renders_the_erase_message_b
 
 
 def test_the_base_model_and_its_license_are_carried_where_known(tmp_path):
-    assert model_card.base_of("local/smollm2-135m-instruct", tmp_path) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")
+    assert model_card.base_of("local/smollm2-135m-instruct", tmp_path) == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "apache-2.0",
+    )
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("---\nlicense: mit\n---\n\n# mine\n")
     assert model_card.base_of("mine", tmp_path) == (None, "mit")  # a folder is no Hub id
@@ -162,7 +171,10 @@ def test_a_lora_student_is_saved_merged_with_no_adapter_and_its_card_says_so(tin
     assert not list(final.glob("adapter_*"))  # tools that cannot load adapters get the trained weights
     merged = AutoModelForCausalLM.from_pretrained(final)  # plain transformers, no peft
     assert not any("lora" in name for name in merged.state_dict())
-    assert "LoRA (r=4, alpha=8, modules q_proj, k_proj, v_proj, o_proj), merged into the weights" in ModelCard.load(final / "README.md").text
+    assert (
+        "LoRA (r=4, alpha=8, modules q_proj, k_proj, v_proj, o_proj), merged into the weights"
+        in ModelCard.load(final / "README.md").text
+    )
 
 
 def test_named_templates_each_get_the_default(tiny):

@@ -25,8 +25,13 @@ def _key(monkeypatch):
 
 def teacher(server: Loopback, **overrides) -> TeacherPlan:
     fields = dict(
-        name="gpt", model="openai/loopback", api_base=server.url, api_key_env="LOOPBACK_KEY",
-        timeout_s=5.0, max_retries=3, concurrency=8,
+        name="gpt",
+        model="openai/loopback",
+        api_base=server.url,
+        api_key_env="LOOPBACK_KEY",
+        timeout_s=5.0,
+        max_retries=3,
+        concurrency=8,
     )
     fields.update(overrides)
     return TeacherPlan(**fields)
@@ -82,8 +87,11 @@ def test_every_job_ends_once_with_its_reason():
     truncated = outcomes["truncated"]
     assert (truncated.status, truncated.text, truncated.finish_reason) == ("ok", "trun", "length")
     for key, reason in [
-        ("always-500", "server_error"), ("always-malformed", "bad_response"), ("always-empty", "bad_response"),
-        ("always-429", "rate_limited"), ("always-hang", "timeout"),
+        ("always-500", "server_error"),
+        ("always-malformed", "bad_response"),
+        ("always-empty", "bad_response"),
+        ("always-429", "rate_limited"),
+        ("always-hang", "timeout"),
     ]:
         outcome = outcomes[key]
         assert outcome.status == "failed" and outcome.error.split(":")[0] == reason, (key, outcome)
@@ -114,7 +122,9 @@ def test_retry_after_seconds_and_http_date_are_honoured(clock, monkeypatch):
     for at, key, _fault in log:
         times.setdefault(key, []).append(at)
     assert waits["seconds"] == [1.2]  # Retry-After: 1.2, instead of the backoff
-    assert times["seconds"][1] - times["seconds"][0] == pytest.approx(1.2, abs=1e-3)  # as the server saw it (its log rounds)
+    assert times["seconds"][1] - times["seconds"][0] == pytest.approx(
+        1.2, abs=1e-3
+    )  # as the server saw it (its log rounds)
     # An HTTP-date has whole seconds: "now + 2 s" rounds down to between 1 and 2 s ahead.
     [date] = waits["date"]
     assert 0.95 <= date <= 2.0
@@ -189,8 +199,11 @@ def _closed_port() -> int:
 def test_unreachable_host_stops_after_retries():
     port = _closed_port()
     plan = TeacherPlan(
-        name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
-        api_key_env="LOOPBACK_KEY", max_retries=1,
+        name="far",
+        model="openai/x",
+        api_base=f"http://127.0.0.1:{port}/v1",
+        api_key_env="LOOPBACK_KEY",
+        max_retries=1,
     )
     with pytest.raises(OrcacError, match=r"^teacher far \(openai/x\): unreachable after 2 attempts"):
         run(plan, jobs_for(plan, ["x"]))
@@ -266,14 +279,30 @@ def test_ctrl_c_in_the_callback_stops_the_run_as_itself_and_abandons_the_rest():
 def test_job_id_covers_the_answer_not_the_plumbing():
     plan = TeacherPlan(name="t", model="openai/m")
     messages = ({"role": "user", "content": "hi"},)
-    same = [plan.model_copy(update=u) for u in (
-        {"name": "other"}, {"api_key_env": "K"}, {"concurrency": 1}, {"rpm": 5}, {"tpm": 9},
-        {"timeout_s": 1.0}, {"max_retries": 0},
-    )]
-    different = [plan.model_copy(update=u) for u in (
-        {"model": "openai/n"}, {"api_base": "http://x"}, {"temperature": 0.7}, {"top_p": 0.9},
-        {"max_tokens": 7}, {"seed": 1}, {"params": {"stop": "x"}},
-    )]
+    same = [
+        plan.model_copy(update=u)
+        for u in (
+            {"name": "other"},
+            {"api_key_env": "K"},
+            {"concurrency": 1},
+            {"rpm": 5},
+            {"tpm": 9},
+            {"timeout_s": 1.0},
+            {"max_retries": 0},
+        )
+    ]
+    different = [
+        plan.model_copy(update=u)
+        for u in (
+            {"model": "openai/n"},
+            {"api_base": "http://x"},
+            {"temperature": 0.7},
+            {"top_p": 0.9},
+            {"max_tokens": 7},
+            {"seed": 1},
+            {"params": {"stop": "x"}},
+        )
+    ]
     base = job_id(plan, messages)
     assert len(base) == 64
     assert all(job_id(p, messages) == base for p in same)
@@ -339,11 +368,18 @@ def test_one_job_whose_connection_always_drops_fails_alone():
 def test_a_teacher_that_fails_everything_stops_after_a_few_jobs_not_all():
     port = _closed_port()
     plan = TeacherPlan(
-        name="far", model="openai/x", api_base=f"http://127.0.0.1:{port}/v1",
-        api_key_env="LOOPBACK_KEY", max_retries=0, concurrency=1,
+        name="far",
+        model="openai/x",
+        api_base=f"http://127.0.0.1:{port}/v1",
+        api_key_env="LOOPBACK_KEY",
+        max_retries=0,
+        concurrency=1,
     )
     outcomes: list[Outcome] = []
-    with pytest.raises(OrcacError, match=rf"^teacher far \(openai/x\): unreachable after 1 attempts \({teachers.UNREACHABLE_AFTER} jobs in a row\)"):
+    with pytest.raises(
+        OrcacError,
+        match=rf"^teacher far \(openai/x\): unreachable after 1 attempts \({teachers.UNREACHABLE_AFTER} jobs in a row\)",
+    ):
         asyncio.run(run_jobs({"far": plan}, jobs_for(plan, [f"q{i}" for i in range(100)]), outcomes.append))
     assert len(outcomes) == teachers.UNREACHABLE_AFTER  # each one ended with its reason, then the run stopped
 

@@ -12,11 +12,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from orcac.errors import OrcacError
-from orcac.runtime.models import chat_format
 from orcac.runtime.commands.train import command as train
 from orcac.runtime.commands.train import resume
 from orcac.runtime.commands.train.student import load_student
 from orcac.runtime.commands.train.trainer import encode_records
+from orcac.runtime.models import chat_format
 from tests.support.db import rows
 from tests.support.plans import ERASE, context, train_plan
 from tests.support.train_data import orca_rows, write_records
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.xdist_group("train")
 @pytest.fixture(autouse=True)
 def _checkpoint_every_step(monkeypatch):
     monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)
+
 
 N_PER_TASK = 12
 
@@ -164,7 +165,7 @@ def test_final_weights_come_with_tokenizer_plan_and_hash(full_run):
     assert "basics" in (final / "plan.yaml").read_text()
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("stages/*/checkpoint-*")), "checkpoints of finished stages are dropped"
-    (status, final_loss), = rows(db, "SELECT status, final_loss FROM train_runs")
+    ((status, final_loss),) = rows(db, "SELECT status, final_loss FROM train_runs")
     assert status == "finished" and final_loss == pytest.approx(_steps(db)[-1][3])
     # The trained student generates with its saved tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(final)
@@ -234,7 +235,11 @@ def test_a_run_writes_through_one_database_connection(tiny, records, tmp_path, m
     db = write_records(tmp_path / "build.duckdb", records)
     opened = []
     real = database.connect
-    monkeypatch.setattr(database, "connect", lambda path, *, read_only=False: opened.append(read_only) or real(path, read_only=read_only))
+    monkeypatch.setattr(
+        database,
+        "connect",
+        lambda path, *, read_only=False: opened.append(read_only) or real(path, read_only=read_only),
+    )
     assert train.run(context(train_plan(str(tiny)), tmp_path, db), max_steps=2) == 0
     assert opened.count(False) == 1, opened
     assert len(_steps(db)) == 4 and _runs(db) == [("finished",)]
@@ -248,7 +253,7 @@ def test_bf16_trains_on_a_cpu_with_or_without_native_bf16(tiny, records, tmp_pat
     plan = train_plan(str(tiny), stages=(("only", ("add",), 1.0),))
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"precision": "bf16"})})
     assert train.run(context(plan, tmp_path, db), max_steps=2) == 0
-    (used,), = rows(db, "SELECT precision FROM train_runs")
+    ((used,),) = rows(db, "SELECT precision FROM train_runs")
     assert used == "bf16"
     assert all(s[3] == s[3] and s[3] < 20 for s in _steps(db))  # finite losses
 
@@ -367,7 +372,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one_when_a_lora_stage_follows(tin
 
     assert [s[:3] for s in _steps(db)] == [s[:3] for s in _steps(full_db)]
     assert [s[3] for s in _steps(db)] == pytest.approx([s[3] for s in _steps(full_db)], abs=1e-5)
-    final = [AutoModelForCausalLM.from_pretrained(root / plan.train.output / train.FINAL_DIR) for root in (full_root, resumed_root)]
+    final = [
+        AutoModelForCausalLM.from_pretrained(root / plan.train.output / train.FINAL_DIR)
+        for root in (full_root, resumed_root)
+    ]
     assert train.fingerprint(final[1]) == train.fingerprint(final[0])
 
 
@@ -424,11 +432,17 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
     fits only with activation checkpointing (benchmarks/bench_memory.py measures both)."""
     from transformers import LlamaConfig
 
-    from orcac.runtime.training import loss
-    from orcac.runtime.training import memory
+    from orcac.runtime.training import loss, memory
 
-    config = LlamaConfig(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, vocab_size=49152,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    config = LlamaConfig(
+        hidden_size=576,
+        num_hidden_layers=30,
+        intermediate_size=1536,
+        vocab_size=49152,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     need = memory.step_memory(model, tokens=4 * 4096, compute_bytes=2, on_gpu=False)
@@ -456,7 +470,8 @@ def test_free_memory_respects_a_container_limit(tmp_path):
 
 
 def test_a_stage_takes_its_tasks_portions_by_the_train_seed(records, tmp_path):
-    from orcac.runtime.commands.train.mixture import mixture_line as _mixture_line, stage_records as _stage_records
+    from orcac.runtime.commands.train.mixture import mixture_line as _mixture_line
+    from orcac.runtime.commands.train.mixture import stage_records as _stage_records
     from orcac.specs.plan import PortionPlan
 
     db = write_records(tmp_path / "build.duckdb", records)
@@ -486,5 +501,5 @@ def test_step_tokens_count_the_examples_and_not_the_padding(full_run, tiny, reco
     for index, stage in enumerate(plan.train.stages):
         stage_rows = [r for r in records if r["task"] in stage.tasks]
         encoded = encode_records(tokenizer, plan, stage_rows, plan.train.max_length)
-        (seen,), = rows(db, "SELECT sum(tokens) FROM train_steps WHERE stage_index = ?", [index])
+        ((seen,),) = rows(db, "SELECT sum(tokens) FROM train_steps WHERE stage_index = ?", [index])
         assert seen == sum(len(e.input_ids) for e in encoded) * stage.epochs, stage.name

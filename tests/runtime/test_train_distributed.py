@@ -24,9 +24,13 @@ from tests.support.db import rows
 from tests.support.plans import train_plan
 from tests.support.train_data import orca_rows, write_records
 
-pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.slow, pytest.mark.skipif(
-    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed"
-)]
+pytestmark = [
+    pytest.mark.xdist_group("train"),
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed"
+    ),
+]
 
 LOSS_TOLERANCE = 0.02  # relative, on the last step's loss
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,10 +69,21 @@ def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tiny, tmp_path)
     bindir = os.path.dirname(sys.executable)
 
     _train([sys.executable, "-m", "orcac.cli", "train", str(plan_one), "--db", str(db_one)], one)
-    result = _train([
-        os.path.join(bindir, "torchrun"), "--standalone", "--nproc_per_node", "2",
-        "-m", "orcac.cli", "train", str(plan_two), "--db", str(db_two),
-    ], two)
+    result = _train(
+        [
+            os.path.join(bindir, "torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "orcac.cli",
+            "train",
+            str(plan_two),
+            "--db",
+            str(db_two),
+        ],
+        two,
+    )
 
     single, multi = _steps(db_one), _steps(db_two)
     # Each step is written once (by rank 0 only), and both runs take the same number of steps.

@@ -18,14 +18,21 @@ from tests.support.db import rows
 from tests.support.plans import train_plan
 from tests.support.train_data import orca_rows, write_records
 
-pytestmark = [pytest.mark.xdist_group("train"), pytest.mark.slow,
-              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process limits and /proc")]
+pytestmark = [
+    pytest.mark.xdist_group("train"),
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process limits and /proc"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(tmp_path: Path, tiny, *, max_length: int, batch_size: int, records: int) -> Path:
-    plan = train_plan(str(tiny), stages=(("first", ("add",), 1.0), ("second", ("add",), 50.0)),
-                      max_length=max_length, batch_size=batch_size)
+    plan = train_plan(
+        str(tiny),
+        stages=(("first", ("add",), 1.0), ("second", ("add",), 50.0)),
+        max_length=max_length,
+        batch_size=batch_size,
+    )
     (tmp_path / "test.plan.yaml").write_text(dump_plan(plan))
     write_records(tmp_path / "build.duckdb", orca_rows("add", records))
     return tmp_path / "test.plan.yaml"
@@ -36,15 +43,26 @@ def _orcac_train(tmp_path: Path, *extra: str, **popen) -> subprocess.Popen:
     env.pop("ORCAC_TRAIN_CHILD", None)
     return subprocess.Popen(
         [sys.executable, "-m", "orcac.cli", "train", "test.plan.yaml", "--db", "build.duckdb", *extra],
-        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, **popen,
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
     )
 
 
 def _address_space_after_imports() -> int:
     """What a process that has imported the training stack maps before it trains (bytes)."""
-    probe = "import orcac.runtime.commands.train.command, trl, datasets, duckdb; print(open('/proc/self/status').read())"
-    status = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    probe = (
+        "import orcac.runtime.commands.train.command, trl, datasets, duckdb; print(open('/proc/self/status').read())"
+    )
+    status = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmSize:"))
 
 
@@ -52,8 +70,9 @@ def test_a_failed_allocation_is_one_line_and_exit_1(tiny, tmp_path):
     """Training under a memory limit (ulimit -v) that loading fits in and a step does not."""
     _spec(tmp_path, tiny, max_length=2048, batch_size=16, records=96)
     limit = _address_space_after_imports() + 2**30
-    child = _orcac_train(tmp_path, "--max-steps", "1",
-                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    child = _orcac_train(
+        tmp_path, "--max-steps", "1", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    )
     _, err = child.communicate(timeout=600)
     assert child.returncode == 1, err
     last = err.rstrip("\n").splitlines()[-2:]
@@ -80,8 +99,10 @@ def test_a_training_process_killed_by_the_kernel_is_one_line_and_exit_1(tiny, tm
     assert parent.wait(timeout=60) == 1, err
     last = err.rstrip("\n").splitlines()[-2:]
     assert last[0].startswith("error: the training process was killed by SIGKILL at "), err
-    assert last[0].endswith(" GB resident, most likely by the kernel's out-of-memory killer; the run is "
-                            "marked failed and the stages that finished are kept")
+    assert last[0].endswith(
+        " GB resident, most likely by the kernel's out-of-memory killer; the run is "
+        "marked failed and the stages that finished are kept"
+    )
     assert last[1].startswith("  to fix this: lower train.max_length or train.batch_size")
     assert rows(tmp_path / "build.duckdb", "SELECT status FROM train_runs") == [("failed",)]
     # the finished stage: marked done, and its weights kept (the next stage, not yet saved, starts from them)

@@ -115,7 +115,9 @@ def test_a_rerun_of_a_trained_plan_does_nothing_and_says_so(trained, tmp_path, m
 
 
 @pytest.mark.slow
-def test_a_changed_plan_trains_anew_and_keeps_the_old_final_until_the_new_one_is_complete(trained, tmp_path, monkeypatch):
+def test_a_changed_plan_trains_anew_and_keeps_the_old_final_until_the_new_one_is_complete(
+    trained, tmp_path, monkeypatch
+):
     root = _copy(trained, tmp_path)
     final = _final(root, trained[1])
     written = (final / "model.safetensors").stat().st_mtime_ns
@@ -181,7 +183,9 @@ def test_a_kill_between_the_two_renames_puts_the_old_final_back(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_plain_command_resumes_a_stopped_run_and_keeps_only_what_resuming_needs(tiny, records, tmp_path, monkeypatch, capsys):
+def test_the_plain_command_resumes_a_stopped_run_and_keeps_only_what_resuming_needs(
+    tiny, records, tmp_path, monkeypatch, capsys
+):
     plan = train_plan(str(tiny))
     db = write_records(tmp_path / "build.duckdb", records)
     out = tmp_path / plan.train.output
@@ -209,7 +213,9 @@ def test_the_plain_command_resumes_a_stopped_run_and_keeps_only_what_resuming_ne
 
 
 @pytest.mark.slow
-def test_an_incomplete_checkpoint_is_skipped_for_the_complete_one_before_it(tiny, records, tmp_path, monkeypatch, capsys):
+def test_an_incomplete_checkpoint_is_skipped_for_the_complete_one_before_it(
+    tiny, records, tmp_path, monkeypatch, capsys
+):
     plan = train_plan(str(tiny), stages=ONE_STAGE)
     plan = plan.model_copy(update={"train": plan.train.model_copy(update={"keep_stages": True})})
     db = write_records(tmp_path / "build.duckdb", records)
@@ -288,7 +294,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one_before(tiny, records, tmp_path, capsys):
+def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one_before(
+    tiny, records, tmp_path, capsys
+):
     import subprocess
     import sys
 
@@ -300,7 +308,9 @@ def test_sigkill_in_a_checkpoint_save_then_the_same_command_resumes_from_the_one
 
     # trains in this process (as the supervised child does), where the planted kill is
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{guard.CHILD: "1"})
-    killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_SAVE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_A_SAVE, *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert killed.returncode == -9, killed.stderr
     cut = tmp_path / plan.train.output / "stages/01-only/checkpoint-2"
     assert (cut / "model.safetensors").is_file() and not (cut / "trainer_state.json").exists()

@@ -34,8 +34,14 @@ def _key(monkeypatch):
 
 def teacher(url: str, kind: str, **overrides) -> TeacherPlan:
     fields = dict(
-        name="gpt", model="openai/loopback", api_base=url, api_key_env="LOOPBACK_KEY",
-        timeout_s=5.0, max_retries=2, concurrency=8, transport=kind,
+        name="gpt",
+        model="openai/loopback",
+        api_base=url,
+        api_key_env="LOOPBACK_KEY",
+        timeout_s=5.0,
+        max_retries=2,
+        concurrency=8,
+        transport=kind,
     )
     fields.update(overrides)
     return TeacherPlan(**fields)
@@ -53,8 +59,14 @@ def run(plan: TeacherPlan, keys: list[str], system: str = "be brief") -> dict[st
 def essence(outcome: Outcome) -> tuple:
     reason = outcome.error.split(":")[0] if outcome.error else None
     return (
-        outcome.status, reason, outcome.text, outcome.finish_reason, outcome.prompt_tokens,
-        outcome.completion_tokens, outcome.model, outcome.attempts,
+        outcome.status,
+        reason,
+        outcome.text,
+        outcome.finish_reason,
+        outcome.prompt_tokens,
+        outcome.completion_tokens,
+        outcome.model,
+        outcome.attempts,
     )
 
 
@@ -101,20 +113,37 @@ def test_the_wire_body_is_the_one_litellm_sends():
         return json.dumps({k: v for k, v in body.items() if k != "messages"}, sort_keys=True)
 
     options = dict(responder=params_of)
-    results = both(["q"], options, seed=3, top_p=0.5, max_tokens=9, params={"stop": "x", "presence_penalty": 0.1, "repetition_penalty": 1.1})
+    results = both(
+        ["q"],
+        options,
+        seed=3,
+        top_p=0.5,
+        max_tokens=9,
+        params={"stop": "x", "presence_penalty": 0.1, "repetition_penalty": 1.1},
+    )
     fast, slow = results["auto"]["q"], results["litellm"]["q"]
     sent = json.loads(fast.text)
-    assert sent["stop"] == "x" and sent["model"] == "loopback" and sent["repetition_penalty"] == 1.1  # a non-OpenAI one too
+    assert (
+        sent["stop"] == "x" and sent["model"] == "loopback" and sent["repetition_penalty"] == 1.1
+    )  # a non-OpenAI one too
     assert fast.text == slow.text
 
 
 @pytest.mark.slow
 def test_every_fault_ends_the_same_way_on_both_paths():
     # The scenarios of test_teachers.py: recover after one fault, fail after every attempt, or end at once.
-    once = {"429": ["429"], "500": ["500", "503"], "malformed": ["malformed"], "empty": ["empty"],
-            "hang": ["hang:s=3"], "drop": ["drop"]}
+    once = {
+        "429": ["429"],
+        "500": ["500", "503"],
+        "malformed": ["malformed"],
+        "empty": ["empty"],
+        "hang": ["hang:s=3"],
+        "drop": ["drop"],
+    }
     script = {
-        "plain": [], "truncated": ["length:chars=4"], "bad-request": ["400"],
+        "plain": [],
+        "truncated": ["length:chars=4"],
+        "bad-request": ["400"],
         **{f"after-{name}": faults for name, faults in once.items()},
         **{f"always-{name}": [faults[0]] * 10 for name, faults in once.items() if name != "drop"},
     }
@@ -131,8 +160,9 @@ def test_every_fault_ends_the_same_way_on_both_paths():
 def test_retry_after_is_honoured_on_both_paths(clock, monkeypatch):
     clock.install(monkeypatch, teachers)  # the waits are asked of a fake clock: none is slept
     for kind in TRANSPORTS:
-        with Loopback(script={"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]},
-                      clock=clock.monotonic) as server:
+        with Loopback(
+            script={"seconds": ["429:retry_after=1.2"], "date": ["429:retry_date=2"]}, clock=clock.monotonic
+        ) as server:
             plan = teacher(server.url, kind, concurrency=1)
             for key in ("seconds", "date"):
                 before = len(clock.sleeps)
@@ -145,11 +175,14 @@ def test_retry_after_is_honoured_on_both_paths(clock, monkeypatch):
         assert log[1][0] - log[0][0] == pytest.approx(1.2, abs=1e-3), kind
 
 
-@pytest.mark.parametrize("fault, prefix", [
-    ("401", "authentication failed (401)"),
-    ("403", "permission denied (403)"),
-    ("404", "unknown model or endpoint (404)"),
-])
+@pytest.mark.parametrize(
+    "fault, prefix",
+    [
+        ("401", "authentication failed (401)"),
+        ("403", "permission denied (403)"),
+        ("404", "unknown model or endpoint (404)"),
+    ],
+)
 def test_fatal_errors_read_the_same(fault, prefix):
     messages = {}
     for kind in TRANSPORTS:
@@ -186,7 +219,9 @@ def test_context_window_400_is_a_bad_request_not_a_retry():
     error = transport.HTTPStatusError(400, "This model's maximum context length is 8192 tokens", {})
     kind = teachers._classify(error, TeacherPlan(name="t", model="openai/m"))
     assert isinstance(kind, teachers._JobFailed) and kind.detail == "context window exceeded"
-    retry = teachers._classify(transport.HTTPStatusError(429, "slow down", {"Retry-After": "3"}), TeacherPlan(name="t", model="openai/m"))
+    retry = teachers._classify(
+        transport.HTTPStatusError(429, "slow down", {"Retry-After": "3"}), TeacherPlan(name="t", model="openai/m")
+    )
     assert isinstance(retry, teachers._Retryable) and retry.retry_after == 3.0
 
 
@@ -204,7 +239,9 @@ def test_proxies_from_the_environment_are_resolved_once_per_route(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     litellm = litellm_setup.get_litellm()
     far = transport.resolve(TeacherPlan(name="t", model="openai/gpt-4o-mini", api_key_env="K"), litellm)
-    near = transport.resolve(TeacherPlan(name="t", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_env="K"), litellm)
+    near = transport.resolve(
+        TeacherPlan(name="t", model="openai/m", api_base="http://127.0.0.1:9/v1", api_key_env="K"), litellm
+    )
     assert far.proxy == "http://proxy.example:3128" and near.proxy is None
 
 

@@ -36,8 +36,14 @@ def _run(plan, keys):
 def test_vllm_answers_usage_finish_reasons_and_context_errors(model, transport):
     script = {"too long": ["vllm_context"], "cut": ["length:chars=4"]}
     with Loopback(script=script) as a, Loopback(script=script) as b:
-        plan = TeacherPlan(name="qwen", model=model, api_base=(a.url, b.url), api_key_env="VLLM_API_KEY",
-                           max_retries=2, transport=transport)
+        plan = TeacherPlan(
+            name="qwen",
+            model=model,
+            api_base=(a.url, b.url),
+            api_key_env="VLLM_API_KEY",
+            max_retries=2,
+            transport=transport,
+        )
         got = _run(plan, ["fine", "cut", "too long"])
     assert got["fine"].status == "ok" and got["fine"].prompt_tokens > 0 and got["fine"].finish_reason == "stop"
     assert got["cut"].status == "ok" and got["cut"].finish_reason == "length"
@@ -47,7 +53,12 @@ def test_vllm_answers_usage_finish_reasons_and_context_errors(model, transport):
 
 def test_a_vllm_error_body_reads_as_its_message_on_the_fast_path():
     with Loopback(script={"bad": ["vllm_400"]}) as server:
-        plan = TeacherPlan(name="qwen", model="hosted_vllm/Qwen/Qwen2.5-7B-Instruct", api_base=server.url,
-                           api_key_env="VLLM_API_KEY", max_retries=0)
+        plan = TeacherPlan(
+            name="qwen",
+            model="hosted_vllm/Qwen/Qwen2.5-7B-Instruct",
+            api_base=server.url,
+            api_key_env="VLLM_API_KEY",
+            max_retries=0,
+        )
         got = _run(plan, ["bad"])
     assert got["bad"].error == "bad_request: HTTP 400: temperature must be non-negative"

@@ -47,18 +47,32 @@ def _answer(custom_id: str, body: dict, n: int, responder=echo) -> tuple[str, di
     if key.startswith("line-error") or key.startswith("line-5xx"):
         status = 400 if key.startswith("line-error") else 500
         error = {"error": {"message": f"injected line error {status}", "type": "invalid_request_error", "code": None}}
-        return "error", {"id": f"batch_req_{n}", "custom_id": custom_id,
-                         "response": {"status_code": status, "request_id": f"req_{n}", "body": error}, "error": None}
+        return "error", {
+            "id": f"batch_req_{n}",
+            "custom_id": custom_id,
+            "response": {"status_code": status, "request_id": f"req_{n}", "body": error},
+            "error": None,
+        }
     prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
     text = responder(body)
     completion = {
-        "id": f"chatcmpl-b{n}", "object": "chat.completion", "created": 0, "model": body.get("model", "loopback"),
+        "id": f"chatcmpl-b{n}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "loopback"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(text) // 4),
-                  "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4)},
+        "usage": {
+            "prompt_tokens": max(1, prompt_chars // 4),
+            "completion_tokens": max(1, len(text) // 4),
+            "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
+        },
     }
-    return "ok", {"id": f"batch_req_{n}", "custom_id": custom_id,
-                  "response": {"status_code": 200, "request_id": f"req_{n}", "body": completion}, "error": None}
+    return "ok", {
+        "id": f"batch_req_{n}",
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "request_id": f"req_{n}", "body": completion},
+        "error": None,
+    }
 
 
 class _Batches:
@@ -77,8 +91,15 @@ class _Batches:
 
     def _file(self, data: bytes, purpose: str, name: str) -> dict:
         file_id = f"file-{len(self.files) + 1}"
-        obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-               "filename": name, "purpose": purpose, "status": "processed"}
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": purpose,
+            "status": "processed",
+        }
         self.files[file_id] = {"object": obj, "data": data}
         return obj
 
@@ -97,14 +118,18 @@ class _Batches:
     async def file(self, request: web.Request) -> web.Response:
         found = self.files.get(request.match_info["file_id"])
         if found is None:
-            return web.json_response({"error": {"message": "no such file", "type": "invalid_request_error"}}, status=404)
+            return web.json_response(
+                {"error": {"message": "no such file", "type": "invalid_request_error"}}, status=404
+            )
         return web.json_response(found["object"])
 
     async def file_content(self, request: web.Request) -> web.Response:
         self.counts["downloads"] += 1
         found = self.files.get(request.match_info["file_id"])
         if found is None:
-            return web.json_response({"error": {"message": "no such file", "type": "invalid_request_error"}}, status=404)
+            return web.json_response(
+                {"error": {"message": "no such file", "type": "invalid_request_error"}}, status=404
+            )
         return web.Response(body=found["data"], content_type="application/octet-stream")
 
     # ---- batches -------------------------------------------------------------------------
@@ -117,7 +142,9 @@ class _Batches:
         body = await request.json()
         source = self.files.get(body.get("input_file_id"))
         if source is None:
-            return web.json_response({"error": {"message": "no such input file", "type": "invalid_request_error"}}, status=400)
+            return web.json_response(
+                {"error": {"message": "no such input file", "type": "invalid_request_error"}}, status=400
+            )
         lines = [json.loads(line) for line in source["data"].splitlines() if line.strip()]
         for line in lines:
             self.lines_seen[line["custom_id"]] += 1
@@ -125,14 +152,29 @@ class _Batches:
         batch_id = f"batch_{n}"
         end = self.ends[n - 1] if n - 1 < len(self.ends) else "completed"
         batch = {
-            "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
-            "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
-            "status": "validating", "output_file_id": None, "error_file_id": None,
-            "created_at": int(time.time()), "in_progress_at": None, "expires_at": None, "finalizing_at": None,
-            "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "errors": None,
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": int(time.time()),
+            "in_progress_at": None,
+            "expires_at": None,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
             "metadata": body.get("metadata"),
-            "_lines": lines, "_end": end, "_polls": 0,
+            "_lines": lines,
+            "_end": end,
+            "_polls": 0,
         }
         self.batches[batch_id] = batch
         return web.json_response(self._public(batch))
@@ -140,7 +182,12 @@ class _Batches:
     def _finish(self, batch: dict, end: str) -> None:
         lines = batch["_lines"]
         if end == "failed":
-            batch["errors"] = {"object": "list", "data": [{"code": "invalid_file", "message": "injected: the input was rejected", "param": None, "line": None}]}
+            batch["errors"] = {
+                "object": "list",
+                "data": [
+                    {"code": "invalid_file", "message": "injected: the input was rejected", "param": None, "line": None}
+                ],
+            }
             batch["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
         else:
             answered = lines
@@ -169,7 +216,9 @@ class _Batches:
         self.counts["retrieves"] += 1
         batch = self.batches.get(request.match_info["batch_id"])
         if batch is None:
-            return web.json_response({"error": {"message": "no such batch", "type": "invalid_request_error"}}, status=404)
+            return web.json_response(
+                {"error": {"message": "no such batch", "type": "invalid_request_error"}}, status=404
+            )
         status = batch["status"]
         if status == "cancelling":
             self._finish(batch, "cancelled")
@@ -196,7 +245,9 @@ class _Batches:
         self.counts["cancels"] += 1
         batch = self.batches.get(request.match_info["batch_id"])
         if batch is None:
-            return web.json_response({"error": {"message": "no such batch", "type": "invalid_request_error"}}, status=404)
+            return web.json_response(
+                {"error": {"message": "no such batch", "type": "invalid_request_error"}}, status=404
+            )
         if batch["status"] not in TERMINAL:
             batch["_answered_before_cancel"] = len(batch["_lines"]) // 2 if batch["status"] != "validating" else 0
             batch["status"] = "cancelling"
@@ -205,16 +256,32 @@ class _Batches:
 
     async def list_batches(self, request: web.Request) -> web.Response:
         data = [self._public(b) for b in reversed(self.batches.values())]
-        return web.json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                                  "last_id": data[-1]["id"] if data else None, "has_more": False})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": False,
+            }
+        )
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            **self.counts,
-            "batches": [{"id": b["id"], "status": b["status"], "lines": len(b["_lines"]),
-                         "custom_ids": [line["custom_id"] for line in b["_lines"]]} for b in self.batches.values()],
-            "lines_seen": dict(self.lines_seen),
-        })
+        return web.json_response(
+            {
+                **self.counts,
+                "batches": [
+                    {
+                        "id": b["id"],
+                        "status": b["status"],
+                        "lines": len(b["_lines"]),
+                        "custom_ids": [line["custom_id"] for line in b["_lines"]],
+                    }
+                    for b in self.batches.values()
+                ],
+                "lines_seen": dict(self.lines_seen),
+            }
+        )
 
     async def release(self, request: web.Request) -> web.Response:
         self.hold = False
@@ -239,7 +306,12 @@ class BatchServer:
     """The files and batches API on 127.0.0.1 in a background thread; see the module docstring."""
 
     def __init__(
-        self, responder=echo, *, ends: list[str] | None = None, expired_share: float = 0.5, steps: int = 1,
+        self,
+        responder=echo,
+        *,
+        ends: list[str] | None = None,
+        expired_share: float = 0.5,
+        steps: int = 1,
         hold: bool = False,
     ):
         self.handler = _Batches(ends, expired_share, steps, hold, responder)

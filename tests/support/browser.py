@@ -42,8 +42,16 @@ class Page:
 
 def _flags(profile: Path) -> list[str]:
     # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-            f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
 
 
 def load(path: Path, scratch: Path, *, fragment: str = "") -> Page:
@@ -52,7 +60,9 @@ def load(path: Path, scratch: Path, *, fragment: str = "") -> Page:
     started = time.monotonic()
     done = subprocess.run(
         [require(), *_flags(scratch / "chromium-profile"), "--dump-dom", url],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-2000:]
@@ -65,9 +75,18 @@ def console_lines(stderr: str) -> list[str]:
 
 def screenshot(path: Path, scratch: Path, out: Path, *, size: str = "1400,2400") -> Path:
     subprocess.run(
-        [require(), *_flags(scratch / "chromium-profile"), f"--window-size={size}", "--hide-scrollbars",
-         f"--screenshot={out}", Path(path).resolve().as_uri()],
-        capture_output=True, text=True, timeout=TIMEOUT_S, check=True,
+        [
+            require(),
+            *_flags(scratch / "chromium-profile"),
+            f"--window-size={size}",
+            "--hide-scrollbars",
+            f"--screenshot={out}",
+            Path(path).resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=True,
     )
     assert out.is_file() and out.stat().st_size > 10_000, "chromium wrote no screenshot"
     return out

@@ -40,7 +40,9 @@ class LoopbackHub:
     def commit(self, repo: str, files: dict[str, bytes], *, branch: str = "main") -> str:
         """A new commit holding exactly `files`; `branch` moves to it. Returns its 40-hex id."""
         r = self.repos.setdefault(repo, {"refs": {}, "commits": {}, "token": None})
-        sha = hashlib.sha1(json.dumps([repo, len(r["commits"]), sorted((k, v.hex()) for k, v in files.items())]).encode()).hexdigest()
+        sha = hashlib.sha1(
+            json.dumps([repo, len(r["commits"]), sorted((k, v.hex()) for k, v in files.items())]).encode()
+        ).hexdigest()
         r["commits"][sha] = dict(files)
         r["refs"][branch] = sha
         return sha
@@ -54,8 +56,13 @@ class LoopbackHub:
     def env(self, tmp: Path) -> dict[str, str]:
         """Environment variables that point huggingface_hub here, with a cache of its own."""
         return {
-            "HF_ENDPOINT": self.url, "HF_HOME": str(tmp / "hf-home"), "HF_HUB_CACHE": str(tmp / "hf-home" / "hub"),
-            "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5",
+            "HF_ENDPOINT": self.url,
+            "HF_HOME": str(tmp / "hf-home"),
+            "HF_HUB_CACHE": str(tmp / "hf-home" / "hub"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_ETAG_TIMEOUT": "5",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "5",
         }
 
     # ---- server --------------------------------------------------------------------------------
@@ -101,7 +108,11 @@ class LoopbackHub:
                 h.wfile.write(body)
 
         def error(status: int, code: str, message: str) -> None:
-            send(status, json.dumps({"error": message}).encode(), {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"})
+            send(
+                status,
+                json.dumps({"error": message}).encode(),
+                {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"},
+            )
 
         if parts[:2] == ["api", "datasets"] and len(parts) >= 4:
             repo = "/".join(parts[2:4])
@@ -114,8 +125,16 @@ class LoopbackHub:
                 return error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             files = r["commits"][sha]
             info = {
-                "id": repo, "_id": repo, "author": repo.split("/")[0], "sha": sha, "private": False,
-                "gated": "manual" if r["token"] else False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
+                "id": repo,
+                "_id": repo,
+                "author": repo.split("/")[0],
+                "sha": sha,
+                "private": False,
+                "gated": "manual" if r["token"] else False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
                 "siblings": [{"rfilename": n, "size": len(b)} for n, b in sorted(files.items())],
             }
             return send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
@@ -125,7 +144,11 @@ class LoopbackHub:
             if r is None:
                 return error(404, "RepoNotFound", "Repository Not Found")
             if r["token"] and h.headers.get("Authorization") != f"Bearer {r['token']}":
-                return error(401, "GatedRepo", f"Access to dataset {repo} is restricted. You must have access to it and be authenticated to access it.")
+                return error(
+                    401,
+                    "GatedRepo",
+                    f"Access to dataset {repo} is restricted. You must have access to it and be authenticated to access it.",
+                )
             sha = self._commit_of(r, rev)
             if sha is None:
                 return error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
@@ -133,11 +156,15 @@ class LoopbackHub:
             if body is None:
                 return error(404, "EntryNotFound", f"{name} does not exist at {rev}")
             etag = hashlib.sha256(body).hexdigest()
-            return send(200, body, {"X-Repo-Commit": sha, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"})
+            return send(
+                200, body, {"X-Repo-Commit": sha, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}
+            )
         error(404, "RepoNotFound", f"not served here: {path}")
 
 
-def seed_cache(cache: Path, repo: str, files: dict[str, bytes], *, commit: str = "0" * 39 + "1", ref: str = "main") -> str:
+def seed_cache(
+    cache: Path, repo: str, files: dict[str, bytes], *, commit: str = "0" * 39 + "1", ref: str = "main"
+) -> str:
     """Write `files` into a Hugging Face hub cache folder as huggingface_hub lays it out
     (`datasets--org--name/refs/<ref>`, `snapshots/<commit>/<file>`), for tests that read a
     cached dataset offline without any server."""

@@ -111,8 +111,19 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 
 class _Handler:
-    def __init__(self, responder, latency, script, faults, probabilities, seed, capacity=None, ratelimit=None,
-                 error_text="", clock=None):
+    def __init__(
+        self,
+        responder,
+        latency,
+        script,
+        faults,
+        probabilities,
+        seed,
+        capacity=None,
+        ratelimit=None,
+        error_text="",
+        clock=None,
+    ):
         self.clock = clock or time.monotonic
         self.capacity = capacity
         self.ratelimit = dict(ratelimit or {})
@@ -196,7 +207,8 @@ class _Handler:
             message = (
                 "This model's maximum context length is 2048 tokens. However, you requested "
                 "4100 tokens (3588 in the messages, 512 in the completion)."
-                if name == "vllm_context" else "temperature must be non-negative"
+                if name == "vllm_context"
+                else "temperature must be non-negative"
             )
             body = {"object": "error", "type": "BadRequestError", "param": None, "code": 400, "message": message}
             return web.json_response(body, status=400)
@@ -214,9 +226,11 @@ class _Handler:
         if name == "length":
             text = text[: int(options.get("chars", 3))]
             finish = "length"
-        choices = [] if name == "empty" else [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-        ]
+        choices = (
+            []
+            if name == "empty"
+            else [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}]
+        )
         prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
         answer = {
             "id": f"chatcmpl-{self.requests}",
@@ -237,8 +251,14 @@ class _Handler:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"requests": self.requests, "hits": dict(self.hits), "log": self.log, "auth": dict(self.auth),
-             "peak": self.peak, "rejected": self.rejected}
+            {
+                "requests": self.requests,
+                "hits": dict(self.hits),
+                "log": self.log,
+                "auth": dict(self.auth),
+                "peak": self.peak,
+                "rejected": self.rejected,
+            }
         )
 
     def app(self) -> web.Application:
@@ -302,8 +322,15 @@ class Loopback:
         clock: Callable[[], float] | None = None,
     ):
         self.options = dict(
-            responder=responder, latency=latency, script=script, faults=faults,
-            probabilities=probabilities, seed=seed, capacity=capacity, ratelimit=ratelimit, error_text=error_text,
+            responder=responder,
+            latency=latency,
+            script=script,
+            faults=faults,
+            probabilities=probabilities,
+            seed=seed,
+            capacity=capacity,
+            ratelimit=ratelimit,
+            error_text=error_text,
         )
         if clock is not None:  # the log's times on this clock (tests/support/clock.py); not with process=True
             self.options["clock"] = clock
@@ -326,7 +353,10 @@ class Loopback:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", "from tests.support.loopback import _process_main; _process_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd=root,
             )
             self._proc.stdin.write(pickle.dumps(self.options))
             self._proc.stdin.close()

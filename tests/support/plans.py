@@ -97,8 +97,13 @@ def make_plan(
     sampled, n_holdout, n_probe, n_train = split_sizes(n, limit=limit, holdout=holdout, probe=probe_size)
     task_plans = {}
     for name in tasks:
-        source = SourcePlan(kind="jsonl", path="data.jsonl" if root is not None else f"data/{name}.jsonl",
-                            sha256="0" * 64, columns=("q", "a"), rows=n)
+        source = SourcePlan(
+            kind="jsonl",
+            path="data.jsonl" if root is not None else f"data/{name}.jsonl",
+            sha256="0" * 64,
+            columns=("q", "a"),
+            rows=n,
+        )
         if root is not None:
             source = source.model_copy(update={"sha256": source_sha256(source, root)})
         task_plans[name] = TaskPlan(

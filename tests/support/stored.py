@@ -33,7 +33,9 @@ def assert_nowhere(db: Path, texts: list[str], erase: str) -> None:
             ).fetchall()
             assert found == [], (table, found)
         # the search finds what is there
-        assert con.execute("SELECT count(*) FROM records WHERE contains(lower(system), ?)", [erase.casefold()]).fetchone()[0]
+        assert con.execute(
+            "SELECT count(*) FROM records WHERE contains(lower(system), ?)", [erase.casefold()]
+        ).fetchone()[0]
     finally:
         con.close()
     assert erase.encode() in raw

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from orcac.specs.forms import NO_ECHO, adheres, echo
 from orcac.specs.plan import AdherenceRule, CheckRule
 
-__all__ = ["ECHO", "Verdict", "adheres", "check_answer", "extract_answer", "kept_samples", "normalise", "parse_number", "passes"]
+__all__ = [
+    "ECHO",
+    "Verdict",
+    "adheres",
+    "check_answer",
+    "extract_answer",
+    "kept_samples",
+    "normalise",
+    "parse_number",
+    "passes",
+]
 
 ECHO = "echo"  # why an answer that points at its hidden prompt is rejected, by `no_echo` or a form's `no_echo`
 

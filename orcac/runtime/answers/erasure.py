@@ -139,5 +139,6 @@ def raise_on_leaks(leaks: list[Leak]) -> None:
         f'"{first.sentence}" is in the {first.field} of {first.count} record(s): '
         f"{', '.join(first.record_ids)}{more}",
         hint="the prompt template or erase message repeats the rows' own system messages; reword it"
-        if first.label else "the prompt template or erase message repeats the strategy's instruction; reword one of them",
+        if first.label
+        else "the prompt template or erase message repeats the strategy's instruction; reword one of them",
     )

@@ -64,8 +64,15 @@ def given_id(task: str, row_index: int, prompt: str, answer: str) -> str:
 
 def given_items(task: TaskPlan, examples: list[Example]) -> list[Given]:
     return [
-        Given(task.name, e.row_index, e.prompt, e.gold, e.answer, e.instruction,
-              given_id(task.name, e.row_index, e.prompt, e.answer))
+        Given(
+            task.name,
+            e.row_index,
+            e.prompt,
+            e.gold,
+            e.answer,
+            e.instruction,
+            given_id(task.name, e.row_index, e.prompt, e.answer),
+        )
         for e in examples
         if e.split == "train" and e.answer is not None
     ]
@@ -116,7 +123,13 @@ def audit(plan: Plan, store, given: list[Given]) -> list[Leak]:
 
     found = leaked_row_instructions(store, WHITESPACE, ids, which, list(sentences))
     return [
-        Leak(f"task {task}'s row instruction", list(sentences)[k], field, tuple(found_ids), n,
-             label=f"the instruction of a row of task {task}, its sentence")
+        Leak(
+            f"task {task}'s row instruction",
+            list(sentences)[k],
+            field,
+            tuple(found_ids),
+            n,
+            label=f"the instruction of a row of task {task}, its sentence",
+        )
         for task, k, field, found_ids, n in found
     ]

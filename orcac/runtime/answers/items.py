@@ -58,8 +58,16 @@ def items_for_task(
         for sample in range(task.sampling.samples if samples is None else samples):
             job = make_job(teacher, messages, sample_options(task, example.row_index, sample))
             items.append(
-                Item(task.name, strategy, example.row_index, example.prompt, example.gold, job,
-                     record_id(task.name, example.row_index, job.id), sample)
+                Item(
+                    task.name,
+                    strategy,
+                    example.row_index,
+                    example.prompt,
+                    example.gold,
+                    job,
+                    record_id(task.name, example.row_index, job.id),
+                    sample,
+                )
             )
     return items
 

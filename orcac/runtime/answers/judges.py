@@ -73,7 +73,6 @@ def job_item(item: Item, judge_job: Job, judge: JudgePlan) -> Item:
     return replace(item, job=judge_job, strategy=f"judged({judge.name})")
 
 
-
 # ---- reading the score -------------------------------------------------------------------------
 
 
@@ -111,7 +110,7 @@ def _from_score_line(text: str) -> tuple[float | None, str | None]:
     if not found:
         return None, text.strip() or None
     last = found[-1]
-    rest = (text[: last.start()] + text[last.end():]).strip()
+    rest = (text[: last.start()] + text[last.end() :]).strip()
     return float(last.group(1)), rest or None
 
 
@@ -204,7 +203,9 @@ def jobs_for(plan: Plan, item: Item, answer: str) -> list[tuple[JudgePlan, Job |
     return out
 
 
-def judged(plan: Plan, item: Item, answer: str | None, verdict: Verdict, answers: Answers) -> tuple[Verdict, list[Judgement]]:
+def judged(
+    plan: Plan, item: Item, answer: str | None, verdict: Verdict, answers: Answers
+) -> tuple[Verdict, list[Judgement]]:
     """The answer's verdict once its judges are heard: `verdict` (its other checks) when that
     is a rejection or the task has no judge; else the first judge that rejects it, or accepted.
     Every judge of the task is asked (in one round), so each has its judgement."""
@@ -218,8 +219,19 @@ def judged(plan: Plan, item: Item, answer: str | None, verdict: Verdict, answers
             text, finish = answers.texts[judge_job.id]
             score = read_score(judge, text, finish)
             this = verdict_of(judge, score)
-            found.append(Judgement(item.record_id, judge.name, judge_job.id, item.task, item.row_index,
-                                   score.value, score.reasoning, this.accepted, this.reason))
+            found.append(
+                Judgement(
+                    item.record_id,
+                    judge.name,
+                    judge_job.id,
+                    item.task,
+                    item.row_index,
+                    score.value,
+                    score.reasoning,
+                    this.accepted,
+                    this.reason,
+                )
+            )
         else:
             this = Verdict(False, f"judged({judge.name}): {FAILED if judge_job.id in answers.failed else AWAITING}")
         if final.accepted and not this.accepted:
@@ -227,7 +239,9 @@ def judged(plan: Plan, item: Item, answer: str | None, verdict: Verdict, answers
     return final, found
 
 
-def wanted(plan: Plan, items: Iterable[Item], answered: dict, verdict: Callable) -> dict[str, tuple[Job, Item, JudgePlan]]:
+def wanted(
+    plan: Plan, items: Iterable[Item], answered: dict, verdict: Callable
+) -> dict[str, tuple[Job, Item, JudgePlan]]:
     """judge job id -> (job, the item whose answer it judges, the judge) for every answered item
     of a judged task whose answer passes its other checks (`verdict(item, text, finish)`).
     A job two items share (the same answer to the same prompt) is listed once, by the first."""
@@ -278,8 +292,9 @@ class JudgeEstimate:
     cost: float | None
 
 
-def estimate(plan: Plan, items: list[Item], answered: dict, verdict: Callable,
-             lookup: Callable[[list[str]], set[str]]) -> list[JudgeEstimate]:
+def estimate(
+    plan: Plan, items: list[Item], answered: dict, verdict: Callable, lookup: Callable[[list[str]], set[str]]
+) -> list[JudgeEstimate]:
     """Per task and judge, what judging would call: exact for answers already in (only those
     that pass the other checks), and, for answers still to come, one call each, as if every
     one passed (an upper bound), its prompt the rubric with an answer of the teacher's
@@ -338,10 +353,16 @@ def print_estimate(rows: list[JudgeEstimate], print_=print) -> None:
         return
     print_("judges, after the answers (one call per answer that passes the task's other checks; answers")
     print_("not in yet are counted as if every one passed):")
-    print_(f"{'task':<24} {'judge':<14} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
+    print_(
+        f"{'task':<24} {'judge':<14} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}"
+    )
     for r in rows:
-        print_(f"{r.task:<24} {r.judge:<14} {r.answers:>7} {r.cached:>7} {r.calls:>7} {r.prompt_tokens:>14,} "
-               f"{costs.shown(r.cost):>10}")
+        print_(
+            f"{r.task:<24} {r.judge:<14} {r.answers:>7} {r.cached:>7} {r.calls:>7} {r.prompt_tokens:>14,} "
+            f"{costs.shown(r.cost):>10}"
+        )
     total = costs.shown_total(r.cost for r in rows)
-    print_(f"{'judge total':<24} {'':<14} {sum(r.answers for r in rows):>7} {sum(r.cached for r in rows):>7} "
-           f"{sum(r.calls for r in rows):>7} {sum(r.prompt_tokens for r in rows):>14,} {total:>10}")
+    print_(
+        f"{'judge total':<24} {'':<14} {sum(r.answers for r in rows):>7} {sum(r.cached for r in rows):>7} "
+        f"{sum(r.calls for r in rows):>7} {sum(r.prompt_tokens for r in rows):>14,} {total:>10}"
+    )

@@ -51,7 +51,6 @@ def read_rows(source: SourcePlan, root: Path, *, task: str) -> list[dict]:
     return rows
 
 
-
 def _hub_rows(source: SourcePlan, *, task: str) -> list[dict]:
     """A Hub dataset at the plan's commit (downloaded, or from the cache offline), refused when
     its revision has moved since the plan or its files are not the ones the plan hashed."""
@@ -67,5 +66,7 @@ def _hub_rows(source: SourcePlan, *, task: str) -> list[dict]:
         raise OrcacError(f"task {task}: {error.message}", hint=error.hint) from None
     missing = [c for c in source.columns if c not in columns]
     if missing:
-        raise OrcacError(f"task {task}: hf dataset {source.repo} has no column(s) {', '.join(missing)}", hint="run `orcac plan`")
+        raise OrcacError(
+            f"task {task}: hf dataset {source.repo} has no column(s) {', '.join(missing)}", hint="run `orcac plan`"
+        )
     return rows

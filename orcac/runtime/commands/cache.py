@@ -23,8 +23,10 @@ def command(args) -> int:
     """`orcac cache info | prune | clear`."""
     path = location()
     if path is None:
-        raise OrcacError(f"the answer cache is off ({ENV}={os.environ.get(ENV)})",
-                         hint=f"unset {ENV}, or set it to the cache's folder")
+        raise OrcacError(
+            f"the answer cache is off ({ENV}={os.environ.get(ENV)})",
+            hint=f"unset {ENV}, or set it to the cache's folder",
+        )
     if args.action == "clear":
         removed = [p for p in path.parent.glob(path.name + "*") if p.is_file()]
         for p in removed:  # the file and its -wal / -shm / -journal companions
@@ -48,14 +50,20 @@ def command(args) -> int:
                 return 0
             rows = cache.summary()
         except sqlite3.Error as error:
-            raise OrcacError(f"the answer cache at {path}: {error}",
-                             hint="try again once the builds using it are done; `orcac cache clear` starts a new one") from None
+            raise OrcacError(
+                f"the answer cache at {path}: {error}",
+                hint="try again once the builds using it are done; `orcac cache clear` starts a new one",
+            ) from None
     total = sum(r[1] for r in rows)
     print(f"answer cache: {path}")
-    print(f"  {total:,} answers, {_size(path) / 1e6:,.2f} MB on disk"
-          + (", on a network filesystem (rollback journal, no WAL)" if network_filesystem(path.resolve()) else ""))
+    print(
+        f"  {total:,} answers, {_size(path) / 1e6:,.2f} MB on disk"
+        + (", on a network filesystem (rollback journal, no WAL)" if network_filesystem(path.resolve()) else "")
+    )
     if rows:
         print(f"  {'model':<40} {'answers':>8} {'text MB':>8}  {'oldest':<16}  {'newest':<16}")
         for model, count, size, oldest, newest in rows:
-            print(f"  {printable(model or '-'):<40} {count:>8,} {size / 1e6:>8.2f}  {_when(oldest):<16}  {_when(newest):<16}")
+            print(
+                f"  {printable(model or '-'):<40} {count:>8,} {size / 1e6:>8.2f}  {_when(oldest):<16}  {_when(newest):<16}"
+            )
     return 0

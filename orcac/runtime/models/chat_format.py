@@ -108,7 +108,9 @@ def encode(tokenizer, system: str, user: str, assistant: str, *, max_length: int
 
 # ---- the erase message as the saved template's default system turn ---------------------------
 
-DEFAULT_SYSTEM_MARK = "{#- orcac: the erase message the student was trained with, when the caller gives no system turn -#}"
+DEFAULT_SYSTEM_MARK = (
+    "{#- orcac: the erase message the student was trained with, when the caller gives no system turn -#}"
+)
 
 
 def erase_messages(plan) -> dict[str, list[str]]:
@@ -140,7 +142,9 @@ def with_default_system(template: str, system: str) -> str:
     return (
         DEFAULT_SYSTEM_MARK
         + "{%- if not messages or messages[0]['role'] != 'system' -%}"
-        + "{%- set messages = [{'role': 'system', 'content': " + json.dumps(system, ensure_ascii=False) + "}] + messages -%}"
+        + "{%- set messages = [{'role': 'system', 'content': "
+        + json.dumps(system, ensure_ascii=False)
+        + "}] + messages -%}"
         + "{%- endif -%}"
         + DEFAULT_SYSTEM_MARK
         + template

@@ -188,8 +188,9 @@ def stream(
     next token of each row from its logits [n, vocab] (`requests` are the prompts' indices, for
     their generators); greedy when None.
     """
-    decoding = Stream(model, prompts[0][:shared], width=min(len(prompts), batch_size or len(prompts)),
-                      eos=eos, pad=pad, pick=pick)
+    decoding = Stream(
+        model, prompts[0][:shared], width=min(len(prompts), batch_size or len(prompts)), eos=eos, pad=pad, pick=pick
+    )
     for i, (prompt, budget) in enumerate(zip(prompts, budgets)):
         decoding.add(i, prompt, budget)
     results: dict = {}
@@ -210,8 +211,9 @@ class Stream:
     Slots whose rows finished take the next waiting requests, an eighth of the width at a time.
     """
 
-    def __init__(self, model, prefix: Sequence[int], *, width: int, eos: set[int], pad: int,
-                 pick: Callable | None = None):
+    def __init__(
+        self, model, prefix: Sequence[int], *, width: int, eos: set[int], pad: int, pick: Callable | None = None
+    ):
         import torch
 
         self.net = _Llama(model)
@@ -235,7 +237,7 @@ class Stream:
 
     def add(self, request, prompt: Sequence[int], budget: int) -> None:
         assert self.admits(prompt), "the prompt does not start with the stream's prefix"
-        self.waiting.append((request, list(prompt)[len(self.prefix):], budget))
+        self.waiting.append((request, list(prompt)[len(self.prefix) :], budget))
 
     @property
     def idle(self) -> bool:

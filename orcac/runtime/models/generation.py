@@ -112,7 +112,13 @@ def _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds,
             return pick(logits, [group[r] for r in requests])
 
         decoded = stream_engine.stream(
-            model, members, [budgets[i] for i in group], eos=eos, pad=pad, shared=shared, batch_size=batch_size,
+            model,
+            members,
+            [budgets[i] for i in group],
+            eos=eos,
+            pad=pad,
+            shared=shared,
+            batch_size=batch_size,
             pick=pick_in_group if pick is not None else None,
         )
         for i, (tokens, reason) in zip(group, decoded):
@@ -161,8 +167,8 @@ def _decode_static(model, prompts, budgets, eos, pad, temperature, top_p, seeds)
     mask = torch.zeros((n, shared + width), dtype=torch.long)
     mask[:, :shared] = 1
     for row, tail in enumerate(tails):
-        ids[row, width - len(tail):] = torch.tensor(tail, dtype=torch.long)
-        mask[row, shared + width - len(tail):] = 1
+        ids[row, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+        mask[row, shared + width - len(tail) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     sampled = temperature is not None and temperature > 0
@@ -181,14 +187,20 @@ def _decode_static(model, prompts, budgets, eos, pad, temperature, top_p, seeds)
             model(input_ids=prefix, use_cache=True, **extra)
             cache.batch_repeat_interleave(n)
         while alive:
-            logits = model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True, **extra
-            ).logits[:, -1, :].float()
+            logits = (
+                model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True, **extra)
+                .logits[:, -1, :]
+                .float()
+            )
             if sampled:
                 next_tokens = _sample(logits, temperature, top_p, [generators[r] for r in alive])
             else:
                 next_tokens = logits.argmax(dim=-1)
-            is_eos = torch.isin(next_tokens, eos_ids) if eos_ids is not None else torch.zeros_like(next_tokens, dtype=torch.bool)
+            is_eos = (
+                torch.isin(next_tokens, eos_ids)
+                if eos_ids is not None
+                else torch.zeros_like(next_tokens, dtype=torch.bool)
+            )
             keep: list[int] = []
             for b, (row, token, ended) in enumerate(zip(alive, next_tokens.tolist(), is_eos.tolist())):
                 if finish[row] is not None:  # finished at an earlier step, not yet dropped
@@ -253,7 +265,7 @@ def _forward_arguments(model, cache) -> dict:
     return arguments
 
 
-def _sample(logits, temperature: float, top_p: float | None, generators) -> "torch.Tensor":  # noqa: F821
+def _sample(logits, temperature: float, top_p: float | None, generators) -> torch.Tensor:  # noqa: F821
     """One token per row from softmax(logits / T), nucleus-filtered, each row from its generator."""
     import torch
 

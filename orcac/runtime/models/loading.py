@@ -90,9 +90,7 @@ def _tokenizer_at(model: str, where: ModelLocation):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(
-            where.name_or_path, gguf_file=where.gguf_file, local_files_only=True
-        )
+        return AutoTokenizer.from_pretrained(where.name_or_path, gguf_file=where.gguf_file, local_files_only=True)
     except (OSError, ValueError) as error:
         raise OrcacError(
             f"cannot load the tokenizer of {model!r}: {_first_line(error)}",
@@ -109,8 +107,11 @@ def load_causal_lm(model: str, root: Path | None = None, *, dtype=None):
         try:
             return _load(model, where, dtype)
         except Exception as error:  # noqa: BLE001 - our own copy, damaged (a full disk, a file cut short): make it again
-            print(f"note: the cached copy of {model} in {where.name_or_path} did not load "
-                  f"({_first_line(error)}); dequantising the GGUF file again", file=sys.stderr)
+            print(
+                f"note: the cached copy of {model} in {where.name_or_path} did not load "
+                f"({_first_line(error)}); dequantising the GGUF file again",
+                file=sys.stderr,
+            )
             shutil.rmtree(where.name_or_path, ignore_errors=True)
     return _load(model, original, dtype)
 

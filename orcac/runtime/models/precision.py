@@ -124,17 +124,21 @@ def choose(precision: str, asker: str | None = None, *, cuda: bool | None = None
         supported = torch.cuda.is_bf16_supported()
         if precision == "bf16" and not supported:
             raise OrcacError(
-                (f"{asker}: " if asker else "") + f"precision = bf16, but {torch.cuda.get_device_name(0)} does not support bf16",
+                (f"{asker}: " if asker else "")
+                + f"precision = bf16, but {torch.cuda.get_device_name(0)} does not support bf16",
                 hint=f"set precision = auto (or fp32) {_where_set(asker)}",
             )
         if supported:
-            return Precision("bf16", "as the plan says" if precision == "bf16" else "auto: the GPU supports bf16", autocast)
+            return Precision(
+                "bf16", "as the plan says" if precision == "bf16" else "auto: the GPU supports bf16", autocast
+            )
         return Precision("fp32", "auto: the GPU has no bf16", autocast)
     flag = cpu_bf16_flag()
     if precision == "bf16":
         return Precision(
             "bf16",
-            "as the plan says" + ("" if flag else f"; this CPU has no native bf16 ({_cpu_level()}), so it is emulated and slow"),
+            "as the plan says"
+            + ("" if flag else f"; this CPU has no native bf16 ({_cpu_level()}), so it is emulated and slow"),
             autocast,
         )
     if flag:

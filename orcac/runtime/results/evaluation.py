@@ -30,18 +30,29 @@ def evaluation(store: Store, *, judged: bool = True) -> dict | None:
     gaps = _gaps(store)
     paired = _paired(store)
     table = [
-        {"task": task, "arms": [cells.get((arm, task)) for arm in arms], "gaps": gaps.get(task),
-         "paired": paired.get(task)}
+        {
+            "task": task,
+            "arms": [cells.get((arm, task)) for arm in arms],
+            "gaps": gaps.get(task),
+            "paired": paired.get(task),
+        }
         for task in tasks
     ]
     undecided_lines = [
         f"{task} {metric}, trained against base: {line}"
-        for task in tasks for metric, t in (paired.get(task) or {}).items()
+        for task in tasks
+        for metric, t in (paired.get(task) or {}).items()
         if (line := undecided(t["pairs"], t["worse"], t["better"]))
     ]
-    return {"arms": arms, "rows": table, "chart": eval_chart(arms, tasks, cells), "gaps": bool(gaps),
-            "paired": bool(paired), "undecided": undecided_lines,
-            "judges": _eval_judges(store, arms) if judged else []}
+    return {
+        "arms": arms,
+        "rows": table,
+        "chart": eval_chart(arms, tasks, cells),
+        "gaps": bool(gaps),
+        "paired": bool(paired),
+        "undecided": undecided_lines,
+        "judges": _eval_judges(store, arms) if judged else [],
+    }
 
 
 def benchmark_results(store: Store) -> list[dict]:
@@ -65,7 +76,9 @@ def benchmark_table(rows: list[dict]) -> dict | None:
         "system": next((r["system_instruction"] for r in rows if r["system_instruction"]), None),
         "rows": [
             {
-                "benchmark": benchmark, "metric": metric, "filter": filter_name,
+                "benchmark": benchmark,
+                "metric": metric,
+                "filter": filter_name,
                 "n": next((r["samples"] for r in by_arm.values() if r["samples"] is not None), None),
                 "cells": [_score(by_arm.get(arm)) for arm in arms],
             }
@@ -86,8 +99,10 @@ def _eval_judges(store: Store, arms: list[str]) -> list[dict]:
     cells: dict[tuple[str, str], dict] = {}
     for task, judge, model, n, kept, mean in rows:
         cells.setdefault((task, judge), {})[model] = {"judged": n, "kept": kept, "mean": mean}
-    return [{"task": task, "judge": judge, "arms": [by_arm.get(arm) for arm in arms]}
-            for (task, judge), by_arm in sorted(cells.items())]
+    return [
+        {"task": task, "judge": judge, "arms": [by_arm.get(arm) for arm in arms]}
+        for (task, judge), by_arm in sorted(cells.items())
+    ]
 
 
 def _gaps(store: Store) -> dict[str, dict[str, dict]]:

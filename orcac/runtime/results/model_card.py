@@ -152,9 +152,14 @@ def _body(plan, plan_sha: str, final: Path, facts: dict) -> list[str]:
         "## Training",
         "",
         f"- {'LoRA' if lora else 'full fine-tuning'}"
-        + (f" (r={lora.r}, alpha={lora.alpha}, modules {', '.join(lora.target_modules)}), merged into the weights: "
-           "this folder holds plain weights, no adapter" if lora else ""),
-        f"- precision: {facts.get('precision') or tp.precision}" + (f", on {facts['device']}" if facts.get("device") else ""),
+        + (
+            f" (r={lora.r}, alpha={lora.alpha}, modules {', '.join(lora.target_modules)}), merged into the weights: "
+            "this folder holds plain weights, no adapter"
+            if lora
+            else ""
+        ),
+        f"- precision: {facts.get('precision') or tp.precision}"
+        + (f", on {facts['device']}" if facts.get("device") else ""),
         f"- learning rate {tp.lr:g} ({tp.schedule}), batch size {tp.batch_size} x {tp.grad_accum} accumulated, "
         f"max length {tp.max_length}, packing {'on' if tp.packing else 'off'}, seed {tp.seed}",
         "",
@@ -222,7 +227,9 @@ def _benchmarks(bm: dict | None) -> list[str]:
     ]
     for row in bm["rows"]:
         n = "" if row["n"] is None else str(row["n"])
-        out.append(f"| {row['benchmark']} | {row['metric']} | {row['filter']} | {n} | " + " | ".join(row["cells"]) + " |")
+        out.append(
+            f"| {row['benchmark']} | {row['metric']} | {row['filter']} | {n} | " + " | ".join(row["cells"]) + " |"
+        )
     return out
 
 

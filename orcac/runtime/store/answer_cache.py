@@ -59,11 +59,37 @@ OFF = {"off", "0", "false", "no", "none"}
 _CHUNK = 900  # ids per query: under SQLite's host-parameter limit on every version
 
 # Filesystems on which processes of several hosts may share the file: no WAL there.
-NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs",
-                       "fuse.glusterfs", "lustre", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse"}
+NETWORK_FILESYSTEMS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "9p",
+    "afs",
+    "ceph",
+    "glusterfs",
+    "fuse.glusterfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+}
 
-_COLUMNS = ("job_id", "family", "model", "max_tokens", "text", "finish_reason", "prompt_tokens",
-            "completion_tokens", "cost", "answer_model")
+_COLUMNS = (
+    "job_id",
+    "family",
+    "model",
+    "max_tokens",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "answer_model",
+)
 
 
 def location(*, enabled: bool = True) -> Path | None:
@@ -99,8 +125,14 @@ def network_filesystem(path: Path, mounts: str | None = None) -> bool:
     return kind in NETWORK_FILESYSTEMS
 
 
-def _digest(job_id: str, family: str | None, max_tokens: int | None, text: str, finish: str | None,
-            completion_tokens: int | None) -> str:
+def _digest(
+    job_id: str,
+    family: str | None,
+    max_tokens: int | None,
+    text: str,
+    finish: str | None,
+    completion_tokens: int | None,
+) -> str:
     payload = [job_id, family, max_tokens, text, finish, completion_tokens]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
 
@@ -123,9 +155,18 @@ class Answer:
     @classmethod
     def of(cls, outcome, job, model: str, max_tokens: int) -> Answer:
         """A successful Outcome of `job`, asked of `model` under `max_tokens`."""
-        return cls(outcome.job_id, job.family or None, model, max_tokens, outcome.text, outcome.finish_reason,
-                   int(outcome.prompt_tokens or 0), int(outcome.completion_tokens or 0), float(outcome.cost or 0.0),
-                   outcome.model)
+        return cls(
+            outcome.job_id,
+            job.family or None,
+            model,
+            max_tokens,
+            outcome.text,
+            outcome.finish_reason,
+            int(outcome.prompt_tokens or 0),
+            int(outcome.completion_tokens or 0),
+            float(outcome.cost or 0.0),
+            outcome.model,
+        )
 
     def digest(self) -> str:
         return _digest(self.job_id, self.family, self.max_tokens, self.text, self.finish_reason, self.completion_tokens)
@@ -145,8 +186,9 @@ class AnswerCache:
         self._warned = False
 
     @classmethod
-    def open(cls, *, enabled: bool = True, path: Path | None = None, quiet: bool = False,
-             create: bool = True) -> AnswerCache | None:
+    def open(
+        cls, *, enabled: bool = True, path: Path | None = None, quiet: bool = False, create: bool = True
+    ) -> AnswerCache | None:
         """The cache, created if missing (unless not `create`: a dry run writes nothing); None
         when it is off, absent or cannot be used (with a note)."""
         path = path or location(enabled=enabled)
@@ -156,8 +198,10 @@ class AnswerCache:
             return cls(_connect(path), path)
         except (OSError, sqlite3.Error, _NewerFormat) as error:
             if not quiet:
-                _note(f"the answer cache at {path} is not used: {error} "
-                      "(`orcac cache clear` starts a new one; ORCAC_ANSWER_CACHE=off silences this)")
+                _note(
+                    f"the answer cache at {path} is not used: {error} "
+                    "(`orcac cache clear` starts a new one; ORCAC_ANSWER_CACHE=off silences this)"
+                )
             return None
 
     def close(self) -> None:
@@ -184,19 +228,23 @@ class AnswerCache:
         ids = list(dict.fromkeys(job_ids))
         held: set[str] = set()
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
-            held |= {r[0] for r in self._rows(
-                f"SELECT job_id FROM answers WHERE job_id IN ({','.join('?' * len(chunk))})", chunk)}
+            chunk = ids[start : start + _CHUNK]
+            held |= {
+                r[0]
+                for r in self._rows(f"SELECT job_id FROM answers WHERE job_id IN ({','.join('?' * len(chunk))})", chunk)
+            }
         return set(ids) - held
 
     def _select(self, column: str, keys: Iterable[str]) -> list[Answer]:
         keys = [k for k in dict.fromkeys(keys) if k]
         found: list[Answer] = []
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+            chunk = keys[start : start + _CHUNK]
             rows = self._rows(
                 f"SELECT {', '.join(_COLUMNS)}, digest FROM answers WHERE {column} IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY job_id", chunk)
+                "ORDER BY job_id",
+                chunk,
+            )
             for row in rows:
                 answer = Answer(*row[:-1])
                 if answer.text is not None and answer.digest() == row[-1]:
@@ -220,7 +268,9 @@ class AnswerCache:
         rows = [(*(getattr(a, c) for c in _COLUMNS), now, now, a.digest()) for a in answers if a.text is not None]
         return self._write(
             f"INSERT OR IGNORE INTO answers ({', '.join(_COLUMNS)}, stored, used, digest) "
-            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 3))})", rows)
+            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 3))})",
+            rows,
+        )
 
     def touch(self, job_ids: Iterable[str]) -> None:
         """Mark answers as used now: `orcac cache prune --older-than` keeps what builds still read."""
@@ -257,7 +307,8 @@ class AnswerCache:
         with self._lock:
             return self.con.execute(
                 "SELECT model, count(*), coalesce(sum(length(CAST(text AS BLOB))), 0), min(stored), max(stored) "
-                "FROM answers GROUP BY model ORDER BY model").fetchall()
+                "FROM answers GROUP BY model ORDER BY model"
+            ).fetchall()
 
     def prune(self, *, older_than_s: float | None = None, model: str | None = None) -> int:
         """Delete answers not used for `older_than_s` seconds and/or asked of `model`; returns how many."""

@@ -48,18 +48,32 @@ def record_upload(store: Store, file_id: str, teacher: str, api_base: str | None
     """An uploaded file and its jobs (job id -> times submitted), before its batch exists."""
     import pyarrow as pa
 
-    store.write({
-        "batches": pa.table({
-            "input_file_id": [file_id], "teacher": [teacher], "api_base": pa.array([api_base], pa.string()),
-            "batch_id": pa.array([None], pa.string()), "status": pa.array([None], pa.string()),
-            "lines": [len(submitted)], "completed": [0], "failed": [0],
-            "output_file_id": pa.array([None], pa.string()), "error_file_id": pa.array([None], pa.string()),
-            "collected": [False],
-        }),
-        "batch_jobs": pa.table({
-            "input_file_id": [file_id] * len(submitted), "job_id": list(submitted), "n": list(submitted.values()),
-        }),
-    })
+    store.write(
+        {
+            "batches": pa.table(
+                {
+                    "input_file_id": [file_id],
+                    "teacher": [teacher],
+                    "api_base": pa.array([api_base], pa.string()),
+                    "batch_id": pa.array([None], pa.string()),
+                    "status": pa.array([None], pa.string()),
+                    "lines": [len(submitted)],
+                    "completed": [0],
+                    "failed": [0],
+                    "output_file_id": pa.array([None], pa.string()),
+                    "error_file_id": pa.array([None], pa.string()),
+                    "collected": [False],
+                }
+            ),
+            "batch_jobs": pa.table(
+                {
+                    "input_file_id": [file_id] * len(submitted),
+                    "job_id": list(submitted),
+                    "n": list(submitted.values()),
+                }
+            ),
+        }
+    )
 
 
 def record_batch(store: Store, file_id: str, batch_id: str, status: str) -> None:
@@ -84,26 +98,40 @@ def members(store: Store, file_id: str) -> dict[str, int | None]:
 
 
 def record_collected(
-    store: Store, file_id: str, *, status: str, output_file_id: str | None, error_file_id: str | None,
+    store: Store,
+    file_id: str,
+    *,
+    status: str,
+    output_file_id: str | None,
+    error_file_id: str | None,
     results: dict[str, tuple[dict, bool, int | None]],
 ) -> None:
     """An ended batch's lines (job id -> (line, answered, times submitted)) stored and the batch
     marked collected, in one transaction: a kill leaves it uncollected, or all of it stored."""
     import pyarrow as pa
 
-    names = [c[0] for c in store.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'batches' ORDER BY ordinal_position")]
+    names = [
+        c[0]
+        for c in store.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'batches' ORDER BY ordinal_position"
+        )
+    ]
     (row,) = store.rows("SELECT * FROM batches WHERE input_file_id = ?", [file_id])
-    values = dict(zip(names, row), status=status, collected=True, output_file_id=output_file_id,
-                  error_file_id=error_file_id)
+    values = dict(
+        zip(names, row), status=status, collected=True, output_file_id=output_file_id, error_file_id=error_file_id
+    )
     kinds = {"collected": pa.bool_(), **{name: pa.int64() for name in _COUNTS}}
     tables = {"batches": pa.table({k: pa.array([v], kinds.get(k, pa.string())) for k, v in values.items()})}
     if results:
-        tables["batch_results"] = pa.table({
-            "input_file_id": [file_id] * len(results), "job_id": list(results),
-            "line": [json.dumps(line, ensure_ascii=False) for line, _, _ in results.values()],
-            "ok": [ok for _, ok, _ in results.values()], "n": [n for _, _, n in results.values()],
-        })
+        tables["batch_results"] = pa.table(
+            {
+                "input_file_id": [file_id] * len(results),
+                "job_id": list(results),
+                "line": [json.dumps(line, ensure_ascii=False) for line, _, _ in results.values()],
+                "ok": [ok for _, ok, _ in results.values()],
+                "n": [n for _, _, n in results.values()],
+            }
+        )
     store.write(tables)
 
 

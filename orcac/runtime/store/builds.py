@@ -55,7 +55,9 @@ def answered_ids(store: Store, job_ids: list[str]) -> set[str]:
 
 def failed_ids(store: Store, job_ids: list[str]) -> set[str]:
     """The jobs among these that failed for good (after retries)."""
-    return {r[0] for r in store.rows(f"SELECT job_id FROM jobs WHERE status = 'failed' AND {in_list('job_id')}", [job_ids])}
+    return {
+        r[0] for r in store.rows(f"SELECT job_id FROM jobs WHERE status = 'failed' AND {in_list('job_id')}", [job_ids])
+    }
 
 
 def teacher_answered_ids(store: Store, job_ids: list[str]) -> list[str]:
@@ -68,7 +70,9 @@ def answers_with_usage(store: Store, job_ids: list[str]) -> list[tuple]:
     """(job_id, text, finish_reason, prompt_tokens, completion_tokens, cost, model) per stored answer."""
     return store.rows(
         "SELECT job_id, text, finish_reason, prompt_tokens, completion_tokens, cost, model FROM responses "
-        f"WHERE {in_list('job_id')}", [job_ids])
+        f"WHERE {in_list('job_id')}",
+        [job_ids],
+    )
 
 
 def stopped_answers(store: Store, families: list[str]) -> list[tuple]:
@@ -78,7 +82,9 @@ def stopped_answers(store: Store, families: list[str]) -> list[tuple]:
     return store.rows(
         "SELECT r.job_id, r.family, j.model, r.max_tokens, r.text, r.finish_reason, r.prompt_tokens, "
         "r.completion_tokens, r.cost, r.model FROM responses r LEFT JOIN jobs j USING (job_id) "
-        f"WHERE r.finish_reason = 'stop' AND r.text IS NOT NULL AND {in_list('r.family')}", [families])
+        f"WHERE r.finish_reason = 'stop' AND r.text IS NOT NULL AND {in_list('r.family')}",
+        [families],
+    )
 
 
 # ---- examples ----------------------------------------------------------------------------------
@@ -88,9 +94,11 @@ EXAMPLE_COLUMNS = ("task", "row_index", "split", "probe", "prompt", "gold", "sou
 
 def stored_examples(store: Store, tasks: list[str]) -> set[tuple]:
     """These tasks' stored examples, as EXAMPLE_COLUMNS tuples."""
-    return set(store.rows(
-        f"SELECT {', '.join(EXAMPLE_COLUMNS)} FROM examples WHERE task IN (SELECT unnest(?::VARCHAR[]))", [tasks]
-    ))
+    return set(
+        store.rows(
+            f"SELECT {', '.join(EXAMPLE_COLUMNS)} FROM examples WHERE task IN (SELECT unnest(?::VARCHAR[]))", [tasks]
+        )
+    )
 
 
 def forget_examples(store: Store, task: str, keep_rows: list[int]) -> None:
@@ -105,15 +113,19 @@ def forget_examples(store: Store, task: str, keep_rows: list[int]) -> None:
 
 def stored_checks(store: Store, item_ids: list[str]) -> dict[str, tuple[bool, str | None]]:
     """item id -> its stored (accepted, reason)."""
-    return {r[0]: (r[1], r[2]) for r in store.rows(
-        f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [item_ids])}
+    return {
+        r[0]: (r[1], r[2])
+        for r in store.rows(f"SELECT item_id, accepted, reason FROM checks WHERE {in_list('item_id')}", [item_ids])
+    }
 
 
 def stored_records(store: Store, record_ids: list[str], fields: tuple[str, ...]) -> dict[str, tuple]:
     """record id -> its stored record's `fields` (orcac.runtime.answers.erasure.RECORD_FIELDS)."""
     columns = ", ".join(f'"{f}"' for f in fields)
-    return {r[0]: tuple(r[1:]) for r in store.rows(
-        f"SELECT record_id, {columns} FROM records WHERE {in_list('record_id')}", [record_ids])}
+    return {
+        r[0]: tuple(r[1:])
+        for r in store.rows(f"SELECT record_id, {columns} FROM records WHERE {in_list('record_id')}", [record_ids])
+    }
 
 
 def stored_judgements(store: Store, item_ids: list[str]) -> dict[str, set[tuple]]:
@@ -122,8 +134,8 @@ def stored_judgements(store: Store, item_ids: list[str]) -> dict[str, set[tuple]
     if not item_ids:
         return out
     for row in store.rows(
-        "SELECT item_id, judge, job_id, score, reasoning, accepted, reason FROM judgements "
-        f"WHERE {in_list('item_id')}", [item_ids]
+        f"SELECT item_id, judge, job_id, score, reasoning, accepted, reason FROM judgements WHERE {in_list('item_id')}",
+        [item_ids],
     ):
         out.setdefault(row[0], set()).add(tuple(row[1:]))
     return out

@@ -218,8 +218,7 @@ def schema_version(con: Connection | duckdb.DuckDBPyConnection) -> int | None:
 def _refuse_newer(path: Path, version: int | None) -> None:
     if version is not None and version > SCHEMA_VERSION:
         raise OrcacError(
-            f"{path} was written by a newer orcac (database schema {version}; this orcac knows up to "
-            f"{SCHEMA_VERSION})",
+            f"{path} was written by a newer orcac (database schema {version}; this orcac knows up to {SCHEMA_VERSION})",
             hint="upgrade orcac (`make setup` on the newer checkout), or pass another --db",
         )
 

@@ -24,25 +24,84 @@ from orcac.runtime.store.database import Store, open_database
 from orcac.runtime.store.queries import column_names, table_names
 
 RUN_COLUMNS = (
-    "run_id", "model", "model_path", "task", "strategy", "examples", "accepted", "adherent", "truncated",
-    "accuracy", "adherence", "seconds", "plan_sha256", "accuracy_n", "accuracy_low", "accuracy_high",
-    "adherence_n", "adherence_low", "adherence_high",
+    "run_id",
+    "model",
+    "model_path",
+    "task",
+    "strategy",
+    "examples",
+    "accepted",
+    "adherent",
+    "truncated",
+    "accuracy",
+    "adherence",
+    "seconds",
+    "plan_sha256",
+    "accuracy_n",
+    "accuracy_low",
+    "accuracy_high",
+    "adherence_n",
+    "adherence_low",
+    "adherence_high",
 )
 ANSWER_COLUMNS = (
-    "run_id", "model", "task", "row_index", "prompt", "gold", "answer", "finish_reason", "new_tokens",
-    "accepted", "reason", "adheres", "broken", "job_id", "follows",
+    "run_id",
+    "model",
+    "task",
+    "row_index",
+    "prompt",
+    "gold",
+    "answer",
+    "finish_reason",
+    "new_tokens",
+    "accepted",
+    "reason",
+    "adheres",
+    "broken",
+    "job_id",
+    "follows",
 )
 JUDGEMENT_COLUMNS = (
-    "run_id", "model", "task", "row_index", "judge", "job_id", "score", "reasoning", "accepted", "reason",
+    "run_id",
+    "model",
+    "task",
+    "row_index",
+    "judge",
+    "job_id",
+    "score",
+    "reasoning",
+    "accepted",
+    "reason",
 )
 GAP_COLUMNS = (
-    "run_id", "task", "metric", "base", "prompted", "trained", "gap_closed", "plan_sha256", "gap_low", "gap_high",
+    "run_id",
+    "task",
+    "metric",
+    "base",
+    "prompted",
+    "trained",
+    "gap_closed",
+    "plan_sha256",
+    "gap_low",
+    "gap_high",
 )
 PAIRED_COLUMNS = ("run_id", "task", "metric", "pairs", "worse", "better", "p_value", "plan_sha256")
 CALL_COLUMNS = ("job_id", "purpose", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost")
 BENCHMARK_COLUMNS = (
-    "run_id", "model", "model_path", "benchmark", "top", "metric", "filter", "value", "stderr", "samples",
-    "shots", "system_instruction", "lm_eval_version", "plan_sha256",
+    "run_id",
+    "model",
+    "model_path",
+    "benchmark",
+    "top",
+    "metric",
+    "filter",
+    "value",
+    "stderr",
+    "samples",
+    "shots",
+    "system_instruction",
+    "lm_eval_version",
+    "plan_sha256",
 )
 # eval_runs' intervals: a file from before them has none of these columns
 INTERVAL_COLUMNS = ("accuracy_n", "accuracy_low", "accuracy_high", "adherence_n", "adherence_low", "adherence_high")
@@ -63,15 +122,17 @@ def writing(db_path: Path) -> Iterator[Store]:
         store.close()
 
 
-def _insert(store: Store, table: str, columns: tuple[str, ...], rows: list[dict], *, stamped: bool = False,
-            verb: str = "INSERT") -> None:
+def _insert(
+    store: Store, table: str, columns: tuple[str, ...], rows: list[dict], *, stamped: bool = False, verb: str = "INSERT"
+) -> None:
     """`rows` into `table`, one statement; `stamped`: created_at is now()."""
     if not rows:
         return
     names = ", ".join(columns) + (", created_at" if stamped else "")
     marks = ", ".join("?" for _ in columns) + (", now()" if stamped else "")
-    store.con.executemany(f"{verb} INTO {table} ({names}) VALUES ({marks})",
-                          [tuple(row[c] for c in columns) for row in rows])
+    store.con.executemany(
+        f"{verb} INTO {table} ({names}) VALUES ({marks})", [tuple(row[c] for c in columns) for row in rows]
+    )
 
 
 def insert_runs(store: Store, rows: list[dict]) -> None:
@@ -125,11 +186,16 @@ def stored_answers(store: Store, job_ids: list[str]) -> list[tuple] | None:
     before eval_calls, among the prompted answers `eval_answers` kept. None: the file has
     none of these tables."""
     tables = table_names(store)
-    sources = [f"SELECT job_id, text, finish_reason, completion_tokens FROM {t}"
-               for t in ("responses", "eval_calls") if t in tables]
+    sources = [
+        f"SELECT job_id, text, finish_reason, completion_tokens FROM {t}"
+        for t in ("responses", "eval_calls")
+        if t in tables
+    ]
     if "job_id" in column_names(store, "eval_answers"):
-        sources.append("SELECT job_id, answer, finish_reason, new_tokens FROM eval_answers "
-                       "WHERE model = 'prompted' AND job_id IS NOT NULL")
+        sources.append(
+            "SELECT job_id, answer, finish_reason, new_tokens FROM eval_answers "
+            "WHERE model = 'prompted' AND job_id IS NOT NULL"
+        )
     if not sources:
         return None
     return store.rows(
@@ -227,7 +293,7 @@ def latest_benchmarks(store: Store) -> list[dict]:
         WITH latest AS (
             SELECT model, arg_max(run_id, created_at) AS run_id FROM eval_benchmarks GROUP BY model
         )
-        SELECT {', '.join('b.' + c for c in BENCHMARK_FIELDS)}
+        SELECT {", ".join("b." + c for c in BENCHMARK_FIELDS)}
         FROM eval_benchmarks b JOIN latest USING (model, run_id) ORDER BY b.created_at, b.benchmark, b.metric, b.filter
         """
     )

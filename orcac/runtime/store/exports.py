@@ -30,9 +30,11 @@ _HOLDOUT = """
 
 def records(store: Store, plan: Plan, split: str = "train") -> pa.Table:
     """The rows an export writes, for the plan's tasks, in (task, row) order."""
-    tasks = pa.table({
-        "task": list(plan.tasks),
-        "strategy": [t.strategy for t in plan.tasks.values()],
-        "system": [plan.erase[t.erase].system for t in plan.tasks.values()],
-    })
+    tasks = pa.table(
+        {
+            "task": list(plan.tasks),
+            "strategy": [t.strategy for t in plan.tasks.values()],
+            "system": [plan.erase[t.erase].system for t in plan.tasks.values()],
+        }
+    )
     return store.query(_TRAIN if split == "train" else _HOLDOUT, tasks=tasks)

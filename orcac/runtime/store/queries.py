@@ -24,5 +24,7 @@ def table_names(store: Store) -> set[str]:
 
 def column_names(store: Store, table: str) -> set[str]:
     """`table`'s columns (none where the file lacks it): an older file lacks some, read as NULL."""
-    return {name for (name,) in store.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])}
+    return {
+        name
+        for (name,) in store.rows("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])
+    }

@@ -42,15 +42,18 @@ def task_calls(store: Store) -> dict[str, tuple]:
     """task -> (calls asked, failed jobs, prompt tokens, completion tokens, cost, teacher
     seconds, answers reused)."""
     asked = _asked(store)
-    return {r[0]: r[1:] for r in store.rows(
-        f"""
+    return {
+        r[0]: r[1:]
+        for r in store.rows(
+            f"""
         SELECT j.task, count(r.job_id) FILTER {asked}, count(*) FILTER (WHERE j.status = 'failed'),
                coalesce(sum(r.prompt_tokens), 0), coalesce(sum(r.completion_tokens), 0),
                coalesce(sum(r.cost), 0), coalesce(sum(r.latency_s), 0),
                count(r.job_id) - count(r.job_id) FILTER {asked}
         FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.task
         """
-    )}
+        )
+    }
 
 
 def record_counts(store: Store) -> dict[str, int]:
@@ -62,15 +65,18 @@ def teacher_totals(store: Store) -> dict[str, tuple]:
     """teacher -> (model, calls asked, retries, failed jobs, prompt tokens, completion tokens,
     cost, mean latency of the calls asked)."""
     asked = _asked(store)
-    return {r[0]: r[1:] for r in store.rows(
-        f"""
+    return {
+        r[0]: r[1:]
+        for r in store.rows(
+            f"""
         SELECT j.teacher, any_value(j.model), count(r.job_id) FILTER {asked},
                coalesce(sum(greatest(j.attempts - 1, 0)), 0),
                count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.prompt_tokens), 0),
                coalesce(sum(r.completion_tokens), 0), coalesce(sum(r.cost), 0), avg(r.latency_s) FILTER {asked}
         FROM jobs j LEFT JOIN responses r USING (job_id) GROUP BY j.teacher
         """
-    )}
+        )
+    }
 
 
 def _failure_reason(store: Store) -> str:
@@ -106,20 +112,39 @@ def judge_scores(store: Store) -> list[tuple]:
 def judge_calls(store: Store) -> dict[tuple[str, str], tuple]:
     """(task, judge) -> (calls answered, failed, cost): a judge's jobs are the task's jobs whose
     strategy is `judged(NAME)`."""
-    return {(r[0], r[1]): r[2:] for r in store.rows(
-        """
+    return {
+        (r[0], r[1]): r[2:]
+        for r in store.rows(
+            """
         SELECT j.task, regexp_extract(j.strategy, '^judged\\((.*)\\)$', 1), count(r.job_id),
                count(*) FILTER (WHERE j.status = 'failed'), coalesce(sum(r.cost), 0)
         FROM jobs j LEFT JOIN responses r USING (job_id)
         WHERE j.strategy LIKE 'judged(%)' GROUP BY ALL
         """
-    )}
+        )
+    }
 
 
 RECORD_COLUMNS = (
-    "task", "strategy", "row_index", "accepted", "reason", "teacher", "messages", "answer", "finish_reason",
-    "prompt_tokens", "completion_tokens", "cost", "latency_s", "attempts", "erased_system", "erased_user",
-    "gold", "group_total", "judgements",
+    "task",
+    "strategy",
+    "row_index",
+    "accepted",
+    "reason",
+    "teacher",
+    "messages",
+    "answer",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_s",
+    "attempts",
+    "erased_system",
+    "erased_user",
+    "gold",
+    "group_total",
+    "judgements",
 )
 
 
@@ -130,7 +155,8 @@ def record_sample(store: Store, sample: int, *, judgements: bool = True) -> list
     judged = (
         "(SELECT list({'judge': g.judge, 'score': g.score, 'reasoning': g.reasoning, 'accepted': g.accepted, "
         "'reason': g.reason} ORDER BY g.judge) FROM judgements g WHERE g.item_id = i.id)"
-        if judgements else "NULL"
+        if judgements
+        else "NULL"
     )
     rows = store.rows(
         f"""
@@ -166,12 +192,15 @@ def record_sample(store: Store, sample: int, *, judgements: bool = True) -> list
 
 def record_totals(store: Store) -> dict[tuple[str, str], int]:
     """(task, verdict) -> items: every checked answer and failed job, sampled or not."""
-    return {(t, v): n for t, v, n in store.rows(
-        """
+    return {
+        (t, v): n
+        for t, v, n in store.rows(
+            """
         SELECT task, CASE WHEN accepted THEN 'accepted' ELSE 'rejected' END, count(*) FROM checks GROUP BY ALL
         UNION ALL SELECT task, 'failed', count(*) FROM jobs WHERE status = 'failed' GROUP BY ALL
         """
-    )}
+        )
+    }
 
 
 def decisions(store: Store) -> list[tuple]:

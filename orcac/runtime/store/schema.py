@@ -141,15 +141,27 @@ REASON_IN_ERROR = "split_part(coalesce(error, 'failed'), ':', 1)"
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: ("ALTER TABLE eval_answers ADD COLUMN IF NOT EXISTS job_id VARCHAR",),
     1: (f"CREATE TABLE IF NOT EXISTS judgements ({TABLES['judgements']})",),  # judges came with version 2
-    2: tuple(f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # eval's calls and judges, version 3
-             for name in ("eval_calls", "eval_judgements")),
-    3: tuple(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column}"  # answer reuse, version 4
-             for column in ("family VARCHAR", "max_tokens BIGINT", "origin VARCHAR", "reused_from VARCHAR")),
+    2: tuple(
+        f"CREATE TABLE IF NOT EXISTS {name} ({TABLES[name]})"  # eval's calls and judges, version 3
+        for name in ("eval_calls", "eval_judgements")
+    ),
+    3: tuple(
+        f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column}"  # answer reuse, version 4
+        for column in ("family VARCHAR", "max_tokens BIGINT", "origin VARCHAR", "reused_from VARCHAR")
+    ),
     4: (f"CREATE TABLE IF NOT EXISTS eval_benchmarks ({TABLES['eval_benchmarks']})",),  # benchmarks, version 5
     5: (  # how sure each eval figure is (intervals and the paired test), version 6
-        *(f"ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS {column}" for column in (
-            "accuracy_n INTEGER", "accuracy_low DOUBLE", "accuracy_high DOUBLE",
-            "adherence_n INTEGER", "adherence_low DOUBLE", "adherence_high DOUBLE")),
+        *(
+            f"ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS {column}"
+            for column in (
+                "accuracy_n INTEGER",
+                "accuracy_low DOUBLE",
+                "accuracy_high DOUBLE",
+                "adherence_n INTEGER",
+                "adherence_low DOUBLE",
+                "adherence_high DOUBLE",
+            )
+        ),
         "ALTER TABLE eval_gaps ADD COLUMN IF NOT EXISTS gap_low DOUBLE",
         "ALTER TABLE eval_gaps ADD COLUMN IF NOT EXISTS gap_high DOUBLE",
         f"CREATE TABLE IF NOT EXISTS eval_paired ({TABLES['eval_paired']})",

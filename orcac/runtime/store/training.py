@@ -91,7 +91,9 @@ def end_run(store: Store, run_id: str, status: str) -> None:
 
 def fail_if_running(store: Store, run_id: str) -> None:
     """A run whose process was killed by a signal, unless it said how it ended before."""
-    store.execute("UPDATE train_runs SET status = 'failed', ended_at = now() WHERE run_id = ? AND status = 'running'", [run_id])
+    store.execute(
+        "UPDATE train_runs SET status = 'failed', ended_at = now() WHERE run_id = ? AND status = 'running'", [run_id]
+    )
 
 
 def _upsert_run(store: Store, run: TrainRun, status: str) -> None:
@@ -100,8 +102,18 @@ def _upsert_run(store: Store, run: TrainRun, status: str) -> None:
         INSERT INTO train_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), NULL, ?, NULL, ?)
         ON CONFLICT (run_id) DO UPDATE SET status = excluded.status
         """,
-        [run.run_id, run.plan_sha256, run.student, run.output, run.device, run.precision,
-         run.packing, run.isolated, status, run.versions],
+        [
+            run.run_id,
+            run.plan_sha256,
+            run.student,
+            run.output,
+            run.device,
+            run.precision,
+            run.packing,
+            run.isolated,
+            status,
+            run.versions,
+        ],
     )
 
 

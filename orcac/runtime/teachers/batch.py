@@ -231,8 +231,14 @@ def outcome_of(job_id: str, line: dict, price: tuple[float, float] | None, attem
     cost = prompt * price[0] + completion * price[1] if price else 0.0
     finish = map_finish_reason(finish) if finish is not None else None
     return Outcome.answered(
-        job_id, text, finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
-        model=model, attempts=attempts,
+        job_id,
+        text,
+        finish_reason=finish,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+        model=model,
+        attempts=attempts,
     )
 
 
@@ -267,7 +273,9 @@ def _status_line(batch: Any) -> str:
 class _Runner:
     """One teacher's batches in one build."""
 
-    def __init__(self, teacher: _BatchTeacher, jobs: dict[str, Job], store: Store, on_outcome, on_batch: OnBatch | None):
+    def __init__(
+        self, teacher: _BatchTeacher, jobs: dict[str, Job], store: Store, on_outcome, on_batch: OnBatch | None
+    ):
         self.teacher = teacher
         self.name = teacher.plan.name
         self.pending = jobs  # job id -> job, no answer yet; shrinks as outcomes are delivered
@@ -332,7 +340,10 @@ class _Runner:
 
     async def _create_batch(self, file_id: str) -> str:
         batch = await self._call(
-            self.litellm.acreate_batch, completion_window=WINDOW, endpoint=ENDPOINT, input_file_id=file_id,
+            self.litellm.acreate_batch,
+            completion_window=WINDOW,
+            endpoint=ENDPOINT,
+            input_file_id=file_id,
             metadata={"orcac_teacher": self.name},
         )
         stored.record_batch(self.store, file_id, batch.id, batch.status)
@@ -350,7 +361,8 @@ class _Runner:
             status = getattr(error, "status_code", None)
             raise OrcacError(
                 f"{self.teacher.label()}: batch API call {function.__name__} failed"
-                + (f" ({status})" if status else "") + f": {_detail(error)}",
+                + (f" ({status})" if status else "")
+                + f": {_detail(error)}",
                 hint="batches already submitted are recorded: run the same command to resume polling them",
             ) from None
 
@@ -361,7 +373,11 @@ class _Runner:
                 batch = await self._call(self.litellm.aretrieve_batch, batch_id=batch_id)
                 counts = getattr(batch, "request_counts", None)
                 stored.record_progress(
-                    self.store, file_id, batch.status, getattr(counts, "completed", 0) or 0, getattr(counts, "failed", 0) or 0
+                    self.store,
+                    file_id,
+                    batch.status,
+                    getattr(counts, "completed", 0) or 0,
+                    getattr(counts, "failed", 0) or 0,
                 )
                 self.on_batch(printable(batch_id), f"teacher {self.name}: {_status_line(batch)}")
                 if batch.status in ENDED:
@@ -384,7 +400,10 @@ class _Runner:
         members = stored.members(self.store, file_id)
         found = {k: v for k, v in found.items() if k in members}  # a line for a job not sent here is ignored
         stored.record_collected(  # one transaction: a kill leaves the batch uncollected, or all of it stored
-            self.store, file_id, status=batch.status, output_file_id=getattr(batch, "output_file_id", None),
+            self.store,
+            file_id,
+            status=batch.status,
+            output_file_id=getattr(batch, "output_file_id", None),
             error_file_id=getattr(batch, "error_file_id", None),
             results={k: (line, good, members[k]) for k, (line, good) in found.items()},
         )
@@ -396,11 +415,15 @@ class _Runner:
                 line, _ = found[job_id]
                 self.deliver(outcome_of(job_id, line, self.teacher.price, attempts or 1))
             elif batch.status == "completed":
-                self.deliver(Outcome.failed(job_id, "missing", "not in the batch's output or error file", attempts=attempts or 1))
+                self.deliver(
+                    Outcome.failed(job_id, "missing", "not in the batch's output or error file", attempts=attempts or 1)
+                )
             elif batch.status != "failed" and self.submitted.get(job_id, 0) <= RESUBMIT_ROUNDS:
                 again.append(self.pending[job_id])
             else:
-                self.deliver(Outcome.failed(job_id, f"batch_{batch.status}", _batch_errors(batch), attempts=attempts or 1))
+                self.deliver(
+                    Outcome.failed(job_id, f"batch_{batch.status}", _batch_errors(batch), attempts=attempts or 1)
+                )
         await self.submit(again)
 
     async def run(self) -> None:

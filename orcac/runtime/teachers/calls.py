@@ -445,7 +445,9 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
                 kind.detail = _scrub(kind.detail, [key or ""])
                 raise kind from None
             if isinstance(kind, _JobFailed):
-                return Outcome.failed(job.id, kind.reason, _scrub(kind.detail, [key or ""]), attempts=attempts, latency_s=latency)
+                return Outcome.failed(
+                    job.id, kind.reason, _scrub(kind.detail, [key or ""]), attempts=attempts, latency_s=latency
+                )
             last_reason, last_detail = kind.reason, _scrub(kind.detail, [key or ""])
             if attempts > plan.max_retries:
                 break
@@ -461,8 +463,15 @@ async def _call(teacher: _Teacher, job: Job) -> Outcome:
         if teacher.price:
             cost = prompt_tokens * teacher.price[0] + completion_tokens * teacher.price[1]
         return Outcome.answered(
-            job.id, text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            cost=cost, latency_s=latency, model=model, attempts=attempts,
+            job.id,
+            text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            latency_s=latency,
+            model=model,
+            attempts=attempts,
         )
     return Outcome.failed(job.id, last_reason, last_detail, attempts=attempts, latency_s=latency)
 

@@ -112,7 +112,8 @@ def resolve(plan: TeacherPlan, litellm) -> Route | str:
         return "litellm internals not found"
     kind = type(config)
     if not isinstance(config, OpenAIGPTConfig) or any(
-        getattr(kind, name) is not getattr(OpenAIGPTConfig, name) for name in ("transform_request", "transform_response")
+        getattr(kind, name) is not getattr(OpenAIGPTConfig, name)
+        for name in ("transform_request", "transform_response")
     ):
         return f"provider {provider} transforms requests or responses"
     try:
@@ -204,7 +205,11 @@ class FastClient:
         return headers
 
     async def send(
-        self, route: Route, messages: tuple[dict, ...] | list[dict], key: str | None, options: tuple = (),
+        self,
+        route: Route,
+        messages: tuple[dict, ...] | list[dict],
+        key: str | None,
+        options: tuple = (),
         ratelimit: dict[str, str] | None = None,
     ) -> tuple[str, str | None, int, int, str | None]:
         """(text, finish_reason, prompt_tokens, completion_tokens, model), or raises (see module doc).

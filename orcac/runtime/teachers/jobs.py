@@ -19,10 +19,18 @@ from orcac.specs import settings
 from orcac.specs.plan import TeacherPlan
 
 FailReason = Literal[
-    "rate_limited", "server_error", "timeout", "connection_error", "bad_response", "bad_request",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "bad_response",
+    "bad_request",
     # a batch teacher's (orcac/runtime/teachers/batch.py): a job its output files do not hold,
     # or the whole batch ended without answering
-    "missing", "batch_failed", "batch_expired", "batch_cancelled",
+    "missing",
+    "batch_failed",
+    "batch_expired",
+    "batch_cancelled",
 ]
 
 
@@ -60,13 +68,30 @@ class Outcome:
 
     @classmethod
     def answered(
-        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
-        cost: float, model: str | None, attempts: int, latency_s: float = 0.0,
+        cls,
+        job_id: str,
+        text: str,
+        *,
+        finish_reason: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        model: str | None,
+        attempts: int,
+        latency_s: float = 0.0,
     ) -> Outcome:
         """A teacher's answer (a batch's answer has no latency of its own: 0)."""
         return cls(
-            job_id=job_id, status="ok", text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, cost=cost, latency_s=latency_s, model=model, attempts=attempts,
+            job_id=job_id,
+            status="ok",
+            text=text,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            latency_s=latency_s,
+            model=model,
+            attempts=attempts,
             error=None,
         )
 
@@ -78,20 +103,41 @@ class Outcome:
         'timeout: no answer in 60 s'
         """
         return cls(
-            job_id=job_id, status="failed", text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
-            cost=0.0, latency_s=latency_s, model=None, attempts=attempts,
-            error=f"{reason}: {detail}" if detail else reason, reason=reason,
+            job_id=job_id,
+            status="failed",
+            text=None,
+            finish_reason=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=0.0,
+            latency_s=latency_s,
+            model=None,
+            attempts=attempts,
+            error=f"{reason}: {detail}" if detail else reason,
+            reason=reason,
         )
 
     @classmethod
     def reused(
-        cls, job_id: str, text: str, *, finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
+        cls,
+        job_id: str,
+        text: str,
+        *,
+        finish_reason: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
         model: str | None,
     ) -> Outcome:
         """An answer already paid for (the answer cache, another max_tokens): no attempt, no cost."""
         return cls.answered(
-            job_id, text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, cost=0.0, model=model, attempts=0,
+            job_id,
+            text,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=0.0,
+            model=model,
+            attempts=0,
         )
 
 

@@ -65,8 +65,12 @@ def register(teacher: TeacherPlan, root: Path | None = None) -> LocalSettings:
     get_provider()
     name = teacher.model.removeprefix(f"{PROVIDER}/")
     settings = LocalSettings(
-        model=hf_models.local_teacher_weights(teacher.model), root=root, batch_size=max(1, teacher.batch_size), threads=teacher.threads,
-        precision=teacher.precision, asker=f"teacher {teacher.name}",
+        model=hf_models.local_teacher_weights(teacher.model),
+        root=root,
+        batch_size=max(1, teacher.batch_size),
+        threads=teacher.threads,
+        precision=teacher.precision,
+        asker=f"teacher {teacher.name}",
     )
     hf_models.resolve(settings.model, root)  # raises OrcacError naming what is missing
     _settings[name] = settings
@@ -212,10 +216,15 @@ class _Batcher:
         if not engine.supports(lm):
             batch = self.take(lambda r: r.sampling == sampling)
             with self.lock:  # the rest wait for the next call
-                self.waiting[:0] = batch[self.settings.batch_size:]
+                self.waiting[:0] = batch[self.settings.batch_size :]
             batch = batch[: self.settings.batch_size]
-            self._answer(loop, batch, lambda: generate_batch(
-                self.settings, [(r.messages, r.max_new_tokens) for r in batch], sampling, [r.seed for r in batch]))
+            self._answer(
+                loop,
+                batch,
+                lambda: generate_batch(
+                    self.settings, [(r.messages, r.max_new_tokens) for r in batch], sampling, [r.seed for r in batch]
+                ),
+            )
             return
         try:
             self._stream(loop, sampling)
@@ -261,8 +270,14 @@ class _Batcher:
         def pick(logits, requests):
             return _sample(logits, temperature, top_p, [generators[r] for r in requests])
 
-        stream = Stream(lm, prompts[group[0]][:shared], width=self.settings.batch_size, eos=stop_ids(lm, tokenizer),
-                        pad=tokenizer.pad_token_id, pick=pick if temperature else None)
+        stream = Stream(
+            lm,
+            prompts[group[0]][:shared],
+            width=self.settings.batch_size,
+            eos=stop_ids(lm, tokenizer),
+            pad=tokenizer.pad_token_id,
+            pick=pick if temperature else None,
+        )
 
         def add(request: _Request) -> None:
             held[id(request)] = request
@@ -330,10 +345,25 @@ def _make_provider():
     class LocalLLM(CustomLLM):
         """litellm's entry into the batcher (async only: orcac never calls completion())."""
 
-        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                              print_verbose, encoding, api_key, logging_obj, optional_params,
-                              acompletion=None, litellm_params=None, logger_fn=None, headers={},
-                              timeout=None, client=None):
+        async def acompletion(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
             params = optional_params or {}
             max_new = int(params.get("max_tokens") or params.get("max_completion_tokens") or 256)
             sampling = (float(params.get("temperature") or 0.0), params.get("top_p"))
@@ -348,9 +378,7 @@ def _make_provider():
             response.id = f"local-{uuid.uuid4().hex}"
             response.created = int(time.time())
             response.model = f"{PROVIDER}/{model}"
-            response.choices = [
-                Choices(index=0, finish_reason=finish, message=Message(role="assistant", content=text))
-            ]
+            response.choices = [Choices(index=0, finish_reason=finish, message=Message(role="assistant", content=text))]
             response.usage = Usage(
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,

@@ -61,7 +61,9 @@ def encode_pair(tokenizer, plan, row: dict, max_length: int) -> Pair:
             f"task {row['task']}: its answers are the source's, not a strategy's, so there is no teacher context to distill",
             hint="train it with objective = sft, in a stage of its own",
         )
-    student = chat_format.encode(tokenizer, plan.erase[task.erase].system, row["user"], row["assistant"], max_length=max_length)
+    student = chat_format.encode(
+        tokenizer, plan.erase[task.erase].system, row["user"], row["assistant"], max_length=max_length
+    )
     answer = student.input_ids[student.prompt_tokens :]
     return Pair(student.input_ids, teacher_prompt_ids(tokenizer, plan, task, row["user"]) + answer, len(answer))
 
@@ -98,8 +100,13 @@ def collate(pad_token_id: int):
             if n:
                 labels[i, -n:] = ids[i, -n:]
         return {
-            "input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels,
-            "teacher_input_ids": t_ids, "teacher_attention_mask": t_mask, "teacher_position_ids": t_positions,
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "labels": labels,
+            "teacher_input_ids": t_ids,
+            "teacher_attention_mask": t_mask,
+            "teacher_position_ids": t_positions,
             "answer_tokens": answer,
         }
 
@@ -133,10 +140,16 @@ def distill_loss(student, teacher, inputs: dict, *, beta: float, sft: bool = Fal
     count = (targets != IGNORE).sum()
     if num_items_in_batch is None:
         num_items_in_batch = count.clamp(min=1)
-    student_logits = answer_logits(student, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"], width)
+    student_logits = answer_logits(
+        student, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"], width
+    )
     with torch.no_grad():
         teacher_logits = answer_logits(
-            teacher, inputs["teacher_input_ids"], inputs["teacher_attention_mask"], inputs["teacher_position_ids"], width
+            teacher,
+            inputs["teacher_input_ids"],
+            inputs["teacher_attention_mask"],
+            inputs["teacher_position_ids"],
+            width,
         )
     if teacher_logits.size(-1) != student_logits.size(-1):
         raise OrcacError(
@@ -146,12 +159,18 @@ def distill_loss(student, teacher, inputs: dict, *, beta: float, sft: bool = Fal
     # Only the answer tokens, as one row: a shorter answer's row starts with prompt positions,
     # and the divergence costs a few vocabulary-sized tensors per position (the mixture's).
     answer = targets != IGNORE
-    student_logits, teacher_logits, targets = student_logits[answer][None], teacher_logits[answer][None], targets[answer]
+    student_logits, teacher_logits, targets = (
+        student_logits[answer][None],
+        teacher_logits[answer][None],
+        targets[answer],
+    )
     divergence = generalized_jsd()(student_logits, teacher_logits, beta=beta, num_items_in_batch=num_items_in_batch)
     loss = divergence
     if sft:
         cross = F.cross_entropy(student_logits[0], targets, reduction="sum")
-        loss = loss + cross / (num_items_in_batch.to(cross.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
+        loss = loss + cross / (
+            num_items_in_batch.to(cross.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+        )
     return loss, divergence
 
 
@@ -219,7 +238,9 @@ def make_trainer(model, tokenizer, rows, *, plan, teacher, config, callbacks=(),
                 inputs = self._student_answers(model, inputs)
                 num_items_in_batch = None  # the new answers have their own count
             teacher.to(inputs["input_ids"].device)
-            loss, divergence = distill_loss(model, teacher, inputs, beta=settings.beta, sft=sft, num_items_in_batch=num_items_in_batch)
+            loss, divergence = distill_loss(
+                model, teacher, inputs, beta=settings.beta, sft=sft, num_items_in_batch=num_items_in_batch
+            )
             return (loss, None) if return_outputs else loss
 
         def _student_answers(self, model, inputs):

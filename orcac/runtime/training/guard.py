@@ -32,8 +32,10 @@ from pathlib import Path
 from orcac.errors import OrcacError
 
 CHILD = "ORCAC_TRAIN_CHILD"  # set in the supervised child: it trains in-process
-LOWER = ("lower train.max_length or train.batch_size (raise grad_accum to keep the batch), or train a LoRA "
-         "adapter (train {{ lora {{ ... }} }}); then `orcac train {spec} --resume` starts after the finished stages")
+LOWER = (
+    "lower train.max_length or train.batch_size (raise grad_accum to keep the batch), or train a LoRA "
+    "adapter (train {{ lora {{ ... }} }}); then `orcac train {spec} --resume` starts after the finished stages"
+)
 
 
 def supervised(train, *, spec: str, on_killed) -> int:

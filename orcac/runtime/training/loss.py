@@ -74,7 +74,9 @@ def chunked_cross_entropy(head, hidden, targets, chunk: int | None = None):
     total = 0
     for start in range(0, len(hidden), chunk):
         rows = slice(start, start + chunk)
-        total = total + checkpoint(partial(_summed_cross_entropy, head), hidden[rows], targets[rows], use_reentrant=False)
+        total = total + checkpoint(
+            partial(_summed_cross_entropy, head), hidden[rows], targets[rows], use_reentrant=False
+        )
     return total
 
 

@@ -59,12 +59,19 @@ class StepMemory:
 
     def total(self, *, checkpointing: bool = False, margin: bool = True) -> int:
         activations = self.checkpointed_activations if checkpointing else self.activations
-        return int((MARGIN if margin else 1) * (self.weights + self.gradients + self.optimizer + activations + self.logits))
+        return int(
+            (MARGIN if margin else 1) * (self.weights + self.gradients + self.optimizer + activations + self.logits)
+        )
 
     def parts(self, *, checkpointing: bool = False) -> str:
         activations = self.checkpointed_activations if checkpointing else self.activations
-        named = [("weights", self.weights), ("gradients", self.gradients), ("optimizer", self.optimizer),
-                 ("activations", activations), ("logits", self.logits)]
+        named = [
+            ("weights", self.weights),
+            ("gradients", self.gradients),
+            ("optimizer", self.optimizer),
+            ("activations", activations),
+            ("logits", self.logits),
+        ]
         return ", ".join(f"{name} {_gb(size)}" for name, size in named if size)
 
 
@@ -87,7 +94,8 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_len
         activations=tokens * layers * per_layer,
         # + a row length squared in fp32 for every layer but the recomputed one, whatever the
         # batch: measured, not yet explained (BENCHMARKS.md)
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer) + (layers - 1) * row_length**2 * 4,
+        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer)
+        + (layers - 1) * row_length**2 * 4,
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
     )
 
@@ -110,8 +118,10 @@ def free_memory(on_gpu: bool) -> tuple[int, str]:
 
 def cgroup_room(root: Path = CGROUP) -> int | None:
     """What the container's memory limit leaves: limit - usage (cgroup v2, else v1), or None."""
-    for limit_file, usage_file in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = (root / limit_file).read_text().strip()
             usage = int((root / usage_file).read_text().strip())

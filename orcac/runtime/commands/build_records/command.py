@@ -154,8 +154,9 @@ class BuildRecipe:
 
     def run_jobs(self) -> None:
         store = self._open()
-        self.result = run_build(self.plan, self.context.root, store, self.work, progress=self.progress,
-                                cache=self.cache)
+        self.result = run_build(
+            self.plan, self.context.root, store, self.work, progress=self.progress, cache=self.cache
+        )
 
     def summary(self) -> None:
         from rich.console import Console
@@ -168,8 +169,11 @@ class BuildRecipe:
         console.print(summary_table(result.tallies, result.elapsed))
         if echoed:  # kept because nothing checked for it: the student would learn to point at nothing
             counts = ", ".join(f"{task} {n}" for task, n in echoed.items())
-            print(f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
-                  "add no_echo to the task's accept, or to its strategy's expect", file=sys.stderr)
+            print(
+                f"warning: {sum(echoed.values())} record(s) point at a prompt the student never sees ({counts}): "
+                "add no_echo to the task's accept, or to its strategy's expect",
+                file=sys.stderr,
+            )
         failed = sum(sum(t.failed.values()) for t in result.tallies.values())
         if failed:
             print(f"{failed} job(s) failed after retries: run the same command to retry them", file=sys.stderr)
@@ -204,8 +208,9 @@ def _dry_run(plan: Plan, store: Store | None, work: Work, cache: AnswerCache | N
     answered = builds.stored_answers(store, list(jobs))
     found = reuse.find(plan, store, jobs, answered, cache)
     answered |= {job_id: (a.text, a.finish_reason) for job_id, (a, _, _) in found.answers.items()}
-    judged = judges.estimate(plan, work.items, answered, passes,
-                             lambda ids: set(judges.stored(store, ids).texts) | cached(ids))
+    judged = judges.estimate(
+        plan, work.items, answered, passes, lambda ids: set(judges.stored(store, ids).texts) | cached(ids)
+    )
     settled = set(builds.stored_checks(store, [g.record_id for g in work.given]))
     return dry_run(plan, work, answered, judged, settled, found.notes())
 
@@ -219,7 +224,11 @@ def unique_jobs(items: list[Item], answered: dict) -> Iterator[Job]:
 
 
 def dry_run(
-    plan: Plan, work: Work, answered: dict, judged: list[judges.JudgeEstimate] = (), settled: set[str] = frozenset(),
+    plan: Plan,
+    work: Work,
+    answered: dict,
+    judged: list[judges.JudgeEstimate] = (),
+    settled: set[str] = frozenset(),
     notes: list[str] = (),
 ) -> int:
     """Per task: answers wanted (rows x samples), answered before, calls to make, answers from
@@ -246,9 +255,15 @@ def dry_run(
     rows.sort(key=lambda row: row[0])
     task_costs = [row[6] for row in rows]
     known = sum(c for c in task_costs if c is not None)
-    total = "unknown" if task_costs and all(c is None for c in task_costs) else f"${known:,.4f}" + ("+?" if None in task_costs else "")
+    total = (
+        "unknown"
+        if task_costs and all(c is None for c in task_costs)
+        else f"${known:,.4f}" + ("+?" if None in task_costs else "")
+    )
     rows.append(("total", *(sum(row[k] for row in rows) for k in range(1, 6)), total))
-    print(f"{'task':<24} {'answers':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}")
+    print(
+        f"{'task':<24} {'answers':>8} {'cached':>7} {'calls':>7} {'from source':>11} {'prompt tokens':>14} {'est. cost':>10}"
+    )
     for name, examples, cached, calls, given_rows, tokens, cost in rows:
         shown = cost if isinstance(cost, str) else costs.shown(cost)
         print(f"{name:<24} {examples:>8} {cached:>7} {calls:>7} {given_rows:>11} {tokens:>14,} {shown:>10}")
@@ -260,7 +275,13 @@ def dry_run(
     for note in dry_run_notes(plan.teachers, unique_jobs(work.items, answered)):
         print(note)
     called = {plan.tasks[name].teacher for name, _, _, calls, *_ in rows if calls and name in plan.tasks}
-    called |= {rule.judge.teacher for r in judged if r.calls for rule in judges.rules(plan.tasks[r.task]) if rule.judge.name == r.judge}
+    called |= {
+        rule.judge.teacher
+        for r in judged
+        if r.calls
+        for rule in judges.rules(plan.tasks[r.task])
+        if rule.judge.name == r.judge
+    }
     for warning in missing_keys(plan, called):
         print(f"warning: {warning}", file=sys.stderr)
     print("dry run: nothing was called")
@@ -289,8 +310,9 @@ class BuildResult:
     leaks: list
 
 
-def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: bool = True,
-              cache: AnswerCache | None = None) -> BuildResult:
+def run_build(
+    plan: Plan, root: Path, store: Store, work: Work, *, progress: bool = True, cache: AnswerCache | None = None
+) -> BuildResult:
     """Reuse stored answers, run the rest, write everything; returns counts and the audit's leaks.
     With the machine's answer `cache`, jobs it answers are copied in, not asked, and every new
     answer goes into it too (orcac.runtime.commands.build_records.reuse)."""
@@ -322,19 +344,29 @@ def run_build(plan: Plan, root: Path, store: Store, work: Work, *, progress: boo
 
     stored = len(by_job) - len(pending)
     if stored:
-        print(f"build: resuming: {stored:,} of {len(by_job):,} answers stored, asking {len(pending):,}"
-              if pending else f"build: all {stored:,} answers stored, asking none", file=sys.stderr, flush=True)
-    display = BuildProgress(len(pending), live=None if progress else False, stored=stored,
-                            passed=sum(t.passed for t in tallies.values()),
-                            rejected=sum(sum(t.rejected.values()) for t in tallies.values()))
+        print(
+            f"build: resuming: {stored:,} of {len(by_job):,} answers stored, asking {len(pending):,}"
+            if pending
+            else f"build: all {stored:,} answers stored, asking none",
+            file=sys.stderr,
+            flush=True,
+        )
+    display = BuildProgress(
+        len(pending),
+        live=None if progress else False,
+        stored=stored,
+        passed=sum(t.passed for t in tallies.values()),
+        rejected=sum(sum(t.rejected.values()) for t in tallies.values()),
+    )
     status = "failed"
     calls = 0
     try:
         if pending:
             calls = _run_pending(plan, root, store, pending, by_job, tallies, display, started, cache)
             _settle_samples(plan, store, work, tallies)
-        calls += _run_judges(plan, root, store, work, tallies, started, asked=bool(pending), progress=progress,
-                             cache=cache)
+        calls += _run_judges(
+            plan, root, store, work, tallies, started, asked=bool(pending), progress=progress, cache=cache
+        )
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -384,8 +416,9 @@ def _settle_given(plan: Plan, store: Store, work: Work, tallies: dict[tuple[str,
     store.write(changed.tables(), drop={"records": ("record_id", unaccepted)})
 
 
-def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
-                 cache: AnswerCache | None = None) -> int:
+def _run_pending(
+    plan, root, store, pending, by_job, tallies, display, started, cache: AnswerCache | None = None
+) -> int:
     from orcac.runtime.teachers.batch import run_online_and_batch
 
     def convert(batch: list[tuple[Outcome, list]]) -> dict[str, pa.Table]:
@@ -401,8 +434,13 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
 
     # Into the machine's answer cache once in this database: a kill between the two writes
     # leaves an answer only here, and the next build puts it in (reuse.backfill).
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
-                      on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)))
+    flusher = Flusher(
+        store,
+        convert,
+        every=flush_every(plan),
+        seconds=FLUSH_SECONDS,
+        on_flush=reuse.keeper(plan, cache, lambda entry: (entry[0], by_job[entry[0].job_id][0].job)),
+    )
     count = 0
 
     def on_outcome(outcome: Outcome) -> None:
@@ -410,8 +448,12 @@ def _run_pending(plan, root, store, pending, by_job, tallies, display, started,
         count += 1
         items = by_job[outcome.job_id]
         reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
-                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        display.outcome(
+            failed_reason=reason,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost=outcome.cost,
+        )
         verdicts = []
         now = time.monotonic() - started
         for n, item in enumerate(items):
@@ -451,8 +493,18 @@ def _settle_samples(plan: Plan, store: Store, work: Work, tallies: dict[tuple[st
     _settle(plan, store, work, sampled, on_change=_recount(tallies))
 
 
-def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[tuple[str, str], Tally],
-                started: float, *, asked: bool, progress: bool = True, cache: AnswerCache | None = None) -> int:
+def _run_judges(
+    plan: Plan,
+    root: Path,
+    store: Store,
+    work: Work,
+    tallies: dict[tuple[str, str], Tally],
+    started: float,
+    *,
+    asked: bool,
+    progress: bool = True,
+    cache: AnswerCache | None = None,
+) -> int:
     """After the teachers: every answer of a judged task that passes its other checks and has
     no stored judgement is sent to its judges (one job per judge and answer, stored like any
     job), then those tasks' verdicts are settled from what is stored. Returns the calls made;
@@ -466,8 +518,12 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     done = judges.stored(store, list(wanted)).texts
     missing = {job_id: pair for job_id, pair in wanted.items() if job_id not in done}
     if missing:  # from the machine's answer cache, or asked under another max_tokens
-        copied = reuse.bring_in(plan, store, {job_id: judges.job_item(item, job, judge)
-                                      for job_id, (job, item, judge) in missing.items()}, cache)
+        copied = reuse.bring_in(
+            plan,
+            store,
+            {job_id: judges.job_item(item, job, judge) for job_id, (job, item, judge) in missing.items()},
+            cache,
+        )
         missing = {job_id: pair for job_id, pair in missing.items() if job_id not in copied}
         asked = asked or bool(copied)
     calls = 0
@@ -482,8 +538,9 @@ def _run_judges(plan: Plan, root: Path, store: Store, work: Work, tallies: dict[
     return calls
 
 
-def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progress: bool,
-                cache: AnswerCache | None = None) -> int:
+def _ask_judges(
+    plan, root, store, missing: dict, tallies, started: float, progress: bool, cache: AnswerCache | None = None
+) -> int:
     """The judge jobs, through the same calls (limits, retries, batches) as the teachers'."""
     from orcac.runtime.teachers.batch import run_online_and_batch
 
@@ -497,14 +554,23 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
         return rows.tables()
 
     display = BuildProgress(len(missing), live=None if progress else False, label="judges")
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
-                      on_flush=reuse.keeper(plan, cache, lambda o: (o, missing[o.job_id][0])))
+    flusher = Flusher(
+        store,
+        convert,
+        every=flush_every(plan),
+        seconds=FLUSH_SECONDS,
+        on_flush=reuse.keeper(plan, cache, lambda o: (o, missing[o.job_id][0])),
+    )
 
     def on_outcome(outcome: Outcome) -> None:
         item = missing[outcome.job_id][1]
         reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(failed_reason=reason, prompt_tokens=outcome.prompt_tokens,
-                        completion_tokens=outcome.completion_tokens, cost=outcome.cost)
+        display.outcome(
+            failed_reason=reason,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost=outcome.cost,
+        )
         tally = tallies[(item.task, item.strategy)]
         tally.judge_calls += 1
         tally.last_s = time.monotonic() - started
@@ -515,7 +581,9 @@ def _ask_judges(plan, root, store, missing: dict, tallies, started: float, progr
             tally.failed[f"judge {reason}"] += 1
         else:
             judge = missing[outcome.job_id][2]
-            display.verdict(judges.verdict_of(judge, judges.read_score(judge, outcome.text, outcome.finish_reason)).accepted)
+            display.verdict(
+                judges.verdict_of(judge, judges.read_score(judge, outcome.text, outcome.finish_reason)).accepted
+            )
         flusher.add(outcome)
 
     display.start()
@@ -541,7 +609,9 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
     """
     answered = builds.stored_answers(store, list({i.job.id for i in items}))
     cached = [i for i in items if i.job.id in answered]
-    judged = judges.stored(store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f))))
+    judged = judges.stored(
+        store, list(judges.wanted(plan, cached, answered, lambda i, t, f: verdict_for(plan, i, t, f)))
+    )
     checks, records = _stored_verdicts(store, [i.record_id for i in cached])
     verdicts, judgements = final_verdicts(plan, cached, answered, judged)
     changed = Rows(plan)
@@ -560,7 +630,11 @@ def _settle(plan: Plan, store: Store, work: Work, items: list[Item], on_change=N
                 on_change(item, before, verdict)
     store.write(
         changed.tables(),
-        keep={"records": ("record_id", work.keep), "checks": ("item_id", work.keep), "judgements": ("item_id", work.keep)},
+        keep={
+            "records": ("record_id", work.keep),
+            "checks": ("item_id", work.keep),
+            "judgements": ("item_id", work.keep),
+        },
         drop={"records": ("record_id", unaccepted), "judgements": ("item_id", rejudged)},
     )
     return answered, verdicts

@@ -90,8 +90,17 @@ def _duration(seconds: float) -> str:
 class BuildProgress:
     """Counts outcomes as they arrive (event-loop thread) and shows them (timer thread)."""
 
-    def __init__(self, total: int, *, live: bool | None = None, console: Console | None = None, label: str = "build",
-                 stored: int = 0, passed: int = 0, rejected: int = 0):
+    def __init__(
+        self,
+        total: int,
+        *,
+        live: bool | None = None,
+        console: Console | None = None,
+        label: str = "build",
+        stored: int = 0,
+        passed: int = 0,
+        rejected: int = 0,
+    ):
         self.console = console or Console(stderr=True)
         self.label = label  # the plain lines' prefix: "build", or "judges" for the judges' round
         self.total = total  # calls to make in this build
@@ -203,30 +212,66 @@ def summary_table(tallies: dict[tuple[str, str], Tally], elapsed: float) -> Tabl
     judged = any(t.judge_calls for t in tallies.values())  # a column of its own only when judges were asked
     chosen = any(+t.not_kept for t in tallies.values())  # ... and when judges or `keep` left answers out
     for name, justify in [
-        ("task", "left"), ("strategy", "left"), ("rows", "right"), ("answers", "right"), ("calls", "right"),
-        *([("judge calls", "right")] if judged else []), ("cached", "right"), ("passed", "right"),
-        ("kept", "right"), ("yield", "right"), ("rejected", "left"), *([("not kept", "left")] if chosen else []),
-        ("failed", "left"), ("tokens", "right"), ("cost", "right"), ("time", "right"),
+        ("task", "left"),
+        ("strategy", "left"),
+        ("rows", "right"),
+        ("answers", "right"),
+        ("calls", "right"),
+        *([("judge calls", "right")] if judged else []),
+        ("cached", "right"),
+        ("passed", "right"),
+        ("kept", "right"),
+        ("yield", "right"),
+        ("rejected", "left"),
+        *([("not kept", "left")] if chosen else []),
+        ("failed", "left"),
+        ("tokens", "right"),
+        ("cost", "right"),
+        ("time", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     if chosen:
-        table.caption = ("passed: answers that passed the task's checks; kept: those that became records; "
-                         "not kept: rejected by a judge, or a duplicate or beyond `keep` among a row's samples")
+        table.caption = (
+            "passed: answers that passed the task's checks; kept: those that became records; "
+            "not kept: rejected by a judge, or a duplicate or beyond `keep` among a row's samples"
+        )
         table.caption_justify = "left"
 
     def row(task: str, strategy: str, t: Tally, seconds: float) -> list[str]:
         return [
-            task, strategy, str(t.rows), str(t.items), str(t.calls), *([str(t.judge_calls)] if judged else []),
-            str(t.cached), str(t.passed), str(t.accepted), _yield(t), _reasons(t.rejected),
-            *([_reasons(t.not_kept)] if chosen else []), _reasons(t.failed),
-            f"{t.prompt_tokens + t.completion_tokens:,}", _money(t.cost), _duration(seconds),
+            task,
+            strategy,
+            str(t.rows),
+            str(t.items),
+            str(t.calls),
+            *([str(t.judge_calls)] if judged else []),
+            str(t.cached),
+            str(t.passed),
+            str(t.accepted),
+            _yield(t),
+            _reasons(t.rejected),
+            *([_reasons(t.not_kept)] if chosen else []),
+            _reasons(t.failed),
+            f"{t.prompt_tokens + t.completion_tokens:,}",
+            _money(t.cost),
+            _duration(seconds),
         ]
 
     total = Tally()
     for (task, strategy), t in sorted(tallies.items()):
         table.add_row(*row(task, strategy, t, t.last_s))
-        for name in ("rows", "items", "calls", "judge_calls", "cached", "passed", "accepted",
-                     "prompt_tokens", "completion_tokens", "cost"):
+        for name in (
+            "rows",
+            "items",
+            "calls",
+            "judge_calls",
+            "cached",
+            "passed",
+            "accepted",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+        ):
             setattr(total, name, getattr(total, name) + getattr(t, name))
         for name in ("rejected", "not_kept", "failed"):
             getattr(total, name).update(getattr(t, name))

@@ -67,8 +67,9 @@ class Found:
         return out
 
 
-def find(plan: Plan, store: Store | None, jobs: dict[str, Job], answered: Iterable[str],
-         cache: AnswerCache | None) -> Found:
+def find(
+    plan: Plan, store: Store | None, jobs: dict[str, Job], answered: Iterable[str], cache: AnswerCache | None
+) -> Found:
     """Answers, without a call, for the `jobs` not in `answered` (this database's): by id from
     the cache, else by family from this database or the cache. Reads only."""
     answered = set(answered)
@@ -89,8 +90,11 @@ def find(plan: Plan, store: Store | None, jobs: dict[str, Job], answered: Iterab
     for job in rest:
         teacher = plan.teachers[job.teacher]
         limit = job_limit(teacher, job)
-        fits = [a for a in candidates.get(job.family, {}).values() if _answers_under(a, limit)
-                and a.job_id != job.id and len(a.text) <= limit * MAX_CHARS_PER_TOKEN]
+        fits = [
+            a
+            for a in candidates.get(job.family, {}).values()
+            if _answers_under(a, limit) and a.job_id != job.id and len(a.text) <= limit * MAX_CHARS_PER_TOKEN
+        ]
         if fits:
             # the answer asked under the largest limit first, then by id: the same choice every time
             answer = min(fits, key=lambda a: (-(a.max_tokens or 0), a.job_id))
@@ -122,9 +126,14 @@ def adopt(plan: Plan, store: Store, found: Found, jobs: dict[str, Job], item_of:
         return
     rows = Rows(plan)
     for job_id, (answer, origin, source) in found.answers.items():
-        outcome = Outcome.reused(job_id, answer.text, finish_reason=answer.finish_reason,
-                                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                                 model=answer.answer_model)
+        outcome = Outcome.reused(
+            job_id,
+            answer.text,
+            finish_reason=answer.finish_reason,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            model=answer.answer_model,
+        )
         rows.job(item_of[job_id], "ok", 0, None)
         rows.response(outcome, jobs[job_id], asked_under=answer.max_tokens, origin=origin, reused_from=source)
     store.write(rows.tables())
@@ -160,8 +169,20 @@ def backfill(plan: Plan, store: Store, jobs: dict[str, Job], cache: AnswerCache 
     for job_id, text, finish, prompt_tokens, completion_tokens, cost, model in rows:
         job = jobs[job_id]
         teacher = plan.teachers[job.teacher]  # its job id hashes the limit it was asked under
-        answers.append(Answer(job_id, job.family or None, teacher.model, job_limit(teacher, job), text, finish,
-                              int(prompt_tokens or 0), int(completion_tokens or 0), float(cost or 0.0), model))
+        answers.append(
+            Answer(
+                job_id,
+                job.family or None,
+                teacher.model,
+                job_limit(teacher, job),
+                text,
+                finish,
+                int(prompt_tokens or 0),
+                int(completion_tokens or 0),
+                float(cost or 0.0),
+                model,
+            )
+        )
     return cache.put(answers)
 
 

@@ -46,7 +46,8 @@ def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]
     """Store the examples that are new or changed, and forget rows the plan no longer samples."""
     desired = [
         (e.task, e.row_index, e.split, e.probe, e.prompt, e.gold, plan.tasks[e.task].source.sha256)
-        for task in examples.values() for e in task
+        for task in examples.values()
+        for e in task
     ]
     stored = builds.stored_examples(store, list(examples))
     for task, rows in examples.items():
@@ -56,10 +57,19 @@ def _write_examples(plan: Plan, store: Store, examples: dict[str, list[Example]]
         import pyarrow as pa
 
         columns = list(zip(*new))
-        store.write({"examples": pa.table({
-            name: pa.array(column, pa.int64() if name == "row_index" else pa.bool_() if name == "probe" else pa.string())
-            for name, column in zip(builds.EXAMPLE_COLUMNS, columns)
-        })})
+        store.write(
+            {
+                "examples": pa.table(
+                    {
+                        name: pa.array(
+                            column,
+                            pa.int64() if name == "row_index" else pa.bool_() if name == "probe" else pa.string(),
+                        )
+                        for name, column in zip(builds.EXAMPLE_COLUMNS, columns)
+                    }
+                )
+            }
+        )
 
 
 def record_fields(plan: Plan, item: Item, text: str | None) -> tuple:
@@ -93,14 +103,23 @@ class Rows:
         j["error"].append(error)
         j["reason"].append(reason)
 
-    def response(self, o: Outcome, job: Job, *, asked_under: int | None = None, origin: str = "teacher",
-                 reused_from: str | None = None) -> None:
+    def response(
+        self,
+        o: Outcome,
+        job: Job,
+        *,
+        asked_under: int | None = None,
+        origin: str = "teacher",
+        reused_from: str | None = None,
+    ) -> None:
         """`job`'s answer: from its teacher, or copied (`origin`, schema.py) from an answer asked
         under max_tokens `asked_under` (default: the teacher's, which its job id hashes)."""
         r = self.responses
         r["job_id"].append(o.job_id)
         r["family"].append(job.family or None)
-        r["max_tokens"].append(asked_under if asked_under is not None else job_limit(self.plan.teachers[job.teacher], job))
+        r["max_tokens"].append(
+            asked_under if asked_under is not None else job_limit(self.plan.teachers[job.teacher], job)
+        )
         r["origin"].append(origin)
         r["reused_from"].append(reused_from)
         r["text"].append(o.text)
@@ -120,8 +139,17 @@ class Rows:
         """An answer from the source: a check, and a record if accepted; no job, no strategy."""
         self._checked(g.record_id, None, g.task, None, g.row_index, verdict.accepted, verdict.reason, record)
 
-    def _checked(self, record_id: str, job_id: str | None, task: str, strategy: str | None, row_index: int,
-                 accepted: bool, reason: str, record: tuple | None) -> None:
+    def _checked(
+        self,
+        record_id: str,
+        job_id: str | None,
+        task: str,
+        strategy: str | None,
+        row_index: int,
+        accepted: bool,
+        reason: str,
+        record: tuple | None,
+    ) -> None:
         c = self.checks
         c["item_id"].append(record_id)
         c["job_id"].append(job_id)
@@ -155,10 +183,9 @@ class Rows:
             columns = getattr(self, name)
             if columns:
                 # A column of only None (no errors yet, say) has no type to infer: make it text.
-                out[name] = pa.table({
-                    k: pa.array(v, None if any(x is not None for x in v) else pa.string())
-                    for k, v in columns.items()
-                })
+                out[name] = pa.table(
+                    {k: pa.array(v, None if any(x is not None for x in v) else pa.string()) for k, v in columns.items()}
+                )
         return out
 
 

@@ -41,7 +41,9 @@ def arms(plan, models: list[str] | None) -> list[str]:
         models = [m for m in MODELS if m != "prompted" or plan.eval.prompted]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
-        raise OrcacError(f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}")
+        raise OrcacError(
+            f"--models: unknown model {unknown[0]!r}", hint=f"use a comma-separated list of {', '.join(MODELS)}"
+        )
     return [m for m in MODELS if m in models]
 
 
@@ -92,7 +94,9 @@ def trained_on(final: Path, plan) -> bool:
         before = read_plan(saved)
     except OrcacError:
         return False
-    return dump_plan(before.model_copy(update={"eval": EvalPlan()})) == dump_plan(plan.model_copy(update={"eval": EvalPlan()}))
+    return dump_plan(before.model_copy(update={"eval": EvalPlan()})) == dump_plan(
+        plan.model_copy(update={"eval": EvalPlan()})
+    )
 
 
 # ---- the students: greedy, on this machine --------------------------------------------------
@@ -108,10 +112,16 @@ def student_answers(name: str, plan, model, tokenizer, held: dict[str, list[Held
     started = time.monotonic()
 
     def progress(done: int) -> None:
-        print(f"  {name}: {done}/{len(prompts)} answers, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+        print(
+            f"  {name}: {done}/{len(prompts)} answers, {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True
+        )
 
     generated = generate(
-        model, tokenizer, prompts, max_new_tokens=plan.eval.max_new_tokens, batch_size=plan.eval.batch_size,
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=plan.eval.max_new_tokens,
+        batch_size=plan.eval.batch_size,
         progress=progress,
     )
     answers: dict[str, list[Answer]] = {task: [None] * len(rows) for task, rows in held.items()}

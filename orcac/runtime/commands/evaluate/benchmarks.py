@@ -25,7 +25,9 @@ from orcac.runtime.models import chat_format
 
 ARMS = ("base", "trained")  # the student arms benchmarks run on
 TEACHER_ARM = "teacher {}"  # a benchmarked local teacher's arm (`eval { benchmark_teachers = [t] }`)
-LM_EVAL = '"orcac[benchmarks]"'  # what `pip install` needs (lm-eval), said where it is missing; `make setup` installs it
+LM_EVAL = (
+    '"orcac[benchmarks]"'  # what `pip install` needs (lm-eval), said where it is missing; `make setup` installs it
+)
 
 
 def wanted(plan, models: list[str]) -> list[str]:
@@ -65,12 +67,18 @@ def dry_run(plan, models: list[str]) -> None:
     system = system_instruction(plan)
     print(
         f"benchmarks (lm-evaluation-harness, on {', '.join(arms)}): {', '.join(plan.eval.benchmarks)}; "
-        + (f"system instruction: {_quote(system)}" if system else "no system instruction (tasks have different erase messages)")
+        + (
+            f"system instruction: {_quote(system)}"
+            if system
+            else "no system instruction (tasks have different erase messages)"
+        )
         + ("" if importlib.util.find_spec("lm_eval") else f"; lm-eval is not installed: pip install {LM_EVAL}")
     )
 
 
-def run(plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan_sha: str, load, limit: int | None = None) -> list[dict]:
+def run(
+    plan, root: Path, db_path: Path, models: list[str], *, run_id: str, plan_sha: str, load, limit: int | None = None
+) -> list[dict]:
     """Run the plan's benchmarks on each arm (`load(name, plan, root)` -> model, tokenizer, where, precision),
     store and show the results; return their rows."""
     arms = wanted(plan, models)
@@ -115,7 +123,9 @@ def _load_teacher(plan, name: str, root: Path):
     import torch
 
     model = chosen.place(model, "cuda" if torch.cuda.is_available() else "cpu")  # a GGUF file loads in fp32
-    added = chat_format.prepare_tokenizer(tokenizer, plan.students[plan.train.student].chat_template if plan.train else "auto")
+    added = chat_format.prepare_tokenizer(
+        tokenizer, plan.students[plan.train.student].chat_template if plan.train else "auto"
+    )
     if added:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer, weights, chosen
@@ -157,7 +167,12 @@ def result_rows(results: dict, *, model: str, where: str, system: str | None) ->
         shots = (results.get("n-shot") or {}).get(task)
         for key, value in metrics.items():
             metric, comma, filter_name = key.partition(",")  # "acc,none"; no comma: not a metric (sample_len)
-            if not comma or metric.endswith("_stderr") or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if (
+                not comma
+                or metric.endswith("_stderr")
+                or not isinstance(value, (int, float))
+                or isinstance(value, bool)
+            ):
                 continue
             stderr = metrics.get(f"{metric}_stderr,{filter_name}")
             rows.append(
@@ -205,7 +220,9 @@ def show(rows: list[dict]) -> None:
     for arm in shown["arms"]:
         table.add_column(arm, justify="right", no_wrap=True)
     for row in shown["rows"]:
-        table.add_row(row["benchmark"], row["metric"], row["filter"], "" if row["n"] is None else str(row["n"]), *row["cells"])
+        table.add_row(
+            row["benchmark"], row["metric"], row["filter"], "" if row["n"] is None else str(row["n"]), *row["cells"]
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

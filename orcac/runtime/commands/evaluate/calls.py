@@ -55,8 +55,9 @@ def _cached(job_ids: list[str]) -> dict[str, Heard]:
         return {job_id: Heard(a.text, a.finish_reason, a.completion_tokens) for job_id, a in cache.get(job_ids).items()}
 
 
-def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
-        label: str) -> tuple[dict[str, Heard], set[str]]:
+def ask(
+    plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *, label: str
+) -> tuple[dict[str, Heard], set[str]]:
     """Run `jobs` through the teacher runtime; returns (job id -> answer, ids that failed).
     Each answer is written to `eval_calls` (with `purpose[job_id]`: "prompted" or the judge's
     `judged(NAME)`) in batches as it comes, and whatever is pending when the run stops.
@@ -95,9 +96,17 @@ def ask(plan, root: Path, db_path: Path, jobs: list, purpose: dict[str, str], *,
             failed.add(outcome.job_id)  # not kept: the next eval asks it again
             return
         heard[outcome.job_id] = Heard(outcome.text, outcome.finish_reason, outcome.completion_tokens)
-        pending.append({"job_id": outcome.job_id, "purpose": purpose[outcome.job_id], "text": outcome.text,
-                        "finish_reason": outcome.finish_reason, "prompt_tokens": outcome.prompt_tokens,
-                        "completion_tokens": outcome.completion_tokens, "cost": outcome.cost})
+        pending.append(
+            {
+                "job_id": outcome.job_id,
+                "purpose": purpose[outcome.job_id],
+                "text": outcome.text,
+                "finish_reason": outcome.finish_reason,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+                "cost": outcome.cost,
+            }
+        )
         job = by_id[outcome.job_id]
         teacher = plan.teachers[job.teacher]
         keep.append(Answer.of(outcome, job, teacher.model, job_limit(teacher, job)))

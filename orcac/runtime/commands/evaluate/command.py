@@ -84,8 +84,16 @@ def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> in
     require_strategies(plan, prompted)
     jobs, index = prompted_jobs(plan, prompted)
     known = placed(prompted, index, calls.stored(db_path, jobs), missing=None)
-    code = estimate.dry_run(plan, db_path, models, held, prompted=(jobs, index), prompted_held=prompted,
-                            prompted_answers=known, passes=passes(plan))
+    code = estimate.dry_run(
+        plan,
+        db_path,
+        models,
+        held,
+        prompted=(jobs, index),
+        prompted_held=prompted,
+        prompted_answers=known,
+        passes=passes(plan),
+    )
     benchmarks.dry_run(plan, models)
     return code
 
@@ -136,7 +144,10 @@ class Evaluation:
         plan, root, db_path = self.plan, self.root, self.db
         asked = arm_tasks(name, plan, self.held)
         if not asked:
-            print(f"  {name}: skipped: every task's answers come from its source, so no teacher is prompted", file=sys.stderr)
+            print(
+                f"  {name}: skipped: every task's answers come from its source, so no teacher is prompted",
+                file=sys.stderr,
+            )
             return
         started = time.monotonic()
         answers, where = answer_all(name, plan, root, asked, db_path=db_path)
@@ -182,8 +193,16 @@ class Evaluation:
 
     def benchmark(self) -> None:
         """The plan's standard benchmarks on the students (evaluate/benchmarks.py), stored and shown."""
-        benchmarks.run(self.plan, self.root, self.db, self.arms, run_id=self.run_id,
-                       plan_sha=self.plan_sha, load=load_model, limit=self.limit)
+        benchmarks.run(
+            self.plan,
+            self.root,
+            self.db,
+            self.arms,
+            run_id=self.run_id,
+            plan_sha=self.plan_sha,
+            load=load_model,
+            limit=self.limit,
+        )
 
     # ---- cleanup -----------------------------------------------------------------------------
 

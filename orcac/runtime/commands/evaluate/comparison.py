@@ -18,12 +18,15 @@ def outcome(scored: Scored, metric: str) -> bool | None:
     return scored.accepted if metric == "accuracy" else scored.adheres
 
 
-def paired_outcomes(outcomes: dict[str, dict[str, list[Scored]]], tasks: list[str], metric: str,
-                    arms: tuple[str, ...]) -> list[tuple[bool, ...]]:
+def paired_outcomes(
+    outcomes: dict[str, dict[str, list[Scored]]], tasks: list[str], metric: str, arms: tuple[str, ...]
+) -> list[tuple[bool, ...]]:
     """Per held-out row of `tasks` that every arm in `arms` scored on `metric`, their outcomes
     in that order. Rows are matched by (task, row index), so each tuple is one question."""
     by_arm = {
-        arm: {(s.held.task, s.held.row_index): outcome(s, metric) for task in tasks for s in outcomes[arm].get(task, ())}
+        arm: {
+            (s.held.task, s.held.row_index): outcome(s, metric) for task in tasks for s in outcomes[arm].get(task, ())
+        }
         for arm in arms
     }
     first = by_arm[arms[0]]
@@ -59,7 +62,9 @@ def gaps_closed(summary: list[dict], outcomes: dict[str, dict[str, list[Scored]]
             gap = gap_closed(**values)
             low = high = None
             if outcomes is not None and gap is not None:
-                rows = paired_outcomes(outcomes, common if task == "all" else [task], metric, ("base", "prompted", "trained"))
+                rows = paired_outcomes(
+                    outcomes, common if task == "all" else [task], metric, ("base", "prompted", "trained")
+                )
                 low, high = bootstrap_gap(rows) or (None, None)
             out.append({"task": task, "metric": metric, **values, "gap_closed": gap, "gap_low": low, "gap_high": high})
     return out
@@ -80,6 +85,14 @@ def paired_tests(outcomes: dict[str, dict[str, list[Scored]]]) -> list[dict]:
                 continue  # the metric is n/a for this task
             worse = sum(base and not trained for base, trained in rows)
             better = sum(trained and not base for base, trained in rows)
-            out.append({"task": task, "metric": metric, "pairs": len(rows), "worse": worse, "better": better,
-                        "p": mcnemar(worse, better)})
+            out.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "pairs": len(rows),
+                    "worse": worse,
+                    "better": better,
+                    "p": mcnemar(worse, better),
+                }
+            )
     return out

@@ -32,18 +32,42 @@ class Line:
     cost: float | None
 
 
-def dry_run(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict, dict], prompted_held: dict,
-            prompted_answers: dict, passes: Callable, print_=print) -> int:
+def dry_run(
+    plan,
+    db_path,
+    arms: list[str],
+    held: dict,
+    *,
+    prompted: tuple[dict, dict],
+    prompted_held: dict,
+    prompted_answers: dict,
+    passes: Callable,
+    print_=print,
+) -> int:
     """Print every line of `estimate`, with totals; call nothing."""
-    lines = estimate(plan, db_path, arms, held, prompted=prompted, prompted_held=prompted_held,
-                     prompted_answers=prompted_answers, passes=passes)
-    print_(f"{'arm':<9} {'task':<20} {'asks':<20} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}")
+    lines = estimate(
+        plan,
+        db_path,
+        arms,
+        held,
+        prompted=prompted,
+        prompted_held=prompted_held,
+        prompted_answers=prompted_answers,
+        passes=passes,
+    )
+    print_(
+        f"{'arm':<9} {'task':<20} {'asks':<20} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}"
+    )
     for line in lines:
-        print_(f"{line.arm:<9} {line.task:<20} {line.who:<20} {line.answers:>7} {line.cached:>7} {line.calls:>7} "
-               f"{line.prompt_tokens:>14,} {costs.shown(line.cost):>10}")
+        print_(
+            f"{line.arm:<9} {line.task:<20} {line.who:<20} {line.answers:>7} {line.cached:>7} {line.calls:>7} "
+            f"{line.prompt_tokens:>14,} {costs.shown(line.cost):>10}"
+        )
     total = costs.shown_total(line.cost for line in lines)
-    print_(f"{'total':<9} {'':<20} {'':<20} {sum(x.answers for x in lines):>7} {sum(x.cached for x in lines):>7} "
-           f"{sum(x.calls for x in lines):>7} {sum(x.prompt_tokens for x in lines):>14,} {total:>10}")
+    print_(
+        f"{'total':<9} {'':<20} {'':<20} {sum(x.answers for x in lines):>7} {sum(x.cached for x in lines):>7} "
+        f"{sum(x.calls for x in lines):>7} {sum(x.prompt_tokens for x in lines):>14,} {total:>10}"
+    )
     local = [arm for arm in arms if arm != "prompted"]
     if local:
         print_(f"{' and '.join(local)}: the student on this machine, no calls")
@@ -53,8 +77,17 @@ def dry_run(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict,
     return 0
 
 
-def estimate(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict, dict], prompted_held: dict,
-             prompted_answers: dict, passes: Callable) -> list[Line]:
+def estimate(
+    plan,
+    db_path,
+    arms: list[str],
+    held: dict,
+    *,
+    prompted: tuple[dict, dict],
+    prompted_held: dict,
+    prompted_answers: dict,
+    passes: Callable,
+) -> list[Line]:
     """One line for the prompted arm per task, and one per arm, task and judge.
     `prompted`: the prompted arm's (jobs, index), as `arms.prompted_jobs` makes them, for
     its tasks (`prompted_held`); `prompted_answers`: task -> its answers kept so far (None
@@ -68,8 +101,18 @@ def estimate(plan, db_path, arms: list[str], held: dict, *, prompted: tuple[dict
             todo = [job for job_id, job in mine.items() if job_id not in heard]
             teacher = plan.teachers[plan.tasks[task].teacher]
             tokens = sum(costs.prompt_tokens(job.messages) for job in todo)
-            lines.append(Line("prompted", task, teacher.name, len(prompted_held[task]), len(mine) - len(todo), len(todo),
-                              tokens, costs.calls_cost(teacher, tokens, len(todo), plan.eval.max_new_tokens)))
+            lines.append(
+                Line(
+                    "prompted",
+                    task,
+                    teacher.name,
+                    len(prompted_held[task]),
+                    len(mine) - len(todo),
+                    len(todo),
+                    tokens,
+                    costs.calls_cost(teacher, tokens, len(todo), plan.eval.max_new_tokens),
+                )
+            )
     if plan.eval.judges:
         for arm in arms:
             asked = prompted_held if arm == "prompted" else held
@@ -104,6 +147,16 @@ def _judge_lines(plan, db_path, arm: str, asked: dict, answers: dict | None, pas
                     n += 1
                     calls_ += 1
                     tokens += costs.prompt_tokens(judges.unanswered_messages(judge, held)) + plan.eval.max_new_tokens
-            lines.append(Line(arm, task, f"judged({judge.name})", n, cached, calls_, tokens,
-                              costs.calls_cost(teacher, tokens, calls_)))
+            lines.append(
+                Line(
+                    arm,
+                    task,
+                    f"judged({judge.name})",
+                    n,
+                    cached,
+                    calls_,
+                    tokens,
+                    costs.calls_cost(teacher, tokens, calls_),
+                )
+            )
     return lines

@@ -31,7 +31,9 @@ def held_out(plan, root: Path, db_path: Path, *, limit: int | None = None) -> di
         elif task.counts.holdout:
             from orcac.runtime.answers.examples import materialize
 
-            rows = [Held(name, e.row_index, e.prompt, e.gold) for e in materialize(plan, root, name) if e.split == "holdout"]
+            rows = [
+                Held(name, e.row_index, e.prompt, e.gold) for e in materialize(plan, root, name) if e.split == "holdout"
+            ]
         else:
             rows = []
         if limit is not None:

@@ -70,8 +70,9 @@ def judge_jobs(plan, asked: dict, answers: dict, passes: Callable) -> tuple[dict
     return wanted, jobs
 
 
-def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answers: dict,
-                  passes: Callable) -> dict[tuple[str, int], list[EvalJudgement]]:
+def judge_answers(
+    plan, root: Path, db_path: Path, arm: str, asked: dict, answers: dict, passes: Callable
+) -> dict[tuple[str, int], list[EvalJudgement]]:
     """(task, index) -> its judgements, for every answer of a judged task: none for one that
     fails the task's other checks (`passes(held, answer)` is false), else one per judge."""
     wanted, jobs = judge_jobs(plan, asked, answers, passes)
@@ -82,9 +83,15 @@ def judge_answers(plan, root: Path, db_path: Path, arm: str, asked: dict, answer
     purpose = {job.id: f"judged({judge.name})" for pairs in wanted.values() for judge, job, _ in pairs if job}
     asked, failed = calls.ask(plan, root, db_path, todo, purpose, label=f"{arm}: judges")
     heard.update(asked)
-    print(f"  {arm}: judges: {len(jobs) - len(todo)} judgements reused, {len(todo)} asked"
-          + (f", {len(failed)} failed" if failed else ""), file=sys.stderr, flush=True)
-    return {key: [_verdict(judge, job, problem, heard) for judge, job, problem in pairs] for key, pairs in wanted.items()}
+    print(
+        f"  {arm}: judges: {len(jobs) - len(todo)} judgements reused, {len(todo)} asked"
+        + (f", {len(failed)} failed" if failed else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return {
+        key: [_verdict(judge, job, problem, heard) for judge, job, problem in pairs] for key, pairs in wanted.items()
+    }
 
 
 def _verdict(judge, job, problem: str | None, heard: dict) -> EvalJudgement:

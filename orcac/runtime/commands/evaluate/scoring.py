@@ -53,6 +53,7 @@ def correctness(plan, held: Held, answer: Answer) -> Verdict | None:
 
 def passes(plan) -> Callable[[Held, Answer], bool]:
     """Whether an answer goes on to the judges: it passes the task's other checks."""
+
     def passes(held: Held, answer: Answer) -> bool:
         verdict = correctness(plan, held, answer)
         return verdict is None or verdict.accepted
@@ -88,12 +89,16 @@ def score(plan, held: Held, answer: Answer, judgements: list | None = None) -> S
     return Scored(held, answer, accepted, reason, ok, tuple(broken), followed(answer.text, forms) if forms else None)
 
 
-def score_arm(plan, asked: dict[str, list[Held]], answers: dict[str, list[Answer]],
-              judged: dict[tuple[str, int], list]) -> dict[str, list[Scored]]:
+def score_arm(
+    plan, asked: dict[str, list[Held]], answers: dict[str, list[Answer]], judged: dict[tuple[str, int], list]
+) -> dict[str, list[Scored]]:
     """task -> every answer of one arm scored, in held-out order; `judged`: (task, index) -> its
     judgements (judging.py), where the judges were asked."""
     return {
-        task: [score(plan, h, a, judged.get((task, i))) for i, (h, a) in enumerate(zip(asked[task], answers[task], strict=True))]
+        task: [
+            score(plan, h, a, judged.get((task, i)))
+            for i, (h, a) in enumerate(zip(asked[task], answers[task], strict=True))
+        ]
         for task in asked
     }
 
@@ -120,8 +125,15 @@ def strategies_followed(model: str, scored: dict[str, list[Scored]], plan) -> li
         for s in items:
             if s.follows is not None:
                 counts[s.follows] += 1
-        rows.append({"model": model, "task": task, "strategy": plan.tasks[task].strategy, "examples": len(items),
-                     "counts": counts})
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "strategy": plan.tasks[task].strategy,
+                "examples": len(items),
+                "counts": counts,
+            }
+        )
     return rows
 
 

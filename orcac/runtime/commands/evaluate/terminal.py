@@ -25,8 +25,10 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = (), paired: 
         title="held-out evaluation: base and trained see only the erase message; prompted also sees the strategy "
         "and its demonstrations",
         title_justify="left",
-        caption="\\[low-high]: 95% interval (Wilson" + ("; for the gap closed, a bootstrap over rows" if gaps else "")
-        + ")" + ("; p: trained against base on the same rows (exact McNemar)" if paired else ""),
+        caption="\\[low-high]: 95% interval (Wilson"
+        + ("; for the gap closed, a bootstrap over rows" if gaps else "")
+        + ")"
+        + ("; p: trained against base on the same rows (exact McNemar)" if paired else ""),
         caption_justify="left",
     )
     table.add_column("task", overflow="fold")
@@ -61,13 +63,18 @@ def show(summary: list[dict], models: list[str], gaps: list[dict] = (), paired: 
         if line and not (t["task"] == "all" and len(tasks) == 1):  # "all" of one task says it twice
             print(f"{t['task']} {t['metric']}, trained against base: {line}")
     for task in tasks:  # a judged task: its judges' mean score per arm, a finer measure than the pass rate
-        for judge in dict.fromkeys(j for m in models if by.get((task, m)) for j in by[(task, m)].get("judge_scores", {})):
+        for judge in dict.fromkeys(
+            j for m in models if by.get((task, m)) for j in by[(task, m)].get("judge_scores", {})
+        ):
             means = [(m, by[(task, m)]["judge_scores"].get(judge)) for m in models if by.get((task, m))]
             shown = ", ".join(f"{m} {'n/a' if v is None else f'{v:.2f}'}" for m, v in means)
             print(f"{task}: mean score of judge {judge}: {shown}")
     if gaps:
-        print("gap closed = (trained - base) / (prompted - base): the share of the prompt's effect "
-              "the student shows without it", file=sys.stderr)
+        print(
+            "gap closed = (trained - base) / (prompted - base): the share of the prompt's effect "
+            "the student shows without it",
+            file=sys.stderr,
+        )
 
 
 def _rate(row: dict, metric: str, n: int) -> str:
@@ -89,8 +96,12 @@ def show_strategies(rows: list[dict]) -> None:
     from rich.table import Table
 
     columns = list(rows[0]["counts"])
-    table = Table(title="the strategy whose form each answer follows", title_justify="left",
-                  caption="* the task's own strategy; none: no strategy's form; several: more than one", caption_justify="left")
+    table = Table(
+        title="the strategy whose form each answer follows",
+        title_justify="left",
+        caption="* the task's own strategy; none: no strategy's form; several: more than one",
+        caption_justify="left",
+    )
     table.add_column("task", overflow="fold")
     table.add_column("arm")
     table.add_column("n", justify="right")
@@ -101,7 +112,9 @@ def show_strategies(rows: list[dict]) -> None:
         mine = [r for r in rows if r["task"] == task]
         for i, r in enumerate(mine):
             cells = [f"{r['counts'][c]}{'*' if c == r['strategy'] else ''}" for c in columns]
-            table.add_row(task if i == 0 else "", r["model"], str(r["examples"]), *cells, end_section=i == len(mine) - 1)
+            table.add_row(
+                task if i == 0 else "", r["model"], str(r["examples"]), *cells, end_section=i == len(mine) - 1
+            )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

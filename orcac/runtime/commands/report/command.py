@@ -53,7 +53,7 @@ BUILT_IN_RULES = {
     "truncated": "the answer was cut off at max_tokens (finish_reason = length); allow_truncated = true keeps it",
     "empty": "the answer has no text",
     INSTRUCTION: "an answer from the source whose prompt or answer repeats its row's own system message, which erasure removes",
-    ECHO: "no_echo: the answer points at a prompt the student never sees (\"as instructed\", \"following the example above\")",
+    ECHO: 'no_echo: the answer points at a prompt the student never sees ("as instructed", "following the example above")',
 }
 
 
@@ -66,7 +66,9 @@ def command(context: RunContext, args) -> int:
         raise OrcacError(f"no build database at {database}", hint=f"run `orcac build {args.spec}` first (or pass --db)")
     sample = args.sample if args.sample is not None else SAMPLE
     if sample < 0:
-        raise OrcacError(f"--sample {sample}: must be 0 or more", hint="pass the number of records per task and verdict")
+        raise OrcacError(
+            f"--sample {sample}: must be 0 or more", hint="pass the number of records per task and verdict"
+        )
     with Store.open(database, read_only=True) as store:
         report = gather(plan, store, sample=sample)
     report["database"] = database.name
@@ -104,7 +106,9 @@ def _followed(plan: Plan, store: Store) -> dict | None:
     rows = evaluations.latest_follows(store)
     if not rows:
         return None
-    named = sorted({f for _, _, f, _ in rows} - {"none", "several"} | {n for n, s in plan.strategies.items() if s.adherence})
+    named = sorted(
+        {f for _, _, f, _ in rows} - {"none", "several"} | {n for n, s in plan.strategies.items() if s.adherence}
+    )
     columns_shown = [*named, "none", "several"]
     arms = [a for a in ARMS if a in {m for _, m, _, _ in rows}] + sorted({m for _, m, _, _ in rows} - set(ARMS))
     cells: dict[tuple[str, str], dict[str, int]] = {}
@@ -116,8 +120,15 @@ def _followed(plan: Plan, store: Store) -> dict | None:
         for arm in arms:
             if (task, arm) in cells:
                 counts = cells[(task, arm)]
-                table.append({"task": task, "arm": arm, "own": own, "n": sum(counts.values()),
-                              "counts": [counts[c] for c in columns_shown]})
+                table.append(
+                    {
+                        "task": task,
+                        "arm": arm,
+                        "own": own,
+                        "n": sum(counts.values()),
+                        "counts": [counts[c] for c in columns_shown],
+                    }
+                )
     return {"columns": columns_shown, "rows": table}
 
 
@@ -173,32 +184,34 @@ def _tasks(plan: Plan, store: Store) -> list[dict]:
         )
         checked = v["accepted"] + sum(v["rejected"].values())
         rules = _rules(plan, name)
-        out.append({
-            "name": name,
-            "in_plan": task is not None,
-            "strategy": task.strategy if task else None,
-            "given": task.given if task else False,
-            "erase": task.erase if task else None,
-            "teacher": task.teacher if task else None,
-            "source_rows": task.source.rows if task else None,
-            "examples": examples.get(name, {}),
-            "calls": answered,
-            "reused": reused,
-            "failed": failed,
-            "accepted": v["accepted"],
-            "rejected": [
-                {"reason": reason, "count": n, "rule": rules.get(reason)}
-                for reason, n in sorted(v["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
-            ],
-            "checked": checked,
-            "yield": v["accepted"] / checked if checked else None,
-            "yield_interval": wilson(v["accepted"], checked),
-            "records": records.get(name, 0),
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost": cost,
-            "seconds": seconds,
-        })
+        out.append(
+            {
+                "name": name,
+                "in_plan": task is not None,
+                "strategy": task.strategy if task else None,
+                "given": task.given if task else False,
+                "erase": task.erase if task else None,
+                "teacher": task.teacher if task else None,
+                "source_rows": task.source.rows if task else None,
+                "examples": examples.get(name, {}),
+                "calls": answered,
+                "reused": reused,
+                "failed": failed,
+                "accepted": v["accepted"],
+                "rejected": [
+                    {"reason": reason, "count": n, "rule": rules.get(reason)}
+                    for reason, n in sorted(v["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))
+                ],
+                "checked": checked,
+                "yield": v["accepted"] / checked if checked else None,
+                "yield_interval": wilson(v["accepted"], checked),
+                "records": records.get(name, 0),
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost": cost,
+                "seconds": seconds,
+            }
+        )
     return out
 
 
@@ -212,12 +225,20 @@ def _teachers(plan: Plan, store: Store) -> list[dict]:
         model, calls, retries, failed, prompt_tokens, completion_tokens, cost, latency = totals.get(
             name, (plan.teachers[name].model if name in plan.teachers else None, 0, 0, 0, 0, 0, 0.0, None)
         )
-        out.append({
-            "name": name, "model": model, "calls": calls, "retries": retries, "failed": failed,
-            "failures": sorted(failures[name].items(), key=lambda kv: (-kv[1], kv[0])),
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost,
-            "latency": latency,
-        })
+        out.append(
+            {
+                "name": name,
+                "model": model,
+                "calls": calls,
+                "retries": retries,
+                "failed": failed,
+                "failures": sorted(failures[name].items(), key=lambda kv: (-kv[1], kv[0])),
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost": cost,
+                "latency": latency,
+            }
+        )
     return out
 
 
@@ -239,19 +260,30 @@ def _judges(plan: Plan, store: Store) -> list[dict]:
         judge = declared.get((task, name))
         answered, failed, cost = calls.get((task, name), (0, 0, 0.0))
         scale = (judge.min, judge.max) if judge else (low, high)  # a judge no longer declared: what it gave
-        out.append({
-            "task": task, "judge": name, "in_plan": judge is not None,
-            "teacher": judge.teacher if judge else None,
-            "threshold": judge.threshold if judge else None,
-            "judged": judged, "kept": kept, "unreadable": judged - scored, "below": scored - kept if judge else None,
-            "mean": mean, "calls": answered, "failed": failed, "cost": cost,
-            "spread": score_spread(scores[(task, name)], *scale, threshold=judge.threshold if judge else None),
-        })
+        out.append(
+            {
+                "task": task,
+                "judge": name,
+                "in_plan": judge is not None,
+                "teacher": judge.teacher if judge else None,
+                "threshold": judge.threshold if judge else None,
+                "judged": judged,
+                "kept": kept,
+                "unreadable": judged - scored,
+                "below": scored - kept if judge else None,
+                "mean": mean,
+                "calls": answered,
+                "failed": failed,
+                "cost": cost,
+                "spread": score_spread(scores[(task, name)], *scale, threshold=judge.threshold if judge else None),
+            }
+        )
     return out
 
 
-def score_spread(scores: list[float], low: float, high: float, *, threshold: float | None = None,
-                 width: int = 220, height: int = 40) -> dict:
+def score_spread(
+    scores: list[float], low: float, high: float, *, threshold: float | None = None, width: int = 220, height: int = 40
+) -> dict:
     """Bars of how many scores fall in each bin of the scale: one bin per whole point on a
     scale of up to 20 points, else SCORE_BUCKETS equal bins; bins at or above the threshold
     are drawn as kept.
@@ -272,10 +304,17 @@ def score_spread(scores: list[float], low: float, high: float, *, threshold: flo
     for (start, end), n in zip(edges, counts):
         label = f"{start:g}" if whole else f"{start:.3g}-{end:.3g}"
         h = round((height - 12) * n / tallest, 1)
-        bars.append({
-            "x": round(slot * len(bars) + 1, 1), "w": round(max(slot - 2, 1), 1), "y": round(height - 12 - h, 1), "h": h,
-            "count": n, "label": label, "kept": threshold is not None and start >= threshold,
-        })
+        bars.append(
+            {
+                "x": round(slot * len(bars) + 1, 1),
+                "w": round(max(slot - 2, 1), 1),
+                "y": round(height - 12 - h, 1),
+                "h": h,
+                "count": n,
+                "label": label,
+                "kept": threshold is not None and start >= threshold,
+            }
+        )
     return {"width": width, "height": height, "bars": bars, "low": f"{low:g}", "high": f"{high:g}"}
 
 
@@ -289,7 +328,8 @@ def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) 
         item["messages"] = json.loads(item["messages"]) if item["messages"] else []
         item["judgements"] = [
             # the reason without its `judged(NAME): ` prefix: the card names the judge already
-            {**j, "reason": j["reason"].removeprefix(f"judged({j['judge']}): ")} for j in item["judgements"] or []
+            {**j, "reason": j["reason"].removeprefix(f"judged({j['judge']}): ")}
+            for j in item["judgements"] or []
         ]
         if item["verdict"] == "rejected":
             item["rule"] = _rules(plan, item["task"]).get(item["reason"], item["reason"])
@@ -298,7 +338,9 @@ def _records(plan: Plan, store: Store, sample: int, *, judgements: bool = True) 
     return {
         "answers": items,
         "total": sum(totals.values()),
-        "groups": [{"task": t, "verdict": v, "total": n, "shown": min(n, sample)} for (t, v), n in sorted(totals.items())],
+        "groups": [
+            {"task": t, "verdict": v, "total": n, "shown": min(n, sample)} for (t, v), n in sorted(totals.items())
+        ],
         "sample": sample,
     }
 
@@ -309,10 +351,18 @@ def _decisions(plan: Plan, store: Store) -> list[dict]:
     for task, key, strategy, chosen, score, passed, total, prompt_tokens, completion_tokens, cost in rows:
         current = task in plan.tasks and plan.tasks[task].probe is not None and plan.tasks[task].probe.key == key
         decision = out.setdefault((task, key), {"task": task, "key": key[:12], "current": current, "candidates": []})
-        decision["candidates"].append({
-            "strategy": strategy, "chosen": chosen, "score": score, "passed": passed, "total": total,
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost,
-        })
+        decision["candidates"].append(
+            {
+                "strategy": strategy,
+                "chosen": chosen,
+                "score": score,
+                "passed": passed,
+                "total": total,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost": cost,
+            }
+        )
     # The plan's current decision first, then earlier ones (history, kept by the probe).
     return sorted(out.values(), key=lambda d: (d["task"], not d["current"], d["key"]))
 
@@ -330,8 +380,12 @@ def _training(store: Store) -> dict | None:
     for stage_index, stage, step, loss in steps:
         stages.setdefault(stage_index, {"name": stage, "points": []})["points"].append((step, loss))
     return {
-        "student": student, "device": device, "precision": precision, "status": status,
-        "final_loss": final_loss, "started": started,
+        "student": student,
+        "device": device,
+        "precision": precision,
+        "status": status,
+        "final_loss": final_loss,
+        "started": started,
         "stages": [
             {"name": s["name"], "steps": len(s["points"]), "first": s["points"][0][1], "last": s["points"][-1][1]}
             for _, s in sorted(stages.items())
@@ -359,4 +413,3 @@ def render(report: dict) -> str:
     env.filters["usd"] = lambda v: "" if v is None else f"${v:,.4f}"
     env.filters["secs"] = lambda v: "" if v is None else f"{v:,.1f} s"
     return env.get_template("report.html.j2").render(report=report)
-

@@ -61,8 +61,7 @@ from orcac.runtime.results import model_card
 from orcac.runtime.store import training as training_store
 from orcac.runtime.store.database import Store
 from orcac.runtime.store.training import TrainRun
-from orcac.runtime.training import distill
-from orcac.runtime.training import guard
+from orcac.runtime.training import distill, guard
 from orcac.runtime.training.layout import FINAL_DIR, STAGE_FILE, stage_dir
 from orcac.runtime.training.processes import device_name, is_main_process, log, wait_for_everyone, world_size
 from orcac.specs.plan_file import dump_plan
@@ -77,7 +76,9 @@ def command(context: RunContext, args) -> int:
     # out of memory: one line and exit 1, never the kernel's bare `Killed` (training/guard.py)
     spec = context.plan.spec
     return guard.supervised(
-        lambda: guard.out_of_memory_is_an_error(lambda: run(context, resume=args.resume, retrain=args.retrain, max_steps=args.max_steps), spec=spec),
+        lambda: guard.out_of_memory_is_an_error(
+            lambda: run(context, resume=args.resume, retrain=args.retrain, max_steps=args.max_steps), spec=spec
+        ),
         spec=spec,
         on_killed=lambda: _killed(context),
     )
@@ -127,7 +128,9 @@ class TrainRecipe:
     student, the precision, the run's row and its database connection), then, stage by
     stage, the weights the next stage starts from."""
 
-    def __init__(self, context: RunContext, *, resume: bool = False, retrain: bool = False, max_steps: int | None = None):
+    def __init__(
+        self, context: RunContext, *, resume: bool = False, retrain: bool = False, max_steps: int | None = None
+    ):
         if context.plan.train is None:
             raise OrcacError("the plan has no train section", hint="add a `train { ... }` block to the spec")
         self.context, self.plan, self.tp = context, context.plan, context.plan.train
@@ -209,8 +212,12 @@ class TrainRecipe:
         self.student = load_for_training(student, root)
         self.model = self.student.model
         # objective = distill: the local teacher whose token distributions the student learns
-        self.teacher = None if tp.objective == "sft" else distill.load_teacher(plan, root, self.student.tokenizer, load_student)
-        chat_format.set_default_system(self.student.tokenizer, plan)  # saved with every stage: callers get the erase message
+        self.teacher = (
+            None if tp.objective == "sft" else distill.load_teacher(plan, root, self.student.tokenizer, load_student)
+        )
+        chat_format.set_default_system(
+            self.student.tokenizer, plan
+        )  # saved with every stage: callers get the erase message
         self.isolated = isolation_check(self.model) if tp.packing else True
         if tp.packing and not self.isolated:
             log(
@@ -242,7 +249,11 @@ class TrainRecipe:
             f"{self.precision}, packing {'on' if tp.packing else 'off'}"
             + (" (examples isolated)" if tp.packing and self.isolated else "")
             + (f", LoRA r={tp.lora.r}" if tp.lora else "")
-            + (f"; objective {tp.objective}, teacher {tp.distill.teacher} (pairs unpacked)" if self.teacher is not None else "")
+            + (
+                f"; objective {tp.objective}, teacher {tp.distill.teacher} (pairs unpacked)"
+                if self.teacher is not None
+                else ""
+            )
         )
 
     # ---- train ----------------------------------------------------------------------------

@@ -50,7 +50,11 @@ def take_portions(records: list[dict], stage, *, seed: int) -> list[dict]:
     for task, rows in by_task.items():
         p = stage.portions.get(task)
         ids = [r["id"] for r in rows]
-        chosen = ids if p is None else sampling.portion(ids, seed=seed, stage=stage.name, task=task, share=p.share, at_most=p.at_most)
+        chosen = (
+            ids
+            if p is None
+            else sampling.portion(ids, seed=seed, stage=stage.name, task=task, share=p.share, at_most=p.at_most)
+        )
         kept.update(chosen)
         for r in rows:
             r["built"] = len(rows)

@@ -86,10 +86,14 @@ def isolation_check(model) -> bool:
     model.eval()
     with torch.no_grad():
         alone = model(input_ids=b[None], use_cache=False).logits[0].float()
-        packed = model(
-            input_ids=torch.cat([a, b])[None],
-            position_ids=torch.cat([torch.arange(6), torch.arange(5)])[None].to(device),
-            use_cache=False,
-        ).logits[0, 6:].float()
+        packed = (
+            model(
+                input_ids=torch.cat([a, b])[None],
+                position_ids=torch.cat([torch.arange(6), torch.arange(5)])[None].to(device),
+                use_cache=False,
+            )
+            .logits[0, 6:]
+            .float()
+        )
     model.train(was_training)
     return bool(torch.allclose(alone, packed, atol=1e-3, rtol=1e-3))

@@ -14,7 +14,20 @@ from orcac.runtime.training import distill, memory
 from orcac.runtime.training.processes import cuda_available, log
 
 
-def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=(), teacher=None, tokenizer_grew=False):
+def stage_trainer(
+    model,
+    tokenizer,
+    stage,
+    index,
+    rows,
+    *,
+    plan,
+    stage_dir,
+    bf16=False,
+    callbacks=(),
+    teacher=None,
+    tokenizer_grew=False,
+):
     """The stage's SFTTrainer over its encoded, packed records (not yet trained).
 
     `tokenizer_grew`: the student's tokenizer gained tokens (student.Student), so a LoRA
@@ -26,7 +39,9 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
         datasets.disable_progress_bars()  # TRL's "Packing train dataset" bar, as raw text in a log
     tp = plan.train
     encoded = encode_records(tokenizer, plan, rows, tp.max_length)
-    dataset = datasets.Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
+    dataset = datasets.Dataset.from_dict(
+        {"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]}
+    )
     truncated = sum(e.truncated for e in encoded)
     tokens = sum(len(e.input_ids) for e in encoded)
     log(
@@ -69,7 +84,14 @@ def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16
     peft_config = lora_config(tp.lora, tokenizer_grew=tokenizer_grew)
     if teacher is not None:  # objective = distill: pairs of contexts, unpacked (orcac/runtime/training/distill.py)
         trainer = distill.make_trainer(
-            model, tokenizer, rows, plan=plan, teacher=teacher, config=config, callbacks=callbacks, peft_config=peft_config
+            model,
+            tokenizer,
+            rows,
+            plan=plan,
+            teacher=teacher,
+            config=config,
+            callbacks=callbacks,
+            peft_config=peft_config,
         )
     else:
         trainer = make_trainer(model, tokenizer, dataset, config, callbacks=callbacks, peft_config=peft_config)
@@ -140,7 +162,11 @@ def encode_records(tokenizer, plan, rows, max_length):
         system = plan.erase[task.erase].system
         e = chat_format.encode(tokenizer, system, row["user"], row["assistant"], max_length=max_length)
         if e.prompt_tokens >= max_length:
-            where = f"record {row['id']} of task {row['task']}" if row.get("id") is not None else f"a record of task {row['task']}"
+            where = (
+                f"record {row['id']} of task {row['task']}"
+                if row.get("id") is not None
+                else f"a record of task {row['task']}"
+            )
             raise OrcacError(
                 f"{where}: its prompt is {e.prompt_tokens} tokens (system + user), "
                 f"longer than train.max_length = {max_length}",

@@ -113,12 +113,15 @@ def tie_message(task: str, decision: Decision, metric: str = "accept") -> str | 
     if decision.tie_break is None:
         return None
     winner = next(s for s in decision.scores if s.strategy == decision.chosen)
-    tied = [s for s in decision.scores if s.strategy != winner.strategy
-            and _rank(s, metric)[0] == _rank(winner, metric)[0]]
+    tied = [
+        s for s in decision.scores if s.strategy != winner.strategy and _rank(s, metric)[0] == _rank(winner, metric)[0]
+    ]
     at = f"a mean judge score of {winner.score:g}" if metric == "judge" else f"{winner.passed}/{winner.total}"
     tokens = ", ".join(f"{s.strategy} {s.prompt_tokens + s.completion_tokens:,}" for s in [winner, *tied])
-    return (f"task {task}: {' and '.join(s.strategy for s in [winner, *tied])} tie at {at}; "
-            f"{decision.tie_break} chose {winner.strategy} (tokens: {tokens})")
+    return (
+        f"task {task}: {' and '.join(s.strategy for s in [winner, *tied])} tie at {at}; "
+        f"{decision.tie_break} chose {winner.strategy} (tokens: {tokens})"
+    )
 
 
 Z95 = 1.959964  # the standard normal's 97.5th percentile: two-sided 95%
@@ -189,13 +192,21 @@ def noise(decision: Decision, metric: str = "accept") -> list[str]:
             continue  # the winner itself, and a tie (`tie_message`)
         if not _overlap((winner.passed, winner.total), (other.passed, other.total)):
             continue
-        each = f"{winner.total} probe answers each" if winner.total == other.total else \
-            f"{winner.total} and {other.total} probe answers"
+        each = (
+            f"{winner.total} probe answers each"
+            if winner.total == other.total
+            else f"{winner.total} and {other.total} probe answers"
+        )
         needed = rows_to_separate(winner.passed / winner.total, other.passed / other.total)
-        advice = f"raise probe to ~{needed:,} to tell them apart" if needed else \
-            f"not even {MOST_ROWS:,} probe answers would tell them apart"
-        lines.append(f"{winner.strategy} {winner.passed}/{winner.total} vs {other.strategy} {other.passed}/{other.total}: "
-                     f"within the noise of {each} (their 95% Wilson intervals overlap); {advice}")
+        advice = (
+            f"raise probe to ~{needed:,} to tell them apart"
+            if needed
+            else f"not even {MOST_ROWS:,} probe answers would tell them apart"
+        )
+        lines.append(
+            f"{winner.strategy} {winner.passed}/{winner.total} vs {other.strategy} {other.passed}/{other.total}: "
+            f"within the noise of {each} (their 95% Wilson intervals overlap); {advice}"
+        )
     return lines
 
 
@@ -204,5 +215,6 @@ def decide(probe: ProbePlan, answers: Iterable[Answer]) -> Decision:
     order, the winner, and the rule that broke a tie for first place if there was one."""
     answers = list(answers)
     scores = tuple(score(name, answers, probe.metric) for name in probe.candidates)
-    return Decision(chosen=choose(scores, probe.metric), key=probe.key, scores=scores,
-                    tie_break=tie_break(scores, probe.metric))
+    return Decision(
+        chosen=choose(scores, probe.metric), key=probe.key, scores=scores, tie_break=tie_break(scores, probe.metric)
+    )

@@ -18,12 +18,7 @@ def is_decided(task: TaskPlan, *, reprobe: bool = False) -> bool:
     if probe is None:
         return True
     decision = probe.decision
-    return (
-        not reprobe
-        and decision is not None
-        and decision.key == probe.key
-        and decision.chosen in probe.candidates
-    )
+    return not reprobe and decision is not None and decision.key == probe.key and decision.chosen in probe.candidates
 
 
 def pending(plan: Plan, *, reprobe: bool = False, tasks: Iterable[str] | None = None) -> list[str]:

@@ -112,7 +112,9 @@ def print_estimate(estimates: dict[str, ProbeEstimate], print_=print) -> None:
     for name, e in sorted(estimates.items()):
         shown = "unknown" if e.cost is None else f"${e.cost:,.4f}"
         unknown = unknown or e.cost is None
-        print_(f"{name:<24} {f'{e.rows} x {e.candidates}':>12} {e.cached:>7} {e.calls:>7} {e.prompt_tokens:>14,} {shown:>10}")
+        print_(
+            f"{name:<24} {f'{e.rows} x {e.candidates}':>12} {e.cached:>7} {e.calls:>7} {e.prompt_tokens:>14,} {shown:>10}"
+        )
         calls += e.calls
         tokens += e.prompt_tokens
         cost += e.cost or 0.0
@@ -120,5 +122,7 @@ def print_estimate(estimates: dict[str, ProbeEstimate], print_=print) -> None:
     print_(f"{'probe total':<24} {'':>12} {'':>7} {calls:>7} {tokens:>14,} {total:>10}")
     judged = sum(e.judge_calls for e in estimates.values())
     if judged:
-        print_(f"and up to {judged} judge call(s) for the probe answers that pass their tasks' other checks "
-               "(fewer where an earlier build judged them)")
+        print_(
+            f"and up to {judged} judge call(s) for the probe answers that pass their tasks' other checks "
+            "(fewer where an earlier build judged them)"
+        )

@@ -34,8 +34,15 @@ def run_phase(context: RunContext, store: Store, cache: AnswerCache | None, *, r
     run builds with."""
     from rich.console import Console
 
-    result = run_probes(context.plan, context.root, store, plan_path=context.path, reprobe=reprobe,
-                        recompile=context.recompile, cache=cache)
+    result = run_probes(
+        context.plan,
+        context.root,
+        store,
+        plan_path=context.path,
+        reprobe=reprobe,
+        recompile=context.recompile,
+        cache=cache,
+    )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file: room for the whole table

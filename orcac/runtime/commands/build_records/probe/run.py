@@ -76,8 +76,9 @@ def _log(message: str) -> None:
     print(printable(message), file=sys.stderr)
 
 
-def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict],
-          cache: AnswerCache | None = None) -> dict[str, list[str]]:
+def _call(
+    plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str, dict], cache: AnswerCache | None = None
+) -> dict[str, list[str]]:
     """Run `jobs`, storing each outcome as the build does (jobs + responses, batched
     transactions); fills `done` with the answers; returns failure reasons by task."""
     from orcac.runtime.commands.build_records.tables import FLUSH_SECONDS, Rows, flush_every
@@ -107,8 +108,13 @@ def _call(plan: Plan, root: Path, store, items: dict, jobs: list, done: dict[str
         else:
             failures.setdefault(items[outcome.job_id].task, []).append(outcome.error or "failed")
 
-    flusher = Flusher(store, convert, every=flush_every(plan), seconds=FLUSH_SECONDS,
-                      on_flush=reuse.keeper(plan, cache, lambda o: (o, items[o.job_id].job)))
+    flusher = Flusher(
+        store,
+        convert,
+        every=flush_every(plan),
+        seconds=FLUSH_SECONDS,
+        on_flush=reuse.keeper(plan, cache, lambda o: (o, items[o.job_id].job)),
+    )
     try:
         asyncio.run(run_jobs(plan.teachers, jobs, on_outcome, root=root))
     finally:
@@ -178,8 +184,10 @@ def run_probes(
     missing = [item.job for job_id, item in items.items() if job_id not in done]
     failures: dict[str, list[str]] = {}
     if missing:
-        log(f"probe: {len(missing)} teacher call(s) to choose a strategy for {', '.join(todo)}"
-            + (f" ({len(done)} answered by an earlier build)" if done else ""))
+        log(
+            f"probe: {len(missing)} teacher call(s) to choose a strategy for {', '.join(todo)}"
+            + (f" ({len(done)} answered by an earlier build)" if done else "")
+        )
         failures = _call(plan, root, store, items, missing, done, cache)
         result.calls = len(missing)
     judged = _judge(plan, root, store, [i for n in todo if n not in failures for i in by_task[n]], done, failures, log)
@@ -235,7 +243,11 @@ def _checked(plan: Plan, item, text: str | None, finish: str | None):
     """A probe answer's verdict by its task's checks, as the build gives it (judges apart)."""
     task = plan.tasks[item.task]
     return check_answer(
-        text, finish, item.gold, task.accept, allow_truncated=task.allow_truncated,
+        text,
+        finish,
+        item.gold,
+        task.accept,
+        allow_truncated=task.allow_truncated,
         form=plan.strategies[item.strategy].adherence,
     )
 
@@ -264,8 +276,14 @@ def _judge(plan: Plan, root: Path, store, items: list, done: dict, failures: dic
         return _Judged(stored)
     log(f"probe: {len(missing)} judge call(s) for the probe answers")
     found: dict[str, dict] = {}
-    failed = _call(plan, root, store, {k: judges.job_item(i, j, judge) for k, (j, i, judge) in missing.items()},
-                   [j for j, _, _ in missing.values()], found)
+    failed = _call(
+        plan,
+        root,
+        store,
+        {k: judges.job_item(i, j, judge) for k, (j, i, judge) in missing.items()},
+        [j for j, _, _ in missing.values()],
+        found,
+    )
     for task, reasons in failed.items():
         failures.setdefault(task, []).extend(reasons)
     texts = {**stored.texts, **{k: (v["text"], v["finish_reason"]) for k, v in found.items()}}
