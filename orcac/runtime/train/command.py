@@ -302,10 +302,7 @@ def _fit_in_memory(trainer, stage, tp, bf16) -> None:
         # is an alias only when the arguments are made, and set afterwards turned nothing on
         trainer.args.activation_checkpointing = True
         trainer.args.activation_checkpointing_kwargs = {"use_reentrant": False}
-        _log(
-            f"  a step needs about {memory._gb(need.total())} ({need.parts()}), {memory._gb(free)} is free {where}: "
-            f"activation checkpointing on ({memory._gb(need.total(checkpointing=True))}, a third more compute)"
-        )
+        _log("  " + memory.checkpointing_line(need, free, where))
 
 
 def stage_trainer(model, tokenizer, stage, index, rows, *, plan, stage_dir, bf16=False, callbacks=(), teacher=None):

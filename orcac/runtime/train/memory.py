@@ -29,10 +29,12 @@ layers at Orca 2's full batch with checkpointing is not measured yet).
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
 memory, capped by the cgroup limit of a container, which psutil does not see.
 
-The fit: if the step does not fit as is but fits with activation checkpointing (a third more
-compute), the stage turns it on and says so; otherwise it refuses in one line that says what
-to lower. The estimate errs high by MARGIN; where it is wrong anyway, train/guard.py ends the
-run in one line instead of the kernel's `Killed`.
+The fit: a step goes without activation checkpointing only when its estimate (MARGIN included)
+is at most HEADROOM of what is free; above that, the stage turns checkpointing on (a third more
+compute) and says so, and if even that does not fit in what is free it refuses in one line that
+says what to lower. Free memory is read once, at the stage's start, on a machine others share:
+the headroom keeps room for what they take during the stage and for the estimate's own error.
+Where it is wrong anyway, train/guard.py ends the run in one line instead of the kernel's `Killed`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from orcac.errors import OrcacError
 from orcac.runtime.train.loss import CHUNK
 
 MARGIN = 1.2  # allocator fragmentation, temporaries the formula leaves out
+# The most of the free memory (read at the stage's start) a step may plan to take without activation
+# checkpointing: the measured peak has been up to 10% above the estimate (BENCHMARKS.md), and on a
+# shared machine what is free at the start is not what is free an hour later.
+HEADROOM = 0.85
 GB = 1024**3  # shown as "GB": GiB, as free(1) and the OOM killer count
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -125,7 +131,7 @@ def cgroup_room(root: Path = CGROUP) -> int | None:
 
 def fit(need: StepMemory, free: int, where: str, *, stage: str, batch_size: int, max_length: int) -> bool:
     """Whether to turn activation checkpointing on; raises OrcacError when even that does not fit."""
-    if need.total() <= free:
+    if need.total() <= HEADROOM * free:
         return False
     if need.total(checkpointing=True) <= free:
         return True
@@ -135,6 +141,16 @@ def fit(need: StepMemory, free: int, where: str, *, stage: str, batch_size: int,
         hint=f"lower train.batch_size (now {batch_size}) or max_length (now {max_length}): the activations grow "
         "with both (raise grad_accum to keep the batch); a LoRA adapter (train { lora { ... } }) saves the "
         "gradients and optimizer state",
+    )
+
+
+def checkpointing_line(need: StepMemory, free: int, where: str) -> str:
+    """What a stage prints when `fit` turned activation checkpointing on."""
+    return (
+        f"a step needs about {_gb(need.total())} without activation checkpointing ({need.parts()}), more than "
+        f"{HEADROOM:.0%} of the {_gb(free)} free {where} (the rest is kept for the estimate's error and for what "
+        f"others take during the stage): activation checkpointing on ({_gb(need.total(checkpointing=True))}, "
+        "a third more compute)"
     )
 
 
