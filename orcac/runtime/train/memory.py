@@ -15,7 +15,9 @@ What a step holds beyond what is already resident:
                 dtype (the MLP's gate, up, activation and product); with activation
                 checkpointing only each layer's input (hidden, weights' dtype) plus one layer's
                 worth while it is recomputed, and, measured at 4,096-token rows and not yet
-                explained, a row length squared in fp32 for every other layer (64 MiB each)
+                explained, a row length squared in fp32 for every other layer (64 MiB each;
+                1.8 of the 5.5 GiB at Orca 2's shape, where the estimate without it is 0.68
+                of the measured peak and 1.01 with it)
   logits        the vocabulary head: train/loss.py projects at most loss.CHUNK labelled
                 positions at a time, so tokens x vocabulary is bounded by the chunk: its
                 logits in the compute dtype and three fp32 tensors (the upcast, the
@@ -24,8 +26,8 @@ What a step holds beyond what is already resident:
 The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
 Measured against the real peak (benchmarks/bench_memory.py, BENCHMARKS.md): the sum is within
 15% of the resident memory a step adds, on the demo's shape and on Orca 2's (4 x 4,096 tokens)
-without checkpointing, and with checkpointing at rows of 512 to 4,096 tokens (the 135M's 30
-layers at Orca 2's full batch with checkpointing is not measured yet).
+without checkpointing, and with checkpointing at rows of 512 to 4,096 tokens, Orca 2's shape on
+the 135M included.
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
 memory, capped by the cgroup limit of a container, which psutil does not see.
 
