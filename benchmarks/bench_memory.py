@@ -122,8 +122,7 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
         checkpointing = bool(trainer.args.activation_checkpointing)
         model = trainer.model
         longest = max(len(row) for row in trainer.train_dataset["input_ids"])
-        need = memory.step_memory(trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu,
-                                  row_length=longest)
+        need = memory.step_memory(trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu)
         gc.collect()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()

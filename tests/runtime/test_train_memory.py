@@ -45,3 +45,18 @@ def test_checkpointing_uses_all_that_is_free_before_refusing():
     assert _fit(need, 7.3) is True
     with pytest.raises(OrcacError, match="needs about 7.2 GB even with activation checkpointing .* more than the 7.1 GB"):
         _fit(need, 7.1)
+
+
+def test_weights_still_mapped_from_their_file_are_counted_on_the_cpu(tiny):
+    """transformers memory-maps fp32 safetensors: those pages come in with the first step and are
+    copied when the optimizer writes them (0.5 GB for the 135M), so they count; a model made in
+    memory is resident already and does not."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    mapped = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+    in_memory = AutoModelForCausalLM.from_config(mapped.config)
+    size = sum(p.numel() * p.element_size() for p in mapped.parameters())
+    assert memory.step_memory(mapped, tokens=64, compute_bytes=4, on_gpu=False).weights == size
+    assert memory.step_memory(in_memory, tokens=64, compute_bytes=4, on_gpu=False).weights == 0
+    assert memory.step_memory(in_memory, tokens=64, compute_bytes=4, on_gpu=True).weights == size

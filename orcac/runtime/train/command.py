@@ -294,7 +294,7 @@ def _fit_in_memory(trainer, stage, tp, bf16) -> None:
     on_gpu = _cuda_available()
     longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
     need = memory.step_memory(
-        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu, row_length=longest
+        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
     )
     free, where = memory.free_memory(on_gpu)
     if memory.fit(need, free, where, stage=stage.name, batch_size=tp.batch_size, max_length=tp.max_length):

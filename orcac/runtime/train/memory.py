@@ -5,8 +5,11 @@
 
 What a step holds beyond what is already resident:
 
-  weights       every parameter (on a GPU; on the CPU they are loaded already, so already counted
-                as used, not free)
+  weights       every parameter on a GPU; on the CPU only those still memory-mapped from their
+                file (transformers maps fp32 safetensors, as the demo's student is kept): not
+                resident until the first step reads them, then copied into memory when the
+                optimizer writes them (0.5 GB for the 135M); weights already in memory are used,
+                not free
   gradients     one per trainable parameter, in the parameter's dtype
   optimizer     AdamW's two moments per trainable parameter, in fp32
   activations   what backward needs, per token per layer: 9 x hidden values in the weights'
@@ -14,10 +17,9 @@ What a step holds beyond what is already resident:
                 q and k, which bf16 autocast leaves in fp32) and 4 x intermediate in the compute
                 dtype (the MLP's gate, up, activation and product); with activation
                 checkpointing only each layer's input (hidden, weights' dtype) plus one layer's
-                worth while it is recomputed, and, measured at 4,096-token rows and not yet
-                explained, a row length squared in fp32 for every other layer (64 MiB each;
-                1.8 of the 5.5 GiB at Orca 2's shape, where the estimate without it is 0.68
-                of the measured peak and 1.01 with it)
+                worth while it is recomputed, and, measured and not explained,
+                CHECKPOINTED_LAYER_EXTRA for every other layer, whatever the rows' length and
+                number (1.2 GiB at 30 layers; BENCHMARKS.md)
   logits        the vocabulary head: train/loss.py projects at most loss.CHUNK labelled
                 positions at a time, so tokens x vocabulary is bounded by the chunk: its
                 logits in the compute dtype and three fp32 tensors (the upcast, the
@@ -53,6 +55,11 @@ MARGIN = 1.2  # allocator fragmentation, temporaries the formula leaves out
 # shared machine what is free at the start is not what is free an hour later.
 HEADROOM = 0.85
 GB = 1024**3  # shown as "GB": GiB, as free(1) and the OOM killer count
+# Held with activation checkpointing by every layer but the recomputed one beyond its input: 39-50 MiB
+# on the 135M's 30 layers at 512 x 8 and 4,096 x 4 tokens alike (and in forward-only probes at 2,048
+# and 4,096-token rows), so not the row length squared it was first taken for; no tensor the formula
+# names (the allocator's, perhaps: BENCHMARKS.md).
+CHECKPOINTED_LAYER_EXTRA = 44 * 1024**2
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -76,7 +83,7 @@ class StepMemory:
         return ", ".join(f"{name} {_gb(size)}" for name, size in named if size)
 
 
-def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_length: int = 0) -> StepMemory:
+def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> StepMemory:
     """The estimate for one optimizer step of `model` over `tokens` tokens (batch x row length)."""
     config = model.config.get_text_config()
     hidden = config.hidden_size
@@ -89,15 +96,30 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_len
     trainable = [p for p in parameters if p.requires_grad]
     per_layer = 9 * hidden * weight_bytes + 4 * intermediate * compute_bytes
     return StepMemory(
-        weights=weights if on_gpu else 0,
+        weights=weights if on_gpu else _file_mapped_bytes(parameters),
         gradients=sum(p.numel() * p.element_size() for p in trainable),
         optimizer=sum(2 * p.numel() * 4 for p in trainable),
         activations=tokens * layers * per_layer,
-        # + a row length squared in fp32 for every layer but the recomputed one, whatever the
-        # batch: measured, not yet explained (BENCHMARKS.md)
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer) + (layers - 1) * row_length**2 * 4,
+        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer)
+        + (layers - 1) * CHECKPOINTED_LAYER_EXTRA,
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
     )
+
+
+def _file_mapped_bytes(parameters) -> int:
+    """Bytes of the parameters whose storage lies in a file mapping of this process (Linux)."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    files = []
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            start, end = fields[0].split("-")
+            files.append((int(start, 16), int(end, 16)))
+    return sum(p.numel() * p.element_size() for p in parameters
+               if any(start <= p.data_ptr() < end for start, end in files))
 
 
 def free_memory(on_gpu: bool) -> tuple[int, str]:
