@@ -60,3 +60,12 @@ def test_weights_still_mapped_from_their_file_are_counted_on_the_cpu(tiny):
     assert memory.step_memory(mapped, tokens=64, compute_bytes=4, on_gpu=False).weights == size
     assert memory.step_memory(in_memory, tokens=64, compute_bytes=4, on_gpu=False).weights == 0
     assert memory.step_memory(in_memory, tokens=64, compute_bytes=4, on_gpu=True).weights == size
+
+
+def test_checkpointing_is_never_estimated_above_training_without_it(tiny):
+    """The per-layer extra of a checkpointed layer is a constant: on a tiny model it would make
+    checkpointing look dearer than keeping every activation."""
+    from transformers import AutoModelForCausalLM
+
+    need = memory.step_memory(AutoModelForCausalLM.from_pretrained(tiny), tokens=64, compute_bytes=4, on_gpu=False)
+    assert need.total(checkpointing=True) <= need.total()

@@ -95,13 +95,15 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> Step
     weight_bytes = parameters[0].element_size() if parameters else 4
     trainable = [p for p in parameters if p.requires_grad]
     per_layer = 9 * hidden * weight_bytes + 4 * intermediate * compute_bytes
+    activations = tokens * layers * per_layer
+    checkpointed = tokens * (layers * hidden * weight_bytes + per_layer) + (layers - 1) * CHECKPOINTED_LAYER_EXTRA
     return StepMemory(
         weights=weights if on_gpu else _file_mapped_bytes(parameters),
         gradients=sum(p.numel() * p.element_size() for p in trainable),
         optimizer=sum(2 * p.numel() * 4 for p in trainable),
-        activations=tokens * layers * per_layer,
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer)
-        + (layers - 1) * CHECKPOINTED_LAYER_EXTRA,
+        activations=activations,
+        # never more than without it: the per-layer extra outweighs a small model's activations
+        checkpointed_activations=min(checkpointed, activations),
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
     )
 
