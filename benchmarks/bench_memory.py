@@ -2,7 +2,7 @@
 
 For each shape, a fresh process loads the student as `orcac train` does, makes a stage's
 trainer over rows labelled almost everywhere (Orca 2's long explanations, packed full), lets
-`fit_in_memory` decide on activation checkpointing as `orcac train` would, and trains a few
+`_fit_in_memory` decide on activation checkpointing as `orcac train` would, and trains a few
 optimizer steps. Measured: the peak resident memory of the steps above what was resident when
 they started (Linux: the high-water mark reset through /proc/self/clear_refs, read from
 /proc/self/status VmHWM; on a GPU `torch.cuda.max_memory_allocated`). That is what
@@ -145,11 +145,7 @@ def measure(shape: str, model_name: str, steps: int, layers: int = 0, checkpoint
         model = trainer.model
         longest = max(len(row) for row in trainer.train_dataset["input_ids"])
         need = memory.step_memory(
-            trainer.model,
-            tokens=longest * batch_size,
-            compute_bytes=2 if bf16 else 4,
-            on_gpu=on_gpu,
-            row_length=longest,
+            trainer.model, tokens=longest * batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
         )
         gc.collect()
         if on_gpu:
@@ -194,7 +190,7 @@ def main(argv=None) -> int:
         "--checkpointing",
         choices=["auto", "on", "off"],
         default="auto",
-        help="auto: as orcac train decides (trainer.fit_in_memory)",
+        help="auto: as orcac train decides (train._fit_in_memory)",
     )
     parser.add_argument("--quick", action="store_true", help="a 4-layer SmolLM2-shaped model at 1024 x 4, two steps")
     parser.add_argument("--child", help=argparse.SUPPRESS)

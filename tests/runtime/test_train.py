@@ -448,7 +448,9 @@ def test_the_orca_2_settings_on_the_135m_student_need_checkpointing_or_less():
     need = memory.step_memory(model, tokens=4 * 4096, compute_bytes=2, on_gpu=False)
     assert need.logits == loss.CHUNK * 49152 * (2 + 12)
     assert memory.fit(need, 20 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
-    assert not memory.fit(need, need.total(), "on this machine", stage="s", batch_size=4, max_length=4096)
+    assert not memory.fit(
+        need, int(need.total() / memory.HEADROOM) + 1, "on this machine", stage="s", batch_size=4, max_length=4096
+    )
     with pytest.raises(OrcacError, match="more than the 3.0 GB free on this machine"):
         memory.fit(need, 3 * memory.GB, "on this machine", stage="s", batch_size=4, max_length=4096)
 

@@ -5,8 +5,11 @@
 
 What a step holds beyond what is already resident:
 
-  weights       every parameter (on a GPU; on the CPU they are loaded already, so already counted
-                as used, not free)
+  weights       every parameter on a GPU; on the CPU only those still memory-mapped from their
+                file (transformers maps fp32 safetensors, as the demo's student is kept): not
+                resident until the first step reads them, then copied into memory when the
+                optimizer writes them (0.5 GB for the 135M); weights already in memory are used,
+                not free
   gradients     one per trainable parameter, in the parameter's dtype
   optimizer     AdamW's two moments per trainable parameter, in fp32
   activations   what backward needs, per token per layer: 9 x hidden values in the weights'
@@ -14,8 +17,9 @@ What a step holds beyond what is already resident:
                 q and k, which bf16 autocast leaves in fp32) and 4 x intermediate in the compute
                 dtype (the MLP's gate, up, activation and product); with activation
                 checkpointing only each layer's input (hidden, weights' dtype) plus one layer's
-                worth while it is recomputed, and, measured at 4,096-token rows and not yet
-                explained, a row length squared in fp32 for every other layer (64 MiB each)
+                worth while it is recomputed, and, measured and not explained,
+                CHECKPOINTED_LAYER_EXTRA for every other layer, whatever the rows' length and
+                number (1.2 GiB at 30 layers; BENCHMARKS.md)
   logits        the vocabulary head: train/loss.py projects at most loss.CHUNK labelled
                 positions at a time, so tokens x vocabulary is bounded by the chunk: its
                 logits in the compute dtype and three fp32 tensors (the upcast, the
@@ -24,15 +28,17 @@ What a step holds beyond what is already resident:
 The tokens of a step are the longest row of the stage's (packed) dataset times the batch size.
 Measured against the real peak (benchmarks/bench_memory.py, BENCHMARKS.md): the sum is within
 15% of the resident memory a step adds, on the demo's shape and on Orca 2's (4 x 4,096 tokens)
-without checkpointing, and with checkpointing at rows of 512 to 4,096 tokens (the 135M's 30
-layers at Orca 2's full batch with checkpointing is not measured yet).
+without checkpointing, and with checkpointing at rows of 512 to 4,096 tokens, Orca 2's shape on
+the 135M included.
 Free memory is the device's (`torch.cuda.mem_get_info`) or the machine's: psutil's available
 memory, capped by the cgroup limit of a container, which psutil does not see.
 
-The fit: if the step does not fit as is but fits with activation checkpointing (a third more
-compute), the stage turns it on and says so; otherwise it refuses in one line that says what
-to lower. The estimate errs high by MARGIN; where it is wrong anyway, train/guard.py ends the
-run in one line instead of the kernel's `Killed`.
+The fit: a step goes without activation checkpointing only when its estimate (MARGIN included)
+is at most HEADROOM of what is free; above that, the stage turns checkpointing on (a third more
+compute) and says so, and if even that does not fit in what is free it refuses in one line that
+says what to lower. Free memory is read once, at the stage's start, on a machine others share:
+the headroom keeps room for what they take during the stage and for the estimate's own error.
+Where it is wrong anyway, train/guard.py ends the run in one line instead of the kernel's `Killed`.
 """
 
 from __future__ import annotations
@@ -44,7 +50,16 @@ from orcac.errors import OrcacError
 from orcac.runtime.training.loss import CHUNK
 
 MARGIN = 1.2  # allocator fragmentation, temporaries the formula leaves out
+# The most of the free memory (read at the stage's start) a step may plan to take without activation
+# checkpointing: the measured peak has been up to 10% above the estimate (BENCHMARKS.md), and on a
+# shared machine what is free at the start is not what is free an hour later.
+HEADROOM = 0.85
 GB = 1024**3  # shown as "GB": GiB, as free(1) and the OOM killer count
+# Held with activation checkpointing by every layer but the recomputed one beyond its input: 39-50 MiB
+# on the 135M's 30 layers at 512 x 8 and 4,096 x 4 tokens alike (and in forward-only probes at 2,048
+# and 4,096-token rows), so not the row length squared it was first taken for; no tensor the formula
+# names (the allocator's, perhaps: BENCHMARKS.md).
+CHECKPOINTED_LAYER_EXTRA = 44 * 1024**2
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -75,7 +90,7 @@ class StepMemory:
         return ", ".join(f"{name} {_gb(size)}" for name, size in named if size)
 
 
-def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_length: int = 0) -> StepMemory:
+def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool) -> StepMemory:
     """The estimate for one optimizer step of `model` over `tokens` tokens (batch x row length)."""
     config = model.config.get_text_config()
     hidden = config.hidden_size
@@ -87,16 +102,33 @@ def step_memory(model, *, tokens: int, compute_bytes: int, on_gpu: bool, row_len
     weight_bytes = parameters[0].element_size() if parameters else 4
     trainable = [p for p in parameters if p.requires_grad]
     per_layer = 9 * hidden * weight_bytes + 4 * intermediate * compute_bytes
+    activations = tokens * layers * per_layer
+    checkpointed = tokens * (layers * hidden * weight_bytes + per_layer) + (layers - 1) * CHECKPOINTED_LAYER_EXTRA
     return StepMemory(
-        weights=weights if on_gpu else 0,
+        weights=weights if on_gpu else _file_mapped_bytes(parameters),
         gradients=sum(p.numel() * p.element_size() for p in trainable),
         optimizer=sum(2 * p.numel() * 4 for p in trainable),
-        activations=tokens * layers * per_layer,
-        # + a row length squared in fp32 for every layer but the recomputed one, whatever the
-        # batch: measured, not yet explained (BENCHMARKS.md)
-        checkpointed_activations=tokens * (layers * hidden * weight_bytes + per_layer)
-        + (layers - 1) * row_length**2 * 4,
+        activations=activations,
+        # never more than without it: the per-layer extra outweighs a small model's activations
+        checkpointed_activations=min(checkpointed, activations),
         logits=min(tokens, CHUNK) * vocab * (compute_bytes + 3 * 4),
+    )
+
+
+def _file_mapped_bytes(parameters) -> int:
+    """Bytes of the parameters whose storage lies in a file mapping of this process (Linux)."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    files = []
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            start, end = fields[0].split("-")
+            files.append((int(start, 16), int(end, 16)))
+    return sum(
+        p.numel() * p.element_size() for p in parameters if any(start <= p.data_ptr() < end for start, end in files)
     )
 
 
@@ -135,7 +167,7 @@ def cgroup_room(root: Path = CGROUP) -> int | None:
 
 def fit(need: StepMemory, free: int, where: str, *, stage: str, batch_size: int, max_length: int) -> bool:
     """Whether to turn activation checkpointing on; raises OrcacError when even that does not fit."""
-    if need.total() <= free:
+    if need.total() <= HEADROOM * free:
         return False
     if need.total(checkpointing=True) <= free:
         return True
@@ -145,6 +177,16 @@ def fit(need: StepMemory, free: int, where: str, *, stage: str, batch_size: int,
         hint=f"lower train.batch_size (now {batch_size}) or max_length (now {max_length}): the activations grow "
         "with both (raise grad_accum to keep the batch); a LoRA adapter (train { lora { ... } }) saves the "
         "gradients and optimizer state",
+    )
+
+
+def checkpointing_line(need: StepMemory, free: int, where: str) -> str:
+    """What a stage prints when `fit` turned activation checkpointing on."""
+    return (
+        f"a step needs about {_gb(need.total())} without activation checkpointing ({need.parts()}), more than "
+        f"{HEADROOM:.0%} of the {_gb(free)} free {where} (the rest is kept for the estimate's error and for what "
+        f"others take during the stage): activation checkpointing on ({_gb(need.total(checkpointing=True))}, "
+        "a third more compute)"
     )
 
 

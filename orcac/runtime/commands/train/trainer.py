@@ -212,7 +212,7 @@ def fit_in_memory(trainer, stage, tp, bf16) -> None:
     on_gpu = cuda_available()
     longest = max((len(row) for row in trainer.train_dataset["input_ids"]), default=0)
     need = memory.step_memory(
-        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu, row_length=longest
+        trainer.model, tokens=longest * tp.batch_size, compute_bytes=2 if bf16 else 4, on_gpu=on_gpu
     )
     free, where = memory.free_memory(on_gpu)
     if memory.fit(need, free, where, stage=stage.name, batch_size=tp.batch_size, max_length=tp.max_length):
@@ -220,10 +220,7 @@ def fit_in_memory(trainer, stage, tp, bf16) -> None:
         # is an alias only when the arguments are made, and set afterwards turned nothing on
         trainer.args.activation_checkpointing = True
         trainer.args.activation_checkpointing_kwargs = {"use_reentrant": False}
-        log(
-            f"  a step needs about {memory._gb(need.total())} ({need.parts()}), {memory._gb(free)} is free {where}: "
-            f"activation checkpointing on ({memory._gb(need.total(checkpointing=True))}, a third more compute)"
-        )
+        log("  " + memory.checkpointing_line(need, free, where))
 
 
 def _round_up(n: int, to: int = 64) -> int:
