@@ -66,3 +66,15 @@ def test_the_suffix_cache_grows_past_its_first_capacity(model, monkeypatch):
     ours = decode(model, PROMPTS[:3], max_new_tokens=20, eos=set(), pad=0)
     theirs = decode(model, PROMPTS[:3], max_new_tokens=20, eos=set(), pad=0, engine="transformers")
     assert ours == theirs
+
+
+def test_the_engine_runs_under_bf16_autocast_as_eval_runs_the_student(model):
+    """eval runs the student as train does, fp32 weights under bf16 autocast (models/precision.py):
+    the engine attends in autocast's dtype (rotary's fp32 cos/sin once promoted q and k past v's,
+    and the fused kernel refused the mix) and matches the transformers loop under the same autocast
+    where neither sits on a near tie."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0)
+        theirs = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0, engine="transformers")
+    assert all(len(answer.tokens) == 8 for answer in ours)
+    assert sum(a == b for a, b in zip(ours, theirs)) >= len(PROMPTS) // 2

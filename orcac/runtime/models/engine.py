@@ -53,6 +53,8 @@ class _Llama:
     """The model's parts, and one forward over them with a pluggable attention core."""
 
     def __init__(self, model):
+        import torch
+
         config = model.config
         self.model = model
         self.body = model.model
@@ -61,8 +63,14 @@ class _Llama:
         self.group = self.heads // self.kv_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.scale = self.head_dim**-0.5
-        self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
+        # The dtype attention and the caches run in: the weights', or autocast's where the caller
+        # runs the model under it (eval runs the student as train does, fp32 weights under bf16
+        # autocast: orcac/runtime/models/precision.py). Rotary's fp32 cos/sin would otherwise
+        # promote q and k past v's dtype.
+        self.dtype = next(model.parameters()).dtype
+        if torch.is_autocast_enabled(self.device.type):
+            self.dtype = torch.get_autocast_dtype(self.device.type)
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         self.rotary = apply_rotary_pos_emb
@@ -83,6 +91,7 @@ class _Llama:
             k = attention.k_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
             v = attention.v_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
             q, k = self.rotary(q, k, cos, sin)
+            q, k, v = q.to(self.dtype), k.to(self.dtype), v.to(self.dtype)
             out = attend(index, q, k, v)
             x = x + attention.o_proj(out.transpose(1, 2).reshape(n, t, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
