@@ -447,13 +447,7 @@ def _run_pending(
         nonlocal count
         count += 1
         items = by_job[outcome.job_id]
-        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(
-            failed_reason=reason,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost=outcome.cost,
-        )
+        reason = display.answered(outcome)
         verdicts = []
         now = time.monotonic() - started
         for n, item in enumerate(items):
@@ -564,13 +558,7 @@ def _ask_judges(
 
     def on_outcome(outcome: Outcome) -> None:
         item = missing[outcome.job_id][1]
-        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
-        display.outcome(
-            failed_reason=reason,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost=outcome.cost,
-        )
+        reason = display.answered(outcome)
         tally = tallies[(item.task, item.strategy)]
         tally.judge_calls += 1
         tally.last_s = time.monotonic() - started

@@ -131,6 +131,18 @@ class BuildProgress:
         if failed_reason:
             self.failed[failed_reason] += 1
 
+    def answered(self, outcome) -> str | None:
+        """One teacher or judge outcome (orcac.runtime.teachers.jobs.Outcome) counted; returns
+        its failure's reason, or None for an answer."""
+        reason = (outcome.reason or "failed") if outcome.status == "failed" else None
+        self.outcome(
+            failed_reason=reason,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost=outcome.cost,
+        )
+        return reason
+
     def verdict(self, passed: bool) -> None:
         if passed:
             self.passed += 1
