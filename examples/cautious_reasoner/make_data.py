@@ -105,9 +105,9 @@ def _arith_problem(rng: random.Random) -> tuple[str, str, int]:
     order the question states them, so a test can recompute the answer independently.
 
     Small numbers, and mostly one step: the 135M teacher gets such a problem right only now and
-    then (one sampled answer in ten or so), which is what the demo's rejection sampling needs:
-    with several samples per problem, some right answer turns up for many problems, and only
-    right answers become records. Harder problems it practically never solves."""
+    then (one sampled answer in five to ten, by the temperature), which is what the demo's
+    rejection sampling needs: with several samples per problem, some right answer turns up for
+    many problems, and only right answers become records. Harder problems it practically never solves."""
     (name, pron), (friend, _) = rng.sample(PEOPLE, 2)
     Pron = pron.capitalize()
     thing = rng.choice(THINGS)
