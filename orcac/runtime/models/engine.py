@@ -373,8 +373,8 @@ def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[
     """Prefill new rows' tails into their slots; the logits of each tail's last token [n, vocab].
 
     The tails are packed into one sequence for the model's products, without padding (the demo's
-    tails run from 26 to 50 tokens: padding each admission to its longest was a third of its
-    work). Only their own causal attention lays them out per row, right-padded with copies of the
+    tails run from 25 to 47 tokens: padded to each admission's longest, a quarter of the tokens
+    were padding). Only their own causal attention lays them out per row, right-padded with copies of the
     row's last token: a row's suffix starts at slot position 0, and under the causal mask no real
     token sees the padding after it (which later steps overwrite or mask).
     """
