@@ -91,18 +91,19 @@ def serve(spec_path: str) -> None:
             total += times.user + times.system
         return total
 
-    def generate(n: int) -> tuple[list[list[int]], float, float]:
+    def generate(n: int) -> tuple[list[list[int]], float, float, int]:
         llm.reset_prefix_cache()  # each round computes its prompts afresh
         wall, cpu = time.perf_counter(), cpu_seconds()
         outputs = llm.generate(prompts[:n], params, use_tqdm=False)
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-        answers = []
+        answers, cached = [], 0
         for output in outputs:
+            cached += output.num_cached_tokens or 0
             tokens = list(output.outputs[0].token_ids)
             if tokens and tokens[-1] in eos:  # vLLM keeps the stop token; orcac's answers do not
                 tokens.pop()
             answers.append(tokens)
-        return answers, wall, cpu
+        return answers, wall, cpu, cached
 
     generate(2)  # warm up
     config = llm.llm_engine.vllm_config.scheduler_config
@@ -120,8 +121,9 @@ def serve(spec_path: str) -> None:
     replies.flush()
     for line in sys.stdin:
         n = json.loads(line)["n"]
-        answers, wall, cpu = generate(n)
-        replies.write(json.dumps({"answers": answers, "seconds": wall, "cpu_seconds": cpu}) + "\n")
+        answers, wall, cpu, cached = generate(n)
+        reply = {"answers": answers, "seconds": wall, "cpu_seconds": cpu, "cached_prompt_tokens": cached}
+        replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
 
@@ -277,7 +279,8 @@ def main() -> None:
                     f"{n:9} | {round_:5} | {their_rate:6.1f} ({their_tokens}, {theirs['seconds']:.1f}) {their_per_cpu:6.1f} "
                     f"| {our_rate:6.1f} ({our_tokens}, {ours_s:.1f}) {our_per_cpu:6.1f} "
                     f"| {our_rate / their_rate:5.2f}x {our_per_cpu / their_per_cpu:5.2f}x "
-                    f"| {same}/{n} | {load_average()}",
+                    f"| {same}/{n} | {load_average()}; vLLM's prompt tokens from its prefix cache: "
+                    f"{theirs['cached_prompt_tokens']} of {sum(map(len, ids[:n]))}",
                     flush=True,
                 )
             print(f"{n:9} | orcac/vLLM wall {min(ratios):.2f}-{max(ratios):.2f}x over {args.rounds} rounds", flush=True)
