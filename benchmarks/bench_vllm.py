@@ -68,6 +68,7 @@ def serve(spec_path: str) -> None:
         max_num_seqs=spec["max_num_seqs"],
         kv_cache_memory_bytes=spec["kv_cache_bytes"],  # else it reserves 92% of the machine's memory
         seed=0,
+        **({"block_size": spec["block_size"]} if spec["block_size"] else {}),
     )
     params = SamplingParams(
         temperature=0.0,
@@ -113,6 +114,7 @@ def serve(spec_path: str) -> None:
                 "ready": True,
                 "version": vllm.__version__,
                 "max_num_batched_tokens": config.max_num_batched_tokens,
+                "block_size": llm.llm_engine.vllm_config.cache_config.block_size,
                 "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
             }
         )
@@ -191,6 +193,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--threads", type=int, default=None, help="orcac's torch threads (default: torch's)")
+    parser.add_argument(
+        "--vllm-block-size",
+        type=int,
+        default=None,
+        help="vLLM's KV-cache block in tokens, the unit its prefix cache reuses (default: vLLM's, 128 on CPU)",
+    )
     parser.add_argument("--vllm-python", default=DEFAULT_VLLM_PYTHON, help="the python of vLLM's own venv")
     parser.add_argument("--log", default="/tmp/bench-vllm-worker.log", help="vLLM's own output goes here")
     args = parser.parse_args()
@@ -248,13 +256,14 @@ def main() -> None:
             "max_model_len": max(map(len, ids)) + args.max_tokens + 16,
             "max_num_seqs": max(sizes),
             "kv_cache_bytes": 2 * 2**30,  # 128 rows x 420 tokens take about 1.2 GiB in bf16
+            "block_size": args.vllm_block_size,
         },
         Path(args.log),
     )
     info = worker.info
     print(
         f"vLLM {info['version']} (its log: {args.log}); max_num_seqs {max(sizes)}, max_num_batched_tokens "
-        f"{info['max_num_batched_tokens']}, prefix caching on; {' '.join(f'{k}={v}' for k, v in info['env'].items())}",
+        f"{info['max_num_batched_tokens']}, prefix caching on, block size {info['block_size']}; {' '.join(f'{k}={v}' for k, v in info['env'].items())}",
         flush=True,
     )
     print(
