@@ -78,3 +78,16 @@ def test_the_engine_runs_under_bf16_autocast_as_eval_runs_the_student(model):
         theirs = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0, engine="transformers")
     assert all(len(answer.tokens) == 8 for answer in ours)
     assert sum(a == b for a, b in zip(ours, theirs)) >= len(PROMPTS) // 2
+
+
+def test_admitted_tails_are_packed_without_padding(model):
+    """An admission runs the model's products over the new tails' own tokens only: padding every
+    tail to the longest was a quarter of the demo's prefill tokens."""
+    seen: list[int] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
+    try:
+        decode(model, PROMPTS, max_new_tokens=1, eos=set(), pad=0)
+    finally:
+        hook.remove()
+    tails = [len(p) - len(PREFIX) for p in PROMPTS]
+    assert seen == [len(PREFIX), sum(tails)]  # the prefix once, then every tail, unpadded

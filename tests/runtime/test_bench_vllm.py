@@ -1,0 +1,28 @@
+"""benchmarks/bench_vllm.py: orcac's side never imports vLLM (it lives in a venv of its own and
+runs as a subprocess), so the script loads and says what it needs in orcac's venv alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_vllm", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_without_vllm():
+    done = _bench("--help")
+    assert done.returncode == 0, done.stderr
+    assert "--vllm-python" in done.stdout
+
+
+def test_a_missing_vllm_python_is_one_line(tmp_path):
+    done = _bench("--vllm-python", str(tmp_path / "nowhere/bin/python"))
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "--vllm-python" in done.stderr
