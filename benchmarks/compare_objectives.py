@@ -11,6 +11,8 @@ An arm is the demo's own train block with one change:
 
     sft          objective = sft (the demo as it is)
     distill      objective = distill, distill { teacher = smol } (off-policy, beta 0.5)
+    distill_kl   the same with beta = 0: the forward KL(teacher || student), whose gradient does
+                 not vanish where the student gives the teacher's token almost no mass (JSD's does)
     sft+distill  objective = "sft+distill", the same teacher
     on_policy    objective = distill, distill { teacher = smol  on_policy = 25% }
 
@@ -59,6 +61,7 @@ PROBE_ROWS = ROOT / "examples" / "openorca_mix" / "data" / "openorca.jsonl"
 ARMS: dict[str, str] = {
     "sft": "objective = sft",
     "distill": "objective = distill\n  distill { teacher = smol }",
+    "distill_kl": "objective = distill\n  distill { teacher = smol  beta = 0 }",
     "sft+distill": 'objective = "sft+distill"\n  distill { teacher = smol }',
     "on_policy": "objective = distill\n  distill { teacher = smol  on_policy = 25% }",
 }

@@ -26,6 +26,7 @@ def demo_train(tmp_path_factory):
     [
         ("sft", "sft", None),
         ("distill", "distill", 0.0),
+        ("distill_kl", "distill", 0.0),
         ("sft+distill", "sft+distill", 0.0),
         ("on_policy", "distill", 0.25),
     ],
@@ -38,6 +39,7 @@ def test_each_arm_is_the_demo_with_its_objective_and_output(tmp_path, demo_train
     assert plan.train.objective == objective
     assert (plan.train.distill.on_policy if plan.train.distill else None) == on_policy
     assert plan.train.output == compare.arm_output(arm)
+    assert (plan.train.distill.beta if plan.train.distill else None) == {"sft": None, "distill_kl": 0.0}.get(arm, 0.5)
     same = {"objective": demo_train.objective, "distill": demo_train.distill, "output": demo_train.output}
     assert plan.train.model_copy(update=same) == demo_train  # nothing else in training changed
 
