@@ -11,6 +11,8 @@ An arm is the demo's own train block with one change:
 
     sft          objective = sft (the demo as it is)
     distill      objective = distill, distill { teacher = smol } (off-policy, beta 0.5)
+    distill_kl   the same with beta = 0: the forward KL(teacher || student), whose gradient does
+                 not vanish where the student gives the teacher's token almost no mass (JSD's does)
     sft+distill  objective = "sft+distill", the same teacher
     on_policy    objective = distill, distill { teacher = smol  on_policy = 25% }
 
@@ -59,6 +61,7 @@ PROBE_ROWS = ROOT / "examples" / "openorca_mix" / "data" / "openorca.jsonl"
 ARMS: dict[str, str] = {
     "sft": "objective = sft",
     "distill": "objective = distill\n  distill { teacher = smol }",
+    "distill_kl": "objective = distill\n  distill { teacher = smol  beta = 0 }",
     "sft+distill": 'objective = "sft+distill"\n  distill { teacher = smol }',
     "on_policy": "objective = distill\n  distill { teacher = smol  on_policy = 25% }",
 }
@@ -309,23 +312,72 @@ def evaluated(workdir: Path, arm: str) -> bool:
     return (workdir / DB).is_file() and arm_results(workdir, arm)[0] is not None
 
 
-def arm_results(workdir: Path, arm: str) -> tuple[ArmEval | None, int, float]:
-    """The arm's eval run, and its last finished training run's steps and seconds (each
-    stage's elapsed time at its last step, as train_steps logs it)."""
+def arm_results(workdir: Path, arm: str) -> tuple[ArmEval | None, list[StageCost]]:
+    """The arm's eval run, and what each stage of its last finished training run cost."""
     from orcac.runtime.store.database import open_database
 
     con = open_database(workdir / DB, read_only=True)
     try:
         found = read_eval(con, str(final_dir(workdir, arm)))
-        steps, seconds = con.execute(
-            "SELECT coalesce(sum(n), 0), coalesce(sum(last), 0) FROM (SELECT count(*) AS n, max(elapsed_s) AS last "
-            "FROM train_steps WHERE run_id = (SELECT run_id FROM train_runs WHERE output = ? AND status = 'finished' "
-            "ORDER BY ended_at DESC LIMIT 1) GROUP BY stage)",
-            [arm_output(arm)],
-        ).fetchone()
+        costs = training_cost(con, arm_output(arm))
     finally:
         con.close()
-    return found, steps, seconds
+    return found, costs
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage of a training run, from train_steps: its steps, epochs, the student's tokens
+    (a distill step counts its pairs' student tokens, not the padding or the teacher's), and
+    the stage's elapsed seconds at its last step."""
+
+    stage: str
+    steps: int
+    epochs: float
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def seconds_an_epoch(self) -> float:
+        return self.seconds / self.epochs if self.epochs else 0.0
+
+
+def training_cost(con, output: str) -> list[StageCost]:
+    """Each stage of the last finished training run written to `output`, in order."""
+    rows = con.execute(
+        "SELECT stage, count(*), max(epoch), sum(tokens), max(elapsed_s) FROM train_steps "
+        "WHERE run_id = (SELECT run_id FROM train_runs WHERE output = ? AND status = 'finished' "
+        "ORDER BY ended_at DESC LIMIT 1) GROUP BY stage_index, stage ORDER BY stage_index",
+        [output],
+    ).fetchall()
+    return [
+        StageCost(stage, steps, epochs or 0.0, tokens or 0, seconds or 0.0)
+        for stage, steps, epochs, tokens, seconds in rows
+    ]
+
+
+def cost_table(results: dict[str, tuple[ArmEval, list[StageCost]]]) -> str:
+    """A markdown table: per arm and stage, steps, epochs, tokens, seconds, tokens/s, s an epoch."""
+    lines = [
+        "| arm | stage | steps | epochs | student tokens | train s (train_steps) | tokens/s | s an epoch | eval run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, (found, costs) in results.items():
+        for c in costs:
+            lines.append(
+                f"| {arm} | {c.stage} | {c.steps} | {c.epochs:g} | {c.tokens:,} | {c.seconds:.0f} | "
+                f"{c.tokens_per_s:.1f} | {c.seconds_an_epoch:.0f} | {found.run_id} |"
+            )
+        total_tokens, total_s = sum(c.tokens for c in costs), sum(c.seconds for c in costs)
+        lines.append(
+            f"| {arm} | all | {sum(c.steps for c in costs)} | | {total_tokens:,} | {total_s:.0f} | "
+            f"{total_tokens / total_s if total_s else 0:.1f} | | {found.run_id} |"
+        )
+    return "\n".join(lines)
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -397,13 +449,11 @@ def run_arms(workdir: Path, arms: list[str], max_steps: int | None) -> None:
 def print_tables(where: dict[str, Path], probe_count: int) -> None:
     """The side-by-side table, the forgetting probe and each arm's training cost (`where`: arm -> workdir)."""
     results = {arm: arm_results(workdir, arm) for arm, workdir in where.items()}
-    missing = [arm for arm, (found, _, _) in results.items() if found is None]
+    missing = [arm for arm, (found, _) in results.items() if found is None]
     if missing:
         raise SystemExit(f"no eval run found for {', '.join(missing)}; see compare.log in its workdir")
-    print(comparison_table({arm: found for arm, (found, _, _) in results.items()}))
-    print("\n| arm | train steps | train s (train_steps) | eval run |\n|---|---|---|---|")
-    for arm, (found, steps, seconds) in results.items():
-        print(f"| {arm} | {steps} | {seconds:.0f} | {found.run_id} |", flush=True)
+    print(comparison_table({arm: found for arm, (found, _) in results.items()}))
+    print("\n" + cost_table(results), flush=True)
     if probe_count:
         losses = probe(where, probe_count)
         print(

@@ -26,6 +26,7 @@ def demo_train(tmp_path_factory):
     [
         ("sft", "sft", None),
         ("distill", "distill", 0.0),
+        ("distill_kl", "distill", 0.0),
         ("sft+distill", "sft+distill", 0.0),
         ("on_policy", "distill", 0.25),
     ],
@@ -38,6 +39,7 @@ def test_each_arm_is_the_demo_with_its_objective_and_output(tmp_path, demo_train
     assert plan.train.objective == objective
     assert (plan.train.distill.on_policy if plan.train.distill else None) == on_policy
     assert plan.train.output == compare.arm_output(arm)
+    assert (plan.train.distill.beta if plan.train.distill else None) == {"sft": None, "distill_kl": 0.0}.get(arm, 0.5)
     same = {"objective": demo_train.objective, "distill": demo_train.distill, "output": demo_train.output}
     assert plan.train.model_copy(update=same) == demo_train  # nothing else in training changed
 
@@ -135,3 +137,41 @@ def test_the_probe_loss_of_a_row_is_the_models_own_loss_on_its_answer_tokens():
         with torch.no_grad():  # transformers' own shifted cross-entropy over the labelled tokens
             expected = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
         assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_cost_table_gives_each_stages_tokens_per_second_and_seconds_an_epoch(tmp_path):
+    """From train_steps of the output's last finished run (an interrupted later run is not read)."""
+    from orcac.runtime.store import training
+
+    db = tmp_path / "cautious.duckdb"
+    store = training.open_for_training(db)
+
+    def run(run_id, steps, finished):
+        row = training.TrainRun(run_id, "sha", "m", compare.arm_output("distill"), "cpu", "bf16", False, True, "{}")
+        training.begin_run(store, row)
+        training.add_steps(store, [(run_id, *s) for s in steps])
+        if finished:
+            training.finish_run(store, row, final_loss=0.1)
+
+    run(
+        "r1",
+        [
+            ("warmup", 0, 1, 0.5, 0.3, 2e-4, 1.0, 600, 50.0),
+            ("warmup", 0, 2, 1.0, 0.2, 1e-4, 1.0, 400, 100.0),
+            ("reason", 1, 1, 1.0, 0.2, 2e-4, 1.0, 1000, 100.0),
+            ("reason", 1, 2, 2.0, 0.1, 1e-4, 1.0, 1000, 400.0),
+        ],
+        finished=True,
+    )
+    run("r2", [("warmup", 0, 1, 0.5, 0.3, 2e-4, 1.0, 9999, 1.0)], finished=False)
+    store.con.close()
+    con = open_database(db, read_only=True)
+    try:
+        costs = compare.training_cost(con, compare.arm_output("distill"))
+    finally:
+        con.close()
+    assert costs == [compare.StageCost("warmup", 2, 1.0, 1000, 100.0), compare.StageCost("reason", 2, 2.0, 2000, 400.0)]
+    table = compare.cost_table({"distill": (compare.ArmEval("e1"), costs)}).splitlines()
+    assert table[2] == "| distill | warmup | 2 | 1 | 1,000 | 100 | 10.0 | 100 | e1 |"
+    assert table[3] == "| distill | reason | 2 | 2 | 2,000 | 400 | 5.0 | 200 | e1 |"
+    assert table[4] == "| distill | all | 4 | | 3,000 | 500 | 6.0 | | e1 |"

@@ -146,3 +146,16 @@ def test_on_policy_and_sft_plus_distill_train(tiny, tmp_path):
     assert train.run(context(plan, tmp_path, db), max_steps=2) == 0
     losses = [r[0] for r in rows(db, "SELECT loss FROM train_steps ORDER BY step")]
     assert len(losses) == 2 and all(loss == loss for loss in losses)
+
+
+@pytest.mark.slow
+def test_train_steps_count_the_students_tokens_not_the_padding(tiny, tokenizer, tmp_path):
+    """tokens/s of distillation against SFT: a step's tokens are its pairs' student tokens,
+    as SFT counts its records', not the width of the left-padded batch times its rows."""
+    records = orca_rows("add", 8, long_every=3)  # answers of mixed lengths: every batch is padded
+    db = write_records(tmp_path / "build.duckdb", records)
+    plan = _distill_plan(tiny)
+    assert train.run(context(plan, tmp_path, db)) == 0
+    pairs = [distill.encode_pair(tokenizer, plan, row, plan.train.max_length) for row in records]
+    logged = rows(db, "SELECT sum(tokens) FROM train_steps")[0][0]
+    assert logged == sum(len(p.input_ids) for p in pairs)

@@ -243,6 +243,12 @@ def make_trainer(model, tokenizer, rows, *, plan, teacher, config, callbacks=(),
             )
             return (loss, None) if return_outputs else loss
 
+        def _track_num_input_tokens(self, inputs):
+            # train_steps.tokens counts the student's tokens, as SFT's does: transformers' "all"
+            # would count the left padding of every row too (the teacher's are not counted)
+            seen = torch.as_tensor(int(inputs["attention_mask"].sum()), device=self.args.device, dtype=torch.int64)
+            self.state.num_input_tokens_seen += self.accelerator.gather(seen).sum().item()
+
         def _student_answers(self, model, inputs):
             """The batch with each answer replaced by one the student samples from its own prompt."""
             device = inputs["input_ids"].device
