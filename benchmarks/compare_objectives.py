@@ -10,9 +10,10 @@ and evaluated (`orcac train`, `orcac eval`, each a process of its own, as a user
 An arm is the demo's own train block with one change:
 
     sft          objective = sft (the demo as it is)
-    distill      objective = distill, distill { teacher = smol } (off-policy, beta 0.5)
-    distill_kl   the same with beta = 0: the forward KL(teacher || student), whose gradient does
-                 not vanish where the student gives the teacher's token almost no mass (JSD's does)
+    distill      objective = distill, distill { teacher = smol  beta = 0.5 } (off-policy, GKD's JSD)
+    distill_kl   the same with beta = 0 (the language's default): the forward KL(teacher || student),
+                 whose gradient does not vanish where the student gives the teacher's token almost
+                 no mass (the JSD's does)
     sft+distill  objective = "sft+distill", the same teacher
     on_policy    objective = distill, distill { teacher = smol  on_policy = 25% }
 
@@ -60,7 +61,7 @@ PROBE_ROWS = ROOT / "examples" / "openorca_mix" / "data" / "openorca.jsonl"
 # arm -> the lines added at the top of the demo's train block (the teacher is the demo's `smol`)
 ARMS: dict[str, str] = {
     "sft": "objective = sft",
-    "distill": "objective = distill\n  distill { teacher = smol }",
+    "distill": "objective = distill\n  distill { teacher = smol  beta = 0.5 }",
     "distill_kl": "objective = distill\n  distill { teacher = smol  beta = 0 }",
     "sft+distill": 'objective = "sft+distill"\n  distill { teacher = smol }',
     "on_policy": "objective = distill\n  distill { teacher = smol  on_policy = 25% }",

@@ -298,7 +298,10 @@ KEYS: tuple[Key, ...] = (
         "distill",
         "beta",
         number(0.0, 1.0),
-        0.5,
+        # 0, not GKD's 0.5: off-policy context distillation starts from a student that gives the
+        # teacher's tokens almost no mass, where the JSD's gradient vanishes (BENCHMARKS.md, "SFT
+        # against distillation on the demo": at 0.5 the demo's student never learnt its form)
+        0.0,
         doc="generalized JSD's beta (GKD): 0 forward KL(teacher || student), 1 reverse KL",
     ),
     Key(

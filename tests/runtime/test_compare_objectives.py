@@ -39,7 +39,7 @@ def test_each_arm_is_the_demo_with_its_objective_and_output(tmp_path, demo_train
     assert plan.train.objective == objective
     assert (plan.train.distill.on_policy if plan.train.distill else None) == on_policy
     assert plan.train.output == compare.arm_output(arm)
-    assert (plan.train.distill.beta if plan.train.distill else None) == {"sft": None, "distill_kl": 0.0}.get(arm, 0.5)
+    assert (plan.train.distill.beta if plan.train.distill else None) == {"sft": None, "distill": 0.5}.get(arm, 0.0)
     same = {"objective": demo_train.objective, "distill": demo_train.distill, "output": demo_train.output}
     assert plan.train.model_copy(update=same) == demo_train  # nothing else in training changed
 
