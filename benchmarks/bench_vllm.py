@@ -170,20 +170,6 @@ class VllmWorker:
 # ---- orcac's side --------------------------------------------------------------------------------
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", metavar="SPEC", help=argparse.SUPPRESS)  # vLLM's side (see serve)
@@ -216,9 +202,11 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from benchmarks.bench_engine import load_average
     from benchmarks.bench_generation import prompts
     from orcac.runtime.models import loading as hf_models
     from orcac.runtime.models.generation import decode, shared_prefix, stop_ids
+    from orcac.runtime.models.precision import cpu_flags
 
     model, tokenizer = hf_models.load_causal_lm(args.model)
     model.eval()

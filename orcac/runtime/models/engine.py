@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama 2/3, TinyLlama: what the layer loop below mirrors
 FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
@@ -383,7 +384,7 @@ def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[
     device = net.device
     n, t = len(tails), max(map(len, tails))
     lengths = [len(tail) for tail in tails]
-    starts = [sum(lengths[:i]) for i in range(n)]
+    starts = [0, *accumulate(lengths)][:-1]  # each tail's first index in the packed sequence
     ids = torch.tensor([[token for tail in tails for token in tail]], dtype=torch.long, device=device)
     positions = torch.cat([shared + torch.arange(length, device=device) for length in lengths])[None, :]
     # padded[i, j]: the packed index of row i's token j; real[m]: where packed token m sits in the
