@@ -84,7 +84,7 @@ def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> in
     require_strategies(plan, prompted)
     jobs, index = prompted_jobs(plan, prompted)
     known = placed(prompted, index, calls.stored(db_path, jobs), missing=None)
-    code = estimate.dry_run(
+    lines = estimate.estimate(
         plan,
         db_path,
         models,
@@ -94,6 +94,7 @@ def dry_run(context: RunContext, *, models=None, limit: int | None = None) -> in
         prompted_answers=known,
         passes=passes(plan),
     )
+    code = estimate.dry_run(lines, models)
     benchmarks.dry_run(plan, models)
     return code
 

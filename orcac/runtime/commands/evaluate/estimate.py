@@ -32,29 +32,8 @@ class Line:
     cost: float | None
 
 
-def dry_run(
-    plan,
-    db_path,
-    arms: list[str],
-    held: dict,
-    *,
-    prompted: tuple[dict, dict],
-    prompted_held: dict,
-    prompted_answers: dict,
-    passes: Callable,
-    print_=print,
-) -> int:
-    """Print every line of `estimate`, with totals; call nothing."""
-    lines = estimate(
-        plan,
-        db_path,
-        arms,
-        held,
-        prompted=prompted,
-        prompted_held=prompted_held,
-        prompted_answers=prompted_answers,
-        passes=passes,
-    )
+def dry_run(lines: list[Line], arms: list[str], *, print_=print) -> int:
+    """Print `estimate`'s lines, with totals; call nothing."""
     print_(
         f"{'arm':<9} {'task':<20} {'asks':<20} {'answers':>7} {'cached':>7} {'calls':>7} {'prompt tokens':>14} {'est. cost':>10}"
     )
