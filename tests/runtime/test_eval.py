@@ -189,6 +189,23 @@ def test_generate_is_greedy_and_left_padded(tiny):
     assert together == alone  # padding does not change a greedy answer
 
 
+def test_generate_streams_past_its_batch_and_reports_progress(tiny):
+    """More prompts than `batch_size`: one stream (finished rows replaced by waiting prompts),
+    the same answers as one prompt at a time, and progress heard every `batch_size` answers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from orcac.runtime.models import chat_format
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    prompts = [chat_format.prompt_ids(tokenizer, "sys", f"Question {i}: " + "why? " * i) for i in range(5)]
+    heard: list[int] = []
+    streamed = arms.generate(model, tokenizer, prompts, max_new_tokens=6, batch_size=2, progress=heard.append)
+    alone = [arms.generate(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    assert streamed == alone
+    assert heard == sorted(heard) and heard[-1] == 5 and len(heard) <= 3
+
+
 def test_no_trained_student_says_train_first(plan, tmp_path):
     db = write_records(tmp_path / "build.duckdb", [], holdout=orca_rows("add", 2))
     with pytest.raises(OrcacError, match="no trained student") as error:

@@ -197,13 +197,15 @@ def stream(
     shared: int,
     batch_size: int | None = None,
     pick: Callable | None = None,
+    finished: Callable[[int], None] | None = None,
 ) -> list[tuple[list[int], str]]:
     """(new tokens, finish reason) per prompt; all prompts share their first `shared` tokens.
 
     At most `batch_size` rows decode at once (all of them when None); rows that finish are
     replaced by the next waiting prompts. `pick(logits, requests)` chooses the
     next token of each row from its logits [n, vocab] (`requests` are the prompts' indices, for
-    their generators); greedy when None.
+    their generators); greedy when None. `finished(count)` hears how many prompts are answered
+    so far, at each step that finishes one.
     """
     decoding = Stream(
         model, prompts[0][:shared], width=min(len(prompts), batch_size or len(prompts)), eos=eos, pad=pad, pick=pick
@@ -212,8 +214,11 @@ def stream(
         decoding.add(i, prompt, budget)
     results: dict = {}
     while not decoding.idle:
-        for request, tokens, reason in decoding.step():
+        done = decoding.step()
+        for request, tokens, reason in done:
             results[request] = (tokens, reason)
+        if done and finished is not None:
+            finished(len(results))
     return [results[i] for i in range(len(prompts))]
 
 

@@ -25,7 +25,7 @@ model's DynamicCache. Greedy when temperature is 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -66,6 +66,7 @@ def decode(
     seeds: Sequence[int | None] | None = None,
     batch_size: int | None = None,
     engine: str = "auto",
+    progress: Callable[[int], None] | None = None,
 ) -> list[Generated]:
     """New tokens for every prompt (token ids).
 
@@ -73,6 +74,7 @@ def decode(
     attention, a preallocated cache, and at most `batch_size` rows at once, refilled from the
     waiting prompts as rows finish), else "transformers": the model's own forward with a
     DynamicCache, in static batches of `batch_size` that shrink as rows finish.
+    `progress(done)` is called with the number of prompts answered so far as answers finish.
     """
     n = len(prompts)
     if n == 0:
@@ -81,7 +83,7 @@ def decode(
     from orcac.runtime.models import engine as stream_engine
 
     if engine == "auto" and stream_engine.supports(model):
-        return _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size)
+        return _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size, progress)
     width = batch_size or n
     results: list[Generated] = []
     for start in range(0, n, width):
@@ -89,10 +91,14 @@ def decode(
         results += _decode_static(
             model, prompts[chunk], budgets[chunk], eos, pad, temperature, top_p, None if seeds is None else seeds[chunk]
         )
+        if progress is not None:
+            progress(len(results))
     return results
 
 
-def _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size) -> list[Generated]:
+def _decode_stream(
+    model, prompts, budgets, eos, pad, temperature, top_p, seeds, batch_size, progress=None
+) -> list[Generated]:
     """The engine's stream, one group of prompts sharing a prefix at a time."""
     from orcac.runtime.models import engine as stream_engine
 
@@ -104,6 +110,12 @@ def _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds,
             return _sample(logits, temperature, top_p, [generators[r] for r in requests])
 
     results: list[Generated | None] = [None] * len(prompts)
+    answered = 0
+
+    def finished(count: int) -> None:
+        if progress is not None:
+            progress(answered + count)
+
     for group in prefix_groups(prompts):
         members = [prompts[i] for i in group]
         shared = shared_prefix(members) if len(members) > 1 else 0
@@ -120,9 +132,11 @@ def _decode_stream(model, prompts, budgets, eos, pad, temperature, top_p, seeds,
             shared=shared,
             batch_size=batch_size,
             pick=pick_in_group if pick is not None else None,
+            finished=finished,
         )
         for i, (tokens, reason) in zip(group, decoded):
             results[i] = Generated(tokens, reason)
+        answered += len(group)
     return results
 
 

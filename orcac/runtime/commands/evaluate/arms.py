@@ -133,22 +133,33 @@ def student_answers(name: str, plan, model, tokenizer, held: dict[str, list[Held
 def generate(
     model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int, progress=None
 ) -> list[Answer]:
-    """Greedy answers to tokenized prompts, in batches of similar length (orcac.runtime.models.generation)."""
+    """Greedy answers to tokenized prompts, at most `batch_size` decoding at once: one stream
+    (orcac.runtime.models.generation), so a row that finishes is replaced by the next prompt
+    rather than waiting for its batch's longest answer. `progress(done)` hears every further
+    `batch_size` answers and the last."""
     from orcac.runtime.models.generation import decode, stop_ids
 
     eos = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
-    out: list[Answer | None] = [None] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        results = decode(model, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens, eos=eos, pad=pad)
-        for i, result in zip(chunk, results):
-            text = tokenizer.decode(result.tokens, skip_special_tokens=True)
-            out[i] = Answer(text=text.strip(), finish_reason=result.finish_reason, new_tokens=result.completion_tokens)
-        if progress is not None:
-            progress(min(start + batch_size, len(order)))
-    return out  # type: ignore[return-value]
+    reported = 0
+
+    def answered(done: int) -> None:
+        nonlocal reported
+        if progress is not None and (done - reported >= batch_size or done == len(prompts)):
+            reported = done
+            progress(done)
+
+    results = decode(
+        model, prompts, max_new_tokens=max_new_tokens, eos=eos, pad=pad, batch_size=batch_size, progress=answered
+    )
+    return [
+        Answer(
+            text=tokenizer.decode(r.tokens, skip_special_tokens=True).strip(),
+            finish_reason=r.finish_reason,
+            new_tokens=r.completion_tokens,
+        )
+        for r in results
+    ]
 
 
 # ---- the prompted teacher: through the teacher runtime ---------------------------------------
