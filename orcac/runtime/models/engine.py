@@ -28,8 +28,8 @@ embeddings, norms, rotary embeddings (the model's `rotary_emb`, whatever its rop
 MLP's activation; so the weights read are the model's, in its dtype (autocast's where it runs).
 The linear layers run from a copy of their weights packed once per stream into oneDNN's blocked
 layout (`_Packed`: what vLLM's CPU backend does at load), q/k/v as one product and gate/up as
-one: the decode step's products took 15-20% less time than `F.linear` (fp32 on AVX2 kernels,
-whose `F.linear` is MKL's unpacked sgemm, and native bf16; BENCHMARKS.md). The copy lives as long
+one: the decode step's products took 10-34% less time than through `F.linear` (fp32 on AVX2
+kernels, whose `F.linear` is MKL's unpacked sgemm, and native bf16; BENCHMARKS.md). The copy lives as long
 as the stream, so the weights are the model's at the stream's start.
 """
 
@@ -120,18 +120,24 @@ class _Packed:
 
     `F.linear` on CPU multiplies by the weight as stored: MKL's sgemm in fp32 and oneDNN's
     matmul in bf16 lay the weight out for the kernel again at every call. Packed once, the decode
-    step's products at 64 rows took 15-20% less time (SmolLM2-135M, one thread, fp32 on AVX2
-    kernels and native bf16: BENCHMARKS.md), q/k/v as one product and gate/up as one a few
-    percent more. Same products, other kernels: bf16's outputs are the same bits as `F.linear`'s;
+    step's products took 10-34% less time at 16-128 rows (SmolLM2-135M, one thread, fp32 on AVX2
+    kernels and native bf16: BENCHMARKS.md; MKL's own packed sgemm gained nothing). q/k/v as one
+    product and gate/up as one moved that by a few percent either way: kept, as the weights are
+    copied anyway. Same products, other kernels: bf16's outputs are the same bits as `F.linear`'s;
     fp32's differ in the last bits (oneDNN sums in another order than MKL).
     """
 
     @staticmethod
     def runs(device, dtype) -> bool:
-        """Whether oneDNN multiplies `dtype` on this device natively (bf16 needs avx512_bf16 or AMX)."""
+        """Whether oneDNN multiplies `dtype` on this device natively (bf16 needs avx512_bf16 or AMX);
+        x86 only, where it was measured (ARM's oneDNN runs through other kernels)."""
+        import platform
+
         import torch
 
-        if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+            return False
+        if not torch.backends.mkldnn.is_available():
             return False
         return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
