@@ -1,7 +1,7 @@
 """The decoding engine against today's static loop and against the step's floor, side by side.
 
     .venv/bin/python -m benchmarks.bench_engine [--batches 16,64,128] [--stream 600] [--stream-batch 64]
-                                                [--max-tokens 128] [--precisions bf16,fp32]
+                                                [--max-tokens 128] [--precisions bf16,fp32] [--unpacked]
 
 Prompts: the demo's (the step_by_step strategy with its two demonstrations, then an arithmetic
 question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In each precision:
@@ -15,7 +15,8 @@ question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In 
            one prefix copy, a preallocated cache.
 
 For each B: the engine's step with all B rows busy (its share of the floor: what the loop's
-arithmetic and attention cost beyond the weights'), then B prompts as one batch through each
+arithmetic and attention cost beyond the weights'), beside the same step with the linear layers
+through `F.linear` instead of the weights packed once for oneDNN (engine._Packed), then B prompts as one batch through each
 loop (prefill and rows finishing included), tokens/s and its share of the floor.
 Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
 another against the engine's stream (finished rows replaced by waiting prompts), each as a share
@@ -50,13 +51,18 @@ def floor(model, batch: int, repeats: int = 5) -> float:
     return batch / best
 
 
-def steady_step(model, ids: list, batch: int, steps: int = 10) -> float:
-    """Tokens/s of the engine's decode step with all `batch` rows busy (no prefill, no row done)."""
-    from orcac.runtime.models.engine import Stream
+def steady_step(model, ids: list, batch: int, steps: int = 10, packed: bool = True) -> float:
+    """Tokens/s of the engine's decode step with all `batch` rows busy (no prefill, no row done);
+    `packed=False`: its linear layers through F.linear."""
+    from orcac.runtime.models import engine
     from orcac.runtime.models.generation import shared_prefix
 
     chunk = ids[:batch]
-    stream = Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
+    was, engine.PACK_WEIGHTS = engine.PACK_WEIGHTS, packed and engine.PACK_WEIGHTS
+    try:
+        stream = engine.Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
+    finally:
+        engine.PACK_WEIGHTS = was
     for i, prompt in enumerate(chunk):
         stream.add(i, prompt, 10_000)
     for _ in range(3):  # the admission (prefill) and two warm steps
@@ -100,6 +106,11 @@ def main() -> None:
         action="store_true",
         help="time by this process's CPU seconds (with --threads 1 on a shared machine)",
     )
+    parser.add_argument(
+        "--unpacked",
+        action="store_true",
+        help="the engine's linear layers through F.linear, not from weights packed for oneDNN (engine._Packed)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -110,6 +121,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from benchmarks.bench_generation import prompts
+    from orcac.runtime.models import engine as stream_engine
+
+    stream_engine.PACK_WEIGHTS = not args.unpacked
     from orcac.runtime.models import loading as hf_models
     from orcac.runtime.models.generation import decode, shared_prefix, stop_ids
 
@@ -129,6 +143,7 @@ def main() -> None:
         f"tokens, {shared_prefix(ids)} shared; "
         f"greedy, up to {args.max_tokens} new tokens; torch threads {torch.get_num_threads()}; "
         f"{'CPU' if CPU_TIME else 'wall'} seconds; "
+        f"linear layers {'F.linear' if args.unpacked else 'packed for oneDNN'}; "
         f"load average {load_average()}",
         flush=True,
     )
@@ -148,12 +163,13 @@ def main() -> None:
         model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         run("auto", ids[:2], None), run("transformers", ids[:2], None)  # warm up
         print(
-            f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) "
+            f"\n{precision}:  batch | floor tok/s | engine step, all rows busy (share) | the step unpacked (share) "
             f"| static tok/s (share) | engine tok/s (share) | engine/static | same"
         )
         for batch in batches:
             top = floor(model, batch)
             step = steady_step(model, ids, batch)
+            unpacked = steady_step(model, ids, batch, packed=False)
             chunk = ids[:batch]
             static, static_s = timed(lambda chunk=chunk: run("transformers", chunk, None))
             ours, ours_s = timed(lambda chunk=chunk: run("auto", chunk, None))
@@ -162,7 +178,7 @@ def main() -> None:
             rate = tokens / ours_s
             same = sum(a == b for a, b in zip(static, ours))
             print(
-                f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) "
+                f"{precision:>5}  {batch:5} | {top:11.0f} | {step:8.1f} ({step / top:.2f}) | {unpacked:8.1f} ({unpacked / top:.2f}) "
                 f"| {static_rate:8.1f} ({static_rate / top:.2f}) "
                 f"| {rate:8.1f} ({rate / top:.2f}) | {rate / static_rate:5.2f}x | {same}/{batch}  "
                 f"[load {load_average()}]",

@@ -91,3 +91,29 @@ def test_admitted_tails_are_packed_without_padding(model):
         hook.remove()
     tails = [len(p) - len(PREFIX) for p in PROMPTS]
     assert seen == [len(PREFIX), sum(tails)]  # the prefix once, then every tail, unpadded
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_packed_linear_layers_give_the_models_own_logits(model, dtype):
+    """The engine's linear layers run from weights packed once for oneDNN (q/k/v and gate/up as
+    one product each): its forward gives the model's logits, in fp32 and in native bf16."""
+    if not engine._Packed.runs(torch.device("cpu"), dtype):
+        pytest.skip(f"oneDNN does not multiply {dtype} natively on this CPU")
+    model = model.to(dtype)
+    try:
+        net = engine._Llama(model)
+        assert net.packed is not None
+
+        def attend(layer, q, k, v):
+            k, v = engine._expand(k, net.group), engine._expand(v, net.group)
+            return engine.attention(q, k, v, scale=net.scale, causal=True)[0]
+
+        ids = torch.tensor([prompt[-30:] for prompt in PROMPTS[:2]])
+        with torch.inference_mode():
+            ours = net.logits(net.forward(ids, torch.arange(30)[None].expand(2, 30), attend)).float()
+            theirs = model(input_ids=ids).logits.float()
+    finally:
+        model.to(torch.float32)
+    tolerance = 1e-5 if dtype == torch.float32 else 0.05 * theirs.abs().max().item()
+    assert (ours - theirs).abs().max().item() <= tolerance
+    assert torch.equal(ours.argmax(-1), theirs.argmax(-1))

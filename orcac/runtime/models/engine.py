@@ -23,9 +23,14 @@ forward with a DynamicCache) for every other architecture. Why each part:
 - Every row samples from its own generator (its request's seed), so an answer depends on its
   request alone, not on its neighbours or on when it was admitted.
 
-The model's own modules do everything except the attention core: embeddings, norms, the q/k/v/o
-projections, rotary embeddings (the model's `rotary_emb`, whatever its rope type), the MLP and
-the head; so the weights read are the model's, in its dtype.
+The model's own modules do everything except the attention core and, on CPU, the linear layers:
+embeddings, norms, rotary embeddings (the model's `rotary_emb`, whatever its rope type) and the
+MLP's activation; so the weights read are the model's, in its dtype (autocast's where it runs).
+The linear layers run from a copy of their weights packed once per stream into oneDNN's blocked
+layout (`_Packed`: what vLLM's CPU backend does at load), q/k/v as one product and gate/up as
+one: the decode step's products took 10-34% less time than through `F.linear` (fp32 on AVX2
+kernels, whose `F.linear` is MKL's unpacked sgemm, and native bf16; BENCHMARKS.md). The copy lives as long
+as the stream, so the weights are the model's at the stream's start.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from itertools import accumulate
 SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama 2/3, TinyLlama: what the layer loop below mirrors
 FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
 FEW_QUERIES = 8  # up to this many queries per head, attention in plain products (see `attention`)
+PACK_WEIGHTS = True  # linear layers from weights packed once for oneDNN (`_Packed`); False: F.linear
 
 
 def supports(model) -> bool:
@@ -75,6 +81,7 @@ class _Llama:
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         self.rotary = apply_rotary_pos_emb
+        self.packed = _Packed(model, self.dtype) if PACK_WEIGHTS and _Packed.runs(self.device, self.dtype) else None
 
     def forward(self, ids, positions, attend: Callable) -> torch.Tensor:  # noqa: F821
         """Hidden states after the final norm for `ids` [n, T] at `positions` [n, T].
@@ -85,23 +92,95 @@ class _Llama:
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
         n, t = ids.shape
+        packed = self.packed
         for index, layer in enumerate(self.body.layers):
             attention = layer.self_attn
             h = layer.input_layernorm(x)
-            q = attention.q_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
-            k = attention.k_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
-            v = attention.v_proj(h).view(n, t, -1, self.head_dim).transpose(1, 2)
+            if packed is not None:
+                q, k, v = packed.qkv[index](h).split(packed.qkv_widths, dim=-1)
+            else:
+                q, k, v = attention.q_proj(h), attention.k_proj(h), attention.v_proj(h)
+            q, k, v = (part.view(n, t, -1, self.head_dim).transpose(1, 2) for part in (q, k, v))
             q, k = self.rotary(q, k, cos, sin)
             q, k, v = q.to(self.dtype), k.to(self.dtype), v.to(self.dtype)
-            out = attend(index, q, k, v)
-            x = x + attention.o_proj(out.transpose(1, 2).reshape(n, t, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            out = attend(index, q, k, v).transpose(1, 2).reshape(n, t, -1)
+            x = x + (packed.out[index](out) if packed is not None else attention.o_proj(out))
+            h = layer.post_attention_layernorm(x)
+            x = x + (packed.mlp(index, layer.mlp, h) if packed is not None else layer.mlp(h))
         return self.body.norm(x)
 
     def logits(self, hidden) -> torch.Tensor:  # noqa: F821
         """In the head's dtype: greedy's argmax is the same on bf16 as on its exact fp32 copy, and
         the copy of 64 x 49,152 logits per step is skipped; `pick` gets fp32 (Stream._settle)."""
-        return self.model.lm_head(hidden)
+        return self.packed.head(hidden) if self.packed is not None else self.model.lm_head(hidden)
+
+
+class _Packed:
+    """The model's linear layers with their weights copied once into oneDNN's blocked layout.
+
+    `F.linear` on CPU multiplies by the weight as stored: MKL's sgemm in fp32 and oneDNN's
+    matmul in bf16 lay the weight out for the kernel again at every call. Packed once, the decode
+    step's products took 10-34% less time at 16-128 rows (SmolLM2-135M, one thread, fp32 on AVX2
+    kernels and native bf16: BENCHMARKS.md; MKL's own packed sgemm gained nothing). q/k/v as one
+    product and gate/up as one moved that by a few percent either way: kept, as the weights are
+    copied anyway. Same products, other kernels: bf16's outputs are the same bits as `F.linear`'s;
+    fp32's differ in the last bits (oneDNN sums in another order than MKL).
+    """
+
+    @staticmethod
+    def runs(device, dtype) -> bool:
+        """Whether oneDNN multiplies `dtype` on this device natively (bf16 needs avx512_bf16 or AMX);
+        x86 only, where it was measured (ARM's oneDNN runs through other kernels)."""
+        import platform
+
+        import torch
+
+        if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+            return False
+        if not torch.backends.mkldnn.is_available():
+            return False
+        return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+    def __init__(self, model, dtype):
+        import torch
+
+        with torch.no_grad():
+            self.qkv, self.out, self.gate_up, self.down = [], [], [], []
+            for layer in model.model.layers:
+                attention, mlp = layer.self_attn, layer.mlp
+                self.qkv.append(_packed(dtype, attention.q_proj, attention.k_proj, attention.v_proj))
+                self.out.append(_packed(dtype, attention.o_proj))
+                self.gate_up.append(_packed(dtype, mlp.gate_proj, mlp.up_proj))
+                self.down.append(_packed(dtype, mlp.down_proj))
+            attention = model.model.layers[0].self_attn
+            self.qkv_widths = [p.out_features for p in (attention.q_proj, attention.k_proj, attention.v_proj)]
+            self.head = _packed(dtype, model.lm_head)
+
+    def mlp(self, index: int, mlp, h):
+        """The model's MLP, down(act(gate(h)) * up(h)), with gate and up in one product."""
+        gate, up = self.gate_up[index](h).chunk(2, dim=-1)
+        return self.down[index](mlp.act_fn(gate) * up)
+
+
+def _packed(dtype, *linears) -> Callable:
+    """x -> the linears' outputs side by side, from one packed copy of their weights (in `dtype`)."""
+    import torch
+
+    weight = torch.cat([linear.weight for linear in linears]) if len(linears) > 1 else linears[0].weight
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype))
+    bias = None
+    if any(linear.bias is not None for linear in linears):
+        bias = torch.cat(
+            [
+                linear.bias if linear.bias is not None else linear.weight.new_zeros(linear.out_features)
+                for linear in linears
+            ]
+        ).to(dtype)
+
+    def apply(x):
+        return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
+
+    return apply
 
 
 def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
