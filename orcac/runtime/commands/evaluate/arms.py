@@ -149,17 +149,22 @@ def generate(
             reported = done
             progress(done)
 
+    # by length: where a model decodes in static batches (not the engine's), less padding per batch
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results = decode(
-        model, prompts, max_new_tokens=max_new_tokens, eos=eos, pad=pad, batch_size=batch_size, progress=answered
+        model,
+        [prompts[i] for i in order],
+        max_new_tokens=max_new_tokens,
+        eos=eos,
+        pad=pad,
+        batch_size=batch_size,
+        progress=answered,
     )
-    return [
-        Answer(
-            text=tokenizer.decode(r.tokens, skip_special_tokens=True).strip(),
-            finish_reason=r.finish_reason,
-            new_tokens=r.completion_tokens,
-        )
-        for r in results
-    ]
+    out: list[Answer | None] = [None] * len(prompts)
+    for i, r in zip(order, results, strict=True):
+        text = tokenizer.decode(r.tokens, skip_special_tokens=True).strip()
+        out[i] = Answer(text=text, finish_reason=r.finish_reason, new_tokens=r.completion_tokens)
+    return out  # type: ignore[return-value]
 
 
 # ---- the prompted teacher: through the teacher runtime ---------------------------------------
