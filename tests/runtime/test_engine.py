@@ -93,6 +93,21 @@ def test_admitted_tails_are_packed_without_padding(model):
     assert seen == [len(PREFIX), sum(tails)]  # the prefix once, then every tail, unpadded
 
 
+def test_an_admitted_tail_rides_in_the_busy_rows_step(model):
+    """A slot freed at one step takes the next waiting prompt at the next, its tail in the same
+    forward as the busy rows' tokens (chunked prefill): no forward of its own, no slot idle."""
+    seen: list[int] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
+    prompts = PROMPTS[:3]
+    try:
+        decode(model, prompts, max_new_tokens=[1, 3, 2], eos=set(), pad=0, batch_size=2)
+    finally:
+        hook.remove()
+    first, second, third = (len(p) - len(PREFIX) for p in prompts)
+    # The prefix; the first two tails; the second's token with the third's tail; both tokens.
+    assert seen == [len(PREFIX), first + second, 1 + third, 2]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_packed_linear_layers_give_the_models_own_logits(model, dtype):
     """The engine's linear layers run from weights packed once for oneDNN (q/k/v and gate/up as

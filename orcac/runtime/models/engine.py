@@ -17,15 +17,20 @@ forward with a DynamicCache) for every other architecture. Why each part:
 - A preallocated suffix cache: each slot's keys and values are written in place at the slot's
   length (no `torch.cat` of the whole cache per step, as DynamicCache does); it grows by
   doubling when an answer outlives it.
-- Continuous batching: slots whose rows finished take the next waiting requests (their tails
-  prefilled into the slots, an eighth of the batch at a time), so a stream of prompts keeps the
-  batch full instead of decoding each static batch's tail at a fraction of its width.
+- Continuous batching with the prefill inside the step: slots whose rows finished take the next
+  waiting requests at the next step, and their tails ride in the same forward as the busy rows'
+  decode tokens (one packed sequence for the model's products, as vLLM's chunked prefill does).
+  A stream of prompts keeps the batch full instead of decoding each static batch's tail at a
+  fraction of its width, and an admission costs no forward of its own: with a separate prefill
+  forward, slots were refilled an eighth of the batch at a time and up to that many waited idle.
 - Every row samples from its own generator (its request's seed), so an answer depends on its
   request alone, not on its neighbours or on when it was admitted.
 
-The model's own modules do everything except the attention core and, on CPU, the linear layers:
-embeddings, norms, rotary embeddings (the model's `rotary_emb`, whatever its rope type) and the
-MLP's activation; so the weights read are the model's, in its dtype (autocast's where it runs).
+The model's own modules give the embeddings, the rotary embeddings' cos/sin (the model's
+`rotary_emb`, whatever its rope type) and the MLP's activation; the norms (the model's weights
+and epsilon) and the rotation run as fewer operations with the same bits (`_norm`, q and k
+rotated together: a decode step is hundreds of small operations, each a few microseconds of
+dispatch); so the weights read are the model's, in its dtype (autocast's where it runs).
 The linear layers run from a copy of their weights packed once per stream into oneDNN's blocked
 layout (`_Packed`: what vLLM's CPU backend does at load), q/k/v as one product and gate/up as
 one: the decode step's products took 10-34% less time than through `F.linear` (fp32 on AVX2
@@ -41,6 +46,9 @@ from itertools import accumulate
 
 SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama 2/3, TinyLlama: what the layer loop below mirrors
 FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
+# Tail tokens admitted in one step (at least one tail): bounds a step's activations when many long
+# prompts wait (vLLM's max_num_batched_tokens); the demo's 64 first tails are ~2,100.
+PREFILL_TOKENS = 4096
 FEW_QUERIES = 8  # up to this many queries per head, attention in plain products (see `attention`)
 PACK_WEIGHTS = True  # linear layers from weights packed once for oneDNN (`_Packed`); False: F.linear
 
@@ -78,9 +86,6 @@ class _Llama:
         self.dtype = next(model.parameters()).dtype
         if torch.is_autocast_enabled(self.device.type):
             self.dtype = torch.get_autocast_dtype(self.device.type)
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-        self.rotary = apply_rotary_pos_emb
         self.packed = _Packed(model, self.dtype) if PACK_WEIGHTS and _Packed.runs(self.device, self.dtype) else None
 
     def forward(self, ids, positions, attend: Callable) -> torch.Tensor:  # noqa: F821
@@ -89,30 +94,56 @@ class _Llama:
         `attend(layer, q, k, v)` gets the rotated queries [n, H, T, d] and this call's keys and
         values [n, KV, T, d], stores what it keeps, and returns the attention output [n, H, T, d].
         """
+        import torch
+
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # for q and k as [n, T, heads, d]
         n, t = ids.shape
+        rotated = self.heads + self.kv_heads  # q's heads, then k's: rotated together
         packed = self.packed
         for index, layer in enumerate(self.body.layers):
             attention = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = _norm(layer.input_layernorm, x)
             if packed is not None:
-                q, k, v = packed.qkv[index](h).split(packed.qkv_widths, dim=-1)
+                qkv = packed.qkv[index](h)
             else:
-                q, k, v = attention.q_proj(h), attention.k_proj(h), attention.v_proj(h)
-            q, k, v = (part.view(n, t, -1, self.head_dim).transpose(1, 2) for part in (q, k, v))
-            q, k = self.rotary(q, k, cos, sin)
-            q, k, v = q.to(self.dtype), k.to(self.dtype), v.to(self.dtype)
+                qkv = torch.cat([attention.q_proj(h), attention.k_proj(h), attention.v_proj(h)], dim=-1)
+            qkv = qkv.view(n, t, -1, self.head_dim)
+            # apply_rotary_pos_emb's formula, once for q's and k's heads side by side (same bits)
+            qk = qkv[:, :, :rotated]
+            qk = (qk * cos + _rotate_half(qk) * sin).to(self.dtype)
+            q, k = qk[:, :, : self.heads].transpose(1, 2), qk[:, :, self.heads :].transpose(1, 2)
+            v = qkv[:, :, rotated:].to(self.dtype).transpose(1, 2)
             out = attend(index, q, k, v).transpose(1, 2).reshape(n, t, -1)
             x = x + (packed.out[index](out) if packed is not None else attention.o_proj(out))
-            h = layer.post_attention_layernorm(x)
+            h = _norm(layer.post_attention_layernorm, x)
             x = x + (packed.mlp(index, layer.mlp, h) if packed is not None else layer.mlp(h))
-        return self.body.norm(x)
+        return _norm(self.body.norm, x)
 
     def logits(self, hidden) -> torch.Tensor:  # noqa: F821
         """In the head's dtype: greedy's argmax is the same on bf16 as on its exact fp32 copy, and
         the copy of 64 x 49,152 logits per step is skipped; `pick` gets fp32 (Stream._settle)."""
         return self.packed.head(hidden) if self.packed is not None else self.model.lm_head(hidden)
+
+
+def _norm(norm, x):
+    """LlamaRMSNorm's forward, weight * (x / rms(x) in fp32, back in x's dtype), its five
+    operations as torch's fused rms_norm: the same bits (fp32 and bf16, torch 2.13), and the
+    decode step runs 61 norms."""
+    import torch
+
+    return norm.weight * torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), None, norm.variance_epsilon).to(
+        x.dtype
+    )
+
+
+def _rotate_half(x):
+    """transformers' rotate_half: the second half of the last dimension, negated, before the first."""
+    import torch
+
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class _Packed:
@@ -199,9 +230,13 @@ def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
             q, k, v, 0.0, causal, attn_mask=mask, scale=scale
         )
         return out, lse
-    # Contiguous first: a product over a slice of the preallocated cache (its capacity strides)
-    # takes 4x as long as copying the slice and multiplying that (64 rows, bf16, one thread).
-    scores = torch.matmul(q, k.contiguous().transpose(-1, -2)).float() * scale
+    # k and v may be a slice of the preallocated cache (its capacity strides). In bf16 a product
+    # over the slice took 4x as long as copying it and multiplying the copy (64 rows, AVX-512
+    # bf16, one thread); in fp32 the product over the slice is twice as fast as copy and product
+    # (64 rows, AVX2, torch 2.13: BENCHMARKS.md).
+    if k.dtype != torch.float32:
+        k, v = k.contiguous(), v.contiguous()
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
     if causal:
         t, s = q.shape[-2], k.shape[-2]
         scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1), float("-inf"))
@@ -211,7 +246,7 @@ def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
     top = scores.amax(dim=-1)
     probs = torch.softmax(scores, dim=-1)
     lse = top - torch.log(probs.amax(dim=-1))
-    out = torch.matmul(probs.to(v.dtype), v.contiguous())
+    out = torch.matmul(probs.to(v.dtype), v)
     return out, lse
 
 
@@ -219,10 +254,10 @@ def merge(out_a, lse_a, out_b, lse_b):
     """Two softmax parts over disjoint keys combined exactly: the attention over all the keys."""
     import torch
 
-    lse = torch.logaddexp(lse_a, lse_b)
-    weight_a = torch.exp(lse_a - lse)[..., None]
-    weight_b = torch.exp(lse_b - lse)[..., None]
-    return (out_a.float() * weight_a + out_b.float() * weight_b).to(out_a.dtype)
+    # a's share of the softmax mass, e^lse_a / (e^lse_a + e^lse_b): three operations where
+    # logaddexp and two exponentials took nine, 60 times a step.
+    weight_a = torch.sigmoid(lse_a - lse_b)[..., None]
+    return torch.lerp(out_b.float(), out_a.float(), weight_a).to(out_a.dtype)
 
 
 class _Slots:
@@ -258,12 +293,6 @@ class _Slots:
                 wider = old.new_zeros((width, *old.shape[1:]))
                 wider[: old.shape[0]] = old
                 cache[i] = wider
-
-    def keep(self, index) -> None:
-        """Only the slots in `index` (a copy: done when enough rows have left)."""
-        for cache in (self.keys, self.values):
-            for i, old in enumerate(cache):
-                cache[i] = old.index_select(0, index)
 
 
 def stream(
@@ -309,7 +338,8 @@ class Stream:
         while not decoding.idle:
             for request, tokens, reason in decoding.step(): ...
 
-    Slots whose rows finished take the next waiting requests, an eighth of the width at a time.
+    Slots whose rows finished take the next waiting requests at the next step, their tails in
+    the same forward as the busy slots' tokens.
     """
 
     def __init__(
@@ -345,51 +375,39 @@ class Stream:
         return not self.waiting and all(o is None for o in self.owner)
 
     def step(self) -> list[tuple[object, list[int], str]]:
-        """Admit waiting requests into free slots, then decode one token for every busy slot.
+        """One forward: a token for every busy slot, and waiting requests' tails into free slots.
 
         Returns the requests that finished: (request, new tokens, "stop" or "length").
         """
         import torch
 
         with torch.inference_mode():
-            done: list = []
-            # Admitting costs a forward of its own (the new tails' prefill), so slots are
-            # refilled a few at a time: the batch stays at least 7/8 full, for an eighth of
-            # the prefill passes.
-            refill = max(1, self.width // 8)
-            while self.waiting and self._free() >= min(len(self.waiting), refill):
-                done += self._admit()  # again if a row ended at once
             busy = [s for s, o in enumerate(self.owner) if o is not None]
-            if not busy:
-                return done
+            admitted, tails = self._admit()
+            if not busy and not admitted:
+                return []
             device = self.net.device
-            free = len(self.owner) - len(busy)
-            if not self.waiting and free >= max(1, len(self.owner) // 4):
-                # Nobody is waiting for the free slots: drop them (one copy of the cache).
-                index = torch.tensor(busy, device=device)
-                self.slots.keep(index)
-                self.owner = [self.owner[s] for s in busy]
-                self.lengths = self.lengths.index_select(0, index)
-                self.last = self.last.index_select(0, index)
-                busy = list(range(len(self.owner)))
-            self.slots.ensure(int(self.lengths.max()) + 1)
-            logits = _step(self.net, self.slots, self.prefix_kv, len(self.prefix), self.last, self.lengths)
-            index = torch.tensor(busy, device=device)
-            if len(busy) < len(self.owner):  # free slots were computed too (cheaper than a copy): ignored
-                logits = logits.index_select(0, index)
-            self.lengths[index] += 1  # free slots keep theirs: nothing reads them
-            return done + self._settle(busy, logits, index)
+            decoding = torch.tensor(busy, dtype=torch.long, device=device)
+            lengths = self.lengths.index_select(0, decoding)
+            self.slots.ensure(max([int(lengths.max()) + 1 if busy else 0, *map(len, tails)]))
+            logits = _step(
+                self.net, self.slots, self.prefix_kv, len(self.prefix),
+                decoding, self.last.index_select(0, decoding), lengths, tails, admitted,
+            )  # fmt: skip
+            new = torch.tensor(admitted, dtype=torch.long, device=device)
+            self.lengths[decoding] += 1
+            self.lengths[new] = torch.tensor([len(t) for t in tails], dtype=torch.long, device=device)
+            rows = busy + admitted
+            return self._settle(rows, logits, torch.cat([decoding, new]))
 
-    def _free(self) -> int:
-        return self.width - len(self.owner) + self.owner.count(None)
-
-    def _admit(self) -> list:
+    def _admit(self) -> tuple[list[int], list[list[int]]]:
+        """Waiting requests into free slots (new ones while under `width`): (slots, their tails),
+        up to PREFILL_TOKENS tail tokens a step."""
         import torch
 
-        device = self.net.device
         free = [s for s, o in enumerate(self.owner) if o is None]
         grow = min(self.width - len(self.owner), len(self.waiting) - len(free))
-        if grow > 0:  # new slots (the stream's first requests, or after slots were dropped)
+        if grow > 0:  # new slots: the stream's first requests, or more arrived than it held
             free += list(range(len(self.owner), len(self.owner) + grow))
             self.owner += [None] * grow
             self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(grow)])
@@ -398,17 +416,17 @@ class Stream:
                 self.slots = _Slots(self.net, len(self.owner), FIRST_CAPACITY)
             else:
                 self.slots.widen(len(self.owner))
-        admitted = free[: len(self.waiting)]
-        tails = []
-        for s in admitted:
+        admitted, tails, tokens = [], [], 0
+        for s in free:
+            if not self.waiting or (tails and tokens + len(self.waiting[0][1]) > PREFILL_TOKENS):
+                break
             request, tail, budget = self.waiting.popleft()
             self.owner[s] = request
             self.tokens[request], self.budgets[request] = [], budget
+            admitted.append(s)
             tails.append(tail)
-        logits = _admit(self.net, self.slots, self.prefix_kv, len(self.prefix), tails, admitted)
-        index = torch.tensor(admitted, device=device)
-        self.lengths[index] = torch.tensor([len(t) for t in tails], device=device)
-        return self._settle(admitted, logits, index)
+            tokens += len(tail)
+        return admitted, tails
 
     def _settle(self, rows: list[int], logits, index) -> list:
         """Each row's next token chosen and recorded; the finished requests, their slots freed."""
@@ -454,14 +472,97 @@ def _prefix(net: _Llama, tokens: Sequence[int]):
     return kept
 
 
-def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[int]], rows: list[int]):
-    """Prefill new rows' tails into their slots; the logits of each tail's last token [n, vocab].
+def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, decoding, last, lengths, tails, admitted):
+    """One forward over the busy slots' next tokens and the admitted rows' tails; the logits of
+    each busy slot's token, then of each tail's last token: [len(decoding) + len(tails), vocab].
 
-    The tails are packed into one sequence for the model's products, without padding (the demo's
-    tails run from 25 to 47 tokens: padded to each admission's longest, a quarter of the tokens
-    were padding). Only their own causal attention lays them out per row, right-padded with copies of the
-    row's last token: a row's suffix starts at slot position 0, and under the causal mask no real
-    token sees the padding after it (which later steps overwrite or mask).
+    `decoding` [B]: the busy slots, feeding `last` [B] at suffix position `lengths` [B]; `tails`
+    go into the slots `admitted`, from suffix position 0. Everything is one packed sequence for
+    the model's products: [1, B + tail tokens], no padding. Every query attends to the one prefix
+    copy together (`_prefix_part`), and to its own row's suffix: a decode token to its slot's
+    cache, a tail token causally to its own tail.
+    """
+    import torch
+
+    device = net.device
+    b = last.shape[0]
+    ids = torch.cat([last, torch.tensor([token for tail in tails for token in tail], dtype=torch.long, device=device)])
+    positions = torch.cat([shared + lengths, *(shared + torch.arange(len(tail), device=device) for tail in tails)])
+    decode = _decode_attention(net, slots, decoding, lengths) if b else None
+    prefill = _tail_attention(net, slots, tails, admitted) if tails else None
+
+    def attend(layer, q, k, v):  # q [1, H, N, d], k/v [1, KV, N, d]: decode tokens first, then the tails
+        parts = []
+        if decode is not None:
+            parts.append(decode(layer, q[:, :, :b], k[:, :, :b], v[:, :, :b]))
+        if prefill is not None:
+            parts.append(prefill(layer, q[:, :, b:], k[:, :, b:], v[:, :, b:]))
+        own, own_lse = (torch.cat(part, dim=2) for part in zip(*parts)) if len(parts) > 1 else parts[0]
+        if prefix_kv is None:
+            return own
+        return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+
+    hidden = net.forward(ids[None], positions[None], attend)[0]
+    ends = [b + end - 1 for end in accumulate(map(len, tails))]
+    return net.logits(hidden[torch.tensor([*range(b), *ends], dtype=torch.long, device=device)])
+
+
+def _decode_attention(net: _Llama, slots: _Slots, decoding, lengths) -> Callable:
+    """attend(layer, q, k, v) for one new token per busy slot (q [1, H, B, d]): its keys and values
+    written at the slot's length, its query against the slot's suffix up to and including them.
+    `decoding` [B]: the busy slots, `lengths` [B] theirs. Returns (output [1, H, B, d], lse [1, H, B]).
+
+    The product runs over every slot when at least half are busy: the others' outputs (free slots,
+    or slots whose new tails this same step writes) are computed and dropped, which costs less
+    than gathering the busy slots' caches, a copy of every layer's cache at every step that a
+    stream admits a row. With few busy slots (a stream's last answers) it gathers them.
+    """
+    import torch
+
+    b, width = decoding.shape[0], slots.keys[0].shape[0]
+    span = int(lengths.max()) + 1
+    whole = 2 * b >= width
+    every = whole and b == width and bool((decoding == torch.arange(width, device=decoding.device)).all())
+    rows = width if whole else b
+    # Each slot sees its own suffix up to and including the token written now (the others'
+    # rows see their first position at least: finite, and dropped).
+    seen = (
+        lengths
+        if not whole or every
+        else torch.zeros(width, dtype=torch.long, device=net.device).index_copy(0, decoding, lengths)
+    )
+    mask = torch.zeros((rows, 1, 1, span), dtype=net.dtype, device=net.device)
+    mask.masked_fill_((torch.arange(span, device=net.device)[None, :] > seen[:, None])[:, None, None], float("-inf"))
+
+    def attend(layer, q, k, v):
+        keys, values = slots.keys[layer], slots.values[layer]
+        keys[decoding, :, lengths] = k[0].transpose(0, 1)
+        values[decoding, :, lengths] = v[0].transpose(0, 1)
+        keys, values = keys[:, :, :span], values[:, :, :span]
+        # The group's query heads of one key/value head read it together: [B, KV, group, d].
+        grouped = q[0].transpose(0, 1).reshape(b, net.kv_heads, net.group, net.head_dim)
+        if not whole:
+            keys, values = keys.index_select(0, decoding), values.index_select(0, decoding)
+        elif not every:
+            grouped = grouped.new_zeros((width, *grouped.shape[1:])).index_copy(0, decoding, grouped)
+        out, lse = attention(grouped, keys, values, scale=net.scale, mask=mask)
+        if whole and not every:
+            out, lse = out.index_select(0, decoding), lse.index_select(0, decoding)
+        return out.reshape(b, net.heads, net.head_dim).transpose(0, 1)[None], lse.reshape(b, net.heads).T[None]
+
+    return attend
+
+
+def _tail_attention(net: _Llama, slots: _Slots, tails: list[list[int]], rows: list[int]) -> Callable:
+    """attend(layer, q, k, v) for new rows' tails packed back to back (q [1, H, N, d]): their keys
+    and values written into their slots from position 0, each tail attending causally to itself.
+    Returns (output [1, H, N, d], lse [1, H, N]).
+
+    Only this causal attention lays the tails out per row, right-padded with copies of the row's
+    last token: a row's suffix starts at slot position 0, and under the causal mask no real token
+    sees the padding after it (which later steps overwrite or mask). The model's products run over
+    the packed tokens (the demo's tails run from 25 to 47 tokens: padded to each admission's
+    longest, a quarter of the tokens were padding).
     """
     import torch
 
@@ -469,8 +570,6 @@ def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[
     n, t = len(tails), max(map(len, tails))
     lengths = [len(tail) for tail in tails]
     starts = [0, *accumulate(lengths)][:-1]  # each tail's first index in the packed sequence
-    ids = torch.tensor([[token for tail in tails for token in tail]], dtype=torch.long, device=device)
-    positions = torch.cat([shared + torch.arange(length, device=device) for length in lengths])[None, :]
     # padded[i, j]: the packed index of row i's token j; real[m]: where packed token m sits in the
     # padded rows, flattened.
     padded = torch.tensor(
@@ -478,7 +577,6 @@ def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[
     )
     real = torch.tensor([i * t + j for i, length in enumerate(lengths) for j in range(length)], device=device)
     index = torch.tensor(rows, device=device)
-    slots.ensure(t + 1)
 
     def attend(layer, q, k, v):
         qp, kp, vp = (x[0][:, padded].transpose(0, 1) for x in (q, k, v))  # [n, heads, t, d]
@@ -487,40 +585,10 @@ def _admit(net: _Llama, slots: _Slots, prefix_kv, shared: int, tails: list[list[
         own, own_lse = attention(qp, _expand(kp, net.group), _expand(vp, net.group), scale=net.scale, causal=True)
         heads = own.shape[1]
         own = own.transpose(0, 1).reshape(heads, n * t, -1)[:, real][None]  # packed again: [1, heads, N, d]
-        if prefix_kv is None:
-            return own
         own_lse = own_lse.transpose(0, 1).reshape(heads, n * t)[:, real][None]
-        return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+        return own, own_lse
 
-    hidden = net.forward(ids, positions, attend)
-    ends = torch.tensor([start + length - 1 for start, length in zip(starts, lengths)], device=device)
-    return net.logits(hidden[0, ends])
-
-
-def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, last, lengths):
-    """One token for every slot: `last` [B] at suffix position `lengths` [B]; logits [B, vocab]."""
-    import torch
-
-    b = last.shape[0]
-    rows = torch.arange(b, device=net.device)
-    span = int(lengths.max()) + 1
-    # Each slot sees its own suffix up to and including the token written now.
-    mask = torch.zeros((b, 1, 1, span), dtype=net.dtype, device=net.device)
-    mask.masked_fill_((torch.arange(span, device=net.device)[None, :] > lengths[:, None])[:, None, None], float("-inf"))
-
-    def attend(layer, q, k, v):
-        keys, values = slots.keys[layer], slots.values[layer]
-        keys[rows, :, lengths] = k[:, :, 0]
-        values[rows, :, lengths] = v[:, :, 0]
-        # The group's query heads of one key/value head read it together: [B, KV, group, d].
-        grouped = q.reshape(b, net.kv_heads, net.group, net.head_dim)
-        own, own_lse = attention(grouped, keys[:, :, :span], values[:, :, :span], scale=net.scale, mask=mask)
-        if prefix_kv is not None:
-            own = merge(*_prefix_part(net, grouped, prefix_kv[layer]), own, own_lse)
-        return own.reshape(b, net.heads, 1, net.head_dim)
-
-    hidden = net.forward(last[:, None], (shared + lengths)[:, None], attend)
-    return net.logits(hidden[:, -1])
+    return attend
 
 
 def _prefix_part(net: _Llama, q, kv):
