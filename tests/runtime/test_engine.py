@@ -108,6 +108,24 @@ def test_an_admitted_tail_rides_in_the_busy_rows_step(model):
     assert seen == [len(PREFIX), first + second, 1 + third, 2]
 
 
+def test_a_step_admits_tails_up_to_its_token_budget(model, monkeypatch):
+    """PREFILL_TOKENS bounds the tail tokens one step admits (a tail longer than it alone), and
+    the answers are the same as admitting them all at once."""
+    monkeypatch.setattr(engine, "PREFILL_TOKENS", 4)
+    seen: list[int] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
+    try:
+        ours = decode(model, PROMPTS, max_new_tokens=6, eos=set(), pad=0)
+    finally:
+        hook.remove()
+    theirs = decode(model, PROMPTS, max_new_tokens=6, eos=set(), pad=0, engine="transformers")
+    assert ours == theirs
+    tails = [len(p) - len(PREFIX) for p in PROMPTS]  # 2, 3, 4, 5, 2, 3, 4
+    # The first tail alone (2 + 3 > 4), then one decode token with the second tail's 3, ...
+    assert seen[1:3] == [tails[0], 1 + tails[1]]
+    assert sum(seen[1:]) == sum(tails) + sum(6 - 1 for _ in PROMPTS)  # every token once
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_packed_linear_layers_give_the_models_own_logits(model, dtype):
     """The engine's linear layers run from weights packed once for oneDNN (q/k/v and gate/up as
