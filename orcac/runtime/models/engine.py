@@ -287,7 +287,7 @@ class _Slots:
                 cache[i] = grown
 
     def widen(self, width: int) -> None:
-        """`width` slots (new ones empty): after slots were dropped and requests arrived again."""
+        """`width` slots (new ones empty): more requests arrived than the stream has slots for."""
         for cache in (self.keys, self.values):
             for i, old in enumerate(cache):
                 wider = old.new_zeros((width, *old.shape[1:]))
@@ -394,11 +394,9 @@ class Stream:
                 self.net, self.slots, self.prefix_kv, len(self.prefix),
                 decoding, self.last.index_select(0, decoding), lengths, tails, admitted,
             )  # fmt: skip
-            new = torch.tensor(admitted, dtype=torch.long, device=device)
             self.lengths[decoding] += 1
-            self.lengths[new] = torch.tensor([len(t) for t in tails], dtype=torch.long, device=device)
-            rows = busy + admitted
-            return self._settle(rows, logits, torch.cat([decoding, new]))
+            self.lengths[admitted] = torch.tensor([len(t) for t in tails], dtype=torch.long, device=device)
+            return self._settle(busy + admitted, logits)
 
     def _admit(self) -> tuple[list[int], list[list[int]]]:
         """Waiting requests into free slots (new ones while under `width`): (slots, their tails),
@@ -428,8 +426,9 @@ class Stream:
             tokens += len(tail)
         return admitted, tails
 
-    def _settle(self, rows: list[int], logits, index) -> list:
-        """Each row's next token chosen and recorded; the finished requests, their slots freed."""
+    def _settle(self, rows: list[int], logits) -> list:
+        """Each row's next token chosen and recorded (`logits` in `rows`' order); the finished
+        requests, their slots freed."""
         import torch
 
         requests = [self.owner[s] for s in rows]
@@ -438,7 +437,7 @@ class Stream:
             ended = torch.isin(chosen, self.eos_ids).tolist()
         else:
             ended = [False] * len(rows)
-        self.last[index] = chosen
+        self.last[rows] = chosen
         done = []
         for slot, request, token, stop in zip(rows, requests, chosen.tolist(), ended):
             reason = None
@@ -522,7 +521,7 @@ def _decode_attention(net: _Llama, slots: _Slots, decoding, lengths) -> Callable
     b, width = decoding.shape[0], slots.keys[0].shape[0]
     span = int(lengths.max()) + 1
     whole = 2 * b >= width
-    every = whole and b == width and bool((decoding == torch.arange(width, device=decoding.device)).all())
+    every = b == width  # `decoding` holds distinct slots in order: all of them, 0..width-1
     rows = width if whole else b
     # Each slot sees its own suffix up to and including the token written now (the others'
     # rows see their first position at least: finite, and dropped).
