@@ -28,11 +28,40 @@ def test_merging_two_softmax_parts_is_attention_over_all_keys():
     assert torch.allclose(engine.merge(*first, *second), whole, atol=1e-5)
 
 
-def test_the_engine_runs_for_llama_and_gives_the_transformers_loops_tokens(model):
+@pytest.mark.parametrize("one_softmax_queries", [engine.ONE_SOFTMAX_QUERIES, 0])
+def test_the_engine_runs_for_llama_and_gives_the_transformers_loops_tokens(model, monkeypatch, one_softmax_queries):
+    """Both ways a decode step attends: the prefix's and the suffix's scores in one softmax (few
+    rows), or the flash kernel over the prefix merged with the suffix (many)."""
+    monkeypatch.setattr(engine, "ONE_SOFTMAX_QUERIES", one_softmax_queries)
     assert engine.supports(model)
     ours = decode(model, PROMPTS, max_new_tokens=12, eos=set(), pad=0)
     theirs = decode(model, PROMPTS, max_new_tokens=12, eos=set(), pad=0, engine="transformers")
     assert ours == theirs
+
+
+@pytest.mark.parametrize("one_softmax_queries", [engine.ONE_SOFTMAX_QUERIES, 0])
+def test_every_steps_logits_are_the_models_own_forward_over_the_sequence_so_far(
+    model, monkeypatch, one_softmax_queries
+):
+    """Decode rows, a tail riding in their step, both ways of attending: each row's logits are
+    what the model's own forward gives for its prompt and the tokens chosen so far."""
+    monkeypatch.setattr(engine, "ONE_SOFTMAX_QUERIES", one_softmax_queries)
+    steps: list = []
+
+    def pick(logits, requests):
+        steps.append((list(requests), logits.clone()))
+        return logits.argmax(dim=-1)
+
+    prompts = PROMPTS[:4]
+    engine.stream(model, prompts, [4] * 4, eos=set(), pad=0, shared=len(PREFIX), batch_size=3, pick=pick)
+    so_far = [list(prompt) for prompt in prompts]
+    for requests, logits in steps:
+        for row, request in enumerate(requests):
+            with torch.inference_mode():
+                theirs = model(input_ids=torch.tensor([so_far[request]])).logits[0, -1]
+            assert torch.allclose(logits[row], theirs, atol=1e-4), (request, len(so_far[request]))
+            so_far[request].append(int(logits[row].argmax()))
+    assert [len(s) - len(p) for s, p in zip(so_far, prompts)] == [4] * 4
 
 
 def test_a_stream_through_a_small_batch_gives_each_prompt_its_own_answer(model):
@@ -150,3 +179,25 @@ def test_the_packed_linear_layers_give_the_models_own_logits(model, dtype):
     tolerance = 1e-5 if dtype == torch.float32 else 0.05 * theirs.abs().max().item()
     assert (ours - theirs).abs().max().item() <= tolerance
     assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+
+
+def test_the_packed_weights_are_kept_for_the_next_stream_until_a_weight_changes(tiny):
+    """A build decodes batch after batch: the weights are packed once, and again when one is
+    changed in place or the model is converted (then the answers are the changed model's)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    if not engine._Packed.runs(torch.device("cpu"), torch.float32):
+        pytest.skip("oneDNN does not multiply fp32 on this CPU")
+    first = engine._Llama(model).packed
+    assert engine._Llama(model).packed is first
+
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    changed = engine._Llama(model).packed
+    assert changed is not first
+    ours = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0)
+    assert ours == decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0, engine="transformers")
+
+    model.to(torch.bfloat16).to(torch.float32)  # new weights, maybe at the old ones' addresses
+    assert engine._Llama(model).packed is not changed
+    ours = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0)
+    assert ours == decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0, engine="transformers")

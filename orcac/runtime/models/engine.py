@@ -31,18 +31,21 @@ The model's own modules give the embeddings, the rotary embeddings' cos/sin (the
 and epsilon) and the rotation run as fewer operations with the same bits (`_norm`, q and k
 rotated together: a decode step is hundreds of small operations, each a few microseconds of
 dispatch); so the weights read are the model's, in its dtype (autocast's where it runs).
-The linear layers run from a copy of their weights packed once per stream into oneDNN's blocked
+The linear layers run from a copy of their weights packed once into oneDNN's blocked
 layout (`_Packed`: what vLLM's CPU backend does at load), q/k/v as one product and gate/up as
 one: the decode step's products took 10-34% less time than through `F.linear` (fp32 on AVX2
-kernels, whose `F.linear` is MKL's unpacked sgemm, and native bf16; BENCHMARKS.md). The copy lives as long
-as the stream, so the weights are the model's at the stream's start.
+kernels, whose `F.linear` is MKL's unpacked sgemm, and native bf16; BENCHMARKS.md). The copy is
+kept with the model and made again when a weight changes (`_Packed.of`), so a stream decodes
+with the weights the model has when it starts.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import accumulate
+from typing import NamedTuple
 
 SUPPORTED = ("LlamaForCausalLM",)  # SmolLM2, Llama 2/3, TinyLlama: what the layer loop below mirrors
 FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
@@ -50,6 +53,9 @@ FIRST_CAPACITY = 256  # suffix tokens per slot before the cache first grows
 # prompts wait (vLLM's max_num_batched_tokens); the demo's 64 first tails are ~2,100.
 PREFILL_TOKENS = 4096
 FEW_QUERIES = 8  # up to this many queries per head, attention in plain products (see `attention`)
+# Up to this many decode queries per key/value head (rows x group), a step's prefix and suffix
+# scores share one softmax (`_decode_attention`); above, the flash kernel is faster on the prefix.
+ONE_SOFTMAX_QUERIES = 64
 PACK_WEIGHTS = True  # linear layers from weights packed once for oneDNN (`_Packed`); False: F.linear
 
 
@@ -86,7 +92,7 @@ class _Llama:
         self.dtype = next(model.parameters()).dtype
         if torch.is_autocast_enabled(self.device.type):
             self.dtype = torch.get_autocast_dtype(self.device.type)
-        self.packed = _Packed(model, self.dtype) if PACK_WEIGHTS and _Packed.runs(self.device, self.dtype) else None
+        self.packed = _Packed.of(model, self.dtype) if PACK_WEIGHTS and _Packed.runs(self.device, self.dtype) else None
 
     def forward(self, ids, positions, attend: Callable) -> torch.Tensor:  # noqa: F821
         """Hidden states after the final norm for `ids` [n, T] at `positions` [n, T].
@@ -99,6 +105,11 @@ class _Llama:
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # for q and k as [n, T, heads, d]
+        # apply_rotary_pos_emb's x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1), as
+        # x * cos + roll(x) * cat(-sin1, sin2): x2 * -s1 is -x2 * s1 to the bit, and the negation
+        # moves from every layer's q and k to sin, once a forward.
+        half = self.head_dim // 2
+        sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         n, t = ids.shape
         rotated = self.heads + self.kv_heads  # q's heads, then k's: rotated together
         packed = self.packed
@@ -110,9 +121,9 @@ class _Llama:
             else:
                 qkv = torch.cat([attention.q_proj(h), attention.k_proj(h), attention.v_proj(h)], dim=-1)
             qkv = qkv.view(n, t, -1, self.head_dim)
-            # apply_rotary_pos_emb's formula, once for q's and k's heads side by side (same bits)
+            # apply_rotary_pos_emb's formula (same bits), once for q's and k's heads side by side
             qk = qkv[:, :, :rotated]
-            qk = (qk * cos + _rotate_half(qk) * sin).to(self.dtype)
+            qk = (qk * cos + qk.roll(half, dims=-1) * sin).to(self.dtype)
             q, k = qk[:, :, : self.heads].transpose(1, 2), qk[:, :, self.heads :].transpose(1, 2)
             v = qkv[:, :, rotated:].to(self.dtype).transpose(1, 2)
             out = attend(index, q, k, v).transpose(1, 2).reshape(n, t, -1)
@@ -130,20 +141,14 @@ class _Llama:
 def _norm(norm, x):
     """LlamaRMSNorm's forward, weight * (x / rms(x) in fp32, back in x's dtype), its five
     operations as torch's fused rms_norm: the same bits (fp32 and bf16, torch 2.13), and the
-    decode step runs 61 norms."""
+    decode step runs 61 norms. In fp32 the weight goes inside the fused call, the same bits
+    again (in bf16 it does not: its product is rounded once less)."""
     import torch
 
-    return norm.weight * torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), None, norm.variance_epsilon).to(
-        x.dtype
-    )
-
-
-def _rotate_half(x):
-    """transformers' rotate_half: the second half of the last dimension, negated, before the first."""
-    import torch
-
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    shape, epsilon = (x.shape[-1],), norm.variance_epsilon
+    if x.dtype == torch.float32 and norm.weight.dtype == torch.float32:
+        return torch.nn.functional.rms_norm(x, shape, norm.weight, epsilon)
+    return norm.weight * torch.nn.functional.rms_norm(x.float(), shape, None, epsilon).to(x.dtype)
 
 
 class _Packed:
@@ -157,6 +162,39 @@ class _Packed:
     copied anyway. Same products, other kernels: bf16's outputs are the same bits as `F.linear`'s;
     fp32's differ in the last bits (oneDNN sums in another order than MKL).
     """
+
+    @classmethod
+    def of(cls, model, dtype) -> _Packed:
+        """The model's weights packed, kept with the model for its next stream (a build decodes
+        batch after batch; packing SmolLM2-135M takes 0.3 s, 5% of 16 answers) and packed again
+        when a weight is not the one packed: replaced (`model.to`, loading), or changed in place
+        (its version counter moved). The copy lives as long as the model."""
+        weights = list(model.parameters())
+        try:
+            versions = [w._version for w in weights]
+        except RuntimeError:  # weights made under inference_mode keep no version: never kept
+            return cls(model, dtype)
+        kept = _PACKED.get(model)
+        if (
+            kept is not None
+            and kept.dtype == dtype
+            and kept.versions == versions
+            # a weak reference to each weight's storage: a new tensor at a freed one's address
+            # is not mistaken for it
+            and all(ref() is w.untyped_storage() for ref, w in zip(kept.storages, weights, strict=True))
+            and kept.addresses == [w.data_ptr() for w in weights]
+        ):
+            return kept.packed
+        _PACKED.pop(model, None)  # the stale copy goes before the new one is made
+        packed = cls(model, dtype)
+        _PACKED[model] = _Kept(
+            dtype,
+            versions,
+            [weakref.ref(w.untyped_storage()) for w in weights],
+            [w.data_ptr() for w in weights],
+            packed,
+        )
+        return packed
 
     @staticmethod
     def runs(device, dtype) -> bool:
@@ -191,6 +229,19 @@ class _Packed:
         """The model's MLP, down(act(gate(h)) * up(h)), with gate and up in one product."""
         gate, up = self.gate_up[index](h).chunk(2, dim=-1)
         return self.down[index](mlp.act_fn(gate) * up)
+
+
+class _Kept(NamedTuple):
+    """A model's packed copy and what its weights were when it was made."""
+
+    dtype: object
+    versions: list[int]
+    storages: list[weakref.ref]
+    addresses: list[int]
+    packed: _Packed
+
+
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Kept, gone with the model
 
 
 def _packed(dtype, *linears) -> Callable:
@@ -487,7 +538,7 @@ def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, decoding, last, le
     b = last.shape[0]
     ids = torch.cat([last, torch.tensor([token for tail in tails for token in tail], dtype=torch.long, device=device)])
     positions = torch.cat([shared + lengths, *(shared + torch.arange(len(tail), device=device) for tail in tails)])
-    decode = _decode_attention(net, slots, decoding, lengths) if b else None
+    decode = _decode_attention(net, slots, prefix_kv, decoding, lengths) if b else None
     prefill = _tail_attention(net, slots, tails, admitted) if tails else None
 
     def attend(layer, q, k, v):  # q [1, H, N, d], k/v [1, KV, N, d]: decode tokens first, then the tails
@@ -495,21 +546,31 @@ def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, decoding, last, le
         if decode is not None:
             parts.append(decode(layer, q[:, :, :b], k[:, :, :b], v[:, :, :b]))
         if prefill is not None:
-            parts.append(prefill(layer, q[:, :, b:], k[:, :, b:], v[:, :, b:]))
-        own, own_lse = (torch.cat(part, dim=2) for part in zip(*parts)) if len(parts) > 1 else parts[0]
-        if prefix_kv is None:
-            return own
-        return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+            tail_q = q[:, :, b:]
+            own, own_lse = prefill(layer, tail_q, k[:, :, b:], v[:, :, b:])
+            if prefix_kv is not None:
+                own = merge(*_prefix_part(net, tail_q, prefix_kv[layer]), own, own_lse)
+            parts.append(own)
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
 
     hidden = net.forward(ids[None], positions[None], attend)[0]
     ends = [b + end - 1 for end in accumulate(map(len, tails))]
     return net.logits(hidden[torch.tensor([*range(b), *ends], dtype=torch.long, device=device)])
 
 
-def _decode_attention(net: _Llama, slots: _Slots, decoding, lengths) -> Callable:
+def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) -> Callable:
     """attend(layer, q, k, v) for one new token per busy slot (q [1, H, B, d]): its keys and values
-    written at the slot's length, its query against the slot's suffix up to and including them.
-    `decoding` [B]: the busy slots, `lengths` [B] theirs. Returns (output [1, H, B, d], lse [1, H, B]).
+    written at the slot's length, its query against the shared prefix and the slot's suffix up to
+    and including them, in one softmax. `decoding` [B]: the busy slots, `lengths` [B] theirs.
+    Returns the output [1, H, B, d].
+
+    Up to ONE_SOFTMAX_QUERIES queries per key/value head, one softmax over the prefix's scores and
+    the suffix's side by side (the prefix's still one product for the whole batch against its one
+    copy): about 20 operations a layer where two attentions merged through their log-sum-exps take
+    50, and a step of a few rows is mostly such small operations (a stream's last answers, a
+    build of 16 in flight: 1.04-1.09x the step at 1-24 rows, fp32 on AVX2; BENCHMARKS.md). Above
+    it, the flash kernel over the prefix and the merge: materialising every row's prefix scores
+    cost more than the operations it saves (0.96x at 64 rows).
 
     The product runs over every slot when at least half are busy: the others' outputs (free slots,
     or slots whose new tails this same step writes) are computed and dropped, which costs less
@@ -523,15 +584,19 @@ def _decode_attention(net: _Llama, slots: _Slots, decoding, lengths) -> Callable
     whole = 2 * b >= width
     every = b == width  # `decoding` holds distinct slots in order: all of them, 0..width-1
     rows = width if whole else b
-    # Each slot sees its own suffix up to and including the token written now (the others'
-    # rows see their first position at least: finite, and dropped).
+    shared = prefix_kv[0][0].shape[2] if prefix_kv is not None else 0
+    # Each slot sees the prefix and its own suffix up to and including the token written now
+    # (the others' rows see their first position at least: finite, and dropped).
     seen = (
         lengths
         if not whole or every
         else torch.zeros(width, dtype=torch.long, device=net.device).index_copy(0, decoding, lengths)
     )
-    mask = torch.zeros((rows, 1, 1, span), dtype=net.dtype, device=net.device)
-    mask.masked_fill_((torch.arange(span, device=net.device)[None, :] > seen[:, None])[:, None, None], float("-inf"))
+    mask = torch.zeros((rows, 1, 1, shared + span), dtype=torch.float32, device=net.device)
+    hidden = torch.arange(span, device=net.device)[None, :] > seen[:, None]
+    mask[..., shared:].masked_fill_(hidden[:, None, None], float("-inf"))
+    kv_heads, group, dim = net.kv_heads, net.group, net.head_dim
+    many = shared and rows * group > ONE_SOFTMAX_QUERIES
 
     def attend(layer, q, k, v):
         keys, values = slots.keys[layer], slots.values[layer]
@@ -539,15 +604,37 @@ def _decode_attention(net: _Llama, slots: _Slots, decoding, lengths) -> Callable
         values[decoding, :, lengths] = v[0].transpose(0, 1)
         keys, values = keys[:, :, :span], values[:, :, :span]
         # The group's query heads of one key/value head read it together: [B, KV, group, d].
-        grouped = q[0].transpose(0, 1).reshape(b, net.kv_heads, net.group, net.head_dim)
+        grouped = q[0].transpose(0, 1).reshape(b, kv_heads, group, dim)
         if not whole:
             keys, values = keys.index_select(0, decoding), values.index_select(0, decoding)
         elif not every:
             grouped = grouped.new_zeros((width, *grouped.shape[1:])).index_copy(0, decoding, grouped)
-        out, lse = attention(grouped, keys, values, scale=net.scale, mask=mask)
+        # k and v are a slice of the preallocated cache (its capacity strides). In bf16 a product
+        # over the slice took 4x as long as copying it and multiplying the copy (64 rows, AVX-512
+        # bf16, one thread); in fp32 the product over the slice is twice as fast as copy and
+        # product (64 rows, AVX2, torch 2.13: BENCHMARKS.md).
+        if keys.dtype != torch.float32:
+            keys, values = keys.contiguous(), values.contiguous()
+        if many:  # the prefix through the flash kernel (`_prefix_part`), merged with the suffix's softmax
+            out, lse = attention(grouped, keys, values, scale=net.scale, mask=mask[..., shared:])
+            if whole and not every:
+                out, lse = out.index_select(0, decoding), lse.index_select(0, decoding)
+            own, own_lse = out.reshape(b, net.heads, dim).transpose(0, 1)[None], lse.reshape(b, net.heads).T[None]
+            return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+        scores = torch.matmul(grouped, keys.transpose(-1, -2))  # [rows, KV, group, span]
+        if shared:
+            prefix_keys, prefix_values = prefix_kv[layer]  # [1, KV, P, d]: one read for every row
+            flat = grouped.transpose(0, 1).reshape(kv_heads, rows * group, dim)
+            on_prefix = torch.matmul(flat, prefix_keys[0].transpose(-1, -2))
+            scores = torch.cat([on_prefix.view(kv_heads, rows, group, shared).transpose(0, 1), scores], dim=-1)
+        probs = torch.softmax(scores.float() * net.scale + mask, dim=-1).to(values.dtype)
+        out = torch.matmul(probs[..., shared:], values)
+        if shared:
+            weights = probs[..., :shared].transpose(0, 1).reshape(kv_heads, rows * group, shared)
+            out = out + torch.matmul(weights, prefix_values[0]).view(kv_heads, rows, group, dim).transpose(0, 1)
         if whole and not every:
-            out, lse = out.index_select(0, decoding), lse.index_select(0, decoding)
-        return out.reshape(b, net.heads, net.head_dim).transpose(0, 1)[None], lse.reshape(b, net.heads).T[None]
+            out = out.index_select(0, decoding)
+        return out.reshape(b, net.heads, dim).transpose(0, 1)[None]
 
     return attend
 
