@@ -542,16 +542,22 @@ def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, decoding, last, le
     prefill = _tail_attention(net, slots, tails, admitted) if tails else None
 
     def attend(layer, q, k, v):  # q [1, H, N, d], k/v [1, KV, N, d]: decode tokens first, then the tails
-        parts = []
+        done, parts = None, []  # done: the decode rows' output with the prefix in; parts: (own, lse)
         if decode is not None:
-            parts.append(decode(layer, q[:, :, :b], k[:, :, :b], v[:, :, :b]))
+            out, lse = decode(layer, q[:, :, :b], k[:, :, :b], v[:, :, :b])
+            if lse is None:
+                done = out
+            else:
+                parts.append((out, lse))
         if prefill is not None:
-            tail_q = q[:, :, b:]
-            own, own_lse = prefill(layer, tail_q, k[:, :, b:], v[:, :, b:])
-            if prefix_kv is not None:
-                own = merge(*_prefix_part(net, tail_q, prefix_kv[layer]), own, own_lse)
-            parts.append(own)
-        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+            parts.append(prefill(layer, q[:, :, b:], k[:, :, b:], v[:, :, b:]))
+        if not parts:
+            return done
+        own, own_lse = (torch.cat(part, dim=2) for part in zip(*parts)) if len(parts) > 1 else parts[0]
+        if prefix_kv is not None:  # every query still without it, against the prefix at once
+            rest = q[:, :, b:] if done is not None else q
+            own = merge(*_prefix_part(net, rest, prefix_kv[layer]), own, own_lse)
+        return own if done is None else torch.cat([done, own], dim=2)
 
     hidden = net.forward(ids[None], positions[None], attend)[0]
     ends = [b + end - 1 for end in accumulate(map(len, tails))]
@@ -560,17 +566,19 @@ def _step(net: _Llama, slots: _Slots, prefix_kv, shared: int, decoding, last, le
 
 def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) -> Callable:
     """attend(layer, q, k, v) for one new token per busy slot (q [1, H, B, d]): its keys and values
-    written at the slot's length, its query against the shared prefix and the slot's suffix up to
-    and including them, in one softmax. `decoding` [B]: the busy slots, `lengths` [B] theirs.
-    Returns the output [1, H, B, d].
+    written at the slot's length, its query against the slot's suffix up to and including them.
+    `decoding` [B]: the busy slots, `lengths` [B] theirs. Returns (output [1, H, B, d], lse
+    [1, H, B]) for the caller to merge with the prefix's part, or (output, None) with the prefix
+    already in:
 
     Up to ONE_SOFTMAX_QUERIES queries per key/value head, one softmax over the prefix's scores and
     the suffix's side by side (the prefix's still one product for the whole batch against its one
     copy): about 20 operations a layer where two attentions merged through their log-sum-exps take
     50, and a step of a few rows is mostly such small operations (a stream's last answers, a
-    build of 16 in flight: 1.04-1.09x the step at 1-24 rows, fp32 on AVX2; BENCHMARKS.md). Above
-    it, the flash kernel over the prefix and the merge: materialising every row's prefix scores
-    cost more than the operations it saves (0.96x at 64 rows).
+    build of 16 in flight: 1.04-1.10x the step at 1-16 rows, fp32 on AVX2; BENCHMARKS.md). Above
+    it, the suffix alone: the flash kernel over the prefix, for these rows and any tails admitted
+    in the step at once, and the merge were faster than every row's prefix scores materialised
+    (0.96x at 64 rows).
 
     The product runs over every slot when at least half are busy: the others' outputs (free slots,
     or slots whose new tails this same step writes) are computed and dropped, which costs less
@@ -615,12 +623,11 @@ def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) 
         # product (64 rows, AVX2, torch 2.13: BENCHMARKS.md).
         if keys.dtype != torch.float32:
             keys, values = keys.contiguous(), values.contiguous()
-        if many:  # the prefix through the flash kernel (`_prefix_part`), merged with the suffix's softmax
+        if many:  # the suffix's softmax alone: the caller merges it with the prefix's (flash kernel)
             out, lse = attention(grouped, keys, values, scale=net.scale, mask=mask[..., shared:])
             if whole and not every:
                 out, lse = out.index_select(0, decoding), lse.index_select(0, decoding)
-            own, own_lse = out.reshape(b, net.heads, dim).transpose(0, 1)[None], lse.reshape(b, net.heads).T[None]
-            return merge(*_prefix_part(net, q, prefix_kv[layer]), own, own_lse)
+            return out.reshape(b, net.heads, dim).transpose(0, 1)[None], lse.reshape(b, net.heads).T[None]
         scores = torch.matmul(grouped, keys.transpose(-1, -2))  # [rows, KV, group, span]
         if shared:
             prefix_keys, prefix_values = prefix_kv[layer]  # [1, KV, P, d]: one read for every row
@@ -634,7 +641,7 @@ def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) 
             out = out + torch.matmul(weights, prefix_values[0]).view(kv_heads, rows, group, dim).transpose(0, 1)
         if whole and not every:
             out = out.index_select(0, decoding)
-        return out.reshape(b, net.heads, dim).transpose(0, 1)[None]
+        return out.reshape(b, net.heads, dim).transpose(0, 1)[None], None
 
     return attend
 
