@@ -3,6 +3,7 @@
     git show REV:orcac/runtime/models/engine.py > /tmp/engine_REV.py
     .venv/bin/python -m benchmarks.ab_engine /tmp/engine_REV.py [--prompts 256] [--width 64]
                                              [--max-tokens 128] [--rounds 4] [--precision fp32]
+                                             [--steps 1,4,16,64]
 
 The working tree's engine ("new") against the file given ("old", loaded under another module
 name, so both run on the same loaded model), on the demo's prompts (benchmarks/bench_generation.py:
@@ -11,6 +12,11 @@ the step_by_step strategy with its two demonstrations, then an arithmetic questi
 before each, the floor at `--width` (bench_engine.floor: the model's forward for that many new
 tokens with no context), so each round's tokens/s is read against a floor measured beside it
 (on a shared machine the floor itself moves by a fifth). Wall seconds, torch's threads.
+
+`--steps`: instead of the stream, the decode step alone with every one of B rows busy (no
+admission, no row finishing; bench_engine.steady_step's setting), for each B: the two versions'
+streams built side by side, then 8 steps of each, alternating for `--rounds` rounds; the best
+round of each. A stream of 16 spends most of its steps at a few rows (its last answers).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--steps", default="", help="row counts: time the decode step alone at each (see above)")
     args = parser.parse_args()
 
     import torch
@@ -60,6 +67,9 @@ def main() -> None:
         )
 
     run(old, ids[:4]), run(new, ids[:4])  # warm up
+    if args.steps:
+        steps(model, ids, [int(b) for b in args.steps.split(",")], old, new, args.rounds)
+        return
     seconds: dict[str, list[float]] = {"old": [], "new": []}
     floors, answers = [], {}
     for round_ in range(args.rounds):
@@ -80,6 +90,32 @@ def main() -> None:
     for i, top in enumerate(floors):
         o, n = tokens / seconds["old"][i], tokens / seconds["new"][i]
         print(f"{i + 1:5} | {top:11.0f} | {o:8.1f} ({o / top:.2f}) | {n:8.1f} ({n / top:.2f}) | {n / o:.3f}x")
+
+
+def steps(model, ids: list, batches: list[int], old, new, rounds: int) -> None:
+    """ms per decode step with every row busy, old against new, for each row count."""
+    from orcac.runtime.models.generation import shared_prefix
+
+    def busy(engine, batch: int):
+        chunk = ids[:batch]
+        stream = engine.Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
+        for i, prompt in enumerate(chunk):
+            stream.add(i, prompt, 10_000)
+        for _ in range(3):  # the admission and two warm steps
+            stream.step()
+        return stream
+
+    print("rows | old ms/step | new ms/step | new/old speed")
+    for batch in batches:
+        streams = {"old": busy(old, batch), "new": busy(new, batch)}
+        best = {"old": float("inf"), "new": float("inf")}
+        for round_ in range(rounds):
+            for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
+                started = time.perf_counter()
+                for _ in range(8):
+                    streams[name].step()
+                best[name] = min(best[name], (time.perf_counter() - started) / 8 * 1e3)
+        print(f"{batch:4} | {best['old']:11.1f} | {best['new']:11.1f} | {best['old'] / best['new']:.3f}x", flush=True)
 
 
 if __name__ == "__main__":
