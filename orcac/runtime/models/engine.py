@@ -573,12 +573,12 @@ def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) 
 
     Up to ONE_SOFTMAX_QUERIES queries per key/value head, one softmax over the prefix's scores and
     the suffix's side by side (the prefix's still one product for the whole batch against its one
-    copy): about 20 operations a layer where two attentions merged through their log-sum-exps take
-    50, and a step of a few rows is mostly such small operations (a stream's last answers, a
-    build of 16 in flight: 1.04-1.10x the step at 1-16 rows, fp32 on AVX2; BENCHMARKS.md). Above
-    it, the suffix alone: the flash kernel over the prefix, for these rows and any tails admitted
-    in the step at once, and the merge were faster than every row's prefix scores materialised
-    (0.96x at 64 rows).
+    copy): 17 operations a layer fewer than two attentions merged through their log-sum-exps (86
+    for 103 at one row), and a step of a few rows is mostly such small operations (a stream's
+    last answers; in a build of 16 in flight, a third of the steps). Above it, the suffix alone:
+    the flash kernel over the prefix, for these rows and any tails admitted in the step at once,
+    and the merge were faster than every row's prefix scores materialised (0.96-0.98x at 32-64
+    rows; BENCHMARKS.md).
 
     The product runs over every slot when at least half are busy: the others' outputs (free slots,
     or slots whose new tails this same step writes) are computed and dropped, which costs less
