@@ -94,20 +94,11 @@ def main() -> None:
 
 def steps(model, ids: list, batches: list[int], old, new, rounds: int) -> None:
     """ms per decode step with every row busy, old against new, for each row count."""
-    from orcac.runtime.models.generation import shared_prefix
-
-    def busy(engine, batch: int):
-        chunk = ids[:batch]
-        stream = engine.Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
-        for i, prompt in enumerate(chunk):
-            stream.add(i, prompt, 10_000)
-        for _ in range(3):  # the admission and two warm steps
-            stream.step()
-        return stream
+    from benchmarks.bench_engine import busy_stream
 
     print("rows | old ms/step | new ms/step | new/old speed")
     for batch in batches:
-        streams = {"old": busy(old, batch), "new": busy(new, batch)}
+        streams = {"old": busy_stream(old, model, ids, batch), "new": busy_stream(new, model, ids, batch)}
         best = {"old": float("inf"), "new": float("inf")}
         for round_ in range(rounds):
             for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):

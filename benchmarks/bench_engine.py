@@ -55,20 +55,28 @@ def steady_step(model, ids: list, batch: int, steps: int = 10, packed: bool = Tr
     """Tokens/s of the engine's decode step with all `batch` rows busy (no prefill, no row done);
     `packed=False`: its linear layers through F.linear."""
     from orcac.runtime.models import engine
+
+    was, engine.PACK_WEIGHTS = engine.PACK_WEIGHTS, packed and engine.PACK_WEIGHTS
+    try:
+        stream = busy_stream(engine, model, ids, batch)
+    finally:
+        engine.PACK_WEIGHTS = was
+    _, seconds = timed(lambda: [stream.step() for _ in range(steps)])
+    return batch * steps / seconds
+
+
+def busy_stream(engine, model, ids: list, batch: int):
+    """A Stream of `engine` (the module) with the first `batch` prompts admitted and two warm
+    steps taken: every later step decodes all `batch` rows (their budgets never run out)."""
     from orcac.runtime.models.generation import shared_prefix
 
     chunk = ids[:batch]
-    was, engine.PACK_WEIGHTS = engine.PACK_WEIGHTS, packed and engine.PACK_WEIGHTS
-    try:
-        stream = engine.Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
-    finally:
-        engine.PACK_WEIGHTS = was
+    stream = engine.Stream(model, chunk[0][: shared_prefix(chunk)], width=batch, eos=set(), pad=0)
     for i, prompt in enumerate(chunk):
         stream.add(i, prompt, 10_000)
     for _ in range(3):  # the admission (prefill) and two warm steps
         stream.step()
-    _, seconds = timed(lambda: [stream.step() for _ in range(steps)])
-    return batch * steps / seconds
+    return stream
 
 
 def timed(run) -> tuple[list, float]:
