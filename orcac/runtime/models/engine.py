@@ -11,8 +11,9 @@ forward with a DynamicCache) for every other architecture. Why each part:
   a teacher batch share a long prefix (system message and demonstrations: 227 of ~260 tokens
   for the demo). Its keys and values are computed once and kept once; at every step the whole
   batch's queries attend to that one copy in a single matrix product (one read of the prefix
-  for all rows, instead of one per row), each row attends to its own suffix cache, and the two
-  softmax parts are combined exactly through their log-sum-exps:
+  for all rows, instead of one per row) and each row to its own suffix cache. A decode step of a
+  few rows puts both parts' scores into one softmax; otherwise the two softmax parts are
+  combined exactly through their log-sum-exps (the prefix's through the flash kernel):
       out = (out_p * e^(lse_p - lse) + out_s * e^(lse_s - lse)),  lse = logaddexp(lse_p, lse_s).
 - A preallocated suffix cache: each slot's keys and values are written in place at the slot's
   length (no `torch.cat` of the whole cache per step, as DynamicCache does); it grows by
@@ -272,7 +273,8 @@ def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
     needs (public `scaled_dot_product_attention` does not), for many queries per head (the
     prefix part: 2.7x faster than plain products for 64 rows); for a few (a decode step's own
     suffix: the group's heads of one row) plain products, about twice as fast as the kernel's
-    per-problem overhead (SmolLM2, bf16, one thread).
+    per-problem overhead (SmolLM2, bf16, one thread). k and v as given: a strided slice of the
+    cache is multiplied as it is (`_decode_attention` copies it first where that is faster).
     """
     import torch
 
@@ -281,12 +283,6 @@ def attention(q, k, v, *, scale: float, mask=None, causal: bool = False):
             q, k, v, 0.0, causal, attn_mask=mask, scale=scale
         )
         return out, lse
-    # k and v may be a slice of the preallocated cache (its capacity strides). In bf16 a product
-    # over the slice took 4x as long as copying it and multiplying the copy (64 rows, AVX-512
-    # bf16, one thread); in fp32 the product over the slice is twice as fast as copy and product
-    # (64 rows, AVX2, torch 2.13: BENCHMARKS.md).
-    if k.dtype != torch.float32:
-        k, v = k.contiguous(), v.contiguous()
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
     if causal:
         t, s = q.shape[-2], k.shape[-2]
@@ -514,7 +510,7 @@ def _prefix(net: _Llama, tokens: Sequence[int]):
     kept: list = []
 
     def attend(layer, q, k, v):
-        kept.append((k, v))
+        kept.append((k.contiguous(), v.contiguous()))  # every step reads them: laid out once
         out, _ = attention(q, _expand(k, net.group), _expand(v, net.group), scale=net.scale, causal=True)
         return out
 
@@ -604,7 +600,7 @@ def _decode_attention(net: _Llama, slots: _Slots, prefix_kv, decoding, lengths) 
     hidden = torch.arange(span, device=net.device)[None, :] > seen[:, None]
     mask[..., shared:].masked_fill_(hidden[:, None, None], float("-inf"))
     kv_heads, group, dim = net.kv_heads, net.group, net.head_dim
-    many = shared and rows * group > ONE_SOFTMAX_QUERIES
+    many = shared > 0 and rows * group > ONE_SOFTMAX_QUERIES
 
     def attend(layer, q, k, v):
         keys, values = slots.keys[layer], slots.values[layer]
