@@ -201,3 +201,21 @@ def test_the_packed_weights_are_kept_for_the_next_stream_until_a_weight_changes(
     assert engine._Llama(model).packed is not changed
     ours = decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0)
     assert ours == decode(model, PROMPTS, max_new_tokens=8, eos=set(), pad=0, engine="transformers")
+
+
+def test_the_stream_profiler_times_the_streams_own_steps_and_sorts_them_by_kind(model):
+    """benchmarks/profile_stream.py drives a Stream step by step: the same answers as
+    engine.stream, every tail token counted once, the first step, then admissions and full
+    steps, then the drain."""
+    from benchmarks.profile_stream import run_stream
+
+    prompts = PROMPTS * 2  # 14 requests through 4 slots
+    steps, new_tokens, wall = run_stream(engine, model, prompts, 4, 6, set(), 0)
+    answers = engine.stream(model, prompts, [6] * len(prompts), eos=set(), pad=0, shared=len(PREFIX), batch_size=4)
+    assert new_tokens == sum(len(tokens) for tokens, _ in answers) == 6 * len(prompts)
+    assert sum(tokens for _, _, tokens, _ in steps) == sum(len(p) - len(PREFIX) for p in prompts)
+    kinds = [kind for kind, *_ in steps]
+    assert kinds[0] == "first" and kinds.count("first") == 1
+    assert {"admission", "full", "draining"} <= set(kinds)
+    assert kinds.index("draining") > max(i for i, kind in enumerate(kinds) if kind in ("admission", "full"))
+    assert 0 < sum(seconds for *_, seconds in steps) <= wall
