@@ -113,3 +113,25 @@ def test_a_student_runs_bf16_over_fp32_weights_and_a_teacher_in_cast_weights(cpu
     fp32 = precision.choose("fp32", "eval", cuda=False)
     with fp32.running("cpu"):
         assert fp32.place(torch.nn.Linear(4, 4))(torch.ones(1, 4)).dtype == torch.float32
+
+
+def test_a_local_teacher_on_a_gpu_machine_is_placed_on_the_gpu_in_the_gpus_precision(monkeypatch, tiny):
+    """The bf16 that a GPU allows is run on that GPU: left on the CPU (as it once was), the
+    teacher ran bf16 there, emulated on AVX2. The GPU is faked (this machine has none), so the
+    placement is recorded instead of done."""
+    import torch
+
+    from orcac.runtime.teachers import local_model
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert precision.device() == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert precision.device() == "cuda"
+    placed = []
+    monkeypatch.setattr(
+        precision.Precision, "place", lambda self, model, device=None: placed.append((self.name, device)) or model
+    )
+    monkeypatch.setattr(local_model, "_models", {})
+    local_model.load(local_model.LocalSettings(model=str(tiny), asker="teacher smol"))
+    assert placed == [("bf16", "cuda")]

@@ -1,8 +1,8 @@
 """Which floating-point format a model runs in, `precision = auto | bf16 | fp32`, and how it is applied.
 
     chosen = choose("auto", "teacher smol")   # Precision(name="bf16", why="auto: this CPU computes bf16 natively (amx_bf16)")
-    model = chosen.place(model, device)      # weights in `chosen.weights`, on the device
-    with chosen.running(device):             # the arithmetic: bf16 autocast for a student, nothing more for a teacher
+    model = chosen.place(model, device())    # weights in `chosen.weights`, on the GPU if there is one
+    with chosen.running(device()):           # the arithmetic: bf16 autocast for a student, nothing more for a teacher
         ...
 
 One rule for the local teacher, `orcac train` and `orcac eval`, chosen once per model here:
@@ -108,6 +108,15 @@ def _cpu_level() -> str:
         if flag in flags:
             return flag
     return "no AVX"
+
+
+def device() -> str:
+    """Where a model runs: the GPU when torch sees one, else the CPU. One answer for the local
+    teacher, eval's arms and its benchmarks, as `choose` decides bf16 on the same test: a teacher
+    left on the CPU of a GPU machine would run the GPU's bf16 there, emulated on AVX2."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def choose(precision: str, asker: str | None = None, *, cuda: bool | None = None) -> Precision:

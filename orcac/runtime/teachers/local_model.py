@@ -89,7 +89,7 @@ def load(settings: LocalSettings):
 
             chosen = precision.choose(settings.precision, settings.asker)
             lm, tokenizer = hf_models.load_causal_lm(settings.model, settings.root)
-            lm = chosen.place(lm)  # after loading: a GGUF file dequantises fastest to fp32
+            lm = chosen.place(lm, precision.device())  # after loading: a GGUF file dequantises fastest to fp32
             print(f"local teacher {settings.model}: {chosen}", file=sys.stderr, flush=True)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token

@@ -120,9 +120,7 @@ def _load_teacher(plan, name: str, root: Path):
     weights = loading.local_teacher_weights(teacher.model)
     chosen = precision.choose(teacher.precision, f"teacher {name}")
     model, tokenizer = loading.load_causal_lm(weights, root, dtype=chosen.weights)
-    import torch
-
-    model = chosen.place(model, "cuda" if torch.cuda.is_available() else "cpu")  # a GGUF file loads in fp32
+    model = chosen.place(model, precision.device())  # a GGUF file loads in fp32
     added = chat_format.prepare_tokenizer(
         tokenizer, plan.students[plan.train.student].chat_template if plan.train else "auto"
     )

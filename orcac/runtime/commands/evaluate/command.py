@@ -229,7 +229,9 @@ def answer_all(
     if name == "prompted":
         return prompted_answers(plan, root, held, db_path)
     model, tokenizer, where, chosen = load_model(name, plan, root)
-    with chosen.running(_device()):  # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
+    with chosen.running(
+        precision.device()
+    ):  # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
         answers = student_answers(name, plan, model, tokenizer, held)
     return answers, where
 
@@ -261,13 +263,7 @@ def load_model(name: str, plan, root: Path):
                 "run `orcac train` again to evaluate the current one",
                 file=sys.stderr,
             )
-    model = chosen.place(model, _device())  # a GGUF file always loads in fp32
+    model = chosen.place(model, precision.device())  # a GGUF file always loads in fp32
     model.eval()
     print(f"  {name}: {chosen}", file=sys.stderr, flush=True)
     return model, tokenizer, where, chosen
-
-
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
