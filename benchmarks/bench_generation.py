@@ -1,6 +1,7 @@
 """The local teacher's decoding: orcac's loop against transformers' `generate`, fp32 against bf16.
 
     .venv/bin/python -m benchmarks.bench_generation [--model local/smollm2-135m-instruct] [--requests 16] [--batch 16]
+                                                    [--device cuda]
 
 The prompts are the demo's: the step_by_step strategy with its two demonstrations, then an
 arithmetic question from examples/cautious_reasoner (so every prompt shares a long prefix, as
@@ -14,6 +15,8 @@ Each in fp32 and in bf16, side by side in one run. tokens/s counts the tokens ea
 up to its end of sequence (the same answers, give or take a token where the two loops' float
 rounding differs). Ratios are against generate in fp32. bf16 is only fast where the CPU has
 native bf16 (AVX-512 BF16, AMX): the script prints what orcac.runtime.models.precision would choose.
+`--device` is where the model runs: by default where the local teacher would (the GPU when torch
+sees one); on a GPU, each timing ends with the answers copied back, so it waits for the device.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ def prompts(tokenizer, n: int) -> list[list[int]]:
 def with_generate(model, tokenizer, batch: list[list[int]], max_new: int, eos: set[int]) -> int:
     import torch
 
-    encoded = tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt")
+    encoded = tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt").to(
+        model.device
+    )
     with torch.inference_mode():
         out = model.generate(
             **encoded,
@@ -80,6 +85,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: where the local teacher runs)")
     args = parser.parse_args()
 
     import torch
@@ -88,8 +94,11 @@ def main() -> None:
     from orcac.runtime.models import precision
     from orcac.runtime.models.generation import stop_ids
 
-    print(f"precision auto here: {precision.choose('auto')}; torch threads {torch.get_num_threads()}")
+    device = args.device or precision.device()
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
+    print(f"precision auto here: {precision.choose('auto', cuda=device == 'cuda')}; {where}")
     model, tokenizer = hf_models.load_causal_lm(args.model)
+    model.to(device)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     eos = stop_ids(model, tokenizer)
