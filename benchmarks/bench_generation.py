@@ -50,9 +50,8 @@ def prompts(tokenizer, n: int) -> list[list[int]]:
 def with_generate(model, tokenizer, batch: list[list[int]], max_new: int, eos: set[int]) -> int:
     import torch
 
-    encoded = tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt").to(
-        model.device
-    )
+    encoded = tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt")
+    encoded = encoded.to(model.device)
     with torch.inference_mode():
         out = model.generate(
             **encoded,

@@ -125,7 +125,7 @@ def choose(precision: str, asker: str | None = None, *, cuda: bool | None = None
     import torch
 
     if cuda is None:
-        cuda = torch.cuda.is_available()
+        cuda = device() == "cuda"
     autocast = asker in STUDENT_BLOCKS
     if precision == "fp32":
         return Precision("fp32", "as the plan says", autocast)

@@ -229,9 +229,8 @@ def answer_all(
     if name == "prompted":
         return prompted_answers(plan, root, held, db_path)
     model, tokenizer, where, chosen = load_model(name, plan, root)
-    with chosen.running(
-        precision.device()
-    ):  # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
+    # the student's arithmetic, as train ran it (orcac.runtime.models.precision)
+    with chosen.running(precision.device()):
         answers = student_answers(name, plan, model, tokenizer, held)
     return answers, where
 
