@@ -1,7 +1,8 @@
 """The decoding engine against today's static loop and against the step's floor, side by side.
 
-    .venv/bin/python -m benchmarks.bench_engine [--batches 16,64,128] [--stream 600] [--stream-batch 64]
-                                                [--max-tokens 128] [--precisions bf16,fp32] [--unpacked]
+    .venv/bin/python -m benchmarks.bench_engine [--batches 16,64,128] [--stream 300] [--stream-batch 64]
+                                                [--samples 1] [--temperature T] [--max-tokens 128]
+                                                [--precisions bf16,fp32] [--unpacked]
 
 Prompts: the demo's (the step_by_step strategy with its two demonstrations, then an arithmetic
 question from examples/cautious_reasoner: ~260 tokens, ~227 shared). Greedy. In each precision:
@@ -18,10 +19,16 @@ For each B: the engine's step with all B rows busy (its share of the floor: what
 arithmetic and attention cost beyond the weights'), beside the same step with the linear layers
 through `F.linear` instead of the weights packed once for oneDNN (engine._Packed), then B prompts as one batch through each
 loop (prefill and rows finishing included), tokens/s and its share of the floor.
-Then the stream: `--stream` prompts through `--stream-batch` rows: static batches one after
+Then the stream: `--stream` requests through `--stream-batch` rows: static batches one after
 another against the engine's stream (finished rows replaced by waiting prompts), each as a share
 of the floor at `--stream-batch`; then the engine in static batches (what refilling adds on its
-own; `--no-engine-batches` skips it).
+own; `--no-engine-batches` skips it). The demo has 300 questions: with `--samples N` the stream
+asks each question N times in a row, each request with its own seed, sampled at `--temperature`
+(0.7 unless given), as a build with `samples = N` does; with one sample it is greedy and a stream
+longer than 300 asks the questions again. Beside each loop's new tokens/s: every token through
+the model per second (the shared prefix, the tails and the decode tokens, counted at the
+embeddings) as a share of the floor, the loop's speed on the work it chose to do (the engine
+prefills a repeated prompt's tail once).
 `same` counts answers with identical tokens in both loops. The load average is printed beside
 the numbers: the machine may be shared, so the ratios measured in one run are what count
 (on a crowded machine, `--threads 1 --cpu-time` counts the process's own CPU seconds).
@@ -98,8 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local/smollm2-135m-instruct")
     parser.add_argument("--batches", default="16,64,128")
-    parser.add_argument("--stream", type=int, default=600)
+    parser.add_argument("--stream", type=int, default=300)
     parser.add_argument("--stream-batch", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=1, help="the stream asks each question this many times in a row")
+    parser.add_argument("--temperature", type=float, default=None, help="default: 0 with one sample, else 0.7")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument(
@@ -142,10 +151,11 @@ def main() -> None:
     eos = stop_ids(model, tokenizer)
     batches = [int(b) for b in args.batches.split(",") if b]
     wanted = max(batches + [args.stream])
-    ids = prompts(tokenizer, wanted)
-    # The demo's data has 300 questions: a longer stream asks them again, as a build with several
-    # samples per row does (neither loop keeps anything from one request to the next).
-    ids = [ids[i % len(ids)] for i in range(wanted)]
+    questions = prompts(tokenizer, wanted)
+    ids = [questions[i % len(questions)] for i in range(wanted)]  # the demo's data has 300 questions
+    # The stream: each question `--samples` times in a row, as a build lists a row's samples.
+    streamed = [questions[(i // args.samples) % len(questions)] for i in range(args.stream)]
+    temperature = args.temperature if args.temperature is not None else (0.7 if args.samples > 1 else 0.0)
     print(
         f"{args.model}; {len(set(map(tuple, ids)))} distinct prompts of {min(map(len, ids))}-{max(map(len, ids))} "
         f"tokens, {shared_prefix(ids)} shared; "
@@ -156,7 +166,8 @@ def main() -> None:
         flush=True,
     )
 
-    def run(engine: str, chunk: list, batch: int | None):
+    def run(engine: str, chunk: list, batch: int | None, seeds: list | None = None):
+        """Greedy, or sampled at `temperature` with a seed per prompt."""
         return decode(
             model,
             chunk,
@@ -165,7 +176,22 @@ def main() -> None:
             pad=tokenizer.pad_token_id,
             engine=engine,
             batch_size=batch,
+            temperature=temperature if seeds is not None else 0.0,
+            seeds=seeds,
         )
+
+    forwarded = [0]  # tokens through the model: every forward's input ids, at the embeddings
+
+    def count(module, inputs, out) -> None:
+        forwarded[0] += inputs[0].numel()
+
+    model.model.embed_tokens.register_forward_hook(count)
+
+    def through(run) -> tuple[list, float, int]:
+        """timed(run) and the tokens it put through the model."""
+        before = forwarded[0]
+        results, seconds = timed(run)
+        return results, seconds, forwarded[0] - before
 
     for precision in args.precisions.split(","):
         model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
@@ -193,26 +219,31 @@ def main() -> None:
                 flush=True,
             )
         if args.stream:
-            chunk, width = ids[: args.stream], args.stream_batch
-            static, static_s = timed(lambda chunk=chunk, width=width: run("transformers", chunk, width))
-            ours, ours_s = timed(lambda chunk=chunk, width=width: run("auto", chunk, width))
+            chunk, width = streamed, args.stream_batch
+            sampled = temperature > 0
+            seeds = list(range(len(chunk))) if sampled else None
+            static, static_s, static_through = through(lambda c=chunk, w=width, s=seeds: run("transformers", c, w, s))
+            ours, ours_s, ours_through = through(lambda c=chunk, w=width, s=seeds: run("auto", c, w, s))
             tokens = sum(len(r.tokens) for r in ours)
             static_rate = sum(len(r.tokens) for r in static) / static_s
             rate = tokens / ours_s
             same = sum(a == b for a, b in zip(static, ours))
             top = floor(model, width)
             print(
-                f"{precision:>5} stream of {args.stream} through {width}: static batches {static_rate:.1f} tok/s "
-                f"({static_s:.0f}s, {static_rate / top:.2f} of floor), engine stream {rate:.1f} tok/s "
-                f"({ours_s:.0f}s, {rate / top:.2f} of floor {top:.0f}): {rate / static_rate:.2f}x static; "
-                f"same {same}/{len(chunk)}  [load {load_average()}]",
+                f"{precision:>5} stream of {args.stream} ({len(set(map(tuple, chunk)))} distinct prompts, "
+                f"{'temperature ' + str(temperature) + ', a seed each' if sampled else 'greedy'}) through {width}: "
+                f"static batches {static_rate:.1f} tok/s ({static_s:.0f}s, {static_rate / top:.2f} of floor; "
+                f"through the model {static_through / static_s:.0f} tok/s, {static_through / static_s / top:.2f}), "
+                f"engine stream {rate:.1f} tok/s ({ours_s:.0f}s, {rate / top:.2f} of floor {top:.0f}; "
+                f"through the model {ours_through / ours_s:.0f} tok/s, {ours_through / ours_s / top:.2f}): "
+                f"{rate / static_rate:.2f}x static; same {same}/{len(chunk)}  [load {load_average()}]",
                 flush=True,
             )
             if not args.no_engine_batches:
                 # The engine in static batches too: what refilling the batch adds on its own.
                 _, batches_s = timed(
-                    lambda chunk=chunk, width=width: [
-                        r for i in range(0, len(chunk), width) for r in run("auto", chunk[i : i + width], None)
+                    lambda c=chunk, w=width, s=seeds: [
+                        r for i in range(0, len(c), w) for r in run("auto", c[i : i + w], None, s and s[i : i + w])
                     ]
                 )
                 print(

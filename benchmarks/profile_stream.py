@@ -35,17 +35,17 @@ def run_stream(engine, model, ids: list, width: int, max_tokens: int, eos: set, 
     prefix = ids[0][: shared_prefix(ids)]
     width = min(width, len(ids))  # as engine.stream sizes it
     stream = engine.Stream(model, prefix, width=width, eos=eos, pad=pad)
-    for i, prompt in enumerate(ids):
-        stream.add(i, prompt, max_tokens)
+    for i in engine.repeats_together(ids):  # as engine.stream adds them
+        stream.add(i, ids[i], max_tokens)
     steps, new_tokens, started = [], 0, time.perf_counter()
     while not stream.idle:
         busy = sum(owner is not None for owner in stream.owner)
-        waiting = [len(tail) for _, tail, _ in stream.waiting]
+        waiting, tails_before = len(stream.waiting), stream.tail_tokens
         began = time.perf_counter()
         done = stream.step()
         seconds = time.perf_counter() - began
-        admitted = len(waiting) - len(stream.waiting)
-        tail_tokens = sum(waiting[:admitted])
+        admitted = waiting - len(stream.waiting)
+        tail_tokens = stream.tail_tokens - tails_before
         if not steps:
             kind = "first"
         elif admitted:

@@ -205,17 +205,84 @@ def test_the_packed_weights_are_kept_for_the_next_stream_until_a_weight_changes(
 
 def test_the_stream_profiler_times_the_streams_own_steps_and_sorts_them_by_kind(model):
     """benchmarks/profile_stream.py drives a Stream step by step: the same answers as
-    engine.stream, every tail token counted once, the first step, then admissions and full
-    steps, then the drain."""
+    engine.stream, every tail token counted once (a repeat's last one), the first step, then
+    admissions and full steps, then the drain."""
     from benchmarks.profile_stream import run_stream
 
-    prompts = PROMPTS * 2  # 14 requests through 4 slots
+    prompts = PROMPTS * 2  # 14 requests through 4 slots, each prompt twice
     steps, new_tokens, wall = run_stream(engine, model, prompts, 4, 6, set(), 0)
     answers = engine.stream(model, prompts, [6] * len(prompts), eos=set(), pad=0, shared=len(PREFIX), batch_size=4)
     assert new_tokens == sum(len(tokens) for tokens, _ in answers) == 6 * len(prompts)
-    assert sum(tokens for _, _, tokens, _ in steps) == sum(len(p) - len(PREFIX) for p in prompts)
+    assert sum(tokens for _, _, tokens, _ in steps) == sum(len(p) - len(PREFIX) for p in PROMPTS) + len(PROMPTS)
     kinds = [kind for kind, *_ in steps]
     assert kinds[0] == "first" and kinds.count("first") == 1
     assert {"admission", "full", "draining"} <= set(kinds)
     assert kinds.index("draining") > max(i for i, kind in enumerate(kinds) if kind in ("admission", "full"))
     assert 0 < sum(seconds for *_, seconds in steps) <= wall
+
+
+def _forwarded(model, run) -> tuple[object, list[int]]:
+    """run()'s result and the tokens of each forward through the model."""
+    seen: list[int] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
+    try:
+        return run(), seen
+    finally:
+        hook.remove()
+
+
+def test_a_prompt_asked_again_starts_from_the_tail_its_first_asking_prefilled(model):
+    """A row's samples are one prompt asked several times, each with its own seed: its tail goes
+    through the model once, every repeat starts from a copy of it (decoding only the tail's last
+    token), and each answer is the one its prompt and seed give alone."""
+    prompts = [PROMPTS[1], PROMPTS[3], PROMPTS[1], PROMPTS[5], PROMPTS[3], PROMPTS[1]]
+    seeds = [11, 12, 13, 14, 15, 16]
+    kwargs = {"max_new_tokens": 7, "eos": set(), "pad": 0, "temperature": 1.0}
+    answers, seen = _forwarded(model, lambda: decode(model, prompts, seeds=seeds, batch_size=4, **kwargs))
+    alone = [decode(model, [p], seeds=[s], **kwargs)[0] for p, s in zip(prompts, seeds)]
+    assert answers == alone
+    assert len({tuple(a.tokens) for a in answers}) == len(prompts)  # sampled apart, not copied answers
+    distinct = {tuple(p) for p in prompts}
+    tails = sum(len(p) - len(PREFIX) for p in distinct)
+    repeats = len(prompts) - len(distinct)
+    assert sum(seen) == len(PREFIX) + tails + repeats + len(prompts) * (7 - 1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 8])
+def test_repeats_copied_into_other_slots_or_their_holders_give_the_models_own_logits(model, batch_size):
+    """Every way a repeat starts: in its holder's slot once that is free, copied into another slot
+    while the holder is still decoding or has been taken by a new tail in the same step, behind a
+    first asking prefilled in the step before. At every step each row's logits are the model's
+    own forward over its prompt and tokens so far."""
+    prompts = [PROMPTS[i] for i in (0, 2, 0, 0, 4, 2, 6, 0)]
+    budgets = [3, 9, 5, 1, 6, 2, 8, 4]
+    steps: list = []
+
+    def pick(logits, requests):
+        steps.append((list(requests), logits.clone()))
+        return logits.argmax(dim=-1)
+
+    engine.stream(model, prompts, budgets, eos=set(), pad=0, shared=len(PREFIX), batch_size=batch_size, pick=pick)
+    so_far = [list(prompt) for prompt in prompts]
+    for requests, logits in steps:
+        for row, request in enumerate(requests):
+            with torch.inference_mode():
+                theirs = model(input_ids=torch.tensor([so_far[request]])).logits[0, -1]
+            assert torch.allclose(logits[row], theirs, atol=1e-4), (request, len(so_far[request]))
+            so_far[request].append(int(logits[row].argmax()))
+    assert [len(s) - len(p) for s, p in zip(so_far, prompts)] == budgets
+
+
+def test_a_stream_fed_as_it_runs_starts_a_repeat_from_a_slot_whose_answer_finished(model):
+    """The local teacher adds requests to a running Stream: a prompt asked again after its first
+    answer finished starts from the tail its freed slot still holds (no tail prefilled again)."""
+    stream = engine.Stream(model, PREFIX, width=2, eos=set(), pad=0)
+    stream.add("first", PROMPTS[2], 2)
+    results = {}
+    while not stream.idle:
+        results.update({request: tokens for request, tokens, _ in stream.step()})
+    before = stream.tail_tokens
+    stream.add("again", PROMPTS[2], 2)
+    _, seen = _forwarded(model, lambda: [results.update({r: t for r, t, _ in stream.step()}) for _ in range(2)])
+    assert stream.tail_tokens - before == 1 and seen == [1, 1]
+    assert results["again"] == results["first"]

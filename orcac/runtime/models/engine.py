@@ -24,6 +24,12 @@ forward with a DynamicCache) for every other architecture. Why each part:
   A stream of prompts keeps the batch full instead of decoding each static batch's tail at a
   fraction of its width, and an admission costs no forward of its own: with a separate prefill
   forward, slots were refilled an eighth of the batch at a time and up to that many waited idle.
+- A prompt asked again (a row's `samples`, each with its own seed) prefills its tail once: a
+  slot's first positions keep the tail's keys and values until the slot takes another request,
+  so a repeat starts from them (in that slot once free, else from a copy) and only its tail's
+  last token goes through the model. `stream` adds a prompt's repeats right behind it. vLLM's
+  automatic prefix caching does this across requests with hashed blocks; here the slots
+  themselves are the cache, so nothing is kept beyond what the batch holds anyway.
 - Every row samples from its own generator (its request's seed), so an answer depends on its
   request alone, not on its neighbours or on when it was admitted.
 
@@ -365,8 +371,8 @@ def stream(
     decoding = Stream(
         model, prompts[0][:shared], width=min(len(prompts), batch_size or len(prompts)), eos=eos, pad=pad, pick=pick
     )
-    for i, (prompt, budget) in enumerate(zip(prompts, budgets)):
-        decoding.add(i, prompt, budget)
+    for i in repeats_together(prompts):
+        decoding.add(i, prompts[i], budgets[i])
     results: dict = {}
     while not decoding.idle:
         done = decoding.step()
@@ -375,6 +381,18 @@ def stream(
         if done and finished is not None:
             finished(len(results))
     return [results[i] for i in range(len(prompts))]
+
+
+def repeats_together(prompts: Sequence[Sequence[int]]) -> list[int]:
+    """The order to add prompts to a Stream: each prompt asked again (a row's samples) right
+    behind its first asking, so it starts from the tail that asking's slot holds (Stream._admit)
+    rather than after the slot has taken other prompts.
+
+    >>> repeats_together([[1, 2], [3], [1, 2], [4], [3]])
+    [0, 2, 1, 4, 3]
+    """
+    first: dict = {}
+    return sorted(range(len(prompts)), key=lambda i: first.setdefault(tuple(prompts[i]), i))
 
 
 class Stream:
@@ -386,7 +404,8 @@ class Stream:
             for request, tokens, reason in decoding.step(): ...
 
     Slots whose rows finished take the next waiting requests at the next step, their tails in
-    the same forward as the busy slots' tokens.
+    the same forward as the busy slots' tokens. A request whose whole tail a slot already holds
+    (the same prompt asked again: a row's samples) starts from a copy of it (`_admit`).
     """
 
     def __init__(
@@ -399,8 +418,13 @@ class Stream:
         self.width, self.pad, self.pick = width, pad, pick
         device = self.net.device
         self.eos_ids = torch.tensor(sorted(eos), device=device) if eos else None
-        self.waiting: deque = deque()  # (request, tail, budget)
+        self.waiting: deque = deque()  # (request, tail as a tuple, budget)
         self.owner: list = []  # per slot: the request it decodes, None when free
+        # The tail whose keys and values each slot's first positions hold (until the slot takes
+        # another, finished or not), and for each such tail one slot holding it.
+        self.holds: list = []
+        self.holder: dict = {}
+        self.tail_tokens = 0  # tail tokens through the model so far (a repeat's: its last one)
         self.tokens: dict = {}  # request -> its new tokens so far
         self.budgets: dict = {}
         self.slots: _Slots | None = None
@@ -415,7 +439,7 @@ class Stream:
 
     def add(self, request, prompt: Sequence[int], budget: int) -> None:
         assert self.admits(prompt), "the prompt does not start with the stream's prefix"
-        self.waiting.append((request, list(prompt)[len(self.prefix) :], budget))
+        self.waiting.append((request, tuple(prompt[len(self.prefix) :]), budget))
 
     @property
     def idle(self) -> bool:
@@ -430,10 +454,13 @@ class Stream:
 
         with torch.inference_mode():
             busy = [s for s, o in enumerate(self.owner) if o is not None]
-            admitted, tails = self._admit()
-            if not busy and not admitted:
+            admitted, tails, repeated = self._admit()
+            if not busy and not admitted and not repeated:
                 return []
             device = self.net.device
+            if repeated:
+                self._start_from_held(repeated)
+                busy = sorted(busy + [slot for slot, _, _ in repeated])  # they decode their tail's last token
             decoding = torch.tensor(busy, dtype=torch.long, device=device)
             lengths = self.lengths.index_select(0, decoding)
             self.slots.ensure(max([int(lengths.max()) + 1 if busy else 0, *map(len, tails)]))
@@ -443,11 +470,21 @@ class Stream:
             )  # fmt: skip
             self.lengths[decoding] += 1
             self.lengths[admitted] = torch.tensor([len(t) for t in tails], dtype=torch.long, device=device)
+            for slot, tail in zip(admitted, tails):
+                self._hold(slot, tail)
+            self.tail_tokens += sum(map(len, tails)) + len(repeated)
             return self._settle(busy + admitted, logits)
 
-    def _admit(self) -> tuple[list[int], list[list[int]]]:
-        """Waiting requests into free slots (new ones while under `width`): (slots, their tails),
-        up to PREFILL_TOKENS tail tokens a step."""
+    def _admit(self) -> tuple[list[int], list[tuple], list[tuple[int, int, tuple]]]:
+        """Waiting requests into free slots (new ones while under `width`): (slots whose tails this
+        step prefills, those tails, repeats), up to PREFILL_TOKENS tail tokens a step.
+
+        A repeat is a request whose whole tail some slot holds already, busy or not (the same
+        prompt asked again: a build's samples of one row, each with its own seed): it takes that
+        slot if it is free, else another with the tail's keys and values copied in, and decodes
+        the tail's last token in this step's forward: (slot, holding slot, tail). A request whose
+        tail this same step prefills for another waits for the next step, and starts from it then.
+        """
         import torch
 
         free = [s for s, o in enumerate(self.owner) if o is None]
@@ -455,23 +492,65 @@ class Stream:
         if grow > 0:  # new slots: the stream's first requests, or more arrived than it held
             free += list(range(len(self.owner), len(self.owner) + grow))
             self.owner += [None] * grow
+            self.holds += [None] * grow
             self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(grow)])
             self.last = torch.cat([self.last, self.last.new_full((grow,), self.pad)])
             if self.slots is None:
                 self.slots = _Slots(self.net, len(self.owner), FIRST_CAPACITY)
             else:
                 self.slots.widen(len(self.owner))
-        admitted, tails, tokens = [], [], 0
-        for s in free:
-            if not self.waiting or (tails and tokens + len(self.waiting[0][1]) > PREFILL_TOKENS):
+        admitted, tails, repeated, tokens = [], [], [], 0
+        later: list = []  # repeats of a tail this step prefills
+        while free and self.waiting and len(later) < self.width:
+            request, tail, budget = self.waiting[0]
+            holding = self.holder.get(tail)
+            if holding is not None:
+                slot = holding if holding in free else free[0]
+                free.remove(slot)
+                repeated.append((slot, holding, tail))
+            elif tail in tails:
+                later.append(self.waiting.popleft())
+                continue
+            elif tails and tokens + len(tail) > PREFILL_TOKENS:
                 break
-            request, tail, budget = self.waiting.popleft()
-            self.owner[s] = request
+            else:
+                slot = free.pop(0)
+                admitted.append(slot)
+                tails.append(tail)
+                tokens += len(tail)
+            self.waiting.popleft()
+            self.owner[slot] = request
             self.tokens[request], self.budgets[request] = [], budget
-            admitted.append(s)
-            tails.append(tail)
-            tokens += len(tail)
-        return admitted, tails
+        self.waiting.extendleft(reversed(later))
+        return admitted, tails, repeated
+
+    def _start_from_held(self, repeated: list[tuple[int, int, tuple]]) -> None:
+        """Repeats' slots ready to decode their tail's last token: the tail's other keys and values
+        copied from the slot holding them (before this step's forward writes any slot), the slot's
+        length and next token set."""
+        import torch
+
+        device = self.net.device
+        copies = [(slot, holding) for slot, holding, _ in repeated if slot != holding]
+        span = max((len(tail) - 1 for slot, holding, tail in repeated if slot != holding), default=0)
+        if copies and span:
+            to, source = (torch.tensor(column, device=device) for column in zip(*copies))
+            for cache in (self.slots.keys, self.slots.values):
+                for layer in cache:
+                    layer[to, :, :span] = layer[source, :, :span]
+        slots = [slot for slot, _, _ in repeated]
+        self.lengths[slots] = torch.tensor([len(tail) - 1 for _, _, tail in repeated], device=device)
+        self.last[slots] = torch.tensor([tail[-1] for _, _, tail in repeated], device=device)
+        for slot, _, tail in repeated:
+            self._hold(slot, tail)
+
+    def _hold(self, slot: int, tail: tuple) -> None:
+        """`slot`'s first positions hold `tail` from this step on (what they held before is gone)."""
+        before = self.holds[slot]
+        if before is not None and self.holder.get(before) == slot:
+            del self.holder[before]
+        self.holds[slot] = tail
+        self.holder[tail] = slot
 
     def _settle(self, rows: list[int], logits) -> list:
         """Each row's next token chosen and recorded (`logits` in `rows`' order); the finished
