@@ -40,3 +40,46 @@ def test_sampling_is_seeded_per_row(model):
     assert a == b[::-1]  # the same seed, the same answer, wherever the row is in the batch
     c = decode(model, PROMPTS[:1], max_new_tokens=8, eos=set(), pad=0, temperature=1.0, top_p=0.5, seeds=[1])
     assert len(c[0].tokens) == 8
+
+
+def _draws(logits, temperature, top_p, n: int, seed: int = 0) -> list[int]:
+    import torch
+
+    from orcac.runtime.models.generation import _sample
+
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.tensor([logits] * 100)
+    return [int(t) for _ in range(n // 100) for t in _sample(rows, temperature, top_p, [generator] * 100)]
+
+
+def test_a_sampled_token_follows_the_tempered_softmax():
+    """Each token as often as softmax(logits / T) says (within four standard errors over 20,000
+    draws), and a token of probability 0 never."""
+    import math
+
+    import torch
+
+    logits = [0.0, 1.0, 2.0, -1.0, float("-inf")]
+    draws = _draws(logits, 0.8, None, 20_000)
+    expected = torch.softmax(torch.tensor(logits) / 0.8, dim=-1).tolist()
+    for token, p in enumerate(expected):
+        seen = draws.count(token) / len(draws)
+        assert abs(seen - p) <= 4 * math.sqrt(p * (1 - p) / len(draws)) + 1e-9, (token, seen, p)
+
+
+def test_the_nucleus_is_the_smallest_set_reaching_top_p_searched_among_the_likeliest_or_all(monkeypatch):
+    """top_p keeps the likeliest tokens until their mass reaches it, renormalised; when the
+    likeliest NUCLEUS_CANDIDATES fall short the whole vocabulary is sorted, with the same draws."""
+    from orcac.runtime.models import generation
+
+    logits = [0.0, 1.5, 3.0, -1.0, 0.5]  # probabilities 0.036, 0.162, 0.728, 0.013, 0.060
+    draws = _draws(logits, 1.0, 0.8, 10_000)
+    assert set(draws) == {1, 2}  # 0.728 < 0.8, then 0.728 + 0.162 reaches it
+    assert abs(draws.count(2) / len(draws) - 0.728 / 0.890) < 0.02
+    monkeypatch.setattr(generation, "NUCLEUS_CANDIDATES", 2)
+    among_two = _draws(logits, 1.0, 0.8, 2_000, seed=5)  # 0.890 > 0.8: found among the likeliest two
+    wide = _draws(logits, 1.0, 0.9, 2_000, seed=5)  # 0.890 <= 0.9: every token sorted
+    assert set(wide) == {1, 2, 4}
+    monkeypatch.setattr(generation, "NUCLEUS_CANDIDATES", 256)
+    assert _draws(logits, 1.0, 0.8, 2_000, seed=5) == among_two
+    assert _draws(logits, 1.0, 0.9, 2_000, seed=5) == wide

@@ -280,13 +280,41 @@ def _forward_arguments(model, cache) -> dict:
 
 
 def _sample(logits, temperature: float, top_p: float | None, generators) -> torch.Tensor:  # noqa: F821
-    """One token per row from softmax(logits / T), nucleus-filtered, each row from its generator."""
+    """One token per row from softmax(logits / T), nucleus-filtered, each row from its generator.
+
+    Inverse-CDF sampling: one uniform draw per row from its generator, found in the row's
+    cumulative probabilities. `torch.multinomial` draws an exponential for every vocabulary
+    entry instead (its one-sample path): 1.2 ms a row for SmolLM2's 49,152, 77 ms of a 64-row
+    step that takes 220 ms to decode (fp32, two AVX2 cores; inverse-CDF 5 ms).
+    """
     import torch
 
     probs = torch.softmax(logits / temperature, dim=-1)
+    ids = None  # the vocabulary ids of `probs`' columns where they are not 0..V-1
     if top_p is not None and top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        cumulative = sorted_probs.cumsum(dim=-1)
-        sorted_probs[(cumulative - sorted_probs) > top_p] = 0.0  # keep the smallest set reaching top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.stack([torch.multinomial(probs[b], 1, generator=g)[0] for b, g in enumerate(generators)])
+        probs, ids = _nucleus(probs, top_p)
+    cumulative = probs.cumsum(dim=-1)
+    total = cumulative[:, -1:]
+    draws = torch.stack([torch.rand((), generator=g, device=g.device) for g in generators])[:, None]
+    # u * total < total, kept so where float rounding would reach it: a column past the end
+    wanted = torch.minimum(draws * total, torch.nextafter(total, torch.zeros_like(total)))
+    picked = torch.searchsorted(cumulative, wanted, right=True)  # the first column whose sum passes it
+    return (picked if ids is None else ids.gather(-1, picked))[:, 0]
+
+
+NUCLEUS_CANDIDATES = 256  # the likeliest tokens searched first for the nucleus (all, where they fall short)
+
+
+def _nucleus(probs, top_p: float) -> tuple:
+    """(probabilities, their vocabulary ids), most likely first, zero past the smallest set that
+    reaches `top_p`. Sorting SmolLM2's vocabulary for 64 rows took 128 ms; the likeliest
+    NUCLEUS_CANDIDATES (6 ms) hold the nucleus unless a row's mass is spread wider."""
+    import torch
+
+    top, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
+    # strictly more than top_p: then the first token left out is past the nucleus
+    if not bool((top.sum(dim=-1) > top_p).all()):
+        top, ids = probs.sort(dim=-1, descending=True)
+    cumulative = top.cumsum(dim=-1)
+    top = top.masked_fill((cumulative - top) > top_p, 0.0)  # keep the smallest set reaching top_p
+    return top, ids
