@@ -11,9 +11,9 @@ change to sys.path.
 Each script runs as its own process with smaller inputs (the arguments below); the ratios it
 prints are read from its output by the patterns beside them, so a script that stops printing
 one fails here instead of leaving a blank. Quick mode loads the 135M demo model only in
-bench_generation and bench_loading: the local-teacher benchmark runs on the tests' tiny random
-Llama (tests/support/tiny_model.py), whose batching speed-up is the same mechanism at a smaller
-size. Quick numbers are a smoke test of each benchmark and a rough ratio; BENCHMARKS.md holds
+bench_generation, bench_sampling and bench_loading: the local-teacher benchmark runs on the
+tests' tiny random Llama (tests/support/tiny_model.py), whose batching speed-up is the same
+mechanism at a smaller size. Quick numbers are a smoke test of each benchmark and a rough ratio; BENCHMARKS.md holds
 the full runs.
 """
 
@@ -114,6 +114,17 @@ BENCHES = (
         "bench_generation.py",
         ("--requests", "8", "--batch", "8", "--max-tokens", "24", "--precisions", "fp32"),
         (Ratio("orcac decode / transformers generate (135M, fp32)", r"orcac fp32 ([\d.]+)x", "> 1"),),
+    ),
+    Bench(
+        "bench_sampling.py",
+        ("--rows", "64"),
+        (
+            Ratio(
+                "sampled token, multinomial / orcac (64 rows, top_p 0.95)",
+                r"^\s*64 \|\s+0\.95 \|.*\|\s+([\d.]+)x$",
+                "> 1",
+            ),
+        ),
     ),
     Bench(
         "bench_memory.py",
