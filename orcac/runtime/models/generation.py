@@ -309,7 +309,6 @@ def _nucleus(probs, top_p: float) -> tuple:
     """(probabilities, their vocabulary ids), most likely first, zero past the smallest set that
     reaches `top_p`. Sorting SmolLM2's vocabulary for 64 rows took 128 ms; the likeliest
     NUCLEUS_CANDIDATES (6 ms) hold the nucleus unless a row's mass is spread wider."""
-    import torch
 
     top, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
     # strictly more than top_p: then the first token left out is past the nucleus
