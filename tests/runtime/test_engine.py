@@ -46,14 +46,19 @@ def test_every_steps_logits_are_the_models_own_forward_over_the_sequence_so_far(
     """Decode rows, a tail riding in their step, both ways of attending: each row's logits are
     what the model's own forward gives for its prompt and the tokens chosen so far."""
     monkeypatch.setattr(engine, "ONE_SOFTMAX_QUERIES", one_softmax_queries)
+    _every_step_is_the_models_own_forward(model, PROMPTS[:4], [4] * 4, batch_size=3)
+
+
+def _every_step_is_the_models_own_forward(model, prompts: list, budgets: list[int], batch_size: int) -> None:
+    """A greedy stream of `prompts`: at every step each row's logits are the model's own forward
+    over its prompt and the tokens chosen so far, and every answer runs to its budget."""
     steps: list = []
 
     def pick(logits, requests):
         steps.append((list(requests), logits.clone()))
         return logits.argmax(dim=-1)
 
-    prompts = PROMPTS[:4]
-    engine.stream(model, prompts, [4] * 4, eos=set(), pad=0, shared=len(PREFIX), batch_size=3, pick=pick)
+    engine.stream(model, prompts, budgets, eos=set(), pad=0, shared=len(PREFIX), batch_size=batch_size, pick=pick)
     so_far = [list(prompt) for prompt in prompts]
     for requests, logits in steps:
         for row, request in enumerate(requests):
@@ -61,7 +66,7 @@ def test_every_steps_logits_are_the_models_own_forward_over_the_sequence_so_far(
                 theirs = model(input_ids=torch.tensor([so_far[request]])).logits[0, -1]
             assert torch.allclose(logits[row], theirs, atol=1e-4), (request, len(so_far[request]))
             so_far[request].append(int(logits[row].argmax()))
-    assert [len(s) - len(p) for s, p in zip(so_far, prompts)] == [4] * 4
+    assert [len(s) - len(p) for s, p in zip(so_far, prompts)] == budgets
 
 
 def test_a_stream_through_a_small_batch_gives_each_prompt_its_own_answer(model):
@@ -255,22 +260,7 @@ def test_repeats_copied_into_other_slots_or_their_holders_give_the_models_own_lo
     first asking prefilled in the step before. At every step each row's logits are the model's
     own forward over its prompt and tokens so far."""
     prompts = [PROMPTS[i] for i in (0, 2, 0, 0, 4, 2, 6, 0)]
-    budgets = [3, 9, 5, 1, 6, 2, 8, 4]
-    steps: list = []
-
-    def pick(logits, requests):
-        steps.append((list(requests), logits.clone()))
-        return logits.argmax(dim=-1)
-
-    engine.stream(model, prompts, budgets, eos=set(), pad=0, shared=len(PREFIX), batch_size=batch_size, pick=pick)
-    so_far = [list(prompt) for prompt in prompts]
-    for requests, logits in steps:
-        for row, request in enumerate(requests):
-            with torch.inference_mode():
-                theirs = model(input_ids=torch.tensor([so_far[request]])).logits[0, -1]
-            assert torch.allclose(logits[row], theirs, atol=1e-4), (request, len(so_far[request]))
-            so_far[request].append(int(logits[row].argmax()))
-    assert [len(s) - len(p) for s, p in zip(so_far, prompts)] == budgets
+    _every_step_is_the_models_own_forward(model, prompts, [3, 9, 5, 1, 6, 2, 8, 4], batch_size)
 
 
 def test_a_stream_fed_as_it_runs_starts_a_repeat_from_a_slot_whose_answer_finished(model):
