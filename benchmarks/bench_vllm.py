@@ -1,7 +1,8 @@
 """orcac's decoding engine against vLLM's CPU build, side by side, on the same token ids.
 
     .venv/bin/python -m benchmarks.bench_vllm [--inflight 16,64,128] [--rounds 2] [--max-tokens 128]
-                                              [--precision bf16] [--vllm-python /work/vllm-venv/bin/python]
+                                              [--precision bf16] [--samples 1] [--temperature T]
+                                              [--vllm-python /work/vllm-venv/bin/python]
 
 vLLM lives in its own virtual environment (BENCHMARKS.md, "orcac's engine against vLLM", has
 the install steps) and is never imported by orcac: this script starts it as a subprocess, the
@@ -24,6 +25,12 @@ same way for both; `same` counts answers with identical tokens. Seconds of the g
 alone (model loading and warm-up excluded), both wall seconds and CPU seconds: orcac's
 process's, and vLLM's front end, engine core and worker processes together (on a shared
 machine wall seconds measure the neighbours too; the load average is printed beside them).
+
+`--samples N`: a build's rejection sampling instead of greedy answers. N in flight are N / S
+questions asked S times each at `--temperature` (0.7 unless given): vLLM gets each question once
+with `n = S` (its parallel sampling, which shares the prompt among the samples), orcac the
+question S times in a row with a seed each (as the local teacher gets a row's samples). The
+draws differ, so `same` is not counted; both count the tokens of every sample.
 
 Threads: vLLM binds its worker's OpenMP threads itself (VLLM_CPU_OMP_THREADS_BIND, "auto" by
 default, which on x86 keeps one core for its scheduler: one compute thread on a 2-core machine);
@@ -70,8 +77,10 @@ def serve(spec_path: str) -> None:
         seed=0,
         **({"block_size": spec["block_size"]} if spec["block_size"] else {}),
     )
+    samples = spec.get("samples", 1)
     params = SamplingParams(
-        temperature=0.0,
+        temperature=spec.get("temperature", 0.0),
+        n=samples,
         max_tokens=spec["max_tokens"],
         stop_token_ids=spec["eos"],
         detokenize=False,  # orcac's loop returns token ids too
@@ -95,15 +104,16 @@ def serve(spec_path: str) -> None:
     def generate(n: int) -> tuple[list[list[int]], float, float, int]:
         llm.reset_prefix_cache()  # each round computes its prompts afresh
         wall, cpu = time.perf_counter(), cpu_seconds()
-        outputs = llm.generate(prompts[:n], params, use_tqdm=False)
+        outputs = llm.generate(prompts[: n // samples], params, use_tqdm=False)
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         answers, cached = [], 0
         for output in outputs:
             cached += output.num_cached_tokens or 0
-            tokens = list(output.outputs[0].token_ids)
-            if tokens and tokens[-1] in eos:  # vLLM keeps the stop token; orcac's answers do not
-                tokens.pop()
-            answers.append(tokens)
+            for sample in output.outputs:
+                tokens = list(sample.token_ids)
+                if tokens and tokens[-1] in eos:  # vLLM keeps the stop token; orcac's answers do not
+                    tokens.pop()
+                answers.append(tokens)
         return answers, wall, cpu, cached
 
     generate(2)  # warm up
@@ -179,6 +189,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--threads", type=int, default=None, help="orcac's torch threads (default: torch's)")
+    parser.add_argument("--samples", type=int, default=1, help="each question asked this many times (see above)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: 0 with one sample, else 0.7")
     parser.add_argument(
         "--vllm-block-size",
         type=int,
@@ -218,19 +230,34 @@ def main() -> None:
     model.to(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     eos = stop_ids(model, tokenizer)
     sizes = [int(n) for n in args.inflight.split(",") if n]
-    ids = prompts(tokenizer, max(sizes))
+    if any(n % args.samples for n in sizes):
+        sys.exit(f"--inflight {args.inflight}: each a multiple of --samples {args.samples}")
+    temperature = args.temperature if args.temperature is not None else (0.7 if args.samples > 1 else 0.0)
+    ids = prompts(tokenizer, max(sizes) // args.samples)
+    asked = [prompt for prompt in ids for _ in range(args.samples)]  # orcac's requests: a row's samples in a row
 
     flags = cpu_flags()
     print(
         f"{args.model} from {model_dir}; {args.precision} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
         f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}); prompts of {min(map(len, ids))}-{max(map(len, ids))} "
-        f"tokens, {shared_prefix(ids)} shared; greedy, up to {args.max_tokens} new tokens; "
+        f"tokens, {shared_prefix(ids)} shared; "
+        f"{f'{args.samples} samples a question at temperature {temperature}' if args.samples > 1 or temperature else 'greedy'}, "
+        f"up to {args.max_tokens} new tokens; "
         f"torch threads {torch.get_num_threads()}; load average {load_average()}",
         flush=True,
     )
 
     def orcac(n: int):
-        return decode(model, ids[:n], max_new_tokens=args.max_tokens, eos=eos, pad=tokenizer.pad_token_id, batch_size=n)
+        return decode(
+            model,
+            asked[:n],
+            max_new_tokens=args.max_tokens,
+            eos=eos,
+            pad=tokenizer.pad_token_id,
+            batch_size=n,
+            temperature=temperature,
+            seeds=list(range(n)) if temperature else None,
+        )
 
     orcac(2)  # warm up
     worker = VllmWorker(
@@ -245,6 +272,8 @@ def main() -> None:
             "max_num_seqs": max(sizes),
             "kv_cache_bytes": 2 * 2**30,  # 128 rows x 420 tokens take about 1.2 GiB in bf16
             "block_size": args.vllm_block_size,
+            "samples": args.samples,
+            "temperature": temperature,
         },
         Path(args.log),
     )
@@ -271,13 +300,13 @@ def main() -> None:
                 their_rate, our_rate = their_tokens / theirs["seconds"], our_tokens / ours_s
                 their_per_cpu, our_per_cpu = their_tokens / theirs["cpu_seconds"], our_tokens / ours_cpu
                 ratios.append(our_rate / their_rate)
-                same = sum(list(a) == r.tokens for a, r in zip(theirs["answers"], ours))
+                same = "-" if temperature else sum(list(a) == r.tokens for a, r in zip(theirs["answers"], ours))
                 print(
                     f"{n:9} | {round_:5} | {their_rate:6.1f} ({their_tokens}, {theirs['seconds']:.1f}) {their_per_cpu:6.1f} "
                     f"| {our_rate:6.1f} ({our_tokens}, {ours_s:.1f}) {our_per_cpu:6.1f} "
                     f"| {our_rate / their_rate:5.2f}x {our_per_cpu / their_per_cpu:5.2f}x "
                     f"| {same}/{n} | {load_average()}; vLLM's prompt tokens from its prefix cache: "
-                    f"{theirs['cached_prompt_tokens']} of {sum(map(len, ids[:n]))}",
+                    f"{theirs['cached_prompt_tokens']} of {sum(map(len, ids[: n // args.samples]))}",
                     flush=True,
                 )
             print(f"{n:9} | orcac/vLLM wall {min(ratios):.2f}-{max(ratios):.2f}x over {args.rounds} rounds", flush=True)
