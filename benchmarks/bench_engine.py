@@ -97,6 +97,13 @@ def timed(run) -> tuple[list, float]:
 CPU_TIME = False  # --cpu-time: a shared machine's wall clock measures the neighbours too
 
 
+def sampling_temperature(samples: int, temperature: float | None) -> float:
+    """`--temperature` as given, else a build's: greedy with one sample, 0.7 with several."""
+    if temperature is not None:
+        return temperature
+    return 0.7 if samples > 1 else 0.0
+
+
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -155,7 +162,7 @@ def main() -> None:
     ids = [questions[i % len(questions)] for i in range(wanted)]  # the demo's data has 300 questions
     # The stream: each question `--samples` times in a row, as a build lists a row's samples.
     streamed = [questions[(i // args.samples) % len(questions)] for i in range(args.stream)]
-    temperature = args.temperature if args.temperature is not None else (0.7 if args.samples > 1 else 0.0)
+    temperature = sampling_temperature(args.samples, args.temperature)
     print(
         f"{args.model}; {len(set(map(tuple, ids)))} distinct prompts of {min(map(len, ids))}-{max(map(len, ids))} "
         f"tokens, {shared_prefix(ids)} shared; "

@@ -214,7 +214,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from benchmarks.bench_engine import load_average
+    from benchmarks.bench_engine import load_average, sampling_temperature
     from benchmarks.bench_generation import prompts
     from orcac.runtime.models import loading as hf_models
     from orcac.runtime.models.generation import decode, shared_prefix, stop_ids
@@ -232,7 +232,8 @@ def main() -> None:
     sizes = [int(n) for n in args.inflight.split(",") if n]
     if any(n % args.samples for n in sizes):
         sys.exit(f"--inflight {args.inflight}: each a multiple of --samples {args.samples}")
-    temperature = args.temperature if args.temperature is not None else (0.7 if args.samples > 1 else 0.0)
+    temperature = sampling_temperature(args.samples, args.temperature)
+    sampling = f"{args.samples} samples a question at temperature {temperature}" if temperature else "greedy"
     ids = prompts(tokenizer, max(sizes) // args.samples)
     asked = [prompt for prompt in ids for _ in range(args.samples)]  # orcac's requests: a row's samples in a row
 
@@ -241,8 +242,7 @@ def main() -> None:
         f"{args.model} from {model_dir}; {args.precision} (avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
         f"amx_bf16 {'yes' if 'amx_bf16' in flags else 'no'}); prompts of {min(map(len, ids))}-{max(map(len, ids))} "
         f"tokens, {shared_prefix(ids)} shared; "
-        f"{f'{args.samples} samples a question at temperature {temperature}' if args.samples > 1 or temperature else 'greedy'}, "
-        f"up to {args.max_tokens} new tokens; "
+        f"{sampling}, up to {args.max_tokens} new tokens; "
         f"torch threads {torch.get_num_threads()}; load average {load_average()}",
         flush=True,
     )

@@ -13,8 +13,8 @@ prints are read from its output by the patterns beside them, so a script that st
 one fails here instead of leaving a blank. Quick mode loads the 135M demo model only in
 bench_generation, bench_sampling and bench_loading: the local-teacher benchmark runs on the
 tests' tiny random Llama (tests/support/tiny_model.py), whose batching speed-up is the same
-mechanism at a smaller size. Quick numbers are a smoke test of each benchmark and a rough ratio; BENCHMARKS.md holds
-the full runs.
+mechanism at a smaller size. Quick numbers are a smoke test of each benchmark and a rough
+ratio; BENCHMARKS.md holds the full runs.
 """
 
 from __future__ import annotations

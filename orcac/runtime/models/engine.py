@@ -531,10 +531,10 @@ class Stream:
         import torch
 
         device = self.net.device
-        copies = [(slot, holding) for slot, holding, _ in repeated if slot != holding]
-        span = max((len(tail) - 1 for slot, holding, tail in repeated if slot != holding), default=0)
-        if copies and span:
-            to, source = (torch.tensor(column, device=device) for column in zip(*copies))
+        copies = [(slot, holding, tail) for slot, holding, tail in repeated if slot != holding]
+        span = max((len(tail) - 1 for *_, tail in copies), default=0)
+        if span:
+            to, source = (torch.tensor(column, device=device) for column in list(zip(*copies))[:2])
             for cache in (self.slots.keys, self.slots.values):
                 for layer in cache:
                     layer[to, :, :span] = layer[source, :, :span]
